@@ -1,0 +1,33 @@
+"""Command line: score the test split with a trained workdir and write DIR/eval/.
+
+  python -m anogan_tf.evaluate --workdir=runs/mnist0 [--test_examples=500]
+
+Settings come from the workdir's flags.txt; flags given here override them.
+"""
+
+from absl import flags
+
+from anogan_tf import flags as anogan_flags
+
+flags.DEFINE_string("workdir", None, "A trained workdir (holding generator.keras and flags.txt).")
+anogan_flags.define_config_flags()
+FLAGS = flags.FLAGS
+
+
+def main():
+  from anogan_tf import evaluate_lib
+  from anogan_tf.errors import AnoganError
+  if not FLAGS.workdir:
+    raise AnoganError("--workdir is required; name a trained workdir, e.g. --workdir=runs/mnist0")
+  base = anogan_flags.workdir_config(FLAGS.workdir)
+  if base is None:
+    raise AnoganError(f"{FLAGS.workdir} holds no flags.txt: not a trained workdir; train first with "
+                      f"python -m anogan_tf.train --workdir={FLAGS.workdir}")
+  metrics = evaluate_lib.evaluate(anogan_flags.config_from_flags(base), FLAGS.workdir)
+  print(f"AUROC {metrics['auroc']:.4f}  AUPRC {metrics['auprc']:.4f}  "
+        f"({metrics['n_normal']} normal, {metrics['n_anomalous']} anomalous, "
+        f"{metrics['images_per_second']:.1f} images/s); figures in {FLAGS.workdir}/eval/")
+
+
+if __name__ == "__main__":
+  anogan_flags.run(main)

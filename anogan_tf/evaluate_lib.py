@@ -1,0 +1,93 @@
+"""One-class evaluation: map the test split, score every image, write metrics and figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from anogan_tf import plots
+from anogan_tf.config import Config
+from anogan_tf.data import load_one_class
+from anogan_tf.errors import AnoganError
+from anogan_tf.io_utils import write_text
+from anogan_tf.mapper import LatentMapper
+
+GALLERY_SIZE = 8
+
+
+def load_models(workdir: str):
+  """The trained generator and discriminator of a workdir (its .keras files)."""
+  import keras
+  import anogan_tf  # noqa: F401  registers the classes with Keras
+  models = []
+  for name in ("generator", "discriminator"):
+    path = os.path.join(workdir, f"{name}.keras")
+    if not os.path.exists(path):
+      raise AnoganError(f"{path} is missing; train first: python -m anogan_tf.train --workdir={workdir} ...")
+    try:
+      models.append(keras.models.load_model(path))
+    except Exception as e:  # Keras raises many types for damaged archives
+      raise AnoganError(f"{path} cannot be loaded ({type(e).__name__}); rerun training on the workdir "
+                        "to export it again") from None
+  return tuple(models)
+
+
+def evaluate(config: Config, workdir: str, data=None, progress: bool = True) -> dict:
+  """Scores the test split with the workdir's models; writes workdir/eval/ and returns the metrics."""
+  from sklearn.metrics import average_precision_score, roc_auc_score
+  generator, discriminator = load_models(workdir)
+  data = data if data is not None else load_one_class(config)
+  labels = data.y_test
+  if len(np.unique(labels)) < 2:
+    raise AnoganError("the test images hold only one label, so AUROC is undefined; use more --test_examples")
+  out_dir = os.path.join(workdir, "eval")
+  os.makedirs(out_dir, exist_ok=True)
+
+  mapper = LatentMapper(generator, discriminator, **config.mapper_kwargs())
+  n = len(data.x_test)
+  score, residual, discrimination, z = [], [], [], []
+  trajectory_sum = np.zeros(sum(config.map_steps))
+  began = time.perf_counter()
+  with tqdm(total=n, desc="map", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+    for start in range(0, n, config.map_batch_size):
+      result = mapper.map(data.x_test[start:start + config.map_batch_size])
+      score.append(result.score)
+      residual.append(result.residual)
+      discrimination.append(result.discrimination)
+      z.append(result.z)
+      trajectory_sum += result.trajectory.sum(axis=0)
+      bar.update(len(result))
+  seconds = time.perf_counter() - began
+  score, residual, discrimination, z = map(np.concatenate, (score, residual, discrimination, z))
+
+  auroc = float(roc_auc_score(labels, score))
+  auprc = float(average_precision_score(labels, score))
+  metrics = {"auroc": auroc, "auprc": auprc, "n_normal": int(np.sum(labels == 0)),
+             "n_anomalous": int(np.sum(labels == 1)), "seconds": round(seconds, 3),
+             "images_per_second": round(n / seconds, 3), "dataset": config.dataset,
+             "normal_classes": list(config.normal_classes), "lam": config.lam,
+             "map_steps": list(config.map_steps), "map_lrs": list(config.map_lrs), "seed": config.seed,
+             "test_examples": n}
+  write_text(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
+  rows = ["index,label,class,score,residual,discrimination"]
+  rows += [f"{i},{l},{c},{s:.8g},{r:.8g},{d:.8g}" for i, l, c, s, r, d in
+           zip(data.test_indices, labels, data.classes_test, score, residual, discrimination)]
+  write_text(os.path.join(out_dir, "scores.csv"), "\n".join(rows) + "\n")
+
+  plots.roc_pr_plots(labels, score, auroc, auprc, out_dir)
+  plots.score_histogram(labels, score, os.path.join(out_dir, "score_histogram.png"))
+  plots.mapping_loss_plot(trajectory_sum / n, os.path.join(out_dir, "mapping_loss.png"))
+  order = np.argsort(score)
+  k = min(GALLERY_SIZE, n // 2) or 1
+  chosen = np.concatenate([order[::-1][:k], order[:k]])  # most anomalous, then least
+  generated = generator(z[chosen], training=False).numpy()
+  queries = data.x_test[chosen]
+  titles = [f"{'top' if i < k else 'low'} {score[j]:.3f}\nclass {data.classes_test[j]}"
+            for i, j in enumerate(chosen)]
+  plots.gallery(queries, generated, np.abs(queries - generated), titles,
+                os.path.join(out_dir, "gallery.png"))
+  return metrics

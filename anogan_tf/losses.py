@@ -1,0 +1,42 @@
+"""AnoGAN's losses (Schlegl et al. 2017, eqs. 1-3), one value per example.
+
+`reduction="mean"` is seed 000 (`tf.reduce_mean(..., axis=[1, 2, 3])`); `"sum"` is the paper's
+and seed 001's sum of absolute differences.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def _reduce(values, reduction: str):
+  flat = tf.reshape(values, (tf.shape(values)[0], -1))  # (batch, everything else)
+  return tf.reduce_sum(flat, axis=1) if reduction == "sum" else tf.reduce_mean(flat, axis=1)
+
+
+def residual_loss(x, generated, reduction: str = "mean"):
+  """L_R = |x - G(z)| reduced over pixels: (batch,)."""
+  return _reduce(tf.abs(x - generated), reduction)
+
+
+def discrimination_loss(features_x, features_generated, reduction: str = "mean"):
+  """L_D = |f(x) - f(G(z))| reduced over the discriminator features: (batch,)."""
+  return _reduce(tf.abs(features_x - features_generated), reduction)
+
+
+def anomaly_score(residual, discrimination, lam: float):
+  """A(x) = (1 - lam) * L_R + lam * L_D, per example."""
+  return (1.0 - lam) * residual + lam * discrimination
+
+
+def gan_losses(real_logits, fake_logits):
+  """Seed 000's sigmoid cross-entropy GAN losses and the discriminator's accuracy.
+
+  d_acc thresholds the logits at 0 (probability 0.5); the seed compared logits with 0.5, a bug.
+  """
+  bce = tf.nn.sigmoid_cross_entropy_with_logits
+  d_loss = (tf.reduce_mean(bce(labels=tf.ones_like(real_logits), logits=real_logits))
+            + tf.reduce_mean(bce(labels=tf.zeros_like(fake_logits), logits=fake_logits)))
+  g_loss = tf.reduce_mean(bce(labels=tf.ones_like(fake_logits), logits=fake_logits))
+  correct = tf.concat([tf.cast(real_logits > 0, tf.float32), tf.cast(fake_logits <= 0, tf.float32)], axis=0)
+  return d_loss, g_loss, tf.reduce_mean(correct)

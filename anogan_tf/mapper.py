@@ -1,0 +1,189 @@
+"""LatentMapper: AnoGAN's search for the z whose G(z) best explains a query image.
+
+z is one trainable variable for a whole batch. The loss is summed over the batch and Adam
+acts element-wise, so every image follows exactly the trajectory it would follow alone: batched
+mapping is one-by-one mapping, only faster. The whole iteration loop is one compiled function,
+traced once per batch size; z and the optimizers are reset by assignment, never rebuilt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from anogan_tf import losses
+from anogan_tf.errors import AnoganError
+
+
+@dataclasses.dataclass
+class MappingResult:
+  """Per-image results of `LatentMapper.map`; arrays have N rows, one per query image."""
+
+  score: np.ndarray  # (N,) anomaly score: the loss at the final z
+  residual: np.ndarray  # (N,) residual part L_R at the final z
+  discrimination: np.ndarray  # (N,) discrimination part L_D at the final z
+  z: np.ndarray  # (N, latent_dim) the final z
+  generated: np.ndarray  # (N, h, w, c) G(z) in [-1, 1]
+  residual_map: np.ndarray  # (N, h, w, c) |x - G(z)|, where the anomaly is
+  trajectory: np.ndarray  # (N, iterations) the loss at each iteration, before its update
+
+  def __len__(self):
+    return len(self.score)
+
+  @staticmethod
+  def concatenate(parts: Sequence["MappingResult"]) -> "MappingResult":
+    return MappingResult(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                            for f in dataclasses.fields(MappingResult)})
+
+
+class _BatchState(tf.Module):
+  """z and the stage optimizers for one batch size, with the compiled mapping loop."""
+
+  def __init__(self, mapper: "LatentMapper", size: int):
+    super().__init__(name=f"latent_mapper_{size}")
+    self.mapper = mapper
+    self.z = tf.Variable(tf.zeros((size, mapper.latent_dim)), trainable=True, name="z")
+    self.optimizers = []
+    self.snapshots = []
+    for lr in mapper.learning_rates:
+      opt = keras.optimizers.Adam(learning_rate=lr, beta_1=mapper.adam_beta_1,
+                                  beta_2=mapper.adam_beta_2, epsilon=mapper.adam_epsilon)
+      opt.build([self.z])
+      self.optimizers.append(opt)
+      # Keras 3 optimizer.variables include the learning rate and the iteration count:
+      # a reset restores this post-build snapshot rather than zeroing them.
+      self.snapshots.append([tf.constant(v.numpy()) for v in opt.variables])
+    image_spec = tf.TensorSpec((size,) + mapper.image_shape, tf.float32)
+    z_spec = tf.TensorSpec((size, mapper.latent_dim), tf.float32)
+    self.run = tf.function(self._run, input_signature=[image_spec, z_spec])
+
+  def _loss_parts(self, x, features_x):
+    m = self.mapper
+    generated = m.generator(self.z, training=False)
+    residual = losses.residual_loss(x, generated, m.reduction)
+    discrimination = losses.discrimination_loss(
+        features_x, m.discriminator.features(generated, training=False), m.reduction)
+    return generated, residual, discrimination
+
+  def _run(self, x, z0):
+    m = self.mapper
+    m.trace_count += 1  # Python side effect: runs once per trace, never per call
+    self.z.assign(z0)
+    for opt, snapshot in zip(self.optimizers, self.snapshots):
+      for variable, value in zip(opt.variables, snapshot):
+        variable.assign(value)
+    features_x = m.discriminator.features(x, training=False)  # f(x) once per batch
+    trajectory = tf.TensorArray(tf.float32, size=sum(m.steps))
+    step = tf.constant(0)
+    for opt, n in zip(self.optimizers, m.steps):
+      for _ in tf.range(n):
+        with tf.GradientTape() as tape:
+          _, residual, discrimination = self._loss_parts(x, features_x)
+          loss = losses.anomaly_score(residual, discrimination, m.lam)  # (batch,)
+          total = tf.reduce_sum(loss)  # summed, not averaged: each image its own problem
+        opt.apply_gradients([(tape.gradient(total, self.z), self.z)])
+        trajectory = trajectory.write(step, loss)
+        step += 1
+    generated, residual, discrimination = self._loss_parts(x, features_x)
+    return dict(score=losses.anomaly_score(residual, discrimination, m.lam),
+                residual=residual, discrimination=discrimination, z=tf.identity(self.z),
+                generated=generated, residual_map=tf.abs(x - generated),
+                trajectory=tf.transpose(trajectory.stack()))  # (batch, iterations)
+
+
+class LatentMapper:
+  """Finds z* = argmin_z (1 - lam) L_R(z) + lam L_D(z) for each query image; the final loss is
+  its anomaly score. Defaults are seed 000: lam 0.7, f = the discriminator's first conv after
+  its LeakyReLU, 50 Adam steps at 1e-1 then 100 at 1e-2 on a second Adam, z0 ~ U(-1, 1).
+
+  G and D are frozen and run in inference mode. `seed` fixes the stream of initial z, drawn
+  row by row, so mapping images one at a time or all at once draws the same z0 per image.
+  """
+
+  def __init__(self, generator, discriminator, lam: float = 0.7,
+               steps: Sequence[int] = (50, 100), learning_rates: Sequence[float] = (1e-1, 1e-2),
+               reduction: str = "mean", z_init: str = "uniform", z_init_std: float = 1.0,
+               adam_beta_1: float = 0.9, adam_beta_2: float = 0.999, adam_epsilon: float = 1e-8,
+               batch_size: int = 1024, seed: int = 0):
+    if len(steps) != len(learning_rates) or not steps:
+      raise AnoganError("steps and learning_rates need the same number of stages (at least one)")
+    self.generator = generator
+    self.discriminator = discriminator
+    self.lam = float(lam)
+    self.steps = tuple(int(s) for s in steps)
+    self.learning_rates = tuple(float(lr) for lr in learning_rates)
+    self.reduction = reduction
+    self.z_init = z_init
+    self.z_init_std = float(z_init_std)
+    self.adam_beta_1, self.adam_beta_2, self.adam_epsilon = adam_beta_1, adam_beta_2, adam_epsilon
+    self.batch_size = int(batch_size)
+    self.latent_dim = int(generator.latent_dim)
+    self.image_shape = tuple(generator.image_shape)
+    self.trace_count = 0
+    self._rng = np.random.default_rng(seed)
+    self._states = {}
+
+  def initial_z(self, n: int) -> np.ndarray:
+    """Draws the next n initial z (n, latent_dim) from the mapper's seeded stream."""
+    shape = (n, self.latent_dim)
+    if self.z_init == "normal":
+      return (self._rng.standard_normal(shape) * self.z_init_std).astype(np.float32)
+    return self._rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+
+  def check_images(self, images) -> np.ndarray:
+    x = np.asarray(images)
+    if x.ndim == 3 and self.image_shape[-1] == 1:
+      x = x[..., None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+      raise AnoganError(f"images have shape {tuple(x.shape)} but the model expects (N,) + {self.image_shape}; "
+                        "resize them or train a model for this shape")
+    if not np.issubdtype(x.dtype, np.floating):
+      raise AnoganError(f"images have dtype {x.dtype}; pass floats scaled to [-1, 1] (e.g. x / 127.5 - 1)")
+    x = x.astype(np.float32, copy=False)
+    if x.size and not np.isfinite(x).all():
+      raise AnoganError("images contain NaN or inf; remove or repair those images")
+    if x.size and (x.min() < -1.001 or x.max() > 1.001):
+      raise AnoganError(f"image values span [{x.min():.3g}, {x.max():.3g}], outside [-1, 1]; "
+                        "scale them as x / 127.5 - 1")
+    return x
+
+  def _state(self, size: int) -> _BatchState:
+    if size not in self._states:
+      self._states[size] = _BatchState(self, size)
+    return self._states[size]
+
+  def map(self, images, initial_z=None,
+          on_chunk: Optional[Callable[[int], None]] = None) -> MappingResult:
+    """Maps images (N, h, w, c) in [-1, 1] to the latent space, `batch_size` at a time.
+
+    initial_z (N, latent_dim), e.g. from an encoder, replaces the random start.
+    on_chunk(n) is called after each chunk of n images (for progress bars).
+    """
+    x = self.check_images(images)
+    n = len(x)
+    if n == 0:
+      raise AnoganError("no images to map; pass at least one image")
+    if initial_z is None:
+      z0 = self.initial_z(n)
+    else:
+      z0 = np.asarray(initial_z, np.float32)
+      if z0.shape != (n, self.latent_dim):
+        raise AnoganError(f"initial_z has shape {z0.shape}; expected ({n}, {self.latent_dim})")
+    size = min(self.batch_size, n)
+    state = self._state(size)
+    parts = []
+    for start in range(0, n, size):
+      xb, zb = x[start:start + size], z0[start:start + size]
+      real = len(xb)
+      if real < size:  # pad the last chunk: rows are independent, so padding changes nothing
+        xb = np.concatenate([xb, np.zeros((size - real,) + xb.shape[1:], np.float32)])
+        zb = np.concatenate([zb, np.zeros((size - real, self.latent_dim), np.float32)])
+      out = state.run(tf.constant(xb), tf.constant(zb))
+      parts.append(MappingResult(**{k: v.numpy()[:real] for k, v in out.items()}))
+      if on_chunk:
+        on_chunk(real)
+    return MappingResult.concatenate(parts)

@@ -1,0 +1,189 @@
+"""The DCGAN of seed 000 as Keras 3 subclassed models, configurable for the other presets.
+
+Seed 000 (TF1): generator Dense(7*7*32) -> BN -> LeakyReLU(0.2) -> ConvT(16, 3, s2) -> BN -> LReLU
+-> ConvT(8, 3, s2) -> BN -> LReLU -> ConvT(1, 3, s1) -> tanh; discriminator Conv(16, 3, s2) -> LReLU
+-> Conv(32, 3, s2) -> LReLU -> Flatten -> Dense(1) logits. Glorot-uniform kernels (TF1's
+xavier_initializer) and zero biases are the Keras defaults, so they need no argument.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+import keras
+import tensorflow as tf
+
+from anogan_tf.errors import AnoganError
+
+
+def _activation(kind: str, slope: float, name: str) -> keras.layers.Layer:
+  if kind == "relu":
+    return keras.layers.ReLU(name=name)
+  return keras.layers.LeakyReLU(negative_slope=slope, name=name)
+
+
+class _Stack(keras.Model):
+  """A plain chain of layers, built by shape so a fresh instance has its weights at once."""
+
+  def _build_chain(self, input_shape):
+    shape = tuple(input_shape)
+    for layer in self.chain:
+      layer.build(shape)
+      shape = layer.compute_output_shape(shape)
+    self.built = True
+
+  def _run(self, x, training, stop_at=None):
+    for layer in self.chain:
+      x = layer(x, training=training) if _takes_training(layer) else layer(x)
+      if layer.name == stop_at:
+        return x
+    return x
+
+
+def _takes_training(layer) -> bool:
+  return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
+
+
+@keras.saving.register_keras_serializable(package="anogan_tf")
+class Generator(_Stack):
+  """Maps z (batch, latent_dim) to images (batch, h, w, c) in [-1, 1] (tanh output).
+
+  Defaults are seed 000's generator for 28x28x1 (86,049 weights including BN statistics).
+  The strides multiply to the upsampling factor: the Dense layer's output is reshaped to
+  (h / prod(strides), w / prod(strides), dense_channels).
+  """
+
+  def __init__(self, latent_dim: int = 50, image_shape: Sequence[int] = (28, 28, 1),
+               dense_channels: int = 32, filters: Sequence[int] = (16, 8),
+               strides: Sequence[int] = (2, 2, 1), upsampling: str = "transpose",
+               batchnorm: bool = True, dense_batchnorm: bool = True,
+               activation: str = "leaky_relu", leaky_slope: float = 0.2,
+               bn_momentum: float = 0.99, **kwargs):
+    super().__init__(**kwargs)
+    self.latent_dim = int(latent_dim)
+    self.image_shape = tuple(int(s) for s in image_shape)
+    self.dense_channels = int(dense_channels)
+    self.filters = tuple(int(f) for f in filters)
+    self.strides = tuple(int(s) for s in strides)
+    self.upsampling = upsampling
+    self.batchnorm = bool(batchnorm)
+    self.dense_batchnorm = bool(dense_batchnorm)
+    self.activation = activation
+    self.leaky_slope = float(leaky_slope)
+    self.bn_momentum = float(bn_momentum)
+
+    h, w, c = self.image_shape
+    factor = math.prod(self.strides)
+    if len(self.strides) != len(self.filters) + 1:
+      raise AnoganError("generator strides need one entry per filter plus one for the output layer")
+    if h % factor or w % factor:
+      raise AnoganError(f"image size {h}x{w} is not divisible by the generator's upsampling factor {factor}; "
+                        "choose --g_strides whose product divides the image size")
+    self.start_shape = (h // factor, w // factor, self.dense_channels)
+
+    chain = [keras.layers.Dense(math.prod(self.start_shape), name="dense"),
+             keras.layers.Reshape(self.start_shape, name="reshape")]
+    if self.dense_batchnorm:
+      chain.append(keras.layers.BatchNormalization(momentum=self.bn_momentum, name="bn0"))
+    chain.append(_activation(activation, self.leaky_slope, "act0"))
+    for i, (units, stride) in enumerate(zip(self.filters + (c,), self.strides), start=1):
+      last = i == len(self.strides)
+      name = "output" if last else f"up{i}"
+      if upsampling == "transpose":
+        chain.append(keras.layers.Conv2DTranspose(units, 3, strides=stride, padding="same", name=name))
+      else:
+        if stride > 1:
+          chain.append(keras.layers.UpSampling2D(stride, name=f"upsample{i}"))
+        chain.append(keras.layers.Conv2D(units, 3, padding="same", name=name))
+      if not last:
+        if self.batchnorm:
+          chain.append(keras.layers.BatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
+        chain.append(_activation(activation, self.leaky_slope, f"act{i}"))
+    chain.append(keras.layers.Activation("tanh", name="tanh"))
+    self.chain = chain
+    self._build_chain((None, self.latent_dim))
+
+  def build(self, input_shape=None):
+    if not self.built:
+      self._build_chain((None, self.latent_dim))
+
+  def call(self, z, training=False):
+    return self._run(z, training)
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0],) + self.image_shape
+
+  def get_config(self):
+    return {**super().get_config(), "latent_dim": self.latent_dim, "image_shape": list(self.image_shape),
+            "dense_channels": self.dense_channels, "filters": list(self.filters),
+            "strides": list(self.strides), "upsampling": self.upsampling,
+            "batchnorm": self.batchnorm, "dense_batchnorm": self.dense_batchnorm,
+            "activation": self.activation, "leaky_slope": self.leaky_slope,
+            "bn_momentum": self.bn_momentum}
+
+
+@keras.saving.register_keras_serializable(package="anogan_tf")
+class Discriminator(_Stack):
+  """Maps images (batch, h, w, c) in [-1, 1] to one real/fake logit per image, (batch, 1).
+
+  Defaults are seed 000's discriminator for 28x28x1 (6,369 weights). Layers are named
+  conv1, bn1, act1, drop1, conv2, ..., flatten, logits; `feature_layer` names the one whose
+  output f(x) the discrimination loss compares (seed 000: act1, the first conv after its
+  LeakyReLU; the other presets: flatten, the last feature layer before the output).
+  """
+
+  def __init__(self, image_shape: Sequence[int] = (28, 28, 1), filters: Sequence[int] = (16, 32),
+               strides: Sequence[int] = (2, 2), batchnorm: bool = False, dropout: float = 0.0,
+               leaky_slope: float = 0.2, bn_momentum: float = 0.99,
+               feature_layer: str = "act1", **kwargs):
+    super().__init__(**kwargs)
+    self.image_shape = tuple(int(s) for s in image_shape)
+    self.filters = tuple(int(f) for f in filters)
+    self.strides = tuple(int(s) for s in strides)
+    self.batchnorm = bool(batchnorm)
+    self.dropout = float(dropout)
+    self.leaky_slope = float(leaky_slope)
+    self.bn_momentum = float(bn_momentum)
+    self.feature_layer = feature_layer
+
+    chain = []
+    for i, (units, stride) in enumerate(zip(self.filters, self.strides), start=1):
+      chain.append(keras.layers.Conv2D(units, 3, strides=stride, padding="same", name=f"conv{i}"))
+      if self.batchnorm:
+        chain.append(keras.layers.BatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
+      chain.append(keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"act{i}"))
+      if self.dropout > 0:
+        chain.append(keras.layers.Dropout(self.dropout, name=f"drop{i}"))
+    chain += [keras.layers.Flatten(name="flatten"), keras.layers.Dense(1, name="logits")]
+    self.chain = chain
+    names = [layer.name for layer in chain]
+    if feature_layer not in names:
+      raise AnoganError(f"unknown --feature_layer '{feature_layer}'; use one of {', '.join(names[:-1])}")
+    self._build_chain((None,) + self.image_shape)
+
+  def build(self, input_shape=None):
+    if not self.built:
+      self._build_chain((None,) + self.image_shape)
+
+  def call(self, x, training=False):
+    return self._run(x, training)
+
+  def features(self, x, training=False):
+    """f(x): the output of `feature_layer`, flattened to (batch, features)."""
+    f = self._run(x, training, stop_at=self.feature_layer)
+    return tf.reshape(f, (tf.shape(f)[0], -1))  # (batch, h*w*c) for feature matching
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0], 1)
+
+  def get_config(self):
+    return {**super().get_config(), "image_shape": list(self.image_shape), "filters": list(self.filters),
+            "strides": list(self.strides), "batchnorm": self.batchnorm, "dropout": self.dropout,
+            "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum,
+            "feature_layer": self.feature_layer}
+
+
+def build_networks(config) -> Tuple[Generator, Discriminator]:
+  return (Generator(name="generator", **config.generator_kwargs()),
+          Discriminator(name="discriminator", **config.discriminator_kwargs()))
