@@ -1,0 +1,38 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+
+if not os.environ.get("ANOGAN_DATA_DIR") and os.path.isdir(SHARED_DATA):
+  os.environ["ANOGAN_DATA_DIR"] = SHARED_DATA
+
+
+@pytest.fixture
+def mnist_dir():
+  path = os.environ.get("ANOGAN_DATA_DIR", "")
+  if not os.path.isfile(os.path.join(path, "mnist.npz")):
+    pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR (CI sets it to ../shared/data)")
+  return path
+
+
+def run_cli(*args, cwd=ROOT, env=None, timeout=600):
+  """Runs `python -m anogan_tf.<tool> ...`; returns the CompletedProcess (text output)."""
+  return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True,
+                        timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def synthetic_images(n, shape=(28, 28, 1), seed=0):
+  """Blurry blobs in [-1, 1]: a cheap stand-in for digits."""
+  rng = np.random.default_rng(seed)
+  h, w, c = shape
+  yy, xx = np.mgrid[0:h, 0:w]
+  centres = rng.uniform(0.3, 0.7, (n, 2)) * (h, w)
+  radius = rng.uniform(3, 6, (n, 1, 1))
+  d = np.sqrt((yy[None] - centres[:, 0, None, None]) ** 2 + (xx[None] - centres[:, 1, None, None]) ** 2)
+  images = np.clip(1.5 - d / radius, 0, 1) * 2 - 1
+  return np.repeat(images[..., None], c, axis=-1).astype(np.float32)

@@ -1,0 +1,60 @@
+import csv
+import json
+import os
+
+import numpy as np
+
+from anogan_tf import Config, evaluate_lib, train_lib
+from anogan_tf.data import load_one_class
+from conftest import run_cli
+
+
+def test_evaluate_on_a_small_real_mnist_run(tmp_path, mnist_dir):
+  workdir = str(tmp_path / "run")
+  config = Config(data_dir=mnist_dir, normal_classes=(1,), epochs=1, test_examples=120,
+                  map_steps=(10, 10), map_batch_size=64)
+  data = load_one_class(config)
+  data.x_train = data.x_train[:512]  # a tiny slice keeps the test fast
+  train_lib.train(config, workdir, data=data, progress=False)
+  metrics = evaluate_lib.evaluate(config, workdir, progress=False)
+
+  out = os.path.join(workdir, "eval")
+  for name in ("metrics.json", "scores.csv", "roc.png", "pr.png", "score_histogram.png",
+               "gallery.png", "mapping_loss.png"):
+    assert os.path.getsize(os.path.join(out, name)) > 0, name
+  with open(os.path.join(out, "metrics.json")) as f:
+    saved = json.load(f)
+  assert saved == metrics
+  assert 0.0 <= saved["auroc"] <= 1.0 and 0.0 <= saved["auprc"] <= 1.0
+  assert saved["n_normal"] + saved["n_anomalous"] == 120
+  assert saved["n_normal"] > 0 and saved["n_anomalous"] > 0
+  with open(os.path.join(out, "scores.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 120
+  assert list(rows[0]) == ["index", "label", "class", "score", "residual", "discrimination"]
+  labels = np.array([int(r["label"]) for r in rows])
+  classes = np.array([int(r["class"]) for r in rows])
+  np.testing.assert_array_equal(labels, (classes != 1).astype(int))
+  score = np.array([float(r["score"]) for r in rows])
+  parts = 0.3 * np.array([float(r["residual"]) for r in rows]) + 0.7 * np.array([float(r["discrimination"]) for r in rows])
+  np.testing.assert_allclose(score, parts, rtol=1e-5)
+
+
+def test_test_subset_is_fixed_and_holds_both_labels(mnist_dir):
+  config = Config(data_dir=mnist_dir, normal_classes=(3,), test_examples=50, seed=4)
+  a, b = load_one_class(config), load_one_class(config)
+  np.testing.assert_array_equal(a.test_indices, b.test_indices)
+  assert len(a.test_indices) == 50 and set(a.y_test) == {0, 1}
+  assert a.x_test.min() >= -1 and a.x_test.max() <= 1 and a.x_test.shape[1:] == (28, 28, 1)
+  full = load_one_class(config.replace(test_examples=0))
+  assert len(full.y_test) == 10000 and full.y_test.sum() == 10000 - np.sum(full.classes_test == 3)
+
+
+def test_unknown_dataset_is_a_one_line_error(tmp_path):
+  result = run_cli("anogan_tf.train", f"--workdir={tmp_path / 'w'}", "--dataset=imagenet")
+  assert result.returncode != 0
+  lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+  assert lines[-1].startswith("error: unknown dataset 'imagenet'"), result.stderr
+  assert "mnist" in lines[-1]  # names the fix: the valid datasets
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(tmp_path / "w")

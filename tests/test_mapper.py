@@ -1,0 +1,112 @@
+import keras
+import numpy as np
+import pytest
+
+from anogan_tf import AnoganError, Discriminator, Generator, LatentMapper
+
+
+@pytest.fixture(scope="module")
+def networks():
+  keras.utils.set_random_seed(1)
+  return Generator(), Discriminator()
+
+
+def on_manifold(g, n, seed=5):
+  z_star = np.random.default_rng(seed).uniform(-1, 1, (n, 50)).astype(np.float32)
+  return z_star, g(z_star).numpy()
+
+
+def test_mapping_drives_the_score_of_g_of_z_star_to_zero(networks):
+  g, d = networks
+  _, x = on_manifold(g, 4)
+  result = LatentMapper(g, d, seed=0).map(x)
+  assert result.trajectory.shape == (4, 150)
+  assert np.all(result.score < 1e-3)
+  assert np.all(result.score < 0.02 * result.trajectory[:, 0])  # fell by > 50x from the start
+  np.testing.assert_allclose(result.generated, g(result.z).numpy(), atol=1e-5)
+  np.testing.assert_allclose(result.residual_map, np.abs(x - result.generated), atol=1e-6)
+  np.testing.assert_allclose(result.score, 0.3 * result.residual + 0.7 * result.discrimination, rtol=1e-5)
+
+
+def test_off_manifold_images_score_above_on_manifold_ones(networks):
+  g, d = networks
+  _, on = on_manifold(g, 4)
+  off = np.random.default_rng(3).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
+  scores = LatentMapper(g, d, seed=0).map(np.concatenate([on, off])).score
+  assert scores[4:].min() > 10 * scores[:4].max()
+
+
+def test_batched_equals_one_by_one(networks):
+  g, d = networks
+  rng = np.random.default_rng(7)
+  _, on = on_manifold(g, 3)
+  x = np.concatenate([on, rng.uniform(-1, 1, (5, 28, 28, 1)).astype(np.float32)])
+  batched = LatentMapper(g, d, seed=11).map(x)
+  single_mapper = LatentMapper(g, d, seed=11, batch_size=1)
+  singles = [single_mapper.map(x[i:i + 1]) for i in range(len(x))]
+  scores = np.array([s.score[0] for s in singles])
+  z = np.concatenate([s.z for s in singles])
+  # Same z0 per image (drawn row by row from one seeded stream) and the same trajectory.
+  # atol: G(z*) rows end near 1e-5, where the L1 search is float32 noise; real scores are > 1e-2.
+  np.testing.assert_allclose(scores, batched.score, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(z[3:], batched.z[3:], rtol=1e-3, atol=1e-4)
+  chunked = LatentMapper(g, d, seed=11, batch_size=3).map(x)  # padded last chunk
+  np.testing.assert_allclose(chunked.score, batched.score, rtol=1e-4, atol=1e-5)
+
+
+def test_no_retrace_across_batches_and_calls(networks):
+  g, d = networks
+  mapper = LatentMapper(g, d, seed=0, steps=(3, 2), learning_rates=(0.1, 0.01), batch_size=4)
+  x = np.random.default_rng(0).uniform(-1, 1, (10, 28, 28, 1)).astype(np.float32)
+  mapper.map(x)  # 3 chunks of 4, the last one padded
+  mapper.map(x[:9])
+  mapper.map(x)
+  assert mapper.trace_count == 1
+
+
+def test_reset_between_calls_restores_the_optimizers(networks):
+  g, d = networks
+  x = np.random.default_rng(4).uniform(-1, 1, (2, 28, 28, 1)).astype(np.float32)
+  z0 = np.random.default_rng(9).uniform(-1, 1, (2, 50)).astype(np.float32)
+  mapper = LatentMapper(g, d, steps=(5, 5), learning_rates=(0.1, 0.01))
+  first, second = mapper.map(x, initial_z=z0), mapper.map(x, initial_z=z0)
+  np.testing.assert_array_equal(first.score, second.score)
+  np.testing.assert_array_equal(first.trajectory, second.trajectory)
+  state = mapper._states[2]
+  assert [float(opt.learning_rate.numpy()) for opt in state.optimizers] == pytest.approx([0.1, 0.01])
+  assert [int(opt.iterations.numpy()) for opt in state.optimizers] == [5, 5]
+
+
+def test_adam_matches_tf1_adam_by_hand(networks):
+  """One mapping step equals TF1's Adam update with epsilon 1e-8 written out by hand."""
+  import tensorflow as tf
+  from anogan_tf import losses
+  g, d = networks
+  x = np.random.default_rng(8).uniform(-1, 1, (2, 28, 28, 1)).astype(np.float32)
+  z0 = np.random.default_rng(9).uniform(-1, 1, (2, 50)).astype(np.float32)
+  z = tf.Variable(z0)
+  with tf.GradientTape() as tape:
+    gz = g(z, training=False)
+    loss = losses.anomaly_score(losses.residual_loss(x, gz),
+                                losses.discrimination_loss(d.features(x), d.features(gz)), 0.7)
+    total = tf.reduce_sum(loss)
+  grad = tape.gradient(total, z).numpy()
+  lr, b1, b2, eps = 0.1, 0.9, 0.999, 1e-8
+  m, v = (1 - b1) * grad, (1 - b2) * grad ** 2
+  expected = z0 - lr * np.sqrt(1 - b2) / (1 - b1) * m / (np.sqrt(v) + eps)
+  result = LatentMapper(g, d, steps=(1,), learning_rates=(lr,)).map(x, initial_z=z0)
+  np.testing.assert_allclose(result.z, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((2, 32, 32, 1), np.float32), "shape"),
+    (np.zeros((2, 28, 28, 3), np.float32), "shape"),
+    (np.zeros((2, 28, 28, 1), np.uint8), "dtype"),
+    (np.full((2, 28, 28, 1), 200.0, np.float32), "outside [-1, 1]"),
+    (np.full((2, 28, 28, 1), np.nan, np.float32), "NaN"),
+    (np.zeros((0, 28, 28, 1), np.float32), "no images"),
+])
+def test_bad_images_are_clear_errors(networks, bad, message):
+  g, d = networks
+  with pytest.raises(AnoganError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    LatentMapper(g, d).map(bad)
