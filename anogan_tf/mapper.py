@@ -59,7 +59,7 @@ class _BatchState(tf.Module):
       self.snapshots.append([tf.constant(v.numpy()) for v in opt.variables])
     image_spec = tf.TensorSpec((size,) + mapper.image_shape, tf.float32)
     z_spec = tf.TensorSpec((size, mapper.latent_dim), tf.float32)
-    self.run = tf.function(self._run, input_signature=[image_spec, z_spec])
+    self.run = tf.function(self._run, input_signature=[image_spec, z_spec], jit_compile=mapper.jit_compile)
 
   def _loss_parts(self, x, features_x):
     m = self.mapper
@@ -108,7 +108,7 @@ class LatentMapper:
                steps: Sequence[int] = (50, 100), learning_rates: Sequence[float] = (1e-1, 1e-2),
                reduction: str = "mean", z_init: str = "uniform", z_init_std: float = 1.0,
                adam_beta_1: float = 0.9, adam_beta_2: float = 0.999, adam_epsilon: float = 1e-8,
-               batch_size: int = 1024, seed: int = 0):
+               batch_size: int = 1024, seed: int = 0, jit_compile: bool = False):
     if len(steps) != len(learning_rates) or not steps:
       raise AnoganError("steps and learning_rates need the same number of stages (at least one)")
     self.generator = generator
@@ -121,6 +121,7 @@ class LatentMapper:
     self.z_init_std = float(z_init_std)
     self.adam_beta_1, self.adam_beta_2, self.adam_epsilon = adam_beta_1, adam_beta_2, adam_epsilon
     self.batch_size = int(batch_size)
+    self.jit_compile = bool(jit_compile)  # XLA; measured slower on CPU (see make bench)
     self.latent_dim = int(generator.latent_dim)
     self.image_shape = tuple(generator.image_shape)
     self.trace_count = 0
