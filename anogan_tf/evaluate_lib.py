@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -13,10 +14,13 @@ from anogan_tf import plots
 from anogan_tf.config import Config
 from anogan_tf.data import load_one_class
 from anogan_tf.errors import AnoganError
-from anogan_tf.io_utils import write_text
+from anogan_tf.faults import fault_point
+from anogan_tf.io_utils import DirectoryLock, write_text
 from anogan_tf.mapper import LatentMapper
 
 GALLERY_SIZE = 8
+EVAL_FILES = ("scores.csv", "roc.png", "pr.png", "score_histogram.png", "mapping_loss.png", "gallery.png",
+              "metrics.json")  # in the order written: metrics.json last, as the mark of a complete eval/
 
 
 def load_models(workdir: str):
@@ -36,16 +40,47 @@ def load_models(workdir: str):
   return tuple(models)
 
 
+def lock_eval(workdir: str) -> DirectoryLock:
+  """Creates workdir/eval/ and locks it: one evaluate at a time writes there."""
+  out_dir = os.path.join(workdir, "eval")
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise AnoganError(f"cannot create {out_dir} ({e.strerror}); make the workdir writable") from None
+  return DirectoryLock(out_dir, f"another evaluate is running on {workdir}; wait for it to finish "
+                                "(or stop it) and run evaluate again")
+
+
 def evaluate(config: Config, workdir: str, data=None, progress: bool = True) -> dict:
-  """Scores the test split with the workdir's models; writes workdir/eval/ and returns the metrics."""
-  from sklearn.metrics import average_precision_score, roc_auc_score
+  """Scores the test split with the workdir's models; writes workdir/eval/ and returns the metrics.
+
+  Models and data are loaded and checked before eval/ is touched. eval/ is locked while this
+  runs (a second evaluate on the workdir fails at once), every file is written atomically,
+  and metrics.json is removed first and written last: when it exists, the files beside it
+  all come from the same, complete evaluation.
+  """
+  if config.deterministic:
+    import tensorflow as tf
+    tf.config.experimental.enable_op_determinism()
   generator, discriminator = load_models(workdir)
   data = data if data is not None else load_one_class(config)
   labels = data.y_test
   if len(np.unique(labels)) < 2:
     raise AnoganError("the test images hold only one label, so AUROC is undefined; use more --test_examples")
+  with lock_eval(workdir):
+    return _evaluate(config, workdir, data, generator, discriminator, progress)
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$")
+
+
+def _evaluate(config, workdir, data, generator, discriminator, progress) -> dict:
+  from sklearn.metrics import average_precision_score, roc_auc_score
+  labels = data.y_test
   out_dir = os.path.join(workdir, "eval")
-  os.makedirs(out_dir, exist_ok=True)
+  for name in os.listdir(out_dir):  # what a killed evaluate left half-written
+    if _TEMPORARY.match(name):
+      os.remove(os.path.join(out_dir, name))
 
   mapper = LatentMapper(generator, discriminator, **config.mapper_kwargs())
   n = len(data.x_test)
@@ -53,8 +88,7 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True) -> 
   trajectory_sum = np.zeros(sum(config.map_steps))
   began = time.perf_counter()
   with tqdm(total=n, desc="map", unit="img", disable=not progress, dynamic_ncols=True) as bar:
-    for start in range(0, n, config.map_batch_size):
-      result = mapper.map(data.x_test[start:start + config.map_batch_size])
+    for result in mapper.map_chunks(data.x_test):  # one trace for the whole split
       score.append(result.score)
       residual.append(result.residual)
       discrimination.append(result.discrimination)
@@ -63,6 +97,7 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True) -> 
       bar.update(len(result))
   seconds = time.perf_counter() - began
   score, residual, discrimination, z = map(np.concatenate, (score, residual, discrimination, z))
+  fault_point("map")
 
   auroc = float(roc_auc_score(labels, score))
   auprc = float(average_precision_score(labels, score))
@@ -72,11 +107,14 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True) -> 
              "normal_classes": list(config.normal_classes), "lam": config.lam,
              "map_steps": list(config.map_steps), "map_lrs": list(config.map_lrs), "seed": config.seed,
              "test_examples": n}
-  write_text(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
+  metrics_path = os.path.join(out_dir, "metrics.json")
+  if os.path.exists(metrics_path):
+    os.remove(metrics_path)  # eval/ is incomplete until the new one is written, last
   rows = ["index,label,class,score,residual,discrimination"]
   rows += [f"{i},{l},{c},{s:.8g},{r:.8g},{d:.8g}" for i, l, c, s, r, d in
            zip(data.test_indices, labels, data.classes_test, score, residual, discrimination)]
   write_text(os.path.join(out_dir, "scores.csv"), "\n".join(rows) + "\n")
+  fault_point("eval_write")
 
   plots.roc_pr_plots(labels, score, auroc, auprc, out_dir)
   plots.score_histogram(labels, score, os.path.join(out_dir, "score_histogram.png"))
@@ -90,4 +128,5 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True) -> 
             for i, j in enumerate(chosen)]
   plots.gallery(queries, generated, np.abs(queries - generated), titles,
                 os.path.join(out_dir, "gallery.png"))
+  write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
   return metrics

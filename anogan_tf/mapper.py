@@ -9,7 +9,7 @@ traced once per batch size; z and the optimizers are reset by assignment, never 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import keras
 import numpy as np
@@ -164,6 +164,19 @@ class LatentMapper:
     initial_z (N, latent_dim), e.g. from an encoder, replaces the random start.
     on_chunk(n) is called after each chunk of n images (for progress bars).
     """
+    parts = []
+    for part in self.map_chunks(images, initial_z):
+      parts.append(part)
+      if on_chunk:
+        on_chunk(len(part))
+    return MappingResult.concatenate(parts)
+
+  def map_chunks(self, images, initial_z=None) -> Iterator[MappingResult]:
+    """Like `map`, one MappingResult per chunk, so memory stays flat for any number of images.
+
+    Every chunk has the same compiled shape (the last one is padded), so a whole test split
+    runs on one trace.
+    """
     x = self.check_images(images)
     n = len(x)
     if n == 0:
@@ -176,7 +189,6 @@ class LatentMapper:
         raise AnoganError(f"initial_z has shape {z0.shape}; expected ({n}, {self.latent_dim})")
     size = min(self.batch_size, n)
     state = self._state(size)
-    parts = []
     for start in range(0, n, size):
       xb, zb = x[start:start + size], z0[start:start + size]
       real = len(xb)
@@ -184,7 +196,4 @@ class LatentMapper:
         xb = np.concatenate([xb, np.zeros((size - real,) + xb.shape[1:], np.float32)])
         zb = np.concatenate([zb, np.zeros((size - real, self.latent_dim), np.float32)])
       out = state.run(tf.constant(xb), tf.constant(zb))
-      parts.append(MappingResult(**{k: v.numpy()[:real] for k, v in out.items()}))
-      if on_chunk:
-        on_chunk(real)
-    return MappingResult.concatenate(parts)
+      yield MappingResult(**{k: v.numpy()[:real] for k, v in out.items()})

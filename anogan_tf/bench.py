@@ -1,0 +1,247 @@
+"""`make bench`: mapping and training throughput, memory and FLOP efficiency, in one run.
+
+  python -m anogan_tf.bench --output=experiments/results/bench
+
+Writes <output>.json and <output>.md. Every ratio compares figures measured in this run.
+Seed-000 networks (randomly initialised: throughput does not depend on the weight values).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+flags.DEFINE_string("output", "experiments/results/bench", "Path prefix of the .json and .md reports.")
+flags.DEFINE_integer("test_images", 10000, "Images in the 'whole test split' measurement.")
+flags.DEFINE_string("child", "", "Internal: run one measurement in this process and print JSON.")
+FLAGS = flags.FLAGS
+
+STEPS = 150  # seed 000: 50 + 100 Adam iterations
+
+
+def _images(n, seed=0):
+  """MNIST test images when the data folder has them, otherwise uniform noise in [-1, 1]."""
+  from anogan_tf.data import load_arrays, resolve_data_dir, to_float_images
+  if os.path.isfile(os.path.join(resolve_data_dir(), "mnist.npz")):
+    (_, _), (x_test, _) = load_arrays("mnist")
+    x = to_float_images(x_test)
+    return np.concatenate([x] * (-(-n // len(x))))[:n], "mnist test split"
+  return np.random.default_rng(seed).uniform(-1, 1, (n, 28, 28, 1)).astype(np.float32), "uniform noise"
+
+
+def _networks():
+  import keras
+  from anogan_tf import Discriminator, Generator
+  keras.utils.set_random_seed(0)
+  return Generator(), Discriminator()
+
+
+def measure_mapping(batch_size, n_images, jit_compile=False):
+  """Images/s of LatentMapper.map over n_images at this batch size (after one warm-up chunk)."""
+  from anogan_tf import LatentMapper
+  g, d = _networks()
+  x, source = _images(n_images + batch_size)  # the first batch_size images warm up
+  mapper = LatentMapper(g, d, batch_size=batch_size, jit_compile=jit_compile)
+  mapper.map(x[:batch_size])  # trace and warm up
+  began = time.perf_counter()
+  for _ in mapper.map_chunks(x[batch_size:]):  # as evaluate runs it: chunks of one compiled shape
+    pass
+  seconds = time.perf_counter() - began
+  return {"batch_size": batch_size, "images": n_images, "seconds": round(seconds, 3),
+          "images_per_second": round(n_images / seconds, 3), "jit_compile": jit_compile,
+          "traces": mapper.trace_count, "data": source}
+
+
+def measure_seed_style(n_images):
+  """The seed's way: one image at a time, one Python call (TF1: one sess.run) per Adam step."""
+  import keras
+  import tensorflow as tf
+  from anogan_tf import losses
+  g, d = _networks()
+  x, _ = _images(n_images)
+  z = tf.Variable(tf.zeros((1, 50)))
+  optimizers = [keras.optimizers.Adam(lr, epsilon=1e-8) for lr in (1e-1, 1e-2)]
+  for opt in optimizers:
+    opt.build([z])
+
+  def make_step(opt):
+    @tf.function
+    def step(target):
+      with tf.GradientTape() as tape:
+        generated = g(z, training=False)
+        loss = losses.anomaly_score(losses.residual_loss(target, generated),
+                                    losses.discrimination_loss(d.features(target), d.features(generated)), 0.7)
+      opt.apply_gradients([(tape.gradient(tf.reduce_sum(loss), z), z)])
+      return loss
+    return step
+
+  steps = [make_step(opt) for opt in optimizers]
+  rng = np.random.default_rng(0)
+
+  def map_one(image):
+    z.assign(rng.uniform(-1, 1, (1, 50)).astype(np.float32))
+    for opt in optimizers:  # fresh Adam per image, as the seed re-initialised its variables
+      for v in opt.variables[2:]:  # moments only: variables[0:2] are iterations and learning rate
+        v.assign(tf.zeros_like(v))
+      opt.iterations.assign(0)
+    target = tf.constant(image[None])
+    for i in range(STEPS):
+      steps[0 if i < 50 else 1](target)
+
+  map_one(x[0])  # trace
+  began = time.perf_counter()
+  for image in x:
+    map_one(image)
+  seconds = time.perf_counter() - began
+  return {"batch_size": 1, "images": n_images, "seconds": round(seconds, 3),
+          "images_per_second": round(n_images / seconds, 3), "style": "one Python call per Adam step"}
+
+
+def measure_whole_split(n_images, batch_size):
+  """Maps n_images as `evaluate` does; reports throughput and the process's peak RSS."""
+  result = measure_mapping(batch_size, n_images)
+  result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+  return result
+
+
+def measure_training(batch_size=256, n_images=5120, epochs=3):
+  import tensorflow as tf
+  from anogan_tf import Config
+  from anogan_tf.train_lib import GANTrainer
+  x, _ = _images(n_images)
+  trainer = GANTrainer(Config(batch_size=batch_size))
+  x = tf.constant(x)
+  trainer.train_epoch(x, 0, seed=0)  # trace
+  began = time.perf_counter()
+  for epoch in range(1, epochs + 1):
+    trainer.train_epoch(x, epoch, seed=0)
+  seconds = time.perf_counter() - began
+  return {"batch_size": batch_size, "images": n_images * epochs, "seconds": round(seconds, 3),
+          "images_per_second": round(n_images * epochs / seconds, 1), "step": "1 D step + 2 G steps per batch"}
+
+
+def flops_per_image_iteration():
+  """Multiply-adds of one mapping iteration, from the seed-000 layer shapes (2 FLOPs per MAC).
+
+  Forward: Dense 50->1568, ConvT 7x7x32->14x14x16, ConvT 14x14x16->28x28x8, ConvT 28x28x8->28x28x1
+  (transposed conv MACs = input pixels x k*k x c_in x c_out), D's conv1 28x28x1->14x14x16 on G(z).
+  Backward to z only (G and D are frozen): each layer's input gradient costs what its forward does;
+  no weight gradients are computed. Elementwise ops (BN, LeakyReLU, tanh, L1) are left out.
+  """
+  forward = {"dense": 50 * 1568, "convT1": 7 * 7 * 9 * 32 * 16, "convT2": 14 * 14 * 9 * 16 * 8,
+             "convT3": 28 * 28 * 9 * 8 * 1, "d_conv1": 14 * 14 * 9 * 1 * 16}
+  macs_forward = sum(forward.values())
+  macs = 2 * macs_forward
+  return {"macs_forward": macs_forward, "macs_forward_by_layer": forward, "flops": 2 * macs,
+          "method": "derived from layer shapes: forward + input-gradient backward, 2 FLOPs per MAC"}
+
+
+def cpu_peak_gflops():
+  """FP32 peak = cores x clock x FLOPs/cycle (AVX2+FMA: 2 FMA pipes x 8 lanes x 2 = 32)."""
+  info = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+  model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), platform.processor())
+  mhz = [float(line.split(":", 1)[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
+  flags_line = next((line for line in info.splitlines() if line.startswith("flags")), "")
+  per_cycle = 64 if "avx512f" in flags_line else 32 if ("avx2" in flags_line and "fma" in flags_line) else 8
+  cores = os.cpu_count() or 1
+  ghz = (max(mhz) / 1000) if mhz else 2.0
+  return {"cpu": model, "cores": cores, "ghz": round(ghz, 3), "flops_per_cycle_per_core": per_cycle,
+          "peak_gflops": round(cores * ghz * per_cycle, 1)}
+
+
+def _child(spec: str):
+  kind, *args = spec.split(":")
+  functions = {"mapping": lambda b, n, j="0": measure_mapping(int(b), int(n), j == "1"),
+               "seed_style": lambda n: measure_seed_style(int(n)),
+               "whole_split": lambda n, b: measure_whole_split(int(n), int(b)),
+               "training": lambda: measure_training()}
+  print("BENCH" + json.dumps(functions[kind](*args)))
+
+
+def _run_child(spec: str, env=None) -> dict:
+  """Each measurement in a fresh process: no shared caches, and its own peak RSS."""
+  out = subprocess.run([sys.executable, "-m", "anogan_tf.bench", f"--child={spec}"], capture_output=True,
+                       text=True, env={**os.environ, **(env or {})})
+  lines = [line for line in out.stdout.splitlines() if line.startswith("BENCH")]
+  if out.returncode != 0 or not lines:
+    raise RuntimeError(f"bench child {spec} failed:\n{out.stderr[-3000:]}")
+  result = json.loads(lines[-1][5:])
+  print(f"  {spec}: {result.get('images_per_second')} images/s", flush=True)
+  return result
+
+
+def main(argv):
+  del argv
+  if FLAGS.child:
+    return _child(FLAGS.child)
+  began = time.perf_counter()
+  report = {"command": "make bench  (python -m anogan_tf.bench --output=" + FLAGS.output + ")",
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": cpu_peak_gflops(),
+            "mapping_iterations": STEPS, "networks": "seed 000 (28x28x1)"}
+  import tensorflow as tf
+  report["tensorflow"] = tf.__version__
+  report["mapping_by_batch_size"] = [_run_child(f"mapping:{b}:{n}") for b, n in
+                                     ((1, 8), (64, 256), (256, 1024), (1024, 2048))]
+  report["seed_style_one_by_one"] = _run_child("seed_style:4")
+  report["whole_test_split"] = _run_child(f"whole_split:{FLAGS.test_images}:1024")
+  report["options"] = {
+      "xla_jit_compile_batch_1024": _run_child("mapping:1024:1024:1"),
+      "intra_op_threads_1_batch_1024": _run_child("mapping:1024:1024", {"TF_NUM_INTRAOP_THREADS": "1"}),
+  }
+  report["training"] = _run_child("training")
+  flops = flops_per_image_iteration()
+  report["flops_per_image_iteration"] = flops
+  split = report["whole_test_split"]
+  single = report["mapping_by_batch_size"][0]["images_per_second"]
+  achieved = split["images_per_second"] * (STEPS * flops["flops"] + flops["flops"] / 2) / 1e9
+  report["summary"] = {
+      "batched_over_one_by_one_compiled": round(split["images_per_second"] / single, 1),
+      "batched_over_seed_style": round(split["images_per_second"] / report["seed_style_one_by_one"]["images_per_second"], 1),
+      "test_split_images_per_second": split["images_per_second"],
+      "training_images_per_second": report["training"]["images_per_second"],
+      "mapping_gflops": round(achieved, 2),
+      "fraction_of_fp32_peak": round(achieved / report["machine"]["peak_gflops"], 4),
+      "test_split_peak_rss_mb": split["peak_rss_mb"],
+  }
+  report["wall_seconds"] = round(time.perf_counter() - began, 1)
+  write_reports(report, FLAGS.output)
+
+
+def write_reports(report: dict, prefix: str):
+  from anogan_tf.io_utils import write_text
+  os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
+  write_text(prefix + ".json", json.dumps(report, indent=2) + "\n")
+  s, m = report["summary"], report["machine"]
+  targets = [("batched / one-by-one (compiled, batch 1)", f"{s['batched_over_one_by_one_compiled']}x", ">= 40x"),
+             ("batched / one-by-one (seed's way: a call per step)", f"{s['batched_over_seed_style']}x", ">= 40x"),
+             ("mapping the test split", f"{s['test_split_images_per_second']} images/s", ">= 150"),
+             ("training, batch 256", f"{s['training_images_per_second']} images/s", ">= 4,000"),
+             ("fraction of FP32 peak while mapping", f"{100 * s['fraction_of_fp32_peak']:.1f}% ({s['mapping_gflops']} GFLOP/s of {m['peak_gflops']})", ">= 35%"),
+             ("peak RSS mapping the test split", f"{s['test_split_peak_rss_mb']} MB", "< 1,500 MB")]
+  lines = [f"# Benchmark ({report['date']})", "",
+           f"Command: `{report['command']}`; wall time {report['wall_seconds']} s; TensorFlow {report['tensorflow']}; "
+           f"{m['cpu']}, {m['cores']} cores at {m['ghz']} GHz, peak {m['peak_gflops']} GFLOP/s "
+           f"({m['flops_per_cycle_per_core']} FP32 FLOPs/cycle/core). Seed-000 networks, {report['mapping_iterations']} iterations.", "",
+           "| measure | reached | target |", "| --- | --- | --- |"]
+  lines += [f"| {a} | {b} | {c} |" for a, b, c in targets]
+  lines += ["", "Mapping throughput by batch size (compiled loop):", "", "| batch | images | images/s |", "| --- | --- | --- |"]
+  lines += [f"| {r['batch_size']} | {r['images']} | {r['images_per_second']} |" for r in report["mapping_by_batch_size"]]
+  lines += ["", "Options weighed (batch 1024):", "", "| option | images/s |", "| --- | --- |"]
+  lines += [f"| {name} | {r['images_per_second']} |" for name, r in report["options"].items()]
+  f = report["flops_per_image_iteration"]
+  lines += ["", f"FLOPs per image-iteration: {f['flops']:,} ({f['method']}; forward MACs by layer: "
+            + ", ".join(f"{k} {v:,}" for k, v in f["macs_forward_by_layer"].items()) + ").", ""]
+  write_text(prefix + ".md", "\n".join(lines))
+  print("\n".join(lines))
+
+
+if __name__ == "__main__":
+  app.run(main)
