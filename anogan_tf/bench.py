@@ -76,10 +76,11 @@ def measure_seed_style(n_images):
     @tf.function
     def step(target):
       with tf.GradientTape() as tape:
-        generated = g(z, training=False)
+        generated = g(z, training=False, batch_invariant=True)  # as LatentMapper computes it
         loss = losses.anomaly_score(losses.residual_loss(target, generated),
                                     losses.discrimination_loss(d.features(target), d.features(generated)), 0.7)
-      opt.apply_gradients([(tape.gradient(tf.reduce_sum(loss), z), z)])
+        total = tf.reduce_sum(loss)
+      opt.apply_gradients([(tape.gradient(total, z), z)])
       return loss
     return step
 
