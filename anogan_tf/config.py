@@ -52,6 +52,7 @@ class Config:
   adam_beta_1: float = 0.9
   adam_beta_2: float = 0.999
   adam_epsilon: float = 1e-8  # TF1 default; Keras uses 1e-7
+  deterministic: bool = False  # tf.config.experimental.enable_op_determinism(): same seed, same numbers
 
   # --- latent mapping (the LatentMapper)
   lam: float = 0.7  # weight of the discrimination loss; the paper uses 0.1

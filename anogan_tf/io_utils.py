@@ -1,9 +1,21 @@
-"""Crash-safe file writing: every output is written to a temporary name, then renamed."""
+"""Crash-safe file writing and workdir locks.
+
+Every output is written to a temporary name, then renamed: a kill leaves either the old file or
+the new one, never half of one. Locks are `flock`s on a directory's descriptor: the kernel drops
+them when the process dies (even by SIGKILL), so a crash never leaves a stale lock behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+
+from anogan_tf.errors import AnoganError
+
+try:
+  import fcntl
+except ImportError:  # Windows: no flock; runs are simply not locked there
+  fcntl = None
 
 
 @contextlib.contextmanager
@@ -31,6 +43,41 @@ def write_text(path: str, text: str) -> None:
 
 def save_figure(fig, path: str) -> None:
   import matplotlib.pyplot as plt
-  with atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-  plt.close(fig)
+  try:
+    with atomic_path(path) as tmp:
+      fig.savefig(tmp, dpi=100, bbox_inches="tight")
+  finally:
+    plt.close(fig)
+
+
+class DirectoryLock:
+  """An exclusive, non-blocking lock on an existing directory, held until `release()`.
+
+  A second process asking for the same lock gets AnoganError(`busy_message`) at once.
+  """
+
+  def __init__(self, directory: str, busy_message: str):
+    self.fd = None
+    if fcntl is None:
+      return
+    self.fd = os.open(directory, os.O_RDONLY)
+    try:
+      fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      os.close(self.fd)
+      self.fd = None
+      raise AnoganError(busy_message) from None
+
+  def release(self) -> None:
+    if self.fd is not None:
+      os.close(self.fd)  # closing the descriptor drops the flock
+      self.fd = None
+
+  def __del__(self):
+    self.release()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.release()
