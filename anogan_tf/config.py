@@ -22,6 +22,7 @@ class Config:
   data_dir: str = ""  # folder of <dataset>.npz; empty: $ANOGAN_DATA_DIR, then keras.datasets
   normal_classes: Tuple[int, ...] = (0,)  # trained on; every other class is an anomaly
   test_examples: int = 0  # 0: the whole test split; N: a fixed seeded subset with both labels
+  train_examples: int = 0  # 0: every normal training image; N: only the first N (quick runs, tests)
   seed: int = 0
 
   # --- networks
@@ -172,3 +173,4 @@ def check(config: Config) -> None:
        "--epochs, --batch_size, --latent_dim and --map_batch_size must be positive")
   need(0.0 <= config.lam <= 1.0, f"--lam={config.lam} is outside [0, 1]")
   need(config.test_examples >= 0, "--test_examples must be >= 0 (0 means the whole test split)")
+  need(config.train_examples >= 0, "--train_examples must be >= 0 (0 means every normal training image)")

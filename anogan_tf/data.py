@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 from typing import Sequence
 
 import numpy as np
@@ -32,11 +31,22 @@ def resolve_data_dir(data_dir: str = "") -> str:
   return data_dir or os.environ.get(DATA_DIR_ENV, "")
 
 
-def load_arrays(name: str, data_dir: str = ""):
-  """(x_train, y_train), (x_test, y_test) as uint8 images and flat integer labels."""
+def source_name(name: str, data_dir: str = "") -> str:
+  """Where `name` is loaded from, for messages: the .npz path or keras.datasets.<name>."""
   data_dir = resolve_data_dir(data_dir)
+  return os.path.join(data_dir, f"{name}.npz") if data_dir else f"keras.datasets.{name}"
+
+
+def load_arrays(name: str, data_dir: str = ""):
+  """(x_train, y_train), (x_test, y_test) as loaded (uint8 images) with flat integer labels.
+
+  Only the file's structure is checked here (arrays present, one label per image); pixel
+  values are checked by `to_float_images`.
+  """
+  data_dir = resolve_data_dir(data_dir)
+  source = source_name(name, data_dir)
   if data_dir:
-    path = os.path.join(data_dir, f"{name}.npz")
+    path = source
     if not os.path.isdir(data_dir):
       raise AnoganError(f"data folder {data_dir} does not exist; fix --data_dir or ${DATA_DIR_ENV}")
     if not os.path.isfile(path):
@@ -44,11 +54,17 @@ def load_arrays(name: str, data_dir: str = ""):
                         f"there or unset --data_dir/${DATA_DIR_ENV} to download it")
     try:
       with np.load(path, allow_pickle=False) as f:
+        if not hasattr(f, "files"):
+          raise AnoganError(f"{path} holds a single array, not an .npz archive; save it with "
+                            "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
         arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+    except AnoganError:
+      raise
     except KeyError as e:
       raise AnoganError(f"{path} has no array {e}; it needs x_train, y_train, x_test, y_test") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-      raise AnoganError(f"{path} is not a readable .npz file ({type(e).__name__}); replace it with a good copy") from None
+    except Exception as e:  # zipfile, zlib, pickle refusal, truncation: all mean a damaged file
+      raise AnoganError(f"{path} is not a readable .npz file ({type(e).__name__}); "
+                        "replace it with a good copy") from None
   else:
     import keras  # deferred: keras.datasets is only needed without a data folder
     loaders = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist,
@@ -62,22 +78,50 @@ def load_arrays(name: str, data_dir: str = ""):
                         f"put {name}.npz in a folder and pass --data_dir or set ${DATA_DIR_ENV}") from None
     arrays = [x_train, y_train, x_test, y_test]
   x_train, y_train, x_test, y_test = arrays
-  return (x_train, np.asarray(y_train).reshape(-1)), (x_test, np.asarray(y_test).reshape(-1))
+  return (x_train, _labels(y_train, x_train, source, "train")), (x_test, _labels(y_test, x_test, source, "test"))
+
+
+def _labels(y, x, source: str, split: str) -> np.ndarray:
+  """Flat int64 labels, one per image of x, or an AnoganError naming the problem."""
+  x, y = np.asarray(x), np.asarray(y)
+  if x.ndim not in (3, 4):
+    raise AnoganError(f"{source}: x_{split} has shape {x.shape}, expected images (n, h, w) or (n, h, w, channels); "
+                      "store the images as one array")
+  integral = y.dtype.kind in "iub" or (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)))
+  if not integral:
+    raise AnoganError(f"{source}: y_{split} holds {y.dtype} values, not integer class labels; "
+                      "store the labels as integers")
+  if y.size != len(x):
+    raise AnoganError(f"{source}: y_{split} has {y.size} labels for {len(x)} images in x_{split}; "
+                      "store exactly one integer label per image")
+  return y.reshape(-1).astype(np.int64)
 
 
 def to_float_images(x: np.ndarray, expected_shape: Sequence[int] = None, source: str = "images") -> np.ndarray:
-  """uint8 (n, h, w[, c]) in [0, 255] -> float32 (n, h, w, c) in [-1, 1], checked."""
+  """Pixels (n, h, w[, c]) in 0..255 (uint8 as in Keras' files) -> float32 (n, h, w, c) in [-1, 1].
+
+  Raises AnoganError for a wrong image shape or channel count, a non-numeric dtype, NaN/inf,
+  values outside 0..255, and floats already scaled to [0, 1] or [-1, 1].
+  """
   x = np.asarray(x)
+  if x.dtype.kind not in "uif":
+    raise AnoganError(f"{source} have dtype {x.dtype}; store pixels as uint8 in 0..255 (Keras' layout)")
   if x.ndim == 3:
-    x = x[..., None]
+    x = x[..., None]  # (n, h, w) grayscale -> (n, h, w, 1)
   if expected_shape is not None and (x.ndim != 4 or tuple(x.shape[1:]) != tuple(expected_shape)):
-    raise AnoganError(f"{source} have shape {tuple(x.shape[1:])} per image, expected {tuple(expected_shape)}; "
-                      "use a dataset of that image size or another --dataset")
+    got, expected = tuple(x.shape[1:]), tuple(expected_shape)
+    what = (f"{got[-1]} channels" if x.ndim == 4 and got[:2] == expected[:2] else "shape") + f" {got}"
+    raise AnoganError(f"{source} have {what} per image, expected {expected} (h, w, channels); "
+                      "convert the images to that size and channel count, or choose the --dataset they belong to")
   x = x.astype(np.float32)
   if x.size and not np.isfinite(x).all():
-    raise AnoganError(f"{source} contain NaN or inf; repair the data file")
+    raise AnoganError(f"{source} contain NaN or inf; repair or re-create the data file")
   if x.size and (x.min() < 0 or x.max() > 255):
-    raise AnoganError(f"{source} have values in [{x.min():.3g}, {x.max():.3g}], expected 0..255 pixels")
+    raise AnoganError(f"{source} have values in [{x.min():.3g}, {x.max():.3g}], expected pixels in 0..255; "
+                      "store uint8 pixels (e.g. np.uint8(np.round((x + 1) * 127.5)) for data in [-1, 1])")
+  if x.size and x.max() <= 1.0:
+    raise AnoganError(f"{source} have values in [{x.min():.3g}, {x.max():.3g}] only (scaled or binary data?), but "
+                      "pixels must be 0..255; store np.uint8(np.round(x * 255)) instead")
   return x / 127.5 - 1.0  # the seed's images * 2 - 1 with images in [0, 1]
 
 
@@ -95,17 +139,24 @@ def test_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def load_one_class(config) -> OneClassData:
+  """The normal training images and the (subset of the) test split, checked and scaled."""
   (x_train, y_train), (x_test, y_test) = load_arrays(config.dataset, config.data_dir)
+  source = source_name(config.dataset, config.data_dir)
   normal = np.asarray(config.normal_classes)
   present = np.unique(y_train)
+  if not len(present):
+    raise AnoganError(f"{source} has no training images (x_train is empty); use a complete data file")
   missing = [c for c in normal if c not in present]
   if missing:
-    raise AnoganError(f"no training images of class {missing[0]} in {config.dataset} (classes {present.min()}..{present.max()}); "
+    raise AnoganError(f"no training images of class {missing[0]} in {source} (classes {present.min()}..{present.max()}); "
                       "choose --normal_classes among those")
   shape = config.image_shape
-  x_train = to_float_images(x_train[np.isin(y_train, normal)], shape, f"{config.dataset} training images")
+  x_train = x_train[np.isin(y_train, normal)]
+  if config.train_examples:
+    x_train = x_train[:config.train_examples]
+  x_train = to_float_images(x_train, shape, f"{source}: x_train images")
   labels = (~np.isin(y_test, normal)).astype(np.int64)
   idx = test_subset(labels, config.test_examples, config.seed)
-  x_test = to_float_images(x_test[idx], shape, f"{config.dataset} test images")
+  x_test = to_float_images(x_test[idx], shape, f"{source}: x_test images")
   return OneClassData(x_train=x_train, x_test=x_test, y_test=labels[idx],
                       classes_test=y_test[idx].astype(np.int64), test_indices=idx)
