@@ -69,8 +69,10 @@ def workdir_config(workdir: str):
   try:
     with open(path) as f:
       return Config.from_flagfile_text(f.read())
-  except (OSError, UnicodeDecodeError) as e:
-    raise AnoganError(f"{path} cannot be read ({type(e).__name__}); restore it or pass --overwrite") from None
+  except (OSError, UnicodeDecodeError, AnoganError) as e:
+    reason = e if isinstance(e, AnoganError) else type(e).__name__
+    raise AnoganError(f"{path} is damaged ({reason}); restore it, or train again with "
+                      "`python -m anogan_tf.train --overwrite`") from None
 
 
 def _parse_flags(argv):
@@ -87,7 +89,8 @@ def _parse_flags(argv):
 
 
 def run(main) -> None:
-  """absl's app.run with one-line errors: AnoganError and flag errors exit 2 without a traceback."""
+  """absl's app.run with one-line errors: AnoganError and flag errors exit 2 without a traceback,
+  Ctrl-C exits 130."""
   def wrapped(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines would bury the progress bar
@@ -96,4 +99,7 @@ def run(main) -> None:
     except AnoganError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
+    except KeyboardInterrupt:  # every output is crash-safe, so Ctrl-C needs no traceback
+      print("\nerror: interrupted; rerun the same command to resume", file=sys.stderr)
+      sys.exit(130)
   app.run(wrapped, flags_parser=_parse_flags)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import glob
+import math
 import os
+import re
 import shutil
 import time
 from typing import List, Optional
@@ -19,19 +22,27 @@ from typing import List, Optional
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tqdm import tqdm
 
 from anogan_tf import losses, plots
 from anogan_tf.config import Config
 from anogan_tf.data import load_one_class
 from anogan_tf.errors import AnoganError
-from anogan_tf.io_utils import atomic_path, write_text
+from anogan_tf.faults import fault_point
+from anogan_tf.io_utils import DirectoryLock, atomic_path, write_text
 from anogan_tf.networks import build_networks
 
 HISTORY_FIELDS = ("epoch", "g_loss", "d_loss", "d_acc", "seconds")
 # Settings that do not change what training computes: a workdir may be resumed with new values.
+# (deterministic changes only the order of float additions, not the computation.)
 NOT_TRAINING_FIELDS = {"epochs", "data_dir", "test_examples", "lam", "map_steps", "map_lrs",
-                       "map_reduction", "z_init", "z_init_std", "map_batch_size"}
+                       "map_reduction", "z_init", "z_init_std", "map_batch_size", "deterministic"}
+CHECKPOINTS_KEPT = 2
+# A discriminator whose loss stays below COLLAPSE_D_LOSS for COLLAPSE_EPOCHS epochs in a row
+# wins outright: the generator's gradients vanish and training makes no more progress.
+COLLAPSE_D_LOSS = 1e-3
+COLLAPSE_EPOCHS = 5
 
 
 def sample_z(rng: np.random.Generator, n: int, config: Config) -> np.ndarray:
@@ -69,7 +80,12 @@ class GANTrainer(tf.Module):
                        for phase in (0, 1)]  # one trace per learning-rate phase
 
   def checkpoint(self) -> tf.train.Checkpoint:
+    # The models keep their layers in a Python list, which tf.train.Checkpoint does not follow:
+    # their weights are listed explicitly, else BN's moving statistics (held by no optimizer)
+    # would be lost on every resume.
     return tf.train.Checkpoint(generator=self.generator, discriminator=self.discriminator,
+                               generator_weights=list(self.generator.weights),
+                               discriminator_weights=list(self.discriminator.weights),
                                d_optimizer=self.d_optimizers[0], g_optimizer=self.g_optimizers[0],
                                d_optimizer_after_decay=self.d_optimizers[1],
                                g_optimizer_after_decay=self.g_optimizers[1], epoch=self.epoch)
@@ -155,8 +171,116 @@ def append_history(path: str, row: dict) -> None:
     os.fsync(f.fileno())
 
 
+# --- checkpoints: TF's own files, committed by an atomic rewrite of the `checkpoint` state file
+
+def _checkpoint_number(path: str) -> int:
+  match = re.search(r"ckpt-(\d+)$", path)
+  return int(match.group(1)) if match else -1
+
+
+def latest_checkpoint(directory: str) -> Optional[str]:
+  """The last committed checkpoint prefix in `directory`, or None if training never saved one.
+
+  Unlike tf.train.latest_checkpoint, a damaged or dangling state file is an error, not None:
+  silently starting over would throw the run's history away.
+  """
+  state = os.path.join(directory, "checkpoint")
+  if not os.path.exists(state):
+    return None
+  fix = (f"delete {directory} to train from scratch in this workdir, or pass --overwrite to start over")
+  try:
+    with open(state) as f:
+      match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', f.read(), re.MULTILINE)
+  except (OSError, UnicodeDecodeError) as e:
+    raise AnoganError(f"checkpoint state {state} cannot be read ({type(e).__name__}); {fix}") from None
+  if not match:
+    raise AnoganError(f"checkpoint state {state} is damaged (no model_checkpoint_path); {fix}")
+  path = match.group(1)
+  path = path if os.path.isabs(path) else os.path.join(directory, path)
+  if not os.path.exists(path + ".index"):
+    raise AnoganError(f"checkpoint {path} named by {state} is missing; {fix}")
+  return path
+
+
+def save_checkpoint(checkpoint: tf.train.Checkpoint, directory: str, number: int) -> str:
+  """Writes ckpt-<number>, then commits it by atomically rewriting the state file.
+
+  A kill before the commit leaves the previous checkpoint as the latest; the half-written
+  files are overwritten by the next save of that number. Keeps the last CHECKPOINTS_KEPT.
+  """
+  os.makedirs(directory, exist_ok=True)
+  checkpoint.save_counter.assign(number)  # as CheckpointManager does; restore() expects it
+  path = checkpoint.write(os.path.join(directory, f"ckpt-{number}"))
+  fault_point("checkpoint_written", number - 1)
+  numbers = sorted({_checkpoint_number(p[:-len(".index")]) for p in glob.glob(os.path.join(directory, "ckpt-*.index"))}
+                   | {number})
+  kept = [n for n in numbers if n <= number][-CHECKPOINTS_KEPT:]
+  lines = [f'model_checkpoint_path: "ckpt-{number}"'] + [f'all_model_checkpoint_paths: "ckpt-{n}"' for n in kept]
+  write_text(os.path.join(directory, "checkpoint"), "\n".join(lines) + "\n")
+  for n in numbers:
+    if n not in kept:
+      for stale in glob.glob(os.path.join(directory, f"ckpt-{n}.*")) + glob.glob(os.path.join(directory, f"ckpt-{n}_temp*")):
+        shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
+  return path
+
+
+def restore_checkpoint(trainer: "GANTrainer", directory: str) -> int:
+  """Restores the latest checkpoint into `trainer`; returns the next epoch to train (0: none)."""
+  path = latest_checkpoint(directory)
+  if path is None:
+    return 0
+  try:
+    status = trainer.checkpoint().restore(path)
+    legacy = not any(name.startswith("generator_weights/") for name, _ in tf.train.list_variables(path))
+    if legacy:  # written before the weights were listed: only the optimizers held the weights
+      logging.warning(f"checkpoint {path} was written before anogan_tf saved BatchNorm moving "
+                      "statistics: the generator's restart from their initial values")
+      status.expect_partial()
+    else:
+      status.assert_existing_objects_matched()
+  except Exception as e:  # TF reports damage as OpError, IndexError ("Read less bytes"), ValueError...
+    raise AnoganError(f"checkpoint {path} cannot be read ({type(e).__name__}: damaged or truncated); "
+                      f"delete {directory} to train from scratch in this workdir, or pass --overwrite "
+                      "to start over") from None
+  return int(trainer.epoch.numpy())
+
+
+# --- the workdir: checked without writing anything, then written only once everything is known good
+
+def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None:
+  """Read-only checks: the workdir can be created here, and an existing one matches `config`."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise AnoganError(f"workdir {workdir} is a file, not a folder; choose another --workdir")
+  parent = os.path.dirname(os.path.abspath(workdir))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise AnoganError(f"cannot create workdir {workdir}: {parent} is a file, not a folder; choose another --workdir")
+  flags_path = os.path.join(workdir, "flags.txt")
+  if os.path.exists(flags_path) and not overwrite:
+    try:
+      with open(flags_path) as f:
+        old = Config.from_flagfile_text(f.read())
+    except (OSError, UnicodeDecodeError, AnoganError) as e:
+      raise AnoganError(f"{flags_path} is damaged ({e if isinstance(e, AnoganError) else type(e).__name__}); "
+                        "restore it, or pass --overwrite to start over") from None
+    changed = [f.name for f in dataclasses.fields(Config)
+               if f.name not in NOT_TRAINING_FIELDS and getattr(old, f.name) != getattr(config, f.name)]
+    if changed:
+      name = changed[0]
+      raise AnoganError(f"workdir {workdir} was trained with other settings (--{name}={getattr(old, name)}, "
+                        f"now {getattr(config, name)}); use another --workdir or pass --overwrite to start over")
+
+
+def lock_workdir(workdir: str) -> DirectoryLock:
+  return DirectoryLock(workdir, f"another train is running on {workdir}; wait for it to finish "
+                                "(or stop it) before training there again, or use another --workdir")
+
+
 def prepare_workdir(config: Config, workdir: str, overwrite: bool = False) -> None:
-  """Creates the workdir, or checks that an existing one was trained with the same settings."""
+  """Creates the workdir (or checks that an existing one was trained with the same settings),
+  clears a previous run with `overwrite`, and writes flags.txt."""
+  check_workdir(config, workdir, overwrite)
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f".write_test{os.getpid()}")
@@ -164,44 +288,87 @@ def prepare_workdir(config: Config, workdir: str, overwrite: bool = False) -> No
     os.remove(probe)
   except OSError as e:
     raise AnoganError(f"cannot write to workdir {workdir} ({e.strerror}); choose a writable --workdir") from None
-  flags_path = os.path.join(workdir, "flags.txt")
-  if os.path.exists(flags_path) and not overwrite:
-    with open(flags_path) as f:
-      old = Config.from_flagfile_text(f.read())
-    changed = [f.name for f in dataclasses.fields(Config)
-               if f.name not in NOT_TRAINING_FIELDS and getattr(old, f.name) != getattr(config, f.name)]
-    if changed:
-      name = changed[0]
-      raise AnoganError(f"workdir {workdir} was trained with other settings (--{name}={getattr(old, name)}, "
-                        f"now {getattr(config, name)}); use another --workdir or pass --overwrite to start over")
+  remove_stale_temporaries(workdir)
   if overwrite:
     for name in ("checkpoints", "samples", "tensorboard", "eval"):
       shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
     for name in ("history.csv", "generator.keras", "discriminator.keras", "loss.png"):
       if os.path.exists(os.path.join(workdir, name)):
         os.remove(os.path.join(workdir, name))
-  write_text(flags_path, config.to_flagfile())
+  write_text(os.path.join(workdir, "flags.txt"), config.to_flagfile())
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$|^\.write_test\d+$|^ckpt-\d+_temp")
+
+
+def remove_stale_temporaries(workdir: str) -> None:
+  """Deletes what a killed training left half-written (atomic_path's .*.tmp<pid> files, TF's
+  ckpt-N_temp folders). Call it only while holding the workdir's lock; eval/ is evaluate's."""
+  for folder in (workdir, os.path.join(workdir, "samples"), os.path.join(workdir, "checkpoints")):
+    if not os.path.isdir(folder):
+      continue
+    for name in os.listdir(folder):
+      if _TEMPORARY.match(name):
+        path = os.path.join(folder, name)
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+
+
+def collapse_warning(history: List[dict]) -> Optional[str]:
+  """A warning when d_loss stayed below COLLAPSE_D_LOSS for the last COLLAPSE_EPOCHS epochs
+  (reported once per streak: exactly when the streak reaches that length), else None."""
+  streak = 0
+  for row in reversed(history):
+    if row["d_loss"] >= COLLAPSE_D_LOSS:
+      break
+    streak += 1
+  if streak != COLLAPSE_EPOCHS:
+    return None
+  first = history[-streak]["epoch"] + 1
+  return (f"the discriminator has collapsed: d_loss < {COLLAPSE_D_LOSS:g} for {streak} epochs in a row "
+          f"(epochs {first}-{history[-1]['epoch'] + 1}), so the generator gets no useful gradient; "
+          "look at the samples, and if they stopped improving restart with --overwrite and e.g. a lower "
+          "--lr, --d_dropout or --g_steps")
+
+
+def enable_determinism(config: Config) -> None:
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
 
 
 def train(config: Config, workdir: str, overwrite: bool = False, data=None,
           progress: bool = True) -> List[dict]:
-  """Trains (or resumes) a DCGAN in `workdir`; returns the history, one dict per epoch."""
-  prepare_workdir(config, workdir, overwrite)
-  data = data if data is not None else load_one_class(config)
-  x_train = tf.constant(data.x_train)
+  """Trains (or resumes) a DCGAN in `workdir`; returns the history, one dict per epoch.
 
+  Everything that can fail on bad input (settings, data, a damaged checkpoint) is checked
+  before the workdir is written, so a failing run leaves an existing workdir as it was.
+  A NaN or inf loss stops training with AnoganError, keeping the last good checkpoint.
+  """
+  check_workdir(config, workdir, overwrite)
+  locks = []  # the workdir's lock, taken as soon as the folder exists
+  try:
+    if os.path.isdir(workdir):
+      locks.append(lock_workdir(workdir))
+    return _train(config, workdir, overwrite, data, progress, locks)
+  finally:
+    for lock in locks:
+      lock.release()
+
+
+def _train(config, workdir, overwrite, data, progress, locks) -> List[dict]:
+  data = data if data is not None else load_one_class(config)
+  if len(data.x_train) == 0:
+    raise AnoganError("no training images; check --normal_classes and --train_examples")
+  x_train = tf.constant(data.x_train)
+  enable_determinism(config)
   keras.utils.set_random_seed(config.seed)
   trainer = GANTrainer(config)
-  manager = tf.train.CheckpointManager(trainer.checkpoint(), os.path.join(workdir, "checkpoints"),
-                                       max_to_keep=2)
-  if manager.latest_checkpoint:
-    try:
-      trainer.checkpoint().restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
-      raise AnoganError(f"checkpoint {manager.latest_checkpoint} cannot be read ({type(e).__name__}); "
-                        "delete the workdir's checkpoints/ folder or pass --overwrite to start over") from None
-  start = int(trainer.epoch.numpy())
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  start = 0 if overwrite else restore_checkpoint(trainer, checkpoint_dir)
 
+  # --- nothing above wrote to the workdir
+  prepare_workdir(config, workdir, overwrite)
+  if not locks:
+    locks.append(lock_workdir(workdir))
   history_path = os.path.join(workdir, "history.csv")
   history = [row for row in read_history(history_path) if row["epoch"] < start]
   write_history(history_path, history)  # repairs what a crash left after the last checkpoint
@@ -211,25 +378,42 @@ def train(config: Config, workdir: str, overwrite: bool = False, data=None,
 
   bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc="train",
              disable=not progress, dynamic_ncols=True)
-  for epoch in bar:
-    began = time.perf_counter()
-    metrics = trainer.train_epoch(x_train, epoch, config.seed)
-    row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - began, 4)}
-    samples = trainer.generator(fixed_z, training=False).numpy()
-    plots.save_grid(samples, os.path.join(workdir, "samples", f"epoch_{epoch + 1:04d}.png"))
-    with writer.as_default(step=epoch + 1):
-      for key in ("g_loss", "d_loss", "d_acc"):
-        tf.summary.scalar(key, metrics[key])
-    append_history(history_path, row)
-    history.append(row)
-    trainer.epoch.assign(epoch + 1)
-    manager.save(checkpoint_number=epoch + 1)
-    bar.set_postfix(g_loss=f"{metrics['g_loss']:.4f}", d_loss=f"{metrics['d_loss']:.4f}",
-                    d_acc=f"{metrics['d_acc']:.4f}")
-  writer.flush()
+  try:
+    for epoch in bar:
+      began = time.perf_counter()
+      metrics = trainer.train_epoch(x_train, epoch, config.seed)
+      if fault_point("loss", epoch) == "nan":
+        metrics["g_loss"] = float("nan")
+      fault_point("epoch", epoch)
+      bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
+      if bad:  # nothing of this epoch is kept: its weights are already poisoned
+        kept = (f"kept the checkpoint of epoch {epoch}: rerun with --epochs={epoch} to export its models, or"
+                if epoch > 0 else "no checkpoint was saved:")
+        raise AnoganError(f"training diverged at epoch {epoch + 1} ({', '.join(bad)}); {kept} start over "
+                          "with --overwrite and a lower --lr")
+      row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - began, 4)}
+      samples = trainer.generator(fixed_z, training=False).numpy()
+      plots.save_grid(samples, os.path.join(workdir, "samples", f"epoch_{epoch + 1:04d}.png"))
+      with writer.as_default(step=epoch + 1):
+        for key in ("g_loss", "d_loss", "d_acc"):
+          tf.summary.scalar(key, metrics[key])
+      append_history(history_path, row)  # before the checkpoint: a resume drops rows past it
+      history.append(row)
+      fault_point("history", epoch)
+      trainer.epoch.assign(epoch + 1)
+      save_checkpoint(trainer.checkpoint(), checkpoint_dir, epoch + 1)
+      warning = collapse_warning(history)
+      if warning:
+        logging.warning(warning)
+      bar.set_postfix(g_loss=f"{metrics['g_loss']:.4f}", d_loss=f"{metrics['d_loss']:.4f}",
+                      d_acc=f"{metrics['d_acc']:.4f}")
+  finally:
+    bar.close()
+    writer.close()
   if history:
     plots.loss_plot(history, os.path.join(workdir, "loss.png"))
   for model, name in ((trainer.generator, "generator"), (trainer.discriminator, "discriminator")):
     with atomic_path(os.path.join(workdir, f"{name}.keras")) as tmp:
       model.save(tmp)
+    fault_point("export")
   return history
