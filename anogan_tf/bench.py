@@ -129,6 +129,42 @@ def measure_training(batch_size=256, n_images=5120, epochs=3):
           "images_per_second": round(n_images * epochs / seconds, 1), "step": "1 D step + 2 G steps per batch"}
 
 
+def measure_layers(batch_size=1024, repeats=10):
+  """Milliseconds per call of each convolution of one mapping iteration, alone, at this batch.
+
+  forward = the op G or D runs; backward = the op computing its input gradient.
+  """
+  import tensorflow as tf
+  rng = np.random.default_rng(0)
+  b = batch_size
+
+  def r(*shape):
+    return tf.constant(rng.standard_normal(shape).astype(np.float32))
+
+  def timed(fn, arg):
+    fn = tf.function(fn)
+    fn(arg)
+    began = time.perf_counter()
+    for _ in range(repeats):
+      fn(arg)
+    return round((time.perf_counter() - began) / repeats * 1000, 2)
+
+  layers = {}
+  # (name, input hw, c_in, c_out, stride): generator transposed convs, then D's conv1
+  for name, hw, cin, cout, stride in (("convT1", 7, 32, 16, 2), ("convT2", 14, 16, 8, 2), ("convT3", 28, 8, 1, 1)):
+    kernel = r(3, 3, cout, cin)
+    out = (b, hw * stride, hw * stride, cout)
+    layers[name] = {
+        "forward_ms": timed(lambda x, k=kernel, o=out, s=stride: tf.nn.conv2d_transpose(x, k, o, s, "SAME"), r(b, hw, hw, cin)),
+        "backward_ms": timed(lambda d, k=kernel, s=stride: tf.nn.conv2d(d, k, s, "SAME"), r(*out))}
+  kernel = r(3, 3, 1, 16)
+  layers["d_conv1"] = {
+      "forward_ms": timed(lambda x: tf.nn.conv2d(x, kernel, 2, "SAME"), r(b, 28, 28, 1)),
+      "backward_ms": timed(lambda d: tf.nn.conv2d_transpose(d, kernel, (b, 28, 28, 1), 2, "SAME"), r(b, 14, 14, 16))}
+  return {"batch_size": b, "layers": layers,
+          "total_ms": round(sum(v["forward_ms"] + v["backward_ms"] for v in layers.values()), 2)}
+
+
 def flops_per_image_iteration():
   """Multiply-adds of one mapping iteration, from the seed-000 layer shapes (2 FLOPs per MAC).
 
@@ -163,7 +199,8 @@ def _child(spec: str):
   functions = {"mapping": lambda b, n, j="0": measure_mapping(int(b), int(n), j == "1"),
                "seed_style": lambda n: measure_seed_style(int(n)),
                "whole_split": lambda n, b: measure_whole_split(int(n), int(b)),
-               "training": lambda: measure_training()}
+               "training": lambda: measure_training(),
+               "layers": lambda: measure_layers()}
   print("BENCH" + json.dumps(functions[kind](*args)))
 
 
@@ -175,7 +212,7 @@ def _run_child(spec: str, env=None) -> dict:
   if out.returncode != 0 or not lines:
     raise RuntimeError(f"bench child {spec} failed:\n{out.stderr[-3000:]}")
   result = json.loads(lines[-1][5:])
-  print(f"  {spec}: {result.get('images_per_second')} images/s", flush=True)
+  print(f"  {spec}: {result.get('images_per_second', result.get('total_ms'))}", flush=True)
   return result
 
 
@@ -198,6 +235,7 @@ def main(argv):
       "intra_op_threads_1_batch_1024": _run_child("mapping:1024:1024", {"TF_NUM_INTRAOP_THREADS": "1"}),
   }
   report["training"] = _run_child("training")
+  report["convolutions_alone_batch_1024"] = _run_child("layers")
   flops = flops_per_image_iteration()
   report["flops_per_image_iteration"] = flops
   split = report["whole_test_split"]
@@ -237,6 +275,11 @@ def write_reports(report: dict, prefix: str):
   lines += [f"| {r['batch_size']} | {r['images']} | {r['images_per_second']} |" for r in report["mapping_by_batch_size"]]
   lines += ["", "Options weighed (batch 1024):", "", "| option | images/s |", "| --- | --- |"]
   lines += [f"| {name} | {r['images_per_second']} |" for name, r in report["options"].items()]
+  conv = report["convolutions_alone_batch_1024"]
+  per_iteration_ms = 1000 * 1024 / report["mapping_by_batch_size"][-1]["images_per_second"] / report["mapping_iterations"]
+  lines += ["", f"Convolutions timed alone at batch 1024 (ms per call; one mapping iteration at batch 1024 takes "
+            f"{per_iteration_ms:.0f} ms):", "", "| layer | forward | input gradient |", "| --- | --- | --- |"]
+  lines += [f"| {k} | {v['forward_ms']} | {v['backward_ms']} |" for k, v in conv["layers"].items()]
   f = report["flops_per_image_iteration"]
   lines += ["", f"FLOPs per image-iteration: {f['flops']:,} ({f['method']}; forward MACs by layer: "
             + ", ".join(f"{k} {v:,}" for k, v in f["macs_forward_by_layer"].items()) + ").", ""]
