@@ -1,0 +1,530 @@
+"""Reliability (issue 4): kill -9 loses nothing, bad input is a clean one-line error that leaves
+the workdir alone, NaN stops training, a collapse is reported, --deterministic repeats exactly,
+two evaluates cannot interleave.
+
+Kills land deterministically through the test-only hook in anogan_tf/faults.py: the process
+either SIGKILLs itself at a named point or pauses there until the test SIGKILLs it.
+Every `python -m anogan_tf.*` costs ~5 s of TensorFlow import, so bad-input cases run in
+batches: one process per tool goes through absl's app.run once per case (`anogan_flags.run`,
+exactly what `python -m` runs), and a few cases also run as real processes, concurrently.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from anogan_tf import AnoganError, Config, evaluate_lib, train_lib
+from anogan_tf.data import OneClassData, load_one_class
+from conftest import ROOT, synthetic_images
+
+# Small networks on a slice of MNIST: every train/evaluate process takes a few seconds.
+TINY = ["--normal_classes=1", "--train_examples=256", "--test_examples=40", "--g_dense_channels=8",
+        "--g_filters=4,4", "--d_filters=4,8", "--batch_size=64", "--latent_dim=8", "--map_steps=5,5",
+        "--map_batch_size=64", "--seed=1", "--deterministic", "--epochs=4"]
+TINY_CONFIG = dict(g_dense_channels=8, g_filters=(4, 4), d_filters=(4, 8), batch_size=64, latent_dim=8,
+                   map_steps=(2, 2), map_batch_size=64)
+
+
+# --- helpers
+
+def _env(hook=None, marker=None):
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  env.pop("ANOGAN_TEST_HOOK", None)
+  if hook:
+    env["ANOGAN_TEST_HOOK"] = hook
+  if marker:
+    env["ANOGAN_TEST_HOOK_MARKER"] = str(marker)
+  return env
+
+
+def start(*args, hook=None, marker=None):
+  return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=_env(hook, marker), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc, timeout=300):
+  out, err = proc.communicate(timeout=timeout)
+  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run(*args, hook=None):
+  return finish(start(*args, hook=hook))
+
+
+def pause_then_kill9(proc, marker, while_paused=None, timeout=240):
+  """Waits until `proc` pauses at its hook, calls `while_paused()`, then SIGKILLs it."""
+  deadline = time.monotonic() + timeout
+  while not os.path.exists(marker):
+    if proc.poll() is not None:
+      pytest.fail(f"process ended ({proc.returncode}) before its pause point:\n{proc.communicate()[1]}")
+    if time.monotonic() > deadline:
+      proc.kill()
+      pytest.fail("process never reached its pause point")
+    time.sleep(0.1)
+  try:
+    if while_paused:
+      while_paused()
+  finally:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+  assert proc.returncode == -signal.SIGKILL
+  os.remove(marker)
+
+
+def history(workdir):
+  with open(os.path.join(workdir, "history.csv")) as f:
+    return list(csv.DictReader(f))
+
+
+def epochs(workdir):
+  return [int(row["epoch"]) for row in history(workdir)]
+
+
+def latest(workdir):
+  path = train_lib.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+  return path and os.path.basename(path)
+
+
+def snapshot(root):
+  """{relative path: sha256 or 'dir'} for everything under root; None if root does not exist."""
+  if not os.path.lexists(root):
+    return None
+  if os.path.isfile(root):
+    return {".": hashlib.sha256(open(root, "rb").read()).hexdigest()}
+  out = {}
+  for folder, dirs, files in os.walk(root):
+    for name in dirs:
+      out[os.path.relpath(os.path.join(folder, name), root) + "/"] = "dir"
+    for name in files:
+      path = os.path.join(folder, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def error_line(stderr):
+  """The single `error: ...` line, checked to be the last line and to come without a traceback."""
+  assert "Traceback" not in stderr, stderr
+  lines = [line for line in stderr.splitlines() if line.strip()]
+  errors = [line for line in lines if line.startswith("error: ")]
+  assert len(errors) == 1, stderr
+  assert lines[-1] == errors[0], stderr
+  return errors[0]
+
+
+# --- 1. kill -9 at every stage; rerunning the same command resumes and completes
+
+class _CleanRuns:
+  """Two uninterrupted TINY runs (train, then evaluate), side by side in a background thread,
+  so they overlap with the kill sequence; `wait()` returns their workdirs."""
+
+  def __init__(self, root):
+    self.workdirs = [str(root / "r1"), str(root / "r2")]
+    self.failures = []
+    self.thread = threading.Thread(target=self._run, daemon=True)
+    self.thread.start()
+
+  def _run(self):
+    for tool in ("anogan_tf.train", "anogan_tf.evaluate"):
+      procs = [start(tool, f"--workdir={w}", *(TINY if tool.endswith("train") else [])) for w in self.workdirs]
+      results = [finish(proc) for proc in procs]
+      self.failures += [r.stderr for r in results if r.returncode != 0]
+      if self.failures:
+        return
+
+  def wait(self):
+    self.thread.join(timeout=600)
+    assert not self.thread.is_alive() and not self.failures, self.failures
+    return self.workdirs
+
+
+@pytest.fixture(scope="module")
+def clean_runs(tmp_path_factory):
+  if not os.path.isfile(os.path.join(os.environ.get("ANOGAN_DATA_DIR", ""), "mnist.npz")):
+    pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR")
+  return _CleanRuns(tmp_path_factory.mktemp("clean"))
+
+
+def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupted_run(tmp_path, clean_runs):
+  w = str(tmp_path / "w")
+  train = ("anogan_tf.train", f"--workdir={w}", *TINY)
+  evaluate = ("anogan_tf.evaluate", f"--workdir={w}")
+  marker = tmp_path / "paused"
+
+  def train_meanwhile():  # a second train (here in-process) on the same workdir is refused at once
+    config = Config.from_flagfile_text(open(os.path.join(w, "flags.txt")).read()).replace(deterministic=False)
+    with pytest.raises(AnoganError, match=f"another train is running on {w}; wait for it to finish"):
+      train_lib.train(config, w, progress=False)
+
+  # During epoch 2 (trained, nothing of it written yet), SIGKILLed from outside.
+  pause_then_kill9(start(*train, hook="epoch@1=pause", marker=marker), marker, while_paused=train_meanwhile)
+  assert epochs(w) == [0] and latest(w) == "ckpt-1"
+  assert not os.path.exists(os.path.join(w, "generator.keras"))
+
+  # Checkpoint 3's files written but not committed: the state file still names ckpt-2, and the
+  # history row of epoch 2 (written before the checkpoint) is dropped on resume.
+  result = run(*train, hook="checkpoint_written@2=kill")
+  assert result.returncode == -signal.SIGKILL, result.stderr
+  assert epochs(w) == [0, 1, 2] and latest(w) == "ckpt-2"
+  assert os.path.exists(os.path.join(w, "checkpoints", "ckpt-3.index"))
+
+  # Killed between exporting generator.keras and discriminator.keras.
+  result = run(*train, hook="export=kill")
+  assert result.returncode == -signal.SIGKILL, result.stderr
+  assert epochs(w) == [0, 1, 2, 3] and latest(w) == "ckpt-4"
+  assert not os.path.exists(os.path.join(w, "discriminator.keras"))
+
+  # The same command again: nothing left to train, the models are exported.
+  result = run(*train)
+  assert result.returncode == 0, result.stderr
+  assert epochs(w) == [0, 1, 2, 3]
+  assert sorted(os.listdir(os.path.join(w, "checkpoints"))) == [
+      "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+  assert sorted(os.listdir(os.path.join(w, "samples"))) == [f"epoch_{e:04d}.png" for e in range(1, 5)]
+  for name in ("flags.txt", "generator.keras", "discriminator.keras", "loss.png"):
+    assert os.path.getsize(os.path.join(w, name)) > 0, name
+  assert not [n for n in os.listdir(w) if n.startswith(".")]  # no temporary left behind
+
+  # Evaluation killed after writing scores.csv, before the figures and metrics.json (written
+  # last): eval/ reads as incomplete. The same command again completes it.
+  result = run(*evaluate, hook="eval_write=kill")
+  assert result.returncode == -signal.SIGKILL, result.stderr
+  assert os.path.exists(os.path.join(w, "eval", "scores.csv"))
+  assert not os.path.exists(os.path.join(w, "eval", "metrics.json"))
+  result = run(*evaluate)
+  assert result.returncode == 0, result.stderr
+  for name in evaluate_lib.EVAL_FILES:
+    assert os.path.getsize(os.path.join(w, "eval", name)) > 0, name
+  assert not [n for n in os.listdir(os.path.join(w, "eval")) if n.startswith(".")]
+  with open(os.path.join(w, "eval", "metrics.json")) as f:
+    metrics = json.load(f)
+  assert metrics["n_normal"] + metrics["n_anomalous"] == 40
+
+  # Killed while mapping: the previous eval/ stays as it was. Meanwhile a second evaluate on
+  # the workdir is refused.
+  def evaluate_meanwhile():
+    config = Config.from_flagfile_text(open(os.path.join(w, "flags.txt")).read()).replace(deterministic=False)
+    with pytest.raises(AnoganError, match=f"another evaluate is running on {w}; wait for it to finish"):
+      evaluate_lib.evaluate(config, w, progress=False)
+
+  before = snapshot(os.path.join(w, "eval"))
+  pause_then_kill9(start(*evaluate, hook="map=pause", marker=marker), marker, while_paused=evaluate_meanwhile)
+  assert snapshot(os.path.join(w, "eval")) == before
+
+  # Killed five times (three trains, two evaluates), yet the same numbers as a run never
+  # interrupted (--deterministic).
+  reference = clean_runs.wait()[0]
+  drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+  assert drop_seconds(history(w)) == drop_seconds(history(reference))
+  assert open(os.path.join(w, "eval", "scores.csv")).read() == open(os.path.join(reference, "eval", "scores.csv")).read()
+
+
+# --- 4. determinism
+
+def test_deterministic_runs_give_identical_history_and_scores(clean_runs):
+  a, b = clean_runs.wait()
+  rows_a, rows_b = history(a), history(b)
+  assert len(rows_a) == 4
+  for row in rows_a + rows_b:
+    row.pop("seconds")
+  assert rows_a == rows_b
+  scores = [open(os.path.join(w, "eval", "scores.csv")).read() for w in (a, b)]
+  assert scores[0] == scores[1] and len(scores[0].splitlines()) == 41
+  metrics = [json.load(open(os.path.join(w, "eval", "metrics.json"))) for w in (a, b)]
+  assert metrics[0]["auroc"] == metrics[1]["auroc"]
+  flags_txt = open(os.path.join(a, "flags.txt")).read()
+  assert "--deterministic=true" in flags_txt and "--train_examples=256" in flags_txt
+
+
+# --- 2. bad input: one-line error, non-zero exit, no traceback, workdir untouched
+
+# One process per tool runs every case through anogan_flags.run (absl's app.run), as
+# `python -m anogan_tf.<tool>` does, with the flags reset between cases.
+HARNESS = r'''
+import contextlib, importlib, io, json, sys, traceback
+tool, cases_path, out_path = sys.argv[1:]
+module = importlib.import_module("anogan_tf." + tool)
+from absl import flags
+from anogan_tf import flags as anogan_flags
+results = []
+for argv in json.load(open(cases_path)):
+  flags.FLAGS.unparse_flags()
+  err, out, code = io.StringIO(), io.StringIO(), 0
+  sys.argv = ["anogan_tf." + tool] + argv
+  with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+    try:
+      anogan_flags.run(module.main)
+    except SystemExit as e:
+      code = e.code or 0
+    except BaseException:
+      traceback.print_exc()
+      code = "uncaught exception"
+  results.append({"code": code, "stderr": err.getvalue(), "stdout": out.getvalue()})
+json.dump(results, open(out_path, "w"))
+'''
+
+
+def _npz(folder, name="mnist.npz", n_train=160, n_test=40, x_train=None, x_test=None, y_train=None):
+  os.makedirs(folder, exist_ok=True)
+  pixels = lambda n, seed: np.round((synthetic_images(n, seed=seed)[..., 0] + 1) * 127.5).astype(np.uint8)
+  arrays = dict(x_train=pixels(n_train, 0) if x_train is None else x_train,
+                y_train=np.arange(n_train) % 2 if y_train is None else y_train,
+                x_test=pixels(n_test, 1) if x_test is None else x_test, y_test=np.arange(n_test) % 2)
+  np.savez(os.path.join(folder, name), **arrays)
+  return str(folder)
+
+
+def _bad_data(root):
+  """{case: data folder}: each holds a mnist.npz (or nothing) with one thing wrong."""
+  good = np.round((synthetic_images(160)[..., 0] + 1) * 127.5)
+  with_nan = good.astype(np.float32)
+  with_nan[3, 10, 10] = np.nan
+  test_inf = np.round((synthetic_images(40, seed=1)[..., 0] + 1) * 127.5).astype(np.float32)
+  test_inf[5, 0, 0] = np.inf
+  folders = {
+      "size": _npz(root / "size", x_train=np.zeros((160, 32, 32), np.uint8) + 200),
+      "channels": _npz(root / "channels", x_train=np.repeat(good[..., None], 3, -1).astype(np.uint8)),
+      "dtype": _npz(root / "dtype", x_train=good.astype(np.uint8).astype(str)),
+      "scaled": _npz(root / "scaled", x_train=(good / 255).astype(np.float32)),
+      "range": _npz(root / "range", x_train=(good * 4).astype(np.int16)),
+      "nan": _npz(root / "nan", x_train=with_nan),
+      "inf": _npz(root / "inf", x_test=test_inf),
+      "labels": _npz(root / "labels", y_train=np.arange(150) % 2),
+      "empty": str(root / "empty"),
+      "missing": str(root / "does_not_exist"),
+      "other_file": _npz(root / "other_file", name="fashion_mnist.npz"),
+      "corrupt": str(root / "corrupt"),
+      "truncated": str(root / "truncated"),
+  }
+  os.makedirs(folders["empty"])
+  os.makedirs(folders["corrupt"])
+  with open(os.path.join(folders["corrupt"], "mnist.npz"), "wb") as f:
+    f.write(np.random.default_rng(0).bytes(5000))
+  good_file = open(os.path.join(_npz(root / "good_copy"), "mnist.npz"), "rb").read()
+  os.makedirs(folders["truncated"])
+  with open(os.path.join(folders["truncated"], "mnist.npz"), "wb") as f:
+    f.write(good_file[:len(good_file) // 2])
+  return folders
+
+
+# data folder case: fragments of the error line (the problem, the fix)
+DATA_CASES = {
+    "size": ("shape (32, 32, 1) per image, expected (28, 28, 1)", "--dataset"),
+    "channels": ("have 3 channels (28, 28, 3) per image, expected (28, 28, 1)", "channel count"),
+    "dtype": ("have dtype <U3", "uint8"),
+    "scaled": ("values in [0, 1] only", "np.round(x * 255)"),
+    "range": ("expected pixels in 0..255", "store uint8"),
+    "nan": ("x_train images contain NaN or inf", "repair"),
+    "inf": ("x_test images contain NaN or inf", "repair"),
+    "labels": ("150 labels for 160 images", "one integer label per image"),
+    "empty": ("mnist.npz is missing", "--data_dir"),
+    "missing": ("does_not_exist does not exist", "--data_dir"),
+    "other_file": ("mnist.npz is missing", "download it"),
+    "corrupt": ("is not a readable .npz file", "good copy"),
+    "truncated": ("is not a readable .npz file", "good copy"),
+}
+
+
+def _damage_checkpoint(workdir, how):
+  ckpt = os.path.join(workdir, "checkpoints")
+  data_file = os.path.join(ckpt, "ckpt-1.data-00000-of-00001")
+  if how == "truncated":
+    with open(data_file, "r+b") as f:
+      f.truncate(os.path.getsize(data_file) // 3)
+  elif how == "garbage_index":
+    with open(os.path.join(ckpt, "ckpt-1.index"), "wb") as f:
+      f.write(b"\x00not an index" * 50)
+  elif how == "state":
+    with open(os.path.join(ckpt, "checkpoint"), "w") as f:
+      f.write("garbage {{{\n")
+  elif how == "dangling":
+    for name in os.listdir(ckpt):
+      if name.startswith("ckpt-1."):
+        os.remove(os.path.join(ckpt, name))
+
+
+def test_bad_input_is_a_one_line_error_and_leaves_the_workdir_untouched(tmp_path):
+  data = _bad_data(tmp_path / "data")
+  good = _npz(tmp_path / "data" / "good")
+  trained = str(tmp_path / "trained")
+  config = Config(data_dir=good, normal_classes=(1,), epochs=1, **TINY_CONFIG)
+  train_lib.train(config, trained, progress=False)
+
+  def copy(name, damage=None):
+    path = str(tmp_path / "w" / name)
+    shutil.copytree(trained, path)
+    if damage:
+      damage(path)
+    return path
+
+  a_file = tmp_path / "a_file"
+  a_file.write_text("not a folder\n")
+  fresh = str(tmp_path / "fresh")
+  train_cases = {}  # name: (argv, watched path, fragments)
+  for case, fragments in DATA_CASES.items():
+    w = copy(f"data_{case}")  # resuming a trained workdir with more epochs, bad data
+    train_cases[case] = ([f"--workdir={w}", f"--data_dir={data[case]}", "--epochs=3"], w, fragments)
+  w = copy("other_settings")
+  train_cases["other_settings"] = ([f"--workdir={w}", "--lr=0.5"], w,
+                                   ("was trained with other settings (--lr=0.001, now 0.5)", "--overwrite"))
+  for how, fragments in {"truncated": ("ckpt-1 cannot be read", "--overwrite"),
+                         "garbage_index": ("ckpt-1 cannot be read", "--overwrite"),
+                         "state": ("is damaged", "--overwrite"),
+                         "dangling": ("ckpt-1 named by", "--overwrite")}.items():
+    w = copy(f"checkpoint_{how}", lambda p, how=how: _damage_checkpoint(p, how))
+    train_cases[f"checkpoint_{how}"] = ([f"--workdir={w}", "--epochs=3"], w, fragments)
+  w = copy("flags_txt", lambda p: open(os.path.join(p, "flags.txt"), "a").write("--lamda=0.3\n"))
+  train_cases["damaged_flags_txt"] = ([f"--workdir={w}", "--epochs=3"], w,
+                                      ("flags.txt is damaged (unknown setting 'lamda'", "--overwrite"))
+  w = copy("dataset")
+  train_cases["unknown_dataset"] = ([f"--workdir={w}", "--dataset=imagenet"], w,
+                                    ("unknown dataset 'imagenet'", "mnist, fashion_mnist, cifar10"))
+  train_cases["empty_normal_class"] = ([f"--workdir={fresh}", f"--data_dir={good}", "--normal_classes=7"], fresh,
+                                       ("no training images of class 7", "--normal_classes"))
+  w = copy("flag")
+  train_cases["unknown_flag"] = ([f"--workdir={w}", "--bogus=1"], w, ("Unknown command line flag 'bogus'", "--helpfull"))
+  train_cases["workdir_under_a_file"] = ([f"--workdir={a_file}/sub", f"--data_dir={good}"], str(a_file),
+                                         ("cannot create workdir", "choose another --workdir"))
+
+  no_flags = str(tmp_path / "w" / "no_flags")
+  os.makedirs(no_flags)
+  open(os.path.join(no_flags, "notes.txt"), "w").write("hello\n")
+  evaluate_cases = {
+      "garbage_model": (copy("gen", lambda p: open(os.path.join(p, "generator.keras"), "wb").write(b"PK\x03\x04junk")),
+                        ("generator.keras cannot be loaded", "rerun training")),
+      "truncated_model": (copy("disc", lambda p: os.truncate(os.path.join(p, "discriminator.keras"), 1000)),
+                          ("discriminator.keras cannot be loaded", "rerun training")),
+      "missing_model": (copy("nogen", lambda p: os.remove(os.path.join(p, "generator.keras"))),
+                        ("generator.keras is missing", "train first")),
+      "not_a_workdir": (no_flags, ("holds no flags.txt", "train first")),
+      "bad_data": (copy("eval_data"), ("shape (32, 32, 1) per image", "--dataset")),
+  }
+  evaluate_argv = {case: [f"--workdir={w}"] + (["--data_dir=" + data["size"]] if case == "bad_data" else [])
+                   for case, (w, _) in evaluate_cases.items()}
+
+  # A few cases also as real processes: the exit code and stderr of `python -m` itself.
+  real = {"unknown_flag", "workdir_under_a_file", "size"}
+  watched = {case: spec[1] for case, spec in train_cases.items()}
+  watched.update({f"evaluate_{case}": w for case, (w, _) in evaluate_cases.items()})
+  before = {case: snapshot(path) for case, path in watched.items()}
+
+  procs = {}
+  for tool, cases in (("train", {c: s[0] for c, s in train_cases.items()}), ("evaluate", evaluate_argv)):
+    cases_path, out_path = tmp_path / f"{tool}_cases.json", tmp_path / f"{tool}_results.json"
+    cases_path.write_text(json.dumps(list(cases.values())))
+    harness = tmp_path / "harness.py"
+    harness.write_text(HARNESS)
+    procs[tool] = (subprocess.Popen([sys.executable, str(harness), tool, str(cases_path), str(out_path)],
+                                    cwd=ROOT, env=_env(), text=True, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE), list(cases), out_path)
+  real_procs = {}
+  for case in sorted(real):  # own copies: a real process and the harness would race for the lock
+    argv, path, _ = train_cases[case]
+    if path.startswith(str(tmp_path / "w")):
+      own = copy(f"real_{case}")
+      argv = [a.replace(path, own) for a in argv]
+    real_procs[case] = start("anogan_tf.train", *argv)
+  real_procs["evaluate_not_a_workdir"] = start("anogan_tf.evaluate", *evaluate_argv["not_a_workdir"])
+
+  results = {}
+  for tool, (proc, names, out_path) in procs.items():
+    done = finish(proc)
+    assert done.returncode == 0, done.stderr
+    for name, result in zip(names, json.load(open(out_path))):
+      results[name if tool == "train" else f"evaluate_{name}"] = result
+  fragments = {case: spec[2] for case, spec in train_cases.items()}
+  fragments.update({f"evaluate_{case}": f for case, (_, f) in evaluate_cases.items()})
+  for case, result in results.items():
+    assert result["code"] == 2, (case, result)
+    line = error_line(result["stderr"])
+    for fragment in fragments[case]:
+      assert fragment in line, (case, line)
+  for case, proc in real_procs.items():
+    done = finish(proc)
+    assert done.returncode == 2, (case, done.stderr)
+    line = error_line(done.stderr)
+    assert all(fragment in line for fragment in fragments[case]), (case, line)
+  for case, path in watched.items():
+    assert snapshot(path) == before[case], f"{case} changed {path}"
+  assert set(results) == set(fragments)
+
+
+def test_workdir_lock_and_damaged_checkpoint_state_in_the_library(tmp_path):
+  # tf.train.latest_checkpoint would say None for a damaged state file and training would
+  # silently start over; latest_checkpoint refuses instead.
+  ckpt = tmp_path / "checkpoints"
+  ckpt.mkdir()
+  assert train_lib.latest_checkpoint(str(ckpt)) is None
+  (ckpt / "checkpoint").write_text('model_checkpoint_path: "ckpt-9"\n')
+  with pytest.raises(AnoganError, match="ckpt-9 named by"):
+    train_lib.latest_checkpoint(str(ckpt))
+  lock = train_lib.lock_workdir(str(tmp_path))
+  with pytest.raises(AnoganError, match="another train is running on"):
+    train_lib.lock_workdir(str(tmp_path))
+  lock.release()
+  train_lib.lock_workdir(str(tmp_path)).release()  # released: free again
+
+
+# --- 3. training health
+
+def _synthetic(n=128):
+  x = synthetic_images(n)
+  return OneClassData(x_train=x, x_test=x[:8], y_test=np.arange(8) % 2, classes_test=np.zeros(8, int),
+                      test_indices=np.arange(8))
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  data = _synthetic()
+  w = str(tmp_path / "w")
+  config = Config(epochs=5, **TINY_CONFIG)
+  monkeypatch.setenv("ANOGAN_TEST_HOOK", "loss@2=nan")
+  with pytest.raises(AnoganError, match=r"diverged at epoch 3 \(g_loss=nan\); kept the checkpoint of epoch 2: "
+                                        r"rerun with --epochs=2"):
+    train_lib.train(config, w, data=data, progress=False)
+  assert epochs(w) == [0, 1] and latest(w) == "ckpt-2"
+  assert sorted(os.listdir(os.path.join(w, "samples"))) == ["epoch_0001.png", "epoch_0002.png"]
+  assert not os.path.exists(os.path.join(w, "generator.keras"))
+  monkeypatch.delenv("ANOGAN_TEST_HOOK")
+  train_lib.train(config.replace(epochs=2), w, data=data, progress=False)  # as the message says
+  assert epochs(w) == [0, 1] and os.path.exists(os.path.join(w, "generator.keras"))
+
+  # A real divergence: Adam's steps are ~lr in size, so lr=1e30 blows the weights up at once.
+  w = str(tmp_path / "diverges")
+  with pytest.raises(AnoganError, match=r"diverged at epoch 1 \(.*nan.*\); no checkpoint was saved"):
+    train_lib.train(config.replace(lr=1e30), w, data=data, progress=False)
+  assert latest(w) is None and epochs(w) == []
+
+
+def test_collapsed_discriminator_is_reported_once(tmp_path, caplog):
+  rows = lambda losses: [{"epoch": i, "d_loss": v} for i, v in enumerate(losses)]
+  assert train_lib.collapse_warning(rows([0.5] + [1e-4] * 4)) is None
+  message = train_lib.collapse_warning(rows([0.5] + [1e-4] * 5))
+  assert "d_loss < 0.001 for 5 epochs in a row (epochs 2-6)" in message
+  assert train_lib.collapse_warning(rows([0.5] + [1e-4] * 6)) is None  # said once per streak
+  # A real collapse: a generator that never trains (g_steps=0) loses to D within a few epochs.
+  caplog.set_level("WARNING")
+  config = Config(epochs=10, g_steps=0, lr=0.03, **TINY_CONFIG)
+  history_rows = train_lib.train(config, str(tmp_path / "w"), data=_synthetic(), progress=False)
+  assert history_rows[-1]["d_loss"] < 1e-3
+  warnings = [r.getMessage() for r in caplog.records if "discriminator has collapsed" in r.getMessage()]
+  assert len(warnings) == 1, caplog.text
+
+
+def test_train_examples_limits_the_training_images(tmp_path):
+  folder = _npz(tmp_path / "data")
+  full = load_one_class(Config(data_dir=folder, normal_classes=(1,)))
+  some = load_one_class(Config(data_dir=folder, normal_classes=(1,), train_examples=30))
+  assert len(full.x_train) == 80 and len(some.x_train) == 30
+  np.testing.assert_array_equal(some.x_train, full.x_train[:30])
+  assert "train_examples" not in train_lib.NOT_TRAINING_FIELDS  # it changes what is trained
+  assert "deterministic" in train_lib.NOT_TRAINING_FIELDS
