@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import os
+import zipfile
+import zlib
 from typing import List, Tuple
 
 import numpy as np
@@ -39,7 +41,7 @@ def read_images(source: str, image_shape: Tuple[int, int, int]) -> Tuple[np.ndar
           array = loaded[loaded.files[0]]
       else:
         array = loaded
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
       raise AnoganError(f"{source} is not a readable NumPy file ({type(e).__name__}); save it again with np.save") from None
     if array.ndim == 3 and image_shape[-1] == 1:
       array = array[..., None]

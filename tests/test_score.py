@@ -41,8 +41,10 @@ def test_read_images_rejects_bad_input(tmp_path):
   np.save(tmp_path / "wrong.npy", np.zeros((2, 32, 32), np.uint8))
   np.save(tmp_path / "range.npy", np.full((2, 28, 28), 3.0, np.float32))
   (tmp_path / "broken.png").write_bytes(b"not a png")
+  np.savez(tmp_path / "full.npz", x=np.zeros((2, 28, 28), np.uint8))
+  (tmp_path / "cut.npz").write_bytes((tmp_path / "full.npz").read_bytes()[:200])
   cases = [(str(tmp_path / "wrong.npy"), "expects"), (str(tmp_path / "range.npy"), r"\[-1, 1\]"),
-           (str(tmp_path / "broken.png"), "not a readable image"), (str(tmp_path / "nothing"), "no PNG/JPEG")]
+           (str(tmp_path / "broken.png"), "not a readable image"), (str(tmp_path / "cut.npz"), "not a readable NumPy"), (str(tmp_path / "nothing"), "no PNG/JPEG")]
   for source, message in cases:
     with pytest.raises(AnoganError, match=message):
       read_images(source, (28, 28, 1))

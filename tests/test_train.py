@@ -62,6 +62,12 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   for a, b in zip(straight, resumed):
     assert a["g_loss"] == pytest.approx(b["g_loss"], rel=1e-5)
     assert a["d_loss"] == pytest.approx(b["d_loss"], rel=1e-5)
+  # Inference mode uses BN's moving statistics, which the losses above (training mode) never see.
+  import keras
+  z = np.random.default_rng(0).uniform(-1, 1, (4, 50)).astype(np.float32)
+  outputs = [keras.models.load_model(str(tmp_path / run / "generator.keras"))(z, training=False).numpy()
+             for run in ("a", "b")]
+  np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
 
 
 def test_learning_rate_switch_uses_fresh_adam_instances(tmp_path):
