@@ -230,14 +230,7 @@ def restore_checkpoint(trainer: "GANTrainer", directory: str) -> int:
   if path is None:
     return 0
   try:
-    status = trainer.checkpoint().restore(path)
-    legacy = not any(name.startswith("generator_weights/") for name, _ in tf.train.list_variables(path))
-    if legacy:  # written before the weights were listed: only the optimizers held the weights
-      logging.warning(f"checkpoint {path} was written before anogan_tf saved BatchNorm moving "
-                      "statistics: the generator's restart from their initial values")
-      status.expect_partial()
-    else:
-      status.assert_existing_objects_matched()
+    trainer.checkpoint().restore(path).assert_existing_objects_matched()
   except Exception as e:  # TF reports damage as OpError, IndexError ("Read less bytes"), ValueError...
     raise AnoganError(f"checkpoint {path} cannot be read ({type(e).__name__}: damaged or truncated); "
                       f"delete {directory} to train from scratch in this workdir, or pass --overwrite "
