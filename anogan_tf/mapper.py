@@ -63,7 +63,7 @@ class _BatchState(tf.Module):
 
   def _loss_parts(self, x, features_x):
     m = self.mapper
-    generated = m.generator(self.z, training=False, batch_invariant=True)
+    generated = m.generator(self.z, training=False)
     residual = losses.residual_loss(x, generated, m.reduction)
     discrimination = losses.discrimination_loss(
         features_x, m.discriminator.features(generated, training=False), m.reduction)

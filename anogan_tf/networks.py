@@ -108,19 +108,8 @@ class Generator(_Stack):
     if not self.built:
       self._build_chain((None, self.latent_dim))
 
-  def call(self, z, training=False, batch_invariant=False):
-    """G(z). batch_invariant=True computes the Dense layer in float64 (then rounds to float32):
-    float32 GEMM and GEMV sum in different orders, so without it a row's output depends on the
-    batch size in the last bit, which AnoGAN's L1 mapping can amplify over 150 iterations.
-    The convolutions give bit-identical rows at any batch size already."""
-    if not batch_invariant:
-      return self._run(z, training)
-    dense = self.chain[0]
-    h = tf.matmul(tf.cast(z, tf.float64), tf.cast(dense.kernel, tf.float64)) + tf.cast(dense.bias, tf.float64)
-    x = tf.cast(h, z.dtype)
-    for layer in self.chain[1:]:
-      x = layer(x, training=training) if _takes_training(layer) else layer(x)
-    return x
+  def call(self, z, training=False):
+    return self._run(z, training)
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0],) + self.image_shape

@@ -45,13 +45,19 @@ def test_batched_equals_one_by_one(networks):
   single_mapper = LatentMapper(g, d, seed=11, batch_size=1)
   singles = [single_mapper.map(x[i:i + 1]) for i in range(len(x))]
   scores = np.array([s.score[0] for s in singles])
-  z = np.concatenate([s.z for s in singles])
   # Same z0 per image (drawn row by row from one seeded stream) and the same trajectory.
   # atol: G(z*) rows end near 1e-5, where the L1 search is float32 noise; real scores are > 1e-2.
   np.testing.assert_allclose(scores, batched.score, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(z[3:], batched.z[3:], rtol=1e-3, atol=1e-4)
+  trajectories = np.concatenate([s.trajectory for s in singles])
+  np.testing.assert_allclose(trajectories[3:], batched.trajectory[3:], rtol=5e-4)
+  # z itself is not compared: the kernels round differently at different batch sizes (oneDNN picks
+  # them by shape), and on a flat stretch of the L1 loss that moves z (by 0.27 on one noise image
+  # here) while the loss agrees to 1.5e-4. What the user sees, G(z*), agrees to 0.015 of [-1, 1].
+  generated = np.concatenate([s.generated for s in singles])
+  np.testing.assert_allclose(generated, batched.generated, atol=0.03)
   chunked = LatentMapper(g, d, seed=11, batch_size=3).map(x)  # padded last chunk
   np.testing.assert_allclose(chunked.score, batched.score, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(chunked.trajectory[3:], batched.trajectory[3:], rtol=5e-4)
 
 
 def test_no_retrace_across_batches_and_calls(networks):
