@@ -129,12 +129,16 @@ def measure_training(batch_size=256, n_images=5120, epochs=3):
           "images_per_second": round(n_images * epochs / seconds, 1), "step": "1 D step + 2 G steps per batch"}
 
 
-def measure_layers(batch_size=1024, repeats=10):
+def measure_layers(batch_size=1024, repeats=15):
   """Milliseconds per call of each convolution of one mapping iteration, alone, at this batch.
 
-  forward = the op G or D runs; backward = the op computing its input gradient.
+  Every way TensorFlow offers to compute each one is timed (the fastest of `repeats` calls):
+  forward = what G or D runs, input gradient = what the gradient to z runs. A transposed
+  convolution is either conv2d_transpose (TF's backprop-input kernel) or, for stride 2, four
+  phase convolutions in one conv2d (`conv_forms`), or, for stride 1, conv2d with the flipped kernel.
   """
   import tensorflow as tf
+  from anogan_tf.conv_forms import conv2d_transpose_subpixel, subpixel_kernel
   rng = np.random.default_rng(0)
   b = batch_size
 
@@ -144,25 +148,127 @@ def measure_layers(batch_size=1024, repeats=10):
   def timed(fn, arg):
     fn = tf.function(fn)
     fn(arg)
-    began = time.perf_counter()
+    best = float("inf")
     for _ in range(repeats):
-      fn(arg)
-    return round((time.perf_counter() - began) / repeats * 1000, 2)
+      began = time.perf_counter()
+      fn(arg).numpy()
+      best = min(best, time.perf_counter() - began)
+    return round(best * 1000, 2)
 
-  layers = {}
-  # (name, input hw, c_in, c_out, stride): generator transposed convs, then D's conv1
+  ops = {}
   for name, hw, cin, cout, stride in (("convT1", 7, 32, 16, 2), ("convT2", 14, 16, 8, 2), ("convT3", 28, 8, 1, 1)):
     kernel = r(3, 3, cout, cin)
-    out = (b, hw * stride, hw * stride, cout)
-    layers[name] = {
-        "forward_ms": timed(lambda x, k=kernel, o=out, s=stride: tf.nn.conv2d_transpose(x, k, o, s, "SAME"), r(b, hw, hw, cin)),
-        "backward_ms": timed(lambda d, k=kernel, s=stride: tf.nn.conv2d(d, k, s, "SAME"), r(*out))}
+    x, dy, out = r(b, hw, hw, cin), r(b, hw * stride, hw * stride, cout), (b, hw * stride, hw * stride, cout)
+    forms = {"conv2d_transpose": timed(lambda x, k=kernel, o=out, s=stride: tf.nn.conv2d_transpose(x, k, o, s, "SAME"), x)}
+    if stride == 2:
+      forms["subpixel conv2d"] = timed(lambda x, k=subpixel_kernel(kernel): conv2d_transpose_subpixel(x, k), x)
+    else:
+      flipped = tf.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+      forms["conv2d, flipped kernel"] = timed(lambda x, k=flipped: tf.nn.conv2d(x, k, 1, "SAME"), x)
+    ops[f"{name} forward"] = forms
+    ops[f"{name} input gradient"] = {"conv2d": timed(lambda d, k=kernel, s=stride: tf.nn.conv2d(d, k, s, "SAME"), dy)}
   kernel = r(3, 3, 1, 16)
-  layers["d_conv1"] = {
-      "forward_ms": timed(lambda x: tf.nn.conv2d(x, kernel, 2, "SAME"), r(b, 28, 28, 1)),
-      "backward_ms": timed(lambda d: tf.nn.conv2d_transpose(d, kernel, (b, 28, 28, 1), 2, "SAME"), r(b, 14, 14, 16))}
-  return {"batch_size": b, "layers": layers,
-          "total_ms": round(sum(v["forward_ms"] + v["backward_ms"] for v in layers.values()), 2)}
+  ops["d_conv1 forward"] = {"conv2d": timed(lambda x: tf.nn.conv2d(x, kernel, 2, "SAME"), r(b, 28, 28, 1))}
+  dy = r(b, 14, 14, 16)
+  ops["d_conv1 input gradient"] = {
+      "conv2d_transpose": timed(lambda d: tf.nn.conv2d_transpose(d, kernel, (b, 28, 28, 1), 2, "SAME"), dy),
+      "subpixel conv2d": timed(lambda d, k=subpixel_kernel(kernel): conv2d_transpose_subpixel(d, k), dy)}
+  return {"batch_size": b, "ops_ms": ops,
+          "default_total_ms": round(sum(next(iter(forms.values())) for forms in ops.values()), 2),
+          "fastest_total_ms": round(sum(min(forms.values()) for forms in ops.values()), 2)}
+
+
+# How often one training batch (1 D step + 2 G steps, seed 000) runs each convolution: G's
+# forward in all three steps; D's forward on real and fake in the D step and on fake in each G
+# step; the D step's gradients to D's kernels (and conv2's input, to reach conv1); each G step's
+# gradients through D's input to G's kernels.
+TRAINING_CONV_CALLS = {
+    "convT1 forward": 3, "convT2 forward": 3, "convT3 forward": 3, "d_conv1 forward": 4, "d_conv2 forward": 4,
+    "d_conv1 kernel gradient": 2, "d_conv2 kernel gradient": 2, "d_conv2 input gradient": 4,
+    "d_conv1 input gradient": 2, "convT3 input gradient": 2, "convT3 kernel gradient": 2,
+    "convT2 input gradient": 2, "convT2 kernel gradient": 2, "convT1 input gradient": 2, "convT1 kernel gradient": 2,
+}
+
+
+def measure_training_layers(batch_size=256, repeats=15):
+  """Milliseconds per call of each convolution a training batch runs (TRAINING_CONV_CALLS), alone."""
+  import tensorflow as tf
+  from anogan_tf.conv_forms import conv2d_transpose_subpixel, subpixel_kernel
+  rng = np.random.default_rng(0)
+  b = batch_size
+
+  def r(*shape):
+    return tf.constant(rng.standard_normal(shape).astype(np.float32))
+
+  def timed(fn, *args):
+    fn = tf.function(fn)
+    fn(*args)
+    best = float("inf")
+    for _ in range(repeats):
+      began = time.perf_counter()
+      fn(*args).numpy()
+      best = min(best, time.perf_counter() - began)
+    return round(best * 1000, 2)
+
+  def kernel_gradient(op, x, kernel, dy):
+    with tf.GradientTape() as tape:
+      tape.watch(kernel)
+      y = op(x, kernel)
+    return tape.gradient(y, kernel, output_gradients=dy)
+
+  ops = {}
+  for name, hw, cin, cout, stride in (("convT1", 7, 32, 16, 2), ("convT2", 14, 16, 8, 2), ("convT3", 28, 8, 1, 1)):
+    out = (b, hw * stride, hw * stride, cout)
+    kernel, x, dy = r(3, 3, cout, cin), r(b, hw, hw, cin), r(*out)
+    op = lambda x, k, o=out, s=stride: tf.nn.conv2d_transpose(x, k, o, s, "SAME")
+    ops[f"{name} forward"] = {"default": timed(op, x, kernel)}
+    if stride == 2:
+      ops[f"{name} forward"]["subpixel conv2d"] = timed(lambda x, k: conv2d_transpose_subpixel(x, k), x, subpixel_kernel(kernel))
+    ops[f"{name} input gradient"] = {"default": timed(lambda d, k, s=stride: tf.nn.conv2d(d, k, s, "SAME"), dy, kernel)}
+    ops[f"{name} kernel gradient"] = {"default": timed(lambda x, k, d, op=op: kernel_gradient(op, x, k, d), x, kernel, dy)}
+  for name, hw, cin, cout in (("d_conv1", 28, 1, 16), ("d_conv2", 14, 16, 32)):
+    kernel, x, dy = r(3, 3, cin, cout), r(b, hw, hw, cin), r(b, hw // 2, hw // 2, cout)
+    op = lambda x, k: tf.nn.conv2d(x, k, 2, "SAME")
+    ops[f"{name} forward"] = {"default": timed(op, x, kernel)}
+    ops[f"{name} input gradient"] = {
+        "default": timed(lambda d, k, hw=hw, cin=cin: tf.nn.conv2d_transpose(d, k, (b, hw, hw, cin), 2, "SAME"), dy, kernel),
+        "subpixel conv2d": timed(lambda d, k: conv2d_transpose_subpixel(d, k), dy, subpixel_kernel(kernel))}
+    ops[f"{name} kernel gradient"] = {"default": timed(lambda x, k, d, op=op: kernel_gradient(op, x, k, d), x, kernel, dy)}
+  total = sum(TRAINING_CONV_CALLS[op] * forms["default"] for op, forms in ops.items())
+  return {"batch_size": b, "ops_ms": ops, "batch_total_ms": round(total, 2),
+          "threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))}
+
+
+def training_ceiling(runs: dict, cores: int) -> dict:
+  """As kernel_ceiling, for one training batch: sum over TRAINING_CONV_CALLS of the fastest time."""
+  best = {}
+  for label, run in runs.items():
+    share = cores if run["threads"] == 1 else 1
+    for op, forms in run["ops_ms"].items():
+      for form, ms in forms.items():
+        if op not in best or ms / share < best[op]["effective_ms"]:
+          best[op] = {"effective_ms": round(ms / share, 2), "form": form, "run": label}
+  total_ms = sum(TRAINING_CONV_CALLS[op] * v["effective_ms"] for op, v in best.items())
+  batch = next(iter(runs.values()))["batch_size"]
+  return {"by_op": best, "convolutions_ms_per_batch": round(total_ms, 2),
+          "images_per_second": round(batch / (total_ms / 1000), 1)}
+
+
+def kernel_ceiling(layer_runs: dict, cores: int) -> dict:
+  """The fastest mapping TensorFlow's kernels allow: for each convolution the fastest time any
+  run measured (any form, oneDNN on or off), summed, with everything else free; a one-thread
+  run's sum is divided by the cores (perfect scaling over processes). An upper bound."""
+  best = {}
+  for label, run in layer_runs.items():
+    share = cores if run["threads"] == 1 else 1
+    for op, forms in run["ops_ms"].items():
+      for form, ms in forms.items():
+        if op not in best or ms / share < best[op]["effective_ms"]:
+          best[op] = {"effective_ms": round(ms / share, 2), "form": form, "run": label}
+  total_ms = sum(v["effective_ms"] for v in best.values())
+  batch = next(iter(layer_runs.values()))["batch_size"]
+  return {"by_op": best, "convolutions_ms_per_iteration": round(total_ms, 2),
+          "images_per_second": round(batch / (total_ms / 1000) / STEPS, 1)}
 
 
 def flops_per_image_iteration():
@@ -200,7 +306,8 @@ def _child(spec: str):
                "seed_style": lambda n: measure_seed_style(int(n)),
                "whole_split": lambda n, b: measure_whole_split(int(n), int(b)),
                "training": lambda: measure_training(),
-               "layers": lambda: measure_layers()}
+               "layers": lambda: {**measure_layers(), "threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))},
+               "training_layers": lambda: measure_training_layers()}
   print("BENCH" + json.dumps(functions[kind](*args)))
 
 
@@ -212,7 +319,7 @@ def _run_child(spec: str, env=None) -> dict:
   if out.returncode != 0 or not lines:
     raise RuntimeError(f"bench child {spec} failed:\n{out.stderr[-3000:]}")
   result = json.loads(lines[-1][5:])
-  print(f"  {spec}: {result.get('images_per_second', result.get('total_ms'))}", flush=True)
+  print(f"  {spec}: {result.get('images_per_second', result.get('fastest_total_ms', result.get('batch_total_ms')))}", flush=True)
   return result
 
 
@@ -259,7 +366,21 @@ def main(argv):
       "training, batch 256, oneDNN off": _run_child("training", onednn_off),
   }
   report["training"] = _run_child("training")
-  report["convolutions_alone_batch_1024"] = _run_child("layers")
+  one_thread = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+  report["convolutions_alone_batch_1024"] = {
+      "oneDNN on (the default)": _run_child("layers"),
+      "oneDNN off": _run_child("layers", onednn_off),
+      "oneDNN on, 1 thread": _run_child("layers", one_thread),
+      "oneDNN off, 1 thread": _run_child("layers", {**onednn_off, **one_thread}),
+  }
+  report["kernel_ceiling"] = kernel_ceiling(report["convolutions_alone_batch_1024"], report["machine"]["cores"])
+  report["training_convolutions_alone_batch_256"] = {
+      "oneDNN on (the default)": _run_child("training_layers"),
+      "oneDNN off": _run_child("training_layers", onednn_off),
+      "oneDNN on, 1 thread": _run_child("training_layers", one_thread),
+      "oneDNN off, 1 thread": _run_child("training_layers", {**onednn_off, **one_thread}),
+  }
+  report["training_ceiling"] = training_ceiling(report["training_convolutions_alone_batch_256"], report["machine"]["cores"])
   flops = flops_per_image_iteration()
   report["flops_per_image_iteration"] = flops
   split = report["whole_test_split"]
@@ -304,11 +425,36 @@ def write_reports(report: dict, prefix: str):
   lines += [f"| {r['batch_size']} | {r['images']} | {r['images_per_second']} |" for r in report["mapping_by_batch_size"]]
   lines += ["", "Options weighed (each in a fresh process, same run):", "", "| option | images/s |", "| --- | --- |"]
   lines += [f"| {name} | {r['images_per_second']} |" for name, r in report["options"].items()]
-  conv = report["convolutions_alone_batch_1024"]
+  runs = report["convolutions_alone_batch_1024"]
   per_iteration_ms = 1000 * 1024 / report["mapping_by_batch_size"][-1]["images_per_second"] / report["mapping_iterations"]
-  lines += ["", f"Convolutions timed alone at batch 1024 (ms per call; one mapping iteration at batch 1024 takes "
-            f"{per_iteration_ms:.0f} ms):", "", "| layer | forward | input gradient |", "| --- | --- | --- |"]
-  lines += [f"| {k} | {v['forward_ms']} | {v['backward_ms']} |" for k, v in conv["layers"].items()]
+  labels = list(runs)
+  lines += ["", f"Convolutions timed alone at batch 1024 (ms per call, fastest of 15; one whole mapping iteration "
+            f"at batch 1024 takes {per_iteration_ms:.0f} ms in the default setting):", "",
+            "| convolution | form | " + " | ".join(labels) + " |", "| --- | --- |" + " --- |" * len(labels)]
+  first = runs[labels[0]]["ops_ms"]
+  for op, forms in first.items():
+    for form in forms:
+      lines.append(f"| {op} | {form} | " + " | ".join(str(runs[k]["ops_ms"][op][form]) for k in labels) + " |")
+  lines.append("| all, default forms | | " + " | ".join(str(runs[k]["default_total_ms"]) for k in labels) + " |")
+  lines.append("| all, fastest form each | | " + " | ".join(str(runs[k]["fastest_total_ms"]) for k in labels) + " |")
+  c = report["kernel_ceiling"]
+  lines += ["", f"Ceiling: the fastest time any of these runs measured for each convolution (a one-thread time "
+            f"divided by {report['machine']['cores']}, for perfect scaling over processes), summed, with everything "
+            f"else free: {c['convolutions_ms_per_iteration']} ms per iteration at batch 1024, so mapping with "
+            f"TensorFlow's kernels cannot exceed **{c['images_per_second']} images/s** on this machine "
+            f"({100 * c['images_per_second'] * STEPS * report['flops_per_image_iteration']['flops'] / 1e9 / report['machine']['peak_gflops']:.1f}% of FP32 peak)."]
+  runs = report["training_convolutions_alone_batch_256"]
+  labels = list(runs)
+  lines += ["", "Convolutions of one training batch timed alone at batch 256 (ms per call, fastest of 15; calls = "
+            "how often one batch, 1 D step + 2 G steps, runs each):", "",
+            "| convolution | form | calls | " + " | ".join(labels) + " |", "| --- | --- | --- |" + " --- |" * len(labels)]
+  for op, calls in TRAINING_CONV_CALLS.items():
+    for form in runs[labels[0]]["ops_ms"][op]:
+      lines.append(f"| {op} | {form} | {calls} | " + " | ".join(str(runs[k]["ops_ms"][op][form]) for k in labels) + " |")
+  lines.append("| one batch, all calls, default forms | | | " + " | ".join(str(runs[k]["batch_total_ms"]) for k in labels) + " |")
+  c = report["training_ceiling"]
+  lines += ["", f"Ceiling, computed the same way: {c['convolutions_ms_per_batch']} ms of convolutions per batch of 256, "
+            f"so training with TensorFlow's kernels cannot exceed **{c['images_per_second']} images/s** here."]
   f = report["flops_per_image_iteration"]
   lines += ["", f"FLOPs per image-iteration: {f['flops']:,} ({f['method']}; forward MACs by layer: "
             + ", ".join(f"{k} {v:,}" for k, v in f["macs_forward_by_layer"].items()) + ").", ""]
