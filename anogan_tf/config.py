@@ -62,7 +62,7 @@ class Config:
   map_reduction: str = "mean"  # per-image loss: mean over pixels/features (seed 000) | sum
   z_init: str = "uniform"  # initial z: U(-1, 1) (seed 000) | "normal": N(0, z_init_std)
   z_init_std: float = 1.0
-  map_batch_size: int = 1024  # images mapped at once; any value gives the same scores
+  map_batch_size: int = 0  # images mapped at once (scores agree to 1e-4 at any value); 0: automatic, up to 1024 as memory allows
 
   def __post_init__(self):
     check(self)
@@ -169,8 +169,9 @@ def check(config: Config) -> None:
   need(len(config.map_steps) == len(config.map_lrs) and len(config.map_steps) > 0,
        "--map_steps and --map_lrs need the same number of stages (at least one)")
   need(all(s > 0 for s in config.map_steps), "--map_steps must be positive")
-  need(config.epochs >= 0 and config.batch_size > 0 and config.latent_dim > 0 and config.map_batch_size > 0,
-       "--epochs, --batch_size, --latent_dim and --map_batch_size must be positive")
+  need(config.epochs >= 0 and config.batch_size > 0 and config.latent_dim > 0,
+       "--epochs, --batch_size and --latent_dim must be positive")
+  need(config.map_batch_size >= 0, "--map_batch_size must be positive, or 0 to choose it from the available memory")
   need(0.0 <= config.lam <= 1.0, f"--lam={config.lam} is outside [0, 1]")
   need(config.test_examples >= 0, "--test_examples must be >= 0 (0 means the whole test split)")
   need(config.train_examples >= 0, "--train_examples must be >= 0 (0 means every normal training image)")

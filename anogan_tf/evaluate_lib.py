@@ -106,6 +106,7 @@ def _evaluate(config, workdir, data, generator, discriminator, progress) -> dict
              "images_per_second": round(n / seconds, 3), "dataset": config.dataset,
              "normal_classes": list(config.normal_classes), "lam": config.lam,
              "map_steps": list(config.map_steps), "map_lrs": list(config.map_lrs), "seed": config.seed,
+             "map_batch_size": mapper.batch_size,
              "test_examples": n}
   metrics_path = os.path.join(out_dir, "metrics.json")
   if os.path.exists(metrics_path):

@@ -96,6 +96,46 @@ class _BatchState(tf.Module):
                 trajectory=tf.transpose(trajectory.stack()))  # (batch, iterations)
 
 
+MAX_AUTO_BATCH = 1024  # `make bench`: throughput is flat from 256 to 1024 images per batch
+MEMORY_SHARE = 0.25  # of the available memory, for the automatic batch size
+BYTES_PER_ACTIVATION = 8  # float32, twice: measured RSS grows 170-240 KB per seed-000 image (42k floats)
+
+
+def available_memory_bytes() -> Optional[int]:
+  """MemAvailable from /proc/meminfo (Linux), else None."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return None
+
+
+def activation_floats_per_image(generator, discriminator) -> int:
+  """Floats one image's mapping iteration keeps: every layer output of G, and of D up to f."""
+  total = 0
+  for model, shape in ((generator, (1, generator.latent_dim)), (discriminator, (1,) + tuple(generator.image_shape))):
+    for layer in model.chain:
+      shape = layer.compute_output_shape(shape)
+      total += int(np.prod(shape[1:]))
+      if model is discriminator and layer.name == discriminator.feature_layer:
+        break
+  return total
+
+
+def auto_batch_size(generator, discriminator, available_bytes: Optional[int] = None) -> int:
+  """The largest power of two up to MAX_AUTO_BATCH whose mapping fits in MEMORY_SHARE of the
+  available memory (MAX_AUTO_BATCH when that is unknown)."""
+  available = available_memory_bytes() if available_bytes is None else available_bytes
+  if available is None:
+    return MAX_AUTO_BATCH
+  per_image = BYTES_PER_ACTIVATION * activation_floats_per_image(generator, discriminator)
+  fits = int(MEMORY_SHARE * available // per_image)
+  return max(1, min(MAX_AUTO_BATCH, 1 << max(fits, 1).bit_length() - 1))
+
+
 class LatentMapper:
   """Finds z* = argmin_z (1 - lam) L_R(z) + lam L_D(z) for each query image; the final loss is
   its anomaly score. Defaults are seed 000: lam 0.7, f = the discriminator's first conv after
@@ -109,7 +149,7 @@ class LatentMapper:
                steps: Sequence[int] = (50, 100), learning_rates: Sequence[float] = (1e-1, 1e-2),
                reduction: str = "mean", z_init: str = "uniform", z_init_std: float = 1.0,
                adam_beta_1: float = 0.9, adam_beta_2: float = 0.999, adam_epsilon: float = 1e-8,
-               batch_size: int = 1024, seed: int = 0, jit_compile: bool = False):
+               batch_size: int = 0, seed: int = 0, jit_compile: bool = False):
     if len(steps) != len(learning_rates) or not steps:
       raise AnoganError("steps and learning_rates need the same number of stages (at least one)")
     self.generator = generator
@@ -121,7 +161,9 @@ class LatentMapper:
     self.z_init = z_init
     self.z_init_std = float(z_init_std)
     self.adam_beta_1, self.adam_beta_2, self.adam_epsilon = adam_beta_1, adam_beta_2, adam_epsilon
-    self.batch_size = int(batch_size)
+    if int(batch_size) < 0:
+      raise AnoganError(f"batch_size={batch_size}; use a positive number, or 0 to choose it from the available memory")
+    self.batch_size = int(batch_size) or auto_batch_size(generator, discriminator)
     self.jit_compile = bool(jit_compile)  # XLA; measured slower on CPU (see make bench)
     self.latent_dim = int(generator.latent_dim)
     self.image_shape = tuple(generator.image_shape)

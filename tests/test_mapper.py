@@ -116,3 +116,18 @@ def test_bad_images_are_clear_errors(networks, bad, message):
   g, d = networks
   with pytest.raises(AnoganError, match=message.replace("[", r"\[").replace("]", r"\]")):
     LatentMapper(g, d).map(bad)
+
+
+def test_automatic_batch_size_follows_the_available_memory(networks):
+  from anogan_tf.mapper import activation_floats_per_image, auto_batch_size
+  g, d = networks
+  floats = activation_floats_per_image(g, d)
+  assert floats == 36_064 + 6_272  # every layer output of G (reshape included), D's conv1 and act1
+  per_image = 8 * floats
+  assert auto_batch_size(g, d, available_bytes=4 * 100 * per_image) == 64  # 100 fit: largest power of 2
+  assert auto_batch_size(g, d, available_bytes=10 * per_image) == 2
+  assert auto_batch_size(g, d, available_bytes=1) == 1
+  assert auto_batch_size(g, d, available_bytes=1 << 40) == 1024
+  assert LatentMapper(g, d).batch_size in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+  with pytest.raises(AnoganError, match="batch_size=-3"):
+    LatentMapper(g, d, batch_size=-3)
