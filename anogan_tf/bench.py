@@ -129,6 +129,26 @@ def measure_training(batch_size=256, n_images=5120, epochs=3):
           "images_per_second": round(n_images * epochs / seconds, 1), "step": "1 D step + 2 G steps per batch"}
 
 
+def _tensor_maker(seed=0):
+  """r(*shape): a standard-normal float32 tensor, from one seeded stream."""
+  import tensorflow as tf
+  rng = np.random.default_rng(seed)
+  return lambda *shape: tf.constant(rng.standard_normal(shape).astype(np.float32))
+
+
+def _fastest_ms(fn, *args, repeats=15):
+  """Milliseconds of the fastest of `repeats` calls of tf.function(fn)(*args), after a warm-up."""
+  import tensorflow as tf
+  fn = tf.function(fn)
+  fn(*args)
+  best = float("inf")
+  for _ in range(repeats):
+    began = time.perf_counter()
+    fn(*args).numpy()
+    best = min(best, time.perf_counter() - began)
+  return round(best * 1000, 2)
+
+
 def measure_layers(batch_size=1024, repeats=15):
   """Milliseconds per call of each convolution of one mapping iteration, alone, at this batch.
 
@@ -137,23 +157,10 @@ def measure_layers(batch_size=1024, repeats=15):
   convolution is either conv2d_transpose (TF's backprop-input kernel) or, for stride 2, four
   phase convolutions in one conv2d (`conv_forms`), or, for stride 1, conv2d with the flipped kernel.
   """
+  import functools
   import tensorflow as tf
   from anogan_tf.conv_forms import conv2d_transpose_subpixel, subpixel_kernel
-  rng = np.random.default_rng(0)
-  b = batch_size
-
-  def r(*shape):
-    return tf.constant(rng.standard_normal(shape).astype(np.float32))
-
-  def timed(fn, arg):
-    fn = tf.function(fn)
-    fn(arg)
-    best = float("inf")
-    for _ in range(repeats):
-      began = time.perf_counter()
-      fn(arg).numpy()
-      best = min(best, time.perf_counter() - began)
-    return round(best * 1000, 2)
+  b, r, timed = batch_size, _tensor_maker(), functools.partial(_fastest_ms, repeats=repeats)
 
   ops = {}
   for name, hw, cin, cout, stride in (("convT1", 7, 32, 16, 2), ("convT2", 14, 16, 8, 2), ("convT3", 28, 8, 1, 1)):
@@ -192,23 +199,10 @@ TRAINING_CONV_CALLS = {
 
 def measure_training_layers(batch_size=256, repeats=15):
   """Milliseconds per call of each convolution a training batch runs (TRAINING_CONV_CALLS), alone."""
+  import functools
   import tensorflow as tf
   from anogan_tf.conv_forms import conv2d_transpose_subpixel, subpixel_kernel
-  rng = np.random.default_rng(0)
-  b = batch_size
-
-  def r(*shape):
-    return tf.constant(rng.standard_normal(shape).astype(np.float32))
-
-  def timed(fn, *args):
-    fn = tf.function(fn)
-    fn(*args)
-    best = float("inf")
-    for _ in range(repeats):
-      began = time.perf_counter()
-      fn(*args).numpy()
-      best = min(best, time.perf_counter() - began)
-    return round(best * 1000, 2)
+  b, r, timed = batch_size, _tensor_maker(), functools.partial(_fastest_ms, repeats=repeats)
 
   def kernel_gradient(op, x, kernel, dy):
     with tf.GradientTape() as tape:
@@ -239,8 +233,9 @@ def measure_training_layers(batch_size=256, repeats=15):
           "threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))}
 
 
-def training_ceiling(runs: dict, cores: int) -> dict:
-  """As kernel_ceiling, for one training batch: sum over TRAINING_CONV_CALLS of the fastest time."""
+def _fastest_by_op(runs: dict, cores: int) -> dict:
+  """For each convolution, the fastest time any run measured (any form, oneDNN on or off); a
+  one-thread time is divided by the cores (perfect scaling over processes)."""
   best = {}
   for label, run in runs.items():
     share = cores if run["threads"] == 1 else 1
@@ -248,27 +243,26 @@ def training_ceiling(runs: dict, cores: int) -> dict:
       for form, ms in forms.items():
         if op not in best or ms / share < best[op]["effective_ms"]:
           best[op] = {"effective_ms": round(ms / share, 2), "form": form, "run": label}
-  total_ms = sum(TRAINING_CONV_CALLS[op] * v["effective_ms"] for op, v in best.items())
-  batch = next(iter(runs.values()))["batch_size"]
-  return {"by_op": best, "convolutions_ms_per_batch": round(total_ms, 2),
-          "images_per_second": round(batch / (total_ms / 1000), 1)}
+  return best
 
 
 def kernel_ceiling(layer_runs: dict, cores: int) -> dict:
-  """The fastest mapping TensorFlow's kernels allow: for each convolution the fastest time any
-  run measured (any form, oneDNN on or off), summed, with everything else free; a one-thread
-  run's sum is divided by the cores (perfect scaling over processes). An upper bound."""
-  best = {}
-  for label, run in layer_runs.items():
-    share = cores if run["threads"] == 1 else 1
-    for op, forms in run["ops_ms"].items():
-      for form, ms in forms.items():
-        if op not in best or ms / share < best[op]["effective_ms"]:
-          best[op] = {"effective_ms": round(ms / share, 2), "form": form, "run": label}
+  """The fastest mapping TensorFlow's kernels allow: the fastest time of each convolution
+  (_fastest_by_op) summed, with everything else free. An upper bound."""
+  best = _fastest_by_op(layer_runs, cores)
   total_ms = sum(v["effective_ms"] for v in best.values())
   batch = next(iter(layer_runs.values()))["batch_size"]
   return {"by_op": best, "convolutions_ms_per_iteration": round(total_ms, 2),
           "images_per_second": round(batch / (total_ms / 1000) / STEPS, 1)}
+
+
+def training_ceiling(runs: dict, cores: int) -> dict:
+  """As kernel_ceiling, for one training batch: each fastest time times its TRAINING_CONV_CALLS."""
+  best = _fastest_by_op(runs, cores)
+  total_ms = sum(TRAINING_CONV_CALLS[op] * v["effective_ms"] for op, v in best.items())
+  batch = next(iter(runs.values()))["batch_size"]
+  return {"by_op": best, "convolutions_ms_per_batch": round(total_ms, 2),
+          "images_per_second": round(batch / (total_ms / 1000), 1)}
 
 
 def flops_per_image_iteration():
