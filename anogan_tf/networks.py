@@ -17,6 +17,47 @@ import tensorflow as tf
 from anogan_tf.errors import AnoganError
 
 
+# FusedBatchNormV3 refuses a smaller epsilon (cuDNN's limit; tf.compat.v1.nn.fused_batch_norm raises it).
+_FUSED_MIN_EPSILON = 1.001e-5
+
+
+@keras.saving.register_keras_serializable(package="anogan_tf")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+  """`keras.layers.BatchNormalization` run by TensorFlow's fused kernel, as TF1 ran seed 000's BN.
+
+  TF1's `tf.layers.batch_normalization(fused=None)` picked the fused kernel for 4-D inputs, so seed
+  000's three BN layers ran as one FusedBatchNormV3 op each (one gradient op backwards), where
+  Keras 3 runs about ten element-wise ops. The weights, their names and the hyperparameters are
+  Keras', so either class loads the other's checkpoints. Outputs and gradients agree with Keras'
+  to float32 rounding; one difference is TF1's: while training, the moving variance averages
+  the batch variance with Bessel's correction, n / (n - 1) over the n = batch * height * width
+  values per channel (the fused kernel returns it and TF1's layer kept it), where Keras averages
+  the biased variance. Both normalise the batch by the biased variance. Inputs the fused kernel
+  does not take (not 4-D channels-last float32, a mask, renorm, no scale or centre, a tiny
+  epsilon) run Keras' implementation unchanged.
+  """
+
+  def _fusable(self, inputs, mask) -> bool:
+    rank = len(inputs.shape)
+    return (mask is None and rank == 4 and self.axis in (-1, rank - 1) and inputs.dtype == tf.float32
+            and self.scale and self.center and not self.renorm and self.epsilon >= _FUSED_MIN_EPSILON)
+
+  def call(self, inputs, training=None, mask=None):
+    if not self._fusable(inputs, mask):
+      return super().call(inputs, training=training, mask=mask)
+    if training and self.trainable:
+      outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+          inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+      decay = 1.0 - self.momentum  # TF1's assign_moving_average: v -= (v - batch value) * decay
+      self.moving_mean.assign_sub((self.moving_mean - mean) * decay)
+      self.moving_variance.assign_sub((self.moving_variance - variance) * decay)
+      return outputs
+    outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
+        epsilon=self.epsilon, is_training=False)
+    return outputs
+
+
 def _activation(kind: str, slope: float, name: str) -> keras.layers.Layer:
   if kind == "relu":
     return keras.layers.ReLU(name=name)
@@ -85,7 +126,7 @@ class Generator(_Stack):
     chain = [keras.layers.Dense(math.prod(self.start_shape), name="dense"),
              keras.layers.Reshape(self.start_shape, name="reshape")]
     if self.dense_batchnorm:
-      chain.append(keras.layers.BatchNormalization(momentum=self.bn_momentum, name="bn0"))
+      chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name="bn0"))
     chain.append(_activation(activation, self.leaky_slope, "act0"))
     for i, (units, stride) in enumerate(zip(self.filters + (c,), self.strides), start=1):
       last = i == len(self.strides)
@@ -98,7 +139,7 @@ class Generator(_Stack):
         chain.append(keras.layers.Conv2D(units, 3, padding="same", name=name))
       if not last:
         if self.batchnorm:
-          chain.append(keras.layers.BatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
+          chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
         chain.append(_activation(activation, self.leaky_slope, f"act{i}"))
     chain.append(keras.layers.Activation("tanh", name="tanh"))
     self.chain = chain
@@ -151,7 +192,7 @@ class Discriminator(_Stack):
     for i, (units, stride) in enumerate(zip(self.filters, self.strides), start=1):
       chain.append(keras.layers.Conv2D(units, 3, strides=stride, padding="same", name=f"conv{i}"))
       if self.batchnorm:
-        chain.append(keras.layers.BatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
+        chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
       chain.append(keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"act{i}"))
       if self.dropout > 0:
         chain.append(keras.layers.Dropout(self.dropout, name=f"drop{i}"))
