@@ -186,11 +186,11 @@ def measure_layers(batch_size=1024, repeats=15):
 
 
 # How often one training batch (1 D step + 2 G steps, seed 000) runs each convolution: G's
-# forward in all three steps; D's forward on real and fake in the D step and on fake in each G
+# forward twice (the D step and the first G step share one); D's forward on real and fake in the D step and on fake in each G
 # step; the D step's gradients to D's kernels (and conv2's input, to reach conv1); each G step's
 # gradients through D's input to G's kernels.
 TRAINING_CONV_CALLS = {
-    "convT1 forward": 3, "convT2 forward": 3, "convT3 forward": 3, "d_conv1 forward": 4, "d_conv2 forward": 4,
+    "convT1 forward": 2, "convT2 forward": 2, "convT3 forward": 2, "d_conv1 forward": 4, "d_conv2 forward": 4,
     "d_conv1 kernel gradient": 2, "d_conv2 kernel gradient": 2, "d_conv2 input gradient": 4,
     "d_conv1 input gradient": 2, "convT3 input gradient": 2, "convT3 kernel gradient": 2,
     "convT2 input gradient": 2, "convT2 kernel gradient": 2, "convT1 input gradient": 2, "convT1 kernel gradient": 2,

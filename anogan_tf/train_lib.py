@@ -99,26 +99,50 @@ class GANTrainer(tf.Module):
     for variable, value in zip(variables, values):
       variable.assign(value)
 
-  def _d_step(self, x, z, optimizer):
-    g, d = self.generator, self.discriminator
-    # TF1 ran only D's update ops with D's optimizer: G's BN statistics stay as they were.
-    g_stats = [tf.identity(v) for v in g.non_trainable_variables]
+  def _d_step(self, x, fake, optimizer):
+    """D's update on real x and fake G(z), computed by the caller (D's tape does not see G)."""
+    d = self.discriminator
     with tf.GradientTape() as tape:
-      fake = g(z, training=True)
       d_loss, _, d_acc = losses.gan_losses(d(x, training=True), d(fake, training=True))
     optimizer.apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
-    self._restore(g.non_trainable_variables, g_stats)
     return d_loss, d_acc
 
-  def _g_step(self, z, optimizer):
+  def _g_step(self, z, optimizer, recorded=None):
+    """G's update on z; `recorded` is (tape, G(z)) when G's forward pass is already on a tape."""
     g, d = self.generator, self.discriminator
-    d_stats = [tf.identity(v) for v in d.non_trainable_variables]  # likewise D's, in G's step
-    with tf.GradientTape() as tape:
-      fake_logits = d(g(z, training=True), training=True)
+    d_stats = [tf.identity(v) for v in d.non_trainable_variables]  # TF1 ran only G's update ops
+    if recorded is None:
+      tape = tf.GradientTape()
+      with tape:
+        fake = g(z, training=True)
+    else:
+      tape, fake = recorded
+    with tape:  # resumes recording on the tape that holds G's forward pass
+      fake_logits = d(fake, training=True)
       _, g_loss, _ = losses.gan_losses(tf.zeros_like(fake_logits), fake_logits)
     optimizer.apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
     self._restore(d.non_trainable_variables, d_stats)
     return g_loss
+
+  def _train_batch(self, x, z, phase):
+    """Seed 000's batch: one D step, then `g_steps` G steps on the same z; returns the losses.
+
+    G does not change during the D step, so G(z) in the D step and in the first G step are the
+    same tensor: it is computed once, on the tape of that G step. G's BN statistics update in
+    that forward pass, once, as in the seed's first G step (the seed's D step ran only D's update
+    ops, so it left them alone; with no G step they are put back).
+    """
+    g = self.generator
+    g_stats = [tf.identity(v) for v in g.non_trainable_variables] if self.config.g_steps == 0 else []
+    tape = tf.GradientTape()
+    with tape:
+      fake = g(z, training=True)
+    d_loss, d_acc = self._d_step(x, fake, self.d_optimizers[phase])
+    g_loss = tf.constant(0.0)
+    for step in range(self.config.g_steps):  # the seed's G loss is the last step's
+      g_loss = self._g_step(z, self.g_optimizers[phase], recorded=(tape, fake) if step == 0 else None)
+    self._restore(g.non_trainable_variables, g_stats)
+    return d_loss, d_acc, g_loss
 
   def _train_epoch(self, phase, x_all, permutation, z_all):
     """One epoch over x_all[permutation] in batches; returns the mean g_loss, d_loss, d_acc."""
@@ -128,12 +152,7 @@ class GANTrainer(tf.Module):
     totals = tf.zeros(3)
     for b in tf.range(batches):
       lo, hi = b * batch, tf.minimum((b + 1) * batch, n)
-      x = tf.gather(x_all, permutation[lo:hi])
-      z = z_all[lo:hi]
-      d_loss, d_acc = self._d_step(x, z, self.d_optimizers[phase])
-      g_loss = tf.constant(0.0)
-      for _ in range(self.config.g_steps):  # the seed's G loss is the last step's
-        g_loss = self._g_step(z, self.g_optimizers[phase])
+      d_loss, d_acc, g_loss = self._train_batch(tf.gather(x_all, permutation[lo:hi]), z_all[lo:hi], phase)
       totals += tf.stack([g_loss, d_loss, d_acc])
     return totals / tf.cast(batches, tf.float32)
 

@@ -83,17 +83,50 @@ def test_learning_rate_switch_uses_fresh_adam_instances(tmp_path):
   assert [o.epsilon for o in trainer.g_optimizers] == [1e-8, 1e-8]
 
 
-def test_discriminator_step_leaves_generator_batchnorm_statistics_alone():
-  trainer = train_lib.GANTrainer(Config(**TINY))
-  g = trainer.generator
-  before = [v.numpy().copy() for v in g.non_trainable_variables]
-  x = tf.constant(synthetic_images(16))
-  z = tf.random.uniform((16, 50), -1, 1)
-  trainer._d_step(x, z, trainer.d_optimizers[0])
-  for old, new in zip(before, g.non_trainable_variables):
-    np.testing.assert_array_equal(old, new.numpy())
-  trainer._g_step(z, trainer.g_optimizers[0])
-  assert any(not np.array_equal(old, new.numpy()) for old, new in zip(before, g.non_trainable_variables))
+def _seed_order_batch(trainer, x, z):
+  """Seed 000's batch written out step by step: the D step runs G(z) itself and, as TF1 ran only
+  D's update ops, leaves G's BN statistics as they were; each G step runs G(z) again."""
+  from anogan_tf.losses import gan_losses
+  g, d = trainer.generator, trainer.discriminator
+  g_stats = [tf.identity(v) for v in g.non_trainable_variables]
+  with tf.GradientTape() as tape:
+    d_loss, _, d_acc = gan_losses(d(x, training=True), d(g(z, training=True), training=True))
+  trainer.d_optimizers[0].apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
+  for v, value in zip(g.non_trainable_variables, g_stats):
+    v.assign(value)
+  for _ in range(trainer.config.g_steps):
+    with tf.GradientTape() as tape:
+      logits = d(g(z, training=True), training=True)
+      _, g_loss, _ = gan_losses(tf.zeros_like(logits), logits)
+    trainer.g_optimizers[0].apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
+  return d_loss, d_acc, g_loss
+
+
+def test_training_batch_equals_the_seeds_order_of_steps():
+  # The trainer runs G(z) once for the D step and the first G step; nothing else may change:
+  # same losses, weights, BN statistics and Adam moments as the seed's three separate steps.
+  config = Config(**TINY)
+  ours, seeds = train_lib.GANTrainer(config), train_lib.GANTrainer(config)
+  for mine, theirs in zip(ours.generator.weights + ours.discriminator.weights,
+                          seeds.generator.weights + seeds.discriminator.weights):
+    theirs.assign(mine)
+  run_ours = tf.function(lambda x, z: ours._train_batch(x, z, 0))
+  run_seeds = tf.function(lambda x, z: _seed_order_batch(seeds, x, z))
+  rng = np.random.default_rng(0)
+  g_stats = [v.numpy().copy() for v in ours.generator.non_trainable_variables]
+  for _ in range(3):
+    x = tf.constant(synthetic_images(32, seed=int(rng.integers(1000))))
+    z = tf.constant(rng.uniform(-1, 1, (32, 50)).astype(np.float32))
+    np.testing.assert_allclose([float(v) for v in run_ours(x, z)], [float(v) for v in run_seeds(x, z)],
+                               rtol=1e-6)
+  assert not any(np.array_equal(old, v.numpy()) for old, v in zip(g_stats, ours.generator.non_trainable_variables))
+  pairs = [(ours.generator.weights + ours.discriminator.weights, seeds.generator.weights + seeds.discriminator.weights),
+           (ours.d_optimizers[0].variables, seeds.d_optimizers[0].variables),
+           (ours.g_optimizers[0].variables, seeds.g_optimizers[0].variables)]
+  for mine, theirs in pairs:
+    assert len(mine) == len(theirs)
+    for a, b in zip(mine, theirs):
+      np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.path)
 
 
 def test_d_acc_thresholds_logits_at_zero():
