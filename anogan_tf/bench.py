@@ -37,6 +37,13 @@ def _images(n, seed=0):
   return np.random.default_rng(seed).uniform(-1, 1, (n, 28, 28, 1)).astype(np.float32), "uniform noise"
 
 
+def _use_keras_batchnorm():
+  """For weighing the fused BatchNorm in this process only: Keras' own (unfused) layer runs instead."""
+  import keras
+  from anogan_tf import networks
+  networks.FusedBatchNormalization.call = keras.layers.BatchNormalization.call
+
+
 def _networks():
   import keras
   from anogan_tf import Discriminator, Generator
@@ -246,14 +253,27 @@ def _fastest_by_op(runs: dict, cores: int) -> dict:
   return best
 
 
+def _one_process_ms(runs: dict, calls) -> dict:
+  """The fastest one process can be: oneDNN is on or off for all its ops, and each op gets
+  TensorFlow's intra-op threads. Per run with the default threads, the fastest form of each
+  convolution times its calls, summed; the smallest such sum."""
+  totals = {label: sum(calls(op) * min(forms.values()) for op, forms in run["ops_ms"].items())
+            for label, run in runs.items() if run["threads"] != 1}
+  label = min(totals, key=totals.get)
+  return {"run": label, "ms": round(totals[label], 2)}
+
+
 def kernel_ceiling(layer_runs: dict, cores: int) -> dict:
   """The fastest mapping TensorFlow's kernels allow: the fastest time of each convolution
-  (_fastest_by_op) summed, with everything else free. An upper bound."""
+  (_fastest_by_op) summed, with everything else free. An upper bound; `one_process` is the
+  tighter one for a single process (_one_process_ms)."""
   best = _fastest_by_op(layer_runs, cores)
   total_ms = sum(v["effective_ms"] for v in best.values())
   batch = next(iter(layer_runs.values()))["batch_size"]
+  one = _one_process_ms(layer_runs, lambda op: 1)
+  one["images_per_second"] = round(batch / (one["ms"] / 1000) / STEPS, 1)
   return {"by_op": best, "convolutions_ms_per_iteration": round(total_ms, 2),
-          "images_per_second": round(batch / (total_ms / 1000) / STEPS, 1)}
+          "images_per_second": round(batch / (total_ms / 1000) / STEPS, 1), "one_process": one}
 
 
 def training_ceiling(runs: dict, cores: int) -> dict:
@@ -261,8 +281,10 @@ def training_ceiling(runs: dict, cores: int) -> dict:
   best = _fastest_by_op(runs, cores)
   total_ms = sum(TRAINING_CONV_CALLS[op] * v["effective_ms"] for op, v in best.items())
   batch = next(iter(runs.values()))["batch_size"]
+  one = _one_process_ms(runs, TRAINING_CONV_CALLS.get)
+  one["images_per_second"] = round(batch / (one["ms"] / 1000), 1)
   return {"by_op": best, "convolutions_ms_per_batch": round(total_ms, 2),
-          "images_per_second": round(batch / (total_ms / 1000), 1)}
+          "images_per_second": round(batch / (total_ms / 1000), 1), "one_process": one}
 
 
 def flops_per_image_iteration():
@@ -296,6 +318,9 @@ def cpu_peak_gflops():
 
 def _child(spec: str):
   kind, *args = spec.split(":")
+  if args and args[-1] == "keras_bn":
+    _use_keras_batchnorm()
+    args = args[:-1]
   functions = {"mapping": lambda b, n, j="0": measure_mapping(int(b), int(n), j == "1"),
                "seed_style": lambda n: measure_seed_style(int(n)),
                "whole_split": lambda n, b: measure_whole_split(int(n), int(b)),
@@ -357,7 +382,11 @@ def main(argv):
       "mapping, batch 1024, 1 intra-op thread": _run_child("mapping:1024:1024", {"TF_NUM_INTRAOP_THREADS": "1"}),
       "mapping, 2 processes x 1 thread, batch 512 each": _run_children_together(
           ["mapping:512:1024"] * 2, {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}),
+      "mapping, batch 1024, Keras' BatchNormalization (not fused)": _run_child("mapping:1024:1024:0:keras_bn"),
       "training, batch 256, oneDNN off": _run_child("training", onednn_off),
+      "training, batch 256, Keras' BatchNormalization (not fused)": _run_child("training:keras_bn"),
+      "training, batch 256, 1 intra-op thread, 2 inter-op threads (independent ops side by side)": _run_child(
+          "training", {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"}),
   }
   report["training"] = _run_child("training")
   one_thread = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
@@ -392,9 +421,21 @@ def main(argv):
                                       / report["options"]["mapping, batch 1024, oneDNN off (TensorFlow's default on this CPU)"]["images_per_second"], 2),
       "onednn_speedup_training": round(report["training"]["images_per_second"]
                                        / report["options"]["training, batch 256, oneDNN off"]["images_per_second"], 2),
+      "fused_bn_speedup_mapping": round(report["mapping_by_batch_size"][-1]["images_per_second"]
+                                        / report["options"]["mapping, batch 1024, Keras' BatchNormalization (not fused)"]["images_per_second"], 2),
+      "fused_bn_speedup_training": round(report["training"]["images_per_second"]
+                                         / report["options"]["training, batch 256, Keras' BatchNormalization (not fused)"]["images_per_second"], 2),
   }
   report["wall_seconds"] = round(time.perf_counter() - began, 1)
   write_reports(report, FLAGS.output)
+
+
+def _one_process_sentence(one: dict, unit: str) -> str:
+  return (f"One process running its ops one at a time, each on TensorFlow's intra-op threads, with oneDNN on "
+          f"or off for all of them and the fastest form of each convolution, spends at least {one['ms']} ms per "
+          f"{unit} in convolutions (run: {one['run']}): at most **{one['images_per_second']} images/s**. "
+          f"(Independent ops side by side on one thread each, the other way to use both cores, is weighed "
+          f"in the options above.)")
 
 
 def write_reports(report: dict, prefix: str):
@@ -408,7 +449,9 @@ def write_reports(report: dict, prefix: str):
              ("training, batch 256", f"{s['training_images_per_second']} images/s", ">= 4,000"),
              ("fraction of FP32 peak while mapping", f"{100 * s['fraction_of_fp32_peak']:.1f}% ({s['mapping_gflops']} GFLOP/s of {m['peak_gflops']})", ">= 35%"),
              ("peak RSS mapping the test split", f"{s['test_split_peak_rss_mb']} MB", "< 1,500 MB"),
-             ("oneDNN on / off (mapping, training)", f"{s['onednn_speedup_mapping']}x, {s['onednn_speedup_training']}x", "")]
+             ("oneDNN on / off (mapping, training)", f"{s['onednn_speedup_mapping']}x, {s['onednn_speedup_training']}x", ""),
+             ("fused / Keras' BatchNormalization (mapping, training)",
+              f"{s['fused_bn_speedup_mapping']}x, {s['fused_bn_speedup_training']}x", "")]
   lines = [f"# Benchmark ({report['date']})", "",
            f"Command: `{report['command']}`; wall time {report['wall_seconds']} s; TensorFlow {report['tensorflow']}; "
            f"{m['cpu']}, {m['cores']} cores at {m['ghz']} GHz, peak {m['peak_gflops']} GFLOP/s "
@@ -436,7 +479,8 @@ def write_reports(report: dict, prefix: str):
             f"divided by {report['machine']['cores']}, for perfect scaling over processes), summed, with everything "
             f"else free: {c['convolutions_ms_per_iteration']} ms per iteration at batch 1024, so mapping with "
             f"TensorFlow's kernels cannot exceed **{c['images_per_second']} images/s** on this machine "
-            f"({100 * c['images_per_second'] * STEPS * report['flops_per_image_iteration']['flops'] / 1e9 / report['machine']['peak_gflops']:.1f}% of FP32 peak)."]
+            f"({100 * c['images_per_second'] * STEPS * report['flops_per_image_iteration']['flops'] / 1e9 / report['machine']['peak_gflops']:.1f}% of FP32 peak).",
+            "", _one_process_sentence(c["one_process"], "iteration")]
   runs = report["training_convolutions_alone_batch_256"]
   labels = list(runs)
   lines += ["", "Convolutions of one training batch timed alone at batch 256 (ms per call, fastest of 15; calls = "
@@ -448,7 +492,8 @@ def write_reports(report: dict, prefix: str):
   lines.append("| one batch, all calls, default forms | | | " + " | ".join(str(runs[k]["batch_total_ms"]) for k in labels) + " |")
   c = report["training_ceiling"]
   lines += ["", f"Ceiling, computed the same way: {c['convolutions_ms_per_batch']} ms of convolutions per batch of 256, "
-            f"so training with TensorFlow's kernels cannot exceed **{c['images_per_second']} images/s** here."]
+            f"so training with TensorFlow's kernels cannot exceed **{c['images_per_second']} images/s** here.",
+            "", _one_process_sentence(c["one_process"], "batch")]
   f = report["flops_per_image_iteration"]
   lines += ["", f"FLOPs per image-iteration: {f['flops']:,} ({f['method']}; forward MACs by layer: "
             + ", ".join(f"{k} {v:,}" for k, v in f["macs_forward_by_layer"].items()) + ").", ""]

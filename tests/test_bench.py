@@ -1,0 +1,36 @@
+"""The ceilings `make bench` derives from its per-convolution timings (no timing is run here)."""
+
+import pytest
+
+from anogan_tf import bench
+
+
+def _runs():
+  # Two 2-thread runs (as oneDNN on / off) and a 1-thread run, ms per call by op and form.
+  return {
+      "on": {"threads": 0, "batch_size": 256, "ops_ms": {"convT1 forward": {"default": 4.0, "subpixel conv2d": 3.0},
+                                                         "d_conv1 forward": {"default": 2.0}}},
+      "off": {"threads": 0, "batch_size": 256, "ops_ms": {"convT1 forward": {"default": 2.5, "subpixel conv2d": 5.0},
+                                                          "d_conv1 forward": {"default": 4.0}}},
+      "on, 1 thread": {"threads": 1, "batch_size": 256, "ops_ms": {"convT1 forward": {"default": 4.4, "subpixel conv2d": 6.0},
+                                                                   "d_conv1 forward": {"default": 1.0}}},
+  }
+
+
+def test_kernel_ceiling_takes_each_convolutions_fastest_time_with_one_thread_times_shared():
+  c = bench.kernel_ceiling(_runs(), cores=2)
+  assert c["by_op"]["convT1 forward"] == {"effective_ms": 2.2, "form": "default", "run": "on, 1 thread"}
+  assert c["by_op"]["d_conv1 forward"] == {"effective_ms": 0.5, "form": "default", "run": "on, 1 thread"}
+  assert c["convolutions_ms_per_iteration"] == pytest.approx(2.7)
+  assert c["images_per_second"] == pytest.approx(256 / 0.0027 / bench.STEPS, abs=0.1)
+
+
+def test_one_process_ceiling_keeps_one_kernel_library_and_no_one_thread_run():
+  # "on": 3.0 + 2.0 = 5.0 ms; "off": 2.5 + 4.0 = 6.5 ms; the 1-thread run does not count.
+  assert bench.kernel_ceiling(_runs(), cores=2)["one_process"]["ms"] == pytest.approx(5.0)
+  assert bench.kernel_ceiling(_runs(), cores=2)["one_process"]["run"] == "on"
+  t = bench.training_ceiling(_runs(), cores=2)
+  calls = bench.TRAINING_CONV_CALLS
+  assert t["one_process"]["ms"] == pytest.approx(calls["convT1 forward"] * 3.0 + calls["d_conv1 forward"] * 2.0)
+  assert t["convolutions_ms_per_batch"] == pytest.approx(calls["convT1 forward"] * 2.2 + calls["d_conv1 forward"] * 0.5)
+  assert t["images_per_second"] > t["one_process"]["images_per_second"]
