@@ -1,4 +1,5 @@
-"""Other ways to compute the seed's stride-2, 3x3, 'same' transposed convolution, for `make bench`.
+"""Other ways to compute the seed's stride-2, 3x3, 'same' transposed convolution: `make bench`
+times them all, and D's first convolution computes its input gradient this way.
 
 A transposed convolution with stride 2 writes each output pixel from one of four "phases"
 (even/odd row x even/odd column), and each phase is an ordinary convolution of the input with a
@@ -38,3 +39,19 @@ def conv2d_transpose_subpixel(x: tf.Tensor, kernel_2x2: tf.Tensor) -> tf.Tensor:
   given kernel_2x2 = subpixel_kernel(kernel)."""
   padded = tf.pad(x, [[0, 0], [1, 0], [1, 0], [0, 0]])
   return tf.nn.depth_to_space(tf.nn.conv2d(padded, kernel_2x2, 1, "VALID"), 2)
+
+
+@tf.custom_gradient
+def conv2d_stride2_subpixel_gradient(x: tf.Tensor, kernel: tf.Tensor):
+  """tf.nn.conv2d(x, kernel, 2, 'SAME') for even heights and widths, with its input gradient (a
+  stride-2 transposed convolution) computed in the sub-pixel form. oneDNN's backprop-input kernel
+  is slow when it writes few channels: for D's first convolution (one input channel) `make bench`
+  measures it several times slower than the sub-pixel form."""
+  y = tf.nn.conv2d(x, kernel, 2, "SAME")
+
+  def grad(dy):
+    dx = conv2d_transpose_subpixel(dy, subpixel_kernel(kernel))
+    dkernel = tf.compat.v1.nn.conv2d_backprop_filter(x, tf.shape(kernel), dy, [1, 2, 2, 1], "SAME")
+    return dx, dkernel
+
+  return y, grad

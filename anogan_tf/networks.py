@@ -14,6 +14,7 @@ from typing import Sequence, Tuple
 import keras
 import tensorflow as tf
 
+from anogan_tf import conv_forms
 from anogan_tf.errors import AnoganError
 
 
@@ -56,6 +57,22 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
         epsilon=self.epsilon, is_training=False)
     return outputs
+
+
+@keras.saving.register_keras_serializable(package="anogan_tf")
+class SubpixelGradientConv2D(keras.layers.Conv2D):
+  """`keras.layers.Conv2D` whose input gradient, for a 3x3 stride-2 'same' convolution of an
+  even-sized image, is computed as a sub-pixel convolution (anogan_tf.conv_forms): the same
+  numbers to float32 rounding, and faster here for the image-facing convolution of D, whose
+  input gradient every mapping iteration and every G step needs. Otherwise plain Conv2D."""
+
+  def convolution_op(self, inputs, kernel):
+    h, w = inputs.shape[1], inputs.shape[2]
+    if (self.kernel_size == (3, 3) and self.strides == (2, 2) and self.padding == "same"
+        and self.dilation_rate == (1, 1) and self.data_format == "channels_last"
+        and inputs.dtype == tf.float32 and h is not None and w is not None and h % 2 == 0 and w % 2 == 0):
+      return conv_forms.conv2d_stride2_subpixel_gradient(inputs, tf.convert_to_tensor(kernel))
+    return super().convolution_op(inputs, kernel)
 
 
 def _activation(kind: str, slope: float, name: str) -> keras.layers.Layer:
@@ -190,7 +207,8 @@ class Discriminator(_Stack):
 
     chain = []
     for i, (units, stride) in enumerate(zip(self.filters, self.strides), start=1):
-      chain.append(keras.layers.Conv2D(units, 3, strides=stride, padding="same", name=f"conv{i}"))
+      conv = SubpixelGradientConv2D if i == 1 else keras.layers.Conv2D  # see SubpixelGradientConv2D
+      chain.append(conv(units, 3, strides=stride, padding="same", name=f"conv{i}"))
       if self.batchnorm:
         chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
       chain.append(keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"act{i}"))

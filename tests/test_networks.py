@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import anogan_tf
 from anogan_tf import Config, Discriminator, Generator
-from anogan_tf.networks import FusedBatchNormalization, build_networks
+from anogan_tf.networks import FusedBatchNormalization, SubpixelGradientConv2D, build_networks
 
 
 def test_seed_networks_have_the_seeds_weight_counts():
@@ -83,6 +83,29 @@ def test_fused_batchnorm_runs_keras_batchnorm_where_the_fused_kernel_does_not_ap
   fused, plain, _ = _bn_pair(x.shape)
   np.testing.assert_array_equal(fused(x, training=True).numpy(), plain(x, training=True).numpy())
   np.testing.assert_array_equal(fused.moving_variance.numpy(), plain.moving_variance.numpy())
+
+
+@pytest.mark.parametrize("shape", [(5, 28, 28, 1), (2, 32, 32, 3), (3, 7, 7, 2)])  # the last: odd, plain Conv2D
+def test_subpixel_gradient_conv_equals_keras_conv2d(shape):
+  rng = np.random.default_rng(shape[1])
+  x = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
+  ours, plain = SubpixelGradientConv2D(16, 3, strides=2, padding="same"), keras.layers.Conv2D(16, 3, strides=2, padding="same")
+  for layer in (ours, plain):
+    layer.build(shape)
+  for a, b in zip(plain.weights, ours.weights):
+    a.assign(b + 0.1)  # non-zero bias too
+    b.assign(b + 0.1)
+  dy = tf.constant(rng.normal(size=plain.compute_output_shape(shape)).astype(np.float32))
+
+  def outputs_and_gradients(layer):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x)
+    return [y] + tape.gradient(y, [x, layer.kernel, layer.bias], output_gradients=dy)
+
+  for name, a, b in zip(("output", "d/dx", "d/dkernel", "d/dbias"), outputs_and_gradients(ours), outputs_and_gradients(plain)):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+  assert np.abs(outputs_and_gradients(plain)[1].numpy()).max() > 0.1
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
