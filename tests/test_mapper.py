@@ -47,9 +47,11 @@ def test_batched_equals_one_by_one(networks):
   scores = np.array([s.score[0] for s in singles])
   # Same z0 per image (drawn row by row from one seeded stream) and the same trajectory.
   # atol: G(z*) rows end near 1e-5, where the L1 search is float32 noise; real scores are > 1e-2.
-  np.testing.assert_allclose(scores, batched.score, rtol=1e-4, atol=1e-5)
+  # rtol: the kernels round differently at each batch size, and on noise images, where the L1 loss
+  # is flat, 150 Adam steps carry that up to 2.2e-4 (seen in CI); mixing images moves scores by far more.
+  np.testing.assert_allclose(scores, batched.score, rtol=1e-3, atol=1e-5)
   trajectories = np.concatenate([s.trajectory for s in singles])
-  np.testing.assert_allclose(trajectories[3:], batched.trajectory[3:], rtol=5e-4)
+  np.testing.assert_allclose(trajectories[3:], batched.trajectory[3:], rtol=1e-3)
   # z itself is not compared: the kernels round differently at different batch sizes (oneDNN picks
   # them by shape), and on a flat stretch of the L1 loss that moves z (by 0.27 on one noise image
   # here) while the loss agrees to 1.5e-4. What the user sees, G(z*), moves with it on that image:
@@ -59,8 +61,8 @@ def test_batched_equals_one_by_one(networks):
   assert difference.mean(axis=(1, 2, 3)).max() < 0.01
   assert difference.max() < 0.1
   chunked = LatentMapper(g, d, seed=11, batch_size=3).map(x)  # padded last chunk
-  np.testing.assert_allclose(chunked.score, batched.score, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(chunked.trajectory[3:], batched.trajectory[3:], rtol=5e-4)
+  np.testing.assert_allclose(chunked.score, batched.score, rtol=1e-3, atol=1e-5)
+  np.testing.assert_allclose(chunked.trajectory[3:], batched.trajectory[3:], rtol=1e-3)
 
 
 def test_no_retrace_across_batches_and_calls(networks):
