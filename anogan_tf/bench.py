@@ -390,19 +390,12 @@ def main(argv):
   }
   report["training"] = _run_child("training")
   one_thread = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-  report["convolutions_alone_batch_1024"] = {
-      "oneDNN on (the default)": _run_child("layers"),
-      "oneDNN off": _run_child("layers", onednn_off),
-      "oneDNN on, 1 thread": _run_child("layers", one_thread),
-      "oneDNN off, 1 thread": _run_child("layers", {**onednn_off, **one_thread}),
-  }
+  settings = {"oneDNN on (the default)": {}, "oneDNN off": onednn_off, "oneDNN on, 1 thread": one_thread,
+              "oneDNN off, 1 thread": {**onednn_off, **one_thread}}
+  report["convolutions_alone_batch_1024"] = {label: _run_child("layers", env) for label, env in settings.items()}
   report["kernel_ceiling"] = kernel_ceiling(report["convolutions_alone_batch_1024"], report["machine"]["cores"])
-  report["training_convolutions_alone_batch_256"] = {
-      "oneDNN on (the default)": _run_child("training_layers"),
-      "oneDNN off": _run_child("training_layers", onednn_off),
-      "oneDNN on, 1 thread": _run_child("training_layers", one_thread),
-      "oneDNN off, 1 thread": _run_child("training_layers", {**onednn_off, **one_thread}),
-  }
+  report["training_convolutions_alone_batch_256"] = {label: _run_child("training_layers", env)
+                                                     for label, env in settings.items()}
   report["training_ceiling"] = training_ceiling(report["training_convolutions_alone_batch_256"], report["machine"]["cores"])
   flops = flops_per_image_iteration()
   report["flops_per_image_iteration"] = flops
