@@ -133,7 +133,7 @@ class GANTrainer(tf.Module):
     ops, so it left them alone; with no G step they are put back).
     """
     g = self.generator
-    g_stats = [tf.identity(v) for v in g.non_trainable_variables] if self.config.g_steps == 0 else []
+    g_stats = [tf.identity(v) for v in g.non_trainable_variables]  # put back if no G step runs
     tape = tf.GradientTape()
     with tape:
       fake = g(z, training=True)
@@ -141,7 +141,8 @@ class GANTrainer(tf.Module):
     g_loss = tf.constant(0.0)
     for step in range(self.config.g_steps):  # the seed's G loss is the last step's
       g_loss = self._g_step(z, self.g_optimizers[phase], recorded=(tape, fake) if step == 0 else None)
-    self._restore(g.non_trainable_variables, g_stats)
+    if self.config.g_steps == 0:
+      self._restore(g.non_trainable_variables, g_stats)
     return d_loss, d_acc, g_loss
 
   def _train_epoch(self, phase, x_all, permutation, z_all):
