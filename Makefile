@@ -4,10 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DIGITS ?= 0
 RUNS ?= runs
-FLAGFILE ?= experiments/mnist.flags
 EXTRA ?=
 
-.PHONY: install test reproduce-mnist bench clean
+.PHONY: install test reproduce-mnist reproduce-fashion bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,13 +19,22 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest -q tests
 
-# Seed 000 on the one-class protocol: train on each digit of DIGITS, score the whole test split.
+# The one-class protocol (experiments/reproduce.py): train on each class of CLASSES (or DIGITS),
+# score the whole test split, once per preset in PRESETS; SEEDS runs each class that many times.
+# Resumable: finished (class, seed) runs are skipped. CLASSES=all runs the ten classes; the
+# committed tables: RESULTS=experiments/results.
+CLASSES ?= $(DIGITS)
+SEEDS ?= 0
+PRESETS ?= seed000
+RESULTS ?= $(RUNS)/results
+REPRODUCE = $(PY) experiments/reproduce.py --classes="$(CLASSES)" --seeds="$(SEEDS)" --presets="$(PRESETS)" \
+	--runs_dir=$(RUNS) --results_dir=$(RESULTS) --extra="$(EXTRA)"
+
 reproduce-mnist: install
-	@set -e; for d in $(DIGITS); do \
-	  $(PY) -m anogan_tf.train --flagfile=$(FLAGFILE) --workdir=$(RUNS)/mnist_$$d --normal_classes=$$d $(EXTRA); \
-	  $(PY) -m anogan_tf.evaluate --workdir=$(RUNS)/mnist_$$d $(EXTRA); \
-	done; \
-	$(PY) -m anogan_tf.summarize $(foreach d,$(DIGITS),$(RUNS)/mnist_$(d))
+	$(REPRODUCE) --dataset=mnist
+
+reproduce-fashion: install
+	$(REPRODUCE) --dataset=fashion_mnist
 
 bench: install
 	$(PY) -m anogan_tf.bench --output=experiments/results/bench

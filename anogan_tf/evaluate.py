@@ -5,11 +5,15 @@
 Settings come from the workdir's flags.txt; flags given here override them.
 """
 
+import os
+
 from absl import flags
 
 from anogan_tf import flags as anogan_flags
 
 flags.DEFINE_string("workdir", None, "A trained workdir (holding generator.keras and flags.txt).")
+flags.DEFINE_string("eval_dir", None, "Where to write the evaluation (default: WORKDIR/eval); another "
+                    "folder keeps an evaluation with other mapping settings beside the first.")
 anogan_flags.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -23,10 +27,11 @@ def main():
   if base is None:
     raise AnoganError(f"{FLAGS.workdir} holds no flags.txt: not a trained workdir; train first with "
                       f"python -m anogan_tf.train --workdir={FLAGS.workdir}")
-  metrics = evaluate_lib.evaluate(anogan_flags.config_from_flags(base), FLAGS.workdir)
-  print(f"AUROC {metrics['auroc']:.4f}  AUPRC {metrics['auprc']:.4f}  "
-        f"({metrics['n_normal']} normal, {metrics['n_anomalous']} anomalous, "
-        f"{metrics['images_per_second']:.1f} images/s); figures in {FLAGS.workdir}/eval/")
+  out_dir = FLAGS.eval_dir or os.path.join(FLAGS.workdir, "eval")
+  metrics = evaluate_lib.evaluate(anogan_flags.config_from_flags(base), FLAGS.workdir, out_dir=out_dir)
+  print(f"AUROC {metrics['auroc']:.4f}  AUPRC {metrics['auprc']:.4f} (normals as positive "
+        f"{metrics['auprc_normal']:.4f})  ({metrics['n_normal']} normal, {metrics['n_anomalous']} anomalous, "
+        f"{metrics['images_per_second']:.1f} images/s); figures in {out_dir}/")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,172 @@
+"""The one-class reproduction table: train one GAN per (class, seed), evaluate it with each preset.
+
+  python experiments/reproduce.py --dataset=mnist --presets=seed000,paper --classes=all --seeds=0,1,2 \
+      --results_dir=experiments/results
+
+For every seed, then every class: train `runs/<dataset>/gan-<hash>/class<c>_seed<s>` (the hash names
+the training settings, so presets that differ only in mapping, seed000 and paper, share one GAN
+and it is trained once), then evaluate it once per preset into `eval_<preset>/`, and write one
+record per (preset, class, seed) to `<results_dir>/runs/<dataset>_<preset>/class<c>_seed<s>.json`
+(metrics, training and scoring wall time, commit, exact commands). A run whose records exist is
+not redone, so the command resumes after an interruption at (class, seed) granularity (and a
+killed training resumes from its last epoch). After each run the tables are rebuilt by
+`experiments/report.py`. One progress line per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+
+import report  # noqa: E402  (experiments/report.py)
+
+# Preset name -> flagfile. seed000's flagfile keeps its historical name.
+PRESETS = {"seed000": "experiments/mnist.flags", "paper": "experiments/paper.flags",
+           "seed001": "experiments/seed001.flags", "seed002": "experiments/seed002.flags",
+           "best": "experiments/best.flags"}
+CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+
+
+def resolve_config(flagfile: str, overrides: list):
+  """The Config a command line `--flagfile=F *overrides` resolves to (absl's own parsing)."""
+  from absl import flags
+  from anogan_tf import flags as anogan_flags
+  anogan_flags.define_config_flags()
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["reproduce", f"--flagfile={flagfile}", *overrides])
+  config = anogan_flags.config_from_flags()
+  flags.FLAGS.unparse_flags()
+  return config
+
+
+def gan_key(config) -> str:
+  """A short hash of the settings that change what training computes (not class or seed)."""
+  from anogan_tf.train_lib import NOT_TRAINING_FIELDS
+  skip = set(NOT_TRAINING_FIELDS) | {"normal_classes", "seed", "dataset"}
+  fields = {k: v for k, v in sorted(config.__dict__.items()) if k not in skip}
+  return hashlib.sha256(repr(fields).encode()).hexdigest()[:8]
+
+
+def commit() -> str:
+  try:
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "anogan_tf", "experiments"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+
+
+def run_logged(args: list, log_path: str) -> float:
+  """Runs `python -m ...args` with its output appended to log_path; returns the wall seconds."""
+  began = time.perf_counter()
+  with open(log_path, "a") as log:
+    log.write(f"\n$ {shlex.join(args)}\n")
+    log.flush()
+    code = subprocess.call([sys.executable, "-m", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+  if code != 0:
+    raise SystemExit(f"error: `{shlex.join(args)}` failed (exit {code}); see {log_path}, fix it and rerun "
+                     "this command to resume")
+  return time.perf_counter() - began
+
+
+def history_seconds(workdir: str) -> float:
+  import csv
+  with open(os.path.join(workdir, "history.csv"), newline="") as f:
+    return round(sum(float(row["seconds"]) for row in csv.DictReader(f)), 1)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--dataset", default="mnist", choices=sorted(CLASSES))
+  parser.add_argument("--presets", default="seed000", help="comma-separated, from: " + ", ".join(PRESETS))
+  parser.add_argument("--classes", default="0", help="'all' or a comma/space-separated list")
+  parser.add_argument("--seeds", default="0", help="comma/space-separated list")
+  parser.add_argument("--runs_dir", default="runs")
+  parser.add_argument("--results_dir", default="runs/results",
+                      help="where records and tables go; experiments/results for the committed tables")
+  parser.add_argument("--extra", default="", help="more flags for train and evaluate (quick runs)")
+  args = parser.parse_args(argv)
+
+  split = lambda text: [t for t in text.replace(",", " ").split() if t]  # noqa: E731
+  presets = split(args.presets)
+  unknown = [p for p in presets if p not in PRESETS]
+  if unknown:
+    parser.error(f"unknown preset '{unknown[0]}'; use one of {', '.join(PRESETS)}")
+  missing = [PRESETS[p] for p in presets if not os.path.exists(os.path.join(ROOT, PRESETS[p]))]
+  if missing:
+    parser.error(f"{missing[0]} does not exist")
+  classes = list(range(CLASSES[args.dataset])) if args.classes == "all" else [int(c) for c in split(args.classes)]
+  seeds = [int(s) for s in split(args.seeds)]
+  extra = shlex.split(args.extra)
+
+  os.chdir(ROOT)
+  configs = {p: resolve_config(PRESETS[p], [f"--dataset={args.dataset}", *extra]) for p in presets}
+  keys = {p: gan_key(configs[p]) for p in presets}
+  runs = [(s, c) for s in seeds for c in classes]
+  print(f"{args.dataset}: presets {', '.join(f'{p} (GAN {keys[p]})' for p in presets)}; "
+        f"{len(classes)} classes x {len(seeds)} seeds = {len(runs)} runs; records in {args.results_dir}/runs/",
+        flush=True)
+  for i, (seed, c) in enumerate(runs, start=1):
+    tag = f"class{c}_seed{seed}"
+    for key in dict.fromkeys(keys.values()):  # one GAN per group of presets sharing it
+      group = [p for p in presets if keys[p] == key]
+      records = {p: os.path.join(args.results_dir, "runs", f"{args.dataset}_{p}", f"{tag}.json") for p in group}
+      todo = [p for p in group if not os.path.exists(records[p])]
+      if not todo:
+        print(f"[{i}/{len(runs)}] {args.dataset} class {c} seed {seed} {'/'.join(group)}: done before", flush=True)
+        continue
+      workdir = os.path.join(args.runs_dir, args.dataset, f"gan-{key}", tag)
+      os.makedirs(workdir, exist_ok=True)
+      log = os.path.join(workdir, "reproduce.log")
+      run_flags = [f"--dataset={args.dataset}", f"--normal_classes={c}", f"--seed={seed}", *extra]
+      train_record = os.path.join(workdir, "train_record.json")
+      train_cmd = ["anogan_tf.train", f"--flagfile={PRESETS[group[0]]}", f"--workdir={workdir}", *run_flags]
+      if not os.path.exists(os.path.join(workdir, "generator.keras")) or not os.path.exists(train_record):
+        wall = run_logged(train_cmd, log)
+        with open(train_record, "w") as f:
+          json.dump({"train_wall_seconds": round(wall, 1), "train_seconds": history_seconds(workdir),
+                     "train_commit": commit(), "train_command": "python -m " + shlex.join(train_cmd)}, f, indent=2)
+      with open(train_record) as f:
+        trained = json.load(f)
+      for p in todo:
+        eval_dir = os.path.join(workdir, f"eval_{p}")
+        eval_cmd = ["anogan_tf.evaluate", f"--workdir={workdir}", f"--eval_dir={eval_dir}",
+                    f"--flagfile={PRESETS[p]}", *run_flags]
+        wall = run_logged(eval_cmd, log)
+        with open(os.path.join(eval_dir, "metrics.json")) as f:
+          metrics = json.load(f)
+        record = {"dataset": args.dataset, "preset": p, "class": c, "seed": seed, **metrics, **trained,
+                  "eval_wall_seconds": round(wall, 1), "eval_commit": commit(),
+                  "eval_command": "python -m " + shlex.join(eval_cmd),
+                  "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        os.makedirs(os.path.dirname(records[p]), exist_ok=True)
+        tmp = records[p] + ".tmp"
+        with open(tmp, "w") as f:
+          json.dump(record, f, indent=2)
+        os.replace(tmp, records[p])
+        print(f"[{i}/{len(runs)}] {args.dataset} class {c} seed {seed} {p}: AUROC {metrics['auroc']:.4f} "
+              f"AUPRC {metrics['auprc']:.4f}/{metrics['auprc_normal']:.4f} (train {trained['train_seconds']:.0f} s, "
+              f"score {metrics['seconds']:.0f} s)", flush=True)
+        report.write_tables(args.results_dir, args.dataset, p)
+  for p in presets:
+    path = report.write_tables(args.results_dir, args.dataset, p)
+    if path:
+      print(f"table: {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
