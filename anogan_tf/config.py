@@ -23,6 +23,8 @@ class Config:
   normal_classes: Tuple[int, ...] = (0,)  # trained on; every other class is an anomaly
   test_examples: int = 0  # 0: the whole test split; N: a fixed seeded subset with both labels
   train_examples: int = 0  # 0: every normal training image; N: only the first N (quick runs, tests)
+  val_fraction: float = 0.0  # share of the normal training images held out of training (seeded): the validation normals
+  eval_split: str = "test"  # evaluate on: test (the test split) | val (held-out normals + as many other-class train images)
   seed: int = 0
 
   # --- networks
@@ -175,3 +177,8 @@ def check(config: Config) -> None:
   need(0.0 <= config.lam <= 1.0, f"--lam={config.lam} is outside [0, 1]")
   need(config.test_examples >= 0, "--test_examples must be >= 0 (0 means the whole test split)")
   need(config.train_examples >= 0, "--train_examples must be >= 0 (0 means every normal training image)")
+  need(0.0 <= config.val_fraction < 1.0, f"--val_fraction={config.val_fraction} is outside [0, 1); e.g. 0.1 "
+       "holds out a tenth of the normal training images")
+  need(config.eval_split in ("test", "val"), f"unknown --eval_split '{config.eval_split}'; use test or val")
+  need(config.eval_split != "val" or config.val_fraction > 0,
+       "--eval_split=val needs held-out images: train with --val_fraction > 0 (e.g. 0.1)")

@@ -24,7 +24,8 @@ class OneClassData:
   x_test: np.ndarray  # (n_test, h, w, c) float32 in [-1, 1]
   y_test: np.ndarray  # (n_test,) int: 1 = anomaly (not a normal class), 0 = normal
   classes_test: np.ndarray  # (n_test,) the original class labels
-  test_indices: np.ndarray  # (n_test,) positions in the original test split
+  test_indices: np.ndarray  # (n_test,) positions in the original test split (train split for split="val")
+  split: str = "test"  # what x_test holds: "test" (the test split) or "val" (the validation set)
 
 
 def resolve_data_dir(data_dir: str = "") -> str:
@@ -138,8 +139,31 @@ def test_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
   return np.sort(chosen)
 
 
+def validation_split(y_train: np.ndarray, normal, fraction: float, seed: int):
+  """Positions in the train split: (normals kept for training, held-out normals, validation anomalies).
+
+  A seeded `fraction` of the normal classes' training images is held out of training; the
+  validation anomalies are as many train-split images of the other classes, drawn uniformly
+  (so every other class appears in its share). Nothing of the test split is touched, so
+  settings can be tuned on this set and the test split run once.
+  """
+  is_normal = np.isin(y_train, normal)
+  normal_positions = np.flatnonzero(is_normal)
+  rng = np.random.default_rng([seed, 7919])  # its own stream: the split does not shift other draws
+  n_val = int(round(fraction * len(normal_positions)))
+  held = np.zeros(len(normal_positions), bool)
+  held[rng.permutation(len(normal_positions))[:n_val]] = True
+  others = np.flatnonzero(~is_normal)
+  anomalies = np.sort(rng.permutation(others)[:min(n_val, len(others))])
+  return normal_positions[~held], normal_positions[held], anomalies
+
+
 def load_one_class(config) -> OneClassData:
-  """The normal training images and the (subset of the) test split, checked and scaled."""
+  """The normal training images and the evaluation set, checked and scaled.
+
+  The evaluation set is the test split (label 1 = not a normal class), or a seeded subset of
+  it with --test_examples; with --eval_split=val it is the validation set of `validation_split`.
+  """
   (x_train, y_train), (x_test, y_test) = load_arrays(config.dataset, config.data_dir)
   source = source_name(config.dataset, config.data_dir)
   normal = np.asarray(config.normal_classes)
@@ -151,12 +175,24 @@ def load_one_class(config) -> OneClassData:
     raise AnoganError(f"no training images of class {missing[0]} in {source} (classes {present.min()}..{present.max()}); "
                       "choose --normal_classes among those")
   shape = config.image_shape
-  x_train = x_train[np.isin(y_train, normal)]
-  if config.train_examples:
-    x_train = x_train[:config.train_examples]
-  x_train = to_float_images(x_train, shape, f"{source}: x_train images")
+  kept, held, anomalies = validation_split(y_train, normal, config.val_fraction, config.seed)
+  if config.val_fraction > 0 and not len(held):
+    raise AnoganError(f"--val_fraction={config.val_fraction} holds out no image of the {len(kept)} normal "
+                      "training images; raise it or use --val_fraction=0")
+  train_positions = kept[:config.train_examples] if config.train_examples else kept
+  x_train_normal = to_float_images(x_train[train_positions], shape, f"{source}: x_train images")
+  if config.eval_split == "val":
+    positions = np.concatenate([held, anomalies])
+    labels = np.concatenate([np.zeros(len(held), np.int64), np.ones(len(anomalies), np.int64)])
+    order = np.argsort(positions)
+    positions, labels = positions[order], labels[order]
+    idx = test_subset(labels, config.test_examples, config.seed)
+    return OneClassData(x_train=x_train_normal,
+                        x_test=to_float_images(x_train[positions[idx]], shape, f"{source}: x_train images"),
+                        y_test=labels[idx], classes_test=y_train[positions[idx]].astype(np.int64),
+                        test_indices=positions[idx], split="val")
   labels = (~np.isin(y_test, normal)).astype(np.int64)
   idx = test_subset(labels, config.test_examples, config.seed)
   x_test = to_float_images(x_test[idx], shape, f"{source}: x_test images")
-  return OneClassData(x_train=x_train, x_test=x_test, y_test=labels[idx],
+  return OneClassData(x_train=x_train_normal, x_test=x_test, y_test=labels[idx],
                       classes_test=y_test[idx].astype(np.int64), test_indices=idx)

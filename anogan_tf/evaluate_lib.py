@@ -114,7 +114,7 @@ def _evaluate(config, out_dir, data, generator, discriminator, progress) -> dict
              "feature_layer": config.feature_layer, "map_reduction": config.map_reduction,
              "z_init": config.z_init, "z_init_std": config.z_init_std,
              "map_batch_size": mapper.batch_size,
-             "test_examples": n}
+             "test_examples": n, "eval_split": data.split, "val_fraction": config.val_fraction}
   metrics_path = os.path.join(out_dir, "metrics.json")
   if os.path.exists(metrics_path):
     os.remove(metrics_path)  # eval/ is incomplete until the new one is written, last
