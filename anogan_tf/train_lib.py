@@ -99,6 +99,26 @@ class GANTrainer(tf.Module):
     for variable, value in zip(variables, values):
       variable.assign(value)
 
+  @staticmethod
+  def bn_statistics(model) -> list:
+    """The moving mean and variance of every BatchNormalization layer in `model`: the state a
+    training-mode forward pass updates. (Not `non_trainable_variables`: in Keras 3 those also hold
+    Dropout's random-generator state, which must move on at every pass.)"""
+    return [v for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization) for v in (layer.moving_mean, layer.moving_variance)]
+
+  @staticmethod
+  def random_states(model) -> list:
+    """The state of every random-number generator in `model` (Dropout's SeedGenerator): the
+    variables Keras lists in `variables` but not in `weights`."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+  def reseed_dropout(self, rng: np.random.Generator) -> None:
+    """Restarts every dropout generator of G and D from a seed drawn from `rng`."""
+    for state in self.random_states(self.generator) + self.random_states(self.discriminator):
+      state.assign(np.array([rng.integers(0, 2**31 - 2), 0], dtype=state.dtype))
+
   def _d_step(self, x, fake, optimizer):
     """D's update on real x and fake G(z), computed by the caller (D's tape does not see G)."""
     d = self.discriminator
@@ -110,7 +130,7 @@ class GANTrainer(tf.Module):
   def _g_step(self, z, optimizer, recorded=None):
     """G's update on z; `recorded` is (tape, G(z)) when G's forward pass is already on a tape."""
     g, d = self.generator, self.discriminator
-    d_stats = [tf.identity(v) for v in d.non_trainable_variables]  # TF1 ran only G's update ops
+    d_stats = [tf.identity(v) for v in self.bn_statistics(d)]  # TF1 ran only G's update ops
     if recorded is None:
       tape = tf.GradientTape()
       with tape:
@@ -121,7 +141,7 @@ class GANTrainer(tf.Module):
       fake_logits = d(fake, training=True)
       _, g_loss, _ = losses.gan_losses(tf.zeros_like(fake_logits), fake_logits)
     optimizer.apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
-    self._restore(d.non_trainable_variables, d_stats)
+    self._restore(self.bn_statistics(d), d_stats)
     return g_loss
 
   def _train_batch(self, x, z, phase):
@@ -133,7 +153,7 @@ class GANTrainer(tf.Module):
     ops, so it left them alone; with no G step they are put back).
     """
     g = self.generator
-    g_stats = [tf.identity(v) for v in g.non_trainable_variables]  # put back if no G step runs
+    g_stats = [tf.identity(v) for v in self.bn_statistics(g)]  # put back if no G step runs
     tape = tf.GradientTape()
     with tape:
       fake = g(z, training=True)
@@ -142,7 +162,7 @@ class GANTrainer(tf.Module):
     for step in range(self.config.g_steps):  # the seed's G loss is the last step's
       g_loss = self._g_step(z, self.g_optimizers[phase], recorded=(tape, fake) if step == 0 else None)
     if self.config.g_steps == 0:
-      self._restore(g.non_trainable_variables, g_stats)
+      self._restore(self.bn_statistics(g), g_stats)
     return d_loss, d_acc, g_loss
 
   def _train_epoch(self, phase, x_all, permutation, z_all):
@@ -158,10 +178,12 @@ class GANTrainer(tf.Module):
     return totals / tf.cast(batches, tf.float32)
 
   def train_epoch(self, x_all, epoch: int, seed: int) -> dict:
-    # Shuffling and z are drawn from (seed, epoch): resuming at an epoch redraws them exactly.
+    # Shuffling, z and the dropout masks are drawn from (seed, epoch): resuming at an epoch
+    # redraws them exactly, with no random state in the checkpoint.
     rng = np.random.default_rng([seed, epoch])
     permutation = rng.permutation(len(x_all)).astype(np.int32)
     z = sample_z(rng, len(x_all), self.config)
+    self.reseed_dropout(rng)  # drawn after z: the permutation and z are those of before
     means = self._epoch_fns[self.phase(epoch)](x_all, tf.constant(permutation), tf.constant(z)).numpy()
     return dict(zip(("g_loss", "d_loss", "d_acc"), (float(v) for v in means)))
 
