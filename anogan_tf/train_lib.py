@@ -201,14 +201,21 @@ def read_history(path: str) -> List[dict]:
     return rows
 
 
+def _history_writer(f):
+  return csv.DictWriter(f, HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+
+
 def write_history(path: str, rows: List[dict]) -> None:
-  lines = [",".join(HISTORY_FIELDS)] + [",".join(str(row[k]) for k in HISTORY_FIELDS) for row in rows]
-  write_text(path, "\n".join(lines) + "\n")
+  with atomic_path(path) as tmp:
+    with open(tmp, "w", newline="") as f:
+      writer = _history_writer(f)
+      writer.writeheader()
+      writer.writerows(rows)
 
 
 def append_history(path: str, row: dict) -> None:
-  with open(path, "a") as f:
-    f.write(",".join(str(row[k]) for k in HISTORY_FIELDS) + "\n")
+  with open(path, "a", newline="") as f:
+    _history_writer(f).writerow(row)
     f.flush()
     os.fsync(f.fileno())
 

@@ -241,3 +241,22 @@ def test_d_acc_thresholds_logits_at_zero():
   d_loss, g_loss, _ = gan_losses(tf.zeros((4, 1)), tf.zeros((4, 1)))
   assert float(d_loss) == pytest.approx(2 * np.log(2), rel=1e-6)
   assert float(g_loss) == pytest.approx(np.log(2), rel=1e-6)
+
+
+def test_history_csv_is_written_with_the_csv_module(tmp_path):
+  path = str(tmp_path / "history.csv")
+  rows = [{"epoch": 0, "g_loss": 0.5, "d_loss": 1.25, "d_acc": 0.75, "seconds": 2.0},
+          {"epoch": 1, "g_loss": float("nan"), "d_loss": 1e-9, "d_acc": 1.0, "seconds": 0.1}]
+  train_lib.write_history(path, rows[:1])
+  train_lib.append_history(path, rows[1])
+  assert open(path).read() == ("epoch,g_loss,d_loss,d_acc,seconds\n"
+                               "0,0.5,1.25,0.75,2.0\n1,nan,1e-09,1.0,0.1\n")  # the format is kept
+  back = train_lib.read_history(path)
+  assert [row["epoch"] for row in back] == [0, 1] and back[0] == rows[0]
+  # A value holding the delimiter, a quote or a line break is quoted, not split into columns.
+  odd = {"epoch": 2, "g_loss": "1,5", "d_loss": 'a "b"', "d_acc": "x\ny", "seconds": 3.0}
+  train_lib.write_history(path, rows[:1])
+  train_lib.append_history(path, odd)
+  with open(path, newline="") as f:
+    read = list(csv.DictReader(f))
+  assert read[1] == {k: str(v) for k, v in odd.items()}
