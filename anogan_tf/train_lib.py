@@ -28,6 +28,7 @@ from tqdm import tqdm
 from anogan_tf import losses, plots
 from anogan_tf.config import Config
 from anogan_tf.data import load_one_class
+from anogan_tf.evaluate_lib import lock_eval
 from anogan_tf.errors import AnoganError
 from anogan_tf.faults import fault_point
 from anogan_tf.io_utils import DirectoryLock, atomic_path, write_text
@@ -319,25 +320,106 @@ def lock_workdir(workdir: str) -> DirectoryLock:
                                 "(or stop it) before training there again, or use another --workdir")
 
 
-def prepare_workdir(config: Config, workdir: str, overwrite: bool = False) -> None:
-  """Creates the workdir (or checks that an existing one was trained with the same settings),
-  clears a previous run with `overwrite`, and writes flags.txt."""
-  check_workdir(config, workdir, overwrite)
+def _same_folder(fd: int, path: str) -> bool:
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test{os.getpid()}")
-    open(probe, "w").close()
-    os.remove(probe)
-  except OSError as e:
-    raise AnoganError(f"cannot write to workdir {workdir} ({e.strerror}); choose a writable --workdir") from None
-  remove_stale_temporaries(workdir)
-  if overwrite:
-    for name in ("checkpoints", "samples", "tensorboard", "eval"):
-      shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-    for name in ("history.csv", "generator.keras", "discriminator.keras", "loss.png"):
-      if os.path.exists(os.path.join(workdir, name)):
-        os.remove(os.path.join(workdir, name))
-  write_text(os.path.join(workdir, "flags.txt"), config.to_flagfile())
+    held, now = os.fstat(fd), os.stat(path)
+  except OSError:
+    return False
+  return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
+def create_and_lock_workdir(workdir: str):
+  """Creates the workdir if it does not exist and locks it, before anything in it is checked,
+  cleaned or written; returns (lock, the folders created here, outermost first).
+
+  A run that fails removes the folders it created while it still holds the lock (they are empty
+  unless it wrote), so a second run may lock a folder that is gone by then: that lock is dropped
+  and taken again on the new folder.
+  """
+  for _ in range(10):
+    missing, parent = [], os.path.abspath(workdir)
+    while not os.path.exists(parent):
+      missing.insert(0, parent)
+      parent = os.path.dirname(parent)
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      lock = lock_workdir(workdir)
+    except FileNotFoundError:  # removed between makedirs and the lock: again
+      continue
+    except OSError as e:
+      raise AnoganError(f"cannot write to workdir {workdir} ({e.strerror}); choose a writable --workdir") from None
+    if lock.fd is None or _same_folder(lock.fd, workdir):
+      return lock, missing
+    lock.release()
+  raise AnoganError(f"workdir {workdir} keeps being removed while this run starts; is another run "
+                    "failing on it? Try again, or use another --workdir")
+
+
+def remove_created_folders(created: List[str]) -> None:
+  """Removes the folders create_and_lock_workdir made, innermost first, as long as they are empty."""
+  for folder in reversed(created):
+    try:
+      os.rmdir(folder)
+    except OSError:
+      return
+
+
+def evaluation_folders(workdir: str) -> List[str]:
+  """eval/ and the eval_*/ folders of `evaluate --eval_dir` inside the workdir."""
+  return sorted(os.path.join(workdir, name) for name in os.listdir(workdir)
+                if (name == "eval" or name.startswith("eval_")) and os.path.isdir(os.path.join(workdir, name)))
+
+
+def lock_evaluations(workdir: str) -> List[DirectoryLock]:
+  """Evaluate's lock on each evaluation folder of the workdir, for deleting them (--overwrite)."""
+  locks = []
+  try:
+    for folder in evaluation_folders(workdir):
+      try:
+        locks.append(lock_eval(workdir, folder))
+      except AnoganError:
+        raise AnoganError(f"an evaluate is running on {workdir} (writing {folder}); wait for it to finish "
+                          "(or stop it) before training there with --overwrite") from None
+      except OSError as e:
+        raise AnoganError(f"cannot clear {folder} ({e.strerror}); remove it yourself, then train again "
+                          "with --overwrite") from None
+  except BaseException:
+    for lock in locks:
+      lock.release()
+    raise
+  return locks
+
+
+def prepare_workdir(config: Config, workdir: str, overwrite: bool = False) -> None:
+  """Checks that the workdir can be written (and, unless `overwrite`, that it was trained with
+  the same settings), clears what a killed run left half-written, clears a previous run with
+  `overwrite` (holding evaluate's lock on eval/ and eval_*/), and writes flags.txt.
+
+  The first step that writes to the workdir: call it only holding the workdir's lock
+  (create_and_lock_workdir), once everything that can fail on bad input has been checked.
+  """
+  check_workdir(config, workdir, overwrite)
+  eval_locks = lock_evaluations(workdir) if overwrite else []
+  try:
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      probe = os.path.join(workdir, f".write_test{os.getpid()}")
+      open(probe, "w").close()
+      os.remove(probe)
+    except OSError as e:
+      raise AnoganError(f"cannot write to workdir {workdir} ({e.strerror}); choose a writable --workdir") from None
+    remove_stale_temporaries(workdir)
+    if overwrite:
+      for path in [os.path.join(workdir, name) for name in ("checkpoints", "samples", "tensorboard")] + \
+                  evaluation_folders(workdir):
+        shutil.rmtree(path, ignore_errors=True)
+      for name in ("history.csv", "generator.keras", "discriminator.keras", "loss.png"):
+        if os.path.exists(os.path.join(workdir, name)):
+          os.remove(os.path.join(workdir, name))
+    write_text(os.path.join(workdir, "flags.txt"), config.to_flagfile())
+  finally:
+    for lock in eval_locks:
+      lock.release()
 
 
 _TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$|^\.write_test\d+$|^ckpt-\d+_temp")
@@ -381,22 +463,24 @@ def train(config: Config, workdir: str, overwrite: bool = False, data=None,
           progress: bool = True) -> List[dict]:
   """Trains (or resumes) a DCGAN in `workdir`; returns the history, one dict per epoch.
 
-  Everything that can fail on bad input (settings, data, a damaged checkpoint) is checked
-  before the workdir is written, so a failing run leaves an existing workdir as it was.
+  The workdir is locked first (created if new): a second train on it fails at once. Everything
+  that can fail on bad input (settings, data, a damaged checkpoint) is checked before the workdir
+  is written, so a failing run leaves an existing workdir as it was and a new one not there.
   A NaN or inf loss stops training with AnoganError, keeping the last good checkpoint.
   """
-  check_workdir(config, workdir, overwrite)
-  locks = []  # the workdir's lock, taken as soon as the folder exists
+  check_workdir(config, workdir, overwrite)  # read-only: a bad --workdir fails before anything is made
+  lock, created = create_and_lock_workdir(workdir)
   try:
-    if os.path.isdir(workdir):
-      locks.append(lock_workdir(workdir))
-    return _train(config, workdir, overwrite, data, progress, locks)
+    check_workdir(config, workdir, overwrite)  # again, locked: another run may have trained there since
+    return _train(config, workdir, overwrite, data, progress)
+  except BaseException:
+    remove_created_folders(created)  # still locked: nobody else is using them
+    raise
   finally:
-    for lock in locks:
-      lock.release()
+    lock.release()
 
 
-def _train(config, workdir, overwrite, data, progress, locks) -> List[dict]:
+def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   data = data if data is not None else load_one_class(config)
   if len(data.x_train) == 0:
     raise AnoganError("no training images; check --normal_classes and --train_examples")
@@ -409,8 +493,6 @@ def _train(config, workdir, overwrite, data, progress, locks) -> List[dict]:
 
   # --- nothing above wrote to the workdir
   prepare_workdir(config, workdir, overwrite)
-  if not locks:
-    locks.append(lock_workdir(workdir))
   history_path = os.path.join(workdir, "history.csv")
   history = [row for row in read_history(history_path) if row["epoch"] < start]
   write_history(history_path, history)  # repairs what a crash left after the last checkpoint
