@@ -465,7 +465,7 @@ def train(config: Config, workdir: str, overwrite: bool = False, data=None,
 
   The workdir is locked first (created if new): a second train on it fails at once. Everything
   that can fail on bad input (settings, data, a damaged checkpoint) is checked before the workdir
-  is written, so a failing run leaves an existing workdir as it was and a new one not there.
+  is written, so bad input leaves an existing workdir as it was and leaves no new one behind.
   A NaN or inf loss stops training with AnoganError, keeping the last good checkpoint.
   """
   check_workdir(config, workdir, overwrite)  # read-only: a bad --workdir fails before anything is made
