@@ -28,6 +28,7 @@ from tqdm import tqdm
 from anogan_tf import losses, plots
 from anogan_tf.config import Config
 from anogan_tf.data import load_one_class
+from anogan_tf.evaluate_lib import lock_eval
 from anogan_tf.errors import AnoganError
 from anogan_tf.faults import fault_point
 from anogan_tf.io_utils import DirectoryLock, atomic_path, write_text
@@ -99,6 +100,26 @@ class GANTrainer(tf.Module):
     for variable, value in zip(variables, values):
       variable.assign(value)
 
+  @staticmethod
+  def bn_statistics(model) -> list:
+    """The moving mean and variance of every BatchNormalization layer in `model`: the state a
+    training-mode forward pass updates. (Not `non_trainable_variables`: in Keras 3 those also hold
+    Dropout's random-generator state, which must move on at every pass.)"""
+    return [v for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization) for v in (layer.moving_mean, layer.moving_variance)]
+
+  @staticmethod
+  def random_states(model) -> list:
+    """The state of every random-number generator in `model` (Dropout's SeedGenerator): the
+    variables Keras lists in `variables` but not in `weights`."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+  def reseed_dropout(self, rng: np.random.Generator) -> None:
+    """Restarts every dropout generator of G and D from a seed drawn from `rng`."""
+    for state in self.random_states(self.generator) + self.random_states(self.discriminator):
+      state.assign(np.array([rng.integers(0, 2**31 - 2), 0], dtype=state.dtype))
+
   def _d_step(self, x, fake, optimizer):
     """D's update on real x and fake G(z), computed by the caller (D's tape does not see G)."""
     d = self.discriminator
@@ -110,7 +131,7 @@ class GANTrainer(tf.Module):
   def _g_step(self, z, optimizer, recorded=None):
     """G's update on z; `recorded` is (tape, G(z)) when G's forward pass is already on a tape."""
     g, d = self.generator, self.discriminator
-    d_stats = [tf.identity(v) for v in d.non_trainable_variables]  # TF1 ran only G's update ops
+    d_stats = [tf.identity(v) for v in self.bn_statistics(d)]  # TF1 ran only G's update ops
     if recorded is None:
       tape = tf.GradientTape()
       with tape:
@@ -121,7 +142,7 @@ class GANTrainer(tf.Module):
       fake_logits = d(fake, training=True)
       _, g_loss, _ = losses.gan_losses(tf.zeros_like(fake_logits), fake_logits)
     optimizer.apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
-    self._restore(d.non_trainable_variables, d_stats)
+    self._restore(self.bn_statistics(d), d_stats)
     return g_loss
 
   def _train_batch(self, x, z, phase):
@@ -133,7 +154,7 @@ class GANTrainer(tf.Module):
     ops, so it left them alone; with no G step they are put back).
     """
     g = self.generator
-    g_stats = [tf.identity(v) for v in g.non_trainable_variables]  # put back if no G step runs
+    g_stats = [tf.identity(v) for v in self.bn_statistics(g)]  # put back if no G step runs
     tape = tf.GradientTape()
     with tape:
       fake = g(z, training=True)
@@ -142,7 +163,7 @@ class GANTrainer(tf.Module):
     for step in range(self.config.g_steps):  # the seed's G loss is the last step's
       g_loss = self._g_step(z, self.g_optimizers[phase], recorded=(tape, fake) if step == 0 else None)
     if self.config.g_steps == 0:
-      self._restore(g.non_trainable_variables, g_stats)
+      self._restore(self.bn_statistics(g), g_stats)
     return d_loss, d_acc, g_loss
 
   def _train_epoch(self, phase, x_all, permutation, z_all):
@@ -158,10 +179,12 @@ class GANTrainer(tf.Module):
     return totals / tf.cast(batches, tf.float32)
 
   def train_epoch(self, x_all, epoch: int, seed: int) -> dict:
-    # Shuffling and z are drawn from (seed, epoch): resuming at an epoch redraws them exactly.
+    # Shuffling, z and the dropout masks are drawn from (seed, epoch): resuming at an epoch
+    # redraws them exactly, with no random state in the checkpoint.
     rng = np.random.default_rng([seed, epoch])
     permutation = rng.permutation(len(x_all)).astype(np.int32)
     z = sample_z(rng, len(x_all), self.config)
+    self.reseed_dropout(rng)  # drawn after z: the permutation and z are those of before
     means = self._epoch_fns[self.phase(epoch)](x_all, tf.constant(permutation), tf.constant(z)).numpy()
     return dict(zip(("g_loss", "d_loss", "d_acc"), (float(v) for v in means)))
 
@@ -179,14 +202,21 @@ def read_history(path: str) -> List[dict]:
     return rows
 
 
+def _history_writer(f):
+  return csv.DictWriter(f, HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+
+
 def write_history(path: str, rows: List[dict]) -> None:
-  lines = [",".join(HISTORY_FIELDS)] + [",".join(str(row[k]) for k in HISTORY_FIELDS) for row in rows]
-  write_text(path, "\n".join(lines) + "\n")
+  with atomic_path(path) as tmp:
+    with open(tmp, "w", newline="") as f:
+      writer = _history_writer(f)
+      writer.writeheader()
+      writer.writerows(rows)
 
 
 def append_history(path: str, row: dict) -> None:
-  with open(path, "a") as f:
-    f.write(",".join(str(row[k]) for k in HISTORY_FIELDS) + "\n")
+  with open(path, "a", newline="") as f:
+    _history_writer(f).writerow(row)
     f.flush()
     os.fsync(f.fileno())
 
@@ -290,25 +320,106 @@ def lock_workdir(workdir: str) -> DirectoryLock:
                                 "(or stop it) before training there again, or use another --workdir")
 
 
-def prepare_workdir(config: Config, workdir: str, overwrite: bool = False) -> None:
-  """Creates the workdir (or checks that an existing one was trained with the same settings),
-  clears a previous run with `overwrite`, and writes flags.txt."""
-  check_workdir(config, workdir, overwrite)
+def _same_folder(fd: int, path: str) -> bool:
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test{os.getpid()}")
-    open(probe, "w").close()
-    os.remove(probe)
-  except OSError as e:
-    raise AnoganError(f"cannot write to workdir {workdir} ({e.strerror}); choose a writable --workdir") from None
-  remove_stale_temporaries(workdir)
-  if overwrite:
-    for name in ("checkpoints", "samples", "tensorboard", "eval"):
-      shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
-    for name in ("history.csv", "generator.keras", "discriminator.keras", "loss.png"):
-      if os.path.exists(os.path.join(workdir, name)):
-        os.remove(os.path.join(workdir, name))
-  write_text(os.path.join(workdir, "flags.txt"), config.to_flagfile())
+    held, now = os.fstat(fd), os.stat(path)
+  except OSError:
+    return False
+  return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
+def create_and_lock_workdir(workdir: str):
+  """Creates the workdir if it does not exist and locks it, before anything in it is checked,
+  cleaned or written; returns (lock, the folders created here, outermost first).
+
+  A run that fails removes the folders it created while it still holds the lock (they are empty
+  unless it wrote), so a second run may lock a folder that is gone by then: that lock is dropped
+  and taken again on the new folder.
+  """
+  for _ in range(10):
+    missing, parent = [], os.path.abspath(workdir)
+    while not os.path.exists(parent):
+      missing.insert(0, parent)
+      parent = os.path.dirname(parent)
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      lock = lock_workdir(workdir)
+    except FileNotFoundError:  # removed between makedirs and the lock: again
+      continue
+    except OSError as e:
+      raise AnoganError(f"cannot write to workdir {workdir} ({e.strerror}); choose a writable --workdir") from None
+    if lock.fd is None or _same_folder(lock.fd, workdir):
+      return lock, missing
+    lock.release()
+  raise AnoganError(f"workdir {workdir} keeps being removed while this run starts; is another run "
+                    "failing on it? Try again, or use another --workdir")
+
+
+def remove_created_folders(created: List[str]) -> None:
+  """Removes the folders create_and_lock_workdir made, innermost first, as long as they are empty."""
+  for folder in reversed(created):
+    try:
+      os.rmdir(folder)
+    except OSError:
+      return
+
+
+def evaluation_folders(workdir: str) -> List[str]:
+  """eval/ and the eval_*/ folders of `evaluate --eval_dir` inside the workdir."""
+  return sorted(os.path.join(workdir, name) for name in os.listdir(workdir)
+                if (name == "eval" or name.startswith("eval_")) and os.path.isdir(os.path.join(workdir, name)))
+
+
+def lock_evaluations(workdir: str) -> List[DirectoryLock]:
+  """Evaluate's lock on each evaluation folder of the workdir, for deleting them (--overwrite)."""
+  locks = []
+  try:
+    for folder in evaluation_folders(workdir):
+      try:
+        locks.append(lock_eval(workdir, folder))
+      except AnoganError:
+        raise AnoganError(f"an evaluate is running on {workdir} (writing {folder}); wait for it to finish "
+                          "(or stop it) before training there with --overwrite") from None
+      except OSError as e:
+        raise AnoganError(f"cannot clear {folder} ({e.strerror}); remove it yourself, then train again "
+                          "with --overwrite") from None
+  except BaseException:
+    for lock in locks:
+      lock.release()
+    raise
+  return locks
+
+
+def prepare_workdir(config: Config, workdir: str, overwrite: bool = False) -> None:
+  """Checks that the workdir can be written (and, unless `overwrite`, that it was trained with
+  the same settings), clears what a killed run left half-written, clears a previous run with
+  `overwrite` (holding evaluate's lock on eval/ and eval_*/), and writes flags.txt.
+
+  The first step that writes to the workdir: call it only holding the workdir's lock
+  (create_and_lock_workdir), once everything that can fail on bad input has been checked.
+  """
+  check_workdir(config, workdir, overwrite)
+  eval_locks = lock_evaluations(workdir) if overwrite else []
+  try:
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      probe = os.path.join(workdir, f".write_test{os.getpid()}")
+      open(probe, "w").close()
+      os.remove(probe)
+    except OSError as e:
+      raise AnoganError(f"cannot write to workdir {workdir} ({e.strerror}); choose a writable --workdir") from None
+    remove_stale_temporaries(workdir)
+    if overwrite:
+      for path in [os.path.join(workdir, name) for name in ("checkpoints", "samples", "tensorboard")] + \
+                  evaluation_folders(workdir):
+        shutil.rmtree(path, ignore_errors=True)
+      for name in ("history.csv", "generator.keras", "discriminator.keras", "loss.png"):
+        if os.path.exists(os.path.join(workdir, name)):
+          os.remove(os.path.join(workdir, name))
+    write_text(os.path.join(workdir, "flags.txt"), config.to_flagfile())
+  finally:
+    for lock in eval_locks:
+      lock.release()
 
 
 _TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$|^\.write_test\d+$|^ckpt-\d+_temp")
@@ -352,22 +463,24 @@ def train(config: Config, workdir: str, overwrite: bool = False, data=None,
           progress: bool = True) -> List[dict]:
   """Trains (or resumes) a DCGAN in `workdir`; returns the history, one dict per epoch.
 
-  Everything that can fail on bad input (settings, data, a damaged checkpoint) is checked
-  before the workdir is written, so a failing run leaves an existing workdir as it was.
+  The workdir is locked first (created if new): a second train on it fails at once. Everything
+  that can fail on bad input (settings, data, a damaged checkpoint) is checked before the workdir
+  is written, so bad input leaves an existing workdir as it was and leaves no new one behind.
   A NaN or inf loss stops training with AnoganError, keeping the last good checkpoint.
   """
-  check_workdir(config, workdir, overwrite)
-  locks = []  # the workdir's lock, taken as soon as the folder exists
+  check_workdir(config, workdir, overwrite)  # read-only: a bad --workdir fails before anything is made
+  lock, created = create_and_lock_workdir(workdir)
   try:
-    if os.path.isdir(workdir):
-      locks.append(lock_workdir(workdir))
-    return _train(config, workdir, overwrite, data, progress, locks)
+    check_workdir(config, workdir, overwrite)  # again, locked: another run may have trained there since
+    return _train(config, workdir, overwrite, data, progress)
+  except BaseException:
+    remove_created_folders(created)  # still locked: nobody else is using them
+    raise
   finally:
-    for lock in locks:
-      lock.release()
+    lock.release()
 
 
-def _train(config, workdir, overwrite, data, progress, locks) -> List[dict]:
+def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   data = data if data is not None else load_one_class(config)
   if len(data.x_train) == 0:
     raise AnoganError("no training images; check --normal_classes and --train_examples")
@@ -380,8 +493,6 @@ def _train(config, workdir, overwrite, data, progress, locks) -> List[dict]:
 
   # --- nothing above wrote to the workdir
   prepare_workdir(config, workdir, overwrite)
-  if not locks:
-    locks.append(lock_workdir(workdir))
   history_path = os.path.join(workdir, "history.csv")
   history = [row for row in read_history(history_path) if row["epoch"] < start]
   write_history(history_path, history)  # repairs what a crash left after the last checkpoint

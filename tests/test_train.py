@@ -1,19 +1,44 @@
 import csv
+import glob
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from anogan_tf import Config, train_lib
 from anogan_tf.data import OneClassData
-from conftest import synthetic_images
+from conftest import ROOT, synthetic_images
 
 TINY = dict(batch_size=32, epochs=2, seed=3)
+# Every flagfile in experiments/ (a new preset is covered without editing this file).
+PRESET_FLAGFILES = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.flags")))
 
 
-def tiny_data(n=80):
-  x = synthetic_images(n)
+def preset_config(flagfile, **changes):
+  """The Config a flagfile resolves to, following its --flagfile includes as absl does (paths
+  relative to the repository root, later lines win)."""
+  values = {}
+
+  def read(path):
+    with open(path if os.path.isabs(path) else os.path.join(ROOT, path)) as f:
+      for line in f:
+        line = line.strip()
+        if not line or line.startswith("#"):
+          continue
+        name, _, value = line.lstrip("-").partition("=")
+        if name == "flagfile":
+          read(value)
+        else:
+          values[name] = value
+
+  read(flagfile)
+  return Config.from_strings(values).replace(**changes)
+
+
+def tiny_data(n=80, shape=(28, 28, 1)):
+  x = synthetic_images(n, shape=shape)
   return OneClassData(x_train=x, x_test=x[:8], y_test=np.arange(8) % 2, classes_test=np.zeros(8, int),
                       test_indices=np.arange(8))
 
@@ -83,50 +108,128 @@ def test_learning_rate_switch_uses_fresh_adam_instances(tmp_path):
   assert [o.epsilon for o in trainer.g_optimizers] == [1e-8, 1e-8]
 
 
+def _bn_statistics(model):
+  return [v for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)
+          for v in (layer.moving_mean, layer.moving_variance)]
+
+
 def _seed_order_batch(trainer, x, z):
-  """Seed 000's batch written out step by step: the D step runs G(z) itself and, as TF1 ran only
-  D's update ops, leaves G's BN statistics as they were; each G step runs G(z) again."""
+  """Seed 000's batch written out as its three separate TF1 steps. Each step runs only its own
+  network's update ops: the D step runs G(z) itself and leaves G's BN statistics as they were,
+  each G step runs G(z) again and leaves D's BN statistics as they were. Every forward pass
+  through D draws fresh dropout masks."""
   from anogan_tf.losses import gan_losses
   g, d = trainer.generator, trainer.discriminator
-  g_stats = [tf.identity(v) for v in g.non_trainable_variables]
+  g_stats = [tf.identity(v) for v in _bn_statistics(g)]
   with tf.GradientTape() as tape:
     d_loss, _, d_acc = gan_losses(d(x, training=True), d(g(z, training=True), training=True))
   trainer.d_optimizers[0].apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
-  for v, value in zip(g.non_trainable_variables, g_stats):
+  for v, value in zip(_bn_statistics(g), g_stats):
     v.assign(value)
   for _ in range(trainer.config.g_steps):
+    d_stats = [tf.identity(v) for v in _bn_statistics(d)]
     with tf.GradientTape() as tape:
       logits = d(g(z, training=True), training=True)
       _, g_loss, _ = gan_losses(tf.zeros_like(logits), logits)
     trainer.g_optimizers[0].apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
+    for v, value in zip(_bn_statistics(d), d_stats):
+      v.assign(value)
   return d_loss, d_acc, g_loss
 
 
-def test_training_batch_equals_the_seeds_order_of_steps():
+# seed 000's discriminator (no BN, no dropout); seed 001's (BN); seed 002's (BN and dropout 0.25).
+# The two others at their presets' structure with narrower layers, which does not change the order
+# of steps under test.
+SEED_ORDER_CONFIGS = {
+    "seed000": lambda: Config(**TINY),
+    "seed001_bn": lambda: preset_config("experiments/seed001.flags", batch_size=32, g_dense_channels=16,
+                                        g_filters=(8, 8, 8), d_filters=(8, 8, 8, 8)),
+    "seed002_bn_dropout": lambda: preset_config("experiments/seed002.flags", batch_size=32, g_dense_channels=16,
+                                                g_filters=(8, 8), d_filters=(8, 8, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("preset", list(SEED_ORDER_CONFIGS))
+def test_training_batch_equals_the_seeds_order_of_steps(preset):
   # The trainer runs G(z) once for the D step and the first G step; nothing else may change:
-  # same losses, weights, BN statistics and Adam moments as the seed's three separate steps.
-  config = Config(**TINY)
+  # same losses, weights, BN statistics, dropout masks and Adam moments as the seed's three
+  # separate steps.
+  config = SEED_ORDER_CONFIGS[preset]()
   ours, seeds = train_lib.GANTrainer(config), train_lib.GANTrainer(config)
-  for mine, theirs in zip(ours.generator.weights + ours.discriminator.weights,
-                          seeds.generator.weights + seeds.discriminator.weights):
+  assert bool(_bn_statistics(ours.discriminator)) == config.d_batchnorm
+  # .variables: the weights, BN statistics and the dropout layers' random-generator states.
+  for mine, theirs in zip(ours.generator.variables + ours.discriminator.variables,
+                          seeds.generator.variables + seeds.discriminator.variables):
     theirs.assign(mine)
   run_ours = tf.function(lambda x, z: ours._train_batch(x, z, 0))
   run_seeds = tf.function(lambda x, z: _seed_order_batch(seeds, x, z))
   rng = np.random.default_rng(0)
-  g_stats = [v.numpy().copy() for v in ours.generator.non_trainable_variables]
+  g_stats = [v.numpy().copy() for v in _bn_statistics(ours.generator)]
+  d_stats = [v.numpy().copy() for v in _bn_statistics(ours.discriminator)]
   for _ in range(3):
     x = tf.constant(synthetic_images(32, seed=int(rng.integers(1000))))
-    z = tf.constant(rng.uniform(-1, 1, (32, 50)).astype(np.float32))
+    z = tf.constant(rng.uniform(-1, 1, (32, config.latent_dim)).astype(np.float32))
     np.testing.assert_allclose([float(v) for v in run_ours(x, z)], [float(v) for v in run_seeds(x, z)],
                                rtol=1e-6)
-  assert not any(np.array_equal(old, v.numpy()) for old, v in zip(g_stats, ours.generator.non_trainable_variables))
-  pairs = [(ours.generator.weights + ours.discriminator.weights, seeds.generator.weights + seeds.discriminator.weights),
+  assert not any(np.array_equal(old, v.numpy()) for old, v in zip(g_stats, _bn_statistics(ours.generator)))
+  assert not any(np.array_equal(old, v.numpy()) for old, v in zip(d_stats, _bn_statistics(ours.discriminator)))
+  pairs = [(ours.generator.variables + ours.discriminator.variables,
+            seeds.generator.variables + seeds.discriminator.variables),
            (ours.d_optimizers[0].variables, seeds.d_optimizers[0].variables),
            (ours.g_optimizers[0].variables, seeds.g_optimizers[0].variables)]
   for mine, theirs in pairs:
     assert len(mine) == len(theirs)
     for a, b in zip(mine, theirs):
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.path)
+
+
+@pytest.mark.parametrize("flagfile", PRESET_FLAGFILES, ids=os.path.basename)
+def test_every_preset_trains(flagfile, tmp_path):
+  # The preset's own networks (every layer as the flagfile says); only the amount of work shrinks.
+  config = preset_config(flagfile, epochs=1, batch_size=8)
+  data = tiny_data(12, shape=config.image_shape)  # one full batch and one partial batch
+  workdir = str(tmp_path / "run")
+  history = train_lib.train(config, workdir, data=data, progress=False)
+  assert len(history) == 1 and all(np.isfinite(history[0][k]) for k in ("g_loss", "d_loss", "d_acc"))
+  trained = train_lib.GANTrainer(config)
+  train_lib.restore_checkpoint(trained, os.path.join(workdir, "checkpoints"))
+  keras.utils.set_random_seed(config.seed)  # as train() does: the initial weights
+  fresh = train_lib.GANTrainer(config)
+  for model, other in ((trained.generator, fresh.generator), (trained.discriminator, fresh.discriminator)):
+    assert not any(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.trainable_weights, other.trainable_weights))
+    assert all(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(_bn_statistics(model), _bn_statistics(other)))
+  exported = keras.models.load_model(os.path.join(workdir, "discriminator.keras"))
+  assert [layer.name for layer in exported.chain] == [layer.name for layer in trained.discriminator.chain]
+
+
+def test_resumed_dropout_and_batchnorm_run_equals_uninterrupted_run(tmp_path):
+  # Seed 002's networks (narrower): BN in G and D, dropout in D. The dropout masks of an epoch
+  # depend on (seed, epoch) only, as shuffling and z do, so a resumed run trains exactly as a
+  # straight one.
+  config = preset_config("experiments/seed002.flags", epochs=3, batch_size=16, seed=5, g_dense_channels=16,
+                         g_filters=(8, 8), d_filters=(8, 8, 8, 8))
+  data = tiny_data(40)
+  straight = train_lib.train(config, str(tmp_path / "a"), data=data, progress=False)
+  train_lib.train(config.replace(epochs=1), str(tmp_path / "b"), data=data, progress=False)
+  resumed = train_lib.train(config, str(tmp_path / "b"), data=data, progress=False)
+  drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+  assert drop_seconds(straight) == drop_seconds(resumed)
+  for name in ("generator", "discriminator"):
+    a, b = (keras.models.load_model(str(tmp_path / run / f"{name}.keras")) for run in ("a", "b"))
+    assert len(a.weights) == len(b.weights)
+    for u, v in zip(a.weights, b.weights):
+      np.testing.assert_array_equal(u.numpy(), v.numpy(), err_msg=u.path)
+
+
+def test_an_epoch_with_dropout_is_traced_once():
+  config = preset_config("experiments/seed002.flags", batch_size=8, g_dense_channels=16, g_filters=(8, 8),
+                         d_filters=(8, 8, 8, 8))
+  trainer = train_lib.GANTrainer(config)
+  x = tf.constant(synthetic_images(16))
+  for epoch in range(3):
+    trainer.train_epoch(x, epoch, seed=0)
+  assert trainer._epoch_fns[0].experimental_get_tracing_count() == 1
+  assert trainer._epoch_fns[1].experimental_get_tracing_count() == 0
 
 
 def test_d_acc_thresholds_logits_at_zero():
@@ -138,3 +241,22 @@ def test_d_acc_thresholds_logits_at_zero():
   d_loss, g_loss, _ = gan_losses(tf.zeros((4, 1)), tf.zeros((4, 1)))
   assert float(d_loss) == pytest.approx(2 * np.log(2), rel=1e-6)
   assert float(g_loss) == pytest.approx(np.log(2), rel=1e-6)
+
+
+def test_history_csv_is_written_with_the_csv_module(tmp_path):
+  path = str(tmp_path / "history.csv")
+  rows = [{"epoch": 0, "g_loss": 0.5, "d_loss": 1.25, "d_acc": 0.75, "seconds": 2.0},
+          {"epoch": 1, "g_loss": float("nan"), "d_loss": 1e-9, "d_acc": 1.0, "seconds": 0.1}]
+  train_lib.write_history(path, rows[:1])
+  train_lib.append_history(path, rows[1])
+  assert open(path).read() == ("epoch,g_loss,d_loss,d_acc,seconds\n"
+                               "0,0.5,1.25,0.75,2.0\n1,nan,1e-09,1.0,0.1\n")  # the format is kept
+  back = train_lib.read_history(path)
+  assert [row["epoch"] for row in back] == [0, 1] and back[0] == rows[0]
+  # A value holding the delimiter, a quote or a line break is quoted, not split into columns.
+  odd = {"epoch": 2, "g_loss": "1,5", "d_loss": 'a "b"', "d_acc": "x\ny", "seconds": 3.0}
+  train_lib.write_history(path, rows[:1])
+  train_lib.append_history(path, odd)
+  with open(path, newline="") as f:
+    read = list(csv.DictReader(f))
+  assert read[1] == {k: str(v) for k, v in odd.items()}
