@@ -49,6 +49,8 @@ class Config:
   epochs: int = 200
   batch_size: int = 256
   g_steps: int = 2  # generator steps per discriminator step, on the same z batch
+  d_step: str = "joint"  # one D update on real + fake (seed 000) | separate: real, then fake (seed 002's two train_on_batch)
+  d_fakes_mode: str = "training"  # G's BN mode for the D step's fakes: training (seed 000) | inference (seed 002's predict)
   lr: float = 1e-3
   lr_decay_epoch: int = 150  # from this epoch on: fresh Adam instances at lr_after_decay; 0: never
   lr_after_decay: float = 1e-4
@@ -164,6 +166,9 @@ def check(config: Config) -> None:
   need(config.z_init in ("uniform", "normal"), f"unknown --z_init '{config.z_init}'; use uniform or normal")
   need(config.g_upsampling in ("transpose", "nearest"), f"unknown --g_upsampling '{config.g_upsampling}'; use transpose or nearest")
   need(config.g_activation in ("leaky_relu", "relu"), f"unknown --g_activation '{config.g_activation}'; use leaky_relu or relu")
+  need(config.d_step in ("joint", "separate"), f"unknown --d_step '{config.d_step}'; use joint or separate")
+  need(config.d_fakes_mode in ("training", "inference"),
+       f"unknown --d_fakes_mode '{config.d_fakes_mode}'; use training or inference")
   need(config.map_reduction in ("mean", "sum"), f"unknown --map_reduction '{config.map_reduction}'; use mean or sum")
   need(len(config.g_strides) == len(config.g_filters) + 1,
        "--g_strides needs one stride per entry of --g_filters plus one for the output layer")

@@ -40,3 +40,10 @@ def gan_losses(real_logits, fake_logits):
   g_loss = tf.reduce_mean(bce(labels=tf.ones_like(fake_logits), logits=fake_logits))
   correct = tf.concat([tf.cast(real_logits > 0, tf.float32), tf.cast(fake_logits <= 0, tf.float32)], axis=0)
   return d_loss, g_loss, tf.reduce_mean(correct)
+
+
+def discriminator_loss_on(logits, label: float):
+  """Sigmoid cross-entropy of D's logits against one label (1 real, 0 fake), averaged: the loss
+  of one of seed 002's separate `train_on_batch` calls (binary_crossentropy on a sigmoid)."""
+  labels = tf.fill(tf.shape(logits), tf.cast(label, logits.dtype))
+  return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))

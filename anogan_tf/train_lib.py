@@ -121,12 +121,27 @@ class GANTrainer(tf.Module):
       state.assign(np.array([rng.integers(0, 2**31 - 2), 0], dtype=state.dtype))
 
   def _d_step(self, x, fake, optimizer):
-    """D's update on real x and fake G(z), computed by the caller (D's tape does not see G)."""
+    """D's update on real x and fake G(z), computed by the caller (D's tape does not see G).
+
+    `d_step="joint"` (seed 000): one update on the summed loss. `"separate"` (seed 002): one
+    update on the real batch, then one on the fake batch, which the updated D sees.
+    """
     d = self.discriminator
-    with tf.GradientTape() as tape:
-      d_loss, _, d_acc = losses.gan_losses(d(x, training=True), d(fake, training=True))
-    optimizer.apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
-    return d_loss, d_acc
+    if self.config.d_step == "joint":
+      with tf.GradientTape() as tape:
+        d_loss, _, d_acc = losses.gan_losses(d(x, training=True), d(fake, training=True))
+      optimizer.apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
+      return d_loss, d_acc
+    parts, logits = [], []
+    for images, label in ((x, 1.0), (fake, 0.0)):
+      with tf.GradientTape() as tape:
+        batch_logits = d(images, training=True)
+        loss = losses.discriminator_loss_on(batch_logits, label)
+      optimizer.apply_gradients(zip(tape.gradient(loss, d.trainable_variables), d.trainable_variables))
+      parts.append(loss)
+      logits.append(batch_logits)
+    _, _, d_acc = losses.gan_losses(*logits)
+    return parts[0] + parts[1], d_acc
 
   def _g_step(self, z, optimizer, recorded=None):
     """G's update on z; `recorded` is (tape, G(z)) when G's forward pass is already on a tape."""
@@ -154,15 +169,20 @@ class GANTrainer(tf.Module):
     ops, so it left them alone; with no G step they are put back).
     """
     g = self.generator
-    g_stats = [tf.identity(v) for v in self.bn_statistics(g)]  # put back if no G step runs
-    tape = tf.GradientTape()
-    with tape:
-      fake = g(z, training=True)
-    d_loss, d_acc = self._d_step(x, fake, self.d_optimizers[phase])
+    if self.config.d_fakes_mode == "inference":  # seed 002: generator.predict, BN on moving statistics
+      recorded = None
+      d_fake = g(z, training=False)
+    else:
+      g_stats = [tf.identity(v) for v in self.bn_statistics(g)]  # put back if no G step runs
+      tape = tf.GradientTape()
+      with tape:
+        d_fake = g(z, training=True)
+      recorded = (tape, d_fake)
+    d_loss, d_acc = self._d_step(x, d_fake, self.d_optimizers[phase])
     g_loss = tf.constant(0.0)
     for step in range(self.config.g_steps):  # the seed's G loss is the last step's
-      g_loss = self._g_step(z, self.g_optimizers[phase], recorded=(tape, fake) if step == 0 else None)
-    if self.config.g_steps == 0:
+      g_loss = self._g_step(z, self.g_optimizers[phase], recorded=recorded if step == 0 else None)
+    if self.config.g_steps == 0 and recorded is not None:
       self._restore(self.bn_statistics(g), g_stats)
     return d_loss, d_acc, g_loss
 

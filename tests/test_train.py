@@ -114,16 +114,34 @@ def _bn_statistics(model):
 
 
 def _seed_order_batch(trainer, x, z):
-  """Seed 000's batch written out as its three separate TF1 steps. Each step runs only its own
+  """Seed 000's batch written out as its three separate TF1 steps (seed 002's: two D updates, real
+  then fake, on fakes from G in inference mode, then one G step). Each step runs only its own
   network's update ops: the D step runs G(z) itself and leaves G's BN statistics as they were,
   each G step runs G(z) again and leaves D's BN statistics as they were. Every forward pass
   through D draws fresh dropout masks."""
   from anogan_tf.losses import gan_losses
   g, d = trainer.generator, trainer.discriminator
+  config = trainer.config
   g_stats = [tf.identity(v) for v in _bn_statistics(g)]
-  with tf.GradientTape() as tape:
-    d_loss, _, d_acc = gan_losses(d(x, training=True), d(g(z, training=True), training=True))
-  trainer.d_optimizers[0].apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
+  if config.d_fakes_mode == "inference":  # seed 002: generator.predict(noise)
+    fake = g(z, training=False)
+  else:
+    fake = g(z, training=True)
+  if config.d_step == "joint":
+    with tf.GradientTape() as tape:
+      d_loss, _, d_acc = gan_losses(d(x, training=True), d(fake, training=True))
+    trainer.d_optimizers[0].apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
+  else:  # seed 002: discriminator.train_on_batch(imgs, valid), then (gen_imgs, fake)
+    bce = tf.keras.losses.BinaryCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+      real_logits = d(x, training=True)
+      real_loss = bce(tf.ones_like(real_logits), real_logits)
+    trainer.d_optimizers[0].apply_gradients(zip(tape.gradient(real_loss, d.trainable_variables), d.trainable_variables))
+    with tf.GradientTape() as tape:
+      fake_logits = d(fake, training=True)
+      fake_loss = bce(tf.zeros_like(fake_logits), fake_logits)
+    trainer.d_optimizers[0].apply_gradients(zip(tape.gradient(fake_loss, d.trainable_variables), d.trainable_variables))
+    d_loss, d_acc = real_loss + fake_loss, gan_losses(real_logits, fake_logits)[2]
   for v, value in zip(_bn_statistics(g), g_stats):
     v.assign(value)
   for _ in range(trainer.config.g_steps):
