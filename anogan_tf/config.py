@@ -17,6 +17,9 @@ from anogan_tf.errors import AnoganError
 class Config:
   """Settings of one run. Defaults are seed 000 (TF1 code, MNIST 28x28x1)."""
 
+  # --- model family
+  model: str = "anogan"  # anogan | egbad (Efficient GAN) | ae (autoencoder) | vae
+
   # --- data
   dataset: str = "mnist"  # mnist | fashion_mnist | cifar10
   data_dir: str = ""  # folder of <dataset>.npz; empty: $ANOGAN_DATA_DIR, then keras.datasets
@@ -45,6 +48,10 @@ class Config:
   bn_momentum: float = 0.99  # tf.layers.batch_normalization default, same as Keras
   feature_layer: str = "act1"  # discriminator layer f() for the discrimination loss
 
+  e_filters: Tuple[int, ...] = (16, 32)  # encoder convolutions (egbad, ae, vae, warm start), shaped like D's
+  e_strides: Tuple[int, ...] = (2, 2)  # one per entry of --e_filters
+  e_batchnorm: bool = False  # BN after each encoder convolution
+
   # --- training
   epochs: int = 200
   batch_size: int = 256
@@ -58,6 +65,15 @@ class Config:
   adam_beta_2: float = 0.999
   adam_epsilon: float = 1e-8  # TF1 default; Keras uses 1e-7
   deterministic: bool = False  # tf.config.experimental.enable_op_determinism(): same seed, same numbers
+
+  recon_loss: str = "l1"  # ae / vae reconstruction error, trained and scored: l1 (mean |x - x'|) | l2 (mean squared)
+  kl_weight: float = 1.0  # vae: weight of the KL term in the training loss
+  encoder_epochs: int = 0  # anogan: epochs of the warm-start encoder trained after the GAN (0: none)
+  kappa: float = 1.0  # warm-start encoder loss: |x - G(E(x))| + kappa * |f(x) - f(G(E(x)))|
+
+  # --- scoring
+  vae_score: str = "reconstruction"  # vae score: reconstruction (error of the mean decoding) | elbo (negative ELBO)
+  initial_z: str = "random"  # anogan: the search starts from the mapper's seeded draw | encoder: from E(x)
 
   # --- latent mapping (the LatentMapper)
   lam: float = 0.7  # weight of the discrimination loss; the paper uses 0.1
@@ -152,6 +168,7 @@ def parse_value(name, hint, raw):
 
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
+MODELS = ("anogan", "egbad", "ae", "vae")
 
 
 def check(config: Config) -> None:
@@ -159,6 +176,7 @@ def check(config: Config) -> None:
   def need(ok, message):
     if not ok:
       raise AnoganError(message)
+  need(config.model in MODELS, f"unknown --model '{config.model}'; use one of {', '.join(MODELS)}")
   need(config.dataset in DATASETS,
        f"unknown dataset '{config.dataset}'; use one of {', '.join(DATASETS)}")
   need(len(config.normal_classes) > 0, "--normal_classes is empty; give at least one class, e.g. --normal_classes=0")
@@ -187,3 +205,11 @@ def check(config: Config) -> None:
   need(config.eval_split in ("test", "val"), f"unknown --eval_split '{config.eval_split}'; use test or val")
   need(config.eval_split != "val" or config.val_fraction > 0,
        "--eval_split=val needs held-out images: train with --val_fraction > 0 (e.g. 0.1)")
+  need(len(config.e_strides) == len(config.e_filters) and all(v > 0 for v in config.e_filters + config.e_strides),
+       "--e_strides needs one positive stride per entry of --e_filters (positive too)")
+  need(config.recon_loss in ("l1", "l2"), f"unknown --recon_loss '{config.recon_loss}'; use l1 or l2")
+  need(config.kl_weight >= 0, f"--kl_weight={config.kl_weight} must be >= 0")
+  need(config.encoder_epochs >= 0, "--encoder_epochs must be >= 0 (0: no warm-start encoder)")
+  need(config.kappa >= 0, f"--kappa={config.kappa} must be >= 0")
+  need(config.vae_score in ("reconstruction", "elbo"), f"unknown --vae_score '{config.vae_score}'; use reconstruction or elbo")
+  need(config.initial_z in ("random", "encoder"), f"unknown --initial_z '{config.initial_z}'; use random or encoder")

@@ -246,3 +246,54 @@ class Discriminator(_Stack):
 def build_networks(config) -> Tuple[Generator, Discriminator]:
   return (Generator(name="generator", **config.generator_kwargs()),
           Discriminator(name="discriminator", **config.discriminator_kwargs()))
+
+
+@keras.saving.register_keras_serializable(package="anogan_tf")
+class Encoder(_Stack):
+  """Maps images (batch, h, w, c) in [-1, 1] to latent codes (batch, heads * latent_dim), unbounded.
+
+  Shaped like seed 000's discriminator (strided 3x3 convolutions, LeakyReLU, optional BN), with a
+  Dense(heads * latent_dim) output in place of the logit: the encoder of Efficient GAN, of the
+  autoencoder (heads=1) and of the VAE (heads=2: mean and log-variance, split by the caller),
+  and AnoGAN's warm-start encoder. Layers are named conv1, bn1, act1, ..., flatten, code.
+  """
+
+  def __init__(self, image_shape: Sequence[int] = (28, 28, 1), latent_dim: int = 50,
+               filters: Sequence[int] = (16, 32), strides: Sequence[int] = (2, 2),
+               batchnorm: bool = False, leaky_slope: float = 0.2, bn_momentum: float = 0.99,
+               heads: int = 1, **kwargs):
+    super().__init__(**kwargs)
+    self.image_shape = tuple(int(s) for s in image_shape)
+    self.latent_dim = int(latent_dim)
+    self.filters = tuple(int(f) for f in filters)
+    self.strides = tuple(int(s) for s in strides)
+    self.batchnorm = bool(batchnorm)
+    self.leaky_slope = float(leaky_slope)
+    self.bn_momentum = float(bn_momentum)
+    self.heads = int(heads)
+    if len(self.strides) != len(self.filters) or self.heads < 1 or self.latent_dim < 1:
+      raise AnoganError("encoder: one stride per filter, heads >= 1 and latent_dim >= 1 are needed")
+    chain = []
+    for i, (units, stride) in enumerate(zip(self.filters, self.strides), start=1):
+      chain.append(keras.layers.Conv2D(units, 3, strides=stride, padding="same", name=f"conv{i}"))
+      if self.batchnorm:
+        chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
+      chain.append(keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"act{i}"))
+    chain += [keras.layers.Flatten(name="flatten"), keras.layers.Dense(self.heads * self.latent_dim, name="code")]
+    self.chain = chain
+    self._build_chain((None,) + self.image_shape)
+
+  def build(self, input_shape=None):
+    if not self.built:
+      self._build_chain((None,) + self.image_shape)
+
+  def call(self, x, training=False):
+    return self._run(x, training)
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0], self.heads * self.latent_dim)
+
+  def get_config(self):
+    return {**super().get_config(), "image_shape": list(self.image_shape), "latent_dim": self.latent_dim,
+            "filters": list(self.filters), "strides": list(self.strides), "batchnorm": self.batchnorm,
+            "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum, "heads": self.heads}
