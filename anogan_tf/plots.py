@@ -68,7 +68,7 @@ def roc_pr_plots(labels, scores, auroc, auprc, out_dir: str) -> None:
   ax.set_xlabel("recall (share of the positive class found)")
   ax.set_ylabel("precision")
   ax.set_ylim(0, 1.02)
-  ax.legend(loc="center left", fontsize=8)
+  ax.legend(loc="best", fontsize=8)
   save_figure(fig, f"{out_dir}/pr.png")
 
 
