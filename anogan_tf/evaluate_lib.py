@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from anogan_tf.config import Config
 from anogan_tf.data import load_one_class
 from anogan_tf.errors import AnoganError
 from anogan_tf.faults import fault_point
-from anogan_tf.io_utils import DirectoryLock, write_text
+from anogan_tf.io_utils import DirectoryLock, atomic_path, write_text
 from anogan_tf.mapper import LatentMapper
 
 GALLERY_SIZE = 8
@@ -118,10 +119,12 @@ def _evaluate(config, out_dir, data, generator, discriminator, progress) -> dict
   metrics_path = os.path.join(out_dir, "metrics.json")
   if os.path.exists(metrics_path):
     os.remove(metrics_path)  # eval/ is incomplete until the new one is written, last
-  rows = ["index,label,class,score,residual,discrimination"]
-  rows += [f"{i},{l},{c},{s:.8g},{r:.8g},{d:.8g}" for i, l, c, s, r, d in
-           zip(data.test_indices, labels, data.classes_test, score, residual, discrimination)]
-  write_text(os.path.join(out_dir, "scores.csv"), "\n".join(rows) + "\n")
+  with atomic_path(os.path.join(out_dir, "scores.csv")) as tmp:
+    with open(tmp, "w", newline="") as f:
+      writer = csv.writer(f, lineterminator="\n")
+      writer.writerow(("index", "label", "class", "score", "residual", "discrimination"))
+      writer.writerows((i, l, c, f"{s:.8g}", f"{r:.8g}", f"{d:.8g}") for i, l, c, s, r, d in
+                       zip(data.test_indices, labels, data.classes_test, score, residual, discrimination))
   fault_point("eval_write")
 
   plots.roc_pr_plots(labels, score, auroc, auprc, out_dir)

@@ -45,22 +45,30 @@ def loss_plot(history: list, path: str) -> None:
 
 
 def roc_pr_plots(labels, scores, auroc, auprc, out_dir: str) -> None:
-  from sklearn.metrics import precision_recall_curve, roc_curve
+  """roc.png, and pr.png with both precision-recall curves: anomalies as positives (high score =
+  anomalous; metrics.json's auprc) and normals as positives (low score = normal; auprc_normal).
+  With few normals in the test split, the first starts near 1 by chance and the second near 0."""
+  from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
+  labels, scores = np.asarray(labels), np.asarray(scores)
   fpr, tpr, _ = roc_curve(labels, scores)
   fig, ax = plt.subplots(figsize=(5, 5))
   ax.plot(fpr, tpr, label=f"AUROC {auroc:.4f}")
   ax.plot([0, 1], [0, 1], "k:", lw=1)
-  ax.set_xlabel("false positive rate")
-  ax.set_ylabel("true positive rate")
+  ax.set_xlabel("false positive rate (normals flagged)")
+  ax.set_ylabel("true positive rate (anomalies flagged)")
   ax.legend(loc="lower right")
   save_figure(fig, f"{out_dir}/roc.png")
-  precision, recall, _ = precision_recall_curve(labels, scores)
+  auprc_normal = average_precision_score(1 - labels, -scores)
   fig, ax = plt.subplots(figsize=(5, 5))
-  ax.plot(recall, precision, label=f"AUPRC {auprc:.4f}")
-  ax.axhline(np.mean(labels), color="k", ls=":", lw=1, label="chance")
-  ax.set_xlabel("recall (anomalies found)")
+  for positive, truth, ranking, value, colour in (("anomalies", labels, scores, auprc, "C0"),
+                                                  ("normals", 1 - labels, -scores, auprc_normal, "C1")):
+    precision, recall, _ = precision_recall_curve(truth, ranking)
+    ax.plot(recall, precision, color=colour, label=f"{positive} positive: AUPRC {value:.4f}")
+    ax.axhline(np.mean(truth), color=colour, ls=":", lw=1, label=f"chance ({positive}): {np.mean(truth):.3f}")
+  ax.set_xlabel("recall (share of the positive class found)")
   ax.set_ylabel("precision")
-  ax.legend(loc="lower left")
+  ax.set_ylim(0, 1.02)
+  ax.legend(loc="best", fontsize=8)
   save_figure(fig, f"{out_dir}/pr.png")
 
 

@@ -4,8 +4,12 @@
   python -m anogan_tf.score --workdir=runs/mnist_0 --input='shots/*.png' --output=scored/
   python -m anogan_tf.score --workdir=runs/mnist_0 --input=batch.npy --output=scored/
 
-Writes OUT/scores.csv (name, score, residual, discrimination) and OUT/heatmaps/<name>.png (|x - G(z)|).
-Integer images are read as 0..255 pixels; float arrays must already be in [-1, 1].
+Writes OUT/heatmaps/<name>.png (|x - G(z)|), then OUT/scores.csv (name, score, residual,
+discrimination, heatmap). <name> is the picture's path relative to the folder holding all the
+pictures (a.png -> heatmaps/a.png.png), or the index in an array (0 -> heatmaps/0.png).
+Pictures must have the model's size; a 1-channel model takes grayscale pictures, a 3-channel
+model colour ones. Integer images are read as 0..255 pixels; float arrays must be in [-1, 1].
+Everything is checked before anything is written: a failing score leaves OUT as it was.
 """
 
 from absl import flags

@@ -528,3 +528,140 @@ def test_train_examples_limits_the_training_images(tmp_path):
   np.testing.assert_array_equal(some.x_train, full.x_train[:30])
   assert "train_examples" not in train_lib.NOT_TRAINING_FIELDS  # it changes what is trained
   assert "deterministic" in train_lib.NOT_TRAINING_FIELDS
+
+
+# --- 2b. score: the same for a user's own images; nothing of a previous output is overwritten
+
+def _score_inputs(root):
+  """{case: --input}: each with one thing wrong, plus a good folder and two of unusual names."""
+  from PIL import Image
+  images = np.round((synthetic_images(4)[..., 0] + 1) * 127.5).astype(np.uint8)
+  def folder(name, files):
+    path = root / name
+    path.mkdir(parents=True)
+    for file_name, content in files.items():
+      if isinstance(content, bytes):
+        (path / file_name).write_bytes(content)
+      else:
+        Image.fromarray(content).save(path / file_name)
+    return str(path)
+  good_png = open(folder("png_bytes", {"a.png": images[0]}) + "/a.png", "rb").read()
+  inputs = {
+      "good": folder("good", {f"img{i}.png": image for i, image in enumerate(images[:3])}),
+      "size": folder("size", {"a.png": images[0], "big.png": np.zeros((32, 32), np.uint8)}),
+      "channels": folder("channels", {"rgb.png": np.stack([images[0], 255 - images[0], images[0]], -1)}),
+      "corrupt": folder("corrupt", {"a.png": images[0], "bad.png": b"\x89PNG\r\n\x1a\nnot really"}),
+      "truncated": folder("truncated", {"cut.png": good_png[:len(good_png) // 2]}),
+      "empty": folder("empty", {"readme.txt": b"no pictures here\n"}),
+      "glob_nothing": str(root / "good" / "*.jpeg"),
+      "missing": str(root / "does_not_exist"),
+      "unreadable": folder("unreadable", {"a.png": images[0], "locked.png": images[1]}),
+      "duplicate_stems": folder("duplicate_stems", {"a.png": images[0], "a.jpg": images[1]}),
+      "comma": folder("comma", {"x,y.png": images[0], 'say "hi".png': images[1], "plain.png": images[2]}),
+  }
+  folder("two_folders/d1", {"x.png": images[0]})
+  folder("two_folders/d2", {"x.png": images[1]})
+  inputs["same_name_two_folders"] = str(root / "two_folders" / "*" / "x.png")
+  locked = os.path.join(inputs["unreadable"], "locked.png")
+  if os.geteuid() == 0:  # root reads a chmod 000 file: a dangling link is unreadable to anyone
+    os.remove(locked)
+    os.symlink(os.path.join(inputs["unreadable"], "gone.png"), locked)
+  else:
+    os.chmod(locked, 0)
+  nan = images[:2].astype(np.float32) / 127.5 - 1
+  nan[1, 5, 5] = np.nan
+  arrays = {"nan": nan, "zero_d": np.float32(0.5), "wrong_shape": np.zeros((2, 28, 28, 3), np.uint8)}
+  for case, array in arrays.items():
+    np.save(root / f"{case}.npy", array)
+    inputs[case] = str(root / f"{case}.npy")
+  np.savez(root / "no_array.npz")
+  inputs["npz_no_array"] = str(root / "no_array.npz")
+  return inputs
+
+
+# case: fragments of the error line (the problem, the fix)
+SCORE_INPUT_CASES = {
+    "size": ("big.png is 32x32 pixels but the model expects 28x28", "resize"),
+    "channels": ("rgb.png is a colour image", "grayscale (1-channel) images", "convert it to grayscale"),
+    "corrupt": ("bad.png is not a readable image", "remove or replace it"),
+    "truncated": ("cut.png is not a readable image", "remove or replace it"),
+    "empty": ("no PNG/JPEG images in", ".png, .jpg or .jpeg"),
+    "glob_nothing": ("*.jpeg matches no files", "--input"),
+    "missing": ("does_not_exist does not exist", "--input"),
+    "unreadable": ("cannot read", "locked.png", "check that it exists and is readable"),
+    "nan": ("image 1 of", "NaN or inf", "repair or drop"),
+    "zero_d": ("holds a single value (a 0-d array), not images", "(n, 28, 28, 1)"),
+    "wrong_shape": ("shape (2, 28, 28, 3)", "the model expects (n, 28, 28, 1)"),
+    "npz_no_array": ("holds no arrays", "np.savez"),
+}
+
+
+def test_score_bad_input_is_a_one_line_error_and_overwrites_nothing(tmp_path):
+  from anogan_tf import score_lib
+  trained = str(tmp_path / "trained")
+  config = Config(epochs=1, **TINY_CONFIG)
+  train_lib.train(config, trained, data=_synthetic(), progress=False)
+  inputs = _score_inputs(tmp_path / "in")
+  out = str(tmp_path / "out")  # a previous good output: no failing score may change it
+  score_lib.score_images(config, trained, inputs["good"], out, progress=False)
+  assert len(os.listdir(os.path.join(out, "heatmaps"))) == 3
+  a_file = tmp_path / "a_file"
+  a_file.write_text("not a folder\n")
+  no_flags = tmp_path / "no_flags"
+  no_flags.mkdir()
+
+  cases = {case: ([f"--workdir={trained}", f"--input={inputs[case]}", f"--output={out}"], fragments)
+           for case, fragments in SCORE_INPUT_CASES.items()}
+  good = [f"--workdir={trained}", f"--input={inputs['good']}"]
+  cases["output_is_a_file"] = (good + [f"--output={a_file}"], (f"--output {a_file} is a file, not a folder",
+                                                                "choose another --output"))
+  cases["output_under_a_file"] = (good + [f"--output={a_file}/sub/out"],
+                                  (f"cannot create --output {a_file}/sub/out: {a_file} is a file", "choose another --output"))
+  if os.geteuid() != 0:  # root writes anywhere; test_score.py covers it with a refusing os.makedirs
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0o555)
+    cases["output_not_writable"] = (good + [f"--output={locked}/out"], ("cannot write to --output", "Permission denied"))
+  cases["not_a_workdir"] = ([f"--workdir={no_flags}", f"--input={inputs['good']}", f"--output={out}"],
+                            ("holds no flags.txt", "train first"))
+  cases["no_input"] = ([f"--workdir={trained}", f"--output={out}"], ("--input is required",))
+  # Not errors: every image gets its own heatmap, and scores.csv reads back to the file names.
+  successes = {case: [f"--workdir={trained}", f"--input={inputs[case]}", f"--output={tmp_path / case}"]
+               for case in ("duplicate_stems", "same_name_two_folders", "comma")}
+
+  before = snapshot(out)
+  names = list(cases) + list(successes)
+  cases_path, out_path = tmp_path / "score_cases.json", tmp_path / "score_results.json"
+  cases_path.write_text(json.dumps([cases[c][0] for c in cases] + list(successes.values())))
+  (tmp_path / "harness.py").write_text(HARNESS)
+  harness = subprocess.Popen([sys.executable, str(tmp_path / "harness.py"), "score", str(cases_path), str(out_path)],
+                             cwd=ROOT, env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  real = start("anogan_tf.score", *cases["output_under_a_file"][0])  # one as a real `python -m`
+  done = finish(harness)
+  assert done.returncode == 0, done.stderr
+  results = dict(zip(names, json.load(open(out_path))))
+  for case, (_, fragments) in cases.items():
+    result = results[case]
+    assert result["code"] == 2, (case, result)
+    line = error_line(result["stderr"])
+    for fragment in fragments:
+      assert fragment in line, (case, line)
+  done = finish(real)
+  assert done.returncode == 2, done.stderr
+  assert all(f in error_line(done.stderr) for f in cases["output_under_a_file"][1]), done.stderr
+  assert snapshot(out) == before
+  assert a_file.read_text() == "not a folder\n"
+  assert not os.path.exists(no_flags / "out")
+
+  for case in successes:
+    assert results[case]["code"] == 0, (case, results[case])
+  expected = {"duplicate_stems": ["a.jpg", "a.png"], "same_name_two_folders": ["d1/x.png", "d2/x.png"],
+              "comma": ["plain.png", 'say "hi".png', "x,y.png"]}
+  for case, names in expected.items():
+    with open(tmp_path / case / "scores.csv", newline="", encoding="utf-8") as f:
+      rows = list(csv.DictReader(f))
+    assert [row["name"] for row in rows] == names, case
+    assert [row["heatmap"] for row in rows] == [f"heatmaps/{n}.png" for n in names], case
+    for row in rows:
+      assert os.path.getsize(tmp_path / case / row["heatmap"]) > 0, (case, row)
+      assert float(row["score"]) > 0
