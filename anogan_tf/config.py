@@ -7,6 +7,7 @@ and the words used in the README: one name per idea.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Tuple
 
@@ -97,15 +98,7 @@ class Config:
   # --- flags.txt: every field as --name=value, usable as an absl flagfile
 
   def to_flagfile(self) -> str:
-    lines = []
-    for field in dataclasses.fields(self):
-      value = getattr(self, field.name)
-      if isinstance(value, tuple):
-        value = ",".join(str(v) for v in value)
-      elif isinstance(value, bool):
-        value = "true" if value else "false"
-      lines.append(f"--{field.name}={value}")
-    return "\n".join(lines) + "\n"
+    return "".join(f"--{f.name}={flag_text(getattr(self, f.name))}\n" for f in dataclasses.fields(self))
 
   @classmethod
   def from_flagfile_text(cls, text: str) -> "Config":
@@ -130,6 +123,15 @@ class Config:
     return cls(**kwargs)
 
 
+def flag_text(value) -> str:
+  """A setting's value as written on the command line and in flags.txt: 16,8 / true / 0.001."""
+  if isinstance(value, tuple):
+    return ",".join(str(v) for v in value)
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  return str(value)
+
+
 def parse_value(name, hint, raw):
   try:
     if hint is bool:
@@ -148,30 +150,81 @@ def parse_value(name, hint, raw):
 
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
+# The valid values of the string settings; the classes that take them (Generator, LatentMapper,
+# losses) check against these too.
+DISTRIBUTIONS = ("uniform", "normal")  # z_prior, z_init
+UPSAMPLINGS = ("transpose", "nearest")  # g_upsampling
+ACTIVATIONS = ("leaky_relu", "relu")  # g_activation
+REDUCTIONS = ("mean", "sum")  # map_reduction
+
+
+def one_of(value, valid, name: str) -> None:
+  """Rejects a string setting outside `valid`: AnoganError naming the setting and the valid values."""
+  if value not in valid:
+    raise AnoganError(f"unknown {name} '{value}'; use {' or '.join(valid) if len(valid) == 2 else 'one of ' + ', '.join(valid)}")
 
 
 def check(config: Config) -> None:
-  """Rejects settings that cannot work, with a message naming the fix."""
+  """Rejects settings that cannot work, with a one-line message naming the flag and the fix."""
   def need(ok, message):
     if not ok:
       raise AnoganError(message)
-  need(config.dataset in DATASETS,
-       f"unknown dataset '{config.dataset}'; use one of {', '.join(DATASETS)}")
+
+  def number(name, low, high=None, low_open=False, high_open=True, fix=""):
+    """Setting `name` (a number, or each number of a tuple) finite and within [low, high) (or as told)."""
+    value = getattr(config, name)
+    values = value if isinstance(value, tuple) else (value,)
+    if all(math.isfinite(v) and (v > low if low_open else v >= low)
+           and (high is None or (v < high if high_open else v <= high)) for v in values):
+      return
+    if not all(math.isfinite(v) for v in values):
+      rule = "not a finite number"
+    elif high is not None:
+      rule = f"outside {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    else:
+      rule = "not positive" if low_open and low == 0 else f"below {low:g}"
+    what = "has an entry that is" if isinstance(value, tuple) else "is"
+    raise AnoganError(f"--{name}={flag_text(value)} {what} {rule}; {fix}")
+
+  one_of(config.dataset, DATASETS, "dataset")
   need(len(config.normal_classes) > 0, "--normal_classes is empty; give at least one class, e.g. --normal_classes=0")
-  need(config.z_prior in ("uniform", "normal"), f"unknown --z_prior '{config.z_prior}'; use uniform or normal")
-  need(config.z_init in ("uniform", "normal"), f"unknown --z_init '{config.z_init}'; use uniform or normal")
-  need(config.g_upsampling in ("transpose", "nearest"), f"unknown --g_upsampling '{config.g_upsampling}'; use transpose or nearest")
-  need(config.g_activation in ("leaky_relu", "relu"), f"unknown --g_activation '{config.g_activation}'; use leaky_relu or relu")
-  need(config.map_reduction in ("mean", "sum"), f"unknown --map_reduction '{config.map_reduction}'; use mean or sum")
+  one_of(config.z_prior, DISTRIBUTIONS, "--z_prior")
+  one_of(config.z_init, DISTRIBUTIONS, "--z_init")
+  one_of(config.g_upsampling, UPSAMPLINGS, "--g_upsampling")
+  one_of(config.g_activation, ACTIVATIONS, "--g_activation")
+  one_of(config.map_reduction, REDUCTIONS, "--map_reduction")
   need(len(config.g_strides) == len(config.g_filters) + 1,
        "--g_strides needs one stride per entry of --g_filters plus one for the output layer")
   need(len(config.d_strides) == len(config.d_filters), "--d_strides needs one stride per entry of --d_filters")
   need(len(config.map_steps) == len(config.map_lrs) and len(config.map_steps) > 0,
        "--map_steps and --map_lrs need the same number of stages (at least one)")
-  need(all(s > 0 for s in config.map_steps), "--map_steps must be positive")
-  need(config.epochs >= 0 and config.batch_size > 0 and config.latent_dim > 0,
-       "--epochs, --batch_size and --latent_dim must be positive")
-  need(config.map_batch_size >= 0, "--map_batch_size must be positive, or 0 to choose it from the available memory")
-  need(0.0 <= config.lam <= 1.0, f"--lam={config.lam} is outside [0, 1]")
-  need(config.test_examples >= 0, "--test_examples must be >= 0 (0 means the whole test split)")
-  need(config.train_examples >= 0, "--train_examples must be >= 0 (0 means every normal training image)")
+  number("seed", 0, fix="use 0 or a positive integer")
+  # networks
+  number("latent_dim", 1, fix="use a positive latent size, e.g. 50")
+  number("g_dense_channels", 1, fix="use a positive channel count, e.g. 32")
+  number("g_filters", 1, fix="use positive filter counts, e.g. 16,8")
+  number("g_strides", 1, fix="use strides of 1 or more, e.g. 2,2,1")
+  number("d_filters", 1, fix="use positive filter counts, e.g. 16,32")
+  number("d_strides", 1, fix="use strides of 1 or more, e.g. 2,2")
+  number("d_dropout", 0, 1, fix="use a dropout rate such as 0.25, or 0 for none")
+  number("leaky_slope", 0, 1, fix="use a LeakyReLU slope such as 0.2")
+  number("bn_momentum", 0, 1, fix="use a BatchNorm momentum such as 0.99")
+  # training
+  number("epochs", 0, fix="use 0 or more epochs")
+  number("batch_size", 1, fix="use a positive batch size, e.g. 256")
+  number("g_steps", 0, fix="use 0 or more generator steps per discriminator step (seed 000: 2)")
+  number("lr", 0, low_open=True, fix="use a positive learning rate, e.g. 0.001")
+  number("lr_decay_epoch", 0, fix="use the epoch to switch at, or 0 for never")
+  number("lr_after_decay", 0, low_open=True, fix="use a positive learning rate, e.g. 0.0001")
+  number("adam_beta_1", 0, 1, fix="use a value such as 0.9")
+  number("adam_beta_2", 0, 1, fix="use a value such as 0.999")
+  number("adam_epsilon", 0, low_open=True, fix="use a small positive value, e.g. 1e-8")
+  # mapping
+  number("lam", 0, 1, high_open=False, fix="use a weight such as 0.7 (seed 000) or 0.1 (the paper)")
+  number("map_steps", 1, fix="use 1 or more iterations per stage, e.g. 50,100")
+  number("map_lrs", 0, low_open=True, fix="use positive learning rates, e.g. 0.1,0.01")
+  number("z_init_std", 0, low_open=True, fix="use a positive standard deviation, e.g. 0.1")
+  number("map_batch_size", 0, fix="use a positive batch size, or 0 to choose it from the available memory")
+  # data
+  number("test_examples", 0, fix="use 0 for the whole test split, or the number of test images to score")
+  number("train_examples", 0, fix="use 0 for every normal training image, or how many to keep")
