@@ -93,7 +93,7 @@ class Config:
     return dict(lam=self.lam, steps=self.map_steps, learning_rates=self.map_lrs,
                 reduction=self.map_reduction, z_init=self.z_init,
                 z_init_std=self.z_init_std, adam_epsilon=self.adam_epsilon,
-                batch_size=self.map_batch_size, seed=self.seed)
+                batch_size=self.map_batch_size, seed=self.seed, feature_layer=self.feature_layer)
 
   # --- flags.txt: every field as --name=value, usable as an absl flagfile
 
