@@ -123,6 +123,29 @@ class Config:
     return cls(**kwargs)
 
 
+# What evaluate and score take from their own command line: the settings that change only how
+# images are mapped, and which test images are scored. Every other setting describes the trained
+# networks or their training, which the workdir's flags.txt fixes (see `evaluation_config`).
+EVALUATION_FIELDS = ("lam", "map_steps", "map_lrs", "map_reduction", "z_init", "z_init_std", "adam_epsilon",
+                     "map_batch_size", "feature_layer", "seed", "deterministic", "data_dir", "test_examples")
+
+
+def evaluation_config(trained: Config, requested: Config) -> Config:
+  """The settings evaluate and score run with: the workdir's (`trained`, from its flags.txt) with
+  `requested`'s EVALUATION_FIELDS. Any other setting of `requested` must equal the workdir's, as
+  the trained networks fix it; `epochs` alone is let through and ignored (the models are the
+  trained ones whatever it says), so a preset flagfile written for training works here too."""
+  for field in dataclasses.fields(Config):
+    name = field.name
+    if name in EVALUATION_FIELDS or name == "epochs":
+      continue
+    old, new = getattr(trained, name), getattr(requested, name)
+    if old != new:
+      raise AnoganError(f"--{name}={flag_text(new)} does not match the workdir, trained with --{name}={flag_text(old)}; "
+                        f"evaluate and score change only mapping settings, so drop --{name} or train another workdir")
+  return trained.replace(**{name: getattr(requested, name) for name in EVALUATION_FIELDS})
+
+
 def flag_text(value) -> str:
   """A setting's value as written on the command line and in flags.txt: 16,8 / true / 0.001."""
   if isinstance(value, tuple):
@@ -156,6 +179,15 @@ DISTRIBUTIONS = ("uniform", "normal")  # z_prior, z_init
 UPSAMPLINGS = ("transpose", "nearest")  # g_upsampling
 ACTIVATIONS = ("leaky_relu", "relu")  # g_activation
 REDUCTIONS = ("mean", "sum")  # map_reduction
+
+
+def discriminator_feature_layers(depth: int, batchnorm: bool, dropout: float) -> Tuple[str, ...]:
+  """The names of the discriminator's layers that f(x) can read (all but its output logits), in
+  order: conv1, [bn1,] act1, [drop1,] conv2, ..., flatten."""
+  names = []
+  for i in range(1, depth + 1):
+    names += [f"conv{i}"] + [f"bn{i}"] * bool(batchnorm) + [f"act{i}"] + [f"drop{i}"] * (dropout > 0)
+  return tuple(names) + ("flatten",)
 
 
 def one_of(value, valid, name: str) -> None:
@@ -193,6 +225,8 @@ def check(config: Config) -> None:
   one_of(config.g_upsampling, UPSAMPLINGS, "--g_upsampling")
   one_of(config.g_activation, ACTIVATIONS, "--g_activation")
   one_of(config.map_reduction, REDUCTIONS, "--map_reduction")
+  layers = discriminator_feature_layers(len(config.d_filters), config.d_batchnorm, config.d_dropout)
+  need(config.feature_layer in layers, f"unknown --feature_layer '{config.feature_layer}'; use one of {', '.join(layers)}")
   need(len(config.g_strides) == len(config.g_filters) + 1,
        "--g_strides needs one stride per entry of --g_filters plus one for the output layer")
   need(len(config.d_strides) == len(config.d_filters), "--d_strides needs one stride per entry of --d_filters")

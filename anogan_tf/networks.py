@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from anogan_tf import conv_forms
-from anogan_tf.config import ACTIVATIONS, UPSAMPLINGS, one_of
+from anogan_tf.config import ACTIVATIONS, UPSAMPLINGS, discriminator_feature_layers, one_of
 from anogan_tf.errors import AnoganError
 
 
@@ -245,7 +245,7 @@ class Discriminator(_Stack):
   @property
   def feature_layers(self) -> Tuple[str, ...]:
     """The layers f(x) can be read from: every layer but the output logits."""
-    return tuple(layer.name for layer in self.chain[:-1])
+    return discriminator_feature_layers(len(self.filters), self.batchnorm, self.dropout)
 
   def check_feature_layer(self, name: str) -> None:
     if name not in self.feature_layers:

@@ -146,6 +146,9 @@ def test_features_reads_any_layer_without_changing_the_saved_discriminator():
   np.testing.assert_array_equal(d.features(x, layer="flatten").numpy(), act2)
   with pytest.raises(AnoganError, match=re.escape("unknown --feature_layer 'logits'; use one of conv1, act1, conv2, act2, flatten")):
     d.features(x, layer="logits")
+  for other in (Discriminator(batchnorm=True, dropout=0.25, filters=(4, 8, 8), strides=(2, 2, 1)),
+                Discriminator(batchnorm=True)):  # the names Config.check validates --feature_layer with
+    assert other.feature_layers == tuple(layer.name for layer in other.chain[:-1])
   # What D saves is unchanged: its own feature_layer, no new keys.
   assert sorted(d.get_config()) == ["batchnorm", "bn_momentum", "dropout", "dtype", "feature_layer", "filters",
                                     "image_shape", "leaky_slope", "name", "strides", "trainable"]
