@@ -99,10 +99,20 @@ def _quiet_tensorflow() -> None:
     return
   _os.close(read)
   encoding, errors = getattr(_sys.stderr, "encoding", None), getattr(_sys.stderr, "errors", None)
-  _sys.stderr = open(terminal, "w", buffering=1, encoding=encoding or "utf-8", errors=errors or "backslashreplace")
+  stream = open(terminal, "w", buffering=1, encoding=encoding or "utf-8", errors=errors or "backslashreplace")
+  _sys.stderr = stream
   _os.dup2(write, 2)
   _os.close(write)
-  _quiet_tensorflow.forwarder = forwarder  # kept, so it is never collected while it runs
+
+  def finish():  # at exit: fd 2 back to the terminal closes the pipe; the forwarder drains it and ends
+    try:
+      stream.flush()
+      _os.dup2(stream.fileno(), 2)
+      forwarder.wait(timeout=5)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+      pass
+  import atexit
+  atexit.register(finish)
 
 
 if _run_as_a_command():
