@@ -7,6 +7,7 @@ and the words used in the README: one name per idea.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Tuple
 
@@ -82,7 +83,7 @@ class Config:
   map_reduction: str = "mean"  # per-image loss: mean over pixels/features (seed 000) | sum
   z_init: str = "uniform"  # initial z: U(-1, 1) (seed 000) | "normal": N(0, z_init_std)
   z_init_std: float = 1.0
-  map_batch_size: int = 0  # images mapped at once (scores agree to 1e-4 at any value); 0: automatic, up to 1024 as memory allows
+  map_batch_size: int = 0  # images mapped at once (any value gives the same scores to 1e-3 relative, as tests/test_mapper.py checks); 0: automatic, up to 1024 as memory allows
 
   def __post_init__(self):
     check(self)
@@ -112,20 +113,12 @@ class Config:
     return dict(lam=self.lam, steps=self.map_steps, learning_rates=self.map_lrs,
                 reduction=self.map_reduction, z_init=self.z_init,
                 z_init_std=self.z_init_std, adam_epsilon=self.adam_epsilon,
-                batch_size=self.map_batch_size, seed=self.seed)
+                batch_size=self.map_batch_size, seed=self.seed, feature_layer=self.feature_layer)
 
   # --- flags.txt: every field as --name=value, usable as an absl flagfile
 
   def to_flagfile(self) -> str:
-    lines = []
-    for field in dataclasses.fields(self):
-      value = getattr(self, field.name)
-      if isinstance(value, tuple):
-        value = ",".join(str(v) for v in value)
-      elif isinstance(value, bool):
-        value = "true" if value else "false"
-      lines.append(f"--{field.name}={value}")
-    return "\n".join(lines) + "\n"
+    return "".join(f"--{f.name}={flag_text(getattr(self, f.name))}\n" for f in dataclasses.fields(self))
 
   @classmethod
   def from_flagfile_text(cls, text: str) -> "Config":
@@ -150,6 +143,39 @@ class Config:
     return cls(**kwargs)
 
 
+# What evaluate and score take from their own command line: the settings that change only how
+# images are mapped, and which test images are scored. Every other setting describes the trained
+# networks or their training, which the workdir's flags.txt fixes (see `evaluation_config`).
+EVALUATION_FIELDS = ("lam", "map_steps", "map_lrs", "map_reduction", "z_init", "z_init_std", "adam_epsilon",
+                     "map_batch_size", "feature_layer", "seed", "deterministic", "data_dir", "test_examples",
+                     "eval_split", "vae_score", "initial_z")
+
+
+def evaluation_config(trained: Config, requested: Config) -> Config:
+  """The settings evaluate and score run with: the workdir's (`trained`, from its flags.txt) with
+  `requested`'s EVALUATION_FIELDS. Any other setting of `requested` must equal the workdir's, as
+  the trained networks fix it; `epochs` alone is let through and ignored (the models are the
+  trained ones whatever it says), so a preset flagfile written for training works here too."""
+  for field in dataclasses.fields(Config):
+    name = field.name
+    if name in EVALUATION_FIELDS or name == "epochs":
+      continue
+    old, new = getattr(trained, name), getattr(requested, name)
+    if old != new:
+      raise AnoganError(f"--{name}={flag_text(new)} does not match the workdir, trained with --{name}={flag_text(old)}; "
+                        f"evaluate and score change only mapping settings, so drop --{name} or train another workdir")
+  return trained.replace(**{name: getattr(requested, name) for name in EVALUATION_FIELDS})
+
+
+def flag_text(value) -> str:
+  """A setting's value as written on the command line and in flags.txt: 16,8 / true / 0.001."""
+  if isinstance(value, tuple):
+    return ",".join(str(v) for v in value)
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  return str(value)
+
+
 def parse_value(name, hint, raw):
   try:
     if hint is bool:
@@ -169,47 +195,108 @@ def parse_value(name, hint, raw):
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 MODELS = ("anogan", "egbad", "ae", "vae")
+# The valid values of the string settings; the classes that take them (Generator, LatentMapper,
+# losses) check against these too.
+DISTRIBUTIONS = ("uniform", "normal")  # z_prior, z_init
+UPSAMPLINGS = ("transpose", "nearest")  # g_upsampling
+ACTIVATIONS = ("leaky_relu", "relu")  # g_activation
+REDUCTIONS = ("mean", "sum")  # map_reduction
+
+
+def discriminator_feature_layers(depth: int, batchnorm: bool, dropout: float) -> Tuple[str, ...]:
+  """The names of the discriminator's layers that f(x) can read (all but its output logits), in
+  order: conv1, [bn1,] act1, [drop1,] conv2, ..., flatten."""
+  names = []
+  for i in range(1, depth + 1):
+    names += [f"conv{i}"] + [f"bn{i}"] * bool(batchnorm) + [f"act{i}"] + [f"drop{i}"] * (dropout > 0)
+  return tuple(names) + ("flatten",)
+
+
+def one_of(value, valid, name: str) -> None:
+  """Rejects a string setting outside `valid`: AnoganError naming the setting and the valid values."""
+  if value not in valid:
+    raise AnoganError(f"unknown {name} '{value}'; use {' or '.join(valid) if len(valid) == 2 else 'one of ' + ', '.join(valid)}")
 
 
 def check(config: Config) -> None:
-  """Rejects settings that cannot work, with a message naming the fix."""
+  """Rejects settings that cannot work, with a one-line message naming the flag and the fix."""
   def need(ok, message):
     if not ok:
       raise AnoganError(message)
-  need(config.model in MODELS, f"unknown --model '{config.model}'; use one of {', '.join(MODELS)}")
-  need(config.dataset in DATASETS,
-       f"unknown dataset '{config.dataset}'; use one of {', '.join(DATASETS)}")
+
+  def number(name, low, high=None, low_open=False, high_open=True, fix=""):
+    """Setting `name` (a number, or each number of a tuple) finite and within [low, high) (or as told)."""
+    value = getattr(config, name)
+    values = value if isinstance(value, tuple) else (value,)
+    if all(math.isfinite(v) and (v > low if low_open else v >= low)
+           and (high is None or (v < high if high_open else v <= high)) for v in values):
+      return
+    if not all(math.isfinite(v) for v in values):
+      rule = "not a finite number"
+    elif high is not None:
+      rule = f"outside {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    else:
+      rule = "not positive" if low_open and low == 0 else f"below {low:g}"
+    what = "has an entry that is" if isinstance(value, tuple) else "is"
+    raise AnoganError(f"--{name}={flag_text(value)} {what} {rule}; {fix}")
+
+  one_of(config.model, MODELS, "--model")
+  one_of(config.dataset, DATASETS, "dataset")
   need(len(config.normal_classes) > 0, "--normal_classes is empty; give at least one class, e.g. --normal_classes=0")
-  need(config.z_prior in ("uniform", "normal"), f"unknown --z_prior '{config.z_prior}'; use uniform or normal")
-  need(config.z_init in ("uniform", "normal"), f"unknown --z_init '{config.z_init}'; use uniform or normal")
-  need(config.g_upsampling in ("transpose", "nearest"), f"unknown --g_upsampling '{config.g_upsampling}'; use transpose or nearest")
-  need(config.g_activation in ("leaky_relu", "relu"), f"unknown --g_activation '{config.g_activation}'; use leaky_relu or relu")
-  need(config.d_step in ("joint", "separate"), f"unknown --d_step '{config.d_step}'; use joint or separate")
-  need(config.d_fakes_mode in ("training", "inference"),
-       f"unknown --d_fakes_mode '{config.d_fakes_mode}'; use training or inference")
-  need(config.map_reduction in ("mean", "sum"), f"unknown --map_reduction '{config.map_reduction}'; use mean or sum")
+  one_of(config.z_prior, DISTRIBUTIONS, "--z_prior")
+  one_of(config.z_init, DISTRIBUTIONS, "--z_init")
+  one_of(config.g_upsampling, UPSAMPLINGS, "--g_upsampling")
+  one_of(config.g_activation, ACTIVATIONS, "--g_activation")
+  one_of(config.map_reduction, REDUCTIONS, "--map_reduction")
+  one_of(config.d_step, ("joint", "separate"), "--d_step")
+  one_of(config.d_fakes_mode, ("training", "inference"), "--d_fakes_mode")
+  one_of(config.eval_split, ("test", "val"), "--eval_split")
+  one_of(config.recon_loss, ("l1", "l2"), "--recon_loss")
+  one_of(config.vae_score, ("reconstruction", "elbo"), "--vae_score")
+  one_of(config.initial_z, ("random", "encoder"), "--initial_z")
+  layers = discriminator_feature_layers(len(config.d_filters), config.d_batchnorm, config.d_dropout)
+  need(config.feature_layer in layers, f"unknown --feature_layer '{config.feature_layer}'; use one of {', '.join(layers)}")
   need(len(config.g_strides) == len(config.g_filters) + 1,
        "--g_strides needs one stride per entry of --g_filters plus one for the output layer")
   need(len(config.d_strides) == len(config.d_filters), "--d_strides needs one stride per entry of --d_filters")
   need(len(config.map_steps) == len(config.map_lrs) and len(config.map_steps) > 0,
        "--map_steps and --map_lrs need the same number of stages (at least one)")
-  need(all(s > 0 for s in config.map_steps), "--map_steps must be positive")
-  need(config.epochs >= 0 and config.batch_size > 0 and config.latent_dim > 0,
-       "--epochs, --batch_size and --latent_dim must be positive")
-  need(config.map_batch_size >= 0, "--map_batch_size must be positive, or 0 to choose it from the available memory")
-  need(0.0 <= config.lam <= 1.0, f"--lam={config.lam} is outside [0, 1]")
-  need(config.test_examples >= 0, "--test_examples must be >= 0 (0 means the whole test split)")
-  need(config.train_examples >= 0, "--train_examples must be >= 0 (0 means every normal training image)")
-  need(0.0 <= config.val_fraction < 1.0, f"--val_fraction={config.val_fraction} is outside [0, 1); e.g. 0.1 "
-       "holds out a tenth of the normal training images")
-  need(config.eval_split in ("test", "val"), f"unknown --eval_split '{config.eval_split}'; use test or val")
+  number("seed", 0, fix="use 0 or a positive integer")
+  # networks
+  number("latent_dim", 1, fix="use a positive latent size, e.g. 50")
+  number("g_dense_channels", 1, fix="use a positive channel count, e.g. 32")
+  number("g_filters", 1, fix="use positive filter counts, e.g. 16,8")
+  number("g_strides", 1, fix="use strides of 1 or more, e.g. 2,2,1")
+  number("e_filters", 1, fix="use positive filter counts, e.g. 16,32")
+  number("e_strides", 1, fix="use strides of 1 or more, e.g. 2,2")
+  number("d_filters", 1, fix="use positive filter counts, e.g. 16,32")
+  number("d_strides", 1, fix="use strides of 1 or more, e.g. 2,2")
+  number("d_dropout", 0, 1, fix="use a dropout rate such as 0.25, or 0 for none")
+  number("leaky_slope", 0, 1, fix="use a LeakyReLU slope such as 0.2")
+  number("bn_momentum", 0, 1, fix="use a BatchNorm momentum such as 0.99")
+  # training
+  number("epochs", 0, fix="use 0 or more epochs")
+  number("batch_size", 1, fix="use a positive batch size, e.g. 256")
+  number("g_steps", 0, fix="use 0 or more generator steps per discriminator step (seed 000: 2)")
+  number("lr", 0, low_open=True, fix="use a positive learning rate, e.g. 0.001")
+  number("lr_decay_epoch", 0, fix="use the epoch to switch at, or 0 for never")
+  number("lr_after_decay", 0, low_open=True, fix="use a positive learning rate, e.g. 0.0001")
+  number("adam_beta_1", 0, 1, fix="use a value such as 0.9")
+  number("adam_beta_2", 0, 1, fix="use a value such as 0.999")
+  number("adam_epsilon", 0, low_open=True, fix="use a small positive value, e.g. 1e-8")
+  number("kl_weight", 0, fix="use a weight such as 1.0 (0: a plain autoencoder)")
+  number("encoder_epochs", 0, fix="use 0 (no warm-start encoder) or more epochs")
+  number("kappa", 0, fix="use a weight such as 1.0")
+  # mapping
+  number("lam", 0, 1, high_open=False, fix="use a weight such as 0.7 (seed 000) or 0.1 (the paper)")
+  number("map_steps", 1, fix="use 1 or more iterations per stage, e.g. 50,100")
+  number("map_lrs", 0, low_open=True, fix="use positive learning rates, e.g. 0.1,0.01")
+  number("z_init_std", 0, low_open=True, fix="use a positive standard deviation, e.g. 0.1")
+  number("map_batch_size", 0, fix="use a positive batch size, or 0 to choose it from the available memory")
+  # data
+  number("test_examples", 0, fix="use 0 for the whole test split, or the number of test images to score")
+  number("train_examples", 0, fix="use 0 for every normal training image, or how many to keep")
+  number("val_fraction", 0, 1, fix="e.g. 0.1 holds out a tenth of the normal training images; 0: none")
   need(config.eval_split != "val" or config.val_fraction > 0,
        "--eval_split=val needs held-out images: train with --val_fraction > 0 (e.g. 0.1)")
-  need(len(config.e_strides) == len(config.e_filters) and all(v > 0 for v in config.e_filters + config.e_strides),
-       "--e_strides needs one positive stride per entry of --e_filters (positive too)")
-  need(config.recon_loss in ("l1", "l2"), f"unknown --recon_loss '{config.recon_loss}'; use l1 or l2")
-  need(config.kl_weight >= 0, f"--kl_weight={config.kl_weight} must be >= 0")
-  need(config.encoder_epochs >= 0, "--encoder_epochs must be >= 0 (0: no warm-start encoder)")
-  need(config.kappa >= 0, f"--kappa={config.kappa} must be >= 0")
-  need(config.vae_score in ("reconstruction", "elbo"), f"unknown --vae_score '{config.vae_score}'; use reconstruction or elbo")
-  need(config.initial_z in ("random", "encoder"), f"unknown --initial_z '{config.initial_z}'; use random or encoder")
+  need(len(config.e_strides) == len(config.e_filters), "--e_strides needs one stride per entry of --e_filters")

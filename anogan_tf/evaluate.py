@@ -1,8 +1,11 @@
 """Command line: score the test split with a trained workdir and write DIR/eval/.
 
   python -m anogan_tf.evaluate --workdir=runs/mnist0 [--test_examples=500]
+  python -m anogan_tf.evaluate --workdir=runs/mnist0 --flagfile=experiments/paper.flags --eval_dir=runs/mnist0/eval_paper
 
-Settings come from the workdir's flags.txt; flags given here override them.
+Settings come from the workdir's flags.txt. Mapping settings given here (--lam, --map_steps,
+--map_lrs, --map_reduction, --z_init, --z_init_std, --feature_layer, --seed, ...) override them;
+any other flag must match the workdir, whose trained networks fix it (--epochs is ignored).
 """
 
 import os
@@ -20,6 +23,7 @@ FLAGS = flags.FLAGS
 
 def main():
   from anogan_tf import evaluate_lib
+  from anogan_tf.config import evaluation_config
   from anogan_tf.errors import AnoganError
   if not FLAGS.workdir:
     raise AnoganError("--workdir is required; name a trained workdir, e.g. --workdir=runs/mnist0")
@@ -28,7 +32,8 @@ def main():
     raise AnoganError(f"{FLAGS.workdir} holds no flags.txt: not a trained workdir; train first with "
                       f"python -m anogan_tf.train --workdir={FLAGS.workdir}")
   out_dir = FLAGS.eval_dir or os.path.join(FLAGS.workdir, "eval")
-  metrics = evaluate_lib.evaluate(anogan_flags.config_from_flags(base), FLAGS.workdir, out_dir=out_dir)
+  config = evaluation_config(base, anogan_flags.config_from_flags(base))
+  metrics = evaluate_lib.evaluate(config, FLAGS.workdir, out_dir=out_dir)
   print(f"AUROC {metrics['auroc']:.4f}  AUPRC {metrics['auprc']:.4f} (normals as positive "
         f"{metrics['auprc_normal']:.4f})  ({metrics['n_normal']} normal, {metrics['n_anomalous']} anomalous, "
         f"{metrics['images_per_second']:.1f} images/s); figures in {out_dir}/")

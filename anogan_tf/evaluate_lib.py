@@ -112,9 +112,13 @@ def _evaluate(config, out_dir, data, generator, discriminator, progress) -> dict
              "images_per_second": round(n / seconds, 3), "dataset": config.dataset,
              "normal_classes": list(config.normal_classes), "lam": config.lam,
              "map_steps": list(config.map_steps), "map_lrs": list(config.map_lrs), "seed": config.seed,
-             "feature_layer": config.feature_layer, "map_reduction": config.map_reduction,
+             "feature_layer": mapper.feature_layer, "map_reduction": config.map_reduction,
              "z_init": config.z_init, "z_init_std": config.z_init_std,
-             "map_batch_size": mapper.batch_size,
+             "map_batch_size": mapper.batch_size,  # the one used (0 asks for automatic)
+             # the mapping's Adam: epsilon is --adam_epsilon; the betas are LatentMapper's (0.9, 0.999),
+             # not --adam_beta_1/2, which only training uses
+             "map_adam_beta_1": mapper.adam_beta_1, "map_adam_beta_2": mapper.adam_beta_2,
+             "map_adam_epsilon": mapper.adam_epsilon,
              "test_examples": n, "eval_split": data.split, "val_fraction": config.val_fraction}
   metrics_path = os.path.join(out_dir, "metrics.json")
   if os.path.exists(metrics_path):

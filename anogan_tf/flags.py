@@ -2,6 +2,11 @@
 
 The command-line tools stay thin: they parse flags, build a `Config` by keyword and call the
 library. An existing workdir's `flags.txt` is the base; flags given on the command line win.
+
+Flagfiles work from any directory: a relative `--flagfile=` inside a flagfile names a file next
+to the including file, or in a folder above it (so `--flagfile=experiments/base.flags` inside
+experiments/mnist.flags finds the repository's experiments/base.flags), and only then, as absl
+does, relative to the current directory. `expand_flagfiles` resolves them before absl parses.
 """
 
 from __future__ import annotations
@@ -31,31 +36,31 @@ def _help_texts() -> dict:
   return texts
 
 
-def define_config_flags() -> None:
+def define_config_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   hints = typing.get_type_hints(Config)
   texts = _help_texts()
   for field in dataclasses.fields(Config):
-    if field.name in FLAGS:
+    if field.name in flag_values:
       continue
     hint, default, text = hints[field.name], field.default, texts.get(field.name, field.name)
     if hint is bool:
-      flags.DEFINE_boolean(field.name, default, text)
+      flags.DEFINE_boolean(field.name, default, text, flag_values=flag_values)
     elif typing.get_origin(hint) is tuple:
-      flags.DEFINE_list(field.name, [str(v) for v in default], text)
+      flags.DEFINE_list(field.name, [str(v) for v in default], text, flag_values=flag_values)
     elif hint is int:
-      flags.DEFINE_integer(field.name, default, text)
+      flags.DEFINE_integer(field.name, default, text, flag_values=flag_values)
     elif hint is float:
-      flags.DEFINE_float(field.name, default, text)
+      flags.DEFINE_float(field.name, default, text, flag_values=flag_values)
     else:
-      flags.DEFINE_string(field.name, default, text)
+      flags.DEFINE_string(field.name, default, text, flag_values=flag_values)
 
 
-def config_from_flags(base: Config = None) -> Config:
+def config_from_flags(base: Config = None, flag_values: flags.FlagValues = FLAGS) -> Config:
   """A Config from the parsed flags; with `base`, only flags given explicitly override it."""
   hints = typing.get_type_hints(Config)
   values = {}
   for field in dataclasses.fields(Config):
-    flag = FLAGS[field.name]
+    flag = flag_values[field.name]
     if base is None or flag.present:
       values[field.name] = parse_value(field.name, hints[field.name], flag.value)
   return base.replace(**values) if base is not None else Config(**values)
@@ -75,9 +80,96 @@ def workdir_config(workdir: str):
                       "`python -m anogan_tf.train --overwrite`") from None
 
 
+_FLAGFILE_DIRECTIVES = ("--flagfile", "-flagfile")
+
+
+def _flagfile_lines(path: str, stack: tuple) -> list:
+  """The flag lines of flagfile `path` (absl's rules: blank lines and lines starting with # or //
+  are skipped), its nested flagfiles expanded in place, relative ones found from `path`."""
+  if path in stack:
+    raise AnoganError(f"flagfile {path} includes itself (through {' -> '.join(stack)}); remove the circular --flagfile line")
+  try:
+    with open(path) as f:
+      text = f.read()
+  except (OSError, UnicodeDecodeError) as e:
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+    where = f" (included from {stack[-1]})" if stack else ""
+    raise AnoganError(f"cannot read flagfile {path}{where}: {reason}; fix the --flagfile path") from None
+  lines = []
+  for line in text.splitlines():
+    if not line.strip() or line.startswith(("#", "//")):
+      continue
+    name, _, value = line.strip().partition("=")
+    if name in _FLAGFILE_DIRECTIVES:
+      if value.strip():  # absl ignores an empty --flagfile=
+        lines += _flagfile_lines(_find_included(value.strip(), path), stack + (path,))
+    else:
+      lines.append(line.strip())
+  return lines
+
+
+def _find_included(name: str, including: str) -> str:
+  """Where a --flagfile line of `including` points: an absolute path as is; a relative one next
+  to `including`, else in the nearest folder above it that has it, else (absl's own rule)
+  relative to the current directory."""
+  name = os.path.expanduser(name)
+  if os.path.isabs(name):
+    return name
+  folder = os.path.dirname(os.path.abspath(including))
+  while True:
+    candidate = os.path.join(folder, name)
+    if os.path.isfile(candidate):
+      return candidate
+    parent = os.path.dirname(folder)
+    if parent == folder:
+      return os.path.abspath(name)
+    folder = parent
+
+
+def expand_flagfiles(args: list) -> list:
+  """Command-line arguments with every --flagfile=F replaced by F's flag lines (nested flagfiles
+  resolved as the module docstring says), so parsing no longer depends on the current directory.
+  A top-level relative F is relative to the current directory, as absl has it."""
+  out, rest = [], list(args)
+  while rest:
+    arg = rest.pop(0)
+    if arg == "--":
+      out += [arg] + rest
+      break
+    name, eq, value = arg.partition("=")
+    if name in _FLAGFILE_DIRECTIVES:
+      if not eq:  # --flagfile PATH
+        if not rest:
+          raise AnoganError("--flagfile needs a file name, e.g. --flagfile=experiments/mnist.flags")
+        value = rest.pop(0)
+      if value.strip():
+        out += _flagfile_lines(os.path.abspath(os.path.expanduser(value.strip())), ())
+    else:
+      out.append(arg)
+  return out
+
+
+def config_from_args(args: list, base: Config = None) -> Config:
+  """The Config a command line's settings (`args`, without the program name, e.g.
+  ["--flagfile=experiments/mnist.flags", "--normal_classes=3"]) resolve to, parsed by absl as
+  the command-line tools parse them; with `base`, only the settings given override it."""
+  flag_values = flags.FlagValues()
+  define_config_flags(flag_values)
+  try:
+    rest = flag_values(["anogan_tf"] + expand_flagfiles(args))
+  except flags.Error as e:
+    raise AnoganError(f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; see --helpfull for the valid flags") from None
+  if len(rest) > 1:
+    raise AnoganError(f"unexpected argument '{rest[1]}'; flags look like --name=value")
+  return config_from_flags(base, flag_values)
+
+
 def _parse_flags(argv):
   try:
-    rest = FLAGS(argv)
+    rest = FLAGS(argv[:1] + expand_flagfiles(argv[1:]))
+  except AnoganError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   except flags.Error as e:
     message = str(e).splitlines()[0] if str(e) else type(e).__name__
     print(f"error: {message}; see --helpfull for the valid flags", file=sys.stderr)

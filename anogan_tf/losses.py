@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from anogan_tf.config import REDUCTIONS, one_of
+
 
 def _reduce(values, reduction: str):
+  one_of(reduction, REDUCTIONS, "reduction")
   flat = tf.reshape(values, (tf.shape(values)[0], -1))  # (batch, everything else)
   return tf.reduce_sum(flat, axis=1) if reduction == "sum" else tf.reduce_mean(flat, axis=1)
 

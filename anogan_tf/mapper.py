@@ -3,8 +3,9 @@
 z is one trainable variable for a whole batch. The loss is summed over the batch and Adam
 acts element-wise, so every image follows the trajectory it would follow alone: batched mapping
 is one-by-one mapping, only faster (up to float rounding, which TensorFlow's kernels do
-differently at each batch size; scores agree to 1e-4, see tests/test_mapper.py). The whole iteration loop is one compiled function,
-traced once per batch size; z and the optimizers are reset by assignment, never rebuilt.
+differently at each batch size: tests/test_mapper.py checks that scores agree to 1e-3 relative).
+The whole iteration loop is one compiled function, traced once per batch size; z and the
+optimizers are reset by assignment, never rebuilt.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from anogan_tf import losses
+from anogan_tf.config import DISTRIBUTIONS, REDUCTIONS, one_of
 from anogan_tf.errors import AnoganError
 
 
@@ -67,7 +69,7 @@ class _BatchState(tf.Module):
     generated = m.generator(self.z, training=False)
     residual = losses.residual_loss(x, generated, m.reduction)
     discrimination = losses.discrimination_loss(
-        features_x, m.discriminator.features(generated, training=False), m.reduction)
+        features_x, m.discriminator.features(generated, training=False, layer=m.feature_layer), m.reduction)
     return generated, residual, discrimination
 
   def _run(self, x, z0):
@@ -77,7 +79,7 @@ class _BatchState(tf.Module):
     for opt, snapshot in zip(self.optimizers, self.snapshots):
       for variable, value in zip(opt.variables, snapshot):
         variable.assign(value)
-    features_x = m.discriminator.features(x, training=False)  # f(x) once per batch
+    features_x = m.discriminator.features(x, training=False, layer=m.feature_layer)  # f(x) once per batch
     trajectory = tf.TensorArray(tf.float32, size=sum(m.steps))
     step = tf.constant(0)
     for opt, n in zip(self.optimizers, m.steps):
@@ -113,25 +115,28 @@ def available_memory_bytes() -> Optional[int]:
   return None
 
 
-def activation_floats_per_image(generator, discriminator) -> int:
-  """Floats one image's mapping iteration keeps: every layer output of G, and of D up to f."""
+def activation_floats_per_image(generator, discriminator, feature_layer: Optional[str] = None) -> int:
+  """Floats one image's mapping iteration keeps: every layer output of G, and of D up to f
+  (`feature_layer`, default: the discriminator's own)."""
+  feature_layer = feature_layer or discriminator.feature_layer
   total = 0
   for model, shape in ((generator, (1, generator.latent_dim)), (discriminator, (1,) + tuple(generator.image_shape))):
     for layer in model.chain:
       shape = layer.compute_output_shape(shape)
       total += int(np.prod(shape[1:]))
-      if model is discriminator and layer.name == discriminator.feature_layer:
+      if model is discriminator and layer.name == feature_layer:
         break
   return total
 
 
-def auto_batch_size(generator, discriminator, available_bytes: Optional[int] = None) -> int:
+def auto_batch_size(generator, discriminator, available_bytes: Optional[int] = None,
+                    feature_layer: Optional[str] = None) -> int:
   """The largest power of two up to MAX_AUTO_BATCH whose mapping fits in MEMORY_SHARE of the
   available memory (MAX_AUTO_BATCH when that is unknown)."""
   available = available_memory_bytes() if available_bytes is None else available_bytes
   if available is None:
     return MAX_AUTO_BATCH
-  per_image = BYTES_PER_ACTIVATION * activation_floats_per_image(generator, discriminator)
+  per_image = BYTES_PER_ACTIVATION * activation_floats_per_image(generator, discriminator, feature_layer)
   fits = int(MEMORY_SHARE * available // per_image)
   return max(1, min(MAX_AUTO_BATCH, 1 << max(fits, 1).bit_length() - 1))
 
@@ -141,6 +146,10 @@ class LatentMapper:
   its anomaly score. Defaults are seed 000: lam 0.7, f = the discriminator's first conv after
   its LeakyReLU, 50 Adam steps at 1e-1 then 100 at 1e-2 on a second Adam, z0 ~ U(-1, 1).
 
+  `feature_layer` names the discriminator layer f() reads (default: the discriminator's own
+  `feature_layer`, the one it was trained and saved with); `reduction` is "mean" or "sum";
+  `z_init` is "uniform" (U(-1, 1)) or "normal" (N(0, z_init_std)). Unknown values are errors.
+
   G and D are frozen and run in inference mode. `seed` fixes the stream of initial z, drawn
   row by row, so mapping images one at a time or all at once draws the same z0 per image.
   """
@@ -149,9 +158,16 @@ class LatentMapper:
                steps: Sequence[int] = (50, 100), learning_rates: Sequence[float] = (1e-1, 1e-2),
                reduction: str = "mean", z_init: str = "uniform", z_init_std: float = 1.0,
                adam_beta_1: float = 0.9, adam_beta_2: float = 0.999, adam_epsilon: float = 1e-8,
-               batch_size: int = 0, seed: int = 0, jit_compile: bool = False):
+               batch_size: int = 0, seed: int = 0, jit_compile: bool = False,
+               feature_layer: Optional[str] = None):
     if len(steps) != len(learning_rates) or not steps:
       raise AnoganError("steps and learning_rates need the same number of stages (at least one)")
+    if any(int(s) < 1 for s in steps):
+      raise AnoganError(f"steps={list(steps)}; every stage needs at least one iteration")
+    one_of(reduction, REDUCTIONS, "reduction")
+    one_of(z_init, DISTRIBUTIONS, "z_init")
+    self.feature_layer = discriminator.feature_layer if feature_layer is None else feature_layer
+    discriminator.check_feature_layer(self.feature_layer)
     self.generator = generator
     self.discriminator = discriminator
     self.lam = float(lam)
@@ -163,7 +179,7 @@ class LatentMapper:
     self.adam_beta_1, self.adam_beta_2, self.adam_epsilon = adam_beta_1, adam_beta_2, adam_epsilon
     if int(batch_size) < 0:
       raise AnoganError(f"batch_size={batch_size}; use a positive number, or 0 to choose it from the available memory")
-    self.batch_size = int(batch_size) or auto_batch_size(generator, discriminator)
+    self.batch_size = int(batch_size) or auto_batch_size(generator, discriminator, feature_layer=self.feature_layer)
     self.jit_compile = bool(jit_compile)  # XLA; measured slower on CPU (see make bench)
     self.latent_dim = int(generator.latent_dim)
     self.image_shape = tuple(generator.image_shape)

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from anogan_tf import conv_forms
+from anogan_tf.config import ACTIVATIONS, UPSAMPLINGS, discriminator_feature_layers, one_of
 from anogan_tf.errors import AnoganError
 
 
@@ -76,9 +77,17 @@ class SubpixelGradientConv2D(keras.layers.Conv2D):
 
 
 def _activation(kind: str, slope: float, name: str) -> keras.layers.Layer:
+  one_of(kind, ACTIVATIONS, "activation")
   if kind == "relu":
     return keras.layers.ReLU(name=name)
   return keras.layers.LeakyReLU(negative_slope=slope, name=name)
+
+
+def _check_sizes(network: str, flag: str, filters: Tuple[int, ...], strides: Tuple[int, ...]) -> None:
+  """Filter counts and strides of 1 or more (a zero stride would divide by zero or reach Keras)."""
+  for what, values in (("filters", filters), ("strides", strides)):
+    if any(v < 1 for v in values):
+      raise AnoganError(f"{network} {what} {list(values)} must all be 1 or more; fix --{flag}_{what}")
 
 
 class _Stack(keras.Model):
@@ -131,10 +140,14 @@ class Generator(_Stack):
     self.leaky_slope = float(leaky_slope)
     self.bn_momentum = float(bn_momentum)
 
+    one_of(self.upsampling, UPSAMPLINGS, "upsampling")
+    _check_sizes("generator", "g", self.filters, self.strides)
+    if self.dense_channels < 1:
+      raise AnoganError(f"generator dense_channels {self.dense_channels} must be 1 or more; fix --g_dense_channels")
     h, w, c = self.image_shape
-    factor = math.prod(self.strides)
     if len(self.strides) != len(self.filters) + 1:
       raise AnoganError("generator strides need one entry per filter plus one for the output layer")
+    factor = math.prod(self.strides)
     if h % factor or w % factor:
       raise AnoganError(f"image size {h}x{w} is not divisible by the generator's upsampling factor {factor}; "
                         "choose --g_strides whose product divides the image size")
@@ -204,6 +217,9 @@ class Discriminator(_Stack):
     self.leaky_slope = float(leaky_slope)
     self.bn_momentum = float(bn_momentum)
     self.feature_layer = feature_layer
+    _check_sizes("discriminator", "d", self.filters, self.strides)
+    if not 0.0 <= self.dropout < 1.0:
+      raise AnoganError(f"discriminator dropout {self.dropout} is outside [0, 1); fix --d_dropout")
 
     chain = []
     for i, (units, stride) in enumerate(zip(self.filters, self.strides), start=1):
@@ -216,9 +232,7 @@ class Discriminator(_Stack):
         chain.append(keras.layers.Dropout(self.dropout, name=f"drop{i}"))
     chain += [keras.layers.Flatten(name="flatten"), keras.layers.Dense(1, name="logits")]
     self.chain = chain
-    names = [layer.name for layer in chain]
-    if feature_layer not in names:
-      raise AnoganError(f"unknown --feature_layer '{feature_layer}'; use one of {', '.join(names[:-1])}")
+    self.check_feature_layer(feature_layer)
     self._build_chain((None,) + self.image_shape)
 
   def build(self, input_shape=None):
@@ -228,9 +242,21 @@ class Discriminator(_Stack):
   def call(self, x, training=False):
     return self._run(x, training)
 
-  def features(self, x, training=False):
-    """f(x): the output of `feature_layer`, flattened to (batch, features)."""
-    f = self._run(x, training, stop_at=self.feature_layer)
+  @property
+  def feature_layers(self) -> Tuple[str, ...]:
+    """The layers f(x) can be read from: every layer but the output logits."""
+    return discriminator_feature_layers(len(self.filters), self.batchnorm, self.dropout)
+
+  def check_feature_layer(self, name: str) -> None:
+    if name not in self.feature_layers:
+      raise AnoganError(f"unknown --feature_layer '{name}'; use one of {', '.join(self.feature_layers)}")
+
+  def features(self, x, training=False, layer: str = None):
+    """f(x): the output of `layer` (default: this discriminator's `feature_layer`), flattened to
+    (batch, features)."""
+    layer = self.feature_layer if layer is None else layer
+    self.check_feature_layer(layer)
+    f = self._run(x, training, stop_at=layer)
     return tf.reshape(f, (tf.shape(f)[0], -1))  # (batch, h*w*c) for feature matching
 
   def compute_output_shape(self, input_shape):

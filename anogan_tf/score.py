@@ -10,6 +10,7 @@ pictures (a.png -> heatmaps/a.png.png), or the index in an array (0 -> heatmaps/
 Pictures must have the model's size; a 1-channel model takes grayscale pictures, a 3-channel
 model colour ones. Integer images are read as 0..255 pixels; float arrays must be in [-1, 1].
 Everything is checked before anything is written: a failing score leaves OUT as it was.
+Settings come from the workdir's flags.txt; mapping settings given here override them, as in evaluate.
 """
 
 from absl import flags
@@ -25,6 +26,7 @@ FLAGS = flags.FLAGS
 
 def main():
   from anogan_tf import score_lib
+  from anogan_tf.config import evaluation_config
   from anogan_tf.errors import AnoganError
   for name in ("workdir", "input", "output"):
     if not FLAGS[name].value:
@@ -32,7 +34,8 @@ def main():
   base = anogan_flags.workdir_config(FLAGS.workdir)
   if base is None:
     raise AnoganError(f"{FLAGS.workdir} holds no flags.txt: not a trained workdir; train first")
-  scores = score_lib.score_images(anogan_flags.config_from_flags(base), FLAGS.workdir, FLAGS.input, FLAGS.output)
+  config = evaluation_config(base, anogan_flags.config_from_flags(base))
+  scores = score_lib.score_images(config, FLAGS.workdir, FLAGS.input, FLAGS.output)
   print(f"scored {len(scores)} images (min {scores.min():.4f}, max {scores.max():.4f}); "
         f"see {FLAGS.output}/scores.csv and {FLAGS.output}/heatmaps/")
 

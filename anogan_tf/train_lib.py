@@ -39,7 +39,7 @@ HISTORY_FIELDS = ("epoch", "g_loss", "d_loss", "d_acc", "seconds")
 # (deterministic changes only the order of float additions, not the computation.)
 NOT_TRAINING_FIELDS = {"epochs", "data_dir", "test_examples", "lam", "map_steps", "map_lrs",
                        "map_reduction", "z_init", "z_init_std", "map_batch_size", "deterministic", "eval_split",
-                       "vae_score", "initial_z"}
+                       "vae_score", "initial_z", "feature_layer"}
 CHECKPOINTS_KEPT = 2
 # A discriminator whose loss stays below COLLAPSE_D_LOSS for COLLAPSE_EPOCHS epochs in a row
 # wins outright: the generator's gradients vanish and training makes no more progress.

@@ -94,3 +94,49 @@ def test_unknown_dataset_is_a_one_line_error(tmp_path):
   assert "mnist" in lines[-1]  # names the fix: the valid datasets
   assert "Traceback" not in result.stderr
   assert not os.path.exists(tmp_path / "w")
+
+
+@pytest.fixture(scope="module")
+def tiny_workdir(tmp_path_factory):
+  """Seed 000's networks trained one epoch on 256 images of class 1 (a few seconds)."""
+  data_dir = os.environ.get("ANOGAN_DATA_DIR", "")
+  if not os.path.isfile(os.path.join(data_dir, "mnist.npz")):
+    pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR (CI sets it to ../shared/data)")
+  workdir = str(tmp_path_factory.mktemp("tiny") / "run")
+  config = Config(data_dir=data_dir, normal_classes=(1,), epochs=1, train_examples=256, batch_size=64,
+                  test_examples=40, map_steps=(4, 3), map_batch_size=40)
+  train_lib.train(config, workdir, progress=False)
+  return config, workdir
+
+
+def _scores(out_dir):
+  with open(os.path.join(out_dir, "scores.csv")) as f:
+    return np.array([float(row["score"]) for row in csv.DictReader(f)])
+
+
+def test_evaluate_honours_another_feature_layer(tiny_workdir, tmp_path):
+  config, workdir = tiny_workdir
+  default = evaluate_lib.evaluate(config, workdir, progress=False, out_dir=str(tmp_path / "act1"))
+  flatten = evaluate_lib.evaluate(config.replace(feature_layer="flatten"), workdir, progress=False,
+                                  out_dir=str(tmp_path / "flatten"))
+  assert (default["feature_layer"], flatten["feature_layer"]) == ("act1", "flatten")
+  a, b = _scores(tmp_path / "act1"), _scores(tmp_path / "flatten")
+  assert len(a) == len(b) == 40
+  assert np.abs(a - b).min() > 1e-4  # same z0 (same seed), another f(): every score moves
+
+
+def test_metrics_record_every_setting_that_changes_the_scores(tiny_workdir, tmp_path):
+  config, workdir = tiny_workdir
+  config = config.replace(lam=0.4, map_steps=(3, 2), map_lrs=(0.05, 0.02), map_reduction="sum", z_init="normal",
+                          z_init_std=0.3, seed=5, map_batch_size=16, adam_epsilon=1e-7, feature_layer="conv2")
+  metrics = evaluate_lib.evaluate(config, workdir, progress=False, out_dir=str(tmp_path / "eval"))
+  with open(tmp_path / "eval" / "metrics.json") as f:
+    assert json.load(f) == metrics
+  recorded = {name: metrics[name] for name in ("lam", "map_steps", "map_lrs", "map_reduction", "z_init",
+                                               "z_init_std", "seed", "feature_layer", "map_batch_size",
+                                               "dataset", "normal_classes", "test_examples")}
+  assert recorded == dict(lam=0.4, map_steps=[3, 2], map_lrs=[0.05, 0.02], map_reduction="sum", z_init="normal",
+                          z_init_std=0.3, seed=5, feature_layer="conv2", map_batch_size=16, dataset="mnist",
+                          normal_classes=[1], test_examples=40)
+  # The mapping's Adam: --adam_epsilon, and LatentMapper's betas (--adam_beta_1/2 are training's).
+  assert (metrics["map_adam_beta_1"], metrics["map_adam_beta_2"], metrics["map_adam_epsilon"]) == (0.9, 0.999, 1e-7)

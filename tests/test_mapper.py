@@ -1,8 +1,10 @@
+import re
+
 import keras
 import numpy as np
 import pytest
 
-from anogan_tf import AnoganError, Discriminator, Generator, LatentMapper
+from anogan_tf import AnoganError, Discriminator, Generator, LatentMapper, losses
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +138,92 @@ def test_automatic_batch_size_follows_the_available_memory(networks):
   assert LatentMapper(g, d).batch_size in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
   with pytest.raises(AnoganError, match="batch_size=-3"):
     LatentMapper(g, d, batch_size=-3)
+
+
+def _noise(n, seed=12):
+  return np.random.default_rng(seed).uniform(-1, 1, (n, 28, 28, 1)).astype(np.float32)
+
+
+def test_sum_reduction_is_the_mean_times_the_count_per_image(networks):
+  g, d = networks
+  x = _noise(3)
+  result = LatentMapper(g, d, steps=(4,), learning_rates=(0.1,), reduction="sum", seed=1).map(x)
+  # At the final z: L_R sums |x - G(z)| over the 784 pixels, L_D |f(x) - f(G(z))| over act1's 3,136.
+  fx, fg = d.features(x), d.features(result.generated)
+  assert fx.shape == fg.shape == (3, 14 * 14 * 16)
+  np.testing.assert_allclose(result.residual, 784 * losses.residual_loss(x, result.generated).numpy(), rtol=1e-5)
+  np.testing.assert_allclose(result.discrimination, 3136 * losses.discrimination_loss(fx, fg).numpy(), rtol=1e-4)
+  np.testing.assert_allclose(result.score, 0.3 * result.residual + 0.7 * result.discrimination, rtol=1e-5)
+  assert result.score.min() > 100  # sums, not means: far above any per-pixel mean
+
+
+def test_normal_initial_z_has_the_given_std_and_is_where_mapping_starts(networks):
+  g, d = networks
+  normal = dict(z_init="normal", z_init_std=0.1, seed=3)
+  z0 = LatentMapper(g, d, **normal).initial_z(400)
+  assert z0.shape == (400, 50) and z0.dtype == np.float32
+  assert abs(z0.std() - 0.1) < 0.003 and abs(z0.mean()) < 0.003
+  uniform = LatentMapper(g, d, seed=3).initial_z(400)  # seed 000: U(-1, 1), std 1/sqrt(3)
+  assert uniform.min() >= -1 and uniform.max() <= 1 and abs(uniform.std() - 3 ** -0.5) < 0.01
+  x = _noise(2)
+  stages = dict(steps=(2,), learning_rates=(0.1,))
+  drawn = LatentMapper(g, d, **normal, **stages).map(x)
+  given = LatentMapper(g, d, **stages).map(x, initial_z=LatentMapper(g, d, **normal).initial_z(2))
+  np.testing.assert_array_equal(drawn.trajectory, given.trajectory)
+  np.testing.assert_array_equal(drawn.score, given.score)
+
+
+@pytest.mark.parametrize("shape", [(3, 50), (2, 49), (2,), (2, 50, 1)])
+def test_wrong_shape_initial_z_is_a_clear_error(networks, shape):
+  g, d = networks
+  with pytest.raises(AnoganError, match=re.escape(f"initial_z has shape {shape}; expected (2, 50)")):
+    LatentMapper(g, d, steps=(1,), learning_rates=(0.1,)).map(_noise(2), initial_z=np.zeros(shape, np.float32))
+
+
+def test_images_without_a_channel_axis_score_as_one_channel(networks):
+  g, d = networks
+  x = _noise(3)
+  mapper = LatentMapper(g, d, steps=(3, 2), learning_rates=(0.1, 0.01))
+  z0 = mapper.initial_z(3)
+  with_channel, without = mapper.map(x, initial_z=z0), mapper.map(x[..., 0], initial_z=z0)
+  assert without.generated.shape == without.residual_map.shape == (3, 28, 28, 1)
+  np.testing.assert_array_equal(without.score, with_channel.score)
+  np.testing.assert_array_equal(without.trajectory, with_channel.trajectory)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(reduction="summ"), "unknown reduction 'summ'; use mean or sum"),
+    (dict(reduction="Sum"), "unknown reduction 'Sum'; use mean or sum"),
+    (dict(z_init="gaussian"), "unknown z_init 'gaussian'; use uniform or normal"),
+    (dict(feature_layer="logits"), "unknown --feature_layer 'logits'; use one of conv1, act1, conv2, act2, flatten"),
+    (dict(steps=(5, 0)), "steps=[5, 0]; every stage needs at least one iteration"),
+])
+def test_unknown_mapping_settings_are_clear_errors(networks, settings, message):
+  g, d = networks
+  with pytest.raises(AnoganError, match=re.escape(message)):
+    LatentMapper(g, d, **settings)
+
+
+def test_the_losses_reject_an_unknown_reduction():
+  x = np.zeros((2, 4, 4, 1), np.float32)
+  with pytest.raises(AnoganError, match=re.escape("unknown reduction 'summ'; use mean or sum")):
+    losses.residual_loss(x, x, "summ")
+  with pytest.raises(AnoganError, match=re.escape("unknown reduction 'max'; use mean or sum")):
+    losses.discrimination_loss(x, x, "max")
+
+
+def test_feature_layer_is_a_setting_of_the_mapper_not_of_the_discriminator(networks):
+  from anogan_tf.mapper import activation_floats_per_image
+  g, d = networks
+  x = _noise(2)
+  stages = dict(steps=(3,), learning_rates=(0.1,))
+  default, flatten = LatentMapper(g, d, **stages), LatentMapper(g, d, feature_layer="flatten", **stages)
+  assert default.feature_layer == d.feature_layer == "act1" and flatten.feature_layer == "flatten"
+  z0 = default.initial_z(2)
+  a, b = default.map(x, initial_z=z0), flatten.map(x, initial_z=z0)
+  want = losses.discrimination_loss(d.features(x, layer="flatten"), d.features(b.generated, layer="flatten"))
+  np.testing.assert_allclose(b.discrimination, want.numpy(), rtol=1e-5)
+  assert np.abs(a.discrimination - b.discrimination).min() > 1e-3
+  assert d.feature_layer == "act1" and d.get_config()["feature_layer"] == "act1"  # D itself is unchanged
+  # the automatic batch size counts D's activations up to the mapper's layer
+  assert activation_floats_per_image(g, d, "flatten") == activation_floats_per_image(g, d) + 3 * 1568  # conv2, act2, flatten

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 
@@ -8,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import anogan_tf
-from anogan_tf import Config, Discriminator, Generator
+from anogan_tf import AnoganError, Config, Discriminator, Generator
 from anogan_tf.networks import FusedBatchNormalization, SubpixelGradientConv2D, build_networks
 
 
@@ -41,6 +42,7 @@ def _bn_pair(shape, momentum=0.9):
             rng.normal(0, 1, channels), rng.uniform(0.5, 2.0, channels)]  # moving mean, variance
   for layer in (fused, plain):
     assert [w.name for w in layer.weights] == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert len(layer.weights) == len(values)
     for weight, value in zip(layer.weights, values):
       weight.assign(value.astype(np.float32))
   return fused, plain, values
@@ -63,6 +65,7 @@ def test_fused_batchnorm_matches_keras_batchnorm(training):
   fused, plain, (_, _, mean0, var0) = _bn_pair(shape)
   got = _outputs_and_gradients(fused, x, dy, training)
   want = _outputs_and_gradients(plain, x, dy, training)
+  assert len(got) == len(want) == 4
   for name, a, b in zip(("output", "d/dx", "d/dgamma", "d/dbeta"), got, want):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
   if not training:
@@ -92,6 +95,7 @@ def test_subpixel_gradient_conv_equals_keras_conv2d(shape):
   ours, plain = SubpixelGradientConv2D(16, 3, strides=2, padding="same"), keras.layers.Conv2D(16, 3, strides=2, padding="same")
   for layer in (ours, plain):
     layer.build(shape)
+  assert len(plain.weights) == len(ours.weights) == 2
   for a, b in zip(plain.weights, ours.weights):
     a.assign(b + 0.1)  # non-zero bias too
     b.assign(b + 0.1)
@@ -103,7 +107,9 @@ def test_subpixel_gradient_conv_equals_keras_conv2d(shape):
       y = layer(x)
     return [y] + tape.gradient(y, [x, layer.kernel, layer.bias], output_gradients=dy)
 
-  for name, a, b in zip(("output", "d/dx", "d/dkernel", "d/dbias"), outputs_and_gradients(ours), outputs_and_gradients(plain)):
+  got, want = outputs_and_gradients(ours), outputs_and_gradients(plain)
+  assert len(got) == len(want) == 4
+  for name, a, b in zip(("output", "d/dx", "d/dkernel", "d/dbias"), got, want):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
   assert np.abs(outputs_and_gradients(plain)[1].numpy()).max() > 0.1
 
@@ -126,6 +132,47 @@ def test_feature_layer_is_the_first_conv_after_its_activation_by_default():
   conv = d.get_layer("conv1")(x)
   expected = np.where(conv > 0, conv, 0.2 * conv).reshape(3, -1)
   np.testing.assert_allclose(d.features(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_features_reads_any_layer_without_changing_the_saved_discriminator():
+  d = Discriminator()
+  x = np.random.default_rng(1).uniform(-1, 1, (3, 28, 28, 1)).astype(np.float32)
+  assert d.feature_layers == ("conv1", "act1", "conv2", "act2", "flatten")
+  np.testing.assert_array_equal(d.features(x, layer="act1").numpy(), d.features(x).numpy())
+  conv2 = d.features(x, layer="conv2").numpy()
+  act2 = d.features(x, layer="act2").numpy()
+  assert conv2.shape == act2.shape == (3, 7 * 7 * 32)
+  np.testing.assert_allclose(act2, np.where(conv2 > 0, conv2, 0.2 * conv2), rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(d.features(x, layer="flatten").numpy(), act2)
+  with pytest.raises(AnoganError, match=re.escape("unknown --feature_layer 'logits'; use one of conv1, act1, conv2, act2, flatten")):
+    d.features(x, layer="logits")
+  for other in (Discriminator(batchnorm=True, dropout=0.25, filters=(4, 8, 8), strides=(2, 2, 1)),
+                Discriminator(batchnorm=True)):  # the names Config.check validates --feature_layer with
+    assert other.feature_layers == tuple(layer.name for layer in other.chain[:-1])
+  # What D saves is unchanged: its own feature_layer, no new keys.
+  assert sorted(d.get_config()) == ["batchnorm", "bn_momentum", "dropout", "dtype", "feature_layer", "filters",
+                                    "image_shape", "leaky_slope", "name", "strides", "trainable"]
+  assert d.get_config()["feature_layer"] == "act1"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Generator(upsampling="transposed"), "unknown upsampling 'transposed'; use transpose or nearest"),
+    (lambda: Generator(upsampling="Nearest"), "unknown upsampling 'Nearest'; use transpose or nearest"),
+    (lambda: Generator(activation="leakyrelu"), "unknown activation 'leakyrelu'; use leaky_relu or relu"),
+    (lambda: Generator(strides=(2, 0, 1)), "generator strides [2, 0, 1] must all be 1 or more; fix --g_strides"),
+    (lambda: Generator(strides=(2, -2, 1)), "generator strides [2, -2, 1] must all be 1 or more; fix --g_strides"),
+    (lambda: Generator(filters=(16, 0)), "generator filters [16, 0] must all be 1 or more; fix --g_filters"),
+    (lambda: Generator(dense_channels=0), "generator dense_channels 0 must be 1 or more"),
+    (lambda: Discriminator(strides=(0, 2)), "discriminator strides [0, 2] must all be 1 or more; fix --d_strides"),
+    (lambda: Discriminator(filters=(16, -1)), "discriminator filters [16, -1] must all be 1 or more"),
+    (lambda: Discriminator(dropout=1.0), "discriminator dropout 1.0 is outside [0, 1); fix --d_dropout"),
+    (lambda: Discriminator(feature_layer="act9"), "unknown --feature_layer 'act9'; use one of conv1, act1, conv2"),
+], ids=["upsampling", "upsampling_case", "activation", "g_zero_stride", "g_negative_stride", "g_filters",
+        "g_dense_channels", "d_zero_stride", "d_filters", "d_dropout", "feature_layer"])
+def test_the_networks_reject_unknown_or_impossible_settings(make, message):
+  # Python API users get the same clear errors as the command line; nothing falls back silently.
+  with pytest.raises(AnoganError, match=re.escape(message)):
+    make()
 
 
 @pytest.mark.parametrize("preset", ["seed001", "seed002"])

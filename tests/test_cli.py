@@ -1,0 +1,261 @@
+"""The command-line tools: bad settings are one `error:` line, evaluate and score take mapping
+flags and refuse the ones the trained networks fix, presets work from any directory, and the
+tools print no TensorFlow start-up noise while a library import leaves TensorFlow's logging alone.
+
+Every `python -m anogan_tf.*` costs seconds of TensorFlow import, so cases run in batches (one
+process per tool goes through `anogan_flags.run` once per case, as tests/test_reliability.py
+does) and the real processes run concurrently.
+"""
+
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import anogan_tf
+from anogan_tf import Config, train_lib
+from conftest import ROOT, synthetic_images
+
+NOISE = ("absl::InitializeLog", "cudart_stub", "port.cc", "oneDNN custom operations", "cpu_feature_guard",
+         "cuInit", "remapper failed", "Traceback")
+
+HARNESS = r'''
+import contextlib, importlib, io, json, sys, traceback
+tool, cases_path, out_path = sys.argv[1:]
+module = importlib.import_module("anogan_tf." + tool)
+from absl import flags
+from anogan_tf import flags as anogan_flags
+results = []
+for argv in json.load(open(cases_path)):
+  flags.FLAGS.unparse_flags()
+  err, out, code = io.StringIO(), io.StringIO(), 0
+  sys.argv = ["anogan_tf." + tool] + argv
+  with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+    try:
+      anogan_flags.run(module.main)
+    except SystemExit as e:
+      code = e.code or 0
+    except BaseException:
+      traceback.print_exc()
+      code = "uncaught exception"
+  results.append({"code": code, "stderr": err.getvalue(), "stdout": out.getvalue()})
+json.dump(results, open(out_path, "w"))
+'''
+
+
+STARTED = []  # every process a test starts; the `processes` fixture ends those still running
+
+
+@pytest.fixture(autouse=True)
+def processes():
+  yield STARTED
+  while STARTED:
+    proc = STARTED.pop()
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate()
+
+
+def _env(**extra):
+  return {**os.environ, "PYTHONPATH": ROOT, **extra}
+
+
+def _popen(args, cwd, env):
+  proc = subprocess.Popen(args, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  STARTED.append(proc)
+  return proc
+
+
+def _start_harness(tmp_path, tool, cases, cwd):
+  (tmp_path / "harness.py").write_text(HARNESS)
+  cases_path, out_path = tmp_path / f"{tool}_cases.json", tmp_path / f"{tool}_results.json"
+  cases_path.write_text(json.dumps(cases))
+  return _popen([sys.executable, str(tmp_path / "harness.py"), tool, str(cases_path), str(out_path)], cwd, _env()), out_path
+
+
+def _harness_results(started, timeout=300):
+  proc, out_path = started
+  _, err = proc.communicate(timeout=timeout)
+  assert proc.returncode == 0, err[-3000:]
+  return json.load(open(out_path))
+
+
+def _start(*args, cwd, **env):
+  return _popen([sys.executable, *args], cwd, _env(**env))
+
+
+def _finish(proc, timeout=300):
+  out, err = proc.communicate(timeout=timeout)
+  return proc.returncode, out, err
+
+
+def _one_error_line(stderr):
+  lines = [line for line in stderr.splitlines() if line.strip()]
+  assert len(lines) == 1, stderr[-3000:]
+  assert lines[0].startswith("error: "), lines
+  return lines[0]
+
+
+# --- bad settings: one line, exit 2, nothing written
+
+BAD_FLAGS = {  # flag as given: the start of the error line
+    "--d_dropout=1.5": "error: --d_dropout=1.5 is outside [0, 1); use a dropout rate",
+    "--g_strides=2,0,1": "error: --g_strides=2,0,1 has an entry that is below 1; use strides of 1 or more",
+    "--d_strides=0,2": "error: --d_strides=0,2 has an entry that is below 1; use strides of 1 or more",
+    "--d_strides=-1,2": "error: --d_strides=-1,2 has an entry that is below 1",
+    "--lr=0": "error: --lr=0.0 is not positive; use a positive learning rate",
+    "--lr_after_decay=-1e-4": "error: --lr_after_decay=-0.0001 is not positive",
+    "--g_steps=-1": "error: --g_steps=-1 is below 0",
+    "--z_init_std=0": "error: --z_init_std=0.0 is not positive",
+    "--map_lrs=0.1,0": "error: --map_lrs=0.1,0.0 has an entry that is not positive",
+    "--bn_momentum=1": "error: --bn_momentum=1.0 is outside [0, 1)",
+    "--adam_beta_2=1": "error: --adam_beta_2=1.0 is outside [0, 1)",
+    "--adam_epsilon=0": "error: --adam_epsilon=0.0 is not positive",
+    "--g_filters=16,0": "error: --g_filters=16,0 has an entry that is below 1",
+    "--leaky_slope=-0.2": "error: --leaky_slope=-0.2 is outside [0, 1)",
+    "--lr_decay_epoch=-5": "error: --lr_decay_epoch=-5 is below 0",
+    "--feature_layer=logits": "error: unknown --feature_layer 'logits'; use one of conv1, act1, conv2, act2, flatten",
+    "--flagfile=no/such.flags": "error: cannot read flagfile",
+}
+
+
+def test_bad_settings_are_one_error_line_with_exit_code_2(tmp_path, mnist_dir):
+  workdirs = {flag: str(tmp_path / f"w{i}") for i, flag in enumerate(BAD_FLAGS)}
+  harness = _start_harness(tmp_path, "train", [[f"--workdir={workdirs[flag]}", flag] for flag in BAD_FLAGS], ROOT)
+  real = _start("-m", "anogan_tf.train", f"--workdir={tmp_path / 'real'}", "--g_strides=2,0,1", cwd=tmp_path)
+  results = _harness_results(harness)
+  assert len(results) == len(BAD_FLAGS)
+  for (flag, start), result in zip(BAD_FLAGS.items(), results):
+    assert result["code"] == 2, (flag, result)
+    assert _one_error_line(result["stderr"]).startswith(start), (flag, result["stderr"])
+    assert not os.path.exists(workdirs[flag]), flag
+  code, _, err = _finish(real)  # the real command: exit code 2, and nothing on stderr but the error
+  assert code == 2
+  assert _one_error_line(err).startswith(BAD_FLAGS["--g_strides=2,0,1"])
+  assert not os.path.exists(tmp_path / "real")
+
+
+# --- evaluate and score on a trained workdir
+
+def test_evaluate_and_score_take_mapping_flags_and_refuse_the_trained_ones(tmp_path, mnist_dir):
+  workdir = str(tmp_path / "run")
+  # Seed 000's preset (one batch of one epoch): another preset's mapping can evaluate it.
+  train_lib.train(Config(data_dir=mnist_dir, normal_classes=(1,), epochs=1, train_examples=256), workdir,
+                  progress=False)
+  before = sorted(os.listdir(workdir))
+  quick = ["--test_examples=20", "--map_steps=2,2", "--map_batch_size=20"]
+  paper = os.path.relpath(os.path.join(ROOT, "experiments", "paper.flags"), tmp_path)
+  seed001 = os.path.join(ROOT, "experiments", "seed001.flags")
+  evaluate_cases = [  # run from tmp_path: the presets' nested flagfiles must still resolve
+      ([f"--workdir={workdir}", "--g_filters=8,4"],
+       "error: --g_filters=8,4 does not match the workdir, trained with --g_filters=16,8; evaluate and score "
+       "change only mapping settings, so drop --g_filters or train another workdir"),
+      ([f"--workdir={workdir}", f"--flagfile={seed001}", "--normal_classes=1"],
+       "error: --latent_dim=100 does not match the workdir, trained with --latent_dim=50"),
+      ([f"--workdir={workdir}", f"--flagfile={paper}"],  # base.flags says --normal_classes=0
+       "error: --normal_classes=0 does not match the workdir, trained with --normal_classes=1"),
+      ([f"--workdir={workdir}", "--feature_layer=logits"], "error: unknown --feature_layer 'logits'"),
+      # The reproduction driver's way: another preset's mapping on this GAN (--epochs=200 ignored).
+      ([f"--workdir={workdir}", f"--flagfile={paper}", "--normal_classes=1", *quick,
+        f"--eval_dir={tmp_path / 'eval_paper'}"], None),
+      ([f"--workdir={workdir}", "--feature_layer=flatten", *quick, f"--eval_dir={tmp_path / 'eval_flatten'}"], None),
+  ]
+  images = tmp_path / "images.npy"
+  np.save(images, synthetic_images(3))
+  score_cases = [
+      ([f"--workdir={workdir}", f"--input={images}", f"--output={tmp_path / 's1'}", "--latent_dim=20"],
+       "error: --latent_dim=20 does not match the workdir, trained with --latent_dim=50"),
+      ([f"--workdir={workdir}", f"--input={images}", f"--output={tmp_path / 's2'}", "--map_steps=2",
+        "--map_lrs=0.1", "--feature_layer=conv2", "--epochs=7"], None),
+  ]
+  started = {"evaluate": _start_harness(tmp_path, "evaluate", [argv for argv, _ in evaluate_cases], tmp_path),
+             "score": _start_harness(tmp_path, "score", [argv for argv, _ in score_cases], tmp_path)}
+  for tool, cases in (("evaluate", evaluate_cases), ("score", score_cases)):
+    results = _harness_results(started[tool])
+    assert len(results) == len(cases)
+    for (argv, error), result in zip(cases, results):
+      if error:
+        assert result["code"] == 2, (argv, result)
+        assert _one_error_line(result["stderr"]).startswith(error), (argv, result["stderr"])
+      else:
+        assert result["code"] == 0, (argv, result)
+  assert sorted(os.listdir(workdir)) == before  # no eval/ from the refused runs
+  with open(tmp_path / "eval_paper" / "metrics.json") as f:
+    metrics = json.load(f)
+  assert (metrics["lam"], metrics["map_reduction"], metrics["map_steps"]) == (0.1, "sum", [2, 2])
+  assert (metrics["feature_layer"], metrics["test_examples"]) == ("act1", 20)
+  with open(tmp_path / "eval_flatten" / "metrics.json") as f:
+    assert json.load(f)["feature_layer"] == "flatten"
+  assert len(open(tmp_path / "s2" / "scores.csv").read().splitlines()) == 4
+
+
+# --- library manners: quiet commands, untouched library users
+
+def test_commands_print_their_own_output_only_and_errors_still_show(tmp_path, mnist_dir):
+  preset = os.path.join(ROOT, "experiments", "mnist.flags")
+  train = _start("-m", "anogan_tf.train", f"--flagfile={preset}", f"--workdir={tmp_path / 'w'}", "--epochs=1",
+                 "--train_examples=64", "--normal_classes=1", cwd=tmp_path)
+  # -X importtime writes a line per module to file descriptor 2 while TensorFlow loads: they must
+  # all come through, like any line that is not a known start-up notice.
+  failing = _start("-X", "importtime", "-m", "anogan_tf.evaluate", f"--workdir={tmp_path / 'missing'}", cwd=tmp_path)
+  code, out, err = _finish(train)
+  assert code == 0, err[-3000:]
+  assert out.startswith("trained 1 epochs: ")
+  shown = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and not line.startswith("train:")]
+  assert shown == [], shown  # only the progress bar: no start-up notices, no remapper error
+  with open(tmp_path / "w" / "flags.txt") as f:
+    assert Config.from_flagfile_text(f.read()) == Config(normal_classes=(1,), epochs=1, train_examples=64)
+  code, out, err = _finish(failing)
+  assert code == 2
+  lines = err.splitlines()
+  assert sum(line.startswith("import time:") for line in lines) > 500
+  assert any(re.match(r"import time: .*\|\s+tensorflow$", line) for line in lines)
+  assert [line for line in lines if not line.startswith("import time:")] == [
+      f"error: {tmp_path / 'missing'} holds no flags.txt: not a trained workdir; train first with "
+      f"python -m anogan_tf.train --workdir={tmp_path / 'missing'}"]
+
+
+def test_the_noise_filter_drops_known_notices_only():
+  lines = [
+      b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+      b"I0000 00:00:1795732190.895211    4178 port.cc:153] oneDNN custom operations are on. You may see "
+      b"slightly different numerical results due to floating-point round-off errors.\n",
+      b"I0000 00:00:1795732190.895495    4178 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
+      b"GPU will not be used.\n",
+      b"I0000 00:00:1795732190.940749    4178 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to "
+      b"use available CPU instructions in performance-critical operations.\n",
+      b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
+      b"appropriate compiler flags.\n",
+      b"E0000 00:00:1795732344.037860    4800 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
+      b"Failed call to cuInit: UNKNOWN ERROR (303)\n",
+      b"E0000 00:00:1795732778.103335    6278 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: "
+      b"Mutation::Apply error: fanout 'while/body/_1/gradient_tape/while/discriminator_7/act2_1/LeakyRelu/"
+      b"LeakyReluGrad' exist for missing node 'while/body/_1/while/discriminator_7/conv2_1/BiasAdd'.\n",
+  ]
+  real = [
+      b"E0000 00:00:1795732778.103335    6278 meta_optimizer.cc:967] remapper failed: INVALID_ARGUMENT: "
+      b"something else\n",
+      b"E0000 00:00:1795732344.037860    4800 some_kernel.cc:52] OOM when allocating tensor\n",
+      b"W0000 00:00:1795732344.037860    4800 port.cc:153] a warning from port.cc\n",
+      b"F0000 00:00:1795732344.037860    4800 check.cc:1] Check failed: x\n",
+      b"a line of Python\n",
+  ]
+  assert list(anogan_tf._lines_to_show(lines + real)) == real
+  # cuInit's failure is noise only after the no-driver notice: on a GPU machine it is a real error.
+  assert list(anogan_tf._lines_to_show(lines[5:6])) == lines[5:6]
+
+
+def test_importing_the_library_leaves_tensorflow_logging_alone(monkeypatch):
+  monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+  stderr = sys.stderr
+  importlib.reload(anogan_tf)  # runs the package's import-time code again, as a user's program would
+  assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+  assert sys.stderr is stderr
+  monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+  importlib.reload(anogan_tf)
+  assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
