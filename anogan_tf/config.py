@@ -41,10 +41,14 @@ class Config:
   g_batchnorm: bool = True
   g_dense_batchnorm: bool = True  # BN+activation right after the Dense layer
   g_activation: str = "leaky_relu"  # leaky_relu | relu
+  g_dense_norm: str = "channel"  # the Dense block's BN: channel (reshape, then BN per channel: seed 000) | feature (BN per Dense output, then reshape: seed 001's BatchNorm1d)
+  g_dense_activation: str = ""  # the Dense block's activation: empty = --g_activation; relu (seeds 001, 002) | leaky_relu
   d_filters: Tuple[int, ...] = (16, 32)
   d_strides: Tuple[int, ...] = (2, 2)
   d_batchnorm: bool = False  # seed 000's discriminator has no BN
   d_dropout: float = 0.0
+  d_batchnorm_first: bool = True  # with --d_batchnorm: BN after the first convolution too (seed 002 skips it)
+  d_zero_pad_after: Tuple[int, ...] = ()  # convolutions (1-based) followed by ZeroPadding2D(((0, 1), (0, 1))) (seed 002: 2)
   leaky_slope: float = 0.2  # tf.nn.leaky_relu's slope; Keras 3's LeakyReLU default is 0.3
   bn_momentum: float = 0.99  # tf.layers.batch_normalization default, same as Keras
   feature_layer: str = "act1"  # discriminator layer f() for the discrimination loss
@@ -101,13 +105,15 @@ class Config:
                 strides=self.g_strides, upsampling=self.g_upsampling,
                 batchnorm=self.g_batchnorm, dense_batchnorm=self.g_dense_batchnorm,
                 activation=self.g_activation, leaky_slope=self.leaky_slope,
-                bn_momentum=self.bn_momentum)
+                bn_momentum=self.bn_momentum, dense_norm=self.g_dense_norm,
+                dense_activation=self.g_dense_activation)
 
   def discriminator_kwargs(self) -> dict:
     return dict(image_shape=self.image_shape, filters=self.d_filters,
                 strides=self.d_strides, batchnorm=self.d_batchnorm,
                 dropout=self.d_dropout, leaky_slope=self.leaky_slope,
-                bn_momentum=self.bn_momentum, feature_layer=self.feature_layer)
+                bn_momentum=self.bn_momentum, feature_layer=self.feature_layer,
+                batchnorm_first=self.d_batchnorm_first, zero_pad_after=self.d_zero_pad_after)
 
   def mapper_kwargs(self) -> dict:
     return dict(lam=self.lam, steps=self.map_steps, learning_rates=self.map_lrs,
@@ -200,15 +206,18 @@ MODELS = ("anogan", "egbad", "ae", "vae")
 DISTRIBUTIONS = ("uniform", "normal")  # z_prior, z_init
 UPSAMPLINGS = ("transpose", "nearest")  # g_upsampling
 ACTIVATIONS = ("leaky_relu", "relu")  # g_activation
+DENSE_NORMS = ("channel", "feature")  # g_dense_norm
 REDUCTIONS = ("mean", "sum")  # map_reduction
 
 
-def discriminator_feature_layers(depth: int, batchnorm: bool, dropout: float) -> Tuple[str, ...]:
+def discriminator_feature_layers(depth: int, batchnorm: bool, dropout: float, batchnorm_first: bool = True,
+                                 zero_pad_after: Tuple[int, ...] = ()) -> Tuple[str, ...]:
   """The names of the discriminator's layers that f(x) can read (all but its output logits), in
-  order: conv1, [bn1,] act1, [drop1,] conv2, ..., flatten."""
+  order: conv1, [pad1,] [bn1,] act1, [drop1,] conv2, ..., flatten."""
   names = []
   for i in range(1, depth + 1):
-    names += [f"conv{i}"] + [f"bn{i}"] * bool(batchnorm) + [f"act{i}"] + [f"drop{i}"] * (dropout > 0)
+    names += ([f"conv{i}"] + [f"pad{i}"] * (i in zero_pad_after)
+              + [f"bn{i}"] * bool(batchnorm and (i > 1 or batchnorm_first)) + [f"act{i}"] + [f"drop{i}"] * (dropout > 0))
   return tuple(names) + ("flatten",)
 
 
@@ -254,7 +263,14 @@ def check(config: Config) -> None:
   one_of(config.recon_loss, ("l1", "l2"), "--recon_loss")
   one_of(config.vae_score, ("reconstruction", "elbo"), "--vae_score")
   one_of(config.initial_z, ("random", "encoder"), "--initial_z")
-  layers = discriminator_feature_layers(len(config.d_filters), config.d_batchnorm, config.d_dropout)
+  one_of(config.g_dense_norm, DENSE_NORMS, "--g_dense_norm")
+  if config.g_dense_activation:
+    one_of(config.g_dense_activation, ACTIVATIONS, "--g_dense_activation")
+  need(all(1 <= i <= len(config.d_filters) for i in config.d_zero_pad_after),
+       f"--d_zero_pad_after={flag_text(config.d_zero_pad_after)} names no convolution; use numbers 1.."
+       f"{len(config.d_filters)} (one per entry of --d_filters), or leave it empty")
+  layers = discriminator_feature_layers(len(config.d_filters), config.d_batchnorm, config.d_dropout,
+                                        config.d_batchnorm_first, config.d_zero_pad_after)
   need(config.feature_layer in layers, f"unknown --feature_layer '{config.feature_layer}'; use one of {', '.join(layers)}")
   need(len(config.g_strides) == len(config.g_filters) + 1,
        "--g_strides needs one stride per entry of --g_filters plus one for the output layer")

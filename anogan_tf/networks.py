@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from anogan_tf import conv_forms
-from anogan_tf.config import ACTIVATIONS, UPSAMPLINGS, discriminator_feature_layers, one_of
+from anogan_tf.config import ACTIVATIONS, DENSE_NORMS, UPSAMPLINGS, discriminator_feature_layers, one_of
 from anogan_tf.errors import AnoganError
 
 
@@ -126,7 +126,8 @@ class Generator(_Stack):
                strides: Sequence[int] = (2, 2, 1), upsampling: str = "transpose",
                batchnorm: bool = True, dense_batchnorm: bool = True,
                activation: str = "leaky_relu", leaky_slope: float = 0.2,
-               bn_momentum: float = 0.99, **kwargs):
+               bn_momentum: float = 0.99, dense_norm: str = "channel", dense_activation: str = "",
+               **kwargs):
     super().__init__(**kwargs)
     self.latent_dim = int(latent_dim)
     self.image_shape = tuple(int(s) for s in image_shape)
@@ -139,8 +140,13 @@ class Generator(_Stack):
     self.activation = activation
     self.leaky_slope = float(leaky_slope)
     self.bn_momentum = float(bn_momentum)
+    self.dense_norm = dense_norm
+    self.dense_activation = dense_activation
 
     one_of(self.upsampling, UPSAMPLINGS, "upsampling")
+    one_of(self.dense_norm, DENSE_NORMS, "dense_norm")
+    if self.dense_activation:
+      one_of(self.dense_activation, ACTIVATIONS, "dense_activation")
     _check_sizes("generator", "g", self.filters, self.strides)
     if self.dense_channels < 1:
       raise AnoganError(f"generator dense_channels {self.dense_channels} must be 1 or more; fix --g_dense_channels")
@@ -153,11 +159,15 @@ class Generator(_Stack):
                         "choose --g_strides whose product divides the image size")
     self.start_shape = (h // factor, w // factor, self.dense_channels)
 
-    chain = [keras.layers.Dense(math.prod(self.start_shape), name="dense"),
-             keras.layers.Reshape(self.start_shape, name="reshape")]
+    # The Dense block: seed 000 reshapes, then normalises per channel (BN axis 3); seed 001
+    # normalises each Dense output (BatchNorm1d) and applies ReLU before reshaping.
+    dense_block = []
     if self.dense_batchnorm:
-      chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name="bn0"))
-    chain.append(_activation(activation, self.leaky_slope, "act0"))
+      dense_block.append(FusedBatchNormalization(momentum=self.bn_momentum, name="bn0"))
+    dense_block.append(_activation(self.dense_activation or activation, self.leaky_slope, "act0"))
+    reshape = keras.layers.Reshape(self.start_shape, name="reshape")
+    chain = [keras.layers.Dense(math.prod(self.start_shape), name="dense")]
+    chain += dense_block + [reshape] if self.dense_norm == "feature" else [reshape] + dense_block
     for i, (units, stride) in enumerate(zip(self.filters + (c,), self.strides), start=1):
       last = i == len(self.strides)
       name = "output" if last else f"up{i}"
@@ -191,7 +201,8 @@ class Generator(_Stack):
             "strides": list(self.strides), "upsampling": self.upsampling,
             "batchnorm": self.batchnorm, "dense_batchnorm": self.dense_batchnorm,
             "activation": self.activation, "leaky_slope": self.leaky_slope,
-            "bn_momentum": self.bn_momentum}
+            "bn_momentum": self.bn_momentum, "dense_norm": self.dense_norm,
+            "dense_activation": self.dense_activation}
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")
@@ -199,7 +210,8 @@ class Discriminator(_Stack):
   """Maps images (batch, h, w, c) in [-1, 1] to one real/fake logit per image, (batch, 1).
 
   Defaults are seed 000's discriminator for 28x28x1 (6,369 weights). Layers are named
-  conv1, bn1, act1, drop1, conv2, ..., flatten, logits; `feature_layer` names the one whose
+  conv1, [pad1,] bn1, act1, drop1, conv2, ..., flatten, logits (seed 002: no bn1, a pad2
+  zero-padding the bottom and right after conv2); `feature_layer` names the one whose
   output f(x) the discrimination loss compares (seed 000: act1, the first conv after its
   LeakyReLU; the other presets: flatten, the last feature layer before the output).
   """
@@ -207,12 +219,15 @@ class Discriminator(_Stack):
   def __init__(self, image_shape: Sequence[int] = (28, 28, 1), filters: Sequence[int] = (16, 32),
                strides: Sequence[int] = (2, 2), batchnorm: bool = False, dropout: float = 0.0,
                leaky_slope: float = 0.2, bn_momentum: float = 0.99,
-               feature_layer: str = "act1", **kwargs):
+               feature_layer: str = "act1", batchnorm_first: bool = True,
+               zero_pad_after: Sequence[int] = (), **kwargs):
     super().__init__(**kwargs)
     self.image_shape = tuple(int(s) for s in image_shape)
     self.filters = tuple(int(f) for f in filters)
     self.strides = tuple(int(s) for s in strides)
     self.batchnorm = bool(batchnorm)
+    self.batchnorm_first = bool(batchnorm_first)
+    self.zero_pad_after = tuple(int(i) for i in zero_pad_after)
     self.dropout = float(dropout)
     self.leaky_slope = float(leaky_slope)
     self.bn_momentum = float(bn_momentum)
@@ -220,12 +235,17 @@ class Discriminator(_Stack):
     _check_sizes("discriminator", "d", self.filters, self.strides)
     if not 0.0 <= self.dropout < 1.0:
       raise AnoganError(f"discriminator dropout {self.dropout} is outside [0, 1); fix --d_dropout")
+    if any(not 1 <= i <= len(self.filters) for i in self.zero_pad_after):
+      raise AnoganError(f"discriminator zero_pad_after {list(self.zero_pad_after)} names no convolution "
+                        f"(1..{len(self.filters)}); fix --d_zero_pad_after")
 
     chain = []
     for i, (units, stride) in enumerate(zip(self.filters, self.strides), start=1):
       conv = SubpixelGradientConv2D if i == 1 else keras.layers.Conv2D  # see SubpixelGradientConv2D
       chain.append(conv(units, 3, strides=stride, padding="same", name=f"conv{i}"))
-      if self.batchnorm:
+      if i in self.zero_pad_after:  # seed 002's ZeroPadding2D(((0, 1), (0, 1)))
+        chain.append(keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"pad{i}"))
+      if self.batchnorm and (i > 1 or self.batchnorm_first):
         chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
       chain.append(keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"act{i}"))
       if self.dropout > 0:
@@ -245,7 +265,8 @@ class Discriminator(_Stack):
   @property
   def feature_layers(self) -> Tuple[str, ...]:
     """The layers f(x) can be read from: every layer but the output logits."""
-    return discriminator_feature_layers(len(self.filters), self.batchnorm, self.dropout)
+    return discriminator_feature_layers(len(self.filters), self.batchnorm, self.dropout,
+                                        self.batchnorm_first, self.zero_pad_after)
 
   def check_feature_layer(self, name: str) -> None:
     if name not in self.feature_layers:
@@ -266,7 +287,8 @@ class Discriminator(_Stack):
     return {**super().get_config(), "image_shape": list(self.image_shape), "filters": list(self.filters),
             "strides": list(self.strides), "batchnorm": self.batchnorm, "dropout": self.dropout,
             "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum,
-            "feature_layer": self.feature_layer}
+            "feature_layer": self.feature_layer, "batchnorm_first": self.batchnorm_first,
+            "zero_pad_after": list(self.zero_pad_after)}
 
 
 def build_networks(config) -> Tuple[Generator, Discriminator]:

@@ -148,7 +148,8 @@ TRAINING_ALTERNATIVES = dict(
     d_dropout=0.25, leaky_slope=0.01, bn_momentum=0.8, epochs=5, batch_size=64, g_steps=1, lr=2e-4,
     lr_decay_epoch=0, lr_after_decay=1e-5, adam_beta_1=0.5, adam_beta_2=0.99, model="ae", val_fraction=0.1,
     e_filters=(8, 4), e_strides=(1, 2), e_batchnorm=True, d_step="separate", d_fakes_mode="inference",
-    recon_loss="l2", kl_weight=0.5, encoder_epochs=3, kappa=0.5)
+    recon_loss="l2", kl_weight=0.5, encoder_epochs=3, kappa=0.5, g_dense_norm="feature",
+    g_dense_activation="relu", d_batchnorm_first=False, d_zero_pad_after=(2,))
 
 
 def test_every_setting_is_an_evaluation_setting_or_fixed_by_training():

@@ -147,11 +147,13 @@ def test_features_reads_any_layer_without_changing_the_saved_discriminator():
   with pytest.raises(AnoganError, match=re.escape("unknown --feature_layer 'logits'; use one of conv1, act1, conv2, act2, flatten")):
     d.features(x, layer="logits")
   for other in (Discriminator(batchnorm=True, dropout=0.25, filters=(4, 8, 8), strides=(2, 2, 1)),
-                Discriminator(batchnorm=True)):  # the names Config.check validates --feature_layer with
+                Discriminator(batchnorm=True),  # the names Config.check validates --feature_layer with
+                Discriminator(batchnorm=True, batchnorm_first=False, zero_pad_after=(2,), dropout=0.25)):
     assert other.feature_layers == tuple(layer.name for layer in other.chain[:-1])
-  # What D saves is unchanged: its own feature_layer, no new keys.
-  assert sorted(d.get_config()) == ["batchnorm", "bn_momentum", "dropout", "dtype", "feature_layer", "filters",
-                                    "image_shape", "leaky_slope", "name", "strides", "trainable"]
+  # What D saves is its structure and its own feature_layer; reading another layer adds nothing.
+  assert sorted(d.get_config()) == ["batchnorm", "batchnorm_first", "bn_momentum", "dropout", "dtype",
+                                    "feature_layer", "filters", "image_shape", "leaky_slope", "name", "strides",
+                                    "trainable", "zero_pad_after"]
   assert d.get_config()["feature_layer"] == "act1"
 
 
@@ -220,3 +222,37 @@ def test_package_exports_the_api():
   for name in ("Generator", "Discriminator", "LatentMapper", "Config"):
     assert hasattr(anogan_tf, name)
   assert keras.saving.get_registered_object("anogan_tf>Generator") is Generator
+
+
+def _preset(name):
+  from anogan_tf import flags as anogan_flags
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return anogan_flags.config_from_args([f"--flagfile={os.path.join(root, 'experiments', name + '.flags')}"])
+
+
+def test_seed002_networks_are_keras_gans_dcgan():
+  # Keras-GAN's dcgan.py, counted from its layers: D 393,729 and G 856,193 parameters (BN moving
+  # statistics included, as Keras' model.summary counts them).
+  g, d = build_networks(_preset("seed002"))
+  assert [layer.name for layer in d.chain] == [
+      "conv1", "act1", "drop1", "conv2", "pad2", "bn2", "act2", "drop2", "conv3", "bn3", "act3", "drop3",
+      "conv4", "bn4", "act4", "drop4", "flatten", "logits"]
+  assert d.count_params() == 393_729
+  assert d.features(np.zeros((1, 28, 28, 1), np.float32), layer="pad2").shape == (1, 8 * 8 * 64)
+  assert [layer.name for layer in g.chain] == [
+      "dense", "reshape", "act0", "upsample1", "up1", "bn1", "act1", "upsample2", "up2", "bn2", "act2",
+      "output", "tanh"]
+  assert g.get_layer("act0").__class__.__name__ == "ReLU"
+  assert g.count_params() == 856_193
+
+
+def test_seed001_generator_normalises_the_dense_outputs_then_reshapes():
+  # Linear -> BatchNorm1d(g_dim*8*7*7) -> ReLU -> view, then the transposed convolutions.
+  g, _ = build_networks(_preset("seed001"))
+  assert [layer.name for layer in g.chain][:4] == ["dense", "bn0", "act0", "reshape"]
+  assert g.get_layer("bn0").moving_mean.shape == (128 * 7 * 7,)
+  assert g.get_layer("act0").__class__.__name__ == "ReLU"
+  assert g.get_layer("act1").__class__.__name__ == "LeakyReLU"
+  z = np.random.default_rng(0).standard_normal((4, 100)).astype(np.float32)
+  out = g(z, training=True)
+  assert out.shape == (4, 28, 28, 1) and float(tf.reduce_max(tf.abs(out))) <= 1.0
