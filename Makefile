@@ -6,7 +6,7 @@ DIGITS ?= 0
 RUNS ?= runs
 EXTRA ?=
 
-.PHONY: install test reproduce-mnist reproduce-fashion bench clean
+.PHONY: install test reproduce-mnist reproduce-fashion compare bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ reproduce-mnist: install
 
 reproduce-fashion: install
 	$(REPRODUCE) --dataset=fashion_mnist
+
+# The family side by side (experiments/compare.py): every method, CLASSES, SEEDS, on DATASET.
+DATASET ?= mnist
+compare: install
+	$(PY) experiments/compare.py --dataset=$(DATASET) --classes="$(CLASSES)" --seeds="$(SEEDS)" \
+	  --runs_dir=$(RUNS) --results_dir=$(RESULTS) --extra="$(EXTRA)"
 
 bench: install
 	$(PY) -m anogan_tf.bench --output=experiments/results/bench

@@ -35,6 +35,22 @@ import report  # noqa: E402  (experiments/report.py)
 PRESETS = {"seed000": "experiments/mnist.flags", "paper": "experiments/paper.flags",
            "seed001": "experiments/seed001.flags", "seed002": "experiments/seed002.flags",
            "best": "experiments/best.flags"}
+# `make compare`'s methods: name -> (flagfile, flags for train, flags for evaluate). The warm
+# starts score seed 000's GAN (the anogan method's, trained once) from its encoder's E(x).
+WARM_ENCODER_EPOCHS = 50
+WARM_STEPS = (0, 10, 25, 50)
+METHODS = {
+    "anogan": ("experiments/mnist.flags", [], []),
+    **{f"anogan_warm_{k}": ("experiments/mnist.flags", [f"--encoder_epochs={WARM_ENCODER_EPOCHS}"],
+                            ["--initial_z=encoder", f"--map_steps={k}"]) for k in WARM_STEPS},
+    "egbad": ("experiments/egbad.flags", [], []),
+    "ae": ("experiments/ae.flags", [], []),
+    "vae": ("experiments/vae.flags", [], []),
+}
+# Every runnable name -> (flagfile, train flags, evaluate flags).
+RUNS = {**{name: (flagfile, [], []) for name, flagfile in PRESETS.items()}, **METHODS}
+# Trained after the GAN in the same workdir: they do not make it another GAN.
+ENCODER_FIELDS = {"encoder_epochs", "kappa"}
 CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 
 
@@ -53,7 +69,7 @@ def resolve_config(flagfile: str, overrides: list):
 def gan_key(config) -> str:
   """A short hash of the settings that change what training computes (not class or seed)."""
   from anogan_tf.train_lib import NOT_TRAINING_FIELDS
-  skip = set(NOT_TRAINING_FIELDS) | {"normal_classes", "seed", "dataset"}
+  skip = set(NOT_TRAINING_FIELDS) | ENCODER_FIELDS | {"normal_classes", "seed", "dataset"}
   fields = {k: v for k, v in sorted(config.__dict__.items()) if k not in skip}
   return hashlib.sha256(repr(fields).encode()).hexdigest()[:8]
 
@@ -91,7 +107,7 @@ def history_seconds(workdir: str) -> float:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--dataset", default="mnist", choices=sorted(CLASSES))
-  parser.add_argument("--presets", default="seed000", help="comma-separated, from: " + ", ".join(PRESETS))
+  parser.add_argument("--presets", default="seed000", help="comma-separated, from: " + ", ".join(RUNS))
   parser.add_argument("--classes", default="0", help="'all' or a comma/space-separated list")
   parser.add_argument("--seeds", default="0", help="comma/space-separated list")
   parser.add_argument("--runs_dir", default="runs")
@@ -102,10 +118,10 @@ def main(argv=None) -> int:
 
   split = lambda text: [t for t in text.replace(",", " ").split() if t]  # noqa: E731
   presets = split(args.presets)
-  unknown = [p for p in presets if p not in PRESETS]
+  unknown = [p for p in presets if p not in RUNS]
   if unknown:
-    parser.error(f"unknown preset '{unknown[0]}'; use one of {', '.join(PRESETS)}")
-  missing = [PRESETS[p] for p in presets if not os.path.exists(os.path.join(ROOT, PRESETS[p]))]
+    parser.error(f"unknown preset '{unknown[0]}'; use one of {', '.join(RUNS)}")
+  missing = [RUNS[p][0] for p in presets if not os.path.exists(os.path.join(ROOT, RUNS[p][0]))]
   if missing:
     parser.error(f"{missing[0]} does not exist")
   classes = list(range(CLASSES[args.dataset])) if args.classes == "all" else [int(c) for c in split(args.classes)]
@@ -113,7 +129,7 @@ def main(argv=None) -> int:
   extra = shlex.split(args.extra)
 
   os.chdir(ROOT)
-  configs = {p: resolve_config(PRESETS[p], [f"--dataset={args.dataset}", *extra]) for p in presets}
+  configs = {p: resolve_config(RUNS[p][0], [f"--dataset={args.dataset}", *RUNS[p][1], *extra]) for p in presets}
   keys = {p: gan_key(configs[p]) for p in presets}
   runs = [(s, c) for s in seeds for c in classes]
   print(f"{args.dataset}: presets {', '.join(f'{p} (GAN {keys[p]})' for p in presets)}; "
@@ -133,18 +149,26 @@ def main(argv=None) -> int:
       log = os.path.join(workdir, "reproduce.log")
       run_flags = [f"--dataset={args.dataset}", f"--normal_classes={c}", f"--seed={seed}", *extra]
       train_record = os.path.join(workdir, "train_record.json")
-      train_cmd = ["anogan_tf.train", f"--flagfile={PRESETS[group[0]]}", f"--workdir={workdir}", *run_flags]
-      if not os.path.exists(os.path.join(workdir, "generator.keras")) or not os.path.exists(train_record):
-        wall = run_logged(train_cmd, log)
-        with open(train_record, "w") as f:
-          json.dump({"train_wall_seconds": round(wall, 1), "train_seconds": history_seconds(workdir),
+      group_train_flags = list(dict.fromkeys(flag for p in group for flag in RUNS[p][1]))
+      train_cmd = ["anogan_tf.train", f"--flagfile={RUNS[group[0]][0]}", f"--workdir={workdir}",
+                   *group_train_flags, *run_flags]
+      previous = {}
+      if os.path.exists(train_record):
+        with open(train_record) as f:
+          previous = json.load(f)
+      if previous.get("train_flags") != group_train_flags:  # new, or an encoder to add to a finished GAN
+        wall = run_logged(train_cmd, log)  # train resumes: a finished GAN is not trained again
+        with open(train_record + ".tmp", "w") as f:
+          json.dump({"train_wall_seconds": round(previous.get("train_wall_seconds", 0) + wall, 1),
+                     "train_seconds": history_seconds(workdir), "train_flags": group_train_flags,
                      "train_commit": commit(), "train_command": "python -m " + shlex.join(train_cmd)}, f, indent=2)
+        os.replace(train_record + ".tmp", train_record)
       with open(train_record) as f:
         trained = json.load(f)
       for p in todo:
         eval_dir = os.path.join(workdir, f"eval_{p}")
         eval_cmd = ["anogan_tf.evaluate", f"--workdir={workdir}", f"--eval_dir={eval_dir}",
-                    f"--flagfile={PRESETS[p]}", *run_flags]
+                    f"--flagfile={RUNS[p][0]}", *RUNS[p][2], *run_flags]
         wall = run_logged(eval_cmd, log)
         with open(os.path.join(eval_dir, "metrics.json")) as f:
           metrics = json.load(f)

@@ -1,0 +1,141 @@
+"""`make compare`: every method of the family on the one-class protocol, and their scoring speed.
+
+  python experiments/compare.py --dataset=mnist --classes=all --seeds=0 --results_dir=experiments/results
+
+1. Runs experiments/reproduce.py for the methods (anogan, anogan_warm_<K>, egbad, ae, vae): one
+   workdir per (method's GAN, class, seed), resumable; the warm starts score the anogan method's
+   GAN after training its encoder, so they compare like with like.
+2. Measures scoring speed in one process, for all methods on the same test images: each scorer is
+   built, run once on a chunk of that size (tracing, excluded), then timed on the images; the
+   rounds alternate between methods and the fastest round counts.
+3. Writes `<results_dir>/compare_<dataset>.json` (method -> mean_auroc, per_class_auroc,
+   images_per_second, ...) and `.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+
+import report  # noqa: E402
+import reproduce  # noqa: E402
+
+METHODS = tuple(reproduce.METHODS)
+SIZE_NOTE = ("networks of seed 000's size in every method: G / decoder = seed 000's generator (86,049 "
+             "weights), D / encoder convolutions = seed 000's discriminator's (16, 32 filters)")
+
+
+def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: int, seed: int) -> dict:
+  """images/s of each method's scorer on the same n_images test images, measured in this process."""
+  import numpy as np
+  from anogan_tf import flags as anogan_flags
+  from anogan_tf import models
+  from anogan_tf.config import evaluation_config
+  from anogan_tf.data import load_one_class
+  from anogan_tf.evaluate_lib import load_networks
+  scorers = {}
+  images = None
+  for method in methods:
+    flagfile, _, eval_flags = reproduce.RUNS[method]
+    trained = anogan_flags.workdir_config(workdirs[method])
+    requested = anogan_flags.config_from_args([f"--flagfile={flagfile}", *eval_flags, f"--dataset={dataset}",
+                                               f"--normal_classes={','.join(map(str, trained.normal_classes))}",
+                                               f"--seed={trained.seed}", f"--test_examples={n_images}"])
+    config = evaluation_config(trained, requested)
+    family = models.family(config.model)
+    scorer = family.make_scorer(config, load_networks(workdirs[method], family))
+    if images is None:
+      images = load_one_class(config).x_test
+    scorer.score(images[:min(len(images), scorer.batch_size)])  # trace once, untimed
+    scorers[method] = scorer
+  best = {m: 0.0 for m in methods}
+  for _ in range(rounds):
+    for method in methods:
+      began = time.perf_counter()
+      scorers[method].score(images)
+      best[method] = max(best[method], len(images) / (time.perf_counter() - began))
+  return {m: round(v, 3) for m, v in best.items()}
+
+
+def markdown(summary: dict) -> str:
+  dataset = summary["dataset"]
+  classes = summary["classes"]
+  lines = [f"# {dataset}: the AnoGAN family on one protocol", "",
+           "One-class AUROC (%) per normal class, whole test split, seeds "
+           f"{', '.join(map(str, summary['seeds']))}; scoring speed measured in one process on the same "
+           f"{summary['speed_images']} test images for every method ({SIZE_NOTE}).", "",
+           "| method | " + " | ".join(str(c) for c in classes) + " | mean | AUPRC (normal +) | train s | images/s | x anogan |",
+           "| --- | " + " | ".join("---" for _ in classes) + " | --- | --- | --- | --- | --- |"]
+  base_speed = summary["methods"].get("anogan", {}).get("images_per_second")
+  for method, m in summary["methods"].items():
+    row = [f"{100 * m['per_class_auroc'][str(c)]:.1f}" if str(c) in m["per_class_auroc"] else "" for c in classes]
+    speed = m.get("images_per_second")
+    ratio = f"{speed / base_speed:.0f}x" if speed and base_speed else ""
+    lines.append(f"| {method} | " + " | ".join(row) + f" | **{100 * m['mean_auroc']:.1f}** | "
+                 f"{m['mean_auprc_normal']:.3f} | {m['mean_train_seconds']:.0f} | "
+                 f"{speed if speed is not None else ''} | {ratio} |")
+  lines += ["", f"Command: `{summary['command']}`. Commits: {', '.join(summary['commits'])}.",
+            "Per-run records: `runs/<dataset>_<method>/` beside this file."]
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--dataset", default="mnist")
+  parser.add_argument("--methods", default=",".join(METHODS))
+  parser.add_argument("--classes", default="all")
+  parser.add_argument("--seeds", default="0")
+  parser.add_argument("--runs_dir", default="runs")
+  parser.add_argument("--results_dir", default="runs/results")
+  parser.add_argument("--speed_images", type=int, default=1000)
+  parser.add_argument("--speed_rounds", type=int, default=2)
+  parser.add_argument("--extra", default="", help="more flags for train and evaluate (quick runs)")
+  args = parser.parse_args(argv)
+  methods = [m for m in args.methods.replace(",", " ").split() if m]
+  code = reproduce.main([f"--dataset={args.dataset}", f"--presets={','.join(methods)}", f"--classes={args.classes}",
+                         f"--seeds={args.seeds}", f"--runs_dir={args.runs_dir}", f"--results_dir={args.results_dir}",
+                         f"--extra={args.extra}"])
+  if code:
+    return code
+  summaries = {m: report.summarize(report.load_records(args.results_dir, args.dataset, m)) for m in methods}
+  # The speed run uses the first class and seed's workdirs.
+  first = summaries[methods[0]]
+  c, seed = first["classes"][0], first["seeds"][0]
+  workdirs = {}
+  for m in methods:
+    record = report.load_records(args.results_dir, args.dataset, m)
+    match = [r for r in record if r["class"] == c and r["seed"] == seed]
+    workdirs[m] = shlex.split(match[0]["eval_command"])[3].split("=", 1)[1]  # --workdir=...
+  speeds = measure_speed(args.dataset, methods, workdirs, args.speed_images, args.speed_rounds, seed)
+  import numpy as np
+  out = {"dataset": args.dataset, "classes": first["classes"], "seeds": first["seeds"],
+         "speed_images": args.speed_images, "speed_class": c, "speed_seed": seed, "networks": SIZE_NOTE,
+         "command": f"make compare DATASET={args.dataset} CLASSES={args.classes} SEEDS={args.seeds}",
+         "commits": sorted({x for s in summaries.values() for x in s["commits"]}), "methods": {}}
+  for m in methods:
+    s = summaries[m]
+    out["methods"][m] = {
+        "mean_auroc": s["mean_auroc"],
+        "per_class_auroc": {k: v["auroc_mean"] for k, v in s["per_class"].items()},
+        "mean_auprc": s["mean_auprc"], "mean_auprc_normal": s["mean_auprc_normal"],
+        "mean_train_seconds": float(np.mean([np.mean(v["train_seconds"]) for v in s["per_class"].values()])),
+        "images_per_second": speeds[m], "n_runs": s["n_runs"]}
+  base = os.path.join(args.results_dir, f"compare_{args.dataset}")
+  with open(base + ".json", "w") as f:
+    json.dump(out, f, indent=2)
+  with open(base + ".md", "w") as f:
+    f.write(markdown(out))
+  print(f"table: {base}.md")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
