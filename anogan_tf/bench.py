@@ -40,8 +40,8 @@ def _images(n, seed=0):
 def _use_keras_batchnorm():
   """For weighing the fused BatchNorm in this process only: Keras' own (unfused) layer runs instead."""
   import keras
-  from anogan_tf import networks
-  networks.FusedBatchNormalization.call = keras.layers.BatchNormalization.call
+  from anogan_tf import layers
+  layers.FusedBatchNormalization.call = keras.layers.BatchNormalization.call
 
 
 def _networks():
@@ -162,11 +162,11 @@ def measure_layers(batch_size=1024, repeats=15):
   Every way TensorFlow offers to compute each one is timed (the fastest of `repeats` calls):
   forward = what G or D runs, input gradient = what the gradient to z runs. A transposed
   convolution is either conv2d_transpose (TF's backprop-input kernel) or, for stride 2, four
-  phase convolutions in one conv2d (`conv_forms`), or, for stride 1, conv2d with the flipped kernel.
+  phase convolutions in one conv2d (`anogan_tf.layers`), or, for stride 1, conv2d with the flipped kernel.
   """
   import functools
   import tensorflow as tf
-  from anogan_tf.conv_forms import conv2d_transpose_subpixel, subpixel_kernel
+  from anogan_tf.layers import conv2d_transpose_subpixel, subpixel_kernel
   b, r, timed = batch_size, _tensor_maker(), functools.partial(_fastest_ms, repeats=repeats)
 
   ops = {}
@@ -208,7 +208,7 @@ def measure_training_layers(batch_size=256, repeats=15):
   """Milliseconds per call of each convolution a training batch runs (TRAINING_CONV_CALLS), alone."""
   import functools
   import tensorflow as tf
-  from anogan_tf.conv_forms import conv2d_transpose_subpixel, subpixel_kernel
+  from anogan_tf.layers import conv2d_transpose_subpixel, subpixel_kernel
   b, r, timed = batch_size, _tensor_maker(), functools.partial(_fastest_ms, repeats=repeats)
 
   def kernel_gradient(op, x, kernel, dy):

@@ -1,4 +1,7 @@
-"""The DCGAN of seed 000 as Keras 3 subclassed models, configurable for the other presets.
+"""The networks the families share: seed 000's DCGAN blocks as Keras 3 subclassed models,
+configurable for the other presets. `Generator` (AnoGAN's and Efficient GAN's G, the autoencoders'
+decoder), `Discriminator` (AnoGAN's D) and `Encoder` (shaped like D: the encoders of Efficient GAN,
+the autoencoder and the VAE). The layers that exist for speed are in layers.py.
 
 Seed 000 (TF1): generator Dense(7*7*32) -> BN -> LeakyReLU(0.2) -> ConvT(16, 3, s2) -> BN -> LReLU
 -> ConvT(8, 3, s2) -> BN -> LReLU -> ConvT(1, 3, s1) -> tanh; discriminator Conv(16, 3, s2) -> LReLU
@@ -14,66 +17,9 @@ from typing import Sequence, Tuple
 import keras
 import tensorflow as tf
 
-from anogan_tf import conv_forms
 from anogan_tf.config import ACTIVATIONS, DENSE_NORMS, UPSAMPLINGS, discriminator_feature_layers, one_of
 from anogan_tf.errors import AnoganError
-
-
-# FusedBatchNormV3 refuses a smaller epsilon (cuDNN's limit; tf.compat.v1.nn.fused_batch_norm raises it).
-_FUSED_MIN_EPSILON = 1.001e-5
-
-
-@keras.saving.register_keras_serializable(package="anogan_tf")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
-  """`keras.layers.BatchNormalization` run by TensorFlow's fused kernel, as TF1 ran seed 000's BN.
-
-  TF1's `tf.layers.batch_normalization(fused=None)` picked the fused kernel for 4-D inputs, so seed
-  000's three BN layers ran as one FusedBatchNormV3 op each (one gradient op backwards), where
-  Keras 3 runs about ten element-wise ops. The weights, their names and the hyperparameters are
-  Keras', so either class loads the other's checkpoints. Outputs and gradients agree with Keras'
-  to float32 rounding; one difference is TF1's: while training, the moving variance averages
-  the batch variance with Bessel's correction, n / (n - 1) over the n = batch * height * width
-  values per channel (the fused kernel returns it and TF1's layer kept it), where Keras averages
-  the biased variance. Both normalise the batch by the biased variance. Inputs the fused kernel
-  does not take (not 4-D channels-last float32, a mask, renorm, no scale or centre, a tiny
-  epsilon) run Keras' implementation unchanged.
-  """
-
-  def _fusable(self, inputs, mask) -> bool:
-    rank = len(inputs.shape)
-    return (mask is None and rank == 4 and self.axis in (-1, rank - 1) and inputs.dtype == tf.float32
-            and self.scale and self.center and not self.renorm and self.epsilon >= _FUSED_MIN_EPSILON)
-
-  def call(self, inputs, training=None, mask=None):
-    if not self._fusable(inputs, mask):
-      return super().call(inputs, training=training, mask=mask)
-    if training and self.trainable:
-      outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-          inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
-      decay = 1.0 - self.momentum  # TF1's assign_moving_average: v -= (v - batch value) * decay
-      self.moving_mean.assign_sub((self.moving_mean - mean) * decay)
-      self.moving_variance.assign_sub((self.moving_variance - variance) * decay)
-      return outputs
-    outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-        inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
-        epsilon=self.epsilon, is_training=False)
-    return outputs
-
-
-@keras.saving.register_keras_serializable(package="anogan_tf")
-class SubpixelGradientConv2D(keras.layers.Conv2D):
-  """`keras.layers.Conv2D` whose input gradient, for a 3x3 stride-2 'same' convolution of an
-  even-sized image, is computed as a sub-pixel convolution (anogan_tf.conv_forms): the same
-  numbers to float32 rounding, and faster here for the image-facing convolution of D, whose
-  input gradient every mapping iteration and every G step needs. Otherwise plain Conv2D."""
-
-  def convolution_op(self, inputs, kernel):
-    h, w = inputs.shape[1], inputs.shape[2]
-    if (self.kernel_size == (3, 3) and self.strides == (2, 2) and self.padding == "same"
-        and self.dilation_rate == (1, 1) and self.data_format == "channels_last"
-        and inputs.dtype == tf.float32 and h is not None and w is not None and h % 2 == 0 and w % 2 == 0):
-      return conv_forms.conv2d_stride2_subpixel_gradient(inputs, tf.convert_to_tensor(kernel))
-    return super().convolution_op(inputs, kernel)
+from anogan_tf.layers import FusedBatchNormalization, SubpixelGradientConv2D
 
 
 def _activation(kind: str, slope: float, name: str) -> keras.layers.Layer:
