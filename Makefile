@@ -37,7 +37,7 @@ reproduce-fashion: install
 	$(REPRODUCE) --dataset=fashion_mnist
 
 bench: install
-	$(PY) -m anogan_tf.bench --output=experiments/results/bench
+	$(PY) benchmarks/bench.py --output=experiments/results/bench
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,9 +1,10 @@
 """`make bench`: mapping and training throughput, memory and FLOP efficiency, in one run.
 
-  python -m anogan_tf.bench --output=experiments/results/bench
+  python benchmarks/bench.py --output=experiments/results/bench
 
 Writes <output>.json and <output>.md. Every ratio compares figures measured in this run.
 Seed-000 networks (randomly initialised: throughput does not depend on the weight values).
+Not part of the installed package: it imports the installed (or checked-out) anogan_tf.
 """
 
 from __future__ import annotations
@@ -332,7 +333,7 @@ def _child(spec: str):
 
 def _run_child(spec: str, env=None) -> dict:
   """Each measurement in a fresh process: no shared caches, and its own peak RSS."""
-  out = subprocess.run([sys.executable, "-m", "anogan_tf.bench", f"--child={spec}"], capture_output=True,
+  out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--child={spec}"], capture_output=True,
                        text=True, env={**os.environ, **(env or {})})
   lines = [line for line in out.stdout.splitlines() if line.startswith("BENCH")]
   if out.returncode != 0 or not lines:
@@ -344,7 +345,7 @@ def _run_child(spec: str, env=None) -> dict:
 
 def _run_children_together(specs, env=None) -> dict:
   """Runs the measurements at the same time, one process each; images/s of them all together."""
-  procs = [subprocess.Popen([sys.executable, "-m", "anogan_tf.bench", f"--child={spec}"], stdout=subprocess.PIPE,
+  procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), f"--child={spec}"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}) for spec in specs]
   results = []
   for spec, proc in zip(specs, procs):
@@ -365,7 +366,7 @@ def main(argv):
   if FLAGS.child:
     return _child(FLAGS.child)
   began = time.perf_counter()
-  report = {"command": "make bench  (python -m anogan_tf.bench --output=" + FLAGS.output + ")",
+  report = {"command": "make bench  (python benchmarks/bench.py --output=" + FLAGS.output + ")",
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": cpu_peak_gflops(),
             "mapping_iterations": STEPS, "networks": "seed 000 (28x28x1)"}
   import tensorflow as tf
