@@ -112,8 +112,8 @@ class Config:
     return dict(image_shape=self.image_shape, filters=self.d_filters,
                 strides=self.d_strides, batchnorm=self.d_batchnorm,
                 dropout=self.d_dropout, leaky_slope=self.leaky_slope,
-                bn_momentum=self.bn_momentum, feature_layer=self.feature_layer,
-                batchnorm_first=self.d_batchnorm_first, zero_pad_after=self.d_zero_pad_after)
+                bn_momentum=self.bn_momentum, batchnorm_first=self.d_batchnorm_first,
+                zero_pad_after=self.d_zero_pad_after)
 
   def mapper_kwargs(self) -> dict:
     return dict(lam=self.lam, steps=self.map_steps, learning_rates=self.map_lrs,

@@ -115,10 +115,9 @@ def available_memory_bytes() -> Optional[int]:
   return None
 
 
-def activation_floats_per_image(generator, discriminator, feature_layer: Optional[str] = None) -> int:
+def activation_floats_per_image(generator, discriminator, feature_layer: str = "act1") -> int:
   """Floats one image's mapping iteration keeps: every layer output of G, and of D up to f
-  (`feature_layer`, default: the discriminator's own)."""
-  feature_layer = feature_layer or discriminator.feature_layer
+  (`feature_layer`)."""
   total = 0
   for model, shape in ((generator, (1, generator.latent_dim)), (discriminator, (1,) + tuple(generator.image_shape))):
     for layer in model.chain:
@@ -130,7 +129,7 @@ def activation_floats_per_image(generator, discriminator, feature_layer: Optiona
 
 
 def auto_batch_size(generator, discriminator, available_bytes: Optional[int] = None,
-                    feature_layer: Optional[str] = None) -> int:
+                    feature_layer: str = "act1") -> int:
   """The largest power of two up to MAX_AUTO_BATCH whose mapping fits in MEMORY_SHARE of the
   available memory (MAX_AUTO_BATCH when that is unknown)."""
   available = available_memory_bytes() if available_bytes is None else available_bytes
@@ -146,8 +145,8 @@ class LatentMapper:
   its anomaly score. Defaults are seed 000: lam 0.7, f = the discriminator's first conv after
   its LeakyReLU, 50 Adam steps at 1e-1 then 100 at 1e-2 on a second Adam, z0 ~ U(-1, 1).
 
-  `feature_layer` names the discriminator layer f() reads (default: the discriminator's own
-  `feature_layer`, the one it was trained and saved with); `reduction` is "mean" or "sum";
+  `feature_layer` names the discriminator layer f() reads (seed 000: act1; the mapping's
+  setting, not the discriminator's); `reduction` is "mean" or "sum";
   `z_init` is "uniform" (U(-1, 1)) or "normal" (N(0, z_init_std)). Unknown values are errors.
 
   G and D are frozen and run in inference mode. `seed` fixes the stream of initial z, drawn
@@ -159,15 +158,15 @@ class LatentMapper:
                reduction: str = "mean", z_init: str = "uniform", z_init_std: float = 1.0,
                adam_beta_1: float = 0.9, adam_beta_2: float = 0.999, adam_epsilon: float = 1e-8,
                batch_size: int = 0, seed: int = 0, jit_compile: bool = False,
-               feature_layer: Optional[str] = None):
+               feature_layer: str = "act1"):
     if len(steps) != len(learning_rates) or not steps:
       raise AnoganError("steps and learning_rates need the same number of stages (at least one)")
     if any(int(s) < 1 for s in steps):
       raise AnoganError(f"steps={list(steps)}; every stage needs at least one iteration")
     one_of(reduction, REDUCTIONS, "reduction")
     one_of(z_init, DISTRIBUTIONS, "z_init")
-    self.feature_layer = discriminator.feature_layer if feature_layer is None else feature_layer
-    discriminator.check_feature_layer(self.feature_layer)
+    discriminator.check_feature_layer(feature_layer)
+    self.feature_layer = feature_layer
     self.generator = generator
     self.discriminator = discriminator
     self.lam = float(lam)

@@ -157,16 +157,18 @@ class Discriminator(_Stack):
 
   Defaults are seed 000's discriminator for 28x28x1 (6,369 weights). Layers are named
   conv1, [pad1,] bn1, act1, drop1, conv2, ..., flatten, logits (seed 002: no bn1, a pad2
-  zero-padding the bottom and right after conv2); `feature_layer` names the one whose
-  output f(x) the discrimination loss compares (seed 000: act1, the first conv after its
-  LeakyReLU; the other presets: flatten, the last feature layer before the output).
+  zero-padding the bottom and right after conv2). `features(x, layer)` reads any of them but the
+  logits: f(x) of AnoGAN's discrimination loss (seed 000: act1, the first conv after its
+  LeakyReLU; the other presets: flatten). Which layer is a setting of the mapping
+  (`LatentMapper(feature_layer=...)`), not of the network, so it is not saved with it;
+  `feature_layer`, which .keras files saved before that hold, is accepted and ignored.
   """
 
   def __init__(self, image_shape: Sequence[int] = (28, 28, 1), filters: Sequence[int] = (16, 32),
                strides: Sequence[int] = (2, 2), batchnorm: bool = False, dropout: float = 0.0,
-               leaky_slope: float = 0.2, bn_momentum: float = 0.99,
-               feature_layer: str = "act1", batchnorm_first: bool = True,
+               leaky_slope: float = 0.2, bn_momentum: float = 0.99, batchnorm_first: bool = True,
                zero_pad_after: Sequence[int] = (), **kwargs):
+    kwargs.pop("feature_layer", None)  # saved by earlier versions; now the mapper's setting
     super().__init__(**kwargs)
     self.image_shape = tuple(int(s) for s in image_shape)
     self.filters = tuple(int(f) for f in filters)
@@ -177,7 +179,6 @@ class Discriminator(_Stack):
     self.dropout = float(dropout)
     self.leaky_slope = float(leaky_slope)
     self.bn_momentum = float(bn_momentum)
-    self.feature_layer = feature_layer
     _check_sizes("discriminator", "d", self.filters, self.strides)
     if not 0.0 <= self.dropout < 1.0:
       raise AnoganError(f"discriminator dropout {self.dropout} is outside [0, 1); fix --d_dropout")
@@ -198,7 +199,6 @@ class Discriminator(_Stack):
         chain.append(keras.layers.Dropout(self.dropout, name=f"drop{i}"))
     chain += [keras.layers.Flatten(name="flatten"), keras.layers.Dense(1, name="logits")]
     self.chain = chain
-    self.check_feature_layer(feature_layer)
     self._build_chain((None,) + self.image_shape)
 
   def build(self, input_shape=None):
@@ -218,10 +218,8 @@ class Discriminator(_Stack):
     if name not in self.feature_layers:
       raise AnoganError(f"unknown --feature_layer '{name}'; use one of {', '.join(self.feature_layers)}")
 
-  def features(self, x, training=False, layer: str = None):
-    """f(x): the output of `layer` (default: this discriminator's `feature_layer`), flattened to
-    (batch, features)."""
-    layer = self.feature_layer if layer is None else layer
+  def features(self, x, training=False, layer: str = "act1"):
+    """f(x): the output of `layer` (default: seed 000's act1), flattened to (batch, features)."""
     self.check_feature_layer(layer)
     f = self._run(x, training, stop_at=layer)
     return tf.reshape(f, (tf.shape(f)[0], -1))  # (batch, h*w*c) for feature matching
@@ -233,8 +231,7 @@ class Discriminator(_Stack):
     return {**super().get_config(), "image_shape": list(self.image_shape), "filters": list(self.filters),
             "strides": list(self.strides), "batchnorm": self.batchnorm, "dropout": self.dropout,
             "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum,
-            "feature_layer": self.feature_layer, "batchnorm_first": self.batchnorm_first,
-            "zero_pad_after": list(self.zero_pad_after)}
+            "batchnorm_first": self.batchnorm_first, "zero_pad_after": list(self.zero_pad_after)}
 
 
 def build_networks(config) -> Tuple[Generator, Discriminator]:

@@ -34,13 +34,13 @@ def test_seed_generator_layers_follow_seed_000():
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_shapes_and_ranges(shape):
   g = Generator(image_shape=shape)
-  d = Discriminator(image_shape=shape, feature_layer="flatten")
+  d = Discriminator(image_shape=shape)
   z = np.random.default_rng(0).uniform(-1, 1, (5, 50)).astype(np.float32) * 30  # saturate tanh
   images = g(z).numpy()
   assert images.shape == (5,) + shape
   assert images.min() >= -1.0 and images.max() <= 1.0
   assert d(images).shape == (5, 1)
-  assert d.features(images).shape == (5, (shape[0] // 4) * (shape[1] // 4) * 32)  # flatten of conv2
+  assert d.features(images, layer="flatten").shape == (5, (shape[0] // 4) * (shape[1] // 4) * 32)  # flatten of conv2
 
 
 def test_feature_layer_is_the_first_conv_after_its_activation_by_default():
@@ -67,11 +67,18 @@ def test_features_reads_any_layer_without_changing_the_saved_discriminator():
                 Discriminator(batchnorm=True),  # the names Config.check validates --feature_layer with
                 Discriminator(batchnorm=True, batchnorm_first=False, zero_pad_after=(2,), dropout=0.25)):
     assert other.feature_layers == tuple(layer.name for layer in other.chain[:-1])
-  # What D saves is its structure and its own feature_layer; reading another layer adds nothing.
+  # What D saves is its structure; which layer f() reads is the mapper's setting, not saved with D.
   assert sorted(d.get_config()) == ["batchnorm", "batchnorm_first", "bn_momentum", "dropout", "dtype",
-                                    "feature_layer", "filters", "image_shape", "leaky_slope", "name", "strides",
+                                    "filters", "image_shape", "leaky_slope", "name", "strides",
                                     "trainable", "zero_pad_after"]
-  assert d.get_config()["feature_layer"] == "act1"
+
+
+def test_a_discriminator_saved_with_a_feature_layer_still_loads():
+  # Earlier versions saved feature_layer in D's config (discriminator.keras of existing workdirs).
+  d = Discriminator(filters=(4, 8))
+  old = {**d.get_config(), "feature_layer": "flatten"}
+  loaded = Discriminator.from_config(old)
+  assert loaded.get_config() == d.get_config() and not hasattr(loaded, "feature_layer")
 
 
 @pytest.mark.parametrize("make, message", [
@@ -85,7 +92,8 @@ def test_features_reads_any_layer_without_changing_the_saved_discriminator():
     (lambda: Discriminator(strides=(0, 2)), "discriminator strides [0, 2] must all be 1 or more; fix --d_strides"),
     (lambda: Discriminator(filters=(16, -1)), "discriminator filters [16, -1] must all be 1 or more"),
     (lambda: Discriminator(dropout=1.0), "discriminator dropout 1.0 is outside [0, 1); fix --d_dropout"),
-    (lambda: Discriminator(feature_layer="act9"), "unknown --feature_layer 'act9'; use one of conv1, act1, conv2"),
+    (lambda: Discriminator().features(np.zeros((1, 28, 28, 1), np.float32), layer="act9"),
+     "unknown --feature_layer 'act9'; use one of conv1, act1, conv2"),
 ], ids=["upsampling", "upsampling_case", "activation", "g_zero_stride", "g_negative_stride", "g_filters",
         "g_dense_channels", "d_zero_stride", "d_filters", "d_dropout", "feature_layer"])
 def test_the_networks_reject_unknown_or_impossible_settings(make, message):
