@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from anogan_tf.errors import AnoganError
-from anogan_tf.models import ae, base
+from anogan_tf.models import ae
 from anogan_tf.networks import Encoder, Generator
 
 NAME = "vae"
