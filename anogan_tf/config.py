@@ -19,7 +19,7 @@ class Config:
   """Settings of one run. Defaults are seed 000 (TF1 code, MNIST 28x28x1)."""
 
   # --- model family
-  model: str = "anogan"  # anogan | egbad (Efficient GAN) | ae (autoencoder) | vae
+  model: str = "anogan"  # the model family (anogan_tf/models/): anogan | ae (autoencoder) | vae (variational autoencoder)
 
   # --- data
   dataset: str = "mnist"  # mnist | fashion_mnist | cifar10
@@ -200,7 +200,6 @@ def parse_value(name, hint, raw):
 
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
-MODELS = ("anogan", "egbad", "ae", "vae")
 # The valid values of the string settings; the classes that take them (Generator, LatentMapper,
 # losses) check against these too.
 DISTRIBUTIONS = ("uniform", "normal")  # z_prior, z_init
@@ -249,7 +248,8 @@ def check(config: Config) -> None:
     what = "has an entry that is" if isinstance(value, tuple) else "is"
     raise AnoganError(f"--{name}={flag_text(value)} {what} {rule}; {fix}")
 
-  one_of(config.model, MODELS, "--model")
+  from anogan_tf import models  # the family registry; imported here because it builds on this module
+  one_of(config.model, models.names(), "--model")
   one_of(config.dataset, DATASETS, "dataset")
   need(len(config.normal_classes) > 0, "--normal_classes is empty; give at least one class, e.g. --normal_classes=0")
   one_of(config.z_prior, DISTRIBUTIONS, "--z_prior")

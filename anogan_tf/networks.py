@@ -58,6 +58,21 @@ def _takes_training(layer) -> bool:
   return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
 
 
+def batchnorm_statistics(model) -> list:
+  """The moving mean and variance of every BatchNormalization layer in `model`: the state a
+  training-mode forward pass updates. (Not `non_trainable_variables`: in Keras 3 those also hold
+  Dropout's random-generator state, which must move on at every pass.)"""
+  return [v for layer in model._flatten_layers(include_self=False)
+          if isinstance(layer, keras.layers.BatchNormalization) for v in (layer.moving_mean, layer.moving_variance)]
+
+
+def random_states(model) -> list:
+  """The state of every random-number generator in `model` (Dropout's SeedGenerator): the
+  variables Keras lists in `variables` but not in `weights`."""
+  weights = {id(v) for v in model.weights}
+  return [v for v in model.variables if id(v) not in weights]
+
+
 @keras.saving.register_keras_serializable(package="anogan_tf")
 class Generator(_Stack):
   """Maps z (batch, latent_dim) to images (batch, h, w, c) in [-1, 1] (tanh output).
@@ -232,11 +247,6 @@ class Discriminator(_Stack):
             "strides": list(self.strides), "batchnorm": self.batchnorm, "dropout": self.dropout,
             "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum,
             "batchnorm_first": self.batchnorm_first, "zero_pad_after": list(self.zero_pad_after)}
-
-
-def build_networks(config) -> Tuple[Generator, Discriminator]:
-  return (Generator(name="generator", **config.generator_kwargs()),
-          Discriminator(name="discriminator", **config.discriminator_kwargs()))
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")

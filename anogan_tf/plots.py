@@ -33,10 +33,11 @@ def save_grid(images: np.ndarray, path: str, columns: int = 8) -> None:
     plt.imsave(tmp, tile(to_display(images), columns), cmap="gray", vmin=0.0, vmax=1.0)
 
 
-def loss_plot(history: list, path: str) -> None:
+def loss_plot(history: list, path: str, keys=("g_loss", "d_loss")) -> None:
+  """The losses `keys` of history.csv's rows against the epoch."""
   fig, ax = plt.subplots(figsize=(7, 4))
   epochs = [row["epoch"] for row in history]
-  for key in ("g_loss", "d_loss"):
+  for key in keys:
     ax.plot(epochs, [row[key] for row in history], label=key)
   ax.set_xlabel("epoch")
   ax.set_ylabel("loss")

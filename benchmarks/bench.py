@@ -124,14 +124,14 @@ def measure_whole_split(n_images, batch_size):
 def measure_training(batch_size=256, n_images=5120, epochs=3):
   import tensorflow as tf
   from anogan_tf import Config
-  from anogan_tf.train_lib import GANTrainer
+  from anogan_tf.train_lib import Driver
   x, _ = _images(n_images)
-  trainer = GANTrainer(Config(batch_size=batch_size))
+  driver = Driver(Config(batch_size=batch_size))  # anogan: seed 000's GAN
   x = tf.constant(x)
-  trainer.train_epoch(x, 0, seed=0)  # trace
+  driver.train_epoch(x, 0)  # trace
   began = time.perf_counter()
   for epoch in range(1, epochs + 1):
-    trainer.train_epoch(x, epoch, seed=0)
+    driver.train_epoch(x, epoch)
   seconds = time.perf_counter() - began
   return {"batch_size": batch_size, "images": n_images * epochs, "seconds": round(seconds, 3),
           "images_per_second": round(n_images * epochs / seconds, 1), "step": "1 D step + 2 G steps per batch"}

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import anogan_tf
 from anogan_tf import AnoganError, Config, Discriminator, Generator
-from anogan_tf.networks import build_networks
+from anogan_tf.models import anogan
 
 
 def test_seed_networks_have_the_seeds_weight_counts():
@@ -109,7 +109,8 @@ def test_presets_build(preset):
     own = {line.split("=", 1)[0][2:]: line.strip().split("=", 1)[1] for line in f
            if line.startswith("--") and not line.startswith("--flagfile")}
   config = Config.from_strings(own)
-  g, d = build_networks(config)
+  networks = anogan.build_networks(config)
+  g, d = networks["generator"], networks["discriminator"]
   z = np.zeros((2, config.latent_dim), np.float32)
   assert g(z).shape == (2, 28, 28, 1)
   assert d.features(g(z)).shape[0] == 2
@@ -158,7 +159,8 @@ def _preset(name):
 def test_seed002_networks_are_keras_gans_dcgan():
   # Keras-GAN's dcgan.py, counted from its layers: D 393,729 and G 856,193 parameters (BN moving
   # statistics included, as Keras' model.summary counts them).
-  g, d = build_networks(_preset("seed002"))
+  networks = anogan.build_networks(_preset("seed002"))
+  g, d = networks["generator"], networks["discriminator"]
   assert [layer.name for layer in d.chain] == [
       "conv1", "act1", "drop1", "conv2", "pad2", "bn2", "act2", "drop2", "conv3", "bn3", "act3", "drop3",
       "conv4", "bn4", "act4", "drop4", "flatten", "logits"]
@@ -173,7 +175,7 @@ def test_seed002_networks_are_keras_gans_dcgan():
 
 def test_seed001_generator_normalises_the_dense_outputs_then_reshapes():
   # Linear -> BatchNorm1d(g_dim*8*7*7) -> ReLU -> view, then the transposed convolutions.
-  g, _ = build_networks(_preset("seed001"))
+  g = anogan.build_networks(_preset("seed001"))["generator"]
   assert [layer.name for layer in g.chain][:4] == ["dense", "bn0", "act0", "reshape"]
   assert g.get_layer("bn0").moving_mean.shape == (128 * 7 * 7,)
   assert g.get_layer("act0").__class__.__name__ == "ReLU"
