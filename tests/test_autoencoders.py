@@ -1,7 +1,7 @@
-"""The autoencoder and VAE families (anogan_tf/models/ae.py, vae.py): the four tests every family
-has (shapes and ranges, .keras round trip, short training, scoring), on tiny networks and
-synthetic blobs. The training loop here is the tests' own (a compiled loop over train_step),
-standing in for the shared driver."""
+"""The autoencoder and VAE families (anogan_tf/models/ae.py, vae.py) in detail: shapes and ranges,
+.keras round trip, short training, scoring, on tiny networks and synthetic blobs. The training
+loop here is the tests' own (a compiled loop over train_step, many steps for little time);
+tests/test_families.py runs every family through the shared driver, evaluate and score."""
 
 import subprocess
 import sys

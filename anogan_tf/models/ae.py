@@ -17,8 +17,8 @@ For the autoencoder alone the choice only scales the loss by the pixel count (28
 MNIST): Adam's steps and the ranking of scores are the same either way.
 
 The same per-image error, of the decoding in inference mode, is the anomaly score; `residual_map`
-is |x - x'| per pixel. Shared pieces (input checks, the chunked scorer, the error itself) live here
-and vae.py builds on them.
+is |x - x'| per pixel. Shared pieces (the chunked scorer, the error itself) live here and vae.py
+builds on them; the input checks are every scorer's (base.check_images).
 """
 
 from __future__ import annotations
@@ -143,29 +143,6 @@ def make_trainer(config, networks) -> AutoencoderTrainer:
 
 # --- scoring
 
-def check_images(images, image_shape) -> np.ndarray:
-  """images as float32 (N, h, w, c) in [-1, 1] (N, h, w accepted for one channel), else a
-  one-line AnoganError naming the problem and the fix (LatentMapper.check_images' messages)."""
-  image_shape = tuple(image_shape)
-  x = np.asarray(images)
-  if x.ndim == 3 and image_shape[-1] == 1:
-    x = x[..., None]
-  if x.ndim != 4 or tuple(x.shape[1:]) != image_shape:
-    raise AnoganError(f"images have shape {tuple(x.shape)} but the model expects (N,) + {image_shape}; "
-                      "resize them or train a model for this shape")
-  if not np.issubdtype(x.dtype, np.floating):
-    raise AnoganError(f"images have dtype {x.dtype}; pass floats scaled to [-1, 1] (e.g. x / 127.5 - 1)")
-  x = x.astype(np.float32, copy=False)
-  if x.size and not np.isfinite(x).all():
-    raise AnoganError("images contain NaN or inf; remove or repair those images")
-  if x.size and (x.min() < -1.001 or x.max() > 1.001):
-    raise AnoganError(f"image values span [{x.min():.3g}, {x.max():.3g}], outside [-1, 1]; "
-                      "scale them as x / 127.5 - 1")
-  if len(x) == 0:
-    raise AnoganError("no images to score; pass at least one image")
-  return x
-
-
 class ChunkScorer(base.Scorer):
   """Scores `batch_size` images per compiled forward pass (the last chunk padded with zeros;
   rows are independent in inference mode, so padding changes no score). One trace per chunk
@@ -199,7 +176,7 @@ class ChunkScorer(base.Scorer):
     return self._functions[size]
 
   def check_images(self, images) -> np.ndarray:
-    return check_images(images, self.image_shape)
+    return base.check_images(images, self.image_shape)
 
   def score_chunks(self, images) -> Iterator[base.ScoreResult]:
     x = self.check_images(images)
@@ -234,6 +211,9 @@ class AutoencoderScorer(ChunkScorer):
     super().__init__(encoder.image_shape, batch_size)
     self.encoder, self.decoder = encoder, decoder
     self.recon_loss = recon_loss
+
+  def settings(self) -> dict:
+    return {"recon_loss": self.recon_loss, "map_batch_size": self.batch_size}
 
   def _forward(self, x):
     z = self.encoder(x, training=False)

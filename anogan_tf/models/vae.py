@@ -135,6 +135,10 @@ class VAEScorer(ae.ChunkScorer):
     self.encoder, self.decoder = encoder, decoder
     self.recon_loss, self.vae_score, self.kl_weight = recon_loss, vae_score, float(kl_weight)
 
+  def settings(self) -> dict:
+    return {"recon_loss": self.recon_loss, "kl_weight": self.kl_weight, "vae_score": self.vae_score,
+            "map_batch_size": self.batch_size}
+
   def _forward(self, x):
     mean, log_var = split_code(self.encoder(x, training=False), self.encoder.latent_dim)
     reconstruction = self.decoder(mean, training=False)
