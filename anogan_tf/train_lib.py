@@ -251,9 +251,9 @@ def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None
       raise AnoganError(f"{flags_path} is damaged ({e if isinstance(e, AnoganError) else type(e).__name__}); "
                         "restore it, or pass --overwrite to start over") from None
     if old.model != config.model:
-      raise AnoganError(f"workdir {workdir} holds a {old.model} model (--model={old.model} in its flags.txt), not "
-                        f"{config.model}; use another --workdir for --model={config.model}, or pass --overwrite "
-                        "to replace it")
+      raise AnoganError(f"workdir {workdir} holds a model trained with --model={old.model} (its flags.txt), not "
+                        f"--model={config.model}; use another --workdir for --model={config.model}, or pass "
+                        "--overwrite to replace it")
     changed = [f.name for f in dataclasses.fields(Config)
                if f.name not in NOT_TRAINING_FIELDS and getattr(old, f.name) != getattr(config, f.name)]
     if changed:

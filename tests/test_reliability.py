@@ -571,10 +571,10 @@ def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path)
         ("train", "checkpoint_truncated"): (copy(family, "ckpt", lambda p: _damage_checkpoint(p, "truncated")),
                                             ["--epochs=3"], ("ckpt-1 cannot be read", "--overwrite")),
         ("train", "anogan_workdir"): (copy("anogan", f"as_{family}"), [f"--model={family}", "--epochs=3"],
-                                      (f"holds a anogan model (--model=anogan in its flags.txt), not {family}",
-                                       "use another --workdir", "--overwrite")),
+                                      (f"holds a model trained with --model=anogan (its flags.txt), not --model={family}",
+                                       f"use another --workdir for --model={family}", "--overwrite")),
         ("train", "as_anogan"): (copy(family, "as_anogan"), ["--model=anogan", "--epochs=3"],
-                                 (f"holds a {family} model (--model={family} in its flags.txt), not anogan",)),
+                                 (f"holds a model trained with --model={family} (its flags.txt), not --model=anogan",)),
         ("train", "nan_data"): (copy(family, "nan_data"), [f"--data_dir={bad_data}", "--epochs=3"],
                                 ("x_train images contain NaN or inf", "repair")),
         ("evaluate", "garbage_model"): (copy(family, "garbage", lambda p: open(os.path.join(p, f"{first}.keras"), "wb")
