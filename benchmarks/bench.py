@@ -4,7 +4,8 @@
 
 Writes <output>.json and <output>.md. Every ratio compares figures measured in this run.
 Seed-000 networks (randomly initialised: throughput does not depend on the weight values).
-Not part of the installed package: it imports the installed (or checked-out) anogan_tf.
+Not part of the installed package: a script beside it that measures the anogan_tf of the checkout
+it sits in (its folder's parent comes first on sys.path, as experiments/reproduce.py does).
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-from absl import app, flags
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("output", "experiments/results/bench", "Path prefix of the .json and .md reports.")
 flags.DEFINE_integer("test_images", 10000, "Images in the 'whole test split' measurement.")
