@@ -121,15 +121,22 @@ def test_noise_and_sample():
 
 # --- 2. serialisation
 
+def _odd_discriminator():
+  """A D(x, z) with every setting off its default, so a setting get_config drops shows."""
+  return egbad.BiGANDiscriminator(image_shape=(28, 28, 1), latent_dim=8, filters=(4, 6, 8), strides=(2, 1, 2),
+                                  batchnorm=True, dropout=0.1, z_units=16, joint_units=(12, 10), leaky_slope=0.1,
+                                  bn_momentum=0.9, name="discriminator")
+
+
 def test_get_config_round_trip():
-  d = _networks(TINY_BN)["discriminator"]
+  d = _odd_discriminator()
   clone = type(d).from_config(d.get_config())
   assert clone.get_config() == d.get_config() and clone.count_params() == d.count_params()
   assert keras.saving.get_registered_object("anogan_tf>BiGANDiscriminator") is egbad.BiGANDiscriminator
 
 
 def test_keras_round_trip_in_a_fresh_interpreter(tmp_path):
-  nets = _networks(TINY_BN)
+  nets = {**_networks(TINY_BN), "discriminator": _odd_discriminator()}
   rng = np.random.default_rng(2)
   x = rng.uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)
   z = rng.uniform(-1, 1, (4, 8)).astype(np.float32)
@@ -245,9 +252,9 @@ def test_bn_statistics_move_only_in_their_own_step():
 def test_training_is_deterministic_for_a_seed():
   x = synthetic_images(32, seed=7)
 
-  def run(seed):
+  def run(seed):  # the same noise for every seed: only the initial weights depend on it
     nets = _networks(TINY, seed=seed)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     return _steps(egbad.make_trainer(TINY, nets), x, [egbad.noise(rng, 32, TINY) for _ in range(3)])
 
   first = run(0)
