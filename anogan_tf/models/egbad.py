@@ -41,8 +41,9 @@ NETWORKS = ("generator", "encoder", "discriminator")
 LOSS_NAMES = ("d_loss", "g_loss", "e_loss", "d_acc")
 DEFAULT_SCORE_BATCH = 256  # images per compiled chunk when --map_batch_size=0
 
-# Settings Config does not have yet (see the report of fam-egbad): the seed-000-size values until
-# they exist. `d_lr_scale` multiplies --lr (and --lr_after_decay) for D only.
+# Settings Config does not have yet, read from it once it has them; until then these seed-000-size
+# values. d_z_units / d_joint_units: widths of D(x, z)'s z Dense and joint Dense layers (seed 003:
+# 512 / 1024); d_lr_scale multiplies --lr and --lr_after_decay for D only (seed 003: 0.25).
 PROPOSED_DEFAULTS = {"d_z_units": 128, "d_joint_units": (128,), "d_lr_scale": 1.0}
 
 
