@@ -19,7 +19,7 @@ class Config:
   """Settings of one run. Defaults are seed 000 (TF1 code, MNIST 28x28x1)."""
 
   # --- model family
-  model: str = "anogan"  # the model family (anogan_tf/models/): anogan | ae (autoencoder) | vae (variational autoencoder)
+  model: str = "anogan"  # the model family (anogan_tf/models/): anogan | egbad (Efficient GAN) | ae (autoencoder) | vae (variational autoencoder)
 
   # --- data
   dataset: str = "mnist"  # mnist | fashion_mnist | cifar10

@@ -11,7 +11,7 @@ index (`0`, `1`, ...). The heatmap of the image named N is `heatmaps/N.png`, so 
 get `heatmaps/a.png.png` and `heatmaps/a.jpg.png`. scores.csv names both. Nothing is created
 before the mapping is done; then scores.csv is removed, the heatmaps are written, and scores.csv
 is written last: an output folder holding scores.csv holds a complete run. scores.csv's columns:
-name, score, the family's parts of the score (anogan: residual, discrimination; ae:
+name, score, the family's parts of the score (anogan, egbad: residual, discrimination; ae:
 reconstruction; vae: reconstruction, kl), heatmap.
 """
 

@@ -12,10 +12,11 @@ from typing import Dict, Tuple
 
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import base  # first: the family modules (and mapper.py) build on it
-from anogan_tf.models import ae, anogan, vae
+from anogan_tf.models import ae, anogan, egbad, vae
 
 FAMILIES: Dict[str, ModuleType] = {
     anogan.NAME: anogan,  # the default
+    egbad.NAME: egbad,
     ae.NAME: ae,
     vae.NAME: vae,
 }

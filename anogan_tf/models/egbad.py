@@ -33,8 +33,9 @@ import tensorflow as tf
 
 from anogan_tf import losses
 from anogan_tf.errors import AnoganError
+from anogan_tf.layers import FusedBatchNormalization, SubpixelGradientConv2D
 from anogan_tf.models import base
-from anogan_tf.networks import Encoder, FusedBatchNormalization, Generator, SubpixelGradientConv2D
+from anogan_tf.networks import Encoder, Generator, batchnorm_statistics
 
 NAME = "egbad"
 NETWORKS = ("generator", "encoder", "discriminator")
@@ -194,13 +195,6 @@ def sample(networks, noise) -> np.ndarray:
   return networks["generator"](z, training=False).numpy()
 
 
-def bn_statistics(model) -> list:
-  """The moving mean and variance of every BatchNormalization layer in `model` (GANTrainer's rule:
-  not `non_trainable_variables`, which also hold Dropout's generator state)."""
-  return [v for layer in model._flatten_layers(include_self=False)
-          if isinstance(layer, keras.layers.BatchNormalization) for v in (layer.moving_mean, layer.moving_variance)]
-
-
 def _snapshot(variables):
   return [tf.identity(v) for v in variables]
 
@@ -222,6 +216,7 @@ class EGBADTrainer(base.Trainer):
   (seed 003: D at a quarter of G's and E's rate)."""
 
   loss_names = LOSS_NAMES
+  collapse_loss = "d_loss"
 
   def __init__(self, config, networks):
     super().__init__(name="egbad_trainer")
@@ -265,49 +260,27 @@ class EGBADTrainer(base.Trainer):
     e_tape = tf.GradientTape()
     with e_tape:  # E's forward pass, once: the D step sees it as data, the E step differentiates it
       encoded = e(x, training=True)
-    g_stats = _snapshot(bn_statistics(g))
+    g_stats = _snapshot(batchnorm_statistics(g))
     fake = g(z_d, training=True)
-    _restore(bn_statistics(g), g_stats)  # the book's D step steps only D
+    _restore(batchnorm_statistics(g), g_stats)  # the book's D step steps only D
 
     with tf.GradientTape() as tape:
       d_loss, _, d_acc = losses.gan_losses(d((x, encoded), training=True), d((fake, z_d), training=True))
     _apply(self.d_optimizers[phase], d_loss, tape, d)
 
-    d_stats = _snapshot(bn_statistics(d))
+    d_stats = _snapshot(batchnorm_statistics(d))
     with tf.GradientTape() as tape:
       g_loss = losses.discriminator_loss_on(d((g(z_g, training=True), z_g), training=True), 1.0)
     _apply(self.g_optimizers[phase], g_loss, tape, g)
     with e_tape:  # resumes the tape that holds E(x)
       e_loss = losses.discriminator_loss_on(d((x, encoded), training=True), 0.0)  # -log(1 - D(x, E(x)))
     _apply(self.e_optimizers[phase], e_loss, e_tape, e)
-    _restore(bn_statistics(d), d_stats)
+    _restore(batchnorm_statistics(d), d_stats)
     return dict(d_loss=d_loss, g_loss=g_loss, e_loss=e_loss, d_acc=d_acc)
 
 
 def make_trainer(config, networks) -> EGBADTrainer:
   return EGBADTrainer(config, networks)
-
-
-def check_images(images, image_shape) -> np.ndarray:
-  """images as float32 (N, h, w, c), or AnoganError naming the problem (as LatentMapper.check_images)."""
-  image_shape = tuple(image_shape)
-  x = np.asarray(images)
-  if x.ndim == 3 and image_shape[-1] == 1:
-    x = x[..., None]
-  if x.ndim != 4 or tuple(x.shape[1:]) != image_shape:
-    raise AnoganError(f"images have shape {tuple(x.shape)} but the model expects (N,) + {image_shape}; "
-                      "resize them or train a model for this shape")
-  if not np.issubdtype(x.dtype, np.floating):
-    raise AnoganError(f"images have dtype {x.dtype}; pass floats scaled to [-1, 1] (e.g. x / 127.5 - 1)")
-  x = x.astype(np.float32, copy=False)
-  if len(x) == 0:
-    raise AnoganError("no images to score; pass at least one image")
-  if not np.isfinite(x).all():
-    raise AnoganError("images contain NaN or inf; remove or repair those images")
-  if x.min() < -1.001 or x.max() > 1.001:
-    raise AnoganError(f"image values span [{x.min():.3g}, {x.max():.3g}], outside [-1, 1]; "
-                      "scale them as x / 127.5 - 1")
-  return x
 
 
 class EGBADScorer(base.Scorer):
@@ -336,6 +309,9 @@ class EGBADScorer(base.Scorer):
     self.trace_count = 0
     self._functions = {}
 
+  def settings(self) -> dict:
+    return {"lam": self.lam, "map_reduction": self.reduction, "map_batch_size": self.batch_size}
+
   def _forward(self, x):
     self.trace_count += 1  # Python side effect: once per trace, never per call
     z = self.encoder(x, training=False)
@@ -357,7 +333,7 @@ class EGBADScorer(base.Scorer):
     return self._functions[size]
 
   def score_chunks(self, images) -> Iterator[base.ScoreResult]:
-    x = check_images(images, self.image_shape)
+    x = base.check_images(images, self.image_shape)
     size = min(self.batch_size, len(x))
     forward = self._function(size)
     for start in range(0, len(x), size):
