@@ -43,7 +43,7 @@ compare: install
 	  --runs_dir=$(RUNS) --results_dir=$(RESULTS) --extra="$(EXTRA)"
 
 bench: install
-	$(PY) -m anogan_tf.bench --output=experiments/results/bench
+	$(PY) benchmarks/bench.py --output=experiments/results/bench
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,7 +1,9 @@
-"""anogan_tf: AnoGAN (Schlegl et al., IPMI 2017, https://arxiv.org/abs/1703.05921) in TF2 / Keras 3.
+"""anogan_tf: AnoGAN (Schlegl et al., IPMI 2017, https://arxiv.org/abs/1703.05921) in TF2 / Keras 3,
+and the anomaly detectors it is compared with, as model families on one protocol (`--model`).
 
-Importing the package registers `Generator` and `Discriminator` with Keras, so
-`keras.models.load_model("generator.keras")` needs no `custom_objects`.
+Importing the package imports every model family (anogan_tf.models) and so registers all their
+networks with Keras: `keras.models.load_model("generator.keras")` (or any family's
+`<network>.keras`) needs no `custom_objects`.
 
 As a library it leaves TensorFlow's logging alone. Only the command-line tools
 (`python -m anogan_tf.<tool>`) quiet TensorFlow, so that they print their own progress and
@@ -120,9 +122,12 @@ if _run_as_a_command():
 
 from anogan_tf.config import Config  # noqa: E402
 from anogan_tf.errors import AnoganError  # noqa: E402
-from anogan_tf.networks import Discriminator, Generator  # noqa: E402
+from anogan_tf.networks import Discriminator, Encoder, Generator  # noqa: E402
+from anogan_tf import models  # noqa: E402  (before mapper.py, which builds on models/base.py)
 from anogan_tf.mapper import LatentMapper, MappingResult  # noqa: E402
+from anogan_tf.models.base import ScoreResult  # noqa: E402
 from anogan_tf import losses  # noqa: E402
 
-__all__ = ["Config", "AnoganError", "Generator", "Discriminator", "LatentMapper", "MappingResult", "losses"]
+__all__ = ["Config", "AnoganError", "Generator", "Discriminator", "Encoder", "LatentMapper", "MappingResult",
+           "ScoreResult", "models", "losses"]
 __version__ = "0.1.0"

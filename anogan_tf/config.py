@@ -19,7 +19,7 @@ class Config:
   """Settings of one run. Defaults are seed 000 (TF1 code, MNIST 28x28x1)."""
 
   # --- model family
-  model: str = "anogan"  # anogan | egbad (Efficient GAN) | ae (autoencoder) | vae
+  model: str = "anogan"  # the model family (anogan_tf/models/): anogan | egbad (Efficient GAN) | ae (autoencoder) | vae (variational autoencoder)
 
   # --- data
   dataset: str = "mnist"  # mnist | fashion_mnist | cifar10
@@ -112,8 +112,8 @@ class Config:
     return dict(image_shape=self.image_shape, filters=self.d_filters,
                 strides=self.d_strides, batchnorm=self.d_batchnorm,
                 dropout=self.d_dropout, leaky_slope=self.leaky_slope,
-                bn_momentum=self.bn_momentum, feature_layer=self.feature_layer,
-                batchnorm_first=self.d_batchnorm_first, zero_pad_after=self.d_zero_pad_after)
+                bn_momentum=self.bn_momentum, batchnorm_first=self.d_batchnorm_first,
+                zero_pad_after=self.d_zero_pad_after)
 
   def mapper_kwargs(self) -> dict:
     return dict(lam=self.lam, steps=self.map_steps, learning_rates=self.map_lrs,
@@ -200,7 +200,6 @@ def parse_value(name, hint, raw):
 
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
-MODELS = ("anogan", "egbad", "ae", "vae")
 # The valid values of the string settings; the classes that take them (Generator, LatentMapper,
 # losses) check against these too.
 DISTRIBUTIONS = ("uniform", "normal")  # z_prior, z_init
@@ -249,7 +248,8 @@ def check(config: Config) -> None:
     what = "has an entry that is" if isinstance(value, tuple) else "is"
     raise AnoganError(f"--{name}={flag_text(value)} {what} {rule}; {fix}")
 
-  one_of(config.model, MODELS, "--model")
+  from anogan_tf import models  # the family registry; imported here because it builds on this module
+  one_of(config.model, models.names(), "--model")
   one_of(config.dataset, DATASETS, "dataset")
   need(len(config.normal_classes) > 0, "--normal_classes is empty; give at least one class, e.g. --normal_classes=0")
   one_of(config.z_prior, DISTRIBUTIONS, "--z_prior")

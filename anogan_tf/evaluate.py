@@ -3,9 +3,10 @@
   python -m anogan_tf.evaluate --workdir=runs/mnist0 [--test_examples=500]
   python -m anogan_tf.evaluate --workdir=runs/mnist0 --flagfile=experiments/paper.flags --eval_dir=runs/mnist0/eval_paper
 
-Settings come from the workdir's flags.txt. Mapping settings given here (--lam, --map_steps,
---map_lrs, --map_reduction, --z_init, --z_init_std, --feature_layer, --seed, ...) override them;
-any other flag must match the workdir, whose trained networks fix it (--epochs is ignored).
+Settings come from the workdir's flags.txt, --model (the family) included. Scoring settings
+given here (--lam, --map_steps, --map_lrs, --map_reduction, --z_init, --z_init_std,
+--feature_layer, --vae_score, --seed, ...) override them; any other flag must match the workdir,
+whose trained networks fix it (--epochs is ignored).
 """
 
 import os
@@ -14,7 +15,7 @@ from absl import flags
 
 from anogan_tf import flags as anogan_flags
 
-flags.DEFINE_string("workdir", None, "A trained workdir (holding generator.keras and flags.txt).")
+flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).")
 flags.DEFINE_string("eval_dir", None, "Where to write the evaluation (default: WORKDIR/eval); another "
                     "folder keeps an evaluation with other mapping settings beside the first.")
 anogan_flags.define_config_flags()

@@ -1,4 +1,5 @@
-"""One-class evaluation: map the test split, score every image, write metrics and figures."""
+"""One-class evaluation, the same for every model family: score the test split with the family's
+scorer, write metrics and figures."""
 
 from __future__ import annotations
 
@@ -11,34 +12,34 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from anogan_tf import plots
+from anogan_tf import models, plots
 from anogan_tf.config import Config
 from anogan_tf.data import load_one_class
 from anogan_tf.errors import AnoganError
 from anogan_tf.faults import fault_point
 from anogan_tf.io_utils import DirectoryLock, atomic_path, write_text
-from anogan_tf.mapper import LatentMapper
 
 GALLERY_SIZE = 8
 EVAL_FILES = ("scores.csv", "roc.png", "pr.png", "score_histogram.png", "mapping_loss.png", "gallery.png",
               "metrics.json")  # in the order written: metrics.json last, as the mark of a complete eval/
+# mapping_loss.png only for a scorer with a per-iteration trajectory (AnoGAN's search)
+TRAJECTORY_FILES = ("mapping_loss.png",)
 
 
-def load_models(workdir: str):
-  """The trained generator and discriminator of a workdir (its .keras files)."""
+def load_networks(workdir: str, family) -> dict:
+  """{name: keras.Model} of the family's trained networks, from the workdir's <name>.keras files."""
   import keras
-  import anogan_tf  # noqa: F401  registers the classes with Keras
-  models = []
-  for name in ("generator", "discriminator"):
+  networks = {}
+  for name in family.NETWORKS:
     path = os.path.join(workdir, f"{name}.keras")
     if not os.path.exists(path):
       raise AnoganError(f"{path} is missing; train first: python -m anogan_tf.train --workdir={workdir} ...")
     try:
-      models.append(keras.models.load_model(path))
+      networks[name] = keras.models.load_model(path)
     except Exception as e:  # Keras raises many types for damaged archives
       raise AnoganError(f"{path} cannot be loaded ({type(e).__name__}); rerun training on the workdir "
                         "to export it again") from None
-  return tuple(models)
+  return networks
 
 
 def lock_eval(workdir: str, out_dir: str = "") -> DirectoryLock:
@@ -54,8 +55,9 @@ def lock_eval(workdir: str, out_dir: str = "") -> DirectoryLock:
 
 
 def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out_dir: str = "") -> dict:
-  """Scores the test split with the workdir's models; writes `out_dir` (default workdir/eval/)
-  and returns the metrics. Another `out_dir` keeps evaluations with other mapping settings apart.
+  """Scores the test split with the workdir's `config.model` family; writes `out_dir` (default
+  workdir/eval/) and returns the metrics. Another `out_dir` keeps evaluations with other scoring
+  settings apart.
 
   Models and data are loaded and checked before eval/ is touched. eval/ is locked while this
   runs (a second evaluate on the workdir fails at once), every file is written atomically,
@@ -65,41 +67,77 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out
   if config.deterministic:
     import tensorflow as tf
     tf.config.experimental.enable_op_determinism()
-  generator, discriminator = load_models(workdir)
+  family = models.family(config.model)
+  networks = load_networks(workdir, family)
   data = data if data is not None else load_one_class(config)
   labels = data.y_test
   if len(np.unique(labels)) < 2:
     raise AnoganError("the test images hold only one label, so AUROC is undefined; use more --test_examples")
+  scorer = family.make_scorer(config, networks)
   out_dir = out_dir or os.path.join(workdir, "eval")
   with lock_eval(workdir, out_dir):
-    return _evaluate(config, out_dir, data, generator, discriminator, progress)
+    return _evaluate(config, out_dir, data, scorer, progress)
 
 
 _TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$")
 
 
-def _evaluate(config, out_dir, data, generator, discriminator, progress) -> dict:
+class _Extremes:
+  """The k highest- and k lowest-scoring images seen so far, with their reconstructions and
+  residual maps, kept while the chunks stream by (memory: 2k images, not the whole split).
+  Ties go to the later index among the highest and the earlier among the lowest, as a stable
+  sort of the whole split orders them."""
+
+  def __init__(self, k: int):
+    self.k = k
+    self.index = np.zeros(0, int)
+    self.score = np.zeros(0)
+    self.reconstruction = self.residual_map = None
+
+  def add(self, first: int, result) -> None:
+    index = np.concatenate([self.index, first + np.arange(len(result))])
+    score = np.concatenate([self.score, result.score])
+    arrays = [result.reconstruction, result.residual_map]
+    if self.reconstruction is not None:
+      arrays = [np.concatenate([old, new]) for old, new in zip((self.reconstruction, self.residual_map), arrays)]
+    order = np.argsort(score, kind="stable")  # candidates are in index order, so ties keep it
+    keep = np.unique(np.concatenate([order[:self.k], order[::-1][:self.k]]))  # ascending: index order kept
+    self.index, self.score = index[keep], score[keep]
+    self.reconstruction, self.residual_map = (a[keep] for a in arrays)
+
+  def chosen(self):
+    """(indices, reconstructions, residual maps): the k most anomalous (highest first), then the
+    k least (lowest first)."""
+    order = np.argsort(self.score, kind="stable")
+    rows = np.concatenate([order[::-1][:self.k], order[:self.k]])
+    return self.index[rows], self.reconstruction[rows], self.residual_map[rows]
+
+
+def _evaluate(config, out_dir, data, scorer, progress) -> dict:
   from sklearn.metrics import average_precision_score, roc_auc_score
   labels = data.y_test
   for name in os.listdir(out_dir):  # what a killed evaluate left half-written
     if _TEMPORARY.match(name):
       os.remove(os.path.join(out_dir, name))
 
-  mapper = LatentMapper(generator, discriminator, **config.mapper_kwargs())
   n = len(data.x_test)
-  score, residual, discrimination, z = [], [], [], []
-  trajectory_sum = np.zeros(sum(config.map_steps))
+  k = min(GALLERY_SIZE, n // 2) or 1
+  extremes = _Extremes(k)
+  scores, parts, trajectory_sum = [], {}, None
   began = time.perf_counter()
-  with tqdm(total=n, desc="map", unit="img", disable=not progress, dynamic_ncols=True) as bar:
-    for result in mapper.map_chunks(data.x_test):  # one trace for the whole split
-      score.append(result.score)
-      residual.append(result.residual)
-      discrimination.append(result.discrimination)
-      z.append(result.z)
-      trajectory_sum += result.trajectory.sum(axis=0)
+  with tqdm(total=n, desc="score", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+    for result in scorer.score_chunks(data.x_test):  # one trace for the whole split
+      extremes.add(sum(len(s) for s in scores), result)
+      scores.append(result.score)
+      for key, values in result.parts.items():
+        parts.setdefault(key, []).append(values)
+      if "trajectory" in result.extras:
+        chunk_sum = result.extras["trajectory"].sum(axis=0)
+        trajectory_sum = chunk_sum if trajectory_sum is None else trajectory_sum + chunk_sum
       bar.update(len(result))
   seconds = time.perf_counter() - began
-  score, residual, discrimination, z = map(np.concatenate, (score, residual, discrimination, z))
+  score = np.concatenate(scores)
+  parts = {key: np.concatenate(values) for key, values in parts.items()}
   fault_point("map")
 
   auroc = float(roc_auc_score(labels, score))
@@ -109,16 +147,9 @@ def _evaluate(config, out_dir, data, generator, discriminator, progress) -> dict
   auprc_normal = float(average_precision_score(1 - labels, -score))
   metrics = {"auroc": auroc, "auprc": auprc, "auprc_normal": auprc_normal, "n_normal": int(np.sum(labels == 0)),
              "n_anomalous": int(np.sum(labels == 1)), "seconds": round(seconds, 3),
-             "images_per_second": round(n / seconds, 3), "dataset": config.dataset,
-             "normal_classes": list(config.normal_classes), "lam": config.lam,
-             "map_steps": list(config.map_steps), "map_lrs": list(config.map_lrs), "seed": config.seed,
-             "feature_layer": mapper.feature_layer, "map_reduction": config.map_reduction,
-             "z_init": config.z_init, "z_init_std": config.z_init_std,
-             "map_batch_size": mapper.batch_size,  # the one used (0 asks for automatic)
-             # the mapping's Adam: epsilon is --adam_epsilon; the betas are LatentMapper's (0.9, 0.999),
-             # not --adam_beta_1/2, which only training uses
-             "map_adam_beta_1": mapper.adam_beta_1, "map_adam_beta_2": mapper.adam_beta_2,
-             "map_adam_epsilon": mapper.adam_epsilon,
+             "images_per_second": round(n / seconds, 3), "model": config.model, "dataset": config.dataset,
+             "normal_classes": list(config.normal_classes), "seed": config.seed,
+             **scorer.settings(),  # every setting that changes the scores, as the scorer applied it
              "test_examples": n, "eval_split": data.split, "val_fraction": config.val_fraction}
   metrics_path = os.path.join(out_dir, "metrics.json")
   if os.path.exists(metrics_path):
@@ -126,22 +157,21 @@ def _evaluate(config, out_dir, data, generator, discriminator, progress) -> dict
   with atomic_path(os.path.join(out_dir, "scores.csv")) as tmp:
     with open(tmp, "w", newline="") as f:
       writer = csv.writer(f, lineterminator="\n")
-      writer.writerow(("index", "label", "class", "score", "residual", "discrimination"))
-      writer.writerows((i, l, c, f"{s:.8g}", f"{r:.8g}", f"{d:.8g}") for i, l, c, s, r, d in
-                       zip(data.test_indices, labels, data.classes_test, score, residual, discrimination))
+      writer.writerow(("index", "label", "class", "score") + tuple(parts))
+      writer.writerows((i, l, c, *(f"{v:.8g}" for v in values)) for i, l, c, *values in
+                       zip(data.test_indices, labels, data.classes_test, score, *parts.values()))
   fault_point("eval_write")
 
   plots.roc_pr_plots(labels, score, auroc, auprc, out_dir)
   plots.score_histogram(labels, score, os.path.join(out_dir, "score_histogram.png"))
-  plots.mapping_loss_plot(trajectory_sum / n, os.path.join(out_dir, "mapping_loss.png"))
-  order = np.argsort(score)
-  k = min(GALLERY_SIZE, n // 2) or 1
-  chosen = np.concatenate([order[::-1][:k], order[:k]])  # most anomalous, then least
-  generated = generator(z[chosen], training=False).numpy()
-  queries = data.x_test[chosen]
+  trajectory_plot = os.path.join(out_dir, "mapping_loss.png")
+  if trajectory_sum is not None:
+    plots.mapping_loss_plot(trajectory_sum / n, trajectory_plot)
+  elif os.path.exists(trajectory_plot):
+    os.remove(trajectory_plot)  # from an evaluation of another family: not of these scores
+  chosen, reconstructions, residual_maps = extremes.chosen()
   titles = [f"{'top' if i < k else 'low'} {score[j]:.3f}\nclass {data.classes_test[j]}"
             for i, j in enumerate(chosen)]
-  plots.gallery(queries, generated, np.abs(queries - generated), titles,
-                os.path.join(out_dir, "gallery.png"))
+  plots.gallery(data.x_test[chosen], reconstructions, residual_maps, titles, os.path.join(out_dir, "gallery.png"))
   write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
   return metrics

@@ -1,4 +1,5 @@
-"""LatentMapper: AnoGAN's search for the z whose G(z) best explains a query image.
+"""LatentMapper: AnoGAN's search for the z whose G(z) best explains a query image; AnoGAN's
+scorer (anogan_tf.models.base.Scorer: `score(images)` is `map(images)` as a ScoreResult).
 
 z is one trainable variable for a whole batch. The loss is summed over the batch and Adam
 acts element-wise, so every image follows the trajectory it would follow alone: batched mapping
@@ -20,6 +21,7 @@ import tensorflow as tf
 from anogan_tf import losses
 from anogan_tf.config import DISTRIBUTIONS, REDUCTIONS, one_of
 from anogan_tf.errors import AnoganError
+from anogan_tf.models import base
 
 
 @dataclasses.dataclass
@@ -41,6 +43,13 @@ class MappingResult:
   def concatenate(parts: Sequence["MappingResult"]) -> "MappingResult":
     return MappingResult(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
                             for f in dataclasses.fields(MappingResult)})
+
+  def score_result(self) -> base.ScoreResult:
+    """The same numbers as the family interface's ScoreResult: reconstruction = G(z*), parts
+    residual and discrimination, extras z and trajectory."""
+    return base.ScoreResult(score=self.score, reconstruction=self.generated, residual_map=self.residual_map,
+                            parts={"residual": self.residual, "discrimination": self.discrimination},
+                            extras={"z": self.z, "trajectory": self.trajectory})
 
 
 class _BatchState(tf.Module):
@@ -115,10 +124,9 @@ def available_memory_bytes() -> Optional[int]:
   return None
 
 
-def activation_floats_per_image(generator, discriminator, feature_layer: Optional[str] = None) -> int:
+def activation_floats_per_image(generator, discriminator, feature_layer: str = "act1") -> int:
   """Floats one image's mapping iteration keeps: every layer output of G, and of D up to f
-  (`feature_layer`, default: the discriminator's own)."""
-  feature_layer = feature_layer or discriminator.feature_layer
+  (`feature_layer`)."""
   total = 0
   for model, shape in ((generator, (1, generator.latent_dim)), (discriminator, (1,) + tuple(generator.image_shape))):
     for layer in model.chain:
@@ -130,7 +138,7 @@ def activation_floats_per_image(generator, discriminator, feature_layer: Optiona
 
 
 def auto_batch_size(generator, discriminator, available_bytes: Optional[int] = None,
-                    feature_layer: Optional[str] = None) -> int:
+                    feature_layer: str = "act1") -> int:
   """The largest power of two up to MAX_AUTO_BATCH whose mapping fits in MEMORY_SHARE of the
   available memory (MAX_AUTO_BATCH when that is unknown)."""
   available = available_memory_bytes() if available_bytes is None else available_bytes
@@ -141,13 +149,13 @@ def auto_batch_size(generator, discriminator, available_bytes: Optional[int] = N
   return max(1, min(MAX_AUTO_BATCH, 1 << max(fits, 1).bit_length() - 1))
 
 
-class LatentMapper:
+class LatentMapper(base.Scorer):
   """Finds z* = argmin_z (1 - lam) L_R(z) + lam L_D(z) for each query image; the final loss is
   its anomaly score. Defaults are seed 000: lam 0.7, f = the discriminator's first conv after
   its LeakyReLU, 50 Adam steps at 1e-1 then 100 at 1e-2 on a second Adam, z0 ~ U(-1, 1).
 
-  `feature_layer` names the discriminator layer f() reads (default: the discriminator's own
-  `feature_layer`, the one it was trained and saved with); `reduction` is "mean" or "sum";
+  `feature_layer` names the discriminator layer f() reads (seed 000: act1; the mapping's
+  setting, not the discriminator's); `reduction` is "mean" or "sum";
   `z_init` is "uniform" (U(-1, 1)) or "normal" (N(0, z_init_std)). Unknown values are errors.
 
   G and D are frozen and run in inference mode. `seed` fixes the stream of initial z, drawn
@@ -159,15 +167,15 @@ class LatentMapper:
                reduction: str = "mean", z_init: str = "uniform", z_init_std: float = 1.0,
                adam_beta_1: float = 0.9, adam_beta_2: float = 0.999, adam_epsilon: float = 1e-8,
                batch_size: int = 0, seed: int = 0, jit_compile: bool = False,
-               feature_layer: Optional[str] = None):
+               feature_layer: str = "act1"):
     if len(steps) != len(learning_rates) or not steps:
       raise AnoganError("steps and learning_rates need the same number of stages (at least one)")
     if any(int(s) < 1 for s in steps):
       raise AnoganError(f"steps={list(steps)}; every stage needs at least one iteration")
     one_of(reduction, REDUCTIONS, "reduction")
     one_of(z_init, DISTRIBUTIONS, "z_init")
-    self.feature_layer = discriminator.feature_layer if feature_layer is None else feature_layer
-    discriminator.check_feature_layer(self.feature_layer)
+    discriminator.check_feature_layer(feature_layer)
+    self.feature_layer = feature_layer
     self.generator = generator
     self.discriminator = discriminator
     self.lam = float(lam)
@@ -195,21 +203,25 @@ class LatentMapper:
     return self._rng.uniform(-1.0, 1.0, shape).astype(np.float32)
 
   def check_images(self, images) -> np.ndarray:
-    x = np.asarray(images)
-    if x.ndim == 3 and self.image_shape[-1] == 1:
-      x = x[..., None]
-    if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-      raise AnoganError(f"images have shape {tuple(x.shape)} but the model expects (N,) + {self.image_shape}; "
-                        "resize them or train a model for this shape")
-    if not np.issubdtype(x.dtype, np.floating):
-      raise AnoganError(f"images have dtype {x.dtype}; pass floats scaled to [-1, 1] (e.g. x / 127.5 - 1)")
-    x = x.astype(np.float32, copy=False)
-    if x.size and not np.isfinite(x).all():
-      raise AnoganError("images contain NaN or inf; remove or repair those images")
-    if x.size and (x.min() < -1.001 or x.max() > 1.001):
-      raise AnoganError(f"image values span [{x.min():.3g}, {x.max():.3g}], outside [-1, 1]; "
-                        "scale them as x / 127.5 - 1")
-    return x
+    return base.check_images(images, self.image_shape)
+
+  def settings(self) -> dict:
+    """The mapping settings in use, as metrics.json records them (the Adam betas are this
+    mapper's, not training's --adam_beta_1/2)."""
+    return {"lam": self.lam, "map_steps": list(self.steps), "map_lrs": list(self.learning_rates),
+            "feature_layer": self.feature_layer, "map_reduction": self.reduction, "z_init": self.z_init,
+            "z_init_std": self.z_init_std, "map_batch_size": self.batch_size,
+            "map_adam_beta_1": self.adam_beta_1, "map_adam_beta_2": self.adam_beta_2,
+            "map_adam_epsilon": self.adam_epsilon}
+
+  def score(self, images, initial_z=None) -> base.ScoreResult:
+    """`map(images, initial_z)` as the family interface's ScoreResult."""
+    return base.ScoreResult.concatenate(list(self.score_chunks(images, initial_z)))
+
+  def score_chunks(self, images, initial_z=None) -> Iterator[base.ScoreResult]:
+    """`map_chunks` as ScoreResults, one per chunk."""
+    for part in self.map_chunks(images, initial_z):
+      yield part.score_result()
 
   def _state(self, size: int) -> _BatchState:
     if size not in self._states:
@@ -238,8 +250,6 @@ class LatentMapper:
     """
     x = self.check_images(images)
     n = len(x)
-    if n == 0:
-      raise AnoganError("no images to map; pass at least one image")
     if initial_z is None:
       z0 = self.initial_z(n)
     else:

@@ -1,4 +1,7 @@
-"""The DCGAN of seed 000 as Keras 3 subclassed models, configurable for the other presets.
+"""The networks the families share: seed 000's DCGAN blocks as Keras 3 subclassed models,
+configurable for the other presets. `Generator` (AnoGAN's and Efficient GAN's G, the autoencoders'
+decoder), `Discriminator` (AnoGAN's D) and `Encoder` (shaped like D: the encoders of Efficient GAN,
+the autoencoder and the VAE). The layers that exist for speed are in layers.py.
 
 Seed 000 (TF1): generator Dense(7*7*32) -> BN -> LeakyReLU(0.2) -> ConvT(16, 3, s2) -> BN -> LReLU
 -> ConvT(8, 3, s2) -> BN -> LReLU -> ConvT(1, 3, s1) -> tanh; discriminator Conv(16, 3, s2) -> LReLU
@@ -14,66 +17,9 @@ from typing import Sequence, Tuple
 import keras
 import tensorflow as tf
 
-from anogan_tf import conv_forms
 from anogan_tf.config import ACTIVATIONS, DENSE_NORMS, UPSAMPLINGS, discriminator_feature_layers, one_of
 from anogan_tf.errors import AnoganError
-
-
-# FusedBatchNormV3 refuses a smaller epsilon (cuDNN's limit; tf.compat.v1.nn.fused_batch_norm raises it).
-_FUSED_MIN_EPSILON = 1.001e-5
-
-
-@keras.saving.register_keras_serializable(package="anogan_tf")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
-  """`keras.layers.BatchNormalization` run by TensorFlow's fused kernel, as TF1 ran seed 000's BN.
-
-  TF1's `tf.layers.batch_normalization(fused=None)` picked the fused kernel for 4-D inputs, so seed
-  000's three BN layers ran as one FusedBatchNormV3 op each (one gradient op backwards), where
-  Keras 3 runs about ten element-wise ops. The weights, their names and the hyperparameters are
-  Keras', so either class loads the other's checkpoints. Outputs and gradients agree with Keras'
-  to float32 rounding; one difference is TF1's: while training, the moving variance averages
-  the batch variance with Bessel's correction, n / (n - 1) over the n = batch * height * width
-  values per channel (the fused kernel returns it and TF1's layer kept it), where Keras averages
-  the biased variance. Both normalise the batch by the biased variance. Inputs the fused kernel
-  does not take (not 4-D channels-last float32, a mask, renorm, no scale or centre, a tiny
-  epsilon) run Keras' implementation unchanged.
-  """
-
-  def _fusable(self, inputs, mask) -> bool:
-    rank = len(inputs.shape)
-    return (mask is None and rank == 4 and self.axis in (-1, rank - 1) and inputs.dtype == tf.float32
-            and self.scale and self.center and not self.renorm and self.epsilon >= _FUSED_MIN_EPSILON)
-
-  def call(self, inputs, training=None, mask=None):
-    if not self._fusable(inputs, mask):
-      return super().call(inputs, training=training, mask=mask)
-    if training and self.trainable:
-      outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-          inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
-      decay = 1.0 - self.momentum  # TF1's assign_moving_average: v -= (v - batch value) * decay
-      self.moving_mean.assign_sub((self.moving_mean - mean) * decay)
-      self.moving_variance.assign_sub((self.moving_variance - variance) * decay)
-      return outputs
-    outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-        inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
-        epsilon=self.epsilon, is_training=False)
-    return outputs
-
-
-@keras.saving.register_keras_serializable(package="anogan_tf")
-class SubpixelGradientConv2D(keras.layers.Conv2D):
-  """`keras.layers.Conv2D` whose input gradient, for a 3x3 stride-2 'same' convolution of an
-  even-sized image, is computed as a sub-pixel convolution (anogan_tf.conv_forms): the same
-  numbers to float32 rounding, and faster here for the image-facing convolution of D, whose
-  input gradient every mapping iteration and every G step needs. Otherwise plain Conv2D."""
-
-  def convolution_op(self, inputs, kernel):
-    h, w = inputs.shape[1], inputs.shape[2]
-    if (self.kernel_size == (3, 3) and self.strides == (2, 2) and self.padding == "same"
-        and self.dilation_rate == (1, 1) and self.data_format == "channels_last"
-        and inputs.dtype == tf.float32 and h is not None and w is not None and h % 2 == 0 and w % 2 == 0):
-      return conv_forms.conv2d_stride2_subpixel_gradient(inputs, tf.convert_to_tensor(kernel))
-    return super().convolution_op(inputs, kernel)
+from anogan_tf.layers import FusedBatchNormalization, SubpixelGradientConv2D
 
 
 def _activation(kind: str, slope: float, name: str) -> keras.layers.Layer:
@@ -110,6 +56,21 @@ class _Stack(keras.Model):
 
 def _takes_training(layer) -> bool:
   return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
+
+
+def batchnorm_statistics(model) -> list:
+  """The moving mean and variance of every BatchNormalization layer in `model`: the state a
+  training-mode forward pass updates. (Not `non_trainable_variables`: in Keras 3 those also hold
+  Dropout's random-generator state, which must move on at every pass.)"""
+  return [v for layer in model._flatten_layers(include_self=False)
+          if isinstance(layer, keras.layers.BatchNormalization) for v in (layer.moving_mean, layer.moving_variance)]
+
+
+def random_states(model) -> list:
+  """The state of every random-number generator in `model` (Dropout's SeedGenerator): the
+  variables Keras lists in `variables` but not in `weights`."""
+  weights = {id(v) for v in model.weights}
+  return [v for v in model.variables if id(v) not in weights]
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")
@@ -211,16 +172,18 @@ class Discriminator(_Stack):
 
   Defaults are seed 000's discriminator for 28x28x1 (6,369 weights). Layers are named
   conv1, [pad1,] bn1, act1, drop1, conv2, ..., flatten, logits (seed 002: no bn1, a pad2
-  zero-padding the bottom and right after conv2); `feature_layer` names the one whose
-  output f(x) the discrimination loss compares (seed 000: act1, the first conv after its
-  LeakyReLU; the other presets: flatten, the last feature layer before the output).
+  zero-padding the bottom and right after conv2). `features(x, layer)` reads any of them but the
+  logits: f(x) of AnoGAN's discrimination loss (seed 000: act1, the first conv after its
+  LeakyReLU; the other presets: flatten). Which layer is a setting of the mapping
+  (`LatentMapper(feature_layer=...)`), not of the network, so it is not saved with it;
+  `feature_layer`, which .keras files saved before that hold, is accepted and ignored.
   """
 
   def __init__(self, image_shape: Sequence[int] = (28, 28, 1), filters: Sequence[int] = (16, 32),
                strides: Sequence[int] = (2, 2), batchnorm: bool = False, dropout: float = 0.0,
-               leaky_slope: float = 0.2, bn_momentum: float = 0.99,
-               feature_layer: str = "act1", batchnorm_first: bool = True,
+               leaky_slope: float = 0.2, bn_momentum: float = 0.99, batchnorm_first: bool = True,
                zero_pad_after: Sequence[int] = (), **kwargs):
+    kwargs.pop("feature_layer", None)  # saved by earlier versions; now the mapper's setting
     super().__init__(**kwargs)
     self.image_shape = tuple(int(s) for s in image_shape)
     self.filters = tuple(int(f) for f in filters)
@@ -231,7 +194,6 @@ class Discriminator(_Stack):
     self.dropout = float(dropout)
     self.leaky_slope = float(leaky_slope)
     self.bn_momentum = float(bn_momentum)
-    self.feature_layer = feature_layer
     _check_sizes("discriminator", "d", self.filters, self.strides)
     if not 0.0 <= self.dropout < 1.0:
       raise AnoganError(f"discriminator dropout {self.dropout} is outside [0, 1); fix --d_dropout")
@@ -252,7 +214,6 @@ class Discriminator(_Stack):
         chain.append(keras.layers.Dropout(self.dropout, name=f"drop{i}"))
     chain += [keras.layers.Flatten(name="flatten"), keras.layers.Dense(1, name="logits")]
     self.chain = chain
-    self.check_feature_layer(feature_layer)
     self._build_chain((None,) + self.image_shape)
 
   def build(self, input_shape=None):
@@ -272,10 +233,8 @@ class Discriminator(_Stack):
     if name not in self.feature_layers:
       raise AnoganError(f"unknown --feature_layer '{name}'; use one of {', '.join(self.feature_layers)}")
 
-  def features(self, x, training=False, layer: str = None):
-    """f(x): the output of `layer` (default: this discriminator's `feature_layer`), flattened to
-    (batch, features)."""
-    layer = self.feature_layer if layer is None else layer
+  def features(self, x, training=False, layer: str = "act1"):
+    """f(x): the output of `layer` (default: seed 000's act1), flattened to (batch, features)."""
     self.check_feature_layer(layer)
     f = self._run(x, training, stop_at=layer)
     return tf.reshape(f, (tf.shape(f)[0], -1))  # (batch, h*w*c) for feature matching
@@ -287,13 +246,7 @@ class Discriminator(_Stack):
     return {**super().get_config(), "image_shape": list(self.image_shape), "filters": list(self.filters),
             "strides": list(self.strides), "batchnorm": self.batchnorm, "dropout": self.dropout,
             "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum,
-            "feature_layer": self.feature_layer, "batchnorm_first": self.batchnorm_first,
-            "zero_pad_after": list(self.zero_pad_after)}
-
-
-def build_networks(config) -> Tuple[Generator, Discriminator]:
-  return (Generator(name="generator", **config.generator_kwargs()),
-          Discriminator(name="discriminator", **config.discriminator_kwargs()))
+            "batchnorm_first": self.batchnorm_first, "zero_pad_after": list(self.zero_pad_after)}
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")

@@ -1,4 +1,4 @@
-"""Figures: sample grids, loss curves, ROC / PR / histogram, the query / G(z) / residual gallery."""
+"""Figures: sample grids, loss curves, ROC / PR / histogram, the query / reconstruction / residual gallery."""
 
 from __future__ import annotations
 
@@ -33,10 +33,11 @@ def save_grid(images: np.ndarray, path: str, columns: int = 8) -> None:
     plt.imsave(tmp, tile(to_display(images), columns), cmap="gray", vmin=0.0, vmax=1.0)
 
 
-def loss_plot(history: list, path: str) -> None:
+def loss_plot(history: list, path: str, keys=("g_loss", "d_loss")) -> None:
+  """The losses `keys` of history.csv's rows against the epoch."""
   fig, ax = plt.subplots(figsize=(7, 4))
   epochs = [row["epoch"] for row in history]
-  for key in ("g_loss", "d_loss"):
+  for key in keys:
     ax.plot(epochs, [row[key] for row in history], label=key)
   ax.set_xlabel("epoch")
   ax.set_ylabel("loss")
@@ -77,7 +78,7 @@ def score_histogram(labels, scores, path: str) -> None:
   bins = np.linspace(np.min(scores), np.max(scores), 60)
   for value, name in ((0, "normal"), (1, "anomalous")):
     ax.hist(scores[labels == value], bins=bins, alpha=0.6, label=name, density=True)
-  ax.set_xlabel("anomaly score (final mapping loss)")
+  ax.set_xlabel("anomaly score")
   ax.set_ylabel("density")
   ax.legend()
   save_figure(fig, path)
@@ -92,12 +93,13 @@ def mapping_loss_plot(mean_trajectory: np.ndarray, path: str) -> None:
   save_figure(fig, path)
 
 
-def gallery(queries, generated, residual_maps, titles, path: str) -> None:
-  """Columns of query / G(z) / |x - G(z)|, one column per image."""
+def gallery(queries, reconstructions, residual_maps, titles, path: str) -> None:
+  """Columns of query / reconstruction (AnoGAN's G(z*)) / residual map |x - reconstruction|, one
+  column per image."""
   n = len(queries)
   fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.4), squeeze=False)
-  rows = (("query", to_display(queries), "gray"), ("G(z)", to_display(generated), "gray"),
-          ("|x - G(z)|", np.asarray(residual_maps).mean(axis=-1), "inferno"))
+  rows = (("query", to_display(queries), "gray"), ("reconstruction", to_display(reconstructions), "gray"),
+          ("residual", np.asarray(residual_maps).mean(axis=-1), "inferno"))
   for r, (label, images, cmap) in enumerate(rows):
     for c in range(n):
       ax = axes[r, c]

@@ -4,20 +4,22 @@
   python -m anogan_tf.score --workdir=runs/mnist_0 --input='shots/*.png' --output=scored/
   python -m anogan_tf.score --workdir=runs/mnist_0 --input=batch.npy --output=scored/
 
-Writes OUT/heatmaps/<name>.png (|x - G(z)|), then OUT/scores.csv (name, score, residual,
-discrimination, heatmap). <name> is the picture's path relative to the folder holding all the
+Writes OUT/heatmaps/<name>.png (the residual map |x - reconstruction|; AnoGAN's reconstruction is
+G(z*)), then OUT/scores.csv (name, score, the family's parts of the score: residual and
+discrimination for anogan, heatmap). <name> is the picture's path relative to the folder holding all the
 pictures (a.png -> heatmaps/a.png.png), or the index in an array (0 -> heatmaps/0.png).
 Pictures must have the model's size; a 1-channel model takes grayscale pictures, a 3-channel
 model colour ones. Integer images are read as 0..255 pixels; float arrays must be in [-1, 1].
 Everything is checked before anything is written: a failing score leaves OUT as it was.
-Settings come from the workdir's flags.txt; mapping settings given here override them, as in evaluate.
+Settings come from the workdir's flags.txt (--model included); scoring settings given here override
+them, as in evaluate.
 """
 
 from absl import flags
 
 from anogan_tf import flags as anogan_flags
 
-flags.DEFINE_string("workdir", None, "A trained workdir (holding generator.keras and flags.txt).")
+flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).")
 flags.DEFINE_string("input", None, "A folder or glob of PNG/JPEG images, or an .npy/.npz array.")
 flags.DEFINE_string("output", None, "Folder for scores.csv and heatmaps/.")
 anogan_flags.define_config_flags()

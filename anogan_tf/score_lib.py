@@ -1,4 +1,5 @@
-"""Scoring a user's own images with a trained workdir: read, check, map, write scores and heatmaps.
+"""Scoring a user's own images with a trained workdir of any model family: read, check, score,
+write scores and heatmaps.
 
 Everything is checked before anything is written: the output folder can be created, every image
 reads and has the model's size and channels, the models load, and the output folder is writable.
@@ -9,7 +10,9 @@ Names: a picture's name is its path relative to the folder holding all the pictu
 index (`0`, `1`, ...). The heatmap of the image named N is `heatmaps/N.png`, so `a.png` and `a.jpg`
 get `heatmaps/a.png.png` and `heatmaps/a.jpg.png`. scores.csv names both. Nothing is created
 before the mapping is done; then scores.csv is removed, the heatmaps are written, and scores.csv
-is written last: an output folder holding scores.csv holds a complete run.
+is written last: an output folder holding scores.csv holds a complete run. scores.csv's columns:
+name, score, the family's parts of the score (anogan, egbad: residual, discrimination; ae:
+reconstruction; vae: reconstruction, kl), heatmap.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ import numpy as np
 
 from anogan_tf.errors import AnoganError
 from anogan_tf.io_utils import atomic_path
+from anogan_tf.models.base import ScoreResult
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-SCORE_COLUMNS = ("name", "score", "residual", "discrimination", "heatmap")
 # An RGB picture counts as grayscale when its channels differ by at most this much anywhere
 # (JPEG's colour compression shifts a gray picture's channels by a level or two).
 GRAY_TOLERANCE = 8
@@ -246,7 +249,8 @@ def write_scores_csv(path: str, header: Sequence[str], rows) -> None:
 # --- scoring
 
 def score_images(config, workdir: str, source: str, output: str, progress: bool = True) -> np.ndarray:
-  """Scores the images at `source`; writes output/scores.csv and output/heatmaps/<name>.png."""
+  """Scores the images at `source` with the workdir's `config.model` family; writes
+  output/scores.csv and output/heatmaps/<name>.png (the residual map); returns the scores."""
   check_output(output, [])  # at once, before reading what may be many images
   images, names = read_images(source, config.image_shape)
   heatmaps = [heatmap_name(n) for n in names]
@@ -254,18 +258,23 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   from tqdm import tqdm
-  from anogan_tf.evaluate_lib import load_models
-  from anogan_tf.mapper import LatentMapper
-  generator, discriminator = load_models(workdir)
-  if tuple(generator.image_shape) != tuple(config.image_shape):
-    raise AnoganError(f"{workdir}/generator.keras makes {tuple(generator.image_shape)} images, not the "
+  from anogan_tf import models
+  from anogan_tf.evaluate_lib import load_networks
+  family = models.family(config.model)
+  networks = load_networks(workdir, family)
+  scorer = family.make_scorer(config, networks)
+  if tuple(scorer.image_shape) != tuple(config.image_shape):
+    raise AnoganError(f"the networks in {workdir} take {tuple(scorer.image_shape)} images, not the "
                       f"{tuple(config.image_shape)} of --dataset={config.dataset}; keep --dataset as the workdir's "
                       "flags.txt has it")
   check_writable(output, heatmaps)
 
-  mapper = LatentMapper(generator, discriminator, **config.mapper_kwargs())
-  with tqdm(total=len(images), desc="map", unit="img", disable=not progress) as bar:
-    result = mapper.map(images, on_chunk=bar.update)
+  chunks = []
+  with tqdm(total=len(images), desc="score", unit="img", disable=not progress) as bar:
+    for chunk in scorer.score_chunks(images):
+      chunks.append(chunk)
+      bar.update(len(chunk))
+  result = ScoreResult.concatenate(chunks)
   _make_folders(output, heatmaps)
   scores_path = os.path.join(output, "scores.csv")
   if os.path.exists(scores_path):
@@ -273,7 +282,7 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
   for heatmap, residual_map in zip(heatmaps, result.residual_map):
     with atomic_path(os.path.join(output, heatmap)) as tmp:
       plt.imsave(tmp, residual_map.mean(axis=-1), cmap="inferno", vmin=0.0, vmax=2.0)
-  write_scores_csv(scores_path, SCORE_COLUMNS,
-                   [(n, f"{s:.8g}", f"{r:.8g}", f"{d:.8g}", h) for n, s, r, d, h in
-                    zip(names, result.score, result.residual, result.discrimination, heatmaps)])
+  write_scores_csv(scores_path, ("name", "score") + tuple(result.parts) + ("heatmap",),
+                   [(n, *(f"{v:.8g}" for v in values), h) for n, h, *values in
+                    zip(names, heatmaps, result.score, *result.parts.values())])
   return result.score

@@ -1,6 +1,7 @@
-"""Command line: train AnoGAN's DCGAN on the normal classes.
+"""Command line: train a model family (--model, default anogan: AnoGAN's DCGAN) on the normal classes.
 
   python -m anogan_tf.train --flagfile=experiments/mnist.flags --workdir=runs/mnist0 --normal_classes=0
+  python -m anogan_tf.train --flagfile=experiments/vae.flags --workdir=runs/vae0 --normal_classes=0
 
 Running it again on the same workdir resumes from the last complete epoch.
 """
@@ -24,9 +25,8 @@ def main():
   config = anogan_flags.config_from_flags(base)
   history = train_lib.train(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
   if history:
-    last = history[-1]
-    print(f"trained {len(history)} epochs: g_loss {last['g_loss']:.4f} d_loss {last['d_loss']:.4f} "
-          f"d_acc {last['d_acc']:.4f}; models in {FLAGS.workdir}")
+    losses = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k not in ("epoch", "seconds"))
+    print(f"trained {len(history)} epochs: {losses}; models in {FLAGS.workdir}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""DCGAN training on normal images, seed 000's schedule, resumable.
+"""The training driver, the same for every model family (anogan_tf/models/): resumable epochs.
 
-Per batch: one discriminator step, then `g_steps` (2) generator steps on the same z batch.
-Adam at `lr` until epoch `lr_decay_epoch`, then fresh Adam instances at `lr_after_decay`
-(the seed switches to separately built TF1 optimizers, so the moments restart).
-A whole epoch runs as one compiled function: no host round trip per batch.
+A family supplies its networks, its compiled step(s) with their optimizers and what else to
+checkpoint (models/base.py); the driver owns the rest: the workdir and its lock, shuffling and
+noise drawn from (seed, epoch), the epoch loop as one compiled function per learning-rate phase
+(no host round trip per batch), checkpoints and resume, history.csv, TensorBoard, sample grids,
+NaN and collapse checks, and the exported <network>.keras files.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import re
 import shutil
 import time
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import keras
 import numpy as np
@@ -25,16 +26,15 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from anogan_tf import losses, plots
+from anogan_tf import models, plots
 from anogan_tf.config import Config
 from anogan_tf.data import load_one_class
 from anogan_tf.evaluate_lib import lock_eval
 from anogan_tf.errors import AnoganError
 from anogan_tf.faults import fault_point
 from anogan_tf.io_utils import DirectoryLock, atomic_path, write_text
-from anogan_tf.networks import build_networks
+from anogan_tf.networks import random_states
 
-HISTORY_FIELDS = ("epoch", "g_loss", "d_loss", "d_acc", "seconds")
 # Settings that do not change what training computes: a workdir may be resumed with new values.
 # (deterministic changes only the order of float additions, not the computation.)
 NOT_TRAINING_FIELDS = {"epochs", "data_dir", "test_examples", "lam", "map_steps", "map_lrs",
@@ -45,199 +45,121 @@ CHECKPOINTS_KEPT = 2
 # wins outright: the generator's gradients vanish and training makes no more progress.
 COLLAPSE_D_LOSS = 1e-3
 COLLAPSE_EPOCHS = 5
+SAMPLE_SEED = 2**31 - 1  # the fixed noise of the sample grids: drawn from (seed, SAMPLE_SEED)
 
 
-def sample_z(rng: np.random.Generator, n: int, config: Config) -> np.ndarray:
-  shape = (n, config.latent_dim)
-  if config.z_prior == "normal":
-    return rng.standard_normal(shape).astype(np.float32)
-  return rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+def history_fields(loss_names: Sequence[str]) -> tuple:
+  """history.csv's columns: epoch, the family's losses, seconds (anogan: epoch, g_loss, d_loss,
+  d_acc, seconds)."""
+  return ("epoch",) + tuple(loss_names) + ("seconds",)
 
 
-class GANTrainer(tf.Module):
-  """Holds G, D, the four Adam instances and the epoch counter; `train_epoch` is compiled."""
+class Driver:
+  """One family's networks and trainer (`config.model`), the epoch counter, and the compiled
+  epoch loop; `train_epoch` runs one epoch, `checkpoint()` lists what a resume needs."""
 
-  def __init__(self, config: Config, generator=None, discriminator=None):
-    super().__init__(name="gan_trainer")
+  def __init__(self, config: Config):
     self.config = config
-    if generator is None:
-      generator, discriminator = build_networks(config)
-    self.generator, self.discriminator = generator, discriminator
-
-    def adam(lr):
-      return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1,
-                                   beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
-
-    self.d_optimizers = [adam(config.lr), adam(config.lr_after_decay)]
-    self.g_optimizers = [adam(config.lr), adam(config.lr_after_decay)]
-    for opt in self.d_optimizers:  # built now: tf.function may not create variables later
-      opt.build(self.discriminator.trainable_variables)
-    for opt in self.g_optimizers:
-      opt.build(self.generator.trainable_variables)
+    self.family = models.family(config.model)
+    self.networks = self.family.build_networks(config)
+    self.trainer = self.family.make_trainer(config, self.networks)
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    signature = [tf.TensorSpec((None,) + config.image_shape, tf.float32),
-                 tf.TensorSpec((None,), tf.int32),
-                 tf.TensorSpec((None, config.latent_dim), tf.float32)]
-    self._epoch_fns = [tf.function(functools.partial(self._train_epoch, phase), input_signature=signature)
-                       for phase in (0, 1)]  # one trace per learning-rate phase
+    self._epoch_functions = {}
 
   def checkpoint(self) -> tf.train.Checkpoint:
-    # The models keep their layers in a Python list, which tf.train.Checkpoint does not follow:
+    # The networks keep their layers in Python lists, which tf.train.Checkpoint does not follow:
     # their weights are listed explicitly, else BN's moving statistics (held by no optimizer)
-    # would be lost on every resume.
-    return tf.train.Checkpoint(generator=self.generator, discriminator=self.discriminator,
-                               generator_weights=list(self.generator.weights),
-                               discriminator_weights=list(self.discriminator.weights),
-                               d_optimizer=self.d_optimizers[0], g_optimizer=self.g_optimizers[0],
-                               d_optimizer_after_decay=self.d_optimizers[1],
-                               g_optimizer_after_decay=self.g_optimizers[1], epoch=self.epoch)
+    # would be lost on every resume. anogan: generator, discriminator, generator_weights,
+    # discriminator_weights, its four optimizers and epoch, as before the families existed.
+    items = {}
+    for name in self.family.NETWORKS:
+      items[name] = self.networks[name]
+      items[f"{name}_weights"] = list(self.networks[name].weights)
+    extra = self.trainer.checkpoint_items()
+    clash = sorted(set(extra) & (set(items) | {"epoch"}))
+    if clash:
+      raise ValueError(f"{self.family.NAME}: checkpoint_items() reuses the driver's names {clash}")
+    return tf.train.Checkpoint(**items, **extra, epoch=self.epoch)
 
-  def phase(self, epoch: int) -> int:
-    decay = self.config.lr_decay_epoch
-    return int(decay > 0 and epoch >= decay)
+  def epoch_function(self, phase: int, noise_shape: tuple):
+    """The compiled epoch of learning-rate phase `phase` for noise rows of `noise_shape`: one
+    trace per phase for the whole run."""
+    key = (phase, tuple(noise_shape))
+    if key not in self._epoch_functions:
+      signature = [tf.TensorSpec((None,) + self.config.image_shape, tf.float32),
+                   tf.TensorSpec((None,), tf.int32),
+                   tf.TensorSpec((None,) + tuple(noise_shape), tf.float32)]
+      self._epoch_functions[key] = tf.function(functools.partial(self._train_epoch, phase),
+                                               input_signature=signature)
+    return self._epoch_functions[key]
 
-  @staticmethod
-  def _restore(variables, values):
-    for variable, value in zip(variables, values):
-      variable.assign(value)
-
-  @staticmethod
-  def bn_statistics(model) -> list:
-    """The moving mean and variance of every BatchNormalization layer in `model`: the state a
-    training-mode forward pass updates. (Not `non_trainable_variables`: in Keras 3 those also hold
-    Dropout's random-generator state, which must move on at every pass.)"""
-    return [v for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, keras.layers.BatchNormalization) for v in (layer.moving_mean, layer.moving_variance)]
-
-  @staticmethod
-  def random_states(model) -> list:
-    """The state of every random-number generator in `model` (Dropout's SeedGenerator): the
-    variables Keras lists in `variables` but not in `weights`."""
-    weights = {id(v) for v in model.weights}
-    return [v for v in model.variables if id(v) not in weights]
-
-  def reseed_dropout(self, rng: np.random.Generator) -> None:
-    """Restarts every dropout generator of G and D from a seed drawn from `rng`."""
-    for state in self.random_states(self.generator) + self.random_states(self.discriminator):
-      state.assign(np.array([rng.integers(0, 2**31 - 2), 0], dtype=state.dtype))
-
-  def _d_step(self, x, fake, optimizer):
-    """D's update on real x and fake G(z), computed by the caller (D's tape does not see G).
-
-    `d_step="joint"` (seed 000): one update on the summed loss. `"separate"` (seed 002): one
-    update on the real batch, then one on the fake batch, which the updated D sees.
-    """
-    d = self.discriminator
-    if self.config.d_step == "joint":
-      with tf.GradientTape() as tape:
-        d_loss, _, d_acc = losses.gan_losses(d(x, training=True), d(fake, training=True))
-      optimizer.apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
-      return d_loss, d_acc
-    parts, logits = [], []
-    for images, label in ((x, 1.0), (fake, 0.0)):
-      with tf.GradientTape() as tape:
-        batch_logits = d(images, training=True)
-        loss = losses.discriminator_loss_on(batch_logits, label)
-      optimizer.apply_gradients(zip(tape.gradient(loss, d.trainable_variables), d.trainable_variables))
-      parts.append(loss)
-      logits.append(batch_logits)
-    _, _, d_acc = losses.gan_losses(*logits)
-    return parts[0] + parts[1], d_acc
-
-  def _g_step(self, z, optimizer, recorded=None):
-    """G's update on z; `recorded` is (tape, G(z)) when G's forward pass is already on a tape."""
-    g, d = self.generator, self.discriminator
-    d_stats = [tf.identity(v) for v in self.bn_statistics(d)]  # TF1 ran only G's update ops
-    if recorded is None:
-      tape = tf.GradientTape()
-      with tape:
-        fake = g(z, training=True)
-    else:
-      tape, fake = recorded
-    with tape:  # resumes recording on the tape that holds G's forward pass
-      fake_logits = d(fake, training=True)
-      _, g_loss, _ = losses.gan_losses(tf.zeros_like(fake_logits), fake_logits)
-    optimizer.apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
-    self._restore(self.bn_statistics(d), d_stats)
-    return g_loss
-
-  def _train_batch(self, x, z, phase):
-    """Seed 000's batch: one D step, then `g_steps` G steps on the same z; returns the losses.
-
-    G does not change during the D step, so G(z) in the D step and in the first G step are the
-    same tensor: it is computed once, on the tape of that G step. G's BN statistics update in
-    that forward pass, once, as in the seed's first G step (the seed's D step ran only D's update
-    ops, so it left them alone; with no G step they are put back).
-    """
-    g = self.generator
-    if self.config.d_fakes_mode == "inference":  # seed 002: generator.predict, BN on moving statistics
-      recorded = None
-      d_fake = g(z, training=False)
-    else:
-      g_stats = [tf.identity(v) for v in self.bn_statistics(g)]  # put back if no G step runs
-      tape = tf.GradientTape()
-      with tape:
-        d_fake = g(z, training=True)
-      recorded = (tape, d_fake)
-    d_loss, d_acc = self._d_step(x, d_fake, self.d_optimizers[phase])
-    g_loss = tf.constant(0.0)
-    for step in range(self.config.g_steps):  # the seed's G loss is the last step's
-      g_loss = self._g_step(z, self.g_optimizers[phase], recorded=recorded if step == 0 else None)
-    if self.config.g_steps == 0 and recorded is not None:
-      self._restore(self.bn_statistics(g), g_stats)
-    return d_loss, d_acc, g_loss
-
-  def _train_epoch(self, phase, x_all, permutation, z_all):
-    """One epoch over x_all[permutation] in batches; returns the mean g_loss, d_loss, d_acc."""
+  def _train_epoch(self, phase, x_all, permutation, noise_all):
+    """One epoch over x_all[permutation] in batches; returns the mean of each loss (loss_names)."""
     n = tf.shape(permutation)[0]
     batch = self.config.batch_size
     batches = (n + batch - 1) // batch
-    totals = tf.zeros(3)
+    names = self.trainer.loss_names
+    totals = tf.zeros(len(names))
     for b in tf.range(batches):
       lo, hi = b * batch, tf.minimum((b + 1) * batch, n)
-      d_loss, d_acc, g_loss = self._train_batch(tf.gather(x_all, permutation[lo:hi]), z_all[lo:hi], phase)
-      totals += tf.stack([g_loss, d_loss, d_acc])
+      out = self.trainer.train_step(tf.gather(x_all, permutation[lo:hi]), noise_all[lo:hi], phase)
+      totals += tf.stack([out[name] for name in names])
     return totals / tf.cast(batches, tf.float32)
 
-  def train_epoch(self, x_all, epoch: int, seed: int) -> dict:
-    # Shuffling, z and the dropout masks are drawn from (seed, epoch): resuming at an epoch
+  def reseed_dropout(self, rng: np.random.Generator) -> None:
+    """Restarts every dropout generator of the networks (in NETWORKS order) from seeds drawn from `rng`."""
+    for name in self.family.NETWORKS:
+      for state in random_states(self.networks[name]):
+        state.assign(np.array([rng.integers(0, 2**31 - 2), 0], dtype=state.dtype))
+
+  def train_epoch(self, x_all, epoch: int) -> dict:
+    """Trains epoch `epoch` (0-based) on x_all (N, h, w, c); returns {loss name: mean over batches}."""
+    # Shuffling, noise and the dropout masks are drawn from (seed, epoch): resuming at an epoch
     # redraws them exactly, with no random state in the checkpoint.
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([self.config.seed, epoch])
     permutation = rng.permutation(len(x_all)).astype(np.int32)
-    z = sample_z(rng, len(x_all), self.config)
-    self.reseed_dropout(rng)  # drawn after z: the permutation and z are those of before
-    means = self._epoch_fns[self.phase(epoch)](x_all, tf.constant(permutation), tf.constant(z)).numpy()
-    return dict(zip(("g_loss", "d_loss", "d_acc"), (float(v) for v in means)))
+    noise = np.asarray(self.family.noise(rng, len(x_all), self.config), np.float32)
+    self.reseed_dropout(rng)  # drawn after the noise: the permutation and noise are those of before
+    run = self.epoch_function(self.trainer.phase(epoch), noise.shape[1:])
+    means = run(x_all, tf.constant(permutation), tf.constant(noise)).numpy()
+    return dict(zip(self.trainer.loss_names, (float(v) for v in means)))
+
+  def sample(self, n: int = 64) -> Optional[np.ndarray]:
+    """The family's samples from a fixed noise draw (the same every epoch), or None."""
+    fixed = self.family.noise(np.random.default_rng([self.config.seed, SAMPLE_SEED]), n, self.config)
+    return self.family.sample(self.networks, fixed)
 
 
 def read_history(path: str) -> List[dict]:
+  """history.csv's rows as {column: number}, its columns whatever its header names."""
   if not os.path.exists(path):
     return []
   with open(path, newline="") as f:
     rows = []
-    for row in csv.DictReader(f):
+    reader = csv.DictReader(f)
+    for row in reader:
       try:
-        rows.append({"epoch": int(row["epoch"]), **{k: float(row[k]) for k in HISTORY_FIELDS[1:]}})
+        rows.append({"epoch": int(row["epoch"]), **{k: float(row[k]) for k in reader.fieldnames if k != "epoch"}})
       except (KeyError, TypeError, ValueError):
         break  # a torn last line from a crash: drop it and everything after
     return rows
 
 
-def _history_writer(f):
-  return csv.DictWriter(f, HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+def _history_writer(f, fields: Sequence[str]):
+  return csv.DictWriter(f, fields, extrasaction="ignore", lineterminator="\n")
 
 
-def write_history(path: str, rows: List[dict]) -> None:
+def write_history(path: str, rows: List[dict], fields: Sequence[str]) -> None:
   with atomic_path(path) as tmp:
     with open(tmp, "w", newline="") as f:
-      writer = _history_writer(f)
+      writer = _history_writer(f, fields)
       writer.writeheader()
       writer.writerows(rows)
 
 
-def append_history(path: str, row: dict) -> None:
+def append_history(path: str, row: dict, fields: Sequence[str]) -> None:
   with open(path, "a", newline="") as f:
-    _history_writer(f).writerow(row)
+    _history_writer(f, fields).writerow(row)
     f.flush()
     os.fsync(f.fileno())
 
@@ -295,18 +217,18 @@ def save_checkpoint(checkpoint: tf.train.Checkpoint, directory: str, number: int
   return path
 
 
-def restore_checkpoint(trainer: "GANTrainer", directory: str) -> int:
-  """Restores the latest checkpoint into `trainer`; returns the next epoch to train (0: none)."""
+def restore_checkpoint(driver: Driver, directory: str) -> int:
+  """Restores the latest checkpoint into `driver`; returns the next epoch to train (0: none)."""
   path = latest_checkpoint(directory)
   if path is None:
     return 0
   try:
-    trainer.checkpoint().restore(path).assert_existing_objects_matched()
+    driver.checkpoint().restore(path).assert_existing_objects_matched()
   except Exception as e:  # TF reports damage as OpError, IndexError ("Read less bytes"), ValueError...
     raise AnoganError(f"checkpoint {path} cannot be read ({type(e).__name__}: damaged or truncated); "
                       f"delete {directory} to train from scratch in this workdir, or pass --overwrite "
                       "to start over") from None
-  return int(trainer.epoch.numpy())
+  return int(driver.epoch.numpy())
 
 
 # --- the workdir: checked without writing anything, then written only once everything is known good
@@ -328,6 +250,10 @@ def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None
     except (OSError, UnicodeDecodeError, AnoganError) as e:
       raise AnoganError(f"{flags_path} is damaged ({e if isinstance(e, AnoganError) else type(e).__name__}); "
                         "restore it, or pass --overwrite to start over") from None
+    if old.model != config.model:
+      raise AnoganError(f"workdir {workdir} holds a model trained with --model={old.model} (its flags.txt), not "
+                        f"--model={config.model}; use another --workdir for --model={config.model}, or pass "
+                        "--overwrite to replace it")
     changed = [f.name for f in dataclasses.fields(Config)
                if f.name not in NOT_TRAINING_FIELDS and getattr(old, f.name) != getattr(config, f.name)]
     if changed:
@@ -434,7 +360,7 @@ def prepare_workdir(config: Config, workdir: str, overwrite: bool = False) -> No
       for path in [os.path.join(workdir, name) for name in ("checkpoints", "samples", "tensorboard")] + \
                   evaluation_folders(workdir):
         shutil.rmtree(path, ignore_errors=True)
-      for name in ("history.csv", "generator.keras", "discriminator.keras", "loss.png"):
+      for name in ("history.csv", "loss.png") + models.network_files():
         if os.path.exists(os.path.join(workdir, name)):
           os.remove(os.path.join(workdir, name))
     write_text(os.path.join(workdir, "flags.txt"), config.to_flagfile())
@@ -458,18 +384,19 @@ def remove_stale_temporaries(workdir: str) -> None:
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
-def collapse_warning(history: List[dict]) -> Optional[str]:
-  """A warning when d_loss stayed below COLLAPSE_D_LOSS for the last COLLAPSE_EPOCHS epochs
-  (reported once per streak: exactly when the streak reaches that length), else None."""
+def collapse_warning(history: List[dict], loss: str = "d_loss") -> Optional[str]:
+  """A warning when the discriminator's `loss` stayed below COLLAPSE_D_LOSS for the last
+  COLLAPSE_EPOCHS epochs (reported once per streak: exactly when the streak reaches that length),
+  else None."""
   streak = 0
   for row in reversed(history):
-    if row["d_loss"] >= COLLAPSE_D_LOSS:
+    if row[loss] >= COLLAPSE_D_LOSS:
       break
     streak += 1
   if streak != COLLAPSE_EPOCHS:
     return None
   first = history[-streak]["epoch"] + 1
-  return (f"the discriminator has collapsed: d_loss < {COLLAPSE_D_LOSS:g} for {streak} epochs in a row "
+  return (f"the discriminator has collapsed: {loss} < {COLLAPSE_D_LOSS:g} for {streak} epochs in a row "
           f"(epochs {first}-{history[-1]['epoch'] + 1}), so the generator gets no useful gradient; "
           "look at the samples, and if they stopped improving restart with --overwrite and e.g. a lower "
           "--lr, --d_dropout or --g_steps")
@@ -482,7 +409,8 @@ def enable_determinism(config: Config) -> None:
 
 def train(config: Config, workdir: str, overwrite: bool = False, data=None,
           progress: bool = True) -> List[dict]:
-  """Trains (or resumes) a DCGAN in `workdir`; returns the history, one dict per epoch.
+  """Trains (or resumes) the `config.model` family in `workdir`; returns the history, one dict
+  per epoch ({"epoch", the family's loss names, "seconds"}).
 
   The workdir is locked first (created if new): a second train on it fails at once. Everything
   that can fail on bad input (settings, data, a damaged checkpoint) is checked before the workdir
@@ -508,17 +436,17 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   x_train = tf.constant(data.x_train)
   enable_determinism(config)
   keras.utils.set_random_seed(config.seed)
-  trainer = GANTrainer(config)
+  driver = Driver(config)
+  names = driver.trainer.loss_names
   checkpoint_dir = os.path.join(workdir, "checkpoints")
-  start = 0 if overwrite else restore_checkpoint(trainer, checkpoint_dir)
+  start = 0 if overwrite else restore_checkpoint(driver, checkpoint_dir)
 
   # --- nothing above wrote to the workdir
   prepare_workdir(config, workdir, overwrite)
   history_path = os.path.join(workdir, "history.csv")
+  fields = history_fields(names)
   history = [row for row in read_history(history_path) if row["epoch"] < start]
-  write_history(history_path, history)  # repairs what a crash left after the last checkpoint
-  os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-  fixed_z = sample_z(np.random.default_rng([config.seed, 2**31 - 1]), 64, config)
+  write_history(history_path, history, fields)  # repairs what a crash left after the last checkpoint
   writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
   bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc="train",
@@ -526,9 +454,9 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   try:
     for epoch in bar:
       began = time.perf_counter()
-      metrics = trainer.train_epoch(x_train, epoch, config.seed)
+      metrics = driver.train_epoch(x_train, epoch)
       if fault_point("loss", epoch) == "nan":
-        metrics["g_loss"] = float("nan")
+        metrics[names[0]] = float("nan")
       fault_point("epoch", epoch)
       bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
       if bad:  # nothing of this epoch is kept: its weights are already poisoned
@@ -537,28 +465,30 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
         raise AnoganError(f"training diverged at epoch {epoch + 1} ({', '.join(bad)}); {kept} start over "
                           "with --overwrite and a lower --lr")
       row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - began, 4)}
-      samples = trainer.generator(fixed_z, training=False).numpy()
-      plots.save_grid(samples, os.path.join(workdir, "samples", f"epoch_{epoch + 1:04d}.png"))
+      samples = driver.sample()
+      if samples is not None:
+        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+        plots.save_grid(samples, os.path.join(workdir, "samples", f"epoch_{epoch + 1:04d}.png"))
       with writer.as_default(step=epoch + 1):
-        for key in ("g_loss", "d_loss", "d_acc"):
+        for key in names:
           tf.summary.scalar(key, metrics[key])
-      append_history(history_path, row)  # before the checkpoint: a resume drops rows past it
+      append_history(history_path, row, fields)  # before the checkpoint: a resume drops rows past it
       history.append(row)
       fault_point("history", epoch)
-      trainer.epoch.assign(epoch + 1)
-      save_checkpoint(trainer.checkpoint(), checkpoint_dir, epoch + 1)
-      warning = collapse_warning(history)
-      if warning:
-        logging.warning(warning)
-      bar.set_postfix(g_loss=f"{metrics['g_loss']:.4f}", d_loss=f"{metrics['d_loss']:.4f}",
-                      d_acc=f"{metrics['d_acc']:.4f}")
+      driver.epoch.assign(epoch + 1)
+      save_checkpoint(driver.checkpoint(), checkpoint_dir, epoch + 1)
+      if driver.trainer.collapse_loss:
+        warning = collapse_warning(history, driver.trainer.collapse_loss)
+        if warning:
+          logging.warning(warning)
+      bar.set_postfix({key: f"{metrics[key]:.4f}" for key in names})
   finally:
     bar.close()
     writer.close()
   if history:
-    plots.loss_plot(history, os.path.join(workdir, "loss.png"))
-  for model, name in ((trainer.generator, "generator"), (trainer.discriminator, "discriminator")):
+    plots.loss_plot(history, os.path.join(workdir, "loss.png"), [k for k in names if not k.endswith("_acc")])
+  for name in driver.family.NETWORKS:
     with atomic_path(os.path.join(workdir, f"{name}.keras")) as tmp:
-      model.save(tmp)
+      driver.networks[name].save(tmp)
     fault_point("export")
   return history

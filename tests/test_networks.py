@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import anogan_tf
 from anogan_tf import AnoganError, Config, Discriminator, Generator
-from anogan_tf.networks import FusedBatchNormalization, SubpixelGradientConv2D, build_networks
+from anogan_tf.models import anogan
 
 
 def test_seed_networks_have_the_seeds_weight_counts():
@@ -31,99 +31,16 @@ def test_seed_generator_layers_follow_seed_000():
   assert [layer.strides for layer in g.chain if type(layer).__name__ == "Conv2DTranspose"] == [(2, 2), (2, 2), (1, 1)]
 
 
-def _bn_pair(shape, momentum=0.9):
-  """A FusedBatchNormalization and a keras BatchNormalization with the same non-trivial weights."""
-  rng = np.random.default_rng(4)
-  fused, plain = FusedBatchNormalization(momentum=momentum), keras.layers.BatchNormalization(momentum=momentum)
-  for layer in (fused, plain):
-    layer.build(shape)
-  channels = shape[-1]
-  values = [rng.uniform(0.5, 2.0, channels), rng.normal(0, 1, channels),  # gamma, beta
-            rng.normal(0, 1, channels), rng.uniform(0.5, 2.0, channels)]  # moving mean, variance
-  for layer in (fused, plain):
-    assert [w.name for w in layer.weights] == ["gamma", "beta", "moving_mean", "moving_variance"]
-    assert len(layer.weights) == len(values)
-    for weight, value in zip(layer.weights, values):
-      weight.assign(value.astype(np.float32))
-  return fused, plain, values
-
-
-def _outputs_and_gradients(layer, x, dy, training):
-  with tf.GradientTape() as tape:
-    tape.watch(x)
-    y = layer(x, training=training)
-  grads = tape.gradient(y, [x, layer.gamma, layer.beta], output_gradients=dy)
-  return [y.numpy()] + [g.numpy() for g in grads]
-
-
-@pytest.mark.parametrize("training", [False, True])
-def test_fused_batchnorm_matches_keras_batchnorm(training):
-  rng = np.random.default_rng(5)
-  shape = (6, 5, 4, 3)
-  x = tf.constant(rng.normal(1.5, 2.0, shape).astype(np.float32))
-  dy = tf.constant(rng.normal(0, 1, shape).astype(np.float32))
-  fused, plain, (_, _, mean0, var0) = _bn_pair(shape)
-  got = _outputs_and_gradients(fused, x, dy, training)
-  want = _outputs_and_gradients(plain, x, dy, training)
-  assert len(got) == len(want) == 4
-  for name, a, b in zip(("output", "d/dx", "d/dgamma", "d/dbeta"), got, want):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
-  if not training:
-    np.testing.assert_array_equal(fused.moving_mean.numpy(), mean0.astype(np.float32))
-    np.testing.assert_array_equal(fused.moving_variance.numpy(), var0.astype(np.float32))
-    return
-  # Moving statistics: TF1's fused layer averaged in the Bessel-corrected batch variance.
-  n = shape[0] * shape[1] * shape[2]
-  batch_mean, batch_var = x.numpy().mean(axis=(0, 1, 2)), x.numpy().var(axis=(0, 1, 2))
-  np.testing.assert_allclose(fused.moving_mean.numpy(), 0.9 * mean0 + 0.1 * batch_mean, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(fused.moving_variance.numpy(), 0.9 * var0 + 0.1 * batch_var * n / (n - 1),
-                             rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(plain.moving_variance.numpy(), 0.9 * var0 + 0.1 * batch_var, rtol=1e-5, atol=1e-6)
-
-
-def test_fused_batchnorm_runs_keras_batchnorm_where_the_fused_kernel_does_not_apply():
-  x = tf.constant(np.random.default_rng(6).normal(0, 1, (8, 3)).astype(np.float32))  # 2-D
-  fused, plain, _ = _bn_pair(x.shape)
-  np.testing.assert_array_equal(fused(x, training=True).numpy(), plain(x, training=True).numpy())
-  np.testing.assert_array_equal(fused.moving_variance.numpy(), plain.moving_variance.numpy())
-
-
-@pytest.mark.parametrize("shape", [(5, 28, 28, 1), (2, 32, 32, 3), (3, 7, 7, 2)])  # the last: odd, plain Conv2D
-def test_subpixel_gradient_conv_equals_keras_conv2d(shape):
-  rng = np.random.default_rng(shape[1])
-  x = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
-  ours, plain = SubpixelGradientConv2D(16, 3, strides=2, padding="same"), keras.layers.Conv2D(16, 3, strides=2, padding="same")
-  for layer in (ours, plain):
-    layer.build(shape)
-  assert len(plain.weights) == len(ours.weights) == 2
-  for a, b in zip(plain.weights, ours.weights):
-    a.assign(b + 0.1)  # non-zero bias too
-    b.assign(b + 0.1)
-  dy = tf.constant(rng.normal(size=plain.compute_output_shape(shape)).astype(np.float32))
-
-  def outputs_and_gradients(layer):
-    with tf.GradientTape() as tape:
-      tape.watch(x)
-      y = layer(x)
-    return [y] + tape.gradient(y, [x, layer.kernel, layer.bias], output_gradients=dy)
-
-  got, want = outputs_and_gradients(ours), outputs_and_gradients(plain)
-  assert len(got) == len(want) == 4
-  for name, a, b in zip(("output", "d/dx", "d/dkernel", "d/dbias"), got, want):
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
-  assert np.abs(outputs_and_gradients(plain)[1].numpy()).max() > 0.1
-
-
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_shapes_and_ranges(shape):
   g = Generator(image_shape=shape)
-  d = Discriminator(image_shape=shape, feature_layer="flatten")
+  d = Discriminator(image_shape=shape)
   z = np.random.default_rng(0).uniform(-1, 1, (5, 50)).astype(np.float32) * 30  # saturate tanh
   images = g(z).numpy()
   assert images.shape == (5,) + shape
   assert images.min() >= -1.0 and images.max() <= 1.0
   assert d(images).shape == (5, 1)
-  assert d.features(images).shape == (5, (shape[0] // 4) * (shape[1] // 4) * 32)  # flatten of conv2
+  assert d.features(images, layer="flatten").shape == (5, (shape[0] // 4) * (shape[1] // 4) * 32)  # flatten of conv2
 
 
 def test_feature_layer_is_the_first_conv_after_its_activation_by_default():
@@ -150,11 +67,18 @@ def test_features_reads_any_layer_without_changing_the_saved_discriminator():
                 Discriminator(batchnorm=True),  # the names Config.check validates --feature_layer with
                 Discriminator(batchnorm=True, batchnorm_first=False, zero_pad_after=(2,), dropout=0.25)):
     assert other.feature_layers == tuple(layer.name for layer in other.chain[:-1])
-  # What D saves is its structure and its own feature_layer; reading another layer adds nothing.
+  # What D saves is its structure; which layer f() reads is the mapper's setting, not saved with D.
   assert sorted(d.get_config()) == ["batchnorm", "batchnorm_first", "bn_momentum", "dropout", "dtype",
-                                    "feature_layer", "filters", "image_shape", "leaky_slope", "name", "strides",
+                                    "filters", "image_shape", "leaky_slope", "name", "strides",
                                     "trainable", "zero_pad_after"]
-  assert d.get_config()["feature_layer"] == "act1"
+
+
+def test_a_discriminator_saved_with_a_feature_layer_still_loads():
+  # Earlier versions saved feature_layer in D's config (discriminator.keras of existing workdirs).
+  d = Discriminator(filters=(4, 8))
+  old = {**d.get_config(), "feature_layer": "flatten"}
+  loaded = Discriminator.from_config(old)
+  assert loaded.get_config() == d.get_config() and not hasattr(loaded, "feature_layer")
 
 
 @pytest.mark.parametrize("make, message", [
@@ -168,7 +92,8 @@ def test_features_reads_any_layer_without_changing_the_saved_discriminator():
     (lambda: Discriminator(strides=(0, 2)), "discriminator strides [0, 2] must all be 1 or more; fix --d_strides"),
     (lambda: Discriminator(filters=(16, -1)), "discriminator filters [16, -1] must all be 1 or more"),
     (lambda: Discriminator(dropout=1.0), "discriminator dropout 1.0 is outside [0, 1); fix --d_dropout"),
-    (lambda: Discriminator(feature_layer="act9"), "unknown --feature_layer 'act9'; use one of conv1, act1, conv2"),
+    (lambda: Discriminator().features(np.zeros((1, 28, 28, 1), np.float32), layer="act9"),
+     "unknown --feature_layer 'act9'; use one of conv1, act1, conv2"),
 ], ids=["upsampling", "upsampling_case", "activation", "g_zero_stride", "g_negative_stride", "g_filters",
         "g_dense_channels", "d_zero_stride", "d_filters", "d_dropout", "feature_layer"])
 def test_the_networks_reject_unknown_or_impossible_settings(make, message):
@@ -184,7 +109,8 @@ def test_presets_build(preset):
     own = {line.split("=", 1)[0][2:]: line.strip().split("=", 1)[1] for line in f
            if line.startswith("--") and not line.startswith("--flagfile")}
   config = Config.from_strings(own)
-  g, d = build_networks(config)
+  networks = anogan.build_networks(config)
+  g, d = networks["generator"], networks["discriminator"]
   z = np.zeros((2, config.latent_dim), np.float32)
   assert g(z).shape == (2, 28, 28, 1)
   assert d.features(g(z)).shape[0] == 2
@@ -233,7 +159,8 @@ def _preset(name):
 def test_seed002_networks_are_keras_gans_dcgan():
   # Keras-GAN's dcgan.py, counted from its layers: D 393,729 and G 856,193 parameters (BN moving
   # statistics included, as Keras' model.summary counts them).
-  g, d = build_networks(_preset("seed002"))
+  networks = anogan.build_networks(_preset("seed002"))
+  g, d = networks["generator"], networks["discriminator"]
   assert [layer.name for layer in d.chain] == [
       "conv1", "act1", "drop1", "conv2", "pad2", "bn2", "act2", "drop2", "conv3", "bn3", "act3", "drop3",
       "conv4", "bn4", "act4", "drop4", "flatten", "logits"]
@@ -248,7 +175,7 @@ def test_seed002_networks_are_keras_gans_dcgan():
 
 def test_seed001_generator_normalises_the_dense_outputs_then_reshapes():
   # Linear -> BatchNorm1d(g_dim*8*7*7) -> ReLU -> view, then the transposed convolutions.
-  g, _ = build_networks(_preset("seed001"))
+  g = anogan.build_networks(_preset("seed001"))["generator"]
   assert [layer.name for layer in g.chain][:4] == ["dense", "bn0", "act0", "reshape"]
   assert g.get_layer("bn0").moving_mean.shape == (128 * 7 * 7,)
   assert g.get_layer("act0").__class__.__name__ == "ReLU"

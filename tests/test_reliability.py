@@ -1,6 +1,8 @@
 """Reliability (issue 4): kill -9 loses nothing, bad input is a clean one-line error that leaves
 the workdir alone, NaN stops training, a collapse is reported, --deterministic repeats exactly,
-two evaluates cannot interleave.
+two evaluates cannot interleave. For every model family: the full versions for anogan, and for
+each other registered family a kill -9 at one point, the determinism test and the bad-input
+cases that go through the family's own files (checkpoint, <network>.keras, scorer).
 
 Kills land deterministically through the test-only hook in anogan_tf/faults.py: the process
 either SIGKILLs itself at a named point or pauses there until the test SIGKILLs it.
@@ -23,7 +25,7 @@ import time
 import numpy as np
 import pytest
 
-from anogan_tf import AnoganError, Config, evaluate_lib, train_lib
+from anogan_tf import AnoganError, Config, evaluate_lib, models, train_lib
 from anogan_tf.data import OneClassData, load_one_class
 from conftest import ROOT, synthetic_images
 
@@ -33,6 +35,13 @@ TINY = ["--normal_classes=1", "--train_examples=256", "--test_examples=40", "--g
         "--map_batch_size=64", "--seed=1", "--deterministic", "--epochs=4"]
 TINY_CONFIG = dict(g_dense_channels=8, g_filters=(4, 4), d_filters=(4, 8), batch_size=64, latent_dim=8,
                    map_steps=(2, 2), map_batch_size=64)
+FAMILIES = models.names()
+OTHER_FAMILIES = [name for name in FAMILIES if name != "anogan"]  # anogan has the full versions
+
+
+def tiny_flags(family):
+  """TINY for `family` (its encoder as small as D)."""
+  return TINY if family == "anogan" else TINY + [f"--model={family}", "--e_filters=4,8"]
 
 
 # --- helpers
@@ -125,18 +134,19 @@ def error_line(stderr):
 # --- 1. kill -9 at every stage; rerunning the same command resumes and completes
 
 class _CleanRuns:
-  """Two uninterrupted TINY runs (train, then evaluate), side by side in a background thread,
-  so they overlap with the kill sequence; `wait()` returns their workdirs."""
+  """Two uninterrupted TINY runs of a family (train, then evaluate), side by side in a background
+  thread, so they overlap with the kill sequence; `wait()` returns their workdirs."""
 
-  def __init__(self, root):
+  def __init__(self, root, family):
     self.workdirs = [str(root / "r1"), str(root / "r2")]
+    self.flags = tiny_flags(family)
     self.failures = []
     self.thread = threading.Thread(target=self._run, daemon=True)
     self.thread.start()
 
   def _run(self):
     for tool in ("anogan_tf.train", "anogan_tf.evaluate"):
-      procs = [start(tool, f"--workdir={w}", *(TINY if tool.endswith("train") else [])) for w in self.workdirs]
+      procs = [start(tool, f"--workdir={w}", *(self.flags if tool.endswith("train") else [])) for w in self.workdirs]
       results = [finish(proc) for proc in procs]
       self.failures += [r.stderr for r in results if r.returncode != 0]
       if self.failures:
@@ -150,12 +160,41 @@ class _CleanRuns:
 
 @pytest.fixture(scope="module")
 def clean_runs(tmp_path_factory):
+  """clean_runs(family): that family's _CleanRuns, started on first use (once per module)."""
   if not os.path.isfile(os.path.join(os.environ.get("ANOGAN_DATA_DIR", ""), "mnist.npz")):
     pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR")
-  return _CleanRuns(tmp_path_factory.mktemp("clean"))
+  started = {}
+
+  def get(family):
+    if family not in started:
+      started[family] = _CleanRuns(tmp_path_factory.mktemp(f"clean_{family}"), family)
+    return started[family]
+  return get
+
+
+def weights_of(workdir):
+  """{network: its exported weights} of the workdir's family."""
+  import keras
+  config = Config.from_flagfile_text(open(os.path.join(workdir, "flags.txt")).read())
+  return {name: [w.numpy() for w in keras.models.load_model(os.path.join(workdir, f"{name}.keras")).weights]
+          for name in models.family(config.model).NETWORKS}
+
+
+def assert_same_run(w, reference):
+  """The same history (but seconds), scores.csv and exported weights, bit for bit."""
+  drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+  assert drop_seconds(history(w)) == drop_seconds(history(reference))
+  assert open(os.path.join(w, "eval", "scores.csv")).read() == open(os.path.join(reference, "eval", "scores.csv")).read()
+  mine, theirs = weights_of(w), weights_of(reference)
+  assert list(mine) == list(theirs)
+  for name in mine:
+    assert len(mine[name]) == len(theirs[name]) > 0
+    for a, b in zip(mine[name], theirs[name]):
+      np.testing.assert_array_equal(a, b, err_msg=name)
 
 
 def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupted_run(tmp_path, clean_runs):
+  clean_runs = clean_runs("anogan")
   w = str(tmp_path / "w")
   train = ("anogan_tf.train", f"--workdir={w}", *TINY)
   evaluate = ("anogan_tf.evaluate", f"--workdir={w}")
@@ -223,16 +262,35 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
 
   # Killed five times (three trains, two evaluates), yet the same numbers as a run never
   # interrupted (--deterministic).
-  reference = clean_runs.wait()[0]
-  drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
-  assert drop_seconds(history(w)) == drop_seconds(history(reference))
-  assert open(os.path.join(w, "eval", "scores.csv")).read() == open(os.path.join(reference, "eval", "scores.csv")).read()
+  assert_same_run(w, clean_runs.wait()[0])
+
+
+@pytest.mark.parametrize("family", OTHER_FAMILIES)
+def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, tmp_path, clean_runs):
+  # One kill point, the subtlest: checkpoint 3's files written, not committed, and the history row
+  # of epoch 2 already appended. The rerun drops that row, trains epochs 2 and 3 again, exports.
+  clean_runs = clean_runs(family)
+  w = str(tmp_path / "w")
+  train = ("anogan_tf.train", f"--workdir={w}", *tiny_flags(family))
+  result = run(*train, hook="checkpoint_written@2=kill")
+  assert result.returncode == -signal.SIGKILL, result.stderr
+  assert epochs(w) == [0, 1, 2] and latest(w) == "ckpt-2"
+  result = run(*train)
+  assert result.returncode == 0, result.stderr
+  assert epochs(w) == [0, 1, 2, 3] and latest(w) == "ckpt-4"
+  for name in models.family(family).NETWORKS:
+    assert os.path.getsize(os.path.join(w, f"{name}.keras")) > 0, name
+  assert not [n for n in os.listdir(w) if n.startswith(".")]  # no temporary left behind
+  result = run("anogan_tf.evaluate", f"--workdir={w}")
+  assert result.returncode == 0, result.stderr
+  assert_same_run(w, clean_runs.wait()[0])
 
 
 # --- 4. determinism
 
-def test_deterministic_runs_give_identical_history_and_scores(clean_runs):
-  a, b = clean_runs.wait()
+@pytest.mark.parametrize("family", FAMILIES)
+def test_deterministic_runs_give_identical_history_and_scores(family, clean_runs):
+  a, b = clean_runs(family).wait()
   rows_a, rows_b = history(a), history(b)
   assert len(rows_a) == 4
   for row in rows_a + rows_b:
@@ -241,9 +299,10 @@ def test_deterministic_runs_give_identical_history_and_scores(clean_runs):
   scores = [open(os.path.join(w, "eval", "scores.csv")).read() for w in (a, b)]
   assert scores[0] == scores[1] and len(scores[0].splitlines()) == 41
   metrics = [json.load(open(os.path.join(w, "eval", "metrics.json"))) for w in (a, b)]
-  assert metrics[0]["auroc"] == metrics[1]["auroc"]
+  assert metrics[0]["auroc"] == metrics[1]["auroc"] and metrics[0]["model"] == family
   flags_txt = open(os.path.join(a, "flags.txt")).read()
   assert "--deterministic=true" in flags_txt and "--train_examples=256" in flags_txt
+  assert f"--model={family}" in flags_txt.splitlines()
 
 
 # --- 2. bad input: one-line error, non-zero exit, no traceback, workdir untouched
@@ -395,6 +454,8 @@ def test_bad_input_is_a_one_line_error_and_leaves_the_workdir_untouched(tmp_path
   train_cases["unknown_flag"] = ([f"--workdir={w}", "--bogus=1"], w, ("Unknown command line flag 'bogus'", "--helpfull"))
   train_cases["workdir_under_a_file"] = ([f"--workdir={a_file}/sub", f"--data_dir={good}"], str(a_file),
                                          ("cannot create workdir", "choose another --workdir"))
+  train_cases["unknown_model"] = ([f"--workdir={fresh}", f"--data_dir={good}", "--model=gan"], fresh,
+                                  ("unknown --model 'gan'", "use one of anogan"))
 
   no_flags = str(tmp_path / "w" / "no_flags")
   os.makedirs(no_flags)
@@ -457,6 +518,110 @@ def test_bad_input_is_a_one_line_error_and_leaves_the_workdir_untouched(tmp_path
   for case, path in watched.items():
     assert snapshot(path) == before[case], f"{case} changed {path}"
   assert set(results) == set(fragments)
+
+
+def _run_harnesses(tmp_path, cases_by_tool):
+  """Runs {tool: {case: argv}} through HARNESS, one process per tool, side by side; returns
+  {case: {"code", "stderr", "stdout"}}."""
+  harness = tmp_path / "harness.py"
+  harness.write_text(HARNESS)
+  procs = {}
+  for tool, cases in cases_by_tool.items():
+    cases_path, out_path = tmp_path / f"{tool}_cases.json", tmp_path / f"{tool}_results.json"
+    cases_path.write_text(json.dumps(list(cases.values())))
+    procs[tool] = (subprocess.Popen([sys.executable, str(harness), tool, str(cases_path), str(out_path)], cwd=ROOT,
+                                    env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+                   list(cases), out_path)
+  results = {}
+  for tool, (proc, names, out_path) in procs.items():
+    done = finish(proc)
+    assert done.returncode == 0, done.stderr
+    results.update(zip(names, json.load(open(out_path))))
+  return results
+
+
+@pytest.mark.skipif(not OTHER_FAMILIES, reason="anogan is the only family")
+def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path):
+  # For each family but anogan (whose full battery is above): its damaged checkpoint and
+  # <network>.keras files, a workdir of another family, and bad images on the way to its scorer.
+  # Every case ends with one error line and exit code 2 and leaves the workdir (and a previous
+  # score output) as it was. All families' cases run in one process per tool.
+  from anogan_tf import score_lib
+  good = _npz(tmp_path / "data" / "good")
+  bad_data = _npz(tmp_path / "data" / "nan", x_train=np.full((160, 28, 28), np.nan, np.float32))
+  inputs = _score_inputs(tmp_path / "in")
+  trained = {}
+  for family in ["anogan"] + OTHER_FAMILIES:
+    trained[family] = str(tmp_path / "trained" / family)
+    config = Config(model=family, data_dir=good, normal_classes=(1,), epochs=1, e_filters=(4, 8), **TINY_CONFIG)
+    train_lib.train(config, trained[family], progress=False)
+
+  def copy(family, case, damage=None):
+    path = str(tmp_path / "w" / f"{family}_{case}")
+    shutil.copytree(trained[family], path)
+    if damage:
+      damage(path)
+    return path
+
+  cases = {"train": {}, "evaluate": {}, "score": {}}
+  fragments, watched, succeeded = {}, {}, {}
+  for family in OTHER_FAMILIES:
+    first, last = models.family(family).NETWORKS[0], models.family(family).NETWORKS[-1]
+    specs = {
+        ("train", "checkpoint_truncated"): (copy(family, "ckpt", lambda p: _damage_checkpoint(p, "truncated")),
+                                            ["--epochs=3"], ("ckpt-1 cannot be read", "--overwrite")),
+        ("train", "anogan_workdir"): (copy("anogan", f"as_{family}"), [f"--model={family}", "--epochs=3"],
+                                      (f"holds a model trained with --model=anogan (its flags.txt), not --model={family}",
+                                       f"use another --workdir for --model={family}", "--overwrite")),
+        ("train", "as_anogan"): (copy(family, "as_anogan"), ["--model=anogan", "--epochs=3"],
+                                 (f"holds a model trained with --model={family} (its flags.txt), not --model=anogan",)),
+        ("train", "nan_data"): (copy(family, "nan_data"), [f"--data_dir={bad_data}", "--epochs=3"],
+                                ("x_train images contain NaN or inf", "repair")),
+        ("evaluate", "garbage_model"): (copy(family, "garbage", lambda p: open(os.path.join(p, f"{first}.keras"), "wb")
+                                             .write(b"PK\x03\x04junk")),
+                                        [], (f"{first}.keras cannot be loaded", "rerun training")),
+        ("evaluate", "missing_model"): (copy(family, "missing", lambda p: os.remove(os.path.join(p, f"{last}.keras"))),
+                                        [], (f"{last}.keras is missing", "train first")),
+        ("evaluate", "other_model"): (copy(family, "eval_as_anogan"), ["--model=anogan"],
+                                      (f"--model=anogan does not match the workdir, trained with --model={family}",
+                                       "drop --model")),
+        ("score", "truncated_model"): (copy(family, "score_trunc", lambda p: os.truncate(os.path.join(p, f"{last}.keras"), 1000)),
+                                       [f"--input={inputs['good']}", f"--output={tmp_path / 'out' / family}"],
+                                       (f"{last}.keras cannot be loaded", "rerun training")),
+    }
+    for input_case in ("size", "nan"):
+      specs[("score", input_case)] = (trained[family], [f"--input={inputs[input_case]}",
+                                                        f"--output={tmp_path / 'out' / family}"],
+                                      SCORE_INPUT_CASES[input_case])
+    for (tool, case), (workdir, argv, expected) in specs.items():
+      name = f"{family}_{case}"
+      cases[tool][name] = [f"--workdir={workdir}", *argv]
+      fragments[name] = expected
+      watched[name] = workdir
+    # a previous good output, which no failing score may change; and a good score of the family
+    score_lib.score_images(Config.from_flagfile_text(open(os.path.join(trained[family], "flags.txt")).read()),
+                           trained[family], inputs["good"], str(tmp_path / "out" / family), progress=False)
+    watched[f"{family}_output"] = str(tmp_path / "out" / family)
+    succeeded[f"{family}_good"] = tmp_path / "good_out" / family
+    cases["score"][f"{family}_good"] = [f"--workdir={trained[family]}", f"--input={inputs['good']}",
+                                        f"--output={succeeded[f'{family}_good']}"]
+  before = {case: snapshot(path) for case, path in watched.items()}
+
+  results = _run_harnesses(tmp_path, cases)
+  assert set(results) == set(fragments) | set(succeeded)
+  for case, expected in fragments.items():
+    result = results[case]
+    assert result["code"] == 2, (case, result)
+    line = error_line(result["stderr"])
+    assert all(fragment in line for fragment in expected), (case, line)
+  for case, path in watched.items():
+    assert snapshot(path) == before[case], f"{case} changed {path}"
+  for case, out in succeeded.items():
+    assert results[case]["code"] == 0, (case, results[case])
+    with open(out / "scores.csv", newline="") as f:
+      rows = list(csv.DictReader(f))
+    assert [row["name"] for row in rows] == ["img0.png", "img1.png", "img2.png"]
+    assert list(rows[0])[:2] == ["name", "score"] and list(rows[0])[-1] == "heatmap"
 
 
 def test_workdir_lock_and_damaged_checkpoint_state_in_the_library(tmp_path):

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anogan_tf import Config, train_lib
+from anogan_tf import Config, models, train_lib
 from anogan_tf.data import OneClassData
+from anogan_tf.models import anogan
 from conftest import ROOT, synthetic_images
 
 TINY = dict(batch_size=32, epochs=2, seed=3)
@@ -66,12 +67,12 @@ def test_two_epochs_write_everything_then_resume(tmp_path):
   history = train_lib.train(config.replace(epochs=3), workdir, data=data, progress=False)
   assert [row["epoch"] for row in history] == [0, 1, 2]
   assert open(os.path.join(workdir, "history.csv")).read().splitlines()[:3] == first_rows
-  trainer = train_lib.GANTrainer(config)
-  trainer.checkpoint().restore(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")))
+  driver = train_lib.Driver(config)
+  driver.checkpoint().restore(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")))
   batches = -(-80 // 32)
-  assert int(trainer.epoch.numpy()) == 3
-  assert int(trainer.d_optimizers[0].iterations.numpy()) == 3 * batches
-  assert int(trainer.g_optimizers[0].iterations.numpy()) == 3 * batches * 2  # two G steps per D step
+  assert int(driver.epoch.numpy()) == 3
+  assert int(driver.trainer.d_optimizers[0].iterations.numpy()) == 3 * batches
+  assert int(driver.trainer.g_optimizers[0].iterations.numpy()) == 3 * batches * 2  # two G steps per D step
 
   # Rerun with nothing left to do: no new epochs, history untouched.
   history = train_lib.train(config.replace(epochs=3), workdir, data=data, progress=False)
@@ -95,13 +96,48 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
   np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
 
 
+def test_a_checkpoint_of_the_layout_before_the_families_restores(tmp_path):
+  # Workdirs trained before anogan_tf/models existed (the reproduction runs' among them) hold a
+  # tf.train.Checkpoint of exactly these objects, under these names: --model=anogan resumes them.
+  config = Config(**TINY)
+  networks = anogan.build_networks(config)
+  g, d = networks["generator"], networks["discriminator"]
+  adams = {}
+  for name, model, lr in (("d_optimizer", d, config.lr), ("g_optimizer", g, config.lr),
+                          ("d_optimizer_after_decay", d, config.lr_after_decay),
+                          ("g_optimizer_after_decay", g, config.lr_after_decay)):
+    adams[name] = keras.optimizers.Adam(learning_rate=lr, epsilon=config.adam_epsilon)
+    adams[name].build(model.trainable_variables)
+  epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+  old = tf.train.Checkpoint(generator=g, discriminator=d, generator_weights=list(g.weights),
+                            discriminator_weights=list(d.weights), **adams, epoch=epoch)
+  rng = np.random.default_rng(0)
+  variables = list(g.weights) + list(d.weights) + [v for opt in adams.values() for v in opt.variables] + [epoch]
+  for v in variables:  # every value distinct from a fresh build's
+    dtype = tf.as_dtype(v.dtype)
+    v.assign((rng.integers(1, 100, v.shape) if dtype.is_integer else rng.normal(size=v.shape)).astype(dtype.as_numpy_dtype))
+  written = [v.numpy().copy() for v in variables]
+  train_lib.save_checkpoint(old, str(tmp_path), 7)
+
+  driver = train_lib.Driver(config)
+  assert train_lib.restore_checkpoint(driver, str(tmp_path)) == int(written[-1])
+  trainer = driver.trainer
+  restored = (list(driver.networks["generator"].weights) + list(driver.networks["discriminator"].weights)
+              + [v for opt in (trainer.d_optimizers[0], trainer.g_optimizers[0], trainer.d_optimizers[1],
+                               trainer.g_optimizers[1]) for v in opt.variables] + [driver.epoch])
+  assert len(restored) == len(written)
+  for v, value in zip(restored, written):
+    np.testing.assert_array_equal(v.numpy(), value, err_msg=getattr(v, "path", v.name))
+
+
 def test_learning_rate_switch_uses_fresh_adam_instances(tmp_path):
   config = Config(**TINY).replace(epochs=2, lr_decay_epoch=1)
-  trainer = train_lib.GANTrainer(config)
+  driver = train_lib.Driver(config)
+  trainer = driver.trainer
   x = tf.constant(synthetic_images(64))
-  trainer.train_epoch(x, 0, seed=0)
+  driver.train_epoch(x, 0)
   assert [int(o.iterations.numpy()) for o in trainer.d_optimizers] == [2, 0]
-  trainer.train_epoch(x, 1, seed=0)
+  driver.train_epoch(x, 1)
   assert [int(o.iterations.numpy()) for o in trainer.d_optimizers] == [2, 2]
   assert [int(o.iterations.numpy()) for o in trainer.g_optimizers] == [4, 4]
   assert [float(o.learning_rate.numpy()) for o in trainer.g_optimizers] == pytest.approx([1e-3, 1e-4])
@@ -173,13 +209,17 @@ def test_training_batch_equals_the_seeds_order_of_steps(preset):
   # same losses, weights, BN statistics, dropout masks and Adam moments as the seed's three
   # separate steps.
   config = SEED_ORDER_CONFIGS[preset]()
-  ours, seeds = train_lib.GANTrainer(config), train_lib.GANTrainer(config)
+  ours, seeds = (anogan.GANTrainer(config, anogan.build_networks(config)) for _ in range(2))
   assert bool(_bn_statistics(ours.discriminator)) == config.d_batchnorm
   # .variables: the weights, BN statistics and the dropout layers' random-generator states.
   for mine, theirs in zip(ours.generator.variables + ours.discriminator.variables,
                           seeds.generator.variables + seeds.discriminator.variables):
     theirs.assign(mine)
-  run_ours = tf.function(lambda x, z: ours._train_batch(x, z, 0))
+  @tf.function
+  def run_ours(x, z):  # the interface's step, which the driver compiles into its epoch
+    out = ours.train_step(x, z, 0)
+    return out["d_loss"], out["d_acc"], out["g_loss"]
+
   run_seeds = tf.function(lambda x, z: _seed_order_batch(seeds, x, z))
   rng = np.random.default_rng(0)
   g_stats = [v.numpy().copy() for v in _bn_statistics(ours.generator)]
@@ -203,21 +243,26 @@ def test_training_batch_equals_the_seeds_order_of_steps(preset):
 
 @pytest.mark.parametrize("flagfile", PRESET_FLAGFILES, ids=os.path.basename)
 def test_every_preset_trains(flagfile, tmp_path):
-  # The preset's own networks (every layer as the flagfile says); only the amount of work shrinks.
+  # The preset's own networks (every layer as the flagfile says) of its own family (--model);
+  # only the amount of work shrinks.
   config = preset_config(flagfile, epochs=1, batch_size=8)
   data = tiny_data(12, shape=config.image_shape)  # one full batch and one partial batch
   workdir = str(tmp_path / "run")
   history = train_lib.train(config, workdir, data=data, progress=False)
-  assert len(history) == 1 and all(np.isfinite(history[0][k]) for k in ("g_loss", "d_loss", "d_acc"))
-  trained = train_lib.GANTrainer(config)
+  family = models.family(config.model)
+  trained = train_lib.Driver(config)
+  assert len(history) == 1 and all(np.isfinite(history[0][k]) for k in trained.trainer.loss_names)
   train_lib.restore_checkpoint(trained, os.path.join(workdir, "checkpoints"))
   keras.utils.set_random_seed(config.seed)  # as train() does: the initial weights
-  fresh = train_lib.GANTrainer(config)
-  for model, other in ((trained.generator, fresh.generator), (trained.discriminator, fresh.discriminator)):
-    assert not any(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.trainable_weights, other.trainable_weights))
-    assert all(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(_bn_statistics(model), _bn_statistics(other)))
-  exported = keras.models.load_model(os.path.join(workdir, "discriminator.keras"))
-  assert [layer.name for layer in exported.chain] == [layer.name for layer in trained.discriminator.chain]
+  fresh = train_lib.Driver(config)
+  for name in family.NETWORKS:
+    model, other = trained.networks[name], fresh.networks[name]
+    assert not any(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.trainable_weights, other.trainable_weights)), name
+    assert all(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(_bn_statistics(model), _bn_statistics(other))), name
+    exported = keras.models.load_model(os.path.join(workdir, f"{name}.keras"))
+    assert [w.path for w in exported.weights] == [w.path for w in model.weights], name
+    for a, b in zip(exported.weights, model.weights):
+      np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
 def test_resumed_dropout_and_batchnorm_run_equals_uninterrupted_run(tmp_path):
@@ -242,12 +287,12 @@ def test_resumed_dropout_and_batchnorm_run_equals_uninterrupted_run(tmp_path):
 def test_an_epoch_with_dropout_is_traced_once():
   config = preset_config("experiments/seed002.flags", batch_size=8, g_dense_channels=16, g_filters=(8, 8),
                          d_filters=(8, 8, 8, 8))
-  trainer = train_lib.GANTrainer(config)
+  driver = train_lib.Driver(config)
   x = tf.constant(synthetic_images(16))
   for epoch in range(3):
-    trainer.train_epoch(x, epoch, seed=0)
-  assert trainer._epoch_fns[0].experimental_get_tracing_count() == 1
-  assert trainer._epoch_fns[1].experimental_get_tracing_count() == 0
+    driver.train_epoch(x, epoch)
+  assert driver.epoch_function(0, (config.latent_dim,)).experimental_get_tracing_count() == 1
+  assert driver.epoch_function(1, (config.latent_dim,)).experimental_get_tracing_count() == 0
 
 
 def test_d_acc_thresholds_logits_at_zero():
@@ -263,18 +308,20 @@ def test_d_acc_thresholds_logits_at_zero():
 
 def test_history_csv_is_written_with_the_csv_module(tmp_path):
   path = str(tmp_path / "history.csv")
+  fields = train_lib.history_fields(anogan.GANTrainer.loss_names)
+  assert fields == ("epoch", "g_loss", "d_loss", "d_acc", "seconds")  # seed 000's columns, kept
   rows = [{"epoch": 0, "g_loss": 0.5, "d_loss": 1.25, "d_acc": 0.75, "seconds": 2.0},
           {"epoch": 1, "g_loss": float("nan"), "d_loss": 1e-9, "d_acc": 1.0, "seconds": 0.1}]
-  train_lib.write_history(path, rows[:1])
-  train_lib.append_history(path, rows[1])
+  train_lib.write_history(path, rows[:1], fields)
+  train_lib.append_history(path, rows[1], fields)
   assert open(path).read() == ("epoch,g_loss,d_loss,d_acc,seconds\n"
                                "0,0.5,1.25,0.75,2.0\n1,nan,1e-09,1.0,0.1\n")  # the format is kept
   back = train_lib.read_history(path)
   assert [row["epoch"] for row in back] == [0, 1] and back[0] == rows[0]
   # A value holding the delimiter, a quote or a line break is quoted, not split into columns.
   odd = {"epoch": 2, "g_loss": "1,5", "d_loss": 'a "b"', "d_acc": "x\ny", "seconds": 3.0}
-  train_lib.write_history(path, rows[:1])
-  train_lib.append_history(path, odd)
+  train_lib.write_history(path, rows[:1], fields)
+  train_lib.append_history(path, odd, fields)
   with open(path, newline="") as f:
     read = list(csv.DictReader(f))
   assert read[1] == {k: str(v) for k, v in odd.items()}

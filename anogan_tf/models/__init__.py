@@ -1,1 +1,39 @@
-"""Model families: one module each, the same interface (see base.py), registered here."""
+"""Model families: one module each, the same interface (base.py), registered here.
+
+`FAMILIES` maps each --model value to its module. Importing anogan_tf imports this registry, and
+with it every family module, so every family's networks are registered with Keras and load from
+their .keras files with no `custom_objects`. Adding a family: its module, and its line below.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Dict, Tuple
+
+from anogan_tf.errors import AnoganError
+from anogan_tf.models import base  # first: the family modules (and mapper.py) build on it
+from anogan_tf.models import ae, anogan, egbad, vae
+
+FAMILIES: Dict[str, ModuleType] = {
+    anogan.NAME: anogan,  # the default
+    egbad.NAME: egbad,
+    ae.NAME: ae,
+    vae.NAME: vae,
+}
+
+
+def names() -> Tuple[str, ...]:
+  """The --model values, in the registry's order."""
+  return tuple(FAMILIES)
+
+
+def family(name: str) -> ModuleType:
+  """The family module of --model=name, or AnoganError naming the valid values."""
+  if name not in FAMILIES:
+    raise AnoganError(f"unknown --model '{name}'; use one of {', '.join(FAMILIES)}")
+  return FAMILIES[name]
+
+
+def network_files() -> Tuple[str, ...]:
+  """Every family's <network>.keras file name: what a workdir may hold (cleared by --overwrite)."""
+  return tuple(dict.fromkeys(f"{name}.keras" for module in FAMILIES.values() for name in module.NETWORKS))

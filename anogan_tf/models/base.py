@@ -1,5 +1,6 @@
 """What a model family provides. The training driver (train_lib), evaluate, score and export use
-only this interface, so a family is one module under anogan_tf/models/ and a registry line.
+only this interface, so a family is one module under anogan_tf/models/ and a registry line in
+anogan_tf/models/__init__.py.
 
 A family module defines:
 
@@ -9,20 +10,27 @@ A family module defines:
   def make_trainer(config, networks) -> Trainer
   def make_scorer(config, networks, **overrides) -> Scorer
   def sample(networks, noise) -> images       # (n, h, w, c) in [-1, 1] for the sample grids; or None
-  def noise(rng, n, config) -> np.ndarray     # the per-example noise the driver hands train_step
+  def noise(rng, n, config) -> np.ndarray     # (n, ...) float32: the per-example noise of train_step
 
 The driver owns epochs, shuffling, tf.data, checkpoints and resume, history.csv, TensorBoard,
-sample grids, NaN and collapse checks and locks; a family supplies only its step(s), its
-optimizers and what else to checkpoint.
+sample grids, NaN and collapse checks, dropout reseeding and locks; a family supplies only its
+step(s), its optimizers and what else to checkpoint. The driver draws an epoch's noise as
+`noise(rng, n_images, config)` from the epoch's seeded generator and hands `train_step` the rows
+of the batch, so any shape (n, ...) works: (n, 0) for a family that needs none. Each network's
+weights are checkpointed as `<name>` and `<name>_weights` (an explicit list: the networks keep
+their layers in Python lists, which tf.train.Checkpoint does not follow), beside
+`Trainer.checkpoint_items()` and the epoch counter.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterator, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+
+from anogan_tf.errors import AnoganError
 
 
 @dataclasses.dataclass
@@ -50,11 +58,14 @@ class ScoreResult:
 
 
 class Scorer:
-  """Scores images (N, h, w, c) floats in [-1, 1]. `score_chunks` yields one ScoreResult per
-  fixed-size chunk (`batch_size` images, the last one padded) so memory stays flat; `score`
-  concatenates them."""
+  """Scores images (N, h, w, c) floats in [-1, 1] of `image_shape`. `score_chunks` yields one
+  ScoreResult per fixed-size chunk (`batch_size` images, the last one padded) so memory stays
+  flat; `score` concatenates them. `settings()` names what changes the scores, as evaluate's
+  metrics.json records it. A ScoreResult's `parts` become columns of scores.csv; an extra named
+  `trajectory` (N, iterations), a per-image loss per search iteration, is plotted by evaluate."""
 
   batch_size: int
+  image_shape: Tuple[int, int, int]
 
   def score_chunks(self, images) -> Iterator[ScoreResult]:
     raise NotImplementedError
@@ -62,15 +73,23 @@ class Scorer:
   def score(self, images) -> ScoreResult:
     return ScoreResult.concatenate(list(self.score_chunks(images)))
 
+  def settings(self) -> dict:
+    """{name: value} of the settings this scorer applies, JSON-serialisable (lists for tuples)."""
+    return {}
+
 
 class Trainer(tf.Module):
   """A family's optimisation: `train_step(x, noise, phase)` updates the networks on one batch
-  and returns {loss name: scalar tensor} with keys `loss_names`; the driver compiles it inside
-  its epoch function (so it must be traceable: no Python side effects per call, variables built
-  in __init__). `phase(epoch)` selects a learning-rate phase (`n_phases` traces)."""
+  and returns {loss name: scalar tensor} with keys `loss_names` (history.csv's columns, in this
+  order); the driver compiles it inside its epoch function (so it must be traceable: no Python
+  side effects per call, variables built in __init__). `phase(epoch)` selects a learning-rate
+  phase, one of `n_phases` (one trace each). `collapse_loss` names a discriminator's loss the
+  driver watches for a collapse (GAN families: "d_loss"; None: no check). Losses whose names end
+  in "_acc" are accuracies: logged, not drawn in loss.png."""
 
   loss_names: Tuple[str, ...] = ()
   n_phases: int = 1
+  collapse_loss: Optional[str] = None
 
   def phase(self, epoch: int) -> int:
     return 0
@@ -81,3 +100,26 @@ class Trainer(tf.Module):
   def checkpoint_items(self) -> dict:
     """{name: trackable} beyond the networks' weights: optimizers, counters."""
     return {}
+
+
+def check_images(images, image_shape) -> np.ndarray:
+  """images as float32 (N, h, w, c) in [-1, 1] (N, h, w accepted for one channel), else a
+  one-line AnoganError naming the problem and the fix. Every scorer checks its input with it."""
+  image_shape = tuple(image_shape)
+  x = np.asarray(images)
+  if x.ndim == 3 and image_shape[-1] == 1:
+    x = x[..., None]
+  if x.ndim != 4 or tuple(x.shape[1:]) != image_shape:
+    raise AnoganError(f"images have shape {tuple(x.shape)} but the model expects (N,) + {image_shape}; "
+                      "resize them or train a model for this shape")
+  if not np.issubdtype(x.dtype, np.floating):
+    raise AnoganError(f"images have dtype {x.dtype}; pass floats scaled to [-1, 1] (e.g. x / 127.5 - 1)")
+  x = x.astype(np.float32, copy=False)
+  if len(x) == 0:
+    raise AnoganError("no images to score; pass at least one image")
+  if not np.isfinite(x).all():
+    raise AnoganError("images contain NaN or inf; remove or repair those images")
+  if x.min() < -1.001 or x.max() > 1.001:
+    raise AnoganError(f"image values span [{x.min():.3g}, {x.max():.3g}], outside [-1, 1]; "
+                      "scale them as x / 127.5 - 1")
+  return x

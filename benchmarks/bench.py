@@ -1,9 +1,11 @@
 """`make bench`: mapping and training throughput, memory and FLOP efficiency, in one run.
 
-  python -m anogan_tf.bench --output=experiments/results/bench
+  python benchmarks/bench.py --output=experiments/results/bench
 
 Writes <output>.json and <output>.md. Every ratio compares figures measured in this run.
 Seed-000 networks (randomly initialised: throughput does not depend on the weight values).
+Not part of the installed package: a script beside it that measures the anogan_tf of the checkout
+it sits in (its folder's parent comes first on sys.path, as experiments/reproduce.py does).
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-from absl import app, flags
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("output", "experiments/results/bench", "Path prefix of the .json and .md reports.")
 flags.DEFINE_integer("test_images", 10000, "Images in the 'whole test split' measurement.")
@@ -40,8 +46,8 @@ def _images(n, seed=0):
 def _use_keras_batchnorm():
   """For weighing the fused BatchNorm in this process only: Keras' own (unfused) layer runs instead."""
   import keras
-  from anogan_tf import networks
-  networks.FusedBatchNormalization.call = keras.layers.BatchNormalization.call
+  from anogan_tf import layers
+  layers.FusedBatchNormalization.call = keras.layers.BatchNormalization.call
 
 
 def _networks():
@@ -123,14 +129,14 @@ def measure_whole_split(n_images, batch_size):
 def measure_training(batch_size=256, n_images=5120, epochs=3):
   import tensorflow as tf
   from anogan_tf import Config
-  from anogan_tf.train_lib import GANTrainer
+  from anogan_tf.train_lib import Driver
   x, _ = _images(n_images)
-  trainer = GANTrainer(Config(batch_size=batch_size))
+  driver = Driver(Config(batch_size=batch_size))  # anogan: seed 000's GAN
   x = tf.constant(x)
-  trainer.train_epoch(x, 0, seed=0)  # trace
+  driver.train_epoch(x, 0)  # trace
   began = time.perf_counter()
   for epoch in range(1, epochs + 1):
-    trainer.train_epoch(x, epoch, seed=0)
+    driver.train_epoch(x, epoch)
   seconds = time.perf_counter() - began
   return {"batch_size": batch_size, "images": n_images * epochs, "seconds": round(seconds, 3),
           "images_per_second": round(n_images * epochs / seconds, 1), "step": "1 D step + 2 G steps per batch"}
@@ -162,11 +168,11 @@ def measure_layers(batch_size=1024, repeats=15):
   Every way TensorFlow offers to compute each one is timed (the fastest of `repeats` calls):
   forward = what G or D runs, input gradient = what the gradient to z runs. A transposed
   convolution is either conv2d_transpose (TF's backprop-input kernel) or, for stride 2, four
-  phase convolutions in one conv2d (`conv_forms`), or, for stride 1, conv2d with the flipped kernel.
+  phase convolutions in one conv2d (`anogan_tf.layers`), or, for stride 1, conv2d with the flipped kernel.
   """
   import functools
   import tensorflow as tf
-  from anogan_tf.conv_forms import conv2d_transpose_subpixel, subpixel_kernel
+  from anogan_tf.layers import conv2d_transpose_subpixel, subpixel_kernel
   b, r, timed = batch_size, _tensor_maker(), functools.partial(_fastest_ms, repeats=repeats)
 
   ops = {}
@@ -208,7 +214,7 @@ def measure_training_layers(batch_size=256, repeats=15):
   """Milliseconds per call of each convolution a training batch runs (TRAINING_CONV_CALLS), alone."""
   import functools
   import tensorflow as tf
-  from anogan_tf.conv_forms import conv2d_transpose_subpixel, subpixel_kernel
+  from anogan_tf.layers import conv2d_transpose_subpixel, subpixel_kernel
   b, r, timed = batch_size, _tensor_maker(), functools.partial(_fastest_ms, repeats=repeats)
 
   def kernel_gradient(op, x, kernel, dy):
@@ -332,7 +338,7 @@ def _child(spec: str):
 
 def _run_child(spec: str, env=None) -> dict:
   """Each measurement in a fresh process: no shared caches, and its own peak RSS."""
-  out = subprocess.run([sys.executable, "-m", "anogan_tf.bench", f"--child={spec}"], capture_output=True,
+  out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--child={spec}"], capture_output=True,
                        text=True, env={**os.environ, **(env or {})})
   lines = [line for line in out.stdout.splitlines() if line.startswith("BENCH")]
   if out.returncode != 0 or not lines:
@@ -344,7 +350,7 @@ def _run_child(spec: str, env=None) -> dict:
 
 def _run_children_together(specs, env=None) -> dict:
   """Runs the measurements at the same time, one process each; images/s of them all together."""
-  procs = [subprocess.Popen([sys.executable, "-m", "anogan_tf.bench", f"--child={spec}"], stdout=subprocess.PIPE,
+  procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), f"--child={spec}"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}) for spec in specs]
   results = []
   for spec, proc in zip(specs, procs):
@@ -365,7 +371,7 @@ def main(argv):
   if FLAGS.child:
     return _child(FLAGS.child)
   began = time.perf_counter()
-  report = {"command": "make bench  (python -m anogan_tf.bench --output=" + FLAGS.output + ")",
+  report = {"command": "make bench  (python benchmarks/bench.py --output=" + FLAGS.output + ")",
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": cpu_peak_gflops(),
             "mapping_iterations": STEPS, "networks": "seed 000 (28x28x1)"}
   import tensorflow as tf

@@ -1,0 +1,231 @@
+"""Convolutional autoencoder (seed 004, section 1): score = reconstruction error.
+
+Encoder: `networks.Encoder` with one head, shaped like seed 000's discriminator (strided 3x3
+convolutions, LeakyReLU(0.2), Dense(latent_dim) in place of the logit). Decoder: seed 000's
+`networks.Generator`. So AnoGAN, the autoencoder and the VAE have the same networks and differ
+in training only.
+
+Loss (seed 004: "AE: MAE or MSE"; its equation L(x, x') = ||x - x'||^2), per image, then averaged
+over the batch:
+
+  reconstruction = sum over pixels of |x - x'|   (--recon_loss=l1)
+                or sum over pixels of (x - x')^2 (--recon_loss=l2)
+
+Summed over pixels, not averaged: ||x - x'||^2 in seed 004 is a sum, and a sum puts the
+reconstruction on the scale of the VAE's KL, which is summed over latent dimensions (see vae.py).
+For the autoencoder alone the choice only scales the loss by the pixel count (28 * 28 = 784 for
+MNIST): Adam's steps and the ranking of scores are the same either way.
+
+The same per-image error, of the decoding in inference mode, is the anomaly score; `residual_map`
+is |x - x'| per pixel. Shared pieces (the chunked scorer, the error itself) live here and vae.py
+builds on them; the input checks are every scorer's (base.check_images).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterator, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from anogan_tf.errors import AnoganError
+from anogan_tf.models import base
+from anogan_tf.networks import Encoder, Generator
+
+NAME = "ae"
+NETWORKS = ("encoder", "decoder")
+RECON_LOSSES = ("l1", "l2")
+SCORE_BATCH_SIZE = 1024  # images per compiled forward pass when neither an override nor --map_batch_size sets it
+
+
+# --- losses: one value per image
+
+def reconstruction_error(x, reconstruction, kind: str = "l1"):
+  """Per-image reconstruction error (batch,): the sum over pixels of |x - x'| (l1) or (x - x')^2 (l2)."""
+  if kind not in RECON_LOSSES:
+    raise AnoganError(f"unknown recon_loss '{kind}'; use l1 or l2")
+  diff = x - reconstruction
+  per_pixel = tf.abs(diff) if kind == "l1" else tf.square(diff)
+  flat = tf.reshape(per_pixel, (tf.shape(per_pixel)[0], -1))  # (batch, h*w*c)
+  return tf.reduce_sum(flat, axis=1)
+
+
+# --- networks
+
+def encoder_kwargs(config, heads: int) -> dict:
+  return dict(image_shape=config.image_shape, latent_dim=config.latent_dim, filters=config.e_filters,
+              strides=config.e_strides, batchnorm=config.e_batchnorm, leaky_slope=config.leaky_slope,
+              bn_momentum=config.bn_momentum, heads=heads)
+
+
+def build_networks(config) -> Dict[str, keras.Model]:
+  """{"encoder": x (N, h, w, c) -> z (N, latent_dim), "decoder": z -> x' (N, h, w, c) in [-1, 1]}."""
+  return {"encoder": Encoder(name="encoder", **encoder_kwargs(config, heads=1)),
+          "decoder": Generator(name="decoder", **config.generator_kwargs())}
+
+
+def noise(rng: np.random.Generator, n: int, config) -> np.ndarray:
+  """The autoencoder is deterministic: an empty (n, 0) array, so the driver can slice it like
+  any family's noise. Draws nothing from rng."""
+  return np.zeros((n, 0), np.float32)
+
+
+def sample(networks, noise) -> None:
+  """No prior to sample from: the driver draws no sample grid for the autoencoder."""
+  return None
+
+
+# --- training
+
+def adam_optimizers(config) -> list:
+  """Adam at `lr`, and a fresh Adam at `lr_after_decay` from `lr_decay_epoch` on (seed 000's
+  schedule; none when lr_decay_epoch is 0). Built by the caller."""
+  def adam(lr):
+    return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1,
+                                 beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
+  lrs = [config.lr] + ([config.lr_after_decay] if config.lr_decay_epoch > 0 else [])
+  return [adam(lr) for lr in lrs]
+
+
+class _EncoderDecoderTrainer(base.Trainer):
+  """One optimisation problem (encoder and decoder together), one Adam per learning-rate phase."""
+
+  def __init__(self, config, networks, name: str):
+    super().__init__(name=name)
+    self.config = config
+    self.encoder, self.decoder = networks["encoder"], networks["decoder"]
+    self.optimizers = adam_optimizers(config)
+    self.n_phases = len(self.optimizers)
+    for opt in self.optimizers:  # built now: a tf.function may not create variables later
+      opt.build(self.variables_to_train)
+
+  @property
+  def variables_to_train(self) -> list:
+    return self.encoder.trainable_variables + self.decoder.trainable_variables
+
+  def phase(self, epoch: int) -> int:
+    decay = self.config.lr_decay_epoch
+    return int(decay > 0 and epoch >= decay)
+
+  def checkpoint_items(self) -> dict:
+    items = {"optimizer": self.optimizers[0]}
+    if self.n_phases > 1:
+      items["optimizer_after_decay"] = self.optimizers[1]
+    return items
+
+  def _apply(self, tape, loss, phase: int) -> None:
+    variables = self.variables_to_train
+    self.optimizers[phase].apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+
+class AutoencoderTrainer(_EncoderDecoderTrainer):
+  """train_step(x, noise, phase): one Adam step on mean over the batch of reconstruction_error(x,
+  D(E(x))), both networks in training mode (BN batch statistics). `noise` is ignored."""
+
+  loss_names = ("loss", "reconstruction")
+
+  def __init__(self, config, networks):
+    super().__init__(config, networks, name="ae_trainer")
+
+  def train_step(self, x, noise, phase: int):
+    with tf.GradientTape() as tape:
+      reconstruction = self.decoder(self.encoder(x, training=True), training=True)
+      error = reconstruction_error(x, reconstruction, self.config.recon_loss)  # (batch,)
+      loss = tf.reduce_mean(error)
+    self._apply(tape, loss, phase)
+    return {"loss": loss, "reconstruction": loss}
+
+
+def make_trainer(config, networks) -> AutoencoderTrainer:
+  return AutoencoderTrainer(config, networks)
+
+
+# --- scoring
+
+class ChunkScorer(base.Scorer):
+  """Scores `batch_size` images per compiled forward pass (the last chunk padded with zeros;
+  rows are independent in inference mode, so padding changes no score). One trace per chunk
+  size. Subclasses define `_forward(x) -> dict of (batch, ...) tensors` with at least score,
+  reconstruction, and the names in `part_names` and `extra_names`."""
+
+  part_names = ("reconstruction",)
+  extra_names = ("z",)
+
+  def __init__(self, image_shape, batch_size: int):
+    if int(batch_size) < 1:
+      raise AnoganError(f"batch_size={batch_size}; score at least one image at a time")
+    self.image_shape = tuple(image_shape)
+    self.batch_size = int(batch_size)
+    self.trace_count = 0
+    self._functions = {}
+
+  def _forward(self, x) -> Dict[str, tf.Tensor]:
+    raise NotImplementedError
+
+  def _traced(self, x):
+    self.trace_count += 1  # Python side effect: once per trace, never per call
+    out = self._forward(x)
+    out["residual_map"] = tf.abs(x - out["reconstruction"])
+    return out
+
+  def _function(self, size: int):
+    if size not in self._functions:
+      spec = tf.TensorSpec((size,) + self.image_shape, tf.float32)
+      self._functions[size] = tf.function(self._traced, input_signature=[spec])
+    return self._functions[size]
+
+  def check_images(self, images) -> np.ndarray:
+    return base.check_images(images, self.image_shape)
+
+  def score_chunks(self, images) -> Iterator[base.ScoreResult]:
+    x = self.check_images(images)
+    n = len(x)
+    size = min(self.batch_size, n)
+    run = self._function(size)
+    for start in range(0, n, size):
+      xb = x[start:start + size]
+      real = len(xb)
+      if real < size:
+        xb = np.concatenate([xb, np.zeros((size - real,) + self.image_shape, np.float32)])
+      out = {k: v.numpy()[:real] for k, v in run(tf.constant(xb)).items()}
+      yield base.ScoreResult(score=out["score"], reconstruction=out["reconstruction"],
+                             residual_map=out["residual_map"],
+                             parts={k: out[f"part_{k}"] for k in self.part_names},
+                             extras={k: out[f"extra_{k}"] for k in self.extra_names})
+
+
+def score_batch_size(config, batch_size: Optional[int]) -> int:
+  if batch_size is not None:
+    return int(batch_size)
+  return config.map_batch_size or SCORE_BATCH_SIZE
+
+
+class AutoencoderScorer(ChunkScorer):
+  """score = reconstruction_error(x, D(E(x))) per image, both networks in inference mode;
+  reconstruction = D(E(x)) in [-1, 1]; extras z = E(x) (N, latent_dim)."""
+
+  def __init__(self, encoder, decoder, recon_loss: str = "l1", batch_size: int = SCORE_BATCH_SIZE):
+    if recon_loss not in RECON_LOSSES:
+      raise AnoganError(f"unknown recon_loss '{recon_loss}'; use l1 or l2")
+    super().__init__(encoder.image_shape, batch_size)
+    self.encoder, self.decoder = encoder, decoder
+    self.recon_loss = recon_loss
+
+  def settings(self) -> dict:
+    return {"recon_loss": self.recon_loss, "map_batch_size": self.batch_size}
+
+  def _forward(self, x):
+    z = self.encoder(x, training=False)
+    reconstruction = self.decoder(z, training=False)
+    error = reconstruction_error(x, reconstruction, self.recon_loss)
+    return {"score": error, "reconstruction": reconstruction, "part_reconstruction": error, "extra_z": z}
+
+
+def make_scorer(config, networks, recon_loss: Optional[str] = None,
+                batch_size: Optional[int] = None) -> AutoencoderScorer:
+  """Overrides: recon_loss (default config.recon_loss), batch_size (default --map_batch_size, or
+  SCORE_BATCH_SIZE when that is 0)."""
+  return AutoencoderScorer(networks["encoder"], networks["decoder"],
+                           recon_loss=recon_loss or config.recon_loss,
+                           batch_size=score_batch_size(config, batch_size))

@@ -1,0 +1,169 @@
+"""AnoGAN (Schlegl et al. 2017), seed 000: a DCGAN trained on normal images, scored by the
+LatentMapper's search for z (anogan_tf/mapper.py).
+
+Networks: seed 000's `Generator` and `Discriminator` (networks.py), saved as generator.keras and
+discriminator.keras. Training, per batch: one D step, then `g_steps` (2) G steps on the same z
+batch, sigmoid cross-entropy on logits. Adam at `lr` until epoch `lr_decay_epoch`, then fresh
+Adam instances at `lr_after_decay` (the seed switches to separately built TF1 optimizers, so the
+moments restart). Scoring: `LatentMapper` with the mapping settings (lam, map_steps, ...,
+feature_layer).
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from anogan_tf import losses
+from anogan_tf.mapper import LatentMapper
+from anogan_tf.models import base
+from anogan_tf.networks import Discriminator, Generator, batchnorm_statistics
+
+NAME = "anogan"
+NETWORKS = ("generator", "discriminator")
+
+
+def build_networks(config) -> Dict[str, keras.Model]:
+  """{"generator": G, z (N, latent_dim) -> images (N, h, w, c) in [-1, 1];
+  "discriminator": D, images -> logits (N, 1)}."""
+  return {"generator": Generator(name="generator", **config.generator_kwargs()),
+          "discriminator": Discriminator(name="discriminator", **config.discriminator_kwargs())}
+
+
+def noise(rng: np.random.Generator, n: int, config) -> np.ndarray:
+  """z (n, latent_dim) float32 from the training prior: U(-1, 1) (seed 000) or N(0, 1)."""
+  shape = (n, config.latent_dim)
+  if config.z_prior == "normal":
+    return rng.standard_normal(shape).astype(np.float32)
+  return rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+
+
+def sample(networks, noise) -> np.ndarray:
+  """G(z) (n, h, w, c) in [-1, 1], G in inference mode."""
+  return networks["generator"](tf.convert_to_tensor(noise, tf.float32), training=False).numpy()
+
+
+def _restore(variables, values):
+  for variable, value in zip(variables, values):
+    variable.assign(value)
+
+
+class GANTrainer(base.Trainer):
+  """G, D and their four Adam instances (one per network and learning-rate phase).
+
+  `train_step(x, z, phase)` is seed 000's batch (`_train_batch`); it returns g_loss, d_loss and
+  d_acc. The checkpoint names (d_optimizer, g_optimizer, d_optimizer_after_decay,
+  g_optimizer_after_decay) are those of the workdirs written before the families existed, so
+  they resume; the decay phase's optimizers exist even when lr_decay_epoch is 0, as they did.
+  """
+
+  loss_names = ("g_loss", "d_loss", "d_acc")
+  n_phases = 2
+  collapse_loss = "d_loss"
+
+  def __init__(self, config, networks):
+    super().__init__(name="gan_trainer")
+    self.config = config
+    self.generator, self.discriminator = networks["generator"], networks["discriminator"]
+
+    def adam(lr):
+      return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1,
+                                   beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
+
+    self.d_optimizers = [adam(config.lr), adam(config.lr_after_decay)]
+    self.g_optimizers = [adam(config.lr), adam(config.lr_after_decay)]
+    for opt in self.d_optimizers:  # built now: tf.function may not create variables later
+      opt.build(self.discriminator.trainable_variables)
+    for opt in self.g_optimizers:
+      opt.build(self.generator.trainable_variables)
+
+  def checkpoint_items(self) -> dict:
+    return dict(d_optimizer=self.d_optimizers[0], g_optimizer=self.g_optimizers[0],
+                d_optimizer_after_decay=self.d_optimizers[1], g_optimizer_after_decay=self.g_optimizers[1])
+
+  def phase(self, epoch: int) -> int:
+    decay = self.config.lr_decay_epoch
+    return int(decay > 0 and epoch >= decay)
+
+  def train_step(self, x, noise, phase: int) -> Dict[str, tf.Tensor]:
+    d_loss, d_acc, g_loss = self._train_batch(x, noise, phase)
+    return {"g_loss": g_loss, "d_loss": d_loss, "d_acc": d_acc}
+
+  def _d_step(self, x, fake, optimizer):
+    """D's update on real x and fake G(z), computed by the caller (D's tape does not see G).
+
+    `d_step="joint"` (seed 000): one update on the summed loss. `"separate"` (seed 002): one
+    update on the real batch, then one on the fake batch, which the updated D sees.
+    """
+    d = self.discriminator
+    if self.config.d_step == "joint":
+      with tf.GradientTape() as tape:
+        d_loss, _, d_acc = losses.gan_losses(d(x, training=True), d(fake, training=True))
+      optimizer.apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
+      return d_loss, d_acc
+    parts, logits = [], []
+    for images, label in ((x, 1.0), (fake, 0.0)):
+      with tf.GradientTape() as tape:
+        batch_logits = d(images, training=True)
+        loss = losses.discriminator_loss_on(batch_logits, label)
+      optimizer.apply_gradients(zip(tape.gradient(loss, d.trainable_variables), d.trainable_variables))
+      parts.append(loss)
+      logits.append(batch_logits)
+    _, _, d_acc = losses.gan_losses(*logits)
+    return parts[0] + parts[1], d_acc
+
+  def _g_step(self, z, optimizer, recorded=None):
+    """G's update on z; `recorded` is (tape, G(z)) when G's forward pass is already on a tape."""
+    g, d = self.generator, self.discriminator
+    d_stats = [tf.identity(v) for v in batchnorm_statistics(d)]  # TF1 ran only G's update ops
+    if recorded is None:
+      tape = tf.GradientTape()
+      with tape:
+        fake = g(z, training=True)
+    else:
+      tape, fake = recorded
+    with tape:  # resumes recording on the tape that holds G's forward pass
+      fake_logits = d(fake, training=True)
+      _, g_loss, _ = losses.gan_losses(tf.zeros_like(fake_logits), fake_logits)
+    optimizer.apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
+    _restore(batchnorm_statistics(d), d_stats)
+    return g_loss
+
+  def _train_batch(self, x, z, phase):
+    """Seed 000's batch: one D step, then `g_steps` G steps on the same z; returns the losses.
+
+    G does not change during the D step, so G(z) in the D step and in the first G step are the
+    same tensor: it is computed once, on the tape of that G step. G's BN statistics update in
+    that forward pass, once, as in the seed's first G step (the seed's D step ran only D's update
+    ops, so it left them alone; with no G step they are put back).
+    """
+    g = self.generator
+    if self.config.d_fakes_mode == "inference":  # seed 002: generator.predict, BN on moving statistics
+      recorded = None
+      d_fake = g(z, training=False)
+    else:
+      g_stats = [tf.identity(v) for v in batchnorm_statistics(g)]  # put back if no G step runs
+      tape = tf.GradientTape()
+      with tape:
+        d_fake = g(z, training=True)
+      recorded = (tape, d_fake)
+    d_loss, d_acc = self._d_step(x, d_fake, self.d_optimizers[phase])
+    g_loss = tf.constant(0.0)
+    for step in range(self.config.g_steps):  # the seed's G loss is the last step's
+      g_loss = self._g_step(z, self.g_optimizers[phase], recorded=recorded if step == 0 else None)
+    if self.config.g_steps == 0 and recorded is not None:
+      _restore(batchnorm_statistics(g), g_stats)
+    return d_loss, d_acc, g_loss
+
+
+def make_trainer(config, networks) -> GANTrainer:
+  return GANTrainer(config, networks)
+
+
+def make_scorer(config, networks, **overrides) -> LatentMapper:
+  """The LatentMapper with the config's mapping settings (Config.mapper_kwargs); `overrides`
+  replace any of them (LatentMapper's keyword arguments)."""
+  return LatentMapper(networks["generator"], networks["discriminator"], **{**config.mapper_kwargs(), **overrides})

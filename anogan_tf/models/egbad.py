@@ -1,0 +1,360 @@
+"""Efficient GAN (EGBAD): a BiGAN trained on normal images, scored in one forward pass.
+
+Zenati et al. 2018, "Efficient GAN-Based Anomaly Detection" (https://arxiv.org/abs/1802.06222),
+as seed 003 and the book it follows (Ogawa, "つくりながら学ぶ! PyTorchによる発展ディープラーニング",
+6-3/6-4; YutaroOgawa/pytorch_advanced, 6_gan_anomaly_detection/6-4_EfficientGAN.ipynb) write it:
+
+  E: x -> z, G: z -> x, D(x, z) -> logit.
+  D:  -log D(x, E(x)) - log(1 - D(G(z), z))         real pairs (x, E(x)), fake pairs (G(z), z)
+  G:  -log D(G(z), z)                                 non-saturating
+  E:  -log(1 - D(x, E(x)))                            seed 003's non-saturating form for E
+  A(x) = (1 - lam) * |x - G(E(x))| + lam * |f(x, E(x)) - f(G(E(x)), E(x))|
+
+f is D's last feature layer (the joint layer before the logit). The score needs no search over z,
+so an image costs one pass through E, G and D instead of AnoGAN's hundreds of iterations.
+
+Per batch, as the book's `train_model`: one D step on (x, E(x)) and (G(z1), z1); then one G step on a
+fresh draw z2; then one E step on (x, E(x)) against the updated D. Each has its own loss and Adam
+instance. G's and E's losses share no weights and D is fixed during both, so doing them in the
+other order, or as one joint update, would give the same numbers; they are separate steps because
+the book's are. BN runs in training mode during training; a network's BN statistics move only in
+its own step (as GANTrainer does it): G's forward pass for the D step and D's forward passes for
+the G and E steps leave the statistics they touch as they were. E(x) is computed once per batch,
+on E's tape (E does not change in the D step), so E's statistics move once, with its step.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterator, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from anogan_tf import losses
+from anogan_tf.errors import AnoganError
+from anogan_tf.layers import FusedBatchNormalization, SubpixelGradientConv2D
+from anogan_tf.models import base
+from anogan_tf.networks import Encoder, Generator, batchnorm_statistics
+
+NAME = "egbad"
+NETWORKS = ("generator", "encoder", "discriminator")
+LOSS_NAMES = ("d_loss", "g_loss", "e_loss", "d_acc")
+DEFAULT_SCORE_BATCH = 256  # images per compiled chunk when --map_batch_size=0
+
+# Settings Config does not have yet, read from it once it has them; until then these seed-000-size
+# values. d_z_units / d_joint_units: widths of D(x, z)'s z Dense and joint Dense layers (seed 003:
+# 512 / 1024); d_lr_scale multiplies --lr and --lr_after_decay for D only (seed 003: 0.25).
+PROPOSED_DEFAULTS = {"d_z_units": 128, "d_joint_units": (128,), "d_lr_scale": 1.0}
+
+
+def _setting(config, name):
+  return getattr(config, name, PROPOSED_DEFAULTS[name])
+
+
+def _takes_training(layer) -> bool:
+  return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
+
+
+def _run(chain, x, training):
+  for layer in chain:
+    x = layer(x, training=training) if _takes_training(layer) else layer(x)
+  return x
+
+
+def _build(chain, shape):
+  for layer in chain:
+    layer.build(shape)
+    shape = layer.compute_output_shape(shape)
+  return shape
+
+
+@keras.saving.register_keras_serializable(package="anogan_tf")
+class BiGANDiscriminator(keras.Model):
+  """D(x, z): one real/fake logit per (image, latent code) pair.
+
+  Input: a pair (x, z), x (batch, h, w, c) in [-1, 1] and z (batch, latent_dim).
+  Output: logits (batch, 1), unbounded (sigmoid: the probability that the pair is (x, E(x))).
+
+  x path, shaped like seed 000's discriminator: per entry of `filters`, a 3x3 'same' convolution
+  with its stride -> BN (if `batchnorm`) -> LeakyReLU(leaky_slope) -> Dropout (if `dropout`),
+  then flatten to (batch, h/s * w/s * filters[-1]). z path: Dense(z_units), linear as in seed 003.
+  Joint: concatenate -> per entry of `joint_units` Dense -> LeakyReLU -> Dropout (if `dropout`)
+  -> Dense(1) logits. `features(x, z)` is f(x, z), the last joint layer's output
+  (batch, joint_units[-1]) (the concatenation if `joint_units` is empty): seed 003's `feature`,
+  used by the score. Layers are named conv1, bn1, act1, drop1, ..., flatten, z_dense, concat,
+  joint1, joint_act1, joint_drop1, ..., logits.
+  """
+
+  def __init__(self, image_shape: Sequence[int] = (28, 28, 1), latent_dim: int = 50,
+               filters: Sequence[int] = (16, 32), strides: Sequence[int] = (2, 2),
+               batchnorm: bool = False, dropout: float = 0.0, z_units: int = 128,
+               joint_units: Sequence[int] = (128,), leaky_slope: float = 0.2,
+               bn_momentum: float = 0.99, **kwargs):
+    super().__init__(**kwargs)
+    self.image_shape = tuple(int(s) for s in image_shape)
+    self.latent_dim = int(latent_dim)
+    self.filters = tuple(int(f) for f in filters)
+    self.strides = tuple(int(s) for s in strides)
+    self.batchnorm = bool(batchnorm)
+    self.dropout = float(dropout)
+    self.z_units = int(z_units)
+    self.joint_units = tuple(int(u) for u in joint_units)
+    self.leaky_slope = float(leaky_slope)
+    self.bn_momentum = float(bn_momentum)
+    if (len(self.strides) != len(self.filters) or not self.filters or self.latent_dim < 1 or self.z_units < 1
+        or any(v < 1 for v in self.filters + self.strides + self.joint_units)):
+      raise AnoganError("BiGAN discriminator: one positive stride per positive filter count, and positive "
+                        "latent_dim, z_units and joint units are needed")
+
+    x_chain = []
+    for i, (units, stride) in enumerate(zip(self.filters, self.strides), start=1):
+      conv = SubpixelGradientConv2D if i == 1 else keras.layers.Conv2D  # G's step needs D's input gradient
+      x_chain.append(conv(units, 3, strides=stride, padding="same", name=f"conv{i}"))
+      if self.batchnorm:
+        x_chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
+      x_chain.append(keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"act{i}"))
+      if self.dropout > 0:
+        x_chain.append(keras.layers.Dropout(self.dropout, name=f"drop{i}"))
+    x_chain.append(keras.layers.Flatten(name="flatten"))
+    joint_chain = []
+    for i, units in enumerate(self.joint_units, start=1):
+      joint_chain += [keras.layers.Dense(units, name=f"joint{i}"),
+                      keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"joint_act{i}")]
+      if self.dropout > 0:
+        joint_chain.append(keras.layers.Dropout(self.dropout, name=f"joint_drop{i}"))
+    self.x_chain = x_chain
+    self.z_dense = keras.layers.Dense(self.z_units, name="z_dense")
+    self.concat = keras.layers.Concatenate(name="concat")
+    self.joint_chain = joint_chain
+    self.logits = keras.layers.Dense(1, name="logits")
+    self._build_layers()
+
+  def _build_layers(self):
+    x_shape = _build(self.x_chain, (None,) + self.image_shape)
+    z_shape = _build([self.z_dense], (None, self.latent_dim))
+    self.concat.build([x_shape, z_shape])
+    shape = _build(self.joint_chain, self.concat.compute_output_shape([x_shape, z_shape]))
+    self.logits.build(shape)
+    self.built = True
+
+  def build(self, input_shape=None):
+    if not self.built:
+      self._build_layers()
+
+  def features(self, inputs, training=False):
+    """f(x, z): (batch, joint_units[-1]), the input of the logit layer."""
+    x, z = inputs
+    joint = self.concat([_run(self.x_chain, x, training), self.z_dense(z)])  # (batch, x features + z_units)
+    return _run(self.joint_chain, joint, training)
+
+  def call(self, inputs, training=False):
+    return self.logits(self.features(inputs, training=training))
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0][0], 1)
+
+  def get_config(self):
+    return {**super().get_config(), "image_shape": list(self.image_shape), "latent_dim": self.latent_dim,
+            "filters": list(self.filters), "strides": list(self.strides), "batchnorm": self.batchnorm,
+            "dropout": self.dropout, "z_units": self.z_units, "joint_units": list(self.joint_units),
+            "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum}
+
+
+def build_networks(config) -> Dict[str, keras.Model]:
+  """{"generator": G, "encoder": E, "discriminator": D(x, z)} from the Config's g_*, e_*, d_* settings."""
+  return {
+      "generator": Generator(name="generator", **config.generator_kwargs()),
+      "encoder": Encoder(name="encoder", image_shape=config.image_shape, latent_dim=config.latent_dim,
+                         filters=config.e_filters, strides=config.e_strides, batchnorm=config.e_batchnorm,
+                         leaky_slope=config.leaky_slope, bn_momentum=config.bn_momentum, heads=1),
+      "discriminator": BiGANDiscriminator(
+          name="discriminator", image_shape=config.image_shape, latent_dim=config.latent_dim,
+          filters=config.d_filters, strides=config.d_strides, batchnorm=config.d_batchnorm,
+          dropout=config.d_dropout, z_units=_setting(config, "d_z_units"),
+          joint_units=_setting(config, "d_joint_units"), leaky_slope=config.leaky_slope,
+          bn_momentum=config.bn_momentum),
+  }
+
+
+def noise(rng: np.random.Generator, n: int, config) -> np.ndarray:
+  """(n, 2, latent_dim) float32 from --z_prior: [:, 0] is the D step's z, [:, 1] the G step's
+  (the book draws a fresh z for the G step)."""
+  shape = (n, 2, config.latent_dim)
+  if config.z_prior == "normal":
+    return rng.standard_normal(shape).astype(np.float32)
+  return rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+
+
+def sample(networks, noise) -> np.ndarray:
+  """G(z) (n, h, w, c) in [-1, 1], inference mode; `noise` is (n, latent_dim) or this module's
+  (n, 2, latent_dim), of which the first draw is used."""
+  z = np.asarray(noise, np.float32)
+  if z.ndim == 3:
+    z = z[:, 0]
+  return networks["generator"](z, training=False).numpy()
+
+
+def _snapshot(variables):
+  return [tf.identity(v) for v in variables]
+
+
+def _restore(variables, values):
+  for variable, value in zip(variables, values):
+    variable.assign(value)
+
+
+def _apply(optimizer, loss, tape, model):
+  variables = model.trainable_variables
+  optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+
+class EGBADTrainer(base.Trainer):
+  """D, G and E steps of one batch (see the module docstring) with Adam instances per network and
+  learning-rate phase: `lr` until `lr_decay_epoch`, then fresh instances at `lr_after_decay`
+  (no second phase when lr_decay_epoch is 0). D's rates are multiplied by `d_lr_scale`
+  (seed 003: D at a quarter of G's and E's rate)."""
+
+  loss_names = LOSS_NAMES
+  collapse_loss = "d_loss"
+
+  def __init__(self, config, networks):
+    super().__init__(name="egbad_trainer")
+    self.config = config
+    self.generator = networks["generator"]
+    self.encoder = networks["encoder"]
+    self.discriminator = networks["discriminator"]
+    self.n_phases = 2 if config.lr_decay_epoch > 0 else 1
+    rates = (config.lr, config.lr_after_decay)[:self.n_phases]
+    d_scale = float(_setting(config, "d_lr_scale"))
+
+    def adams(model, scale):
+      optimizers = [keras.optimizers.Adam(learning_rate=lr * scale, beta_1=config.adam_beta_1,
+                                          beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
+                    for lr in rates]
+      for opt in optimizers:  # built now: a tf.function may not create variables later
+        opt.build(model.trainable_variables)
+      return optimizers
+
+    self.d_optimizers = adams(self.discriminator, d_scale)
+    self.g_optimizers = adams(self.generator, 1.0)
+    self.e_optimizers = adams(self.encoder, 1.0)
+
+  def phase(self, epoch: int) -> int:
+    decay = self.config.lr_decay_epoch
+    return int(decay > 0 and epoch >= decay)
+
+  def checkpoint_items(self) -> dict:
+    items = {}
+    for i, suffix in enumerate(("", "_after_decay")[:self.n_phases]):
+      items.update({f"d_optimizer{suffix}": self.d_optimizers[i], f"g_optimizer{suffix}": self.g_optimizers[i],
+                    f"e_optimizer{suffix}": self.e_optimizers[i]})
+    return items
+
+  def train_step(self, x, noise, phase: int) -> Dict[str, tf.Tensor]:
+    """x (batch, h, w, c) in [-1, 1], noise (batch, 2, latent_dim) from `noise()`, phase a Python
+    int; returns {d_loss, g_loss, e_loss, d_acc} as scalar tensors."""
+    g, e, d = self.generator, self.encoder, self.discriminator
+    z_d, z_g = noise[:, 0], noise[:, 1]
+
+    e_tape = tf.GradientTape()
+    with e_tape:  # E's forward pass, once: the D step sees it as data, the E step differentiates it
+      encoded = e(x, training=True)
+    g_stats = _snapshot(batchnorm_statistics(g))
+    fake = g(z_d, training=True)
+    _restore(batchnorm_statistics(g), g_stats)  # the book's D step steps only D
+
+    with tf.GradientTape() as tape:
+      d_loss, _, d_acc = losses.gan_losses(d((x, encoded), training=True), d((fake, z_d), training=True))
+    _apply(self.d_optimizers[phase], d_loss, tape, d)
+
+    d_stats = _snapshot(batchnorm_statistics(d))
+    with tf.GradientTape() as tape:
+      g_loss = losses.discriminator_loss_on(d((g(z_g, training=True), z_g), training=True), 1.0)
+    _apply(self.g_optimizers[phase], g_loss, tape, g)
+    with e_tape:  # resumes the tape that holds E(x)
+      e_loss = losses.discriminator_loss_on(d((x, encoded), training=True), 0.0)  # -log(1 - D(x, E(x)))
+    _apply(self.e_optimizers[phase], e_loss, e_tape, e)
+    _restore(batchnorm_statistics(d), d_stats)
+    return dict(d_loss=d_loss, g_loss=g_loss, e_loss=e_loss, d_acc=d_acc)
+
+
+def make_trainer(config, networks) -> EGBADTrainer:
+  return EGBADTrainer(config, networks)
+
+
+class EGBADScorer(base.Scorer):
+  """A(x) = (1 - lam) * L_R + lam * L_D with z = E(x), no search:
+
+  L_R = |x - G(E(x))| and L_D = |f(x, E(x)) - f(G(E(x)), E(x))| (f = D's last feature layer),
+  each the per-image mean over pixels / features with reduction="mean" (seed 000's convention, as
+  --map_reduction) or the sum, Zenati's and seed 003's L1 norms, with "sum". E, G and D run in
+  inference mode, so images do not affect each other: chunked scoring equals one-by-one scoring.
+  One compiled function per chunk size; the last chunk is padded to it.
+  """
+
+  def __init__(self, generator, encoder, discriminator, lam: float = 0.1, reduction: str = "mean",
+               batch_size: int = DEFAULT_SCORE_BATCH):
+    if not 0.0 <= float(lam) <= 1.0:
+      raise AnoganError(f"lam={lam} is outside [0, 1]")
+    if reduction not in ("mean", "sum"):
+      raise AnoganError(f"unknown reduction '{reduction}'; use mean or sum")
+    if int(batch_size) < 1:
+      raise AnoganError(f"batch_size={batch_size}; use a positive number of images per chunk")
+    self.generator, self.encoder, self.discriminator = generator, encoder, discriminator
+    self.lam = float(lam)
+    self.reduction = reduction
+    self.batch_size = int(batch_size)
+    self.image_shape = tuple(generator.image_shape)
+    self.trace_count = 0
+    self._functions = {}
+
+  def settings(self) -> dict:
+    return {"lam": self.lam, "map_reduction": self.reduction, "map_batch_size": self.batch_size}
+
+  def _forward(self, x):
+    self.trace_count += 1  # Python side effect: once per trace, never per call
+    z = self.encoder(x, training=False)
+    reconstruction = self.generator(z, training=False)
+    n = tf.shape(x)[0]
+    # f of (x, E(x)) and (G(E(x)), E(x)) in one pass: (2 * batch, features), rows independent.
+    features = self.discriminator.features((tf.concat([x, reconstruction], 0), tf.concat([z, z], 0)),
+                                           training=False)
+    residual = losses.residual_loss(x, reconstruction, self.reduction)
+    discrimination = losses.discrimination_loss(features[:n], features[n:], self.reduction)
+    return dict(score=losses.anomaly_score(residual, discrimination, self.lam), residual=residual,
+                discrimination=discrimination, z=z, reconstruction=reconstruction,
+                residual_map=tf.abs(x - reconstruction))
+
+  def _function(self, size: int):
+    if size not in self._functions:
+      spec = tf.TensorSpec((size,) + self.image_shape, tf.float32)
+      self._functions[size] = tf.function(self._forward, input_signature=[spec])
+    return self._functions[size]
+
+  def score_chunks(self, images) -> Iterator[base.ScoreResult]:
+    x = base.check_images(images, self.image_shape)
+    size = min(self.batch_size, len(x))
+    forward = self._function(size)
+    for start in range(0, len(x), size):
+      chunk = x[start:start + size]
+      real = len(chunk)
+      if real < size:  # pad the last chunk: rows are independent in inference mode
+        chunk = np.concatenate([chunk, np.zeros((size - real,) + self.image_shape, np.float32)])
+      out = {k: v.numpy()[:real] for k, v in forward(tf.constant(chunk)).items()}
+      yield base.ScoreResult(score=out["score"], reconstruction=out["reconstruction"],
+                             residual_map=out["residual_map"],
+                             parts={"residual": out["residual"], "discrimination": out["discrimination"]},
+                             extras={"z": out["z"]})
+
+
+def make_scorer(config, networks, **overrides) -> EGBADScorer:
+  """A scorer with --lam, --map_reduction and --map_batch_size (0: DEFAULT_SCORE_BATCH); `overrides`
+  replace any of lam, reduction, batch_size."""
+  settings = dict(lam=config.lam, reduction=config.map_reduction,
+                  batch_size=config.map_batch_size or DEFAULT_SCORE_BATCH)
+  unknown = sorted(set(overrides) - set(settings))
+  if unknown:
+    raise AnoganError(f"egbad scorer has no setting {', '.join(unknown)}; use {', '.join(settings)}")
+  settings.update(overrides)
+  return EGBADScorer(networks["generator"], networks["encoder"], networks["discriminator"], **settings)

@@ -1,0 +1,209 @@
+"""The four tests every model family has, parametrized over the registry (anogan_tf.models.FAMILIES),
+so a family added there is covered without editing this file: (1) shapes and ranges of its
+networks, noise, samples, step and scorer; (2) .keras round trip in a fresh interpreter that
+imports only anogan_tf; (3) a short run of the shared driver (train_lib.train), interrupted and
+resumed, equals an uninterrupted one bit for bit (--deterministic); (4) scoring through
+evaluate_lib.evaluate and score_lib: off-manifold images score above normal ones.
+
+Tiny networks on synthetic blobs; each family is trained once per module (a few seconds)."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from anogan_tf import Config, evaluate_lib, models, score_lib, train_lib
+from anogan_tf.data import OneClassData
+from conftest import synthetic_images
+
+FAMILIES = models.names()
+# Tiny networks of every family's shape; BN momentum 0.5 so the moving statistics that scoring
+# uses settle within the dozen steps of a run; few mapping steps for AnoGAN.
+TINY = dict(latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8), e_filters=(4, 8),
+            bn_momentum=0.5, batch_size=16, lr=5e-3, lr_decay_epoch=2, seed=0, deterministic=True,
+            map_steps=(10, 10), map_batch_size=64, epochs=3)
+
+
+def tiny_config(name, **changes):
+  return Config(model=name, **{**TINY, **changes})
+
+
+def blobs_data(n=64):
+  x = synthetic_images(n)
+  return OneClassData(x_train=x, x_test=x[:8], y_test=np.arange(8) % 2, classes_test=np.zeros(8, int),
+                      test_indices=np.arange(8))
+
+
+def without_seconds(rows):
+  return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def keras_weights(path):
+  return [w.numpy() for w in keras.models.load_model(path).weights]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """{family: (config, straight workdir, resumed workdir, straight history, resumed history)}: each
+  family trained 3 epochs in one go, and 1 epoch then resumed to 3 (through lr_decay_epoch=2, so
+  both learning-rate phases run)."""
+  root = tmp_path_factory.mktemp("families")
+  out = {}
+  for name in FAMILIES:
+    config = tiny_config(name)
+    straight, resumed = str(root / name / "straight"), str(root / name / "resumed")
+    data = blobs_data()
+    history = train_lib.train(config, straight, data=data, progress=False)
+    train_lib.train(config.replace(epochs=1), resumed, data=data, progress=False)
+    again = train_lib.train(config, resumed, data=data, progress=False)
+    out[name] = (config, straight, resumed, history, again)
+  return out
+
+
+# --- 1. shapes and ranges
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_shapes_and_ranges(name):
+  family = models.family(name)
+  assert family.NAME == name
+  config = tiny_config(name, lr_decay_epoch=2)
+  shape = config.image_shape
+  keras.utils.set_random_seed(0)
+  networks = family.build_networks(config)
+  assert tuple(networks) == family.NETWORKS
+  for network in networks.values():  # registered: loads from .keras with no custom_objects
+    assert keras.saving.get_registered_name(type(network)).startswith("anogan_tf>")
+
+  noise = family.noise(np.random.default_rng(0), 6, config)
+  assert noise.shape[0] == 6 and noise.dtype == np.float32
+  samples = family.sample(networks, noise[:4])
+  if samples is not None:
+    assert samples.shape == (4,) + shape and samples.min() >= -1 and samples.max() <= 1
+
+  trainer = family.make_trainer(config, networks)
+  assert trainer.loss_names and trainer.n_phases >= 1
+  assert [trainer.phase(e) for e in (0, 1, 2, 3)] == ([0, 0, 1, 1] if trainer.n_phases > 1 else [0] * 4)
+  x = synthetic_images(6)
+  out = tf.function(lambda x, noise: trainer.train_step(x, noise, 0))(tf.constant(x), tf.constant(noise))
+  assert tuple(out) == trainer.loss_names
+  assert all(v.shape == () and np.isfinite(v.numpy()) for v in out.values())
+  assert set(trainer.checkpoint_items()).isdisjoint(set(family.NETWORKS) | {"epoch"})
+
+  scorer = family.make_scorer(config, networks)
+  assert tuple(scorer.image_shape) == shape and scorer.batch_size >= 1
+  json.dumps(scorer.settings())  # recorded in metrics.json
+  result = scorer.score(x)
+  assert result.score.shape == (6,) and np.isfinite(result.score).all()
+  assert result.reconstruction.shape == result.residual_map.shape == (6,) + shape
+  assert result.reconstruction.min() >= -1 and result.reconstruction.max() <= 1
+  np.testing.assert_allclose(result.residual_map, np.abs(x - result.reconstruction), atol=1e-6)
+  assert result.parts and all(part.shape == (6,) for part in result.parts.values())
+  assert all(len(extra) == 6 for extra in result.extras.values())
+
+
+# --- 2. .keras round trip in a fresh interpreter
+
+ROUND_TRIP = r'''
+import json, sys
+import anogan_tf, keras, numpy as np
+root = sys.argv[1]
+for name in anogan_tf.models.names():
+  family = anogan_tf.models.family(name)
+  config = anogan_tf.Config.from_flagfile_text(open(f"{root}/{name}/flags.txt").read())
+  networks = {net: keras.models.load_model(f"{root}/{name}/{net}.keras") for net in family.NETWORKS}
+  for net, model in networks.items():
+    assert type(model).__module__.startswith("anogan_tf."), (name, net, type(model))
+    assert model.get_config() == json.load(open(f"{root}/{name}/{net}.json")), (name, net)
+  scores = family.make_scorer(config, networks).score(np.load(f"{root}/x.npy")).score
+  np.testing.assert_allclose(scores, np.load(f"{root}/{name}/scores.npy"), rtol=1e-5, atol=1e-6)
+  print(name, sum(model.count_params() for model in networks.values()))
+'''
+
+
+def test_keras_round_trip_in_a_fresh_interpreter(tmp_path):
+  x = np.concatenate([synthetic_images(3, seed=1), -synthetic_images(2, seed=2)])
+  np.save(tmp_path / "x.npy", x)
+  counts = []
+  for name in FAMILIES:
+    family, config = models.family(name), tiny_config(name)
+    keras.utils.set_random_seed(1)
+    networks = family.build_networks(config)
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "flags.txt").write_text(config.to_flagfile())
+    for net, model in networks.items():
+      model.save(tmp_path / name / f"{net}.keras")
+      (tmp_path / name / f"{net}.json").write_text(json.dumps(model.get_config()))
+    np.save(tmp_path / name / "scores.npy", family.make_scorer(config, networks).score(x).score)
+    counts += [name, str(sum(model.count_params() for model in networks.values()))]
+  result = subprocess.run([sys.executable, "-c", ROUND_TRIP, str(tmp_path)], capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.split() == counts
+
+
+# --- 3. the shared driver: an interrupted run resumes to the uninterrupted one's numbers
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_resumed_run_equals_uninterrupted_run_bit_for_bit(name, runs):
+  config, straight, resumed, history, again = runs[name]
+  family = models.family(name)
+  names = train_lib.Driver(config).trainer.loss_names
+  assert [row["epoch"] for row in history] == [0, 1, 2]
+  assert all(np.isfinite(row[k]) for row in history for k in names)
+  assert without_seconds(history) == without_seconds(again)
+  for workdir in (straight, resumed):
+    with open(os.path.join(workdir, "history.csv")) as f:
+      assert next(csv.reader(f)) == list(train_lib.history_fields(names))
+  assert without_seconds(train_lib.read_history(os.path.join(straight, "history.csv"))) == \
+      without_seconds(train_lib.read_history(os.path.join(resumed, "history.csv")))
+  for net in family.NETWORKS:
+    a, b = keras_weights(os.path.join(straight, f"{net}.keras")), keras_weights(os.path.join(resumed, f"{net}.keras"))
+    assert len(a) == len(b) > 0
+    for u, v in zip(a, b):
+      np.testing.assert_array_equal(u, v, err_msg=net)
+  assert Config.from_flagfile_text(open(os.path.join(straight, "flags.txt")).read()) == config
+  assert "--model=" + name in open(os.path.join(straight, "flags.txt")).read().splitlines()
+  samples = os.path.join(straight, "samples")
+  has_samples = family.sample(train_lib.Driver(config).networks, family.noise(np.random.default_rng(0), 2, config)) is not None
+  assert sorted(os.listdir(samples)) == [f"epoch_{e:04d}.png" for e in (1, 2, 3)] if has_samples else not os.path.exists(samples)
+  assert os.path.getsize(os.path.join(straight, "loss.png")) > 0
+
+
+# --- 4. scoring: off-manifold images score above normal ones, through evaluate and score
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_evaluate_scores_off_manifold_images_above_normal_ones(name, runs, tmp_path):
+  config, straight, _, _, _ = runs[name]
+  normal = synthetic_images(8, seed=7)  # blobs not trained on
+  off = np.concatenate([-normal[:4], np.random.default_rng(7).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)])
+  y = np.r_[np.zeros(8, int), np.ones(8, int)]  # inverted blobs and noise: off the training manifold
+  data = OneClassData(x_train=normal, x_test=np.concatenate([normal, off]), y_test=y, classes_test=y,
+                      test_indices=np.arange(16))
+  out = tmp_path / "eval"
+  metrics = evaluate_lib.evaluate(config, straight, data=data, progress=False, out_dir=str(out))
+  assert metrics["auroc"] >= 0.95, metrics  # 1.0 for every family when this test was written
+  assert metrics["model"] == name and json.load(open(out / "metrics.json")) == metrics
+  scorer = models.family(name).make_scorer(config, evaluate_lib.load_networks(straight, models.family(name)))
+  assert {k: metrics[k] for k in scorer.settings()} == scorer.settings()
+  with open(out / "scores.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  parts = list(scorer.score(normal[:1]).parts)
+  assert list(rows[0]) == ["index", "label", "class", "score"] + parts and len(rows) == 16
+  trajectory = "trajectory" in scorer.score(normal[:1]).extras
+  written = set(os.listdir(out))
+  assert written == set(evaluate_lib.EVAL_FILES) - (set() if trajectory else set(evaluate_lib.TRAJECTORY_FILES))
+
+  # score: the same images as an .npy, the same scores (same seed), one heatmap each
+  np.save(tmp_path / "images.npy", data.x_test)
+  scores = score_lib.score_images(config, straight, str(tmp_path / "images.npy"), str(tmp_path / "scored"),
+                                  progress=False)
+  np.testing.assert_allclose(scores, [float(r["score"]) for r in rows], rtol=1e-5)
+  with open(tmp_path / "scored" / "scores.csv", newline="") as f:
+    scored = list(csv.DictReader(f))
+  assert list(scored[0]) == ["name", "score"] + parts + ["heatmap"]
+  assert all(os.path.getsize(tmp_path / "scored" / r["heatmap"]) > 0 for r in scored)

@@ -1,0 +1,109 @@
+"""anogan_tf/layers.py: the fast layers and ops give Keras' (or TensorFlow's) numbers."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from anogan_tf.layers import (FusedBatchNormalization, SubpixelGradientConv2D, conv2d_transpose_subpixel,
+                              subpixel_kernel)
+
+
+@pytest.mark.parametrize("hw, c_in, c_out", [(7, 32, 16), (14, 16, 8), (14, 16, 1), (5, 3, 2)])
+def test_subpixel_form_equals_conv2d_transpose(hw, c_in, c_out):
+  rng = np.random.default_rng(hw + c_in + c_out)
+  x = tf.constant(rng.standard_normal((3, hw, hw, c_in)).astype(np.float32))
+  kernel = tf.constant(rng.standard_normal((3, 3, c_out, c_in)).astype(np.float32))
+  expected = tf.nn.conv2d_transpose(x, kernel, (3, 2 * hw, 2 * hw, c_out), 2, "SAME")
+  got = conv2d_transpose_subpixel(x, subpixel_kernel(kernel))
+  np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-4)
+  assert np.abs(expected.numpy()).max() > 1  # not a trivially zero comparison
+
+
+def _bn_pair(shape, momentum=0.9):
+  """A FusedBatchNormalization and a keras BatchNormalization with the same non-trivial weights."""
+  rng = np.random.default_rng(4)
+  fused, plain = FusedBatchNormalization(momentum=momentum), keras.layers.BatchNormalization(momentum=momentum)
+  for layer in (fused, plain):
+    layer.build(shape)
+  channels = shape[-1]
+  values = [rng.uniform(0.5, 2.0, channels), rng.normal(0, 1, channels),  # gamma, beta
+            rng.normal(0, 1, channels), rng.uniform(0.5, 2.0, channels)]  # moving mean, variance
+  for layer in (fused, plain):
+    assert [w.name for w in layer.weights] == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert len(layer.weights) == len(values)
+    for weight, value in zip(layer.weights, values):
+      weight.assign(value.astype(np.float32))
+  return fused, plain, values
+
+
+def _outputs_and_gradients(layer, x, dy, training):
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = layer(x, training=training)
+  grads = tape.gradient(y, [x, layer.gamma, layer.beta], output_gradients=dy)
+  return [y.numpy()] + [g.numpy() for g in grads]
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_fused_batchnorm_matches_keras_batchnorm(training):
+  rng = np.random.default_rng(5)
+  shape = (6, 5, 4, 3)
+  x = tf.constant(rng.normal(1.5, 2.0, shape).astype(np.float32))
+  dy = tf.constant(rng.normal(0, 1, shape).astype(np.float32))
+  fused, plain, (_, _, mean0, var0) = _bn_pair(shape)
+  got = _outputs_and_gradients(fused, x, dy, training)
+  want = _outputs_and_gradients(plain, x, dy, training)
+  assert len(got) == len(want) == 4
+  for name, a, b in zip(("output", "d/dx", "d/dgamma", "d/dbeta"), got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=name)
+  if not training:
+    np.testing.assert_array_equal(fused.moving_mean.numpy(), mean0.astype(np.float32))
+    np.testing.assert_array_equal(fused.moving_variance.numpy(), var0.astype(np.float32))
+    return
+  # Moving statistics: TF1's fused layer averaged in the Bessel-corrected batch variance.
+  n = shape[0] * shape[1] * shape[2]
+  batch_mean, batch_var = x.numpy().mean(axis=(0, 1, 2)), x.numpy().var(axis=(0, 1, 2))
+  np.testing.assert_allclose(fused.moving_mean.numpy(), 0.9 * mean0 + 0.1 * batch_mean, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(fused.moving_variance.numpy(), 0.9 * var0 + 0.1 * batch_var * n / (n - 1),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(plain.moving_variance.numpy(), 0.9 * var0 + 0.1 * batch_var, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_batchnorm_runs_keras_batchnorm_where_the_fused_kernel_does_not_apply():
+  x = tf.constant(np.random.default_rng(6).normal(0, 1, (8, 3)).astype(np.float32))  # 2-D
+  fused, plain, _ = _bn_pair(x.shape)
+  np.testing.assert_array_equal(fused(x, training=True).numpy(), plain(x, training=True).numpy())
+  np.testing.assert_array_equal(fused.moving_variance.numpy(), plain.moving_variance.numpy())
+
+
+@pytest.mark.parametrize("shape", [(5, 28, 28, 1), (2, 32, 32, 3), (3, 7, 7, 2)])  # the last: odd, plain Conv2D
+def test_subpixel_gradient_conv_equals_keras_conv2d(shape):
+  rng = np.random.default_rng(shape[1])
+  x = tf.constant(rng.uniform(-1, 1, shape).astype(np.float32))
+  ours, plain = SubpixelGradientConv2D(16, 3, strides=2, padding="same"), keras.layers.Conv2D(16, 3, strides=2, padding="same")
+  for layer in (ours, plain):
+    layer.build(shape)
+  assert len(plain.weights) == len(ours.weights) == 2
+  for a, b in zip(plain.weights, ours.weights):
+    a.assign(b + 0.1)  # non-zero bias too
+    b.assign(b + 0.1)
+  dy = tf.constant(rng.normal(size=plain.compute_output_shape(shape)).astype(np.float32))
+
+  def outputs_and_gradients(layer):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = layer(x)
+    return [y] + tape.gradient(y, [x, layer.kernel, layer.bias], output_gradients=dy)
+
+  got, want = outputs_and_gradients(ours), outputs_and_gradients(plain)
+  assert len(got) == len(want) == 4
+  for name, a, b in zip(("output", "d/dx", "d/dkernel", "d/dbias"), got, want):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+  assert np.abs(outputs_and_gradients(plain)[1].numpy()).max() > 0.1
+
+
+def test_registered_names_are_kept_for_saved_models():
+  # .keras files saved when these layers lived in networks.py name them so.
+  assert keras.saving.get_registered_object("anogan_tf>FusedBatchNormalization") is FusedBatchNormalization
+  assert keras.saving.get_registered_object("anogan_tf>SubpixelGradientConv2D") is SubpixelGradientConv2D
