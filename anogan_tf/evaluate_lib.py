@@ -27,13 +27,17 @@ TRAJECTORY_FILES = ("mapping_loss.png",)
 
 
 def load_networks(workdir: str, family, config=None) -> dict:
-  """{name: keras.Model} of the family's trained networks, from the workdir's <name>.keras files:
-  its NETWORKS, or with `config` the family's `scoring_networks(config)` when it has one (anogan
-  with --initial_z=encoder: the warm-start encoder too)."""
+  """{name: keras.Model} of the family's trained networks, from the workdir's <name>.keras files.
+  With `config`, those its scorer needs (the family's `scoring_networks(config)`, else NETWORKS:
+  anogan with --initial_z=encoder needs the warm-start encoder too); without, NETWORKS and those
+  of the family's OPTIONAL_NETWORKS the workdir has."""
   import keras
   networks = {}
-  names = family.scoring_networks(config) if config is not None and hasattr(family, "scoring_networks") \
-      else family.NETWORKS
+  if config is not None:
+    names = family.scoring_networks(config) if hasattr(family, "scoring_networks") else family.NETWORKS
+  else:
+    optional = getattr(family, "OPTIONAL_NETWORKS", ())
+    names = family.NETWORKS + tuple(n for n in optional if os.path.exists(os.path.join(workdir, f"{n}.keras")))
   for name in names:
     path = os.path.join(workdir, f"{name}.keras")
     if not os.path.exists(path) and name not in family.NETWORKS:

@@ -37,6 +37,7 @@ from anogan_tf.networks import Discriminator, Encoder, Generator, batchnorm_stat
 NAME = "anogan"
 NETWORKS = ("generator", "discriminator")
 ENCODER = "encoder"  # the warm-start encoder: <workdir>/encoder.keras, trained after the GAN
+OPTIONAL_NETWORKS = (ENCODER,)  # in a workdir once --encoder_epochs has run
 
 
 def build_networks(config) -> Dict[str, keras.Model]:

@@ -15,6 +15,7 @@ A family module defines:
 and optionally, for a scorer that needs networks trained after the family's own (anogan's
 warm-start encoder):
 
+  OPTIONAL_NETWORKS: tuple of str                   # such networks, <name>.keras when trained
   def scoring_networks(config) -> tuple of str      # what make_scorer needs; default NETWORKS
   def untrained_network_hint(name, workdir) -> str  # how to train such a network when it is missing
 
