@@ -73,12 +73,12 @@ class Config:
 
   recon_loss: str = "l1"  # ae / vae reconstruction error, trained and scored: l1 (mean |x - x'|) | l2 (mean squared)
   kl_weight: float = 1.0  # vae: weight of the KL term in the training loss
-  encoder_epochs: int = 0  # anogan: epochs of the warm-start encoder trained after the GAN (0: none)
-  kappa: float = 1.0  # warm-start encoder loss: |x - G(E(x))| + kappa * |f(x) - f(G(E(x)))|
+  encoder_epochs: int = 0  # anogan: epochs of the warm-start encoder E trained after the GAN, G and D frozen (0: none); more on a finished workdir trains only E
+  kappa: float = 1.0  # warm-start encoder loss per image: mean |x - G(E(x))| + kappa * mean |f(x) - f(G(E(x)))|
 
   # --- scoring
   vae_score: str = "reconstruction"  # vae score: reconstruction (error of the mean decoding) | elbo (negative ELBO)
-  initial_z: str = "random"  # anogan: the search starts from the mapper's seeded draw | encoder: from E(x)
+  initial_z: str = "random"  # anogan: the search starts from the mapper's seeded draw | encoder: from E(x) (train E with --encoder_epochs); with it a single --map_steps=K runs K steps at the last --map_lrs, and --map_steps=0 scores at E(x)
 
   # --- latent mapping (the LatentMapper)
   lam: float = 0.7  # weight of the discrimination loss; the paper uses 0.1
@@ -115,8 +115,18 @@ class Config:
                 bn_momentum=self.bn_momentum, batchnorm_first=self.d_batchnorm_first,
                 zero_pad_after=self.d_zero_pad_after)
 
+  def map_stages(self) -> Tuple[Tuple[int, ...], Tuple[float, ...]]:
+    """(steps, learning rates) of the search's stages. With --initial_z=encoder a single
+    --map_steps=K refines E(x) for K steps at the last of the --map_lrs (seed 000: 1e-2, its
+    fine-tuning stage; the 1e-1 stage is there to leave a random start), and K = 0 is no search;
+    otherwise one learning rate per stage, as given."""
+    if self.initial_z == "encoder" and len(self.map_steps) == 1:
+      return self.map_steps, self.map_lrs[-1:]
+    return self.map_steps, self.map_lrs
+
   def mapper_kwargs(self) -> dict:
-    return dict(lam=self.lam, steps=self.map_steps, learning_rates=self.map_lrs,
+    steps, learning_rates = self.map_stages()
+    return dict(lam=self.lam, steps=steps, learning_rates=learning_rates,
                 reduction=self.map_reduction, z_init=self.z_init,
                 z_init_std=self.z_init_std, adam_epsilon=self.adam_epsilon,
                 batch_size=self.map_batch_size, seed=self.seed, feature_layer=self.feature_layer)
@@ -275,8 +285,16 @@ def check(config: Config) -> None:
   need(len(config.g_strides) == len(config.g_filters) + 1,
        "--g_strides needs one stride per entry of --g_filters plus one for the output layer")
   need(len(config.d_strides) == len(config.d_filters), "--d_strides needs one stride per entry of --d_filters")
-  need(len(config.map_steps) == len(config.map_lrs) and len(config.map_steps) > 0,
-       "--map_steps and --map_lrs need the same number of stages (at least one)")
+  warm = config.initial_z == "encoder"
+  need(config.model == "anogan" or not warm and config.encoder_epochs == 0,
+       f"--initial_z=encoder and --encoder_epochs are AnoGAN's warm start, not {config.model}'s; use "
+       "--model=anogan, or drop them")
+  if not (warm and config.map_steps == (0,)):  # no search: the score at E(x)
+    number("map_steps", 1, fix="use 1 or more iterations per stage, e.g. 50,100 (--map_steps=0, no search, only "
+           "with --initial_z=encoder)")
+  need(len(config.map_steps) > 0 and (len(config.map_steps) == len(config.map_lrs) or warm and len(config.map_steps) == 1),
+       "--map_steps and --map_lrs need the same number of stages (at least one); with --initial_z=encoder a "
+       "single --map_steps=K runs K steps at the last --map_lrs")
   number("seed", 0, fix="use 0 or a positive integer")
   # networks
   number("latent_dim", 1, fix="use a positive latent size, e.g. 50")
@@ -305,7 +323,6 @@ def check(config: Config) -> None:
   number("kappa", 0, fix="use a weight such as 1.0")
   # mapping
   number("lam", 0, 1, high_open=False, fix="use a weight such as 0.7 (seed 000) or 0.1 (the paper)")
-  number("map_steps", 1, fix="use 1 or more iterations per stage, e.g. 50,100")
   number("map_lrs", 0, low_open=True, fix="use positive learning rates, e.g. 0.1,0.01")
   number("z_init_std", 0, low_open=True, fix="use a positive standard deviation, e.g. 0.1")
   number("map_batch_size", 0, fix="use a positive batch size, or 0 to choose it from the available memory")

@@ -2,11 +2,16 @@
 
   python -m anogan_tf.evaluate --workdir=runs/mnist0 [--test_examples=500]
   python -m anogan_tf.evaluate --workdir=runs/mnist0 --flagfile=experiments/paper.flags --eval_dir=runs/mnist0/eval_paper
+  python -m anogan_tf.evaluate --workdir=runs/mnist0 --initial_z=encoder --map_steps=10 --eval_dir=runs/mnist0/eval_warm10
 
 Settings come from the workdir's flags.txt, --model (the family) included. Scoring settings
 given here (--lam, --map_steps, --map_lrs, --map_reduction, --z_init, --z_init_std,
---feature_layer, --vae_score, --seed, ...) override them; any other flag must match the workdir,
+--feature_layer, --initial_z, --vae_score, --seed, ...) override them; any other flag must match the workdir,
 whose trained networks fix it (--epochs is ignored).
+
+AnoGAN's warm start (train its encoder first with `train --encoder_epochs=N`): --initial_z=encoder
+starts the search at E(x); then --map_steps=K runs K steps at the last --map_lrs (seed 000: 1e-2),
+--map_steps=K1,K2 keeps both stages, and --map_steps=0 scores at E(x) with no search.
 """
 
 import os

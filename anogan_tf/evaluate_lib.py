@@ -26,12 +26,22 @@ EVAL_FILES = ("scores.csv", "roc.png", "pr.png", "score_histogram.png", "mapping
 TRAJECTORY_FILES = ("mapping_loss.png",)
 
 
-def load_networks(workdir: str, family) -> dict:
-  """{name: keras.Model} of the family's trained networks, from the workdir's <name>.keras files."""
+def load_networks(workdir: str, family, config=None) -> dict:
+  """{name: keras.Model} of the family's trained networks, from the workdir's <name>.keras files.
+  With `config`, those its scorer needs (the family's `scoring_networks(config)`, else NETWORKS:
+  anogan with --initial_z=encoder needs the warm-start encoder too); without, NETWORKS and those
+  of the family's OPTIONAL_NETWORKS the workdir has."""
   import keras
   networks = {}
-  for name in family.NETWORKS:
+  if config is not None:
+    names = family.scoring_networks(config) if hasattr(family, "scoring_networks") else family.NETWORKS
+  else:
+    optional = getattr(family, "OPTIONAL_NETWORKS", ())
+    names = family.NETWORKS + tuple(n for n in optional if os.path.exists(os.path.join(workdir, f"{n}.keras")))
+  for name in names:
     path = os.path.join(workdir, f"{name}.keras")
+    if not os.path.exists(path) and name not in family.NETWORKS:
+      raise AnoganError(f"{path} is missing; {family.untrained_network_hint(name, workdir)}")
     if not os.path.exists(path):
       raise AnoganError(f"{path} is missing; train first: python -m anogan_tf.train --workdir={workdir} ...")
     try:
@@ -68,7 +78,7 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out
     import tensorflow as tf
     tf.config.experimental.enable_op_determinism()
   family = models.family(config.model)
-  networks = load_networks(workdir, family)
+  networks = load_networks(workdir, family, config)
   data = data if data is not None else load_one_class(config)
   labels = data.y_test
   if len(np.unique(labels)) < 2:

@@ -12,7 +12,8 @@ Actions: kill (the process SIGKILLs itself: no cleanup runs, like `kill -9`), pa
 the marker file named by ANOGAN_TEST_HOOK_MARKER and sleeps until killed from outside, so a
 test can send the SIGKILL itself), nan (returned to the caller, which acts on it).
 Points (epoch = 0-based index of the epoch being trained):
-  train:    epoch, history, checkpoint_written, export, loss
+  train:    epoch, history, checkpoint_written, export, loss; the warm-start encoder's epochs:
+            encoder_epoch, encoder_history, encoder_checkpoint_written, encoder_export, encoder_loss
   evaluate: map, eval_write
 """
 

@@ -7,6 +7,10 @@ is one-by-one mapping, only faster (up to float rounding, which TensorFlow's ker
 differently at each batch size: tests/test_mapper.py checks that scores agree to 1e-3 relative).
 The whole iteration loop is one compiled function, traced once per batch size; z and the
 optimizers are reset by assignment, never rebuilt.
+
+Warm start: given an `encoder` E (AnoGAN's warm-start encoder, models/anogan.py), the search
+starts at z0 = E(x) instead of a random draw; `steps=(0,)`, allowed only then, is no search at
+all: the score is the loss at E(x), one compiled forward pass E -> G -> f per chunk.
 """
 
 from __future__ import annotations
@@ -46,10 +50,13 @@ class MappingResult:
 
   def score_result(self) -> base.ScoreResult:
     """The same numbers as the family interface's ScoreResult: reconstruction = G(z*), parts
-    residual and discrimination, extras z and trajectory."""
+    residual and discrimination, extras z and (when the search ran) trajectory."""
+    extras = {"z": self.z}
+    if self.trajectory.shape[1] > 0:
+      extras["trajectory"] = self.trajectory
     return base.ScoreResult(score=self.score, reconstruction=self.generated, residual_map=self.residual_map,
                             parts={"residual": self.residual, "discrimination": self.discrimination},
-                            extras={"z": self.z, "trajectory": self.trajectory})
+                            extras=extras)
 
 
 class _BatchState(tf.Module):
@@ -74,12 +81,7 @@ class _BatchState(tf.Module):
     self.run = tf.function(self._run, input_signature=[image_spec, z_spec], jit_compile=mapper.jit_compile)
 
   def _loss_parts(self, x, features_x):
-    m = self.mapper
-    generated = m.generator(self.z, training=False)
-    residual = losses.residual_loss(x, generated, m.reduction)
-    discrimination = losses.discrimination_loss(
-        features_x, m.discriminator.features(generated, training=False, layer=m.feature_layer), m.reduction)
-    return generated, residual, discrimination
+    return self.mapper.loss_parts(x, features_x, self.z)
 
   def _run(self, x, z0):
     m = self.mapper
@@ -105,6 +107,40 @@ class _BatchState(tf.Module):
                 residual=residual, discrimination=discrimination, z=tf.identity(self.z),
                 generated=generated, residual_map=tf.abs(x - generated),
                 trajectory=tf.transpose(trajectory.stack()))  # (batch, iterations)
+
+
+class _Forward(tf.Module):
+  """The compiled passes of one batch size that run no search: E(x) (the search's start), and the
+  result at E(x) (one pass E -> G -> f) or at a given z, with an empty trajectory."""
+
+  def __init__(self, mapper: "LatentMapper", size: int):
+    super().__init__(name=f"latent_forward_{size}")
+    self.mapper = mapper
+    image_spec = tf.TensorSpec((size,) + mapper.image_shape, tf.float32)
+    z_spec = tf.TensorSpec((size, mapper.latent_dim), tf.float32)
+    compiled = dict(jit_compile=mapper.jit_compile)
+    self.encode = tf.function(self._traced(self._encode), input_signature=[image_spec], **compiled)
+    self.score_encoded = tf.function(self._traced(lambda x: self._result(x, self._encode(x))),
+                                     input_signature=[image_spec], **compiled)
+    self.score_at = tf.function(self._traced(self._result), input_signature=[image_spec, z_spec], **compiled)
+
+  def _traced(self, fn):
+    def counted(*args):
+      self.mapper.trace_count += 1  # Python side effect: runs once per trace, never per call
+      return fn(*args)
+    return counted
+
+  def _encode(self, x):
+    return self.mapper.encoder(x, training=False)
+
+  def _result(self, x, z):
+    m = self.mapper
+    features_x = m.discriminator.features(x, training=False, layer=m.feature_layer)
+    generated, residual, discrimination = m.loss_parts(x, features_x, z)
+    return dict(score=losses.anomaly_score(residual, discrimination, m.lam),
+                residual=residual, discrimination=discrimination, z=tf.identity(z),
+                generated=generated, residual_map=tf.abs(x - generated),
+                trajectory=tf.zeros((tf.shape(x)[0], 0)))  # (batch, 0): no iterations
 
 
 MAX_AUTO_BATCH = 1024  # `make bench`: throughput is flat from 256 to 1024 images per batch
@@ -160,6 +196,10 @@ class LatentMapper(base.Scorer):
 
   G and D are frozen and run in inference mode. `seed` fixes the stream of initial z, drawn
   row by row, so mapping images one at a time or all at once draws the same z0 per image.
+
+  `encoder` (images -> z (N, latent_dim), e.g. AnoGAN's warm-start encoder) replaces the random
+  start with z0 = E(x), run in inference mode; with it, and only with it, `steps=(0,)` is allowed:
+  no search, the score is the loss at E(x).
   """
 
   def __init__(self, generator, discriminator, lam: float = 0.7,
@@ -167,17 +207,24 @@ class LatentMapper(base.Scorer):
                reduction: str = "mean", z_init: str = "uniform", z_init_std: float = 1.0,
                adam_beta_1: float = 0.9, adam_beta_2: float = 0.999, adam_epsilon: float = 1e-8,
                batch_size: int = 0, seed: int = 0, jit_compile: bool = False,
-               feature_layer: str = "act1"):
+               feature_layer: str = "act1", encoder=None):
     if len(steps) != len(learning_rates) or not steps:
       raise AnoganError("steps and learning_rates need the same number of stages (at least one)")
-    if any(int(s) < 1 for s in steps):
-      raise AnoganError(f"steps={list(steps)}; every stage needs at least one iteration")
+    if any(int(s) < 1 for s in steps) and not (encoder is not None and tuple(int(s) for s in steps) == (0,)):
+      raise AnoganError(f"steps={list(steps)}; every stage needs at least one iteration (steps=[0], no search, "
+                        "only with an encoder to start from)")
+    if encoder is not None and (int(encoder.latent_dim) != int(generator.latent_dim)
+                                or tuple(encoder.image_shape) != tuple(generator.image_shape)):
+      raise AnoganError(f"the encoder maps {tuple(encoder.image_shape)} images to {encoder.latent_dim} latents but the "
+                        f"generator maps {generator.latent_dim} latents to {tuple(generator.image_shape)} images; "
+                        "train the encoder on this GAN (--encoder_epochs)")
     one_of(reduction, REDUCTIONS, "reduction")
     one_of(z_init, DISTRIBUTIONS, "z_init")
     discriminator.check_feature_layer(feature_layer)
     self.feature_layer = feature_layer
     self.generator = generator
     self.discriminator = discriminator
+    self.encoder = encoder
     self.lam = float(lam)
     self.steps = tuple(int(s) for s in steps)
     self.learning_rates = tuple(float(lr) for lr in learning_rates)
@@ -194,6 +241,7 @@ class LatentMapper(base.Scorer):
     self.trace_count = 0
     self._rng = np.random.default_rng(seed)
     self._states = {}
+    self._forwards = {}
 
   def initial_z(self, n: int) -> np.ndarray:
     """Draws the next n initial z (n, latent_dim) from the mapper's seeded stream."""
@@ -208,7 +256,8 @@ class LatentMapper(base.Scorer):
   def settings(self) -> dict:
     """The mapping settings in use, as metrics.json records them (the Adam betas are this
     mapper's, not training's --adam_beta_1/2)."""
-    return {"lam": self.lam, "map_steps": list(self.steps), "map_lrs": list(self.learning_rates),
+    return {"initial_z": "random" if self.encoder is None else "encoder",
+            "lam": self.lam, "map_steps": list(self.steps), "map_lrs": list(self.learning_rates),
             "feature_layer": self.feature_layer, "map_reduction": self.reduction, "z_init": self.z_init,
             "z_init_std": self.z_init_std, "map_batch_size": self.batch_size,
             "map_adam_beta_1": self.adam_beta_1, "map_adam_beta_2": self.adam_beta_2,
@@ -223,16 +272,29 @@ class LatentMapper(base.Scorer):
     for part in self.map_chunks(images, initial_z):
       yield part.score_result()
 
+  def loss_parts(self, x, features_x, z):
+    """(G(z), residual, discrimination) for images x and their features f(x), each (batch, ...)."""
+    generated = self.generator(z, training=False)
+    residual = losses.residual_loss(x, generated, self.reduction)
+    discrimination = losses.discrimination_loss(
+        features_x, self.discriminator.features(generated, training=False, layer=self.feature_layer), self.reduction)
+    return generated, residual, discrimination
+
   def _state(self, size: int) -> _BatchState:
     if size not in self._states:
       self._states[size] = _BatchState(self, size)
     return self._states[size]
 
+  def _forward(self, size: int) -> _Forward:
+    if size not in self._forwards:
+      self._forwards[size] = _Forward(self, size)
+    return self._forwards[size]
+
   def map(self, images, initial_z=None,
           on_chunk: Optional[Callable[[int], None]] = None) -> MappingResult:
     """Maps images (N, h, w, c) in [-1, 1] to the latent space, `batch_size` at a time.
 
-    initial_z (N, latent_dim), e.g. from an encoder, replaces the random start.
+    initial_z (N, latent_dim) replaces the start (a random draw, or E(x) with an encoder).
     on_chunk(n) is called after each chunk of n images (for progress bars).
     """
     parts = []
@@ -250,19 +312,28 @@ class LatentMapper(base.Scorer):
     """
     x = self.check_images(images)
     n = len(x)
-    if initial_z is None:
-      z0 = self.initial_z(n)
-    else:
+    if initial_z is not None:
       z0 = np.asarray(initial_z, np.float32)
       if z0.shape != (n, self.latent_dim):
         raise AnoganError(f"initial_z has shape {z0.shape}; expected ({n}, {self.latent_dim})")
+    elif self.encoder is None:
+      z0 = self.initial_z(n)
+    else:
+      z0 = None  # E(x), chunk by chunk
     size = min(self.batch_size, n)
-    state = self._state(size)
+    search = sum(self.steps) > 0
+    state = self._state(size) if search else None
+    forward = self._forward(size) if z0 is None or not search else None
     for start in range(0, n, size):
-      xb, zb = x[start:start + size], z0[start:start + size]
+      xb = x[start:start + size]
+      zb = None if z0 is None else z0[start:start + size]
       real = len(xb)
       if real < size:  # pad the last chunk: rows are independent, so padding changes nothing
         xb = np.concatenate([xb, np.zeros((size - real,) + xb.shape[1:], np.float32)])
-        zb = np.concatenate([zb, np.zeros((size - real, self.latent_dim), np.float32)])
-      out = state.run(tf.constant(xb), tf.constant(zb))
+        zb = None if zb is None else np.concatenate([zb, np.zeros((size - real, self.latent_dim), np.float32)])
+      xb = tf.constant(xb)
+      if not search:
+        out = forward.score_encoded(xb) if zb is None else forward.score_at(xb, tf.constant(zb))
+      else:
+        out = state.run(xb, forward.encode(xb) if zb is None else tf.constant(zb))
       yield MappingResult(**{k: v.numpy()[:real] for k, v in out.items()})

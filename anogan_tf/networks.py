@@ -18,6 +18,8 @@ import keras
 import tensorflow as tf
 
 from anogan_tf.config import ACTIVATIONS, DENSE_NORMS, UPSAMPLINGS, discriminator_feature_layers, one_of
+
+ENCODER_OUTPUTS = ("linear", "tanh")  # Encoder(output_activation=...)
 from anogan_tf.errors import AnoganError
 from anogan_tf.layers import FusedBatchNormalization, SubpixelGradientConv2D
 
@@ -251,21 +253,25 @@ class Discriminator(_Stack):
 
 @keras.saving.register_keras_serializable(package="anogan_tf")
 class Encoder(_Stack):
-  """Maps images (batch, h, w, c) in [-1, 1] to latent codes (batch, heads * latent_dim), unbounded.
+  """Maps images (batch, h, w, c) in [-1, 1] to latent codes (batch, heads * latent_dim):
+  unbounded, or in (-1, 1) with `output_activation="tanh"`.
 
   Shaped like seed 000's discriminator (strided 3x3 convolutions, LeakyReLU, optional BN), with a
   Dense(heads * latent_dim) output in place of the logit: the encoder of Efficient GAN, of the
   autoencoder (heads=1) and of the VAE (heads=2: mean and log-variance, split by the caller),
-  and AnoGAN's warm-start encoder. Layers are named conv1, bn1, act1, ..., flatten, code.
+  and AnoGAN's warm-start encoder (tanh for a U(-1, 1) prior, as f-AnoGAN bounds its encoder).
+  Layers are named conv1, bn1, act1, ..., flatten, code[, bound].
   """
 
   def __init__(self, image_shape: Sequence[int] = (28, 28, 1), latent_dim: int = 50,
                filters: Sequence[int] = (16, 32), strides: Sequence[int] = (2, 2),
                batchnorm: bool = False, leaky_slope: float = 0.2, bn_momentum: float = 0.99,
-               heads: int = 1, **kwargs):
+               heads: int = 1, output_activation: str = "linear", **kwargs):
     super().__init__(**kwargs)
     self.image_shape = tuple(int(s) for s in image_shape)
     self.latent_dim = int(latent_dim)
+    self.output_activation = output_activation
+    one_of(self.output_activation, ENCODER_OUTPUTS, "encoder output_activation")
     self.filters = tuple(int(f) for f in filters)
     self.strides = tuple(int(s) for s in strides)
     self.batchnorm = bool(batchnorm)
@@ -281,6 +287,8 @@ class Encoder(_Stack):
         chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
       chain.append(keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"act{i}"))
     chain += [keras.layers.Flatten(name="flatten"), keras.layers.Dense(self.heads * self.latent_dim, name="code")]
+    if self.output_activation == "tanh":
+      chain.append(keras.layers.Activation("tanh", name="bound"))
     self.chain = chain
     self._build_chain((None,) + self.image_shape)
 
@@ -297,4 +305,5 @@ class Encoder(_Stack):
   def get_config(self):
     return {**super().get_config(), "image_shape": list(self.image_shape), "latent_dim": self.latent_dim,
             "filters": list(self.filters), "strides": list(self.strides), "batchnorm": self.batchnorm,
-            "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum, "heads": self.heads}
+            "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum, "heads": self.heads,
+            "output_activation": self.output_activation}

@@ -261,7 +261,7 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
   from anogan_tf import models
   from anogan_tf.evaluate_lib import load_networks
   family = models.family(config.model)
-  networks = load_networks(workdir, family)
+  networks = load_networks(workdir, family, config)
   scorer = family.make_scorer(config, networks)
   if tuple(scorer.image_shape) != tuple(config.image_shape):
     raise AnoganError(f"the networks in {workdir} take {tuple(scorer.image_shape)} images, not the "

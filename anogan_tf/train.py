@@ -2,9 +2,13 @@
 
   python -m anogan_tf.train --flagfile=experiments/mnist.flags --workdir=runs/mnist0 --normal_classes=0
   python -m anogan_tf.train --flagfile=experiments/vae.flags --workdir=runs/vae0 --normal_classes=0
+  python -m anogan_tf.train --workdir=runs/mnist0 --encoder_epochs=10   # AnoGAN's warm-start encoder
 
-Running it again on the same workdir resumes from the last complete epoch.
+Running it again on the same workdir resumes from the last complete epoch. --encoder_epochs on a
+finished AnoGAN workdir trains only the warm-start encoder (the GAN is kept).
 """
+
+import os
 
 from absl import flags
 
@@ -27,6 +31,11 @@ def main():
   if history:
     losses = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k not in ("epoch", "seconds"))
     print(f"trained {len(history)} epochs: {losses}; models in {FLAGS.workdir}")
+  if config.encoder_epochs > 0:
+    encoder = train_lib.read_history(os.path.join(FLAGS.workdir, train_lib.ENCODER_HISTORY))
+    if encoder:
+      losses = " ".join(f"{k} {v:.4f}" for k, v in encoder[-1].items() if k not in ("epoch", "seconds"))
+      print(f"warm-start encoder: {len(encoder)} epochs: {losses}; {FLAGS.workdir}/encoder.keras")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,14 @@ checkpoint (models/base.py); the driver owns the rest: the workdir and its lock,
 noise drawn from (seed, epoch), the epoch loop as one compiled function per learning-rate phase
 (no host round trip per batch), checkpoints and resume, history.csv, TensorBoard, sample grids,
 NaN and collapse checks, and the exported <network>.keras files.
+
+AnoGAN's warm-start encoder (models/anogan.py) is a second stage of the same run: after the GAN's
+`epochs`, `encoder_epochs` epochs of E with G and D frozen (`EncoderDriver`), checkpointed apart
+in checkpoints/encoder/ (the GAN's checkpoints keep their layout and are not written by this
+stage), with its own encoder_history.csv, encoder_loss.png and samples/encoder_epoch_*.png
+(training images over G(E(x))), exported as encoder.keras. Resumable and kill-safe like the GAN.
+E's checkpoint records the GAN epoch it was trained against: if the GAN trains further, E starts
+over on the new G. Adding --encoder_epochs (or more of them) to a finished GAN trains only E.
 """
 
 from __future__ import annotations
@@ -27,17 +35,19 @@ from absl import logging
 from tqdm import tqdm
 
 from anogan_tf import models, plots
-from anogan_tf.config import Config
+from anogan_tf.config import Config, flag_text
 from anogan_tf.data import load_one_class
 from anogan_tf.evaluate_lib import lock_eval
 from anogan_tf.errors import AnoganError
 from anogan_tf.faults import fault_point
 from anogan_tf.io_utils import DirectoryLock, atomic_path, write_text
+from anogan_tf.models import anogan
 from anogan_tf.networks import random_states
 
 # Settings that do not change what training computes: a workdir may be resumed with new values.
 # (deterministic changes only the order of float additions, not the computation.)
-NOT_TRAINING_FIELDS = {"epochs", "data_dir", "test_examples", "lam", "map_steps", "map_lrs",
+# encoder_epochs is extendable like epochs: adding it to a finished anogan workdir trains only E.
+NOT_TRAINING_FIELDS = {"epochs", "encoder_epochs", "data_dir", "test_examples", "lam", "map_steps", "map_lrs",
                        "map_reduction", "z_init", "z_init_std", "map_batch_size", "deterministic", "eval_split",
                        "vae_score", "initial_z", "feature_layer"}
 CHECKPOINTS_KEPT = 2
@@ -46,6 +56,15 @@ CHECKPOINTS_KEPT = 2
 COLLAPSE_D_LOSS = 1e-3
 COLLAPSE_EPOCHS = 5
 SAMPLE_SEED = 2**31 - 1  # the fixed noise of the sample grids: drawn from (seed, SAMPLE_SEED)
+# The warm-start encoder's random streams: its initial weights from (seed, ENCODER_SEED), the
+# shuffling of its epoch e from (seed, ENCODER_SEED, e); apart from the GAN's (seed, e).
+ENCODER_SEED = 2**31 - 2
+# Settings only the warm-start encoder's training reads (anogan): free to change on a workdir
+# until its encoder training has begun, refused after (its checkpoints would not match them).
+ENCODER_FIELDS = ("kappa", "e_filters", "e_strides", "e_batchnorm", "feature_layer")
+ENCODER_CHECKPOINTS = os.path.join("checkpoints", "encoder")
+ENCODER_HISTORY, ENCODER_LOSS_PLOT = "encoder_history.csv", "encoder_loss.png"
+ENCODER_SAMPLES = 32  # training images shown over G(E(x)) in samples/encoder_epoch_*.png
 
 
 def history_fields(loss_names: Sequence[str]) -> tuple:
@@ -94,17 +113,7 @@ class Driver:
     return self._epoch_functions[key]
 
   def _train_epoch(self, phase, x_all, permutation, noise_all):
-    """One epoch over x_all[permutation] in batches; returns the mean of each loss (loss_names)."""
-    n = tf.shape(permutation)[0]
-    batch = self.config.batch_size
-    batches = (n + batch - 1) // batch
-    names = self.trainer.loss_names
-    totals = tf.zeros(len(names))
-    for b in tf.range(batches):
-      lo, hi = b * batch, tf.minimum((b + 1) * batch, n)
-      out = self.trainer.train_step(tf.gather(x_all, permutation[lo:hi]), noise_all[lo:hi], phase)
-      totals += tf.stack([out[name] for name in names])
-    return totals / tf.cast(batches, tf.float32)
+    return epoch_loop(self.trainer, self.config.batch_size, phase, x_all, permutation, noise_all)
 
   def reseed_dropout(self, rng: np.random.Generator) -> None:
     """Restarts every dropout generator of the networks (in NETWORKS order) from seeds drawn from `rng`."""
@@ -128,6 +137,59 @@ class Driver:
     """The family's samples from a fixed noise draw (the same every epoch), or None."""
     fixed = self.family.noise(np.random.default_rng([self.config.seed, SAMPLE_SEED]), n, self.config)
     return self.family.sample(self.networks, fixed)
+
+
+def epoch_loop(trainer, batch: int, phase: int, x_all, permutation, noise_all):
+  """One epoch of `trainer` over x_all[permutation] in batches of `batch` (traced inside a
+  tf.function); returns the mean over batches of each loss (trainer.loss_names)."""
+  n = tf.shape(permutation)[0]
+  batches = (n + batch - 1) // batch
+  names = trainer.loss_names
+  totals = tf.zeros(len(names))
+  for b in tf.range(batches):
+    lo, hi = b * batch, tf.minimum((b + 1) * batch, n)
+    out = trainer.train_step(tf.gather(x_all, permutation[lo:hi]), noise_all[lo:hi], phase)
+    totals += tf.stack([out[name] for name in names])
+  return totals / tf.cast(batches, tf.float32)
+
+
+class EncoderDriver:
+  """AnoGAN's warm-start encoder E on a trained G and D (`networks`, left unchanged): its trainer
+  (anogan.EncoderTrainer), its epoch counter, the GAN epoch it is trained against, and its
+  compiled epoch (one trace for the run). Its initial weights come from (seed, ENCODER_SEED),
+  whatever ran before in the process, so E trained later on a finished GAN is E trained in one go."""
+
+  def __init__(self, config: Config, networks: dict):
+    self.config = config
+    keras.utils.set_random_seed(int(np.random.default_rng([config.seed, ENCODER_SEED]).integers(2**31 - 1)))
+    self.encoder = anogan.build_encoder(config)
+    self.trainer = anogan.EncoderTrainer(config, networks, self.encoder)
+    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    self.gan_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="gan_epoch")
+    signature = [tf.TensorSpec((None,) + config.image_shape, tf.float32), tf.TensorSpec((None,), tf.int32)]
+    self._run = tf.function(self._train_epoch, input_signature=signature)
+
+  def checkpoint(self) -> tf.train.Checkpoint:
+    # E's weights listed explicitly, as the Driver lists each network's (BN statistics included).
+    return tf.train.Checkpoint(encoder=self.encoder, encoder_weights=list(self.encoder.weights),
+                               **self.trainer.checkpoint_items(), epoch=self.epoch, gan_epoch=self.gan_epoch)
+
+  def _train_epoch(self, x_all, permutation):
+    no_noise = tf.zeros((tf.shape(permutation)[0], 0))
+    return epoch_loop(self.trainer, self.config.batch_size, 0, x_all, permutation, no_noise)
+
+  def train_epoch(self, x_all, epoch: int) -> dict:
+    """Trains E's epoch `epoch` (0-based) on x_all (N, h, w, c); returns {loss name: mean over batches}."""
+    rng = np.random.default_rng([self.config.seed, ENCODER_SEED, epoch])
+    permutation = rng.permutation(len(x_all)).astype(np.int32)
+    means = self._run(x_all, tf.constant(permutation)).numpy()
+    return dict(zip(self.trainer.loss_names, (float(v) for v in means)))
+
+  def reconstructions(self, x) -> np.ndarray:
+    """Rows of 8 images x over rows of their G(E(x)), all in inference mode: (2 * len(x), h, w, c)."""
+    generated = self.trainer.generator(self.encoder(x, training=False), training=False).numpy()
+    rows = [part for start in range(0, len(x), 8) for part in (x[start:start + 8], generated[start:start + 8])]
+    return np.concatenate(rows)
 
 
 def read_history(path: str) -> List[dict]:
@@ -195,7 +257,8 @@ def latest_checkpoint(directory: str) -> Optional[str]:
   return path
 
 
-def save_checkpoint(checkpoint: tf.train.Checkpoint, directory: str, number: int) -> str:
+def save_checkpoint(checkpoint: tf.train.Checkpoint, directory: str, number: int,
+                    point: str = "checkpoint_written") -> str:
   """Writes ckpt-<number>, then commits it by atomically rewriting the state file.
 
   A kill before the commit leaves the previous checkpoint as the latest; the half-written
@@ -204,7 +267,7 @@ def save_checkpoint(checkpoint: tf.train.Checkpoint, directory: str, number: int
   os.makedirs(directory, exist_ok=True)
   checkpoint.save_counter.assign(number)  # as CheckpointManager does; restore() expects it
   path = checkpoint.write(os.path.join(directory, f"ckpt-{number}"))
-  fault_point("checkpoint_written", number - 1)
+  fault_point(point, number - 1)
   numbers = sorted({_checkpoint_number(p[:-len(".index")]) for p in glob.glob(os.path.join(directory, "ckpt-*.index"))}
                    | {number})
   kept = [n for n in numbers if n <= number][-CHECKPOINTS_KEPT:]
@@ -217,8 +280,9 @@ def save_checkpoint(checkpoint: tf.train.Checkpoint, directory: str, number: int
   return path
 
 
-def restore_checkpoint(driver: Driver, directory: str) -> int:
-  """Restores the latest checkpoint into `driver`; returns the next epoch to train (0: none)."""
+def restore_checkpoint(driver, directory: str) -> int:
+  """Restores the latest checkpoint into `driver` (a Driver or an EncoderDriver); returns the
+  next epoch to train (0: none)."""
   path = latest_checkpoint(directory)
   if path is None:
     return 0
@@ -256,6 +320,15 @@ def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None
                         "--overwrite to replace it")
     changed = [f.name for f in dataclasses.fields(Config)
                if f.name not in NOT_TRAINING_FIELDS and getattr(old, f.name) != getattr(config, f.name)]
+    if old.model == anogan.NAME:  # the GAN does not read the encoder's settings
+      changed = [name for name in changed if name not in ENCODER_FIELDS]
+      encoder = os.path.join(workdir, ENCODER_CHECKPOINTS)
+      if os.path.exists(os.path.join(encoder, "checkpoint")):
+        for name in ENCODER_FIELDS:
+          if getattr(old, name) != getattr(config, name):
+            was, now = flag_text(getattr(old, name)), flag_text(getattr(config, name))
+            raise AnoganError(f"the warm-start encoder in {workdir} was trained with --{name}={was} (now {now}); "
+                              f"keep that value, or delete {encoder} to train a new encoder on the same GAN")
     if changed:
       name = changed[0]
       raise AnoganError(f"workdir {workdir} was trained with other settings (--{name}={getattr(old, name)}, "
@@ -360,7 +433,8 @@ def prepare_workdir(config: Config, workdir: str, overwrite: bool = False) -> No
       for path in [os.path.join(workdir, name) for name in ("checkpoints", "samples", "tensorboard")] + \
                   evaluation_folders(workdir):
         shutil.rmtree(path, ignore_errors=True)
-      for name in ("history.csv", "loss.png") + models.network_files():
+      files = ("history.csv", "loss.png", ENCODER_HISTORY, ENCODER_LOSS_PLOT, f"{anogan.ENCODER}.keras")
+      for name in files + models.network_files():
         if os.path.exists(os.path.join(workdir, name)):
           os.remove(os.path.join(workdir, name))
     write_text(os.path.join(workdir, "flags.txt"), config.to_flagfile())
@@ -375,7 +449,8 @@ _TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$|^\.write_test\d+$|^ckpt-\d+_tem
 def remove_stale_temporaries(workdir: str) -> None:
   """Deletes what a killed training left half-written (atomic_path's .*.tmp<pid> files, TF's
   ckpt-N_temp folders). Call it only while holding the workdir's lock; eval/ is evaluate's."""
-  for folder in (workdir, os.path.join(workdir, "samples"), os.path.join(workdir, "checkpoints")):
+  for folder in (workdir, os.path.join(workdir, "samples"), os.path.join(workdir, "checkpoints"),
+                 os.path.join(workdir, ENCODER_CHECKPOINTS)):
     if not os.path.isdir(folder):
       continue
     for name in os.listdir(folder):
@@ -409,8 +484,9 @@ def enable_determinism(config: Config) -> None:
 
 def train(config: Config, workdir: str, overwrite: bool = False, data=None,
           progress: bool = True) -> List[dict]:
-  """Trains (or resumes) the `config.model` family in `workdir`; returns the history, one dict
-  per epoch ({"epoch", the family's loss names, "seconds"}).
+  """Trains (or resumes) the `config.model` family in `workdir`, then anogan's warm-start
+  encoder for `config.encoder_epochs`; returns the history, one dict per epoch ({"epoch", the
+  family's loss names, "seconds"}; the encoder's is in encoder_history.csv).
 
   The workdir is locked first (created if new): a second train on it fails at once. Everything
   that can fail on bad input (settings, data, a damaged checkpoint) is checked before the workdir
@@ -440,6 +516,15 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   names = driver.trainer.loss_names
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   start = 0 if overwrite else restore_checkpoint(driver, checkpoint_dir)
+  encoder, encoder_start = None, 0
+  if config.encoder_epochs > 0:
+    encoder = EncoderDriver(config, driver.networks)
+    encoder_start = 0 if overwrite else restore_checkpoint(encoder, os.path.join(workdir, ENCODER_CHECKPOINTS))
+    gan_epochs = max(start, config.epochs)  # the GAN epoch E trains on, once the GAN's epochs are done
+    if encoder_start and int(encoder.gan_epoch.numpy()) != gan_epochs:
+      logging.warning(f"the warm-start encoder was trained on the GAN of epoch {int(encoder.gan_epoch.numpy())}, "
+                      f"and the GAN is now trained to epoch {gan_epochs}: training a new encoder")
+      encoder, encoder_start = EncoderDriver(config, driver.networks), 0
 
   # --- nothing above wrote to the workdir
   prepare_workdir(config, workdir, overwrite)
@@ -491,4 +576,61 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
     with atomic_path(os.path.join(workdir, f"{name}.keras")) as tmp:
       driver.networks[name].save(tmp)
     fault_point("export")
+  if encoder is not None:
+    encoder.gan_epoch.assign(driver.epoch)
+    _train_encoder(config, workdir, encoder, encoder_start, x_train, progress)
+  return history
+
+
+def _train_encoder(config, workdir, encoder: EncoderDriver, start: int, x_train, progress) -> List[dict]:
+  """The warm-start encoder's epochs start..encoder_epochs-1 on the GAN's final G and D (the
+  workdir prepared and locked by the caller); exports encoder.keras. Returns E's history."""
+  directory = os.path.join(workdir, ENCODER_CHECKPOINTS)
+  exported = os.path.join(workdir, f"{anogan.ENCODER}.keras")
+  if start == 0:  # what an encoder trained on another GAN, or killed before its first epoch, left
+    shutil.rmtree(directory, ignore_errors=True)
+    if os.path.exists(exported):
+      os.remove(exported)
+  names = encoder.trainer.loss_names
+  history_path = os.path.join(workdir, ENCODER_HISTORY)
+  fields = history_fields(names)
+  history = [row for row in read_history(history_path) if row["epoch"] < start]
+  write_history(history_path, history, fields)
+  shown = x_train[:ENCODER_SAMPLES]
+  writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "encoder"))
+  bar = tqdm(range(start, config.encoder_epochs), initial=start, total=config.encoder_epochs, desc="encoder",
+             disable=not progress, dynamic_ncols=True)
+  try:
+    for epoch in bar:
+      began = time.perf_counter()
+      metrics = encoder.train_epoch(x_train, epoch)
+      if fault_point("encoder_loss", epoch) == "nan":
+        metrics[names[0]] = float("nan")
+      fault_point("encoder_epoch", epoch)
+      bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
+      if bad:
+        raise AnoganError(f"warm-start encoder training diverged at encoder epoch {epoch + 1} ({', '.join(bad)}); "
+                          f"the GAN is kept: delete {directory} and train the encoder again, e.g. with a lower "
+                          "--kappa")
+      row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - began, 4)}
+      os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+      plots.save_grid(encoder.reconstructions(shown.numpy()),
+                      os.path.join(workdir, "samples", f"encoder_epoch_{epoch + 1:04d}.png"))
+      with writer.as_default(step=epoch + 1):
+        for key in names:
+          tf.summary.scalar(f"encoder_{key}", metrics[key])
+      append_history(history_path, row, fields)  # before the checkpoint: a resume drops rows past it
+      history.append(row)
+      fault_point("encoder_history", epoch)
+      encoder.epoch.assign(epoch + 1)
+      save_checkpoint(encoder.checkpoint(), directory, epoch + 1, point="encoder_checkpoint_written")
+      bar.set_postfix({key: f"{metrics[key]:.4f}" for key in names})
+  finally:
+    bar.close()
+    writer.close()
+  if history:
+    plots.loss_plot(history, os.path.join(workdir, ENCODER_LOSS_PLOT), names)
+  with atomic_path(exported) as tmp:
+    encoder.encoder.save(tmp)
+  fault_point("encoder_export")
   return history

@@ -7,6 +7,17 @@ batch, sigmoid cross-entropy on logits. Adam at `lr` until epoch `lr_decay_epoch
 Adam instances at `lr_after_decay` (the seed switches to separately built TF1 optimizers, so the
 moments restart). Scoring: `LatentMapper` with the mapping settings (lam, map_steps, ...,
 feature_layer).
+
+Warm start (beyond the seeds: f-AnoGAN's izi_f encoder, Schlegl et al. 2019): after the GAN,
+`--encoder_epochs` train an encoder E (image -> z, saved as encoder.keras) with G and D frozen
+and in inference mode, on the normal training images; the loss per image is
+mean |x - G(E(x))| + kappa * mean |f(x) - f(G(E(x)))| (losses.residual_loss and
+discrimination_loss with seed 000's mean reduction, f = D at --feature_layer), averaged over the
+batch, Adam at --lr with the training Adam settings and no decay. E is `networks.Encoder`
+(--e_filters, --e_strides, --e_batchnorm) ending in tanh for the U(-1, 1) prior (f-AnoGAN bounds
+its encoder likewise), unbounded for a normal prior. `--initial_z=encoder` starts the
+LatentMapper's search at E(x); `--map_steps=0` scores at E(x) with no search. The driver
+(train_lib) runs E's epochs after the GAN's, checkpointed apart in checkpoints/encoder/.
 """
 
 from __future__ import annotations
@@ -18,12 +29,15 @@ import numpy as np
 import tensorflow as tf
 
 from anogan_tf import losses
+from anogan_tf.errors import AnoganError
 from anogan_tf.mapper import LatentMapper
 from anogan_tf.models import base
-from anogan_tf.networks import Discriminator, Generator, batchnorm_statistics
+from anogan_tf.networks import Discriminator, Encoder, Generator, batchnorm_statistics
 
 NAME = "anogan"
 NETWORKS = ("generator", "discriminator")
+ENCODER = "encoder"  # the warm-start encoder: <workdir>/encoder.keras, trained after the GAN
+OPTIONAL_NETWORKS = (ENCODER,)  # in a workdir once --encoder_epochs has run
 
 
 def build_networks(config) -> Dict[str, keras.Model]:
@@ -163,7 +177,76 @@ def make_trainer(config, networks) -> GANTrainer:
   return GANTrainer(config, networks)
 
 
+def scoring_networks(config) -> tuple:
+  """The networks make_scorer needs: G and D, and E with --initial_z=encoder."""
+  return NETWORKS + ((ENCODER,) if config.initial_z == "encoder" else ())
+
+
+def untrained_network_hint(name: str, workdir: str) -> str:
+  """What to do when scoring needs network `name` (one outside NETWORKS) and the workdir has none."""
+  return (f"--initial_z=encoder starts the search from AnoGAN's warm-start encoder, which this workdir has not "
+          f"trained; train it with python -m anogan_tf.train --workdir={workdir} --encoder_epochs=10 (the "
+          "GAN is kept), or use --initial_z=random")
+
+
 def make_scorer(config, networks, **overrides) -> LatentMapper:
-  """The LatentMapper with the config's mapping settings (Config.mapper_kwargs); `overrides`
-  replace any of them (LatentMapper's keyword arguments)."""
-  return LatentMapper(networks["generator"], networks["discriminator"], **{**config.mapper_kwargs(), **overrides})
+  """The LatentMapper with the config's mapping settings (Config.mapper_kwargs) and, with
+  --initial_z=encoder, networks["encoder"] as its start; `overrides` replace any of them
+  (LatentMapper's keyword arguments)."""
+  kwargs = config.mapper_kwargs()
+  if config.initial_z == "encoder":
+    if ENCODER not in networks:
+      raise AnoganError("--initial_z=encoder needs the warm-start encoder (networks['encoder']); train it with "
+                        "--encoder_epochs, or use --initial_z=random")
+    kwargs["encoder"] = networks[ENCODER]
+  return LatentMapper(networks["generator"], networks["discriminator"], **{**kwargs, **overrides})
+
+
+# --- warm start: the encoder E trained after the GAN
+
+def build_encoder(config) -> Encoder:
+  """E: images (N, h, w, c) in [-1, 1] -> z (N, latent_dim); in (-1, 1) (tanh) for the uniform
+  prior, unbounded for the normal one."""
+  return Encoder(name=ENCODER, image_shape=config.image_shape, latent_dim=config.latent_dim,
+                 filters=config.e_filters, strides=config.e_strides, batchnorm=config.e_batchnorm,
+                 leaky_slope=config.leaky_slope, bn_momentum=config.bn_momentum, heads=1,
+                 output_activation="tanh" if config.z_prior == "uniform" else "linear")
+
+
+class EncoderTrainer(base.Trainer):
+  """E's optimisation with G and D frozen: `train_step(x, noise, phase)` is one Adam step on the
+  batch mean of mean |x - G(E(x))| + kappa * mean |f(x) - f(G(E(x)))|, E in training mode, G and
+  D in inference mode (their weights and BN statistics stay as they are); returns loss and its
+  two parts (batch means). `noise` is ignored; one learning-rate phase (--lr)."""
+
+  loss_names = ("loss", "residual", "discrimination")
+
+  def __init__(self, config, networks, encoder):
+    super().__init__(name="encoder_trainer")
+    self.config = config
+    self.generator, self.discriminator, self.encoder = networks["generator"], networks["discriminator"], encoder
+    self.feature_layer = config.feature_layer
+    self.discriminator.check_feature_layer(self.feature_layer)
+    self.optimizer = keras.optimizers.Adam(learning_rate=config.lr, beta_1=config.adam_beta_1,
+                                           beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
+    self.optimizer.build(self.encoder.trainable_variables)  # now: tf.function may not create variables
+
+  def checkpoint_items(self) -> dict:
+    return {"optimizer": self.optimizer}
+
+  def loss_parts(self, x, training: bool = False):
+    """(per-image loss, residual, discrimination), each (batch,), and G(E(x))."""
+    d, layer = self.discriminator, self.feature_layer
+    generated = self.generator(self.encoder(x, training=training), training=False)
+    residual = losses.residual_loss(x, generated)
+    discrimination = losses.discrimination_loss(d.features(x, training=False, layer=layer),
+                                                d.features(generated, training=False, layer=layer))
+    return residual + self.config.kappa * discrimination, residual, discrimination, generated
+
+  def train_step(self, x, noise, phase: int) -> Dict[str, tf.Tensor]:
+    variables = self.encoder.trainable_variables
+    with tf.GradientTape() as tape:
+      per_image, residual, discrimination, _ = self.loss_parts(x, training=True)
+      loss = tf.reduce_mean(per_image)
+    self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return {"loss": loss, "residual": tf.reduce_mean(residual), "discrimination": tf.reduce_mean(discrimination)}

@@ -12,6 +12,13 @@ A family module defines:
   def sample(networks, noise) -> images       # (n, h, w, c) in [-1, 1] for the sample grids; or None
   def noise(rng, n, config) -> np.ndarray     # (n, ...) float32: the per-example noise of train_step
 
+and optionally, for a scorer that needs networks trained after the family's own (anogan's
+warm-start encoder):
+
+  OPTIONAL_NETWORKS: tuple of str                   # such networks, <name>.keras when trained
+  def scoring_networks(config) -> tuple of str      # what make_scorer needs; default NETWORKS
+  def untrained_network_hint(name, workdir) -> str  # how to train such a network when it is missing
+
 The driver owns epochs, shuffling, tf.data, checkpoints and resume, history.csv, TensorBoard,
 sample grids, NaN and collapse checks, dropout reseeding and locks; a family supplies only its
 step(s), its optimizers and what else to checkpoint. The driver draws an epoch's noise as
