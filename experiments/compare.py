@@ -33,12 +33,12 @@ SIZE_NOTE = ("networks of seed 000's size in every method: G / decoder = seed 00
              "weights), D / encoder convolutions = seed 000's discriminator's (16, 32 filters)")
 
 
-def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: int, seed: int) -> dict:
+def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: int, extra=()) -> dict:
   """images/s of each method's scorer on the same n_images test images, measured in this process."""
   import numpy as np
   from anogan_tf import flags as anogan_flags
   from anogan_tf import models
-  from anogan_tf.config import evaluation_config
+  from anogan_tf.config import EVALUATION_FIELDS
   from anogan_tf.data import load_one_class
   from anogan_tf.evaluate_lib import load_networks
   scorers = {}
@@ -48,8 +48,10 @@ def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: 
     trained = anogan_flags.workdir_config(workdirs[method])
     requested = anogan_flags.config_from_args([f"--flagfile={flagfile}", *eval_flags, f"--dataset={dataset}",
                                                f"--normal_classes={','.join(map(str, trained.normal_classes))}",
-                                               f"--seed={trained.seed}", f"--test_examples={n_images}"])
-    config = evaluation_config(trained, requested)
+                                               f"--seed={trained.seed}", *extra, f"--test_examples={n_images}"])
+    # The workdir's settings with the method's scoring settings (its GAN may carry the warm
+    # starts' encoder settings, which the plain method's flagfile does not name).
+    config = trained.replace(**{name: getattr(requested, name) for name in EVALUATION_FIELDS})
     family = models.family(config.model)
     scorer = family.make_scorer(config, load_networks(workdirs[method], family))
     if images is None:
@@ -98,8 +100,13 @@ def main(argv=None) -> int:
   parser.add_argument("--speed_images", type=int, default=1000)
   parser.add_argument("--speed_rounds", type=int, default=2)
   parser.add_argument("--extra", default="", help="more flags for train and evaluate (quick runs)")
+  parser.add_argument("--encoder_epochs", type=int, default=reproduce.WARM_ENCODER_EPOCHS,
+                      help="epochs of the warm starts' encoder")
   args = parser.parse_args(argv)
   methods = [m for m in args.methods.replace(",", " ").split() if m]
+  for name, (flagfile, train_flags, eval_flags) in list(reproduce.RUNS.items()):
+    if name.startswith("anogan_warm_"):
+      reproduce.RUNS[name] = (flagfile, [f"--encoder_epochs={args.encoder_epochs}"], eval_flags)
   code = reproduce.main([f"--dataset={args.dataset}", f"--presets={','.join(methods)}", f"--classes={args.classes}",
                          f"--seeds={args.seeds}", f"--runs_dir={args.runs_dir}", f"--results_dir={args.results_dir}",
                          f"--extra={args.extra}"])
@@ -114,7 +121,8 @@ def main(argv=None) -> int:
     record = report.load_records(args.results_dir, args.dataset, m)
     match = [r for r in record if r["class"] == c and r["seed"] == seed]
     workdirs[m] = shlex.split(match[0]["eval_command"])[3].split("=", 1)[1]  # --workdir=...
-  speeds = measure_speed(args.dataset, methods, workdirs, args.speed_images, args.speed_rounds, seed)
+  speeds = measure_speed(args.dataset, methods, workdirs, args.speed_images, args.speed_rounds,
+                         [f for f in shlex.split(args.extra) if not f.startswith("--encoder_epochs")])
   import numpy as np
   out = {"dataset": args.dataset, "classes": first["classes"], "seeds": first["seeds"],
          "speed_images": args.speed_images, "speed_class": c, "speed_seed": seed, "networks": SIZE_NOTE,
