@@ -36,3 +36,29 @@ def synthetic_images(n, shape=(28, 28, 1), seed=0):
   d = np.sqrt((yy[None] - centres[:, 0, None, None]) ** 2 + (xx[None] - centres[:, 1, None, None]) ** 2)
   images = np.clip(1.5 - d / radius, 0, 1) * 2 - 1
   return np.repeat(images[..., None], c, axis=-1).astype(np.float32)
+
+
+# Bad-input harness (tests/test_reliability.py, tests/test_cli.py): one process per tool runs every case through anogan_flags.run (absl's app.run), as
+# `python -m anogan_tf.<tool>` does, with the flags reset between cases.
+HARNESS = r'''
+import contextlib, importlib, io, json, sys, traceback
+tool, cases_path, out_path = sys.argv[1:]
+module = importlib.import_module("anogan_tf." + tool)
+from absl import flags
+from anogan_tf import flags as anogan_flags
+results = []
+for argv in json.load(open(cases_path)):
+  flags.FLAGS.unparse_flags()
+  err, out, code = io.StringIO(), io.StringIO(), 0
+  sys.argv = ["anogan_tf." + tool] + argv
+  with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+    try:
+      anogan_flags.run(module.main)
+    except SystemExit as e:
+      code = e.code or 0
+    except BaseException:
+      traceback.print_exc()
+      code = "uncaught exception"
+  results.append({"code": code, "stderr": err.getvalue(), "stdout": out.getvalue()})
+json.dump(results, open(out_path, "w"))
+'''

@@ -19,33 +19,10 @@ import pytest
 
 import anogan_tf
 from anogan_tf import Config, train_lib
-from conftest import ROOT, synthetic_images
+from conftest import HARNESS, ROOT, synthetic_images
 
 NOISE = ("absl::InitializeLog", "cudart_stub", "port.cc", "oneDNN custom operations", "cpu_feature_guard",
          "cuInit", "remapper failed", "Traceback")
-
-HARNESS = r'''
-import contextlib, importlib, io, json, sys, traceback
-tool, cases_path, out_path = sys.argv[1:]
-module = importlib.import_module("anogan_tf." + tool)
-from absl import flags
-from anogan_tf import flags as anogan_flags
-results = []
-for argv in json.load(open(cases_path)):
-  flags.FLAGS.unparse_flags()
-  err, out, code = io.StringIO(), io.StringIO(), 0
-  sys.argv = ["anogan_tf." + tool] + argv
-  with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-    try:
-      anogan_flags.run(module.main)
-    except SystemExit as e:
-      code = e.code or 0
-    except BaseException:
-      traceback.print_exc()
-      code = "uncaught exception"
-  results.append({"code": code, "stderr": err.getvalue(), "stdout": out.getvalue()})
-json.dump(results, open(out_path, "w"))
-'''
 
 
 STARTED = []  # every process a test starts; the `processes` fixture ends those still running

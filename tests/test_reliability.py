@@ -27,7 +27,7 @@ import pytest
 
 from anogan_tf import AnoganError, Config, evaluate_lib, models, train_lib
 from anogan_tf.data import OneClassData, load_one_class
-from conftest import ROOT, synthetic_images
+from conftest import HARNESS, ROOT, synthetic_images
 
 # Small networks on a slice of MNIST: every train/evaluate process takes a few seconds.
 TINY = ["--normal_classes=1", "--train_examples=256", "--test_examples=40", "--g_dense_channels=8",
@@ -307,30 +307,6 @@ def test_deterministic_runs_give_identical_history_and_scores(family, clean_runs
 
 # --- 2. bad input: one-line error, non-zero exit, no traceback, workdir untouched
 
-# One process per tool runs every case through anogan_flags.run (absl's app.run), as
-# `python -m anogan_tf.<tool>` does, with the flags reset between cases.
-HARNESS = r'''
-import contextlib, importlib, io, json, sys, traceback
-tool, cases_path, out_path = sys.argv[1:]
-module = importlib.import_module("anogan_tf." + tool)
-from absl import flags
-from anogan_tf import flags as anogan_flags
-results = []
-for argv in json.load(open(cases_path)):
-  flags.FLAGS.unparse_flags()
-  err, out, code = io.StringIO(), io.StringIO(), 0
-  sys.argv = ["anogan_tf." + tool] + argv
-  with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-    try:
-      anogan_flags.run(module.main)
-    except SystemExit as e:
-      code = e.code or 0
-    except BaseException:
-      traceback.print_exc()
-      code = "uncaught exception"
-  results.append({"code": code, "stderr": err.getvalue(), "stdout": out.getvalue()})
-json.dump(results, open(out_path, "w"))
-'''
 
 
 def _npz(folder, name="mnist.npz", n_train=160, n_test=40, x_train=None, x_test=None, y_train=None):
