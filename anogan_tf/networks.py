@@ -55,6 +55,17 @@ class _Stack(keras.Model):
         return x
     return x
 
+  def _chain_input_shape(self):
+    """The input shape the chain is built for: images by default; the generator takes z."""
+    return (None,) + self.image_shape
+
+  def build(self, input_shape=None):
+    if not self.built:
+      self._build_chain(self._chain_input_shape())
+
+  def call(self, inputs, training=False):
+    return self._run(inputs, training)
+
 
 def _takes_training(layer) -> bool:
   return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
@@ -148,12 +159,8 @@ class Generator(_Stack):
     self.chain = chain
     self._build_chain((None, self.latent_dim))
 
-  def build(self, input_shape=None):
-    if not self.built:
-      self._build_chain((None, self.latent_dim))
-
-  def call(self, z, training=False):
-    return self._run(z, training)
+  def _chain_input_shape(self):
+    return (None, self.latent_dim)
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0],) + self.image_shape
@@ -166,6 +173,25 @@ class Generator(_Stack):
             "activation": self.activation, "leaky_slope": self.leaky_slope,
             "bn_momentum": self.bn_momentum, "dense_norm": self.dense_norm,
             "dense_activation": self.dense_activation}
+
+
+def conv_blocks(filters, strides, batchnorm: bool, leaky_slope: float, bn_momentum: float,
+                dropout: float = 0.0, batchnorm_first: bool = True, zero_pad_after=(),
+                first_conv=keras.layers.Conv2D) -> list:
+  """Seed 000's discriminator body, shared by D and the encoders: per convolution i (3x3, 'same'),
+  conv{i} -> [pad{i}] -> [bn{i}] -> act{i} (LeakyReLU) -> [drop{i}]."""
+  chain = []
+  for i, (units, stride) in enumerate(zip(filters, strides), start=1):
+    conv = first_conv if i == 1 else keras.layers.Conv2D
+    chain.append(conv(units, 3, strides=stride, padding="same", name=f"conv{i}"))
+    if i in zero_pad_after:  # seed 002's ZeroPadding2D(((0, 1), (0, 1)))
+      chain.append(keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"pad{i}"))
+    if batchnorm and (i > 1 or batchnorm_first):
+      chain.append(FusedBatchNormalization(momentum=bn_momentum, name=f"bn{i}"))
+    chain.append(keras.layers.LeakyReLU(negative_slope=leaky_slope, name=f"act{i}"))
+    if dropout > 0:
+      chain.append(keras.layers.Dropout(dropout, name=f"drop{i}"))
+  return chain
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")
@@ -203,27 +229,12 @@ class Discriminator(_Stack):
       raise AnoganError(f"discriminator zero_pad_after {list(self.zero_pad_after)} names no convolution "
                         f"(1..{len(self.filters)}); fix --d_zero_pad_after")
 
-    chain = []
-    for i, (units, stride) in enumerate(zip(self.filters, self.strides), start=1):
-      conv = SubpixelGradientConv2D if i == 1 else keras.layers.Conv2D  # see SubpixelGradientConv2D
-      chain.append(conv(units, 3, strides=stride, padding="same", name=f"conv{i}"))
-      if i in self.zero_pad_after:  # seed 002's ZeroPadding2D(((0, 1), (0, 1)))
-        chain.append(keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"pad{i}"))
-      if self.batchnorm and (i > 1 or self.batchnorm_first):
-        chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
-      chain.append(keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"act{i}"))
-      if self.dropout > 0:
-        chain.append(keras.layers.Dropout(self.dropout, name=f"drop{i}"))
+    chain = conv_blocks(self.filters, self.strides, self.batchnorm, self.leaky_slope, self.bn_momentum,
+                        dropout=self.dropout, batchnorm_first=self.batchnorm_first,
+                        zero_pad_after=self.zero_pad_after, first_conv=SubpixelGradientConv2D)
     chain += [keras.layers.Flatten(name="flatten"), keras.layers.Dense(1, name="logits")]
     self.chain = chain
     self._build_chain((None,) + self.image_shape)
-
-  def build(self, input_shape=None):
-    if not self.built:
-      self._build_chain((None,) + self.image_shape)
-
-  def call(self, x, training=False):
-    return self._run(x, training)
 
   @property
   def feature_layers(self) -> Tuple[str, ...]:
@@ -280,24 +291,12 @@ class Encoder(_Stack):
     self.heads = int(heads)
     if len(self.strides) != len(self.filters) or self.heads < 1 or self.latent_dim < 1:
       raise AnoganError("encoder: one stride per filter, heads >= 1 and latent_dim >= 1 are needed")
-    chain = []
-    for i, (units, stride) in enumerate(zip(self.filters, self.strides), start=1):
-      chain.append(keras.layers.Conv2D(units, 3, strides=stride, padding="same", name=f"conv{i}"))
-      if self.batchnorm:
-        chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
-      chain.append(keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"act{i}"))
+    chain = conv_blocks(self.filters, self.strides, self.batchnorm, self.leaky_slope, self.bn_momentum)
     chain += [keras.layers.Flatten(name="flatten"), keras.layers.Dense(self.heads * self.latent_dim, name="code")]
     if self.output_activation == "tanh":
       chain.append(keras.layers.Activation("tanh", name="bound"))
     self.chain = chain
     self._build_chain((None,) + self.image_shape)
-
-  def build(self, input_shape=None):
-    if not self.built:
-      self._build_chain((None,) + self.image_shape)
-
-  def call(self, x, training=False):
-    return self._run(x, training)
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0], self.heads * self.latent_dim)

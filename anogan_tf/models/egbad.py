@@ -33,9 +33,9 @@ import tensorflow as tf
 
 from anogan_tf import losses
 from anogan_tf.errors import AnoganError
-from anogan_tf.layers import FusedBatchNormalization, SubpixelGradientConv2D
+from anogan_tf.layers import SubpixelGradientConv2D
 from anogan_tf.models import base
-from anogan_tf.networks import Encoder, Generator, batchnorm_statistics
+from anogan_tf.networks import Encoder, Generator, batchnorm_statistics, conv_blocks
 
 NAME = "egbad"
 NETWORKS = ("generator", "encoder", "discriminator")
@@ -107,15 +107,9 @@ class BiGANDiscriminator(keras.Model):
       raise AnoganError("BiGAN discriminator: one positive stride per positive filter count, and positive "
                         "latent_dim, z_units and joint units are needed")
 
-    x_chain = []
-    for i, (units, stride) in enumerate(zip(self.filters, self.strides), start=1):
-      conv = SubpixelGradientConv2D if i == 1 else keras.layers.Conv2D  # G's step needs D's input gradient
-      x_chain.append(conv(units, 3, strides=stride, padding="same", name=f"conv{i}"))
-      if self.batchnorm:
-        x_chain.append(FusedBatchNormalization(momentum=self.bn_momentum, name=f"bn{i}"))
-      x_chain.append(keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"act{i}"))
-      if self.dropout > 0:
-        x_chain.append(keras.layers.Dropout(self.dropout, name=f"drop{i}"))
+    # G's step needs D's input gradient: the first convolution takes it in the sub-pixel form.
+    x_chain = conv_blocks(self.filters, self.strides, self.batchnorm, self.leaky_slope, self.bn_momentum,
+                          dropout=self.dropout, first_conv=SubpixelGradientConv2D)
     x_chain.append(keras.layers.Flatten(name="flatten"))
     joint_chain = []
     for i, units in enumerate(self.joint_units, start=1):
