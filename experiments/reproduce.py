@@ -148,6 +148,8 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(runs)}] {args.dataset} class {c} seed {seed} {'/'.join(group)}: done before", flush=True)
         continue
       workdir = os.path.join(args.runs_dir, args.dataset, f"gan-{key}", tag)
+      if len(todo) < len(group) and not os.path.exists(os.path.join(workdir, "train_record.json")):
+        todo = list(group)  # the GAN the finished presets scored is gone: score them all on one new GAN
       os.makedirs(workdir, exist_ok=True)
       log = os.path.join(workdir, "reproduce.log")
       run_flags = [f"--dataset={args.dataset}", f"--normal_classes={c}", f"--seed={seed}", *extra]
