@@ -81,3 +81,15 @@ class DirectoryLock:
 
   def __exit__(self, *exc):
     self.release()
+
+
+def check_folder_can_be_made(path: str, name: str, flag: str) -> None:
+  """Read-only: `path` is a folder or can be created (no file at it or on the way to it).
+  `name` starts the messages ("workdir", "--output"); `flag` is the one to change."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise AnoganError(f"{name} {path} is a file, not a folder; choose another {flag}")
+  parent = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise AnoganError(f"cannot create {name} {path}: {parent} is a file, not a folder; choose another {flag}")

@@ -26,7 +26,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from anogan_tf.errors import AnoganError
-from anogan_tf.io_utils import atomic_path
+from anogan_tf.io_utils import atomic_path, check_folder_can_be_made
 from anogan_tf.models.base import ScoreResult
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -184,13 +184,7 @@ def read_images(source: str, image_shape: Tuple[int, int, int]) -> Tuple[np.ndar
 
 def check_output(output: str, heatmaps: Sequence[str]) -> None:
   """Read-only: `output` can be a folder here, and nothing in the way of the files to write."""
-  if os.path.exists(output) and not os.path.isdir(output):
-    raise AnoganError(f"--output {output} is a file, not a folder; choose another --output")
-  parent = os.path.dirname(os.path.abspath(output))
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.path.isdir(parent):
-    raise AnoganError(f"cannot create --output {output}: {parent} is a file, not a folder; choose another --output")
+  check_folder_can_be_made(output, "--output", "--output")
   folders = set()
   for heatmap in heatmaps:
     folder = os.path.dirname(heatmap)

@@ -40,7 +40,7 @@ from anogan_tf.data import load_one_class
 from anogan_tf.evaluate_lib import lock_eval
 from anogan_tf.errors import AnoganError
 from anogan_tf.faults import fault_point
-from anogan_tf.io_utils import DirectoryLock, atomic_path, write_text
+from anogan_tf.io_utils import DirectoryLock, atomic_path, check_folder_can_be_made, write_text
 from anogan_tf.models import anogan
 from anogan_tf.networks import random_states
 
@@ -299,13 +299,7 @@ def restore_checkpoint(driver, directory: str) -> int:
 
 def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None:
   """Read-only checks: the workdir can be created here, and an existing one matches `config`."""
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise AnoganError(f"workdir {workdir} is a file, not a folder; choose another --workdir")
-  parent = os.path.dirname(os.path.abspath(workdir))
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.path.isdir(parent):
-    raise AnoganError(f"cannot create workdir {workdir}: {parent} is a file, not a folder; choose another --workdir")
+  check_folder_can_be_made(workdir, "workdir", "--workdir")
   flags_path = os.path.join(workdir, "flags.txt")
   if os.path.exists(flags_path) and not overwrite:
     try:
