@@ -56,6 +56,8 @@ class Config:
   e_filters: Tuple[int, ...] = (16, 32)  # encoder convolutions (egbad, ae, vae, warm start), shaped like D's
   e_strides: Tuple[int, ...] = (2, 2)  # one per entry of --e_filters
   e_batchnorm: bool = False  # BN after each encoder convolution
+  d_z_units: int = 128  # egbad: width of D(x, z)'s z Dense layer (seed 003: 512)
+  d_joint_units: Tuple[int, ...] = (128,)  # egbad: D(x, z)'s joint Dense layers; the last one's activations are f, the concatenation when empty (seed 003: 1024)
 
   # --- training
   epochs: int = 200
@@ -69,6 +71,7 @@ class Config:
   adam_beta_1: float = 0.9
   adam_beta_2: float = 0.999
   adam_epsilon: float = 1e-8  # TF1 default; Keras uses 1e-7
+  d_lr_scale: float = 1.0  # egbad: D's learning rates are --lr and --lr_after_decay times this (seed 003: 0.25)
   deterministic: bool = False  # tf.config.experimental.enable_op_determinism(): same seed, same numbers
 
   recon_loss: str = "l1"  # ae / vae reconstruction error, trained and scored: l1 (mean |x - x'|) | l2 (mean squared)
@@ -313,6 +316,9 @@ def check(config: Config) -> None:
   number("batch_size", 1, fix="use a positive batch size, e.g. 256")
   number("g_steps", 0, fix="use 0 or more generator steps per discriminator step (seed 000: 2)")
   number("lr", 0, low_open=True, fix="use a positive learning rate, e.g. 0.001")
+  number("d_lr_scale", 0, low_open=True, fix="use a positive factor, e.g. 0.25")
+  number("d_z_units", 1, fix="use a positive width, e.g. 128")
+  number("d_joint_units", 1, fix="use positive widths, e.g. 128")
   number("lr_decay_epoch", 0, fix="use the epoch to switch at, or 0 for never")
   number("lr_after_decay", 0, low_open=True, fix="use a positive learning rate, e.g. 0.0001")
   number("adam_beta_1", 0, 1, fix="use a value such as 0.9")

@@ -46,6 +46,9 @@ BAD_SETTINGS = [
     (dict(z_init_std=0.0), "--z_init_std=0.0 is not positive"),
     (dict(z_init_std=-1.0), "--z_init_std=-1.0 is not positive"),
     (dict(map_batch_size=-3), "--map_batch_size=-3 is below 0"),
+    (dict(d_lr_scale=0.0), "--d_lr_scale=0.0 is not positive"),
+    (dict(d_z_units=0), "--d_z_units=0 is below 1"),
+    (dict(d_joint_units=(128, 0)), "--d_joint_units=128,0 has an entry that is below 1"),
     (dict(seed=-1), "--seed=-1 is below 0"),
     (dict(test_examples=-5), "--test_examples=-5 is below 0"),
     (dict(z_init="gaussian"), "unknown --z_init 'gaussian'; use uniform or normal"),
@@ -149,7 +152,8 @@ TRAINING_ALTERNATIVES = dict(
     lr_decay_epoch=0, lr_after_decay=1e-5, adam_beta_1=0.5, adam_beta_2=0.99, model="ae", val_fraction=0.1,
     e_filters=(8, 4), e_strides=(1, 2), e_batchnorm=True, d_step="separate", d_fakes_mode="inference",
     recon_loss="l2", kl_weight=0.5, encoder_epochs=3, kappa=0.5, g_dense_norm="feature",
-    g_dense_activation="relu", d_batchnorm_first=False, d_zero_pad_after=(2,))
+    g_dense_activation="relu", d_batchnorm_first=False, d_zero_pad_after=(2,),
+    d_z_units=64, d_joint_units=(256, 64), d_lr_scale=0.25)
 
 
 def test_every_setting_is_an_evaluation_setting_or_fixed_by_training():

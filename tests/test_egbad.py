@@ -120,6 +120,22 @@ def test_noise_and_sample():
   np.testing.assert_allclose(images, egbad.sample(nets, noise[:, 0]), rtol=1e-6)
 
 
+def test_the_config_sets_d_widths_and_d_learning_rate():
+  config = Config(model="egbad", latent_dim=8, d_z_units=24, d_joint_units=(12, 10), d_lr_scale=0.25,
+                  lr=2e-3, lr_after_decay=4e-4, lr_decay_epoch=5)
+  nets = egbad.build_networks(config)
+  d = nets["discriminator"]
+  assert (d.z_units, d.joint_units) == (24, (12, 10))
+  x, z = np.zeros((2, 28, 28, 1), np.float32), np.zeros((2, 8), np.float32)
+  d((x, z))
+  assert d.features((x, z)).shape == (2, 10) and d.z_dense.units == 24
+  trainer = egbad.make_trainer(config, nets)
+  rates = lambda optimizers: [float(o.learning_rate.numpy()) for o in optimizers]  # noqa: E731
+  np.testing.assert_allclose(rates(trainer.d_optimizers), [5e-4, 1e-4])
+  np.testing.assert_allclose(rates(trainer.g_optimizers), [2e-3, 4e-4])
+  np.testing.assert_allclose(rates(trainer.e_optimizers), [2e-3, 4e-4])
+
+
 # --- 2. serialisation
 
 def _odd_discriminator():

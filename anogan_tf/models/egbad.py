@@ -42,16 +42,6 @@ NETWORKS = ("generator", "encoder", "discriminator")
 LOSS_NAMES = ("d_loss", "g_loss", "e_loss", "d_acc")
 DEFAULT_SCORE_BATCH = 256  # images per compiled chunk when --map_batch_size=0
 
-# Settings Config does not have yet, read from it once it has them; until then these seed-000-size
-# values. d_z_units / d_joint_units: widths of D(x, z)'s z Dense and joint Dense layers (seed 003:
-# 512 / 1024); d_lr_scale multiplies --lr and --lr_after_decay for D only (seed 003: 0.25).
-PROPOSED_DEFAULTS = {"d_z_units": 128, "d_joint_units": (128,), "d_lr_scale": 1.0}
-
-
-def _setting(config, name):
-  return getattr(config, name, PROPOSED_DEFAULTS[name])
-
-
 def _takes_training(layer) -> bool:
   return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
 
@@ -165,8 +155,8 @@ def build_networks(config) -> Dict[str, keras.Model]:
       "discriminator": BiGANDiscriminator(
           name="discriminator", image_shape=config.image_shape, latent_dim=config.latent_dim,
           filters=config.d_filters, strides=config.d_strides, batchnorm=config.d_batchnorm,
-          dropout=config.d_dropout, z_units=_setting(config, "d_z_units"),
-          joint_units=_setting(config, "d_joint_units"), leaky_slope=config.leaky_slope,
+          dropout=config.d_dropout, z_units=config.d_z_units,
+          joint_units=config.d_joint_units, leaky_slope=config.leaky_slope,
           bn_momentum=config.bn_momentum),
   }
 
@@ -220,7 +210,7 @@ class EGBADTrainer(base.Trainer):
     self.discriminator = networks["discriminator"]
     self.n_phases = 2 if config.lr_decay_epoch > 0 else 1
     rates = (config.lr, config.lr_after_decay)[:self.n_phases]
-    d_scale = float(_setting(config, "d_lr_scale"))
+    d_scale = float(config.d_lr_scale)
 
     def adams(model, scale):
       optimizers = [keras.optimizers.Adam(learning_rate=lr * scale, beta_1=config.adam_beta_1,
