@@ -29,6 +29,9 @@ import report  # noqa: E402
 import reproduce  # noqa: E402
 
 METHODS = tuple(reproduce.METHODS)
+# A method that is a reproduction preset under another name: its runs are that preset's records
+# (trained and scored once for both tables). `anogan` is seed 000's AnoGAN as `seed000` runs it.
+SAME_AS_PRESET = {"anogan": "seed000"}
 SIZE_NOTE = ("networks of seed 000's size in every method: G / decoder = seed 000's generator (86,049 "
              "weights), D / encoder convolutions = seed 000's discriminator's (16, 32 filters)")
 
@@ -70,11 +73,13 @@ def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: 
 def markdown(summary: dict) -> str:
   dataset = summary["dataset"]
   classes = summary["classes"]
+  sizes = summary.get("test_images", [])
+  split = "whole test split" if sizes == [10000] else f"{', '.join(map(str, sizes))} test images"
   lines = [f"# {dataset}: the AnoGAN family on one protocol", "",
-           "One-class AUROC (%) per normal class, whole test split, seeds "
+           f"One-class AUROC (%) per normal class, {split}, seeds "
            f"{', '.join(map(str, summary['seeds']))}; scoring speed measured in one process on the same "
            f"{summary['speed_images']} test images for every method ({SIZE_NOTE}).", "",
-           "| method | " + " | ".join(str(c) for c in classes) + " | mean | AUPRC (normal +) | train s | images/s | x anogan |",
+           "| method | " + " | ".join(str(c) for c in classes) + " | mean | AUPRC (normal +) | train s (GAN + encoder) | images/s | x anogan |",
            "| --- | " + " | ".join("---" for _ in classes) + " | --- | --- | --- | --- | --- |"]
   base_speed = summary["methods"].get("anogan", {}).get("images_per_second")
   for method, m in summary["methods"].items():
@@ -83,9 +88,9 @@ def markdown(summary: dict) -> str:
     ratio = f"{speed / base_speed:.0f}x" if speed and base_speed else ""
     lines.append(f"| {method} | " + " | ".join(row) + f" | **{100 * m['mean_auroc']:.1f}** | "
                  f"{m['mean_auprc_normal']:.3f} | {m['mean_train_seconds']:.0f} | "
-                 f"{speed if speed is not None else ''} | {ratio} |")
+                 f"{f'{speed:,.0f}' if speed is not None else ''} | {ratio} |")
   lines += ["", f"Command: `{summary['command']}`. Commits: {', '.join(summary['commits'])}.",
-            "Per-run records: `runs/<dataset>_<method>/` beside this file."]
+            "Per-run records: `runs/<dataset>_<method>/` beside this file (anogan's: `runs/<dataset>_seed000/`)."]
   return "\n".join(lines) + "\n"
 
 
@@ -107,24 +112,27 @@ def main(argv=None) -> int:
   for name, (flagfile, train_flags, eval_flags) in list(reproduce.RUNS.items()):
     if name.startswith("anogan_warm_"):
       reproduce.RUNS[name] = (flagfile, [f"--encoder_epochs={args.encoder_epochs}"], eval_flags)
-  code = reproduce.main([f"--dataset={args.dataset}", f"--presets={','.join(methods)}", f"--classes={args.classes}",
+  preset = lambda m: SAME_AS_PRESET.get(m, m)  # noqa: E731
+  code = reproduce.main([f"--dataset={args.dataset}", f"--presets={','.join(map(preset, methods))}", f"--classes={args.classes}",
                          f"--seeds={args.seeds}", f"--runs_dir={args.runs_dir}", f"--results_dir={args.results_dir}",
                          f"--extra={args.extra}"])
   if code:
     return code
-  summaries = {m: report.summarize(report.load_records(args.results_dir, args.dataset, m)) for m in methods}
+  summaries = {m: report.summarize(report.load_records(args.results_dir, args.dataset, preset(m))) for m in methods}
   # The speed run uses the first class and seed's workdirs.
   first = summaries[methods[0]]
   c, seed = first["classes"][0], first["seeds"][0]
   workdirs = {}
   for m in methods:
-    record = report.load_records(args.results_dir, args.dataset, m)
+    record = report.load_records(args.results_dir, args.dataset, preset(m))
     match = [r for r in record if r["class"] == c and r["seed"] == seed]
     workdirs[m] = shlex.split(match[0]["eval_command"])[3].split("=", 1)[1]  # --workdir=...
   speeds = measure_speed(args.dataset, methods, workdirs, args.speed_images, args.speed_rounds,
                          [f for f in shlex.split(args.extra) if not f.startswith("--encoder_epochs")])
   import numpy as np
-  out = {"dataset": args.dataset, "classes": first["classes"], "seeds": first["seeds"],
+  sizes = sorted({r["n_normal"] + r["n_anomalous"] for m in methods
+                  for r in report.load_records(args.results_dir, args.dataset, preset(m))})
+  out = {"dataset": args.dataset, "classes": first["classes"], "seeds": first["seeds"], "test_images": sizes,
          "speed_images": args.speed_images, "speed_class": c, "speed_seed": seed, "networks": SIZE_NOTE,
          "command": f"make compare DATASET={args.dataset} CLASSES={args.classes} SEEDS={args.seeds}",
          "commits": sorted({x for s in summaries.values() for x in s["commits"]}), "methods": {}}
@@ -134,7 +142,10 @@ def main(argv=None) -> int:
         "mean_auroc": s["mean_auroc"],
         "per_class_auroc": {k: v["auroc_mean"] for k, v in s["per_class"].items()},
         "mean_auprc": s["mean_auprc"], "mean_auprc_normal": s["mean_auprc_normal"],
-        "mean_train_seconds": float(np.mean([np.mean(v["train_seconds"]) for v in s["per_class"].values()])),
+        # The warm starts' training is the GAN's and then their encoder's.
+        "mean_train_seconds": float(np.mean([r["train_seconds"] + (r.get("encoder_seconds", 0.0)
+                                                                    if m.startswith("anogan_warm_") else 0.0)
+                                             for r in report.load_records(args.results_dir, args.dataset, preset(m))])),
         "images_per_second": speeds[m], "n_runs": s["n_runs"]}
   base = os.path.join(args.results_dir, f"compare_{args.dataset}")
   with open(base + ".json", "w") as f:

@@ -101,9 +101,9 @@ def run_logged(args: list, log_path: str) -> float:
   return time.perf_counter() - began
 
 
-def history_seconds(workdir: str) -> float:
+def history_seconds(workdir: str, name: str = "history.csv") -> float:
   import csv
-  with open(os.path.join(workdir, "history.csv"), newline="") as f:
+  with open(os.path.join(workdir, name), newline="") as f:
     return round(sum(float(row["seconds"]) for row in csv.DictReader(f)), 1)
 
 
@@ -165,7 +165,10 @@ def main(argv=None) -> int:
         wall = run_logged(train_cmd, log)  # train resumes: a finished GAN is not trained again
         with open(train_record + ".tmp", "w") as f:
           json.dump({"train_wall_seconds": round(previous.get("train_wall_seconds", 0) + wall, 1),
-                     "train_seconds": history_seconds(workdir), "train_flags": group_train_flags,
+                     "train_seconds": history_seconds(workdir),
+                     **({"encoder_seconds": history_seconds(workdir, "encoder_history.csv")}
+                        if os.path.exists(os.path.join(workdir, "encoder_history.csv")) else {}),
+                     "train_flags": group_train_flags,
                      "train_commit": commit(), "train_command": "python -m " + shlex.join(train_cmd)}, f, indent=2)
         os.replace(train_record + ".tmp", train_record)
       with open(train_record) as f:
