@@ -117,6 +117,7 @@ def main(argv=None) -> int:
   parser.add_argument("--results_dir", default="runs/results",
                       help="where records and tables go; experiments/results for the committed tables")
   parser.add_argument("--extra", default="", help="more flags for train and evaluate (quick runs)")
+  parser.add_argument("--no_tables", action="store_true", help="records only (tune.py writes its own table)")
   args = parser.parse_args(argv)
 
   split = lambda text: [t for t in text.replace(",", " ").split() if t]  # noqa: E731
@@ -192,8 +193,9 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(runs)}] {args.dataset} class {c} seed {seed} {p}: AUROC {metrics['auroc']:.4f} "
               f"AUPRC {metrics['auprc']:.4f}/{metrics['auprc_normal']:.4f} (train {trained['train_seconds']:.0f} s, "
               f"score {metrics['seconds']:.0f} s)", flush=True)
-        report.write_tables(args.results_dir, args.dataset, p)
-  for p in presets:
+        if not args.no_tables:
+          report.write_tables(args.results_dir, args.dataset, p)
+  for p in presets if not args.no_tables else ():
     path = report.write_tables(args.results_dir, args.dataset, p)
     if path:
       print(f"table: {path}")

@@ -1,0 +1,128 @@
+"""Choosing `best.flags` without the test split: candidates scored on the validation split.
+
+  python experiments/tune.py --dataset=mnist --classes=2,3,5,8 --seeds=0 --results_dir=experiments/results
+
+Every candidate is seed 000's GAN (experiments/mnist.flags) trained with --val_fraction=0.1 (a
+tenth of the normal training images held out, seeded) and the warm-start encoder, scored with
+--eval_split=val: the held-out normals against as many train-split images of the other classes.
+The test split is never loaded. Candidates differ in scoring settings only, so they share one
+GAN per (class, seed): the runs are experiments/reproduce.py's (resumable, one record per
+candidate, class and seed, under <results_dir>/tuning/runs/). Writes
+<results_dir>/tuning/tuning_<dataset>.json and .md: per candidate, validation AUROC per class, the
+mean, and scoring speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+
+import report  # noqa: E402
+import reproduce  # noqa: E402
+
+VAL_FRACTION = 0.1
+TRAIN = [f"--val_fraction={VAL_FRACTION}", f"--encoder_epochs={reproduce.WARM_ENCODER_EPOCHS}"]
+# name -> (what it changes, evaluate flags). All on the same GANs; seed 000's mapping unless named.
+CANDIDATES = {
+    "seed000": ("seed 000's mapping: lam 0.7, f = act1, 50 + 100 Adam steps, per-image means", []),
+    "lam0.1": ("lam 0.1 (the paper's weight), means", ["--lam=0.1"]),
+    "lam0.3": ("lam 0.3", ["--lam=0.3"]),
+    "lam1.0": ("lam 1: the discrimination loss only", ["--lam=1.0"]),
+    "act2": ("f = D's second block (act2) instead of act1", ["--feature_layer=act2"]),
+    "steps2x": ("twice the search: 100 + 200 steps", ["--map_steps=100,200"]),
+    "paper": ("the paper's mapping: lam 0.1, sums, 50 + 450 steps", ["--lam=0.1", "--map_reduction=sum",
+                                                                     "--map_steps=50,450"]),
+    "warm0": ("z = E(x), no search", ["--initial_z=encoder", "--map_steps=0"]),
+    "warm50": ("from E(x), 50 steps at 1e-2", ["--initial_z=encoder", "--map_steps=50"]),
+    "warm_full": ("from E(x), seed 000's 50 + 100 steps", ["--initial_z=encoder"]),
+}
+
+
+def run_name(candidate: str) -> str:
+  return f"tune_{candidate}"
+
+
+def summarize(results_dir: str, dataset: str, candidates) -> dict:
+  import numpy as np
+  out = {"dataset": dataset, "val_fraction": VAL_FRACTION, "train_flags": TRAIN, "candidates": {}}
+  for name in candidates:
+    records = report.load_records(results_dir, dataset, run_name(name))
+    if not records:
+      continue
+    per_class = {}
+    for r in sorted(records, key=lambda r: (r["class"], r["seed"])):
+      per_class.setdefault(str(r["class"]), []).append(r["auroc"])
+    out["candidates"][name] = {
+        "changes": CANDIDATES[name][0], "evaluate_flags": CANDIDATES[name][1],
+        "per_class_val_auroc": {c: float(np.mean(v)) for c, v in per_class.items()},
+        "mean_val_auroc": float(np.mean([np.mean(v) for v in per_class.values()])),
+        "images_per_second": float(np.mean([r["images_per_second"] for r in records])),
+        "n_val_images": sorted({r["n_normal"] + r["n_anomalous"] for r in records}),
+        "seeds": sorted({r["seed"] for r in records}), "commits": sorted({r["eval_commit"] for r in records})}
+  return out
+
+
+def markdown(summary: dict) -> str:
+  cands = summary["candidates"]
+  classes = sorted({c for m in cands.values() for c in m["per_class_val_auroc"]}, key=int)
+  lines = [f"# Tuning on {summary['dataset']}'s validation split (the test split is not used)", "",
+           f"Seed 000's GAN trained with `{' '.join(summary['train_flags'])}`; every candidate scores the "
+           "same GANs with `--eval_split=val` (held-out normals against as many train-split images of the "
+           "other classes). Validation AUROC (%), ranked by the mean; images/s as measured in each run "
+           "(other work shared the machine: compare speeds in compare_<dataset>.md).", "",
+           "| candidate | changes | " + " | ".join(classes) + " | mean | images/s |",
+           "| --- | --- | " + " | ".join("---" for _ in classes) + " | --- | --- |"]
+  for name, m in sorted(cands.items(), key=lambda kv: -kv[1]["mean_val_auroc"]):
+    row = [f"{100 * m['per_class_val_auroc'][c]:.1f}" if c in m["per_class_val_auroc"] else "" for c in classes]
+    lines.append(f"| {name} | {m['changes']} | " + " | ".join(row) +
+                 f" | **{100 * m['mean_val_auroc']:.1f}** | {m['images_per_second']:.0f} |")
+  seeds = sorted({s for m in cands.values() for s in m["seeds"]})
+  sizes = sorted({n for m in cands.values() for n in m["n_val_images"]})
+  lines += ["", f"Seeds: {', '.join(map(str, seeds))}. Validation images per class: {', '.join(map(str, sizes))}. "
+            f"Command: `{summary['command']}`. Written {summary['written']}."]
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--dataset", default="mnist")
+  parser.add_argument("--candidates", default=",".join(CANDIDATES))
+  parser.add_argument("--classes", default="2,3,5,8")
+  parser.add_argument("--seeds", default="0")
+  parser.add_argument("--runs_dir", default="runs")
+  parser.add_argument("--results_dir", default="runs/results")
+  parser.add_argument("--extra", default="", help="more flags for train and evaluate (quick runs)")
+  args = parser.parse_args(argv)
+  candidates = [c for c in args.candidates.replace(",", " ").split() if c]
+  unknown = [c for c in candidates if c not in CANDIDATES]
+  if unknown:
+    parser.error(f"unknown candidate '{unknown[0]}'; use some of {', '.join(CANDIDATES)}")
+  for name in candidates:
+    reproduce.RUNS[run_name(name)] = ("experiments/mnist.flags", TRAIN, ["--eval_split=val", *CANDIDATES[name][1]])
+  tuning_dir = os.path.join(args.results_dir, "tuning")
+  code = reproduce.main([f"--dataset={args.dataset}", f"--presets={','.join(map(run_name, candidates))}",
+                         f"--classes={args.classes}", f"--seeds={args.seeds}", f"--runs_dir={args.runs_dir}",
+                         f"--results_dir={tuning_dir}", f"--extra={args.extra}", "--no_tables"])
+  if code:
+    return code
+  summary = summarize(tuning_dir, args.dataset, candidates)
+  summary["command"] = (f"python experiments/tune.py --dataset={args.dataset} --classes={args.classes} "
+                        f"--seeds={args.seeds} --results_dir={args.results_dir}")
+  summary["written"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  base = os.path.join(tuning_dir, f"tuning_{args.dataset}")
+  with open(base + ".json", "w") as f:
+    json.dump(summary, f, indent=2)
+  with open(base + ".md", "w") as f:
+    f.write(markdown(summary))
+  print(f"table: {base}.md")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
