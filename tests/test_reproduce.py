@@ -1,0 +1,60 @@
+"""experiments/reproduce.py: presets that differ only in mapping share one GAN, a finished run is
+not redone, and a lost record is redone alone. Tiny settings: what is tested is the bookkeeping."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+TINY = "--epochs=1 --train_examples=64 --test_examples=64 --map_steps=2,2 --batch_size=32"
+
+
+def reproduce(tmp_path, *args):
+  command = [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--dataset=mnist",
+             f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}", f"--extra={TINY}", *args]
+  done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  return done.stdout
+
+
+def records(tmp_path, preset):
+  folder = tmp_path / "results" / "runs" / f"mnist_{preset}"
+  return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def test_presets_share_a_gan_resume_per_run_and_redo_only_what_is_missing(tmp_path, mnist_dir):
+  out = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
+  seed000, paper = records(tmp_path, "seed000"), records(tmp_path, "paper")
+  assert list(seed000) == list(paper) == ["class0_seed0.json"]
+  a, b = seed000["class0_seed0.json"], paper["class0_seed0.json"]
+  workdir = lambda r: r["eval_command"].split("--workdir=")[1].split()[0]  # noqa: E731
+  assert workdir(a) == workdir(b)  # one GAN, scored twice
+  assert (a["lam"], b["lam"]) == (0.7, 0.1) and (a["map_reduction"], b["map_reduction"]) == ("mean", "sum")
+  log = open(os.path.join(workdir(a), "reproduce.log")).read()
+  assert log.count("anogan_tf.train") == 1 and log.count("anogan_tf.evaluate") == 2
+  for preset in ("seed000", "paper"):
+    summary = json.loads((tmp_path / "results" / f"mnist_{preset}.json").read_text())
+    assert summary["seeds"] == [0] and summary["per_class"]["0"]["auroc"] == [records(tmp_path, preset)
+                                                                                ["class0_seed0.json"]["auroc"]]
+    assert (tmp_path / "results" / f"mnist_{preset}.md").exists()
+
+  # Run again: nothing is redone.
+  stamps = {p: os.path.getmtime(tmp_path / "results" / "runs" / f"mnist_{p}" / "class0_seed0.json")
+            for p in ("seed000", "paper")}
+  out = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
+  assert "seed000/paper: done before" in out
+  assert {p: os.path.getmtime(tmp_path / "results" / "runs" / f"mnist_{p}" / "class0_seed0.json")
+          for p in ("seed000", "paper")} == stamps
+  assert open(os.path.join(workdir(a), "reproduce.log")).read() == log
+
+  # A lost record is redone alone, on the same GAN (no second training).
+  os.remove(tmp_path / "results" / "runs" / "mnist_paper" / "class0_seed0.json")
+  reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
+  log = open(os.path.join(workdir(a), "reproduce.log")).read()
+  assert log.count("anogan_tf.train") == 1 and log.count("anogan_tf.evaluate") == 3
+  assert os.path.getmtime(tmp_path / "results" / "runs" / "mnist_seed000" / "class0_seed0.json") == stamps["seed000"]
+  assert records(tmp_path, "paper")["class0_seed0.json"]["auroc"] == pytest.approx(b["auroc"], abs=0.02)  # same GAN
