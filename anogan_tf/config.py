@@ -90,6 +90,7 @@ class Config:
   map_reduction: str = "mean"  # per-image loss: mean over pixels/features (seed 000) | sum
   z_init: str = "uniform"  # initial z: U(-1, 1) (seed 000) | "normal": N(0, z_init_std)
   z_init_std: float = 1.0
+  map_restarts: int = 1  # anogan: searches per image from independent random z; the lowest final loss is the score
   map_batch_size: int = 0  # images mapped at once (any value gives the same scores to 1e-3 relative, as tests/test_mapper.py checks); 0: automatic, up to 1024 as memory allows
 
   def __post_init__(self):
@@ -167,7 +168,7 @@ class Config:
 # networks or their training, which the workdir's flags.txt fixes (see `evaluation_config`).
 EVALUATION_FIELDS = ("lam", "map_steps", "map_lrs", "map_reduction", "z_init", "z_init_std", "adam_epsilon",
                      "map_batch_size", "feature_layer", "seed", "deterministic", "data_dir", "test_examples",
-                     "eval_split", "vae_score", "initial_z")
+                     "eval_split", "vae_score", "initial_z", "map_restarts")
 
 
 def evaluation_config(trained: Config, requested: Config) -> Config:
@@ -292,6 +293,10 @@ def check(config: Config) -> None:
   need(config.model == "anogan" or not warm and config.encoder_epochs == 0,
        f"--initial_z=encoder and --encoder_epochs are AnoGAN's warm start, not {config.model}'s; use "
        "--model=anogan, or drop them")
+  number("map_restarts", 1, fix="use 1 (one search per image) or more")
+  need(config.map_restarts == 1 or not warm and config.model == "anogan",
+       f"--map_restarts={config.map_restarts} restarts AnoGAN's search from random z; use --map_restarts=1 "
+       "with --initial_z=encoder (every restart would start at E(x)) and with the other families")
   if not (warm and config.map_steps == (0,)):  # no search: the score at E(x)
     number("map_steps", 1, fix="use 1 or more iterations per stage, e.g. 50,100 (--map_steps=0, no search, only "
            "with --initial_z=encoder)")

@@ -261,7 +261,7 @@ class LatentMapper(base.Scorer):
             "feature_layer": self.feature_layer, "map_reduction": self.reduction, "z_init": self.z_init,
             "z_init_std": self.z_init_std, "map_batch_size": self.batch_size,
             "map_adam_beta_1": self.adam_beta_1, "map_adam_beta_2": self.adam_beta_2,
-            "map_adam_epsilon": self.adam_epsilon}
+            "map_adam_epsilon": self.adam_epsilon, "map_restarts": 1}
 
   def score(self, images, initial_z=None) -> base.ScoreResult:
     """`map(images, initial_z)` as the family interface's ScoreResult."""

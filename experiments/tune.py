@@ -38,6 +38,7 @@ CANDIDATES = {
     "steps2x": ("twice the search: 100 + 200 steps", ["--map_steps=100,200"]),
     "paper": ("the paper's mapping: lam 0.1, sums, 50 + 450 steps", ["--lam=0.1", "--map_reduction=sum",
                                                                      "--map_steps=50,450"]),
+    "restarts3": ("the best of 3 searches from independent random z per image", ["--map_restarts=3"]),
     "warm0": ("z = E(x), no search", ["--initial_z=encoder", "--map_steps=0"]),
     "warm50": ("from E(x), 50 steps at 1e-2", ["--initial_z=encoder", "--map_steps=50"]),
     "warm_full": ("from E(x), seed 000's 50 + 100 steps", ["--initial_z=encoder"]),

@@ -227,3 +227,39 @@ def test_feature_layer_is_a_setting_of_the_mapper_not_of_the_discriminator(netwo
   assert "feature_layer" not in d.get_config()  # a setting of the mapping, not saved with D
   # the automatic batch size counts D's activations up to the mapper's layer
   assert activation_floats_per_image(g, d, "flatten") == activation_floats_per_image(g, d) + 3 * 1568  # conv2, act2, flatten
+
+
+def test_restarts_keep_each_images_best_search(networks):
+  from anogan_tf import Config
+  from anogan_tf.models import anogan
+  g, d = networks
+  rng = np.random.default_rng(2)
+  x = rng.uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
+  config = Config(map_steps=(3, 4), seed=5, map_restarts=3)
+  nets = {"generator": g, "discriminator": d}
+  scorer = anogan.make_scorer(config, nets)
+  result = scorer.score(x)
+  # The same searches, one mapper per restart, built by hand.
+  alone = [LatentMapper(g, d, steps=(3, 4), seed=5 + anogan.RESTART_SEED_STRIDE * k).score(x) for k in range(3)]
+  scores = np.stack([r.score for r in alone])
+  assert len({tuple(s) for s in np.round(scores, 6)}) == 3  # the restarts start apart
+  best = scores.argmin(axis=0)
+  np.testing.assert_allclose(result.score, scores.min(axis=0), rtol=1e-5)
+  rows = np.arange(len(x))
+  np.testing.assert_allclose(result.reconstruction, np.stack([r.reconstruction for r in alone])[best, rows], atol=1e-5)
+  np.testing.assert_allclose(result.extras["z"], np.stack([r.extras["z"] for r in alone])[best, rows], atol=1e-5)
+  for part in result.parts:
+    np.testing.assert_allclose(result.parts[part], np.stack([r.parts[part] for r in alone])[best, rows], rtol=1e-5)
+  assert scorer.settings()["map_restarts"] == 3
+  # One restart is the plain mapper, as before.
+  single = anogan.make_scorer(config.replace(map_restarts=1), nets)
+  assert isinstance(single, LatentMapper)
+  np.testing.assert_allclose(single.score(x).score, alone[0].score, rtol=1e-5)
+
+
+def test_restarts_are_refused_where_they_cannot_differ():
+  from anogan_tf import Config
+  with pytest.raises(AnoganError, match="use --map_restarts=1 with --initial_z=encoder"):
+    Config(initial_z="encoder", map_restarts=2)
+  with pytest.raises(AnoganError, match="--map_restarts=0 is below 1"):
+    Config(map_restarts=0)

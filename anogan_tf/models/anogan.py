@@ -189,17 +189,51 @@ def untrained_network_hint(name: str, workdir: str) -> str:
           "GAN is kept), or use --initial_z=random")
 
 
-def make_scorer(config, networks, **overrides) -> LatentMapper:
+def make_scorer(config, networks, **overrides) -> base.Scorer:
   """The LatentMapper with the config's mapping settings (Config.mapper_kwargs) and, with
   --initial_z=encoder, networks["encoder"] as its start; `overrides` replace any of them
-  (LatentMapper's keyword arguments)."""
+  (LatentMapper's keyword arguments). With --map_restarts=R > 1, a `RestartScorer` over R such
+  mappers whose random starts are independent (the first is the R = 1 mapper)."""
   kwargs = config.mapper_kwargs()
   if config.initial_z == "encoder":
     if ENCODER not in networks:
       raise AnoganError("--initial_z=encoder needs the warm-start encoder (networks['encoder']); train it with "
                         "--encoder_epochs, or use --initial_z=random")
     kwargs["encoder"] = networks[ENCODER]
-  return LatentMapper(networks["generator"], networks["discriminator"], **{**kwargs, **overrides})
+  kwargs.update(overrides)
+  mappers = [LatentMapper(networks["generator"], networks["discriminator"],
+                          **{**kwargs, "seed": kwargs["seed"] + RESTART_SEED_STRIDE * k})
+             for k in range(config.map_restarts)]
+  return mappers[0] if len(mappers) == 1 else RestartScorer(mappers)
+
+
+RESTART_SEED_STRIDE = 1_000_003  # restart k draws its starts from seed + k * this: streams apart from other seeds'
+
+
+class RestartScorer(base.Scorer):
+  """AnoGAN's search run from several independent random starts per image (one LatentMapper
+  each, same settings, other seeds); per image the restart with the lowest final loss gives the
+  score, reconstruction, residual map, parts and extras. A restart stuck in a poor local minimum
+  makes a normal image look anomalous; the best of R cuts that, at R times the cost."""
+
+  def __init__(self, mappers):
+    self.mappers = list(mappers)
+    self.batch_size = self.mappers[0].batch_size
+    self.image_shape = self.mappers[0].image_shape
+
+  def settings(self) -> dict:
+    return {**self.mappers[0].settings(), "map_restarts": len(self.mappers)}
+
+  def score_chunks(self, images):
+    for results in zip(*(mapper.score_chunks(images) for mapper in self.mappers)):
+      best = np.argmin(np.stack([r.score for r in results]), axis=0)  # (n,) restart per image
+      rows = np.arange(len(best))
+      pick = lambda arrays: np.stack(arrays)[best, rows]  # noqa: E731
+      yield base.ScoreResult(
+          score=pick([r.score for r in results]), reconstruction=pick([r.reconstruction for r in results]),
+          residual_map=pick([r.residual_map for r in results]),
+          parts={k: pick([r.parts[k] for r in results]) for k in results[0].parts},
+          extras={k: pick([r.extras[k] for r in results]) for k in results[0].extras})
 
 
 # --- warm start: the encoder E trained after the GAN
