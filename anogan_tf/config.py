@@ -22,14 +22,18 @@ class Config:
   model: str = "anogan"  # the model family (anogan_tf/models/): anogan | egbad (Efficient GAN) | ae (autoencoder) | vae (variational autoencoder)
 
   # --- data
-  dataset: str = "mnist"  # mnist | fashion_mnist | cifar10
-  data_dir: str = ""  # folder of <dataset>.npz; empty: $ANOGAN_DATA_DIR, then keras.datasets
+  dataset: str = "mnist"  # mnist | fashion_mnist | cifar10 | folder (your own images in --data_dir: train/good/, test/good/, test/<defect>/)
+  data_dir: str = ""  # folder of <dataset>.npz; empty: $ANOGAN_DATA_DIR, then keras.datasets; --dataset=folder: the folder holding train/ and test/
   normal_classes: Tuple[int, ...] = (0,)  # trained on; every other class is an anomaly
   test_examples: int = 0  # 0: the whole test split; N: a fixed seeded subset with both labels
   train_examples: int = 0  # 0: every normal training image; N: only the first N (quick runs, tests)
   val_fraction: float = 0.0  # share of the normal training images held out of training (seeded): the validation normals
   eval_split: str = "test"  # evaluate on: test (the test split) | val (held-out normals + as many other-class train images)
   seed: int = 0
+
+  # --- image shape (folder datasets: any size and colour, resized and converted to this)
+  image_size: int = 0  # images resized to N x N pixels: 32, 64, 128 or 256 (the networks get one more stride-2 block per doubling above 32); 0: the dataset's own (MNIST 28, CIFAR-10 32, a folder 64)
+  channels: int = 0  # 1 (grayscale) or 3 (RGB); 0: the dataset's own (a folder: that of its training images, which must agree)
 
   # --- networks
   latent_dim: int = 50
@@ -100,24 +104,53 @@ class Config:
     return dataclasses.replace(self, **changes)
 
   @property
+  def image_side(self) -> int:
+    """The images' height and width: --image_size, else the dataset's own."""
+    if self.image_size:
+      return self.image_size
+    return FOLDER_IMAGE_SIZE if self.dataset == "folder" else NATIVE_SHAPES[self.dataset][0]
+
+  @property
   def image_shape(self) -> Tuple[int, int, int]:
-    return {"cifar10": (32, 32, 3)}.get(self.dataset, (28, 28, 1))
+    """(h, w, channels) of the images the networks take. A folder's channel count comes from its
+    training images when training starts (folder_data.resolve_image_shape), which writes it to
+    flags.txt; before that it is unknown unless --channels gives it."""
+    if self.dataset == "folder" and not self.channels:
+      raise AnoganError("--dataset=folder has no channel count yet: training reads it from the images "
+                        "(train/good/); pass --channels=1 or --channels=3 to use the images before that")
+    channels = self.channels or NATIVE_SHAPES[self.dataset][2]
+    return (self.image_side, self.image_side, channels)
+
+  # The networks' depth follows the image size (networks.generator_layout / encoder_layout): up to
+  # 32 pixels they are the configured ones (seed 000's for MNIST), one stride-2 block more per doubling.
 
   def generator_kwargs(self) -> dict:
+    from anogan_tf.networks import generator_layout  # deferred: networks.py imports this module
+    filters, strides = generator_layout(self.g_filters, self.g_strides, self.g_dense_channels, self.image_side)
     return dict(latent_dim=self.latent_dim, image_shape=self.image_shape,
-                dense_channels=self.g_dense_channels, filters=self.g_filters,
-                strides=self.g_strides, upsampling=self.g_upsampling,
+                dense_channels=self.g_dense_channels, filters=filters,
+                strides=strides, upsampling=self.g_upsampling,
                 batchnorm=self.g_batchnorm, dense_batchnorm=self.g_dense_batchnorm,
                 activation=self.g_activation, leaky_slope=self.leaky_slope,
                 bn_momentum=self.bn_momentum, dense_norm=self.g_dense_norm,
                 dense_activation=self.g_dense_activation)
 
   def discriminator_kwargs(self) -> dict:
-    return dict(image_shape=self.image_shape, filters=self.d_filters,
-                strides=self.d_strides, batchnorm=self.d_batchnorm,
+    from anogan_tf.networks import encoder_layout
+    filters, strides = encoder_layout(self.d_filters, self.d_strides, self.image_side)
+    return dict(image_shape=self.image_shape, filters=filters,
+                strides=strides, batchnorm=self.d_batchnorm,
                 dropout=self.d_dropout, leaky_slope=self.leaky_slope,
                 bn_momentum=self.bn_momentum, batchnorm_first=self.d_batchnorm_first,
                 zero_pad_after=self.d_zero_pad_after)
+
+  def encoder_kwargs(self) -> dict:
+    """The encoders' shared settings (egbad's E, the autoencoders', AnoGAN's warm start): shaped
+    like D, from --e_filters, --e_strides, --e_batchnorm, deepened like D for larger images."""
+    from anogan_tf.networks import encoder_layout
+    filters, strides = encoder_layout(self.e_filters, self.e_strides, self.image_side)
+    return dict(image_shape=self.image_shape, latent_dim=self.latent_dim, filters=filters, strides=strides,
+                batchnorm=self.e_batchnorm, leaky_slope=self.leaky_slope, bn_momentum=self.bn_momentum)
 
   def map_stages(self) -> Tuple[Tuple[int, ...], Tuple[float, ...]]:
     """(steps, learning rates) of the search's stages. With --initial_z=encoder a single
@@ -213,7 +246,11 @@ def parse_value(name, hint, raw):
     raise AnoganError(f"setting '{name}' has the invalid value '{raw}'; expected {getattr(hint, '__name__', hint)}") from None
 
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10")
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
+# Image shapes: the .npz datasets' own, and the sizes --image_size takes (a folder's default: 64).
+NATIVE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+IMAGE_SIZES = (32, 64, 128, 256)
+FOLDER_IMAGE_SIZE = 64
 # The valid values of the string settings; the classes that take them (Generator, LatentMapper,
 # losses) check against these too.
 DISTRIBUTIONS = ("uniform", "normal")  # z_prior, z_init
@@ -265,6 +302,21 @@ def check(config: Config) -> None:
   from anogan_tf import models  # the family registry; imported here because it builds on this module
   one_of(config.model, models.names(), "--model")
   one_of(config.dataset, DATASETS, "dataset")
+  # image shape (folder datasets); checked before the networks' settings, whose depth follows it
+  folder = config.dataset == "folder"
+  own = "64 for a folder" if folder else f"{NATIVE_SHAPES[config.dataset][0]} for {config.dataset}"
+  need(config.image_size == 0 or config.image_size in IMAGE_SIZES
+       or not folder and config.image_size == NATIVE_SHAPES[config.dataset][0],
+       f"unsupported --image_size={config.image_size}; use 32, 64, 128 or 256 (or 0: the dataset's own size, {own})")
+  need(config.channels in (0, 1, 3), f"unsupported --channels={config.channels}; use 1 (grayscale), 3 (RGB) or 0 "
+                                     "(the dataset's own)")
+  if not folder:
+    native = NATIVE_SHAPES[config.dataset][2]
+    need(config.channels in (0, native), f"--channels={config.channels} does not fit {config.dataset}, whose images "
+                                         f"have {native} channel{'s' * (native > 1)}; use --channels=0, or "
+                                         "--dataset=folder for your own images")
+  need(not folder or config.data_dir, "--dataset=folder needs --data_dir=ROOT; use the folder holding train/good/ "
+                                      "and test/ (MVTec AD layout)")
   need(len(config.normal_classes) > 0, "--normal_classes is empty; give at least one class, e.g. --normal_classes=0")
   one_of(config.z_prior, DISTRIBUTIONS, "--z_prior")
   one_of(config.z_init, DISTRIBUTIONS, "--z_init")
@@ -283,7 +335,9 @@ def check(config: Config) -> None:
   need(all(1 <= i <= len(config.d_filters) for i in config.d_zero_pad_after),
        f"--d_zero_pad_after={flag_text(config.d_zero_pad_after)} names no convolution; use numbers 1.."
        f"{len(config.d_filters)} (one per entry of --d_filters), or leave it empty")
-  layers = discriminator_feature_layers(len(config.d_filters), config.d_batchnorm, config.d_dropout,
+  from anogan_tf.networks import blocks_for_size  # deferred, as the registry: networks.py imports this module
+  layers = discriminator_feature_layers(len(config.d_filters) + blocks_for_size(config.image_side),
+                                        config.d_batchnorm, config.d_dropout,
                                         config.d_batchnorm_first, config.d_zero_pad_after)
   need(config.feature_layer in layers, f"unknown --feature_layer '{config.feature_layer}'; use one of {', '.join(layers)}")
   need(len(config.g_strides) == len(config.g_filters) + 1,

@@ -154,6 +154,8 @@ TRAINING_ALTERNATIVES = dict(
     recon_loss="l2", kl_weight=0.5, encoder_epochs=3, kappa=0.5, g_dense_norm="feature",
     g_dense_activation="relu", d_batchnorm_first=False, d_zero_pad_after=(2,),
     d_z_units=64, d_joint_units=(256, 64), d_lr_scale=0.25)
+# The image shape (folder datasets' settings): MNIST resized to 32, its own 1 channel given.
+TRAINING_ALTERNATIVES.update(image_size=32, channels=1)
 
 
 def test_every_setting_is_an_evaluation_setting_or_fixed_by_training():

@@ -54,9 +54,7 @@ def reconstruction_error(x, reconstruction, kind: str = "l1"):
 # --- networks
 
 def encoder_kwargs(config, heads: int) -> dict:
-  return dict(image_shape=config.image_shape, latent_dim=config.latent_dim, filters=config.e_filters,
-              strides=config.e_strides, batchnorm=config.e_batchnorm, leaky_slope=config.leaky_slope,
-              bn_momentum=config.bn_momentum, heads=heads)
+  return dict(**config.encoder_kwargs(), heads=heads)
 
 
 def build_networks(config) -> Dict[str, keras.Model]:

@@ -241,9 +241,7 @@ class RestartScorer(base.Scorer):
 def build_encoder(config) -> Encoder:
   """E: images (N, h, w, c) in [-1, 1] -> z (N, latent_dim); in (-1, 1) (tanh) for the uniform
   prior, unbounded for the normal one."""
-  return Encoder(name=ENCODER, image_shape=config.image_shape, latent_dim=config.latent_dim,
-                 filters=config.e_filters, strides=config.e_strides, batchnorm=config.e_batchnorm,
-                 leaky_slope=config.leaky_slope, bn_momentum=config.bn_momentum, heads=1,
+  return Encoder(name=ENCODER, **config.encoder_kwargs(), heads=1,
                  output_activation="tanh" if config.z_prior == "uniform" else "linear")
 
 

@@ -146,15 +146,15 @@ class BiGANDiscriminator(keras.Model):
 
 
 def build_networks(config) -> Dict[str, keras.Model]:
-  """{"generator": G, "encoder": E, "discriminator": D(x, z)} from the Config's g_*, e_*, d_* settings."""
+  """{"generator": G, "encoder": E, "discriminator": D(x, z)} from the Config's g_*, e_*, d_* settings
+  (their depth following the image size, as every family's)."""
+  d_layout = config.discriminator_kwargs()  # D(x, z)'s x path: seed 000's D body, deepened for larger images
   return {
       "generator": Generator(name="generator", **config.generator_kwargs()),
-      "encoder": Encoder(name="encoder", image_shape=config.image_shape, latent_dim=config.latent_dim,
-                         filters=config.e_filters, strides=config.e_strides, batchnorm=config.e_batchnorm,
-                         leaky_slope=config.leaky_slope, bn_momentum=config.bn_momentum, heads=1),
+      "encoder": Encoder(name="encoder", **config.encoder_kwargs(), heads=1),
       "discriminator": BiGANDiscriminator(
           name="discriminator", image_shape=config.image_shape, latent_dim=config.latent_dim,
-          filters=config.d_filters, strides=config.d_strides, batchnorm=config.d_batchnorm,
+          filters=d_layout["filters"], strides=d_layout["strides"], batchnorm=config.d_batchnorm,
           dropout=config.d_dropout, z_units=config.d_z_units,
           joint_units=config.d_joint_units, leaky_slope=config.leaky_slope,
           bn_momentum=config.bn_momentum),
