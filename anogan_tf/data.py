@@ -2,17 +2,19 @@
 
 Arrays come from `<data_dir>/<name>.npz` (Keras' layout: x_train, y_train, x_test, y_test) when
 `--data_dir` or $ANOGAN_DATA_DIR names a folder, otherwise from `keras.datasets` (download+cache).
-Images are scaled to [-1, 1] as float32 (batch, h, w, c).
+Images are scaled to [-1, 1] as float32 (batch, h, w, c). `--dataset=folder` reads your own
+pictures instead (folder_data.py): streamed from disk for training, with file names and masks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
+from anogan_tf.config import NATIVE_SHAPES
 from anogan_tf.errors import AnoganError
 
 DATA_DIR_ENV = "ANOGAN_DATA_DIR"
@@ -20,12 +22,16 @@ DATA_DIR_ENV = "ANOGAN_DATA_DIR"
 
 @dataclasses.dataclass
 class OneClassData:
-  x_train: np.ndarray  # (n_train, h, w, c) float32 in [-1, 1], normal classes only
+  x_train: np.ndarray  # (n_train, h, w, c) float32 in [-1, 1], normal classes only; a folder's: folder_data.ImageFiles, read while training
   x_test: np.ndarray  # (n_test, h, w, c) float32 in [-1, 1]
   y_test: np.ndarray  # (n_test,) int: 1 = anomaly (not a normal class), 0 = normal
-  classes_test: np.ndarray  # (n_test,) the original class labels
+  classes_test: np.ndarray  # (n_test,) the original class labels (a folder's: the test/ folder names, "good" or the defect)
   test_indices: np.ndarray  # (n_test,) positions in the original test split (train split for split="val")
   split: str = "test"  # what x_test holds: "test" (the test split) or "val" (the validation set)
+  # Folder datasets only:
+  names: Optional[Sequence[str]] = None  # (n_test,) each test image's path under --data_dir
+  masks: Optional[np.ndarray] = None  # (n_test, h, w) bool: the anomalous pixels, when every defect has masks
+  pixel_note: str = ""  # why there are no masks (no pixel metrics), for metrics.json
 
 
 def resolve_data_dir(data_dir: str = "") -> str:
@@ -126,6 +132,16 @@ def to_float_images(x: np.ndarray, expected_shape: Sequence[int] = None, source:
   return x / 127.5 - 1.0  # the seed's images * 2 - 1 with images in [0, 1]
 
 
+def resize_images(x: np.ndarray, size: int, batch: int = 1024) -> np.ndarray:
+  """(n, h, w, c) float32 images resized to (n, size, size, c) as folder_data resizes pictures
+  (bilinear, antialiased); unchanged (the same array) when they already have that size."""
+  if x.shape[1:3] == (size, size):
+    return x
+  import tensorflow as tf  # deferred: only --image_size other than the dataset's own needs it
+  return np.concatenate([tf.image.resize(x[i:i + batch], (size, size), antialias=True).numpy()
+                         for i in range(0, len(x), batch)] or [np.zeros((0, size, size, x.shape[-1]), np.float32)])
+
+
 def test_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
   """A fixed, seeded, sorted subset of n test positions holding both labels (when both exist)."""
   total = len(labels)
@@ -158,12 +174,17 @@ def validation_split(y_train: np.ndarray, normal, fraction: float, seed: int):
   return normal_positions[~held], normal_positions[held], anomalies
 
 
-def load_one_class(config) -> OneClassData:
+def load_one_class(config, read_test: bool = True) -> OneClassData:
   """The normal training images and the evaluation set, checked and scaled.
 
   The evaluation set is the test split (label 1 = not a normal class), or a seeded subset of
   it with --test_examples; with --eval_split=val it is the validation set of `validation_split`.
+  --dataset=folder: folder_data.load_folder, which with `read_test=False` (training) does not
+  read the evaluation images.
   """
+  if config.dataset == "folder":
+    from anogan_tf import folder_data  # deferred: it imports TensorFlow
+    return folder_data.load_folder(config, read_test)
   (x_train, y_train), (x_test, y_test) = load_arrays(config.dataset, config.data_dir)
   source = source_name(config.dataset, config.data_dir)
   normal = np.asarray(config.normal_classes)
@@ -174,13 +195,14 @@ def load_one_class(config) -> OneClassData:
   if missing:
     raise AnoganError(f"no training images of class {missing[0]} in {source} (classes {present.min()}..{present.max()}); "
                       "choose --normal_classes among those")
-  shape = config.image_shape
+  shape = NATIVE_SHAPES[config.dataset]  # as stored; --image_size resizes after the checks
   kept, held, anomalies = validation_split(y_train, normal, config.val_fraction, config.seed)
   if config.val_fraction > 0 and not len(held):
     raise AnoganError(f"--val_fraction={config.val_fraction} holds out no image of the {len(kept)} normal "
                       "training images; raise it or use --val_fraction=0")
   train_positions = kept[:config.train_examples] if config.train_examples else kept
-  x_train_normal = to_float_images(x_train[train_positions], shape, f"{source}: x_train images")
+  x_train_normal = resize_images(to_float_images(x_train[train_positions], shape, f"{source}: x_train images"),
+                                 config.image_side)
   if config.eval_split == "val":
     positions = np.concatenate([held, anomalies])
     labels = np.concatenate([np.zeros(len(held), np.int64), np.ones(len(anomalies), np.int64)])
@@ -188,11 +210,12 @@ def load_one_class(config) -> OneClassData:
     positions, labels = positions[order], labels[order]
     idx = test_subset(labels, config.test_examples, config.seed)
     return OneClassData(x_train=x_train_normal,
-                        x_test=to_float_images(x_train[positions[idx]], shape, f"{source}: x_train images"),
+                        x_test=resize_images(to_float_images(x_train[positions[idx]], shape, f"{source}: x_train images"),
+                                             config.image_side),
                         y_test=labels[idx], classes_test=y_train[positions[idx]].astype(np.int64),
                         test_indices=positions[idx], split="val")
   labels = (~np.isin(y_test, normal)).astype(np.int64)
   idx = test_subset(labels, config.test_examples, config.seed)
-  x_test = to_float_images(x_test[idx], shape, f"{source}: x_test images")
+  x_test = resize_images(to_float_images(x_test[idx], shape, f"{source}: x_test images"), config.image_side)
   return OneClassData(x_train=x_train_normal, x_test=x_test, y_test=labels[idx],
                       classes_test=y_test[idx].astype(np.int64), test_indices=idx)

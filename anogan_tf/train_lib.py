@@ -6,6 +6,12 @@ noise drawn from (seed, epoch), the epoch loop as one compiled function per lear
 (no host round trip per batch), checkpoints and resume, history.csv, TensorBoard, sample grids,
 NaN and collapse checks, and the exported <network>.keras files.
 
+Images in memory (the .npz datasets) go to the compiled epoch as one tensor, gathered batch by
+batch in the epoch's permutation. A folder dataset's images (folder_data.ImageFiles) are streamed
+instead: a tf.data pipeline reads, decodes and resizes them in that same permutation, with the
+same noise rows, and the compiled epoch (`stream_loop`, one trace per learning-rate phase) runs
+the same steps over its batches; so a folder larger than memory trains, and resumes exactly.
+
 AnoGAN's warm-start encoder (models/anogan.py) is a second stage of the same run: after the GAN's
 `epochs`, `encoder_epochs` epochs of E with G and D frozen (`EncoderDriver`), checkpointed apart
 in checkpoints/encoder/ (the GAN's checkpoints keep their layout and are not written by this
@@ -40,6 +46,7 @@ from anogan_tf.data import load_one_class
 from anogan_tf.evaluate_lib import lock_eval
 from anogan_tf.errors import AnoganError
 from anogan_tf.faults import fault_point
+from anogan_tf.folder_data import PICTURE_ERRORS, ImageFiles, resolve_image_shape
 from anogan_tf.io_utils import DirectoryLock, atomic_path, check_folder_can_be_made, write_text
 from anogan_tf.models import anogan
 from anogan_tf.networks import random_states
@@ -84,6 +91,7 @@ class Driver:
     self.trainer = self.family.make_trainer(config, self.networks)
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self._epoch_functions = {}
+    self._stream_functions = {}
 
   def checkpoint(self) -> tf.train.Checkpoint:
     # The networks keep their layers in Python lists, which tf.train.Checkpoint does not follow:
@@ -122,15 +130,21 @@ class Driver:
         state.assign(np.array([rng.integers(0, 2**31 - 2), 0], dtype=state.dtype))
 
   def train_epoch(self, x_all, epoch: int) -> dict:
-    """Trains epoch `epoch` (0-based) on x_all (N, h, w, c); returns {loss name: mean over batches}."""
+    """Trains epoch `epoch` (0-based) on x_all (N, h, w, c), or on the pictures of an ImageFiles
+    streamed from disk; returns {loss name: mean over batches}."""
     # Shuffling, noise and the dropout masks are drawn from (seed, epoch): resuming at an epoch
     # redraws them exactly, with no random state in the checkpoint.
     rng = np.random.default_rng([self.config.seed, epoch])
     permutation = rng.permutation(len(x_all)).astype(np.int32)
     noise = np.asarray(self.family.noise(rng, len(x_all), self.config), np.float32)
     self.reseed_dropout(rng)  # drawn after the noise: the permutation and noise are those of before
-    run = self.epoch_function(self.trainer.phase(epoch), noise.shape[1:])
-    means = run(x_all, tf.constant(permutation), tf.constant(noise)).numpy()
+    phase = self.trainer.phase(epoch)
+    if isinstance(x_all, ImageFiles):
+      run = self._stream_functions.setdefault(phase, stream_function(self.trainer, phase))
+      means = stream_epoch(run, x_all, permutation, noise, self.config.batch_size)
+    else:
+      run = self.epoch_function(phase, noise.shape[1:])
+      means = run(x_all, tf.constant(permutation), tf.constant(noise)).numpy()
     return dict(zip(self.trainer.loss_names, (float(v) for v in means)))
 
   def sample(self, n: int = 64) -> Optional[np.ndarray]:
@@ -153,6 +167,37 @@ def epoch_loop(trainer, batch: int, phase: int, x_all, permutation, noise_all):
   return totals / tf.cast(batches, tf.float32)
 
 
+def stream_loop(trainer, phase: int, dataset):
+  """epoch_loop for images streamed from disk: one epoch of `trainer` over the (images, noise)
+  batches of `dataset` (traced inside a tf.function); the mean over batches of each loss."""
+  names = trainer.loss_names
+  totals = tf.zeros(len(names))
+  batches = tf.constant(0)
+  for x, noise in iter(dataset):  # an iterator: the steps run in this graph, not in a tf.data function
+    out = trainer.train_step(x, noise, phase)
+    totals += tf.stack([out[name] for name in names])
+    batches += 1
+  return totals / tf.cast(batches, tf.float32)
+
+
+def stream_function(trainer, phase: int):
+  """The compiled stream_loop of `phase`: traced once per dataset structure, not per epoch (a
+  tf.data.Dataset argument is traced by its element spec)."""
+  return tf.function(functools.partial(stream_loop, trainer, phase))
+
+
+def stream_epoch(run, files: ImageFiles, permutation, noise, batch_size: int) -> np.ndarray:
+  """Runs the compiled stream_loop `run` over `files` in the order `permutation`, zipped with the
+  rows of `noise`; a picture that does not decode is an AnoganError naming it."""
+  try:
+    return run(files.dataset(permutation, noise, batch_size)).numpy()
+  except PICTURE_ERRORS:
+    error = files.unreadable()
+    if error is None:
+      raise  # not a picture's fault
+    raise error from None
+
+
 class EncoderDriver:
   """AnoGAN's warm-start encoder E on a trained G and D (`networks`, left unchanged): its trainer
   (anogan.EncoderTrainer), its epoch counter, the GAN epoch it is trained against, and its
@@ -168,6 +213,7 @@ class EncoderDriver:
     self.gan_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="gan_epoch")
     signature = [tf.TensorSpec((None,) + config.image_shape, tf.float32), tf.TensorSpec((None,), tf.int32)]
     self._run = tf.function(self._train_epoch, input_signature=signature)
+    self._stream = stream_function(self.trainer, 0)
 
   def checkpoint(self) -> tf.train.Checkpoint:
     # E's weights listed explicitly, as the Driver lists each network's (BN statistics included).
@@ -179,10 +225,15 @@ class EncoderDriver:
     return epoch_loop(self.trainer, self.config.batch_size, 0, x_all, permutation, no_noise)
 
   def train_epoch(self, x_all, epoch: int) -> dict:
-    """Trains E's epoch `epoch` (0-based) on x_all (N, h, w, c); returns {loss name: mean over batches}."""
+    """Trains E's epoch `epoch` (0-based) on x_all (N, h, w, c) or an ImageFiles (streamed); returns
+    {loss name: mean over batches}."""
     rng = np.random.default_rng([self.config.seed, ENCODER_SEED, epoch])
     permutation = rng.permutation(len(x_all)).astype(np.int32)
-    means = self._run(x_all, tf.constant(permutation)).numpy()
+    if isinstance(x_all, ImageFiles):
+      no_noise = np.zeros((len(x_all), 0), np.float32)
+      means = stream_epoch(self._stream, x_all, permutation, no_noise, self.config.batch_size)
+    else:
+      means = self._run(x_all, tf.constant(permutation)).numpy()
     return dict(zip(self.trainer.loss_names, (float(v) for v in means)))
 
   def reconstructions(self, x) -> np.ndarray:
@@ -487,6 +538,7 @@ def train(config: Config, workdir: str, overwrite: bool = False, data=None,
   is written, so bad input leaves an existing workdir as it was and leaves no new one behind.
   A NaN or inf loss stops training with AnoganError, keeping the last good checkpoint.
   """
+  config = resolve_image_shape(config)  # a folder's image size and channels, as flags.txt records them
   check_workdir(config, workdir, overwrite)  # read-only: a bad --workdir fails before anything is made
   lock, created = create_and_lock_workdir(workdir)
   try:
@@ -500,10 +552,11 @@ def train(config: Config, workdir: str, overwrite: bool = False, data=None,
 
 
 def _train(config, workdir, overwrite, data, progress) -> List[dict]:
-  data = data if data is not None else load_one_class(config)
+  data = data if data is not None else load_one_class(config, read_test=False)
   if len(data.x_train) == 0:
     raise AnoganError("no training images; check --normal_classes and --train_examples")
-  x_train = tf.constant(data.x_train)
+  # In memory as one tensor; a folder's pictures stay on disk (ImageFiles), streamed each epoch.
+  x_train = data.x_train if isinstance(data.x_train, ImageFiles) else tf.constant(data.x_train)
   enable_determinism(config)
   keras.utils.set_random_seed(config.seed)
   driver = Driver(config)
@@ -590,7 +643,10 @@ def _train_encoder(config, workdir, encoder: EncoderDriver, start: int, x_train,
   fields = history_fields(names)
   history = [row for row in read_history(history_path) if row["epoch"] < start]
   write_history(history_path, history, fields)
-  shown = x_train[:ENCODER_SAMPLES]
+  if isinstance(x_train, ImageFiles):
+    shown = x_train.read(range(min(ENCODER_SAMPLES, len(x_train))))
+  else:
+    shown = x_train[:ENCODER_SAMPLES].numpy()
   writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "encoder"))
   bar = tqdm(range(start, config.encoder_epochs), initial=start, total=config.encoder_epochs, desc="encoder",
              disable=not progress, dynamic_ncols=True)
@@ -608,7 +664,7 @@ def _train_encoder(config, workdir, encoder: EncoderDriver, start: int, x_train,
                           "--kappa")
       row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - began, 4)}
       os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-      plots.save_grid(encoder.reconstructions(shown.numpy()),
+      plots.save_grid(encoder.reconstructions(shown),
                       os.path.join(workdir, "samples", f"encoder_epoch_{epoch + 1:04d}.png"))
       with writer.as_default(step=epoch + 1):
         for key in names:
