@@ -43,6 +43,10 @@ def main():
   print(f"AUROC {metrics['auroc']:.4f}  AUPRC {metrics['auprc']:.4f} (normals as positive "
         f"{metrics['auprc_normal']:.4f})  ({metrics['n_normal']} normal, {metrics['n_anomalous']} anomalous, "
         f"{metrics['images_per_second']:.1f} images/s); figures in {out_dir}/")
+  if "pixel_auroc" in metrics:  # a folder dataset with masks: where the residual maps put the anomaly
+    print(f"pixels: AUROC {metrics['pixel_auroc']:.4f}  AUPRO {metrics['pixel_aupro']:.4f} (up to 30% false positives)")
+  elif "pixel_metrics" in metrics:
+    print(f"pixel metrics {metrics['pixel_metrics']}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """One-class evaluation, the same for every model family: score the test split with the family's
-scorer, write metrics and figures."""
+scorer, write metrics and figures. For a folder dataset with masks, also where: the pixel metrics
+of the residual maps (pixel_auroc, pixel_aupro) and the masks outlined in the gallery."""
 
 from __future__ import annotations
 
@@ -81,6 +82,9 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out
   networks = load_networks(workdir, family, config)
   data = data if data is not None else load_one_class(config)
   labels = data.y_test
+  if len(np.unique(labels)) < 2 and config.dataset == "folder" and data.split == "val":
+    raise AnoganError("a folder dataset's validation set is its held-out train/good/ images only (train/ has no "
+                      "anomalies), so AUROC is undefined; use --eval_split=test")
   if len(np.unique(labels)) < 2:
     raise AnoganError("the test images hold only one label, so AUROC is undefined; use more --test_examples")
   scorer = family.make_scorer(config, networks)
@@ -90,6 +94,66 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out
 
 
 _TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$")
+
+
+# --- pixel metrics: does the residual map point at the defect? (folder datasets with masks)
+
+AUPRO_MAX_FPR = 0.3  # MVTec AD's limit: the PRO curve is integrated up to a 30% false positive rate
+
+
+def anomaly_maps(residual_maps) -> np.ndarray:
+  """(n, h, w) float32 per-pixel anomaly scores: the residual |x - reconstruction| averaged over
+  channels, as the gallery and score's heatmaps draw it."""
+  return np.asarray(residual_maps, np.float32).mean(axis=-1)
+
+
+def pixel_auroc(masks, maps) -> float:
+  """AUROC over every pixel of every image: the masks' pixels positive, ranked by `maps`."""
+  from sklearn.metrics import roc_auc_score
+  return float(roc_auc_score(np.ravel(masks), np.ravel(maps)))
+
+
+def pixel_aupro(masks, maps, max_fpr: float = AUPRO_MAX_FPR) -> float:
+  """The area under the per-region-overlap (PRO) curve for false positive rates up to `max_fpr`,
+  divided by `max_fpr` (1: perfect), as MVTec AD defines it (Bergmann et al., IJCV 2021).
+
+  Regions are the masks' 8-connected components, each image apart. At a threshold t, the PRO is
+  the mean over all regions of the share of a region's pixels with map >= t (so a small defect
+  counts as much as a large one), and the FPR the share of normal pixels (mask 0, in every image)
+  with map >= t. Every distinct map value is a threshold (the exact curve, from (0, 0)); the curve
+  is interpolated linearly at `max_fpr`. NaN without regions or without normal pixels."""
+  from scipy import ndimage
+  masks, maps = np.asarray(masks, bool), np.asarray(maps, np.float32)
+  regions = np.zeros(masks.shape, np.int32)  # 0: normal pixel; k: the k-th region, numbered over all images
+  count = 0
+  for i, mask in enumerate(masks):
+    labels, found = ndimage.label(mask, structure=np.ones((3, 3)))
+    regions[i] = np.where(labels > 0, labels + count, 0)
+    count += found
+  sizes = np.bincount(regions.ravel(), minlength=count + 1)
+  if count == 0 or sizes[0] == 0:
+    return float("nan")
+  order = np.argsort(-maps.ravel(), kind="stable")  # thresholds from the highest value down
+  ids = regions.ravel()[order]
+  fpr = np.cumsum(ids == 0) / sizes[0]
+  pro = np.cumsum(np.where(ids > 0, 1.0 / (sizes[ids] * count), 0.0))
+  distinct = np.append(np.diff(maps.ravel()[order]) != 0, True)  # equal values are one threshold
+  fpr, pro = np.concatenate([[0.0], fpr[distinct]]), np.concatenate([[0.0], pro[distinct]])
+  j = np.searchsorted(fpr, max_fpr, side="right")  # fpr[:j] <= max_fpr < fpr[j]
+  x, y = fpr[:j], pro[:j]
+  if j < len(fpr) and x[-1] < max_fpr:
+    y_at = pro[j - 1] + (pro[j] - pro[j - 1]) * (max_fpr - fpr[j - 1]) / (fpr[j] - fpr[j - 1])
+    x, y = np.append(x, max_fpr), np.append(y, y_at)
+  return float(min(np.trapezoid(y, x) / max_fpr, 1.0))  # the PRO's float sums can pass 1 by a rounding
+
+
+def pixel_metrics(masks, maps) -> dict:
+  """{"pixel_auroc", "pixel_aupro"} of the anomaly maps against the masks, or {} when no pixel is
+  anomalous (or none normal): then neither is defined."""
+  masks = np.asarray(masks, bool)
+  if masks.all() or not masks.any():
+    return {}
+  return {"pixel_auroc": pixel_auroc(masks, maps), "pixel_aupro": pixel_aupro(masks, maps)}
 
 
 class _Extremes:
@@ -123,6 +187,11 @@ class _Extremes:
     return self.index[rows], self.reconstruction[rows], self.residual_map[rows]
 
 
+def _short(name: str) -> str:
+  """A folder dataset's test picture in a gallery title: <defect>/<file> (test/ dropped)."""
+  return name.split(os.sep, 1)[1] if name.startswith("test" + os.sep) else name
+
+
 def _evaluate(config, out_dir, data, scorer, progress) -> dict:
   from sklearn.metrics import average_precision_score, roc_auc_score
   labels = data.y_test
@@ -134,6 +203,7 @@ def _evaluate(config, out_dir, data, scorer, progress) -> dict:
   k = min(GALLERY_SIZE, n // 2) or 1
   extremes = _Extremes(k)
   scores, parts, trajectory_sum = [], {}, None
+  maps = [] if data.masks is not None else None  # per-pixel anomaly maps, for the pixel metrics
   began = time.perf_counter()
   with tqdm(total=n, desc="score", unit="img", disable=not progress, dynamic_ncols=True) as bar:
     for result in scorer.score_chunks(data.x_test):  # one trace for the whole split
@@ -141,6 +211,8 @@ def _evaluate(config, out_dir, data, scorer, progress) -> dict:
       scores.append(result.score)
       for key, values in result.parts.items():
         parts.setdefault(key, []).append(values)
+      if maps is not None:
+        maps.append(anomaly_maps(result.residual_map))
       if "trajectory" in result.extras:
         chunk_sum = result.extras["trajectory"].sum(axis=0)
         trajectory_sum = chunk_sum if trajectory_sum is None else trajectory_sum + chunk_sum
@@ -161,15 +233,21 @@ def _evaluate(config, out_dir, data, scorer, progress) -> dict:
              "normal_classes": list(config.normal_classes), "seed": config.seed,
              **scorer.settings(),  # every setting that changes the scores, as the scorer applied it
              "test_examples": n, "eval_split": data.split, "val_fraction": config.val_fraction}
+  if config.dataset == "folder":  # where: the residual maps against the masks
+    metrics["image_shape"] = list(config.image_shape)
+    pixel = pixel_metrics(data.masks, np.concatenate(maps)) if maps is not None else {}
+    metrics.update(pixel or {"pixel_metrics": "skipped: " + (data.pixel_note or "no anomalous pixels in the masks")})
   metrics_path = os.path.join(out_dir, "metrics.json")
   if os.path.exists(metrics_path):
     os.remove(metrics_path)  # eval/ is incomplete until the new one is written, last
   with atomic_path(os.path.join(out_dir, "scores.csv")) as tmp:
     with open(tmp, "w", newline="") as f:
       writer = csv.writer(f, lineterminator="\n")
-      writer.writerow(("index", "label", "class", "score") + tuple(parts))
-      writer.writerows((i, l, c, *(f"{v:.8g}" for v in values)) for i, l, c, *values in
-                       zip(data.test_indices, labels, data.classes_test, score, *parts.values()))
+      # a folder dataset's pictures also by name: their path under --data_dir, the last column
+      files = [()] * n if data.names is None else [(name,) for name in data.names]
+      writer.writerow(("index", "label", "class", "score") + tuple(parts) + ("file",) * (data.names is not None))
+      writer.writerows((i, l, c, *(f"{v:.8g}" for v in values), *f) for i, l, c, f, *values in
+                       zip(data.test_indices, labels, data.classes_test, files, score, *parts.values()))
   fault_point("eval_write")
 
   plots.roc_pr_plots(labels, score, auroc, auprc, out_dir)
@@ -180,8 +258,10 @@ def _evaluate(config, out_dir, data, scorer, progress) -> dict:
   elif os.path.exists(trajectory_plot):
     os.remove(trajectory_plot)  # from an evaluation of another family: not of these scores
   chosen, reconstructions, residual_maps = extremes.chosen()
-  titles = [f"{'top' if i < k else 'low'} {score[j]:.3f}\nclass {data.classes_test[j]}"
+  titles = [f"{'top' if i < k else 'low'} {score[j]:.3f}\n"
+            + (f"class {data.classes_test[j]}" if data.names is None else _short(data.names[j]))
             for i, j in enumerate(chosen)]
-  plots.gallery(data.x_test[chosen], reconstructions, residual_maps, titles, os.path.join(out_dir, "gallery.png"))
+  plots.gallery(data.x_test[chosen], reconstructions, residual_maps, titles, os.path.join(out_dir, "gallery.png"),
+                masks=None if data.masks is None else data.masks[chosen])
   write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
   return metrics

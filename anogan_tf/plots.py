@@ -93,9 +93,13 @@ def mapping_loss_plot(mean_trajectory: np.ndarray, path: str) -> None:
   save_figure(fig, path)
 
 
-def gallery(queries, reconstructions, residual_maps, titles, path: str) -> None:
+MASK_COLOUR = "lime"  # the outline of the ground-truth mask in the gallery
+
+
+def gallery(queries, reconstructions, residual_maps, titles, path: str, masks=None) -> None:
   """Columns of query / reconstruction (AnoGAN's G(z*)) / residual map |x - reconstruction|, one
-  column per image."""
+  column per image. `masks` (n, h, w) bool, when the dataset has them: each image's defect
+  outlined on its query and its residual map, to compare where the residual is high."""
   n = len(queries)
   fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.4), squeeze=False)
   rows = (("query", to_display(queries), "gray"), ("reconstruction", to_display(reconstructions), "gray"),
@@ -104,6 +108,8 @@ def gallery(queries, reconstructions, residual_maps, titles, path: str) -> None:
     for c in range(n):
       ax = axes[r, c]
       ax.imshow(images[c], cmap=cmap, vmin=0.0, vmax=1.0 if r < 2 else 2.0)
+      if masks is not None and r != 1 and np.any(masks[c]):
+        ax.contour(np.asarray(masks[c], float), levels=[0.5], colors=MASK_COLOUR, linewidths=0.8)
       ax.set_xticks([])
       ax.set_yticks([])
       if c == 0:
