@@ -28,7 +28,8 @@ import reproduce  # noqa: E402
 
 VAL_FRACTION = 0.1
 TRAIN = [f"--val_fraction={VAL_FRACTION}", f"--encoder_epochs={reproduce.WARM_ENCODER_EPOCHS}"]
-# name -> (what it changes, evaluate flags). All on the same GANs; seed 000's mapping unless named.
+# AnoGAN candidates: name -> (what it changes, evaluate flags), all on the same GANs (seed 000's,
+# trained with TRAIN); seed 000's mapping unless named.
 CANDIDATES = {
     "seed000": ("seed 000's mapping: lam 0.7, f = act1, 50 + 100 Adam steps, per-image means", []),
     "lam0.1": ("lam 0.1 (the paper's weight), means", ["--lam=0.1"]),
@@ -43,6 +44,24 @@ CANDIDATES = {
     "warm50": ("from E(x), 50 steps at 1e-2", ["--initial_z=encoder", "--map_steps=50"]),
     "warm_full": ("from E(x), seed 000's 50 + 100 steps", ["--initial_z=encoder"]),
 }
+# The other families at seed 000's size (their own trainings, with the same held-out normals):
+# name -> (what it is, flagfile).
+FAMILY_CANDIDATES = {
+    "egbad": ("Efficient GAN, one pass (egbad.flags)", "experiments/egbad.flags"),
+    "ae": ("autoencoder, L1 reconstruction (ae.flags)", "experiments/ae.flags"),
+    "vae": ("VAE, reconstruction of the mean (vae.flags)", "experiments/vae.flags"),
+}
+
+
+def candidate_run(name: str):
+  """(flagfile, train flags, evaluate flags) of a candidate."""
+  if name in FAMILY_CANDIDATES:
+    return FAMILY_CANDIDATES[name][1], [f"--val_fraction={VAL_FRACTION}"], ["--eval_split=val"]
+  return "experiments/mnist.flags", TRAIN, ["--eval_split=val", *CANDIDATES[name][1]]
+
+
+def changes(name: str) -> str:
+  return (FAMILY_CANDIDATES.get(name) or CANDIDATES[name])[0]
 
 
 def run_name(candidate: str) -> str:
@@ -60,7 +79,7 @@ def summarize(results_dir: str, dataset: str, candidates) -> dict:
     for r in sorted(records, key=lambda r: (r["class"], r["seed"])):
       per_class.setdefault(str(r["class"]), []).append(r["auroc"])
     out["candidates"][name] = {
-        "changes": CANDIDATES[name][0], "evaluate_flags": CANDIDATES[name][1],
+        "changes": changes(name), "run": candidate_run(name),
         "per_class_val_auroc": {c: float(np.mean(v)) for c, v in per_class.items()},
         "mean_val_auroc": float(np.mean([np.mean(v) for v in per_class.values()])),
         "images_per_second": float(np.mean([r["images_per_second"] for r in records])),
@@ -73,9 +92,9 @@ def markdown(summary: dict) -> str:
   cands = summary["candidates"]
   classes = sorted({c for m in cands.values() for c in m["per_class_val_auroc"]}, key=int)
   lines = [f"# Tuning on {summary['dataset']}'s validation split (the test split is not used)", "",
-           f"Seed 000's GAN trained with `{' '.join(summary['train_flags'])}`; every candidate scores the "
-           "same GANs with `--eval_split=val` (held-out normals against as many train-split images of the "
-           "other classes). Validation AUROC (%), ranked by the mean; images/s as measured in each run "
+           f"AnoGAN candidates: seed 000's GAN trained with `{' '.join(summary['train_flags'])}`, every one "
+           "scoring the same GANs; the other families train with the same held-out normals. All score "
+           "`--eval_split=val` (held-out normals against as many train-split images of the other classes). Validation AUROC (%), ranked by the mean; images/s as measured in each run "
            "(other work shared the machine: compare speeds in compare_<dataset>.md).", "",
            "| candidate | changes | " + " | ".join(classes) + " | mean | images/s |",
            "| --- | --- | " + " | ".join("---" for _ in classes) + " | --- | --- |"]
@@ -93,7 +112,8 @@ def markdown(summary: dict) -> str:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--dataset", default="mnist")
-  parser.add_argument("--candidates", default=",".join(CANDIDATES))
+  parser.add_argument("--candidates", default=",".join(CANDIDATES),
+                      help=f"comma-separated, from: {', '.join([*CANDIDATES, *FAMILY_CANDIDATES])}")
   parser.add_argument("--classes", default="2,3,5,8")
   parser.add_argument("--seeds", default="0")
   parser.add_argument("--runs_dir", default="runs")
@@ -101,20 +121,21 @@ def main(argv=None) -> int:
   parser.add_argument("--extra", default="", help="more flags for train and evaluate (quick runs)")
   args = parser.parse_args(argv)
   candidates = [c for c in args.candidates.replace(",", " ").split() if c]
-  unknown = [c for c in candidates if c not in CANDIDATES]
+  unknown = [c for c in candidates if c not in CANDIDATES and c not in FAMILY_CANDIDATES]
   if unknown:
-    parser.error(f"unknown candidate '{unknown[0]}'; use some of {', '.join(CANDIDATES)}")
+    parser.error(f"unknown candidate '{unknown[0]}'; use some of {', '.join([*CANDIDATES, *FAMILY_CANDIDATES])}")
   for name in candidates:
-    reproduce.RUNS[run_name(name)] = ("experiments/mnist.flags", TRAIN, ["--eval_split=val", *CANDIDATES[name][1]])
+    reproduce.RUNS[run_name(name)] = candidate_run(name)
   tuning_dir = os.path.join(args.results_dir, "tuning")
   code = reproduce.main([f"--dataset={args.dataset}", f"--presets={','.join(map(run_name, candidates))}",
                          f"--classes={args.classes}", f"--seeds={args.seeds}", f"--runs_dir={args.runs_dir}",
                          f"--results_dir={tuning_dir}", f"--extra={args.extra}", "--no_tables"])
   if code:
     return code
-  summary = summarize(tuning_dir, args.dataset, candidates)
+  # The table covers every candidate recorded so far, not only this command's.
+  summary = summarize(tuning_dir, args.dataset, [*CANDIDATES, *FAMILY_CANDIDATES])
   summary["command"] = (f"python experiments/tune.py --dataset={args.dataset} --classes={args.classes} "
-                        f"--seeds={args.seeds} --results_dir={args.results_dir}")
+                        f"--seeds={args.seeds} --results_dir={args.results_dir} --candidates={args.candidates}")
   summary["written"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   base = os.path.join(tuning_dir, f"tuning_{args.dataset}")
   with open(base + ".json", "w") as f:
