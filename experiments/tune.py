@@ -44,6 +44,7 @@ CANDIDATES = {
     "warm50": ("from E(x), 50 steps at 1e-2", ["--initial_z=encoder", "--map_steps=50"]),
     "warm_full": ("from E(x), seed 000's 50 + 100 steps", ["--initial_z=encoder"]),
     "warm10": ("from E(x), 10 steps at 1e-2", ["--initial_z=encoder", "--map_steps=10"]),
+    "warm0_lam0": ("z = E(x), no search, lam 0 (residual only)", ["--initial_z=encoder", "--map_steps=0", "--lam=0.0"]),
     "warm0_lam0.1": ("z = E(x), no search, lam 0.1", ["--initial_z=encoder", "--map_steps=0", "--lam=0.1"]),
     "warm0_lam0.3": ("z = E(x), no search, lam 0.3", ["--initial_z=encoder", "--map_steps=0", "--lam=0.3"]),
     "warm0_lam1.0": ("z = E(x), no search, lam 1 (features only)", ["--initial_z=encoder", "--map_steps=0", "--lam=1.0"]),
