@@ -43,6 +43,9 @@ def main():
   print(f"AUROC {metrics['auroc']:.4f}  AUPRC {metrics['auprc']:.4f} (normals as positive "
         f"{metrics['auprc_normal']:.4f})  ({metrics['n_normal']} normal, {metrics['n_anomalous']} anomalous, "
         f"{metrics['images_per_second']:.1f} images/s); figures in {out_dir}/")
+  at = (f": precision {metrics['precision']:.4f}, recall {metrics['recall']:.4f}, F1 {metrics['f1']:.4f}"
+        if "f1" in metrics else "")
+  print(f"{metrics['threshold_note']}{at}")
 
 
 if __name__ == "__main__":
