@@ -128,6 +128,12 @@ def test_threshold_is_stored_once_a_run_finishes_and_survives_resume(trained, tm
   assert record["weights_sha256"] != first["weights_sha256"] and record["val_scores"] != first["val_scores"]
 
 
+def test_overwrite_removes_the_threshold(tmp_path):
+  (tmp_path / "threshold.json").write_text("{}\n")
+  train_lib.prepare_workdir(Config(), str(tmp_path), overwrite=True)  # what train --overwrite does first
+  assert not os.path.exists(tmp_path / "threshold.json") and os.path.exists(tmp_path / "flags.txt")
+
+
 def test_threshold_is_refused_for_other_settings_or_weights(trained, tmp_path):
   config, workdir = trained
   family = models.family(config.model)
@@ -224,14 +230,17 @@ def test_score_decides_with_the_threshold(trained, tmp_path):
     assert {r["is_anomaly"] for r in csv.DictReader(f)} == {""}
 
 
-def read_events(folder):
-  """{tag: [(step, plugin name)]} of every events file under `folder`."""
+def read_events(folder, values=None):
+  """{tag: [(step, plugin name)]} of every events file under `folder`; `values`, if given, gets
+  {tag: [its tensor]}."""
   import tensorflow as tf
   tags = {}
   for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
         tags.setdefault(value.tag, []).append((event.step, value.metadata.plugin_data.plugin_name))
+        if values is not None:
+          values.setdefault(value.tag, []).append(tf.make_ndarray(value.tensor))
   return tags
 
 
@@ -240,9 +249,13 @@ def test_tensorboard_has_sample_images_and_score_histograms(trained, evaluated):
   training = read_events(os.path.join(workdir, "tensorboard"))
   assert sorted(training["samples"]) == [(1, "images"), (2, "images")]
   assert sorted(training["d_loss"]) == [(1, "scalars"), (2, "scalars")]
-  _, out = evaluated
-  events = read_events(os.path.join(out, "tensorboard"))
+  metrics, out = evaluated
+  values = {}
+  events = read_events(os.path.join(out, "tensorboard"), values)
   assert events["scores/normal"] == [(0, "histograms")] and events["scores/anomalous"] == [(0, "histograms")]
+  # each histogram (buckets of [left, right, count]) counts its own images
+  assert values["scores/normal"][0][:, 2].sum() == metrics["n_normal"]
+  assert values["scores/anomalous"][0][:, 2].sum() == metrics["n_anomalous"]
   assert sorted(events["mapping_loss"]) == [(step, "scalars") for step in range(1, sum(config.map_steps) + 1)]
 
   # Evaluated again, with other mapping settings: the events are replaced, not added to; and the
