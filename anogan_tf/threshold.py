@@ -140,6 +140,13 @@ def store_after_training(config: Config, workdir: str, progress: bool = True) ->
   from anogan_tf import models
   from anogan_tf.evaluate_lib import load_networks  # evaluate_lib imports this module
   family = models.family(config.model)
+  names = family.scoring_networks(config) if hasattr(family, "scoring_networks") else family.NETWORKS
+  missing = [name for name in names if not os.path.exists(os.path.join(workdir, f"{name}.keras"))]
+  if missing:  # e.g. --initial_z=encoder without --encoder_epochs: the run itself is fine
+    from absl import logging
+    logging.warning(f"no threshold stored: scoring with these settings needs {missing[0]}.keras, which {workdir} "
+                    "does not have")
+    return None
   networks = load_networks(workdir, family, config)
   scorer = family.make_scorer(config, networks)
   digests = weights_sha256(networks)
