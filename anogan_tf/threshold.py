@@ -114,17 +114,21 @@ def validation_normals(config: Config) -> np.ndarray:
   return data.x_test[data.y_test == 0]
 
 
-def _mismatch(record: dict, settings: dict, digests: Dict[str, str]) -> Optional[str]:
-  """Why scores of `settings` and `digests` cannot be compared with the record's, or None."""
+def _mismatch(record: dict, settings: dict, digests: Dict[str, str], workdir: str = "") -> Optional[str]:
+  """Why scores of `settings` and `digests` cannot be compared with the record's, and what to do;
+  None when they can."""
   old, new = compared_settings(record["scorer"]), compared_settings(settings)
   for key in sorted(set(old) | set(new)):
     if old.get(key) != new.get(key):
       name = f"--{key}" if key in {f.name for f in dataclasses.fields(Config)} else key
       text = lambda v: "(none)" if v is None else flag_text(tuple(v) if isinstance(v, list) else v)  # noqa: E731
-      return f"it was computed with {name}={text(old.get(key))} and these scores with {name}={text(new.get(key))}"
+      return (f"it was computed with {name}={text(old.get(key))} and these scores with {name}={text(new.get(key))}; "
+              f"score with the workdir's settings (leave {name} out), or rerun train on {workdir} with these "
+              "settings to store a threshold for them instead")
   for name, digest in sorted(digests.items()):
     if record["weights_sha256"].get(name, digest) != digest:
-      return f"it was computed with other weights of {name}.keras (the workdir was trained further since)"
+      return (f"it was computed with other weights of {name}.keras (the workdir was trained further since); "
+              f"rerun the train command on {workdir} to compute it again")
   return None
 
 
@@ -193,14 +197,13 @@ def decide(config: Config, workdir: str, settings: dict, networks: Dict[str, obj
   record = read(workdir)
   if record is None:
     if config.val_fraction <= 0:
-      return Decision(None, f"no threshold: {workdir} was trained with --val_fraction=0, so is_anomaly is left empty; "
-                            "train with --val_fraction=0.1 to store one")
+      return Decision(None, f"no threshold: {workdir} was trained with --val_fraction=0, so nothing decides which "
+                            "scores are anomalous; train with --val_fraction=0.1 to store one")
     return Decision(None, f"no threshold: {path(workdir)} is missing (training has not finished); rerun the train "
                           f"command on {workdir} to compute it")
-  why = _mismatch(record, settings, weights_sha256(networks))
+  why = _mismatch(record, settings, weights_sha256(networks), workdir)
   if why:
-    return Decision(None, f"the threshold in {path(workdir)} does not apply: {why}; is_anomaly is left empty "
-                          "(score with the workdir's settings, or rerun train with these to store a threshold for them)")
+    return Decision(None, f"the threshold in {path(workdir)} does not apply: {why}")
   p = config.threshold_percentile
   value = float(record["threshold"]) if p == record["percentile"] else percentile_of(record["val_scores"], p)
   n = len(record["val_scores"])
