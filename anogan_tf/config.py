@@ -97,6 +97,9 @@ class Config:
   map_restarts: int = 1  # anogan: searches per image from independent random z; the lowest final loss is the score
   map_batch_size: int = 0  # images mapped at once (any value gives the same scores to 1e-3 relative, as tests/test_mapper.py checks); 0: automatic, up to 1024 as memory allows
 
+  # --- decision threshold (anogan_tf/threshold.py)
+  threshold_percentile: float = 99.0  # the threshold is this percentile of the held-out normals' scores (needs --val_fraction > 0); score and evaluate may apply another one
+
   def __post_init__(self):
     check(self)
 
@@ -202,6 +205,9 @@ class Config:
 EVALUATION_FIELDS = ("lam", "map_steps", "map_lrs", "map_reduction", "z_init", "z_init_std", "adam_epsilon",
                      "map_batch_size", "feature_layer", "seed", "deterministic", "data_dir", "test_examples",
                      "eval_split", "vae_score", "initial_z", "map_restarts")
+# The decision threshold's percentile: it changes which scores count as anomalous, not the scores
+# (threshold.json keeps the held-out scores, so any percentile applies without mapping again).
+EVALUATION_FIELDS += ("threshold_percentile",)
 
 
 def evaluation_config(trained: Config, requested: Config) -> Config:
@@ -398,3 +404,5 @@ def check(config: Config) -> None:
   need(config.eval_split != "val" or config.val_fraction > 0,
        "--eval_split=val needs held-out images: train with --val_fraction > 0 (e.g. 0.1)")
   need(len(config.e_strides) == len(config.e_filters), "--e_strides needs one stride per entry of --e_filters")
+  # decision threshold
+  number("threshold_percentile", 0, 100, high_open=False, fix="use a percentile such as 99 (about 1% of normal images flagged)")

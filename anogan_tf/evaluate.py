@@ -47,6 +47,9 @@ def main():
     print(f"pixels: AUROC {metrics['pixel_auroc']:.4f}  AUPRO {metrics['pixel_aupro']:.4f} (up to 30% false positives)")
   elif "pixel_metrics" in metrics:
     print(f"pixel metrics {metrics['pixel_metrics']}")
+  at = (f": precision {metrics['precision']:.4f}, recall {metrics['recall']:.4f}, F1 {metrics['f1']:.4f}"
+        if "f1" in metrics else "")
+  print(f"{metrics['threshold_note']}{at}")
 
 
 if __name__ == "__main__":

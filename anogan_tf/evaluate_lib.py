@@ -8,12 +8,13 @@ import csv
 import json
 import os
 import re
+import shutil
 import time
 
 import numpy as np
 from tqdm import tqdm
 
-from anogan_tf import models, plots
+from anogan_tf import models, plots, summaries, threshold
 from anogan_tf.config import Config
 from anogan_tf.data import load_one_class
 from anogan_tf.errors import AnoganError
@@ -22,7 +23,7 @@ from anogan_tf.io_utils import DirectoryLock, atomic_path, write_text
 
 GALLERY_SIZE = 8
 EVAL_FILES = ("scores.csv", "roc.png", "pr.png", "score_histogram.png", "mapping_loss.png", "gallery.png",
-              "metrics.json")  # in the order written: metrics.json last, as the mark of a complete eval/
+              summaries.TENSORBOARD, "metrics.json")  # in the order written: metrics.json last, as the mark of a complete eval/
 # mapping_loss.png only for a scorer with a per-iteration trajectory (AnoGAN's search)
 TRAJECTORY_FILES = ("mapping_loss.png",)
 
@@ -88,12 +89,13 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out
   if len(np.unique(labels)) < 2:
     raise AnoganError("the test images hold only one label, so AUROC is undefined; use more --test_examples")
   scorer = family.make_scorer(config, networks)
+  decision = threshold.decide(config, workdir, scorer.settings(), networks)
   out_dir = out_dir or os.path.join(workdir, "eval")
   with lock_eval(workdir, out_dir):
-    return _evaluate(config, out_dir, data, scorer, progress)
+    return _evaluate(config, out_dir, data, scorer, progress, decision)
 
 
-_TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$")
+_TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$")  # files, and summaries' temporary events folder
 
 
 # --- pixel metrics: does the residual map point at the defect? (folder datasets with masks)
@@ -192,12 +194,13 @@ def _short(name: str) -> str:
   return name.split(os.sep, 1)[1] if name.startswith("test" + os.sep) else name
 
 
-def _evaluate(config, out_dir, data, scorer, progress) -> dict:
+def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decision) -> dict:
   from sklearn.metrics import average_precision_score, roc_auc_score
   labels = data.y_test
   for name in os.listdir(out_dir):  # what a killed evaluate left half-written
     if _TEMPORARY.match(name):
-      os.remove(os.path.join(out_dir, name))
+      path = os.path.join(out_dir, name)
+      shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
   n = len(data.x_test)
   k = min(GALLERY_SIZE, n // 2) or 1
@@ -237,6 +240,13 @@ def _evaluate(config, out_dir, data, scorer, progress) -> dict:
     metrics["image_shape"] = list(config.image_shape)
     pixel = pixel_metrics(data.masks, np.concatenate(maps)) if maps is not None else {}
     metrics.update(pixel or {"pixel_metrics": "skipped: " + (data.pixel_note or "no anomalous pixels in the masks")})
+  # The decision: at the workdir's threshold (threshold.json) when it applies to these scores,
+  # and, for reference, the threshold with the best F1 chosen on these very labels.
+  metrics["threshold_note"] = decision.note
+  if decision.threshold is not None:
+    metrics.update(threshold.threshold_metrics(labels, score, decision.threshold),
+                   threshold_percentile=decision.percentile, threshold_n_val=decision.n_val)
+  metrics["best_f1_on_eval_split"] = threshold.best_f1(labels, score)
   metrics_path = os.path.join(out_dir, "metrics.json")
   if os.path.exists(metrics_path):
     os.remove(metrics_path)  # eval/ is incomplete until the new one is written, last
@@ -263,5 +273,7 @@ def _evaluate(config, out_dir, data, scorer, progress) -> dict:
             for i, j in enumerate(chosen)]
   plots.gallery(data.x_test[chosen], reconstructions, residual_maps, titles, os.path.join(out_dir, "gallery.png"),
                 masks=None if data.masks is None else data.masks[chosen])
+  summaries.evaluation(os.path.join(out_dir, summaries.TENSORBOARD), labels, score,
+                       None if trajectory_sum is None else trajectory_sum / n)
   write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
   return metrics

@@ -1,4 +1,5 @@
-"""Figures: sample grids, loss curves, ROC / PR / histogram, the query / reconstruction / residual gallery."""
+"""Figures: sample grids, loss curves, ROC / PR / histogram, the query / reconstruction / residual gallery,
+and score's per-image reports and gallery of the most anomalous images."""
 
 from __future__ import annotations
 
@@ -116,4 +117,112 @@ def gallery(queries, reconstructions, residual_maps, titles, path: str, masks=No
         ax.set_ylabel(label)
       if r == 0:
         ax.set_title(titles[c], fontsize=7)
+  save_figure(fig, path)
+
+
+# --- score's report: one readable figure per image, and a gallery of the most anomalous
+
+REPORT_INCHES = (6.4, 2.6)  # about 6 inches wide: three readable panels and a colour bar
+REPORT_DPI = 150  # so every report is exactly 960 x 390 pixels
+RESIDUAL_CMAP = "inferno"
+
+
+def residual_scale(residual_maps) -> float:
+  """The top of the colour scale of a run: its largest residual (mean over channels), so every
+  figure of the run uses one scale and their colours compare."""
+  return max(float(np.asarray(residual_maps).mean(axis=-1).max()), 1e-6)
+
+
+def _overlay(ax, query, residual, vmax: float):
+  """The query in gray (or colour) with the residual heatmap over it: more opaque where the
+  residual is larger, so low residuals leave the query visible. Returns the two images."""
+  base = ax.imshow(query, cmap="gray" if query.ndim == 2 else None, vmin=0.0, vmax=1.0)
+  heat = ax.imshow(residual, cmap=RESIDUAL_CMAP, vmin=0.0, vmax=vmax,
+                   alpha=_heat_alpha(residual, vmax))
+  return base, heat
+
+
+def _heat_alpha(residual, vmax: float) -> np.ndarray:
+  return 0.2 + 0.7 * np.clip(residual / vmax, 0.0, 1.0)
+
+
+def _colour_bar(fig, cax, vmax: float, run_size: int):
+  mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, vmax), cmap=RESIDUAL_CMAP)
+  bar = fig.colorbar(mappable, cax=cax)
+  bar.set_label(f"|query - reconstruction|: one scale for\nall {run_size} images of this run", fontsize=7)
+  bar.ax.tick_params(labelsize=7)
+
+
+def _bare(ax):
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
+def score_reports(queries, reconstructions, residual_maps, titles, paths, vmax: float) -> None:
+  """One PNG per image at `paths` (REPORT_INCHES at REPORT_DPI, exactly): the query, its
+  reconstruction (AnoGAN's G(z*)), and the residual |query - reconstruction| (mean over
+  channels) laid over the query, with a colour bar from 0 to `vmax` (one scale for the run;
+  see residual_scale). `titles` (one or two lines each) name the image, its score and decision.
+  The figure is drawn once; for each image only its pictures and title are drawn again over the
+  saved background (matplotlib's blitting), about five times faster than a savefig per image."""
+  from PIL import Image
+  queries, reconstructions = to_display(queries), to_display(reconstructions)
+  residuals = np.asarray(residual_maps).mean(axis=-1)
+  cmap = "gray" if queries.ndim == 3 else None
+  fig = plt.figure(figsize=REPORT_INCHES, dpi=REPORT_DPI)
+  try:
+    grid = fig.add_gridspec(1, 4, width_ratios=(1, 1, 1, 0.06), left=0.02, right=0.87, top=0.76, bottom=0.03,
+                            wspace=0.08)
+    axes = [fig.add_subplot(grid[0, i]) for i in range(3)]
+    for ax, label in zip(axes, ("query", "reconstruction", "residual over the query")):
+      _bare(ax)
+      ax.set_title(label, fontsize=8)
+    _colour_bar(fig, fig.add_subplot(grid[0, 3]), vmax, len(queries))
+    query_image = axes[0].imshow(queries[0], cmap=cmap, vmin=0.0, vmax=1.0)
+    reconstruction_image = axes[1].imshow(reconstructions[0], cmap=cmap, vmin=0.0, vmax=1.0)
+    base, heat = _overlay(axes[2], queries[0], residuals[0], vmax)
+    title = fig.suptitle("", fontsize=9)
+    drawn = ((axes[0], (query_image,)), (axes[1], (reconstruction_image,)), (axes[2], (base, heat)))
+    for artist in (query_image, reconstruction_image, base, heat, title):
+      artist.set_animated(True)  # left out of the background
+    fig.canvas.draw()
+    background = fig.canvas.copy_from_bbox(fig.bbox)
+    for query, reconstruction, residual, text, path in zip(queries, reconstructions, residuals, titles, paths):
+      query_image.set_data(query)
+      reconstruction_image.set_data(reconstruction)
+      base.set_data(query)
+      heat.set_data(residual)
+      heat.set_alpha(_heat_alpha(residual, vmax))
+      title.set_text(text)
+      fig.canvas.restore_region(background)
+      for ax, images in drawn:
+        for artist in images + tuple(ax.spines.values()):  # the frame again, over the picture's edge
+          ax.draw_artist(artist)
+      fig.draw_artist(title)
+      pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3]  # (REPORT_DPI * inches) rows and columns
+      with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+  finally:
+    plt.close(fig)
+
+
+def top_gallery(queries, residual_maps, titles, path: str, vmax: float, run_size: int, heading: str = "",
+                columns: int = 5) -> None:
+  """The given images (the most anomalous, in order) as a grid of residual-over-query panels,
+  `columns` per row, each titled (rank, name, score, decision), under `heading`, with the colour
+  bar 0..`vmax` of the run's `run_size` reports."""
+  queries, residuals = to_display(queries), np.asarray(residual_maps).mean(axis=-1)
+  n = len(queries)
+  cols = min(columns, n)
+  rows = -(-n // cols)
+  fig = plt.figure(figsize=(2.1 * cols + 0.8, 2.6 * rows))
+  grid = fig.add_gridspec(rows, cols + 1, width_ratios=(1,) * cols + (0.07,), wspace=0.12, hspace=0.45)
+  for i in range(n):
+    ax = fig.add_subplot(grid[i // cols, i % cols])
+    _overlay(ax, queries[i], residuals[i], vmax)
+    _bare(ax)
+    ax.set_title(titles[i], fontsize=7)
+  _colour_bar(fig, fig.add_subplot(grid[:, cols]), vmax, run_size)
+  if heading:
+    fig.suptitle(heading, fontsize=9)
   save_figure(fig, path)

@@ -1,18 +1,27 @@
-"""Command line: score your own images with a trained workdir.
+"""Command line: score your own images with a trained workdir, and decide which are anomalous.
 
   python -m anogan_tf.score --workdir=runs/mnist_0 --input=my_images/ --output=scored/
-  python -m anogan_tf.score --workdir=runs/mnist_0 --input='shots/*.png' --output=scored/
+  python -m anogan_tf.score --workdir=runs/mnist_0 --input='shots/*.png' --output=scored/ --top=20
+  python -m anogan_tf.score --workdir=runs/mnist_0 --input=photos/ --output=scored/ --resize --grayscale
   python -m anogan_tf.score --workdir=runs/mnist_0 --input=batch.npy --output=scored/
 
-Writes OUT/heatmaps/<name>.png (the residual map |x - reconstruction|; AnoGAN's reconstruction is
-G(z*)), then OUT/scores.csv (name, score, the family's parts of the score: residual and
-discrimination for anogan, heatmap). <name> is the picture's path relative to the folder holding all the
-pictures (a.png -> heatmaps/a.png.png), or the index in an array (0 -> heatmaps/0.png).
-Pictures must have the model's size; a 1-channel model takes grayscale pictures, a 3-channel
-model colour ones. Integer images are read as 0..255 pixels; float arrays must be in [-1, 1].
-Everything is checked before anything is written: a failing score leaves OUT as it was.
-Settings come from the workdir's flags.txt (--model included); scoring settings given here override
-them, as in evaluate.
+Writes OUT/reports/<name>.png (query, reconstruction, and the residual |x - reconstruction| over
+the query with a colour bar on one scale for the whole run; AnoGAN's reconstruction is G(z*)),
+OUT/top.png (the --top most anomalous), then OUT/scores.csv: file, score, is_anomaly, the
+family's parts of the score (residual and discrimination for anogan), report. <name> is the
+picture's path relative to the folder holding all the pictures (a.png -> reports/a.png.png), or
+the index in an array (0 -> reports/0.png).
+
+is_anomaly is 1 when the score is above the workdir's threshold (threshold.json: the
+--threshold_percentile of the held-out normals' scores, stored by training with --val_fraction),
+else 0; it is empty when the workdir has no threshold or the threshold was computed with other
+scoring settings (a line says which).
+
+Pictures must have the model's size and channels, unless --resize (stretch to the model's size)
+or --grayscale (colour to gray for a 1-channel model) converts them. Integer images are read as
+0..255 pixels; float arrays must be in [-1, 1]. Everything is checked before anything is written:
+a failing score leaves OUT as it was. Settings come from the workdir's flags.txt (--model
+included); scoring settings given here override them, as in evaluate.
 """
 
 from absl import flags
@@ -21,7 +30,11 @@ from anogan_tf import flags as anogan_flags
 
 flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).")
 flags.DEFINE_string("input", None, "A folder or glob of PNG/JPEG images, or an .npy/.npz array.")
-flags.DEFINE_string("output", None, "Folder for scores.csv and heatmaps/.")
+flags.DEFINE_string("output", None, "Folder for scores.csv, reports/ and top.png.")
+flags.DEFINE_integer("top", 10, "top.png shows this many of the most anomalous images (0: no top.png).")
+flags.DEFINE_boolean("resize", False, "Stretch pictures (and arrays) of another size to the model's (Lanczos).")
+flags.DEFINE_boolean("grayscale", False, "Turn colour pictures (and arrays) gray for a 1-channel model "
+                     "(ITU-R 601 luma).")
 anogan_flags.define_config_flags()
 FLAGS = flags.FLAGS
 
@@ -37,9 +50,13 @@ def main():
   if base is None:
     raise AnoganError(f"{FLAGS.workdir} holds no flags.txt: not a trained workdir; train first")
   config = evaluation_config(base, anogan_flags.config_from_flags(base))
-  scores = score_lib.score_images(config, FLAGS.workdir, FLAGS.input, FLAGS.output)
-  print(f"scored {len(scores)} images (min {scores.min():.4f}, max {scores.max():.4f}); "
-        f"see {FLAGS.output}/scores.csv and {FLAGS.output}/heatmaps/")
+  scored = score_lib.score_images(config, FLAGS.workdir, FLAGS.input, FLAGS.output, top=FLAGS.top,
+                                  resize=FLAGS.resize, grayscale=FLAGS.grayscale)
+  print(scored.decision.note)
+  flagged = "" if scored.is_anomaly is None else f", {int(scored.is_anomaly.sum())} anomalous"
+  gallery = f", {FLAGS.output}/{score_lib.TOP_GALLERY}" if scored.top else ""
+  print(f"scored {len(scored.score)} images{flagged} (scores {scored.score.min():.4g} to {scored.score.max():.4g}); "
+        f"see {FLAGS.output}/{score_lib.SCORES_CSV}, {FLAGS.output}/reports/{gallery}")
 
 
 if __name__ == "__main__":

@@ -1,30 +1,38 @@
 """Scoring a user's own images with a trained workdir of any model family: read, check, score,
-write scores and heatmaps.
+decide, and write a report people read.
 
 Everything is checked before anything is written: the output folder can be created, every image
-reads and has the model's size and channels, the models load, and the output folder is writable.
-A failing score leaves an existing output folder as it was.
+reads and has the model's size and channels (or is converted with `resize` / `grayscale`), the
+models load, threshold.json (if any) reads, and the output folder is writable. A failing score
+leaves an existing output folder as it was.
 
 Names: a picture's name is its path relative to the folder holding all the pictures (a folder's
 `a.png`, or `d1/x.png` and `d2/x.png` for the glob `*/x.png`); an array's images are named by
-index (`0`, `1`, ...). The heatmap of the image named N is `heatmaps/N.png`, so `a.png` and `a.jpg`
-get `heatmaps/a.png.png` and `heatmaps/a.jpg.png`. scores.csv names both. Nothing is created
-before the mapping is done; then scores.csv is removed, the heatmaps are written, and scores.csv
-is written last: an output folder holding scores.csv holds a complete run. scores.csv's columns:
-name, score, the family's parts of the score (anogan, egbad: residual, discrimination; ae:
-reconstruction; vae: reconstruction, kl), heatmap.
+index (`0`, `1`, ...). The report of the image named N is `reports/N.png`, so `a.png` and `a.jpg`
+get `reports/a.png.png` and `reports/a.jpg.png`. Nothing is created before the mapping is done;
+then scores.csv is removed, the reports and `top.png` are written, and scores.csv is written
+last: an output folder holding scores.csv holds a complete run.
+
+scores.csv's columns: file (the name), score, is_anomaly (1: score above the workdir's threshold,
+0: not; empty for every image when there is no threshold that applies, see threshold.py), the
+family's parts of the score (anogan, egbad: residual, discrimination; ae: reconstruction; vae:
+reconstruction, kl), report. A report is REPORT_INCHES at REPORT_DPI (plots.py): query,
+reconstruction, and the residual laid over the query with a colour bar whose scale is the same
+for every image of the run. `top.png` shows the `top` highest scores (ties: in name order).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import os
 import tempfile
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from anogan_tf import threshold
 from anogan_tf.errors import AnoganError
 from anogan_tf.io_utils import atomic_path, check_folder_can_be_made
 from anogan_tf.models.base import ScoreResult
@@ -37,22 +45,30 @@ GRAY_TOLERANCE = 8
 EIGHT_BIT_MODES = ("1", "L", "P", "LA", "La", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 
 
-def heatmap_name(name: str) -> str:
-  """Where the heatmap of the image named `name` goes, relative to the output folder."""
-  return f"heatmaps/{name}.png"
+SCORES_CSV = "scores.csv"
+TOP_GALLERY = "top.png"
+DEFAULT_TOP = 10
+
+
+def report_name(name: str) -> str:
+  """Where the report of the image named `name` goes, relative to the output folder."""
+  return f"reports/{name}.png"
 
 
 # --- reading the images
 
-def _read_picture(path: str, image_shape: Tuple[int, int, int]) -> np.ndarray:
-  """One picture as uint8 (h, w, c), or AnoganError saying what is wrong with it."""
+def _read_picture(path: str, image_shape: Tuple[int, int, int], resize: bool = False,
+                  grayscale: bool = False) -> np.ndarray:
+  """One picture as uint8 (h, w, c), or AnoganError saying what is wrong with it. `resize`
+  stretches it to the model's size, `grayscale` turns a colour picture to gray (ITU-R 601 luma,
+  PIL's "L") for a 1-channel model."""
   from PIL import Image
   h, w, channels = image_shape
   try:
     with Image.open(path) as image:
-      if image.size != (w, h):  # known from the header, before decoding
+      if image.size != (w, h) and not resize:  # known from the header, before decoding
         raise AnoganError(f"{path} is {image.size[0]}x{image.size[1]} pixels but the model expects {w}x{h}; "
-                          "resize it or use a model trained on that size")
+                          "pass --resize to resize it (stretched to that size), or use a model trained on that size")
       if image.mode not in EIGHT_BIT_MODES:
         raise AnoganError(f"{path} has {image.mode} pixels, more than 8 bits per channel; save it as an "
                           "8-bit PNG or JPEG")
@@ -60,19 +76,25 @@ def _read_picture(path: str, image_shape: Tuple[int, int, int]) -> np.ndarray:
         if channels != 1:
           raise AnoganError(f"{path} is a grayscale image but the model was trained on colour ({channels}-channel) "
                             "images; convert it to RGB if you mean to score it as a colour image")
-        return np.asarray(image.convert("L"), dtype=np.uint8)[..., None]
-      rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
-      if rgba[..., 3].min() < 255:
-        raise AnoganError(f"{path} has transparent pixels, which the model cannot see; flatten it onto a "
-                          "background (save it without an alpha channel)")
-      rgb = rgba[..., :3]
-      if channels == 3:
-        return rgb
-      spread = int((rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)).max())
-      if spread > GRAY_TOLERANCE:
-        raise AnoganError(f"{path} is a colour image ({image.mode}) but the model was trained on grayscale "
-                          "(1-channel) images; convert it to grayscale first (e.g. PIL's .convert('L'))")
-      return np.asarray(image.convert("L"), dtype=np.uint8)[..., None]
+        picture = image.convert("L")
+      else:
+        rgba = image.convert("RGBA")
+        if np.asarray(rgba, dtype=np.uint8)[..., 3].min() < 255:
+          raise AnoganError(f"{path} has transparent pixels, which the model cannot see; flatten it onto a "
+                            "background (save it without an alpha channel)")
+        picture = rgba.convert("RGB")
+        if channels == 1:
+          rgb = np.asarray(picture, dtype=np.uint8)
+          spread = int((rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)).max())
+          if spread > GRAY_TOLERANCE and not grayscale:
+            raise AnoganError(f"{path} is a colour image ({image.mode}) but the model was trained on grayscale "
+                              "(1-channel) images; pass --grayscale to convert it to grayscale (or convert it "
+                              "yourself, e.g. PIL's .convert('L'))")
+          picture = picture.convert("L")
+      if picture.size != (w, h):
+        picture = picture.resize((w, h), Image.Resampling.LANCZOS)
+      pixels = np.asarray(picture, dtype=np.uint8)
+      return pixels[..., None] if pixels.ndim == 2 else pixels
   except AnoganError:
     raise
   except IsADirectoryError:
@@ -138,10 +160,42 @@ def _read_array(source: str) -> np.ndarray:
                       "np.save(path, images)") from None
 
 
-def read_images(source: str, image_shape: Tuple[int, int, int]) -> Tuple[np.ndarray, List[str]]:
+def _conversion_flags(shape: Tuple[int, ...], image_shape: Tuple[int, int, int]) -> Optional[List[str]]:
+  """The flags that turn images of `shape` (h, w, c) into `image_shape` ones, or None if none can."""
+  flags = []
+  if tuple(shape[:2]) != tuple(image_shape[:2]):
+    flags.append("--resize")
+  if shape[2] != image_shape[2]:
+    if not (shape[2] == 3 and image_shape[2] == 1):
+      return None
+    flags.append("--grayscale")
+  return flags
+
+
+def _convert_array(x: np.ndarray, image_shape: Tuple[int, int, int]) -> np.ndarray:
+  """Float images (n, h, w, c) in [-1, 1] to `image_shape`: colour to gray by ITU-R 601 luma (as
+  PIL's "L"), then each channel resized with Lanczos (as pictures are), clipped to [-1, 1]."""
+  from PIL import Image
+  h, w, channels = image_shape
+  if x.shape[-1] == 3 and channels == 1:
+    x = x @ np.array([[0.299], [0.587], [0.114]], np.float32)
+  if x.shape[1:3] != (h, w):
+    x = np.stack([np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(image[..., k])).resize(
+        (w, h), Image.Resampling.LANCZOS)) for k in range(x.shape[-1])], axis=-1) for image in x])
+  return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
+def read_images(source: str, image_shape: Tuple[int, int, int], resize: bool = False,
+                grayscale: bool = False) -> Tuple[np.ndarray, List[str]]:
   """Images (n, h, w, c) in [-1, 1] and one unique name per image, from a folder, a glob, a single
-  picture, or an .npy/.npz array (uint8 pixels 0..255 or floats in [-1, 1])."""
+  picture, or an .npy/.npz array (uint8 pixels 0..255 or floats in [-1, 1]). Images of another
+  size or colour are an error naming the flag that converts them: with `resize` they are
+  stretched to the model's size (Lanczos), with `grayscale` colour images become gray for a
+  1-channel model."""
   image_shape = tuple(image_shape)
+  if grayscale and image_shape[-1] != 1:
+    raise AnoganError(f"--grayscale converts pictures for a 1-channel model, but this model takes {image_shape[-1]}-channel "
+                      "(colour) images; drop --grayscale")
   expected = f"(n, {', '.join(map(str, image_shape))})"
   if image_shape[-1] == 1:
     expected += f" (or (n, {image_shape[0]}, {image_shape[1]}))"
@@ -150,44 +204,51 @@ def read_images(source: str, image_shape: Tuple[int, int, int]) -> Tuple[np.ndar
     if array.ndim == 0:
       raise AnoganError(f"{source} holds a single value (a 0-d array), not images; save an array of shape "
                         f"{expected}")
-    if array.ndim == 3 and image_shape[-1] == 1 and array.shape[1:] == image_shape[:2]:
+    shape = tuple(array.shape)
+    if array.ndim == 3 and image_shape[-1] == 1:  # (n, h, w): one channel
       array = array[..., None]
-    if array.ndim != 4 or tuple(array.shape[1:]) != image_shape:
-      hint = "; for a single image add the first axis: x[None]" if tuple(array.shape) in (
+    flags = _conversion_flags(array.shape[1:], image_shape) if array.ndim == 4 else None
+    if flags is None or [f for f in flags if f not in ["--resize"] * resize + ["--grayscale"] * grayscale]:
+      hint = "; for a single image add the first axis: x[None]" if shape in (
           image_shape, image_shape[:2] if image_shape[-1] == 1 else None) else ""
-      raise AnoganError(f"{source} holds an array of shape {tuple(array.shape)} but the model expects {expected}; "
-                        f"resize the images or use a model trained on that shape{hint}")
+      fix = (f"pass {' and '.join(flags)} to convert them" if flags else "store images of that shape") + \
+          ", or use a model trained on that shape"
+      raise AnoganError(f"{source} holds an array of shape {shape} but the model expects {expected}; {fix}{hint}")
     if array.dtype.kind not in "uif":
       raise AnoganError(f"{source} has dtype {array.dtype}; store uint8 pixels 0..255 or floats in [-1, 1]")
     names = [str(i) for i in range(len(array))]
   else:
     paths, names = _picture_paths(source)
-    array = np.stack([_read_picture(p, image_shape) for p in paths])
+    array = np.stack([_read_picture(p, image_shape, resize, grayscale) for p in paths])
   if len(array) == 0:
     raise AnoganError(f"{source} holds no images (its first axis has length 0)")
   if array.dtype.kind in "ui":
     if array.min() < 0 or array.max() > 255:
       raise AnoganError(f"integer images must be 0..255 pixels; {source} spans [{array.min()}, {array.max()}]")
-    return array.astype(np.float32) / 127.5 - 1.0, names
-  array = array.astype(np.float32)
-  bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
-  if len(bad):
-    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-    raise AnoganError(f"image {bad[0]}{more} of {source} contains NaN or inf; repair or drop those images")
-  if array.min() < -1.001 or array.max() > 1.001:
-    raise AnoganError(f"float images must be scaled to [-1, 1]; {source} spans [{array.min():.3g}, {array.max():.3g}] "
-                      "(use x / 127.5 - 1 for 0..255 pixels)")
+    array = array.astype(np.float32) / 127.5 - 1.0
+  else:
+    array = array.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+    if len(bad):
+      more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+      raise AnoganError(f"image {bad[0]}{more} of {source} contains NaN or inf; repair or drop those images")
+    if array.min() < -1.001 or array.max() > 1.001:
+      raise AnoganError(f"float images must be scaled to [-1, 1]; {source} spans [{array.min():.3g}, {array.max():.3g}] "
+                        "(use x / 127.5 - 1 for 0..255 pixels)")
+  if tuple(array.shape[1:]) != image_shape:  # an array that --resize / --grayscale convert
+    array = _convert_array(array, image_shape)
   return array, names
 
 
 # --- the output folder
 
-def check_output(output: str, heatmaps: Sequence[str]) -> None:
-  """Read-only: `output` can be a folder here, and nothing in the way of the files to write."""
+def check_output(output: str, files: Sequence[str]) -> None:
+  """Read-only: `output` can be a folder here, and nothing is in the way of scores.csv and `files`
+  (paths relative to it)."""
   check_folder_can_be_made(output, "--output", "--output")
   folders = set()
-  for heatmap in heatmaps:
-    folder = os.path.dirname(heatmap)
+  for file in files:
+    folder = os.path.dirname(file)
     while folder:
       folders.add(folder)
       folder = os.path.dirname(folder)
@@ -195,22 +256,22 @@ def check_output(output: str, heatmaps: Sequence[str]) -> None:
     path = os.path.join(output, relative)
     if os.path.exists(path) and not os.path.isdir(path):
       raise AnoganError(f"{path} is a file, not a folder; move it away or choose another --output")
-  for relative in ["scores.csv", *heatmaps]:
+  for relative in [SCORES_CSV, *files]:
     path = os.path.join(output, relative)
     if os.path.isdir(path):
       raise AnoganError(f"{path} is a folder, where the output file goes; move it away or choose another --output")
 
 
-def _folders(output: str, heatmaps: Sequence[str]) -> List[str]:
-  return sorted({output} | {os.path.join(output, os.path.dirname(h)) for h in heatmaps})
+def _folders(output: str, files: Sequence[str]) -> List[str]:
+  return sorted({output} | {os.path.join(output, os.path.dirname(f)) for f in files})
 
 
-def check_writable(output: str, heatmaps: Sequence[str]) -> None:
+def check_writable(output: str, files: Sequence[str]) -> None:
   """`check_output`, then a probe that files can be written where the output goes, creating
   nothing: an unnamed temporary file in the nearest existing folder of each output folder."""
-  check_output(output, heatmaps)
+  check_output(output, files)
   existing = set()
-  for folder in _folders(output, heatmaps):
+  for folder in _folders(output, files):
     folder = os.path.abspath(folder)
     while not os.path.exists(folder):
       folder = os.path.dirname(folder)
@@ -223,9 +284,9 @@ def check_writable(output: str, heatmaps: Sequence[str]) -> None:
     raise AnoganError(f"cannot write to --output {output} ({e.strerror}); choose a writable --output") from None
 
 
-def _make_folders(output: str, heatmaps: Sequence[str]) -> None:
+def _make_folders(output: str, files: Sequence[str]) -> None:
   try:
-    for folder in _folders(output, heatmaps):
+    for folder in _folders(output, files):
       os.makedirs(folder, exist_ok=True)
   except OSError as e:
     raise AnoganError(f"cannot write to --output {output} ({e.strerror}); choose a writable --output") from None
@@ -242,17 +303,42 @@ def write_scores_csv(path: str, header: Sequence[str], rows) -> None:
 
 # --- scoring
 
-def score_images(config, workdir: str, source: str, output: str, progress: bool = True) -> np.ndarray:
-  """Scores the images at `source` with the workdir's `config.model` family; writes
-  output/scores.csv and output/heatmaps/<name>.png (the residual map); returns the scores."""
+@dataclasses.dataclass
+class Scored:
+  """What score_images wrote: per image (in input order) its name, score, decision, parts and
+  report; the decision's threshold and note; the names shown in top.png, highest score first."""
+
+  files: List[str]
+  score: np.ndarray  # (N,)
+  is_anomaly: Optional[np.ndarray]  # (N,) bool, or None without a threshold that applies
+  parts: Dict[str, np.ndarray]
+  reports: List[str]  # relative to the output folder
+  decision: threshold.Decision
+  top: List[str]
+
+
+def _verdict(anomalous: Optional[bool], threshold_value: Optional[float]) -> str:
+  if anomalous is None:
+    return "no threshold"
+  return f"{'ANOMALY' if anomalous else 'normal'} (threshold {threshold_value:.4g})"
+
+
+def _short(name: str, width: int = 28) -> str:
+  return name if len(name) <= width else "..." + name[-(width - 3):]
+
+
+def score_images(config, workdir: str, source: str, output: str, progress: bool = True, top: int = DEFAULT_TOP,
+                 resize: bool = False, grayscale: bool = False) -> Scored:
+  """Scores the images at `source` with the workdir's `config.model` family and decides with its
+  threshold (threshold.py); writes output/reports/<name>.png, output/top.png (the `top` highest
+  scores; 0: none) and output/scores.csv, last. `resize` / `grayscale`: see read_images."""
+  if top < 0:
+    raise AnoganError(f"--top={top} is below 0; use the number of most anomalous images to show, or 0 for none")
   check_output(output, [])  # at once, before reading what may be many images
-  images, names = read_images(source, config.image_shape)
-  heatmaps = [heatmap_name(n) for n in names]
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  images, names = read_images(source, config.image_shape, resize=resize, grayscale=grayscale)
+  reports = [report_name(n) for n in names]
   from tqdm import tqdm
-  from anogan_tf import models
+  from anogan_tf import models, plots
   from anogan_tf.evaluate_lib import load_networks
   family = models.family(config.model)
   networks = load_networks(workdir, family, config)
@@ -261,7 +347,8 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
     raise AnoganError(f"the networks in {workdir} take {tuple(scorer.image_shape)} images, not the "
                       f"{tuple(config.image_shape)} of --dataset={config.dataset}; keep --dataset as the workdir's "
                       "flags.txt has it")
-  check_writable(output, heatmaps)
+  decision = threshold.decide(config, workdir, scorer.settings(), networks)
+  check_writable(output, reports + [TOP_GALLERY])
 
   chunks = []
   with tqdm(total=len(images), desc="score", unit="img", disable=not progress) as bar:
@@ -269,14 +356,34 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
       chunks.append(chunk)
       bar.update(len(chunk))
   result = ScoreResult.concatenate(chunks)
-  _make_folders(output, heatmaps)
-  scores_path = os.path.join(output, "scores.csv")
+  anomalous = decision.is_anomaly(result.score)
+  order = sorted(range(len(names)), key=lambda i: (-result.score[i], names[i]))  # most anomalous first
+  shown = order[:top]
+
+  _make_folders(output, reports)
+  scores_path = os.path.join(output, SCORES_CSV)
   if os.path.exists(scores_path):
     os.remove(scores_path)  # output is incomplete until the new one is written, last
-  for heatmap, residual_map in zip(heatmaps, result.residual_map):
-    with atomic_path(os.path.join(output, heatmap)) as tmp:
-      plt.imsave(tmp, residual_map.mean(axis=-1), cmap="inferno", vmin=0.0, vmax=2.0)
-  write_scores_csv(scores_path, ("name", "score") + tuple(result.parts) + ("heatmap",),
-                   [(n, *(f"{v:.8g}" for v in values), h) for n, h, *values in
-                    zip(names, heatmaps, result.score, *result.parts.values())])
-  return result.score
+  vmax = plots.residual_scale(result.residual_map)
+  verdicts = [_verdict(None if anomalous is None else bool(anomalous[i]), decision.threshold)
+              for i in range(len(names))]
+  titles = [f"{name}\nscore {result.score[i]:.4g}: {verdicts[i]}"
+            + (f"   [{', '.join(f'{k} {v[i]:.4g}' for k, v in result.parts.items())}]" if result.parts else "")
+            for i, name in enumerate(names)]
+  plots.score_reports(images, result.reconstruction, result.residual_map, titles,
+                      [os.path.join(output, r) for r in reports], vmax)
+  gallery = os.path.join(output, TOP_GALLERY)
+  if shown:
+    plots.top_gallery(images[shown], result.residual_map[shown],
+                      [f"{rank}. {_short(names[i])}\nscore {result.score[i]:.4g}\n{verdicts[i].split(' (')[0]}"
+                       for rank, i in enumerate(shown, start=1)], gallery, vmax, len(names),
+                      heading=f"the {len(shown)} highest scores of {len(names)} images"
+                      + ("" if decision.threshold is None else f"; threshold {decision.threshold:.4g}"))
+  elif os.path.exists(gallery):
+    os.remove(gallery)  # a previous run's: not of these images
+  is_anomaly = [""] * len(names) if anomalous is None else [str(int(a)) for a in anomalous]
+  write_scores_csv(scores_path, ("file", "score", "is_anomaly") + tuple(result.parts) + ("report",),
+                   [(n, f"{s:.8g}", a, *(f"{v:.8g}" for v in values), r) for n, s, a, r, *values in
+                    zip(names, result.score, is_anomaly, reports, *result.parts.values())])
+  return Scored(files=names, score=result.score, is_anomaly=anomalous, parts=result.parts, reports=reports,
+                decision=decision, top=[names[i] for i in shown])

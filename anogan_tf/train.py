@@ -36,6 +36,12 @@ def main():
     if encoder:
       losses = " ".join(f"{k} {v:.4f}" for k, v in encoder[-1].items() if k not in ("epoch", "seconds"))
       print(f"warm-start encoder: {len(encoder)} epochs: {losses}; {FLAGS.workdir}/encoder.keras")
+  if config.val_fraction > 0:
+    from anogan_tf import threshold
+    record = threshold.read(FLAGS.workdir)
+    if record is not None:
+      print(f"threshold {record['threshold']:.6g} (the {record['percentile']:g}th percentile of {record['n_val']} "
+            f"held-out normal scores) in {threshold.path(FLAGS.workdir)}")
 
 
 if __name__ == "__main__":

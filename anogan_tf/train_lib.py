@@ -40,7 +40,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from anogan_tf import models, plots
+from anogan_tf import models, plots, summaries, threshold
 from anogan_tf.config import Config, flag_text
 from anogan_tf.data import load_one_class
 from anogan_tf.evaluate_lib import lock_eval
@@ -57,6 +57,7 @@ from anogan_tf.networks import random_states
 NOT_TRAINING_FIELDS = {"epochs", "encoder_epochs", "data_dir", "test_examples", "lam", "map_steps", "map_lrs",
                        "map_reduction", "z_init", "z_init_std", "map_batch_size", "deterministic", "eval_split",
                        "vae_score", "initial_z", "feature_layer"}
+NOT_TRAINING_FIELDS |= {"threshold_percentile"}  # a rerun applies it to the stored held-out scores
 CHECKPOINTS_KEPT = 2
 # A discriminator whose loss stays below COLLAPSE_D_LOSS for COLLAPSE_EPOCHS epochs in a row
 # wins outright: the generator's gradients vanish and training makes no more progress.
@@ -478,7 +479,8 @@ def prepare_workdir(config: Config, workdir: str, overwrite: bool = False) -> No
       for path in [os.path.join(workdir, name) for name in ("checkpoints", "samples", "tensorboard")] + \
                   evaluation_folders(workdir):
         shutil.rmtree(path, ignore_errors=True)
-      files = ("history.csv", "loss.png", ENCODER_HISTORY, ENCODER_LOSS_PLOT, f"{anogan.ENCODER}.keras")
+      files = ("history.csv", "loss.png", ENCODER_HISTORY, ENCODER_LOSS_PLOT, f"{anogan.ENCODER}.keras",
+               threshold.THRESHOLD_FILE)
       for name in files + models.network_files():
         if os.path.exists(os.path.join(workdir, name)):
           os.remove(os.path.join(workdir, name))
@@ -601,9 +603,7 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
       if samples is not None:
         os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
         plots.save_grid(samples, os.path.join(workdir, "samples", f"epoch_{epoch + 1:04d}.png"))
-      with writer.as_default(step=epoch + 1):
-        for key in names:
-          tf.summary.scalar(key, metrics[key])
+      summaries.training_epoch(writer, epoch + 1, metrics, samples)
       append_history(history_path, row, fields)  # before the checkpoint: a resume drops rows past it
       history.append(row)
       fault_point("history", epoch)
@@ -626,6 +626,7 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   if encoder is not None:
     encoder.gan_epoch.assign(driver.epoch)
     _train_encoder(config, workdir, encoder, encoder_start, x_train, progress)
+  threshold.store_after_training(config, workdir, progress)  # with --val_fraction: threshold.json
   return history
 
 
@@ -664,11 +665,9 @@ def _train_encoder(config, workdir, encoder: EncoderDriver, start: int, x_train,
                           "--kappa")
       row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - began, 4)}
       os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-      plots.save_grid(encoder.reconstructions(shown),
-                      os.path.join(workdir, "samples", f"encoder_epoch_{epoch + 1:04d}.png"))
-      with writer.as_default(step=epoch + 1):
-        for key in names:
-          tf.summary.scalar(f"encoder_{key}", metrics[key])
+      reconstructions = encoder.reconstructions(shown)
+      plots.save_grid(reconstructions, os.path.join(workdir, "samples", f"encoder_epoch_{epoch + 1:04d}.png"))
+      summaries.training_epoch(writer, epoch + 1, metrics, reconstructions, prefix="encoder_")
       append_history(history_path, row, fields)  # before the checkpoint: a resume drops rows past it
       history.append(row)
       fault_point("encoder_history", epoch)

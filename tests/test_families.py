@@ -198,12 +198,12 @@ def test_evaluate_scores_off_manifold_images_above_normal_ones(name, runs, tmp_p
   written = set(os.listdir(out))
   assert written == set(evaluate_lib.EVAL_FILES) - (set() if trajectory else set(evaluate_lib.TRAJECTORY_FILES))
 
-  # score: the same images as an .npy, the same scores (same seed), one heatmap each
+  # score: the same images as an .npy, the same scores (same seed), one report each
   np.save(tmp_path / "images.npy", data.x_test)
   scores = score_lib.score_images(config, straight, str(tmp_path / "images.npy"), str(tmp_path / "scored"),
-                                  progress=False)
+                                  progress=False).score
   np.testing.assert_allclose(scores, [float(r["score"]) for r in rows], rtol=1e-5)
   with open(tmp_path / "scored" / "scores.csv", newline="") as f:
     scored = list(csv.DictReader(f))
-  assert list(scored[0]) == ["name", "score"] + parts + ["heatmap"]
-  assert all(os.path.getsize(tmp_path / "scored" / r["heatmap"]) > 0 for r in scored)
+  assert list(scored[0]) == ["file", "score", "is_anomaly"] + parts + ["report"]
+  assert all(os.path.getsize(tmp_path / "scored" / r["report"]) > 0 for r in scored)

@@ -596,8 +596,8 @@ def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path)
     assert results[case]["code"] == 0, (case, results[case])
     with open(out / "scores.csv", newline="") as f:
       rows = list(csv.DictReader(f))
-    assert [row["name"] for row in rows] == ["img0.png", "img1.png", "img2.png"]
-    assert list(rows[0])[:2] == ["name", "score"] and list(rows[0])[-1] == "heatmap"
+    assert [row["file"] for row in rows] == ["img0.png", "img1.png", "img2.png"]
+    assert list(rows[0])[:3] == ["file", "score", "is_anomaly"] and list(rows[0])[-1] == "report"
 
 
 def test_workdir_lock_and_damaged_checkpoint_state_in_the_library(tmp_path):
@@ -745,7 +745,7 @@ def test_score_bad_input_is_a_one_line_error_and_overwrites_nothing(tmp_path):
   inputs = _score_inputs(tmp_path / "in")
   out = str(tmp_path / "out")  # a previous good output: no failing score may change it
   score_lib.score_images(config, trained, inputs["good"], out, progress=False)
-  assert len(os.listdir(os.path.join(out, "heatmaps"))) == 3
+  assert len(os.listdir(os.path.join(out, "reports"))) == 3
   a_file = tmp_path / "a_file"
   a_file.write_text("not a folder\n")
   no_flags = tmp_path / "no_flags"
@@ -766,7 +766,7 @@ def test_score_bad_input_is_a_one_line_error_and_overwrites_nothing(tmp_path):
   cases["not_a_workdir"] = ([f"--workdir={no_flags}", f"--input={inputs['good']}", f"--output={out}"],
                             ("holds no flags.txt", "train first"))
   cases["no_input"] = ([f"--workdir={trained}", f"--output={out}"], ("--input is required",))
-  # Not errors: every image gets its own heatmap, and scores.csv reads back to the file names.
+  # Not errors: every image gets its own report, and scores.csv reads back to the file names.
   successes = {case: [f"--workdir={trained}", f"--input={inputs[case]}", f"--output={tmp_path / case}"]
                for case in ("duplicate_stems", "same_name_two_folders", "comma")}
 
@@ -801,8 +801,8 @@ def test_score_bad_input_is_a_one_line_error_and_overwrites_nothing(tmp_path):
   for case, names in expected.items():
     with open(tmp_path / case / "scores.csv", newline="", encoding="utf-8") as f:
       rows = list(csv.DictReader(f))
-    assert [row["name"] for row in rows] == names, case
-    assert [row["heatmap"] for row in rows] == [f"heatmaps/{n}.png" for n in names], case
+    assert [row["file"] for row in rows] == names, case
+    assert [row["report"] for row in rows] == [f"reports/{n}.png" for n in names], case
     for row in rows:
-      assert os.path.getsize(tmp_path / case / row["heatmap"]) > 0, (case, row)
+      assert os.path.getsize(tmp_path / case / row["report"]) > 0, (case, row)
       assert float(row["score"]) > 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anogan_tf import AnoganError, Config, score_lib, train_lib
+from anogan_tf import AnoganError, Config, plots, score_lib, train_lib
 from anogan_tf.score_lib import read_images
 from conftest import run_cli, synthetic_images
 from test_train import tiny_data
@@ -27,30 +27,123 @@ def read_csv(path):
     return list(csv.DictReader(f))
 
 
-def test_score_a_folder_of_pngs_and_an_npy(workdir, tmp_path):
-  images = pixels(3)
-  folder = tmp_path / "pngs"
+def colour_pictures(folder, images, size=32):
+  """Colour (R, G, B differ) `size` x `size` PNGs img<i>.png of uint8 images (n, 28, 28, 1)."""
   folder.mkdir()
   for i, image in enumerate(images):
-    Image.fromarray(image[..., 0]).save(folder / f"img{i}.png")
-  np.save(tmp_path / "batch.npy", images[..., 0])
-  for source, out in ((str(folder), tmp_path / "out_png"), (str(tmp_path / "batch.npy"), tmp_path / "out_npy")):
-    result = run_cli("anogan_tf.score", f"--workdir={workdir}", f"--input={source}", f"--output={out}")
+    gray = Image.fromarray(image[..., 0]).resize((size, size))
+    g = np.asarray(gray)
+    Image.fromarray(np.stack([g, g // 2, 255 - g], -1)).save(folder / f"img{i}.png")
+
+
+def test_score_a_folder_of_pngs_and_an_npy(workdir, tmp_path):
+  # 32x32 colour pictures, converted by --resize --grayscale, and the same converted pixels as an
+  # .npy array: the same scores.
+  folder = tmp_path / "pngs"
+  colour_pictures(folder, pixels(3))
+  converted, _ = read_images(str(folder), (28, 28, 1), resize=True, grayscale=True)
+  np.save(tmp_path / "batch.npy", converted)
+  for source, out, extra in ((str(folder), tmp_path / "out_png", ["--resize", "--grayscale", "--top=2"]),
+                             (str(tmp_path / "batch.npy"), tmp_path / "out_npy", ["--top=0"])):
+    result = run_cli("anogan_tf.score", f"--workdir={workdir}", f"--input={source}", f"--output={out}", *extra)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = read_csv(out / "scores.csv")
-    assert list(rows[0]) == ["name", "score", "residual", "discrimination", "heatmap"]
+    assert list(rows[0]) == ["file", "score", "is_anomaly", "residual", "discrimination", "report"]
     assert len(rows) == 3 and all(float(r["score"]) > 0 for r in rows)
-    assert sorted(os.listdir(out / "heatmaps")) == sorted(os.path.basename(r["heatmap"]) for r in rows)
-    assert all(os.path.isfile(out / r["heatmap"]) for r in rows)
-  assert [r["name"] for r in read_csv(tmp_path / "out_png" / "scores.csv")] == ["img0.png", "img1.png", "img2.png"]
-  assert [r["heatmap"] for r in read_csv(tmp_path / "out_npy" / "scores.csv")] == [f"heatmaps/{i}.png" for i in range(3)]
+    assert sorted(os.listdir(out / "reports")) == sorted(os.path.basename(r["report"]) for r in rows)
+    assert all(os.path.isfile(out / r["report"]) for r in rows)
+    # trained with --val_fraction=0: no threshold, said in one line; is_anomaly left empty
+    assert result.stdout.splitlines()[0].startswith(f"no threshold: {workdir} was trained with --val_fraction=0")
+    assert {r["is_anomaly"] for r in rows} == {""}
+  assert [r["file"] for r in read_csv(tmp_path / "out_png" / "scores.csv")] == ["img0.png", "img1.png", "img2.png"]
+  assert [r["report"] for r in read_csv(tmp_path / "out_npy" / "scores.csv")] == [f"reports/{i}.png" for i in range(3)]
+  assert os.path.isfile(tmp_path / "out_png" / "top.png") and not os.path.exists(tmp_path / "out_npy" / "top.png")
   png_scores = [float(r["score"]) for r in read_csv(tmp_path / "out_png" / "scores.csv")]
   npy_scores = [float(r["score"]) for r in read_csv(tmp_path / "out_npy" / "scores.csv")]
   np.testing.assert_allclose(png_scores, npy_scores, rtol=1e-5)  # same pixels, same seed, same scores
 
 
+def test_reports_top_gallery_and_one_colour_scale(workdir, tmp_path, monkeypatch):
+  from anogan_tf import models
+  from anogan_tf.evaluate_lib import load_networks
+  config = Config.from_flagfile_text(open(os.path.join(workdir, "flags.txt")).read())
+  images = pixels(5, seed=3)
+  np.save(tmp_path / "x.npy", images)
+  drawn = {}
+  for name in ("score_reports", "top_gallery"):
+    original = getattr(plots, name)
+    def spy(*args, _original=original, _name=name, **kwargs):
+      drawn[_name] = (args, kwargs)
+      return _original(*args, **kwargs)
+    monkeypatch.setattr(plots, name, spy)
+  scored = score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "out"), progress=False,
+                                  top=3)
+  # --top: the 3 highest scores, highest first
+  order = np.argsort(-scored.score, kind="stable")
+  assert scored.top == [scored.files[i] for i in order[:3]]
+  assert drawn["top_gallery"][0][2][0].startswith(f"1. {scored.files[order[0]]}\n")  # its first title
+  assert os.path.getsize(tmp_path / "out" / "top.png") > 0
+  # a report per image, at the readable size, each showing its own image
+  expected = (round(plots.REPORT_INCHES[0] * plots.REPORT_DPI), round(plots.REPORT_INCHES[1] * plots.REPORT_DPI))
+  arrays = []
+  for report in scored.reports:
+    with Image.open(tmp_path / "out" / report) as picture:
+      assert picture.size == expected and picture.size[0] >= 800, picture.size
+      arrays.append(np.asarray(picture.convert("RGB")))
+  height, width = arrays[0].shape[:2]
+  panels = [(0.05, 0.25), (0.34, 0.53), (0.62, 0.82)]  # inside the query, reconstruction, overlay panels
+  for a in arrays[1:]:  # below the titles, each panel shows this report's own image
+    for left, right in panels:
+      region = (slice(int(0.3 * height), height), slice(int(left * width), int(right * width)))
+      assert np.abs(a[region].astype(int) - arrays[0][region]).sum() > 0, (left, right)
+  # one colour scale for the run: the largest residual of all its images, in every figure
+  networks = load_networks(workdir, models.family(config.model), config)
+  residual_maps = models.family(config.model).make_scorer(config, networks).score(images / 127.5 - 1).residual_map
+  vmax = residual_maps.mean(axis=-1).max()
+  assert drawn["score_reports"][0][5] == pytest.approx(vmax, rel=1e-6)
+  assert drawn["top_gallery"][0][4] == pytest.approx(vmax, rel=1e-6)
+  assert drawn["top_gallery"][0][5] == 5  # the colour bar names the run's 5 images
+
+  # --top=0: no gallery, and a previous run's top.png is not left beside other images' scores
+  score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "out"), progress=False, top=0)
+  assert not os.path.exists(tmp_path / "out" / "top.png")
+  with pytest.raises(AnoganError, match="--top=-1 is below 0"):
+    score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "out"), progress=False, top=-1)
+
+
+def test_resize_and_grayscale_convert_pictures_and_arrays(tmp_path):
+  from PIL import Image as PILImage
+  folder = tmp_path / "colour"
+  colour_pictures(folder, pixels(2))
+  with pytest.raises(AnoganError, match=r"img0.png is 32x32 pixels but the model expects 28x28; pass --resize"):
+    read_images(str(folder), (28, 28, 1))
+  with pytest.raises(AnoganError, match=r"img0.png is a colour image .*; pass --grayscale to convert it"):
+    read_images(str(folder), (28, 28, 1), resize=True)
+  x, names = read_images(str(folder), (28, 28, 1), resize=True, grayscale=True)
+  for image, name in zip(x, names):  # PIL's luma, then a Lanczos resize
+    with PILImage.open(folder / name) as picture:
+      want = np.asarray(picture.convert("L").resize((28, 28), PILImage.Resampling.LANCZOS), np.float32)
+    np.testing.assert_allclose(image[..., 0], want / 127.5 - 1, atol=1e-6)
+  colour, _ = read_images(str(folder), (28, 28, 3), resize=True)  # a colour model keeps the colour
+  assert colour.shape == (2, 28, 28, 3) and np.abs(colour[..., 0] - colour[..., 2]).max() > 0.5
+  with pytest.raises(AnoganError, match="--grayscale converts pictures for a 1-channel model.*drop --grayscale"):
+    read_images(str(folder), (28, 28, 3), resize=True, grayscale=True)
+  # Arrays convert the same way (as floats): within a level or two of the pictures' pixels.
+  rgb = np.stack([np.asarray(PILImage.open(folder / n).convert("RGB")) for n in names])
+  np.save(tmp_path / "rgb.npy", rgb)
+  with pytest.raises(AnoganError, match=r"shape \(2, 32, 32, 3\) .*; pass --resize and --grayscale to convert them"):
+    read_images(str(tmp_path / "rgb.npy"), (28, 28, 1), resize=True)
+  from_array, _ = read_images(str(tmp_path / "rgb.npy"), (28, 28, 1), resize=True, grayscale=True)
+  assert from_array.shape == x.shape and np.abs(from_array - x).max() < 3 / 127.5
+  # Flags that are not needed change nothing.
+  same = pixels(2)
+  np.save(tmp_path / "same.npy", same)
+  np.testing.assert_array_equal(read_images(str(tmp_path / "same.npy"), (28, 28, 1), resize=True, grayscale=True)[0],
+                                read_images(str(tmp_path / "same.npy"), (28, 28, 1))[0])
+
+
 def test_names_are_unique_relative_paths(tmp_path):
-  """a.png and a.jpg, or x.png in two folders of a glob, keep apart (each gets its own heatmap)."""
+  """a.png and a.jpg, or x.png in two folders of a glob, keep apart (each gets its own report)."""
   images = pixels(4)
   (tmp_path / "one").mkdir()
   Image.fromarray(images[0, ..., 0]).save(tmp_path / "one" / "a.png")
@@ -67,7 +160,7 @@ def test_names_are_unique_relative_paths(tmp_path):
   odd.mkdir()
   Image.fromarray(images[0, ..., 0]).save(odd / "b.png")
   assert read_images(str(odd), (28, 28, 1))[1] == ["b.png"]
-  assert score_lib.heatmap_name("d1/x.png") == "heatmaps/d1/x.png.png"
+  assert score_lib.report_name("d1/x.png") == "reports/d1/x.png.png"
 
 
 def test_read_images_pixel_modes(tmp_path):
@@ -104,14 +197,14 @@ def test_read_images_rejects_bad_input(tmp_path):
   (tmp_path / "with_folder" / "sub.png").mkdir(parents=True)  # a folder named like a picture
   (tmp_path / "empty").mkdir()
   os.symlink(tmp_path / "gone.png", tmp_path / "dangling.png")
-  cases = [("wrong.npy", r"shape \(2, 32, 32\)"), ("range.npy", r"\[-1, 1\]"),
+  cases = [("wrong.npy", r"shape \(2, 32, 32\) .*; pass --resize to convert them"), ("range.npy", r"\[-1, 1\]"),
            ("scalar.npy", "a single value"), ("one_image.npy", r"shape \(28, 28\).*x\[None\]"),
            ("bool.npy", "dtype bool"), ("nan.npy", "image 2 .*NaN"),
            ("none.npz", "holds no arrays"), ("two.npz", r"holds 2 arrays \(x, y\)"),
            ("broken.png", "not a readable image"), ("cut.npz", "not a readable NumPy"),
            ("nothing", "does not exist"), ("nothing*.png", "matches no files"), ("empty", "no PNG/JPEG images in"),
-           ("colour.png", "colour image .*grayscale"), ("alpha.png", "transparent"),
-           ("deep.png", "8-bit"), ("wide.png", "30x28 pixels but the model expects 28x28"),
+           ("colour.png", "colour image .*grayscale.*pass --grayscale"), ("alpha.png", "transparent"),
+           ("deep.png", "8-bit"), ("wide.png", "30x28 pixels but the model expects 28x28; pass --resize"),
            ("with_folder", r"sub.png is a folder, not a picture"),
            ("dangling.png", r"cannot read .*dangling.png \(No such file or directory\)")]
   for source, message in cases:
@@ -124,15 +217,17 @@ def test_read_images_rejects_bad_input(tmp_path):
 def test_output_checks(tmp_path, monkeypatch):
   (tmp_path / "file").write_text("x\n")
   (tmp_path / "out").mkdir()
-  (tmp_path / "out" / "heatmaps").write_text("x\n")
+  (tmp_path / "out" / "reports").write_text("x\n")
+  (tmp_path / "gallery" / "top.png").mkdir(parents=True)
   for output, message in ((tmp_path / "file", r"--output .*file is a file, not a folder"),
                           (tmp_path / "file" / "sub", r"cannot create --output .*: .*file is a file, not a folder"),
-                          (tmp_path / "out", r"heatmaps is a file, not a folder")):
+                          (tmp_path / "out", r"reports is a file, not a folder"),
+                          (tmp_path / "gallery", r"top.png is a folder, where the output file goes")):
     with pytest.raises(AnoganError, match=message):
-      score_lib.check_output(str(output), ["heatmaps/a.png.png"])
+      score_lib.check_output(str(output), ["reports/a.png.png", "top.png"])
   def refuse(*args, **kwargs):
     raise PermissionError(13, "Permission denied")
   monkeypatch.setattr(score_lib.tempfile, "TemporaryFile", refuse)  # as a read-only folder does (root writes anywhere)
   with pytest.raises(AnoganError, match=r"cannot write to --output .*new \(Permission denied\)"):
-    score_lib.check_writable(str(tmp_path / "new"), ["heatmaps/a.png.png"])
+    score_lib.check_writable(str(tmp_path / "new"), ["reports/a.png.png"])
   assert not os.path.exists(tmp_path / "new")  # the checks create nothing

@@ -253,7 +253,7 @@ def test_map_steps_0_scores_the_loss_at_e_of_x(runs, tmp_path):
 
   # score: the same numbers for the same images
   np.save(tmp_path / "x.npy", x)
-  scores = score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "scored"), progress=False)
+  scores = score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "scored"), progress=False).score
   np.testing.assert_allclose(scores, want, rtol=1e-5)
 
 
