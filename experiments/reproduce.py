@@ -77,6 +77,16 @@ def gan_key(config) -> str:
   return hashlib.sha256(repr(fields).encode()).hexdigest()[:8]
 
 
+def encoder_flags(config) -> list:
+  """The warm-start encoder's settings a preset's flagfile sets (not at their defaults), as flags:
+  the group's one training command must train the encoder any of its presets scores with."""
+  from anogan_tf import Config
+  from anogan_tf.config import flag_text
+  default = Config()
+  return [f"--{name}={flag_text(getattr(config, name))}" for name in sorted(ENCODER_FIELDS)
+          if getattr(config, name) != getattr(default, name)]
+
+
 def commit() -> str:
   try:
     head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
@@ -135,6 +145,13 @@ def main(argv=None) -> int:
   os.chdir(ROOT)
   configs = {p: resolve_config(RUNS[p][0], [f"--dataset={args.dataset}", *RUNS[p][1], *extra]) for p in presets}
   keys = {p: gan_key(configs[p]) for p in presets}
+  for key in set(keys.values()):  # presets sharing a GAN share its encoder too
+    group = [p for p in presets if keys[p] == key]
+    for name in sorted(ENCODER_FIELDS):
+      values = {getattr(configs[p], name) for p in group if configs[p].encoder_epochs > 0}
+      if len(values) > 1:
+        parser.error(f"presets {', '.join(group)} share a GAN but ask for different --{name} ({sorted(values)}); "
+                     "run them separately")
   runs = [(s, c) for s in seeds for c in classes]
   print(f"{args.dataset}: presets {', '.join(f'{p} (GAN {keys[p]})' for p in presets)}; "
         f"{len(classes)} classes x {len(seeds)} seeds = {len(runs)} runs; records in {args.results_dir}/runs/",
@@ -155,7 +172,8 @@ def main(argv=None) -> int:
       log = os.path.join(workdir, "reproduce.log")
       run_flags = [f"--dataset={args.dataset}", f"--normal_classes={c}", f"--seed={seed}", *extra]
       train_record = os.path.join(workdir, "train_record.json")
-      group_train_flags = list(dict.fromkeys(flag for p in group for flag in RUNS[p][1]))
+      group_train_flags = list(dict.fromkeys([*(flag for p in group for flag in RUNS[p][1]),
+                                              *(flag for p in group for flag in encoder_flags(configs[p]))]))
       train_cmd = ["anogan_tf.train", f"--flagfile={RUNS[group[0]][0]}", f"--workdir={workdir}",
                    *group_train_flags, *run_flags]
       previous = {}
