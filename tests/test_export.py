@@ -416,8 +416,12 @@ def test_a_failed_export_leaves_no_half_written_saved_model(exported, tmp_path, 
   config = export_config("ae", exported["workdirs"])
   output = tmp_path / "out" / "model"
   real_save = tf.saved_model.save
+  before = None
 
   def save_then_fail(module, path, signatures=None):
+    # written beside --output under a hidden name, while --output is absent or still the old one
+    assert os.path.dirname(path) == str(output.parent) and os.path.basename(path).startswith(".model.tmp"), path
+    assert not os.path.exists(output) or digests(output) == before
     real_save(module, path, signatures=signatures)  # all written, then the disk fills
     raise OSError(28, "No space left on device")
 
