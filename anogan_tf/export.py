@@ -7,8 +7,10 @@ anogan_tf (TF Serving, or `tf.saved_model.load` in any TensorFlow program).
 
 For AnoGAN the SavedModel runs the whole latent search (both Adam stages); for egbad, ae and vae
 (and AnoGAN scoring at E(x), --initial_z=encoder --map_steps=0) one forward pass. Signatures:
-serving_default (float32 images in [-1, 1]), serving_uint8 (uint8 pixels 0..255) and, for the
-search, serving_from_z (images and the starting z); see anogan_tf/export_lib.py.
+serving_default (float32 images in [-1, 1]), serving_uint8 (uint8 pixels 0..255) and, for a search
+from a random start, serving_from_z (images and the starting z); see anogan_tf/export_lib.py. It
+scores chunks of --map_batch_size images (64 when 0), the last one padded: use the evaluation's
+--map_batch_size to reproduce its scores to the bit.
 
 Settings come from the workdir's flags.txt (--model included); scoring settings given here
 (--lam, --map_steps, --map_lrs, --feature_layer, --initial_z, --seed, ...) override them, as in

@@ -6,32 +6,35 @@ whole latent search, both Adam stages of `Config.map_stages()` with the mapping 
 workdir's flags.txt and the evaluation overrides given, and for the one-pass families (egbad, ae,
 vae, and anogan with --initial_z=encoder --map_steps=0) their forward pass. It has no state that
 calls share: z and the Adam moments are loop values of each call (mapper.py), so every call starts
-afresh and concurrent calls do not meet.
+afresh and concurrent calls do not meet. It scores chunks of one static size (--map_batch_size,
+DEFAULT_CHUNK when 0), the last one padded, as evaluate does: see ScoringModule for why.
 
 Signatures, all with a free batch size N:
 
   serving_default  images float32 (N, h, w, c) in [-1, 1]
   serving_uint8    images uint8 (N, h, w, c), pixels 0..255, scaled to the float32 values of
                    x / 127.5 - 1 that anogan_tf reads pixels as (looked up, see PIXEL_VALUES), so
-                   both signatures give the same scores to the bit
-  serving_from_z   (AnoGAN's search only) images float32 in [-1, 1] and initial_z float32
+                   both signatures give the same outputs to the bit
+  serving_from_z   (a search from a random start) images float32 in [-1, 1] and initial_z float32
                    (N, latent_dim): the search starts there. Evaluate's start for the i-th of N
                    images is row i of NumPy's `default_rng(seed)` draw of (N, latent_dim) from
-                   --z_init (README, "Export"), so evaluate's scores are reproducible exactly.
+                   --z_init (README, "Export"), so evaluate's scores are reproducible.
 
-Two signatures, not one that converts by dtype: a SavedModel signature has one dtype per input.
-A search without an explicit start begins at E(x) with --initial_z=encoder, otherwise at z drawn
-per image from a stateless generator keyed by --seed and the image's bytes
-(`LatentMapper.keyed_initial_z`): the same image gets the same score in any batch.
+Two signatures for images, not one that converts by dtype: a SavedModel signature has one dtype
+per input. A search starts at E(x) with --initial_z=encoder; otherwise, without serving_from_z,
+at z drawn per image from a stateless generator keyed by --seed and the image's bytes
+(`LatentMapper.keyed_initial_z`). Either way an image's outputs do not depend on the other images
+of the call.
 
 Outputs: score (N,), is_anomaly (N,) bool = score > threshold, reconstruction and residual_map
 (N, h, w, c), the score's parts as part_<name> (N,) (anogan, egbad: part_residual,
 part_discrimination; ae: part_reconstruction; vae: part_reconstruction, part_kl), and the family's
 extras: z (N, latent_dim), and for a search initial_z (N, latent_dim) and trajectory
-(N, iterations). Images with NaN or inf, or float images outside [-1, 1], fail the call with
-InvalidArgumentError naming the problem. The SavedModel's `threshold` (a float32 variable) and
-`metadata` (a JSON string variable: family, image shape, scorer settings, threshold and its
-source, signatures) can be read after loading.
+(N, iterations). Images of another shape or rank, an empty batch, NaN or inf, float images
+outside [-1, 1] or a wrong initial_z fail the call with InvalidArgumentError naming the problem,
+before any network runs. The SavedModel's `threshold` (a float32 variable) and `metadata` (a JSON
+string variable: family, image shape, scorer settings, chunk size, threshold and its source,
+signatures) can be read after loading.
 
 Threshold: `--threshold=T`, else `<workdir>/threshold.json` ({"threshold": T, "scorer":
 {settings}}, written by training with --val_fraction), refused when its "scorer" settings differ
@@ -61,11 +64,18 @@ SERVING_FLOAT = "serving_default"
 SERVING_UINT8 = "serving_uint8"
 SERVING_FROM_Z = "serving_from_z"
 THRESHOLD_FILE = "threshold.json"
-# Scorer settings that do not change the scores, only how many images run at once (the rounding
-# of the kernels: test_mapper checks 1e-3 relative): not compared with threshold.json's.
+# Scorer settings that change only how many images run at once, not what is computed: not compared
+# with threshold.json's. (Their kernels round differently, which moves single scores of a trained
+# GAN by up to a few % (ScoringModule), not a threshold calibrated on many.)
 NOT_SCORING_SETTINGS = ("map_batch_size",)
 RANGE_SLACK = 1.001  # float images may stray this far past [-1, 1] (rounding), as base.check_images allows
 SAVED_MODEL_FILE = "saved_model.pb"
+# Images per chunk when --map_batch_size is 0 (evaluate's automatic size, up to 1024, follows the
+# memory of the machine that evaluates). 64: on the machine this was measured on (AMD EPYC, 2
+# cores), the smallest chunk whose scores equal those of evaluate's 1024-image chunks on seed 000's
+# MNIST GAN (chunks of 1 to 32 run other kernels and differ by up to 3% there); it maps 53.6
+# images/s against 91.2 for 1024 (README, "Speed"), and a call of one image costs a chunk of 64.
+DEFAULT_CHUNK = 64
 # Pixel p in 0..255 as anogan_tf reads it (data.py, score_lib: p / 127.5 - 1 in float32), looked up:
 # in a graph, TensorFlow's optimiser turns the division into a multiplication by 1 / 127.5, which
 # rounds 111 of the 256 values differently.
@@ -73,34 +83,56 @@ PIXEL_VALUES = np.arange(256, dtype=np.float32) / 127.5 - 1.0
 
 
 def searches(scorer) -> bool:
-  """True for AnoGAN's search (a LatentMapper with iterations), whose start is an input."""
+  """True for AnoGAN's search (a LatentMapper with iterations)."""
   return isinstance(scorer, LatentMapper) and sum(scorer.steps) > 0
+
+
+def takes_start(scorer) -> bool:
+  """True for a search from a random start: the start is an input of the graph (keyed or given);
+  with an encoder it is E(x), computed inside."""
+  return searches(scorer) and scorer.encoder is None
 
 
 class ScoringModule(tf.Module):
   """The exported object: the networks' weights, `threshold`, `metadata` and the signature
   functions (module docstring). `scorer` is a family's Scorer (its `score_tensors` is traced);
-  `weights` every variable its graph reads, tracked so that they are saved."""
+  `weights` every variable its graph reads, tracked so that they are saved.
 
-  def __init__(self, scorer, weights, threshold: float, metadata: dict):
+  The scorer runs on chunks of one static size, `chunk` images, the last one padded, as evaluate
+  maps fixed-size chunks. Static, because with an unknown batch size TensorFlow's graph optimiser
+  leaves out rewrites it applies to the library's fixed-size graphs (it sums the search's
+  gradient in another order), and on a trained GAN the search turns such last-bit differences
+  into different scores (up to 10% on seed 000's MNIST GAN). One size, because other sizes run
+  other kernels, with the same effect (up to 3% between chunks of 1 to 32 and of 1024 images
+  there). So an image's outputs do not depend on the other images of a call, to the bit, and
+  they are the library's at that chunk size.
+  """
+
+  def __init__(self, scorer, weights, threshold: float, metadata: dict, chunk: int):
     super().__init__(name="anogan_tf_export")
     self._scorer = scorer
     self.network_weights = list(weights)
     self.threshold = tf.Variable(float(threshold), dtype=tf.float32, trainable=False, name="threshold")
     self.metadata = tf.Variable(json.dumps(metadata, sort_keys=True), trainable=False, name="metadata")
-    shape = (None,) + tuple(scorer.image_shape)
-    images = tf.TensorSpec(shape, tf.float32, name="images")
+    self._size = int(chunk)
+    image_shape = tuple(scorer.image_shape)
+    z_shape = (scorer.latent_dim,) if takes_start(scorer) else None
+    spec = [tf.TensorSpec((self._size,) + image_shape, tf.float32)]
+    if z_shape:
+      spec.append(tf.TensorSpec((self._size,) + z_shape, tf.float32))
+    self._chunk_fn = tf.function(self._chunk, input_signature=spec)  # traced once; every signature calls it
+    images = tf.TensorSpec((None,) + image_shape, tf.float32, name="images")
     self.serving_default = tf.function(self._from_float, input_signature=[images])
-    self.serving_uint8 = tf.function(self._from_uint8, input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")])
-    if searches(scorer):
-      z = tf.TensorSpec((None, scorer.latent_dim), tf.float32, name="initial_z")
-      self._search = tf.function(self._search_from, input_signature=[images, z])  # one trace, every signature calls it
-      self.serving_from_z = tf.function(self._from_z, input_signature=[images, z])
+    self.serving_uint8 = tf.function(self._from_uint8,
+                                     input_signature=[tf.TensorSpec((None,) + image_shape, tf.uint8, name="images")])
+    if z_shape:
+      self.serving_from_z = tf.function(
+          self._from_z, input_signature=[images, tf.TensorSpec((None,) + z_shape, tf.float32, name="initial_z")])
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     out = {SERVING_FLOAT: self.serving_default.get_concrete_function(),
            SERVING_UINT8: self.serving_uint8.get_concrete_function()}
-    if searches(self._scorer):
+    if takes_start(self._scorer):
       out[SERVING_FROM_Z] = self.serving_from_z.get_concrete_function()
     return out
 
@@ -119,7 +151,7 @@ class ScoringModule(tf.Module):
     z = _after(initial_z, tf.equal(_shape_text(initial_z), tf.strings.format("{},{}", (tf.shape(x)[0], latent_dim))),
                f"initial_z needs the shape (N, {latent_dim}) for N images; pass one starting z per image")
     z = _after(z, tf.reduce_all(tf.math.is_finite(z)), "initial_z contains NaN or inf; pass finite starting points")
-    return self._outputs(self._search(x, z))
+    return self._score(x, z)
 
   def _checked_floats(self, images):
     x = self._checked_shape(images)
@@ -137,18 +169,28 @@ class ScoringModule(tf.Module):
                "trained on that shape")
     return _after(x, tf.shape(x)[0] > 0, "no images to score; pass at least one image")
 
-  def _score(self, x):
-    scorer = self._scorer
-    if not searches(scorer):
-      return self._outputs(_as_dict(scorer.score_tensors(x)))
-    start = scorer.keyed_initial_z(x) if scorer.encoder is None else scorer.encoder(x, training=False)
-    return self._outputs(self._search(x, start))
+  # --- scoring in chunks of one static size
 
-  def _search_from(self, x, initial_z):
-    return _as_dict(self._scorer.score_tensors(x, initial_z))
-
-  def _outputs(self, result: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def _score(self, x, initial_z=None):
+    """Outputs for x (N, h, w, c), N >= 1; `initial_z` (N, latent_dim) for a search from a given
+    start, else the keyed start when the search takes one."""
+    if initial_z is None and takes_start(self._scorer):
+      initial_z = self._scorer.keyed_initial_z(x)
+    inputs = (x,) if initial_z is None else (x, initial_z)
+    n = tf.shape(x)[0]
+    pad = (self._size - n % self._size) % self._size
+    chunks = tuple(tf.reshape(tf.pad(t, [[0, pad]] + [[0, 0]] * (t.shape.rank - 1)), (-1, self._size) + tuple(t.shape[1:]))
+                   for t in inputs)  # (chunks, size, ...)
+    specs = {k: tf.TensorSpec(v.shape, v.dtype)
+             for k, v in self._chunk_fn.get_concrete_function().structured_outputs.items()}
+    out = tf.map_fn(lambda chunk: self._chunk_fn(*chunk), chunks, fn_output_signature=specs,
+                    parallel_iterations=1)  # one chunk at a time: memory as evaluate's
+    result = {k: tf.reshape(v, (-1,) + tuple(v.shape[2:]))[:n] for k, v in out.items()}
     return {"is_anomaly": result["score"] > self.threshold, **result}
+
+  def _chunk(self, x, initial_z=None):
+    scorer = self._scorer
+    return _as_dict(scorer.score_tensors(x) if initial_z is None else scorer.score_tensors(x, initial_z))
 
 
 def _after(x, condition, message: str):
@@ -281,25 +323,31 @@ def _write(module: ScoringModule, output: str) -> None:
 
 # --- the export
 
-def metadata(model: str, scorer, threshold: float, threshold_source: str) -> dict:
+def metadata(model: str, scorer, threshold: float, threshold_source: str, chunk: int) -> dict:
   """What the SavedModel's `metadata` says: the family, image shape, scorer settings, threshold
-  and its source, signatures, and for a search the latent size, seed and where it starts."""
+  and its source, signatures, chunk size, and for a search the latent size, seed and where it
+  starts."""
   out = {"model": model, "image_shape": list(scorer.image_shape), "scorer": compared_settings(scorer.settings()),
          "threshold": float(threshold), "threshold_source": threshold_source,
-         "signatures": [SERVING_FLOAT, SERVING_UINT8]}
+         "signatures": [SERVING_FLOAT, SERVING_UINT8], "chunk": int(chunk)}
   if searches(scorer):
-    out.update(signatures=out["signatures"] + [SERVING_FROM_Z], latent_dim=int(scorer.latent_dim),
-               seed=scorer.seed, start="encoder" if scorer.encoder is not None else "keyed")
+    out.update(latent_dim=int(scorer.latent_dim), seed=scorer.seed,
+               start="encoder" if scorer.encoder is not None else "keyed")
+  if takes_start(scorer):
+    out["signatures"].append(SERVING_FROM_Z)
   return out
 
 
 def build_module(config, networks: dict, threshold: float, threshold_source: str = "--threshold",
                  scorer=None) -> ScoringModule:
   """The ScoringModule of `config.model`'s scorer (made from `config` and `networks`, name ->
-  keras.Model, unless given) with `threshold`."""
+  keras.Model, unless given) with `threshold`, scoring chunks of --map_batch_size images
+  (DEFAULT_CHUNK when that is 0, automatic)."""
   scorer = scorer or models.family(config.model).make_scorer(config, networks)
   weights = [w for network in networks.values() for w in network.weights]
-  return ScoringModule(scorer, weights, threshold, metadata(config.model, scorer, threshold, threshold_source))
+  chunk = config.map_batch_size or DEFAULT_CHUNK
+  return ScoringModule(scorer, weights, threshold, metadata(config.model, scorer, threshold, threshold_source, chunk),
+                       chunk)
 
 
 def export(config, workdir: str, output: str, threshold: Optional[float] = None, overwrite: bool = False) -> dict:
