@@ -11,6 +11,11 @@ optimizers are reset by assignment, never rebuilt.
 Warm start: given an `encoder` E (AnoGAN's warm-start encoder, models/anogan.py), the search
 starts at z0 = E(x) instead of a random draw; `steps=(0,)`, allowed only then, is no search at
 all: the score is the loss at E(x), one compiled forward pass E -> G -> f per chunk.
+
+Graphs without state (`score_tensors`, `search`, `keyed_initial_z`): the same search as pure
+functions of tensors, for any batch size, with z and the Adam moments as loop values instead of
+variables and Adam's update written out as Keras 3 computes it (`adam_update`). export_lib saves
+them as a SavedModel: concurrent calls share nothing, and every call starts afresh.
 """
 
 from __future__ import annotations
@@ -59,6 +64,25 @@ class MappingResult:
                             extras=extras)
 
 
+def adam_update(variable, gradient, m, v, iterations, learning_rate: float, beta_1: float, beta_2: float,
+                epsilon: float):
+  """One step of Keras 3's Adam (`keras.optimizers.Adam.update_step`, no amsgrad, clipping or
+  weight decay) as a pure function: returns (variable, m, v) after the step. `iterations` is the
+  number of steps this Adam took before (Keras' `optimizer.iterations`: 0 at the first step).
+  The ops are Keras' own, in its order, so the numbers are the same to the bit
+  (tests/test_export.py checks it against keras.optimizers.Adam)."""
+  dtype = variable.dtype
+  lr = tf.cast(learning_rate, dtype)
+  gradient = tf.cast(gradient, dtype)
+  local_step = tf.cast(iterations + 1, dtype)
+  beta_1_power = tf.pow(tf.cast(beta_1, dtype), local_step)
+  beta_2_power = tf.pow(tf.cast(beta_2, dtype), local_step)
+  alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+  m = m + (gradient - m) * (1 - beta_1)
+  v = v + (tf.square(gradient) - v) * (1 - beta_2)
+  return variable - (m * alpha) / (tf.sqrt(v) + epsilon), m, v
+
+
 class _BatchState(tf.Module):
   """z and the stage optimizers for one batch size, with the compiled mapping loop."""
 
@@ -80,9 +104,6 @@ class _BatchState(tf.Module):
     z_spec = tf.TensorSpec((size, mapper.latent_dim), tf.float32)
     self.run = tf.function(self._run, input_signature=[image_spec, z_spec], jit_compile=mapper.jit_compile)
 
-  def _loss_parts(self, x, features_x):
-    return self.mapper.loss_parts(x, features_x, self.z)
-
   def _run(self, x, z0):
     m = self.mapper
     m.trace_count += 1  # Python side effect: runs once per trace, never per call
@@ -96,16 +117,12 @@ class _BatchState(tf.Module):
     for opt, n in zip(self.optimizers, m.steps):
       for _ in tf.range(n):
         with tf.GradientTape() as tape:
-          _, residual, discrimination = self._loss_parts(x, features_x)
-          loss = losses.anomaly_score(residual, discrimination, m.lam)  # (batch,)
+          loss = m.iteration_loss(x, features_x, self.z)  # (batch,)
           total = tf.reduce_sum(loss)  # summed, not averaged: each image its own problem
         opt.apply_gradients([(tape.gradient(total, self.z), self.z)])
         trajectory = trajectory.write(step, loss)
         step += 1
-    generated, residual, discrimination = self._loss_parts(x, features_x)
-    return dict(score=losses.anomaly_score(residual, discrimination, m.lam),
-                residual=residual, discrimination=discrimination, z=tf.identity(self.z),
-                generated=generated, residual_map=tf.abs(x - generated),
+    return dict(m.result_at(x, features_x, self.z),
                 trajectory=tf.transpose(trajectory.stack()))  # (batch, iterations)
 
 
@@ -136,11 +153,7 @@ class _Forward(tf.Module):
   def _result(self, x, z):
     m = self.mapper
     features_x = m.discriminator.features(x, training=False, layer=m.feature_layer)
-    generated, residual, discrimination = m.loss_parts(x, features_x, z)
-    return dict(score=losses.anomaly_score(residual, discrimination, m.lam),
-                residual=residual, discrimination=discrimination, z=tf.identity(z),
-                generated=generated, residual_map=tf.abs(x - generated),
-                trajectory=tf.zeros((tf.shape(x)[0], 0)))  # (batch, 0): no iterations
+    return dict(m.result_at(x, features_x, z), trajectory=tf.zeros((tf.shape(x)[0], 0)))  # (batch, 0): no iterations
 
 
 MAX_AUTO_BATCH = 1024  # `make bench`: throughput is flat from 256 to 1024 images per batch
@@ -239,6 +252,7 @@ class LatentMapper(base.Scorer):
     self.latent_dim = int(generator.latent_dim)
     self.image_shape = tuple(generator.image_shape)
     self.trace_count = 0
+    self.seed = int(seed)
     self._rng = np.random.default_rng(seed)
     self._states = {}
     self._forwards = {}
@@ -279,6 +293,82 @@ class LatentMapper(base.Scorer):
     discrimination = losses.discrimination_loss(
         features_x, self.discriminator.features(generated, training=False, layer=self.feature_layer), self.reduction)
     return generated, residual, discrimination
+
+  def iteration_loss(self, x, features_x, z):
+    """The loss the search minimises, per image (batch,): (1 - lam) L_R + lam L_D at z."""
+    _, residual, discrimination = self.loss_parts(x, features_x, z)
+    return losses.anomaly_score(residual, discrimination, self.lam)
+
+  def result_at(self, x, features_x, z) -> dict:
+    """The result at z (no trajectory): score, residual, discrimination, z, generated, residual_map."""
+    generated, residual, discrimination = self.loss_parts(x, features_x, z)
+    return dict(score=losses.anomaly_score(residual, discrimination, self.lam),
+                residual=residual, discrimination=discrimination, z=tf.identity(z),
+                generated=generated, residual_map=tf.abs(x - generated))
+
+  # --- the search as graphs without state (export_lib saves them)
+
+  def search(self, x, z0) -> dict:
+    """The search from z0 as a pure function of tensors x (batch, h, w, c) and z0
+    (batch, latent_dim), any batch size: the stages of `steps` and `learning_rates`, each a fresh
+    Adam (`adam_update`, moments from zero), on the loss summed over the batch. The same steps
+    as the compiled loop `map` runs, with z and the moments as loop values instead of
+    variables. Returns `result_at` the final z and the trajectory (batch, iterations)."""
+    features_x = self.discriminator.features(x, training=False, layer=self.feature_layer)  # f(x) once
+    z, trajectories = z0, []
+    for learning_rate, n in zip(self.learning_rates, self.steps):
+      z, trajectory = self._search_stage(x, features_x, z, learning_rate, n)
+      trajectories.append(trajectory)
+    return dict(self.result_at(x, features_x, z), trajectory=tf.concat(trajectories, axis=1))
+
+  def _search_stage(self, x, features_x, z, learning_rate: float, n: int):
+    def body(i, z, m, v, trajectory):
+      with tf.GradientTape() as tape:
+        tape.watch(z)
+        loss = self.iteration_loss(x, features_x, z)  # (batch,)
+        total = tf.reduce_sum(loss)  # summed, not averaged: each image its own problem
+      z, m, v = adam_update(z, tape.gradient(total, z), m, v, i, learning_rate,
+                            self.adam_beta_1, self.adam_beta_2, self.adam_epsilon)
+      return i + 1, z, m, v, trajectory.write(i, loss)
+
+    zeros = tf.zeros_like(z)
+    start = (tf.constant(0), z, zeros, zeros, tf.TensorArray(tf.float32, size=n))
+    _, z, _, _, trajectory = tf.while_loop(lambda i, *_: i < n, body, start)
+    return z, tf.transpose(trajectory.stack())  # (batch, n)
+
+  def keyed_initial_z(self, x):
+    """z0 (batch, latent_dim) for images x, drawn from the `z_init` distribution by a stateless
+    generator keyed by `seed` and each image's bytes (its farmhash fingerprint): an image starts
+    from the same z whatever batch it comes in and wherever in it. The graph's stand-in for
+    `initial_z`, whose NumPy stream a SavedModel cannot run (so the draws differ from it)."""
+    flat = tf.reshape(x, (tf.shape(x)[0], -1))  # (batch, h*w*c)
+    keys = tf.bitcast(tf.reshape(tf.fingerprint(flat), (-1, 2, 4)), tf.int32)  # (batch, 2): 8 bytes per image
+
+    def draw(key):
+      key = tf.random.experimental.stateless_fold_in(key, self.seed)
+      if self.z_init == "normal":
+        return tf.random.stateless_normal((self.latent_dim,), key) * self.z_init_std
+      return tf.random.stateless_uniform((self.latent_dim,), key, minval=-1.0, maxval=1.0)
+
+    return tf.map_fn(draw, keys, fn_output_signature=tf.TensorSpec((self.latent_dim,), tf.float32))
+
+  def score_tensors(self, x, initial_z=None) -> base.ScoreResult:
+    """`score` as one graph (base.Scorer.score_tensors): the search from `initial_z` (batch,
+    latent_dim), else from E(x) with an encoder, else from `keyed_initial_z(x)`; with steps=(0,)
+    the result at E(x). extras: z, and for a search trajectory and initial_z (where it started)."""
+    search = sum(self.steps) > 0
+    if initial_z is None:
+      initial_z = self.encoder(x, training=False) if self.encoder is not None else self.keyed_initial_z(x)
+    if search:
+      out = self.search(x, initial_z)
+    else:
+      out = self.result_at(x, self.discriminator.features(x, training=False, layer=self.feature_layer), initial_z)
+    extras = {"z": out["z"]}
+    if search:
+      extras.update(trajectory=out["trajectory"], initial_z=tf.identity(initial_z))
+    return base.ScoreResult(score=out["score"], reconstruction=out["generated"], residual_map=out["residual_map"],
+                            parts={"residual": out["residual"], "discrimination": out["discrimination"]},
+                            extras=extras)
 
   def _state(self, size: int) -> _BatchState:
     if size not in self._states:

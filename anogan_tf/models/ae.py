@@ -167,6 +167,15 @@ class ChunkScorer(base.Scorer):
     out["residual_map"] = tf.abs(x - out["reconstruction"])
     return out
 
+  def score_tensors(self, x) -> base.ScoreResult:
+    return self._result(self._traced(x))
+
+  def _result(self, out) -> base.ScoreResult:
+    """`_traced`'s dict (tensors or arrays) as a ScoreResult."""
+    return base.ScoreResult(score=out["score"], reconstruction=out["reconstruction"], residual_map=out["residual_map"],
+                            parts={k: out[f"part_{k}"] for k in self.part_names},
+                            extras={k: out[f"extra_{k}"] for k in self.extra_names})
+
   def _function(self, size: int):
     if size not in self._functions:
       spec = tf.TensorSpec((size,) + self.image_shape, tf.float32)
@@ -186,11 +195,7 @@ class ChunkScorer(base.Scorer):
       real = len(xb)
       if real < size:
         xb = np.concatenate([xb, np.zeros((size - real,) + self.image_shape, np.float32)])
-      out = {k: v.numpy()[:real] for k, v in run(tf.constant(xb)).items()}
-      yield base.ScoreResult(score=out["score"], reconstruction=out["reconstruction"],
-                             residual_map=out["residual_map"],
-                             parts={k: out[f"part_{k}"] for k in self.part_names},
-                             extras={k: out[f"extra_{k}"] for k in self.extra_names})
+      yield self._result({k: v.numpy()[:real] for k, v in run(tf.constant(xb)).items()})
 
 
 def score_batch_size(config, batch_size: Optional[int]) -> int:

@@ -80,6 +80,13 @@ class Scorer:
   def score(self, images) -> ScoreResult:
     return ScoreResult.concatenate(list(self.score_chunks(images)))
 
+  def score_tensors(self, x) -> ScoreResult:
+    """The scoring as one traceable graph: x a float32 tensor (batch, h, w, c) in [-1, 1], any
+    batch size, unchecked -> a ScoreResult whose fields are tensors with the numbers
+    `score_chunks` yields for x. No variables are created or changed, so a SavedModel of it
+    (anogan_tf.export_lib) serves concurrent calls."""
+    raise NotImplementedError(f"{type(self).__name__} has no traceable score")
+
   def settings(self) -> dict:
     """{name: value} of the settings this scorer applies, JSON-serialisable (lists for tuples)."""
     return {}

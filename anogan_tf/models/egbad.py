@@ -310,6 +310,16 @@ class EGBADScorer(base.Scorer):
                 discrimination=discrimination, z=z, reconstruction=reconstruction,
                 residual_map=tf.abs(x - reconstruction))
 
+  def score_tensors(self, x) -> base.ScoreResult:
+    return self._result(self._forward(x))
+
+  @staticmethod
+  def _result(out) -> base.ScoreResult:
+    return base.ScoreResult(score=out["score"], reconstruction=out["reconstruction"],
+                            residual_map=out["residual_map"],
+                            parts={"residual": out["residual"], "discrimination": out["discrimination"]},
+                            extras={"z": out["z"]})
+
   def _function(self, size: int):
     if size not in self._functions:
       spec = tf.TensorSpec((size,) + self.image_shape, tf.float32)
@@ -325,11 +335,7 @@ class EGBADScorer(base.Scorer):
       real = len(chunk)
       if real < size:  # pad the last chunk: rows are independent in inference mode
         chunk = np.concatenate([chunk, np.zeros((size - real,) + self.image_shape, np.float32)])
-      out = {k: v.numpy()[:real] for k, v in forward(tf.constant(chunk)).items()}
-      yield base.ScoreResult(score=out["score"], reconstruction=out["reconstruction"],
-                             residual_map=out["residual_map"],
-                             parts={"residual": out["residual"], "discrimination": out["discrimination"]},
-                             extras={"z": out["z"]})
+      yield self._result({k: v.numpy()[:real] for k, v in forward(tf.constant(chunk)).items()})
 
 
 def make_scorer(config, networks, **overrides) -> EGBADScorer:

@@ -1,0 +1,368 @@
+"""Export: a trained workdir of any model family as a TensorFlow SavedModel that scores images on
+its own, with no anogan_tf (TF Serving, `tf.saved_model.load`).
+
+The SavedModel holds the family's scorer as one graph (`Scorer.score_tensors`): for AnoGAN the
+whole latent search, both Adam stages of `Config.map_stages()` with the mapping settings of the
+workdir's flags.txt and the evaluation overrides given, and for the one-pass families (egbad, ae,
+vae, and anogan with --initial_z=encoder --map_steps=0) their forward pass. It has no state that
+calls share: z and the Adam moments are loop values of each call (mapper.py), so every call starts
+afresh and concurrent calls do not meet. It scores chunks of one static size (--map_batch_size,
+DEFAULT_CHUNK when 0), the last one padded, as evaluate does: see ScoringModule for why.
+
+Signatures, all with a free batch size N:
+
+  serving_default  images float32 (N, h, w, c) in [-1, 1]
+  serving_uint8    images uint8 (N, h, w, c), pixels 0..255, scaled to the float32 values of
+                   x / 127.5 - 1 that anogan_tf reads pixels as (looked up, see PIXEL_VALUES), so
+                   both signatures give the same outputs to the bit
+  serving_from_z   (a search from a random start) images float32 in [-1, 1] and initial_z float32
+                   (N, latent_dim): the search starts there. Evaluate's start for the i-th of N
+                   images is row i of NumPy's `default_rng(seed)` draw of (N, latent_dim) from
+                   --z_init (README, "Export"), so evaluate's scores are reproducible.
+
+Two signatures for images, not one that converts by dtype: a SavedModel signature has one dtype
+per input. A search starts at E(x) with --initial_z=encoder; otherwise, without serving_from_z,
+at z drawn per image from a stateless generator keyed by --seed and the image's bytes
+(`LatentMapper.keyed_initial_z`). Either way an image's outputs do not depend on the other images
+of the call.
+
+Outputs: score (N,), is_anomaly (N,) bool = score > threshold, reconstruction and residual_map
+(N, h, w, c), the score's parts as part_<name> (N,) (anogan, egbad: part_residual,
+part_discrimination; ae: part_reconstruction; vae: part_reconstruction, part_kl), and the family's
+extras: z (N, latent_dim), and for a search initial_z (N, latent_dim) and trajectory
+(N, iterations). Images of another shape or rank, an empty batch, NaN or inf, float images
+outside [-1, 1] or a wrong initial_z fail the call with InvalidArgumentError naming the problem,
+before any network runs. The SavedModel's `threshold` (a float32 variable) and `metadata` (a JSON
+string variable: family, image shape, scorer settings, chunk size, threshold and its source,
+signatures) can be read after loading.
+
+Threshold: `--threshold=T`, else `<workdir>/threshold.json` ({"threshold": T, "scorer":
+{settings}}, written by training with --val_fraction), refused when its "scorer" settings differ
+from the export's; with neither, the export fails. The SavedModel is written to a temporary
+folder beside --output and renamed into place: a failed or killed export leaves no half-written
+SavedModel, and an existing one is replaced only with --overwrite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from anogan_tf import models
+from anogan_tf.errors import AnoganError
+from anogan_tf.io_utils import check_folder_can_be_made
+from anogan_tf.mapper import LatentMapper
+
+SERVING_FLOAT = "serving_default"
+SERVING_UINT8 = "serving_uint8"
+SERVING_FROM_Z = "serving_from_z"
+THRESHOLD_FILE = "threshold.json"
+# Scorer settings that change only how many images run at once, not what is computed: not compared
+# with threshold.json's. (Their kernels round differently, which moves single scores of a trained
+# GAN by up to a few % (ScoringModule), not a threshold calibrated on many.)
+NOT_SCORING_SETTINGS = ("map_batch_size",)
+RANGE_SLACK = 1.001  # float images may stray this far past [-1, 1] (rounding), as base.check_images allows
+SAVED_MODEL_FILE = "saved_model.pb"
+# Images per chunk when --map_batch_size is 0 (evaluate's automatic size, up to 1024, follows the
+# memory of the machine that evaluates). 64: on the machine this was measured on (AMD EPYC, 2
+# cores), the smallest chunk whose scores equal those of evaluate's 1024-image chunks on seed 000's
+# MNIST GAN (chunks of 1 to 32 run other kernels and differ by up to 3% there); it maps 53.6
+# images/s against 91.2 for 1024 (README, "Speed"), and a call of one image costs a chunk of 64.
+DEFAULT_CHUNK = 64
+# Pixel p in 0..255 as anogan_tf reads it (data.py, score_lib: p / 127.5 - 1 in float32), looked up:
+# in a graph, TensorFlow's optimiser turns the division into a multiplication by 1 / 127.5, which
+# rounds 111 of the 256 values differently.
+PIXEL_VALUES = np.arange(256, dtype=np.float32) / 127.5 - 1.0
+
+
+def searches(scorer) -> bool:
+  """True for AnoGAN's search (a LatentMapper with iterations)."""
+  return isinstance(scorer, LatentMapper) and sum(scorer.steps) > 0
+
+
+def takes_start(scorer) -> bool:
+  """True for a search from a random start: the start is an input of the graph (keyed or given);
+  with an encoder it is E(x), computed inside."""
+  return searches(scorer) and scorer.encoder is None
+
+
+class ScoringModule(tf.Module):
+  """The exported object: the networks' weights, `threshold`, `metadata` and the signature
+  functions (module docstring). `scorer` is a family's Scorer (its `score_tensors` is traced);
+  `weights` every variable its graph reads, tracked so that they are saved.
+
+  The scorer runs on chunks of one static size, `chunk` images, the last one padded, as evaluate
+  maps fixed-size chunks. Static, because with an unknown batch size TensorFlow's graph optimiser
+  leaves out rewrites it applies to the library's fixed-size graphs (it sums the search's
+  gradient in another order), and on a trained GAN the search turns such last-bit differences
+  into different scores (up to 10% on seed 000's MNIST GAN). One size, because other sizes run
+  other kernels, with the same effect (up to 3% between chunks of 1 to 32 and of 1024 images
+  there). So an image's outputs do not depend on the other images of a call, to the bit, and
+  they are the library's at that chunk size.
+  """
+
+  def __init__(self, scorer, weights, threshold: float, metadata: dict, chunk: int):
+    super().__init__(name="anogan_tf_export")
+    self._scorer = scorer
+    self.network_weights = list(weights)
+    self.threshold = tf.Variable(float(threshold), dtype=tf.float32, trainable=False, name="threshold")
+    self.metadata = tf.Variable(json.dumps(metadata, sort_keys=True), trainable=False, name="metadata")
+    self._size = int(chunk)
+    image_shape = tuple(scorer.image_shape)
+    z_shape = (scorer.latent_dim,) if takes_start(scorer) else None
+    spec = [tf.TensorSpec((self._size,) + image_shape, tf.float32)]
+    if z_shape:
+      spec.append(tf.TensorSpec((self._size,) + z_shape, tf.float32))
+    self._chunk_fn = tf.function(self._chunk, input_signature=spec)  # traced once; every signature calls it
+    images = tf.TensorSpec((None,) + image_shape, tf.float32, name="images")
+    self.serving_default = tf.function(self._from_float, input_signature=[images])
+    self.serving_uint8 = tf.function(self._from_uint8,
+                                     input_signature=[tf.TensorSpec((None,) + image_shape, tf.uint8, name="images")])
+    if z_shape:
+      self.serving_from_z = tf.function(
+          self._from_z, input_signature=[images, tf.TensorSpec((None,) + z_shape, tf.float32, name="initial_z")])
+
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    out = {SERVING_FLOAT: self.serving_default.get_concrete_function(),
+           SERVING_UINT8: self.serving_uint8.get_concrete_function()}
+    if takes_start(self._scorer):
+      out[SERVING_FROM_Z] = self.serving_from_z.get_concrete_function()
+    return out
+
+  # --- the signatures
+
+  def _from_float(self, images):
+    return self._score(self._checked_floats(images))
+
+  def _from_uint8(self, images):
+    x = self._checked_shape(images)
+    return self._score(tf.gather(tf.constant(PIXEL_VALUES), tf.cast(x, tf.int32)))
+
+  def _from_z(self, images, initial_z):
+    x = self._checked_floats(images)
+    latent_dim = self._scorer.latent_dim
+    z = _after(initial_z, tf.equal(_shape_text(initial_z), tf.strings.format("{},{}", (tf.shape(x)[0], latent_dim))),
+               f"initial_z needs the shape (N, {latent_dim}) for N images; pass one starting z per image")
+    z = _after(z, tf.reduce_all(tf.math.is_finite(z)), "initial_z contains NaN or inf; pass finite starting points")
+    return self._score(x, z)
+
+  def _checked_floats(self, images):
+    x = self._checked_shape(images)
+    x = _after(x, tf.reduce_all(tf.math.is_finite(x)), "images contain NaN or inf; remove or repair those images")
+    return _after(x, tf.reduce_all((x >= -RANGE_SLACK) & (x <= RANGE_SLACK)),
+                  "image values are outside [-1, 1]; scale 0..255 pixels as x / 127.5 - 1, or pass the pixels as "
+                  "uint8 to the serving_uint8 signature")
+
+  def _checked_shape(self, images):
+    """images, once their shape is (N, h, w, c) with N > 0: a loaded signature does not check
+    the shape of its inputs, and oneDNN's convolution aborts the process on a wrong rank."""
+    h, w, c = self._scorer.image_shape
+    x = _after(images, tf.strings.regex_full_match(_shape_text(images), f"[0-9]+,{h},{w},{c}"),
+               f"images need the shape (N, {h}, {w}, {c}); resize them, add the channel axis, or export a model "
+               "trained on that shape")
+    return _after(x, tf.shape(x)[0] > 0, "no images to score; pass at least one image")
+
+  # --- scoring in chunks of one static size
+
+  def _score(self, x, initial_z=None):
+    """Outputs for x (N, h, w, c), N >= 1; `initial_z` (N, latent_dim) for a search from a given
+    start, else the keyed start when the search takes one."""
+    if initial_z is None and takes_start(self._scorer):
+      initial_z = self._scorer.keyed_initial_z(x)
+    inputs = (x,) if initial_z is None else (x, initial_z)
+    n = tf.shape(x)[0]
+    pad = (self._size - n % self._size) % self._size
+    chunks = tuple(tf.reshape(tf.pad(t, [[0, pad]] + [[0, 0]] * (t.shape.rank - 1)), (-1, self._size) + tuple(t.shape[1:]))
+                   for t in inputs)  # (chunks, size, ...)
+    specs = {k: tf.TensorSpec(v.shape, v.dtype)
+             for k, v in self._chunk_fn.get_concrete_function().structured_outputs.items()}
+    out = tf.map_fn(lambda chunk: self._chunk_fn(*chunk), chunks, fn_output_signature=specs,
+                    parallel_iterations=1)  # one chunk at a time: memory as evaluate's
+    result = {k: tf.reshape(v, (-1,) + tuple(v.shape[2:]))[:n] for k, v in out.items()}
+    return {"is_anomaly": result["score"] > self.threshold, **result}
+
+  def _chunk(self, x, initial_z=None):
+    scorer = self._scorer
+    return _as_dict(scorer.score_tensors(x) if initial_z is None else scorer.score_tensors(x, initial_z))
+
+
+def _after(x, condition, message: str):
+  """x, computed only once `condition` holds; else the call fails with InvalidArgumentError
+  ("assertion failed: [message]")."""
+  with tf.control_dependencies([tf.debugging.Assert(condition, [message])]):
+    return tf.identity(x)
+
+
+def _shape_text(x):
+  """x's shape at run time as text, "2,28,28,1". Compared as text, not as a vector: the graph
+  is optimised for the signature's rank, so a vector of another rank fails the comparison itself."""
+  return tf.strings.reduce_join(tf.strings.as_string(tf.shape(x)), separator=",")
+
+
+def _as_dict(result) -> Dict[str, tf.Tensor]:
+  """A ScoreResult of tensors as the signature's flat outputs: parts as part_<name>, extras by name."""
+  out = {"score": result.score, "reconstruction": result.reconstruction, "residual_map": result.residual_map}
+  out.update({f"part_{name}": value for name, value in result.parts.items()})
+  for name, value in result.extras.items():
+    if name in out or name == "is_anomaly":
+      raise AnoganError(f"the scorer's extra '{name}' has the name of another output; rename it in the family")
+    out[name] = value
+  return out
+
+
+# --- the threshold
+
+def compared_settings(settings: dict) -> dict:
+  return {k: v for k, v in settings.items() if k not in NOT_SCORING_SETTINGS}
+
+
+def resolve_threshold(workdir: str, settings: dict, threshold: Optional[float]) -> Tuple[float, str]:
+  """(threshold, where it came from): `threshold` when given, else threshold.json's, which must
+  have been calibrated with these scorer `settings`."""
+  if threshold is not None:
+    if not math.isfinite(threshold):
+      raise AnoganError(f"--threshold={threshold} is not a finite number; pass a score such as 0.25")
+    return float(threshold), "--threshold"
+  path = os.path.join(workdir, THRESHOLD_FILE)
+  if not os.path.exists(path):
+    raise AnoganError(f"{workdir} has no {THRESHOLD_FILE} and no --threshold was given; train with --val_fraction "
+                      "(e.g. 0.1) to calibrate a threshold, or pass --threshold=T")
+  try:
+    with open(path) as f:
+      stored = json.load(f)
+    value = float(stored["threshold"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise AnoganError(f"{path} is damaged ({type(e).__name__}); train again with --val_fraction to rewrite it, "
+                      "or pass --threshold=T") from None
+  if not math.isfinite(value):
+    raise AnoganError(f"{path} holds the threshold {value}, not a finite number; train again with --val_fraction "
+                      "to rewrite it, or pass --threshold=T")
+  calibrated = stored.get("scorer") if isinstance(stored, dict) else None
+  if isinstance(calibrated, dict):
+    mine, theirs = compared_settings(settings), compared_settings(calibrated)
+    differ = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+    if differ:
+      what = ", ".join(f"{k} {json.dumps(mine.get(k))} (calibrated: {json.dumps(theirs.get(k))})" for k in differ)
+      raise AnoganError(f"{path} was calibrated with other scoring settings: {what}; export with the settings it "
+                        "was calibrated with, or pass --threshold=T")
+  return value, THRESHOLD_FILE
+
+
+# --- the output folder
+
+def _is_saved_model(path: str) -> bool:
+  return os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
+
+
+def check_output(output: str, overwrite: bool) -> None:
+  """Read-only: a SavedModel can be written at `output`. It must not exist (an empty folder is
+  fine), or with `overwrite` hold a SavedModel; its folder must be creatable and writable."""
+  if os.path.lexists(output):
+    if os.path.isdir(output) and not os.path.islink(output) and not os.listdir(output):
+      pass  # an empty folder: nothing to lose
+    elif not (os.path.isdir(output) and not os.path.islink(output) and _is_saved_model(output)):
+      raise AnoganError(f"--output {output} exists and is not a SavedModel; move it away or choose another --output")
+    elif not overwrite:
+      raise AnoganError(f"--output {output} holds a SavedModel already; pass --overwrite to replace it, or choose "
+                        "another --output")
+  parent = os.path.dirname(os.path.abspath(output))
+  check_folder_can_be_made(parent, "the folder of --output", "--output")
+  existing = parent
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as e:
+    raise AnoganError(f"cannot write to {existing} ({e.strerror}); choose a writable --output") from None
+
+
+def _write(module: ScoringModule, output: str) -> None:
+  """Saves `module` to a temporary folder beside `output`, then renames it onto `output` (an
+  existing SavedModel there is moved aside first and removed after)."""
+  output = os.path.abspath(output)
+  parent, name = os.path.split(output)
+  made = []
+  folder = parent
+  while not os.path.exists(folder):
+    made.append(folder)
+    folder = os.path.dirname(folder)
+  tmp = os.path.join(parent, f".{name}.tmp{os.getpid()}")
+  old = os.path.join(parent, f".{name}.old{os.getpid()}")
+  try:
+    os.makedirs(parent, exist_ok=True)
+    tf.saved_model.save(module, tmp, signatures=module.signatures())
+    if _is_saved_model(output):
+      os.rename(output, old)
+    elif os.path.isdir(output):
+      os.rmdir(output)  # empty (check_output): rename() needs it gone or empty
+    os.rename(tmp, output)
+  except (OSError, tf.errors.OpError) as e:
+    if os.path.exists(old) and not os.path.exists(output):
+      os.rename(old, output)  # put the previous SavedModel back
+    shutil.rmtree(tmp, ignore_errors=True)
+    for folder in made:  # the folders this export created, innermost first
+      try:
+        os.rmdir(folder)
+      except OSError:
+        break
+    reason = getattr(e, "strerror", None) or getattr(e, "message", None) or type(e).__name__
+    raise AnoganError(f"cannot write the SavedModel to {output} ({reason}); choose a writable --output with "
+                      "free space") from None
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  shutil.rmtree(old, ignore_errors=True)
+
+
+# --- the export
+
+def metadata(model: str, scorer, threshold: float, threshold_source: str, chunk: int) -> dict:
+  """What the SavedModel's `metadata` says: the family, image shape, scorer settings, threshold
+  and its source, signatures, chunk size, and for a search the latent size, seed and where it
+  starts."""
+  out = {"model": model, "image_shape": list(scorer.image_shape), "scorer": compared_settings(scorer.settings()),
+         "threshold": float(threshold), "threshold_source": threshold_source,
+         "signatures": [SERVING_FLOAT, SERVING_UINT8], "chunk": int(chunk)}
+  if searches(scorer):
+    out.update(latent_dim=int(scorer.latent_dim), seed=scorer.seed,
+               start="encoder" if scorer.encoder is not None else "keyed")
+  if takes_start(scorer):
+    out["signatures"].append(SERVING_FROM_Z)
+  return out
+
+
+def build_module(config, networks: dict, threshold: float, threshold_source: str = "--threshold",
+                 scorer=None) -> ScoringModule:
+  """The ScoringModule of `config.model`'s scorer (made from `config` and `networks`, name ->
+  keras.Model, unless given) with `threshold`, scoring chunks of --map_batch_size images
+  (DEFAULT_CHUNK when that is 0, automatic)."""
+  scorer = scorer or models.family(config.model).make_scorer(config, networks)
+  weights = [w for network in networks.values() for w in network.weights]
+  chunk = config.map_batch_size or DEFAULT_CHUNK
+  return ScoringModule(scorer, weights, threshold, metadata(config.model, scorer, threshold, threshold_source, chunk),
+                       chunk)
+
+
+def export(config, workdir: str, output: str, threshold: Optional[float] = None, overwrite: bool = False) -> dict:
+  """Writes the SavedModel of the workdir's `config.model` family (its trained networks, scored
+  with `config`'s scoring settings) to `output`; returns its metadata. The output, the networks
+  and the threshold are checked before anything is written."""
+  from anogan_tf.evaluate_lib import load_networks
+  if config.map_restarts > 1:
+    raise AnoganError(f"--map_restarts={config.map_restarts} is not exported yet (one search per image in the "
+                      "SavedModel); export with --map_restarts=1")
+  check_output(output, overwrite)
+  family = models.family(config.model)
+  networks = load_networks(workdir, family, config)
+  scorer = family.make_scorer(config, networks)
+  value, source = resolve_threshold(workdir, scorer.settings(), threshold)
+  module = build_module(config, networks, value, source, scorer=scorer)
+  _write(module, output)
+  return json.loads(module.metadata.numpy().decode())
