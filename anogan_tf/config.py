@@ -89,6 +89,9 @@ class Config:
   z_init_std: float = 1.0
   map_batch_size: int = 0  # images mapped at once (any value gives the same scores to 1e-3 relative, as tests/test_mapper.py checks); 0: automatic, up to 1024 as memory allows
 
+  # --- devices (anogan_tf/distribute.py): where train, evaluate and score run, not what they compute
+  strategy: str = "default"  # default (one device) | mirrored (tf.distribute.MirroredStrategy: every local GPU, or --cpu_devices) | multiworker (MultiWorkerMirroredStrategy over TF_CONFIG's hosts)
+
   def __post_init__(self):
     check(self)
 
@@ -164,7 +167,8 @@ class Config:
 # networks or their training, which the workdir's flags.txt fixes (see `evaluation_config`).
 EVALUATION_FIELDS = ("lam", "map_steps", "map_lrs", "map_reduction", "z_init", "z_init_std", "adam_epsilon",
                      "map_batch_size", "feature_layer", "seed", "deterministic", "data_dir", "test_examples",
-                     "eval_split", "vae_score", "initial_z")
+                     "eval_split", "vae_score", "initial_z",
+                     "strategy")  # distribute: evaluate any workdir on any devices
 
 
 def evaluation_config(trained: Config, requested: Config) -> Config:
@@ -273,6 +277,7 @@ def check(config: Config) -> None:
   one_of(config.recon_loss, ("l1", "l2"), "--recon_loss")
   one_of(config.vae_score, ("reconstruction", "elbo"), "--vae_score")
   one_of(config.initial_z, ("random", "encoder"), "--initial_z")
+  one_of(config.strategy, ("default", "mirrored", "multiworker"), "--strategy")  # distribute.STRATEGIES
   one_of(config.g_dense_norm, DENSE_NORMS, "--g_dense_norm")
   if config.g_dense_activation:
     one_of(config.g_dense_activation, ACTIVATIONS, "--g_dense_activation")
