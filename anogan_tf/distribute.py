@@ -160,7 +160,8 @@ def replicated_step(strategy: tf.distribute.Strategy, train_step):
 class DistributedScorer:
   """A Scorer whose chunks are split across the replicas of `strategy`: each replica runs the
   wrapped scorer's stateless `score_tensors` on its part, results concatenated in image order.
-  Chunks are the wrapped scorer's (`batch_size` images, the last padded), as one device has them.
+  Chunks are the wrapped scorer's (`batch_size` images, the last padded; fewer images than that:
+  one chunk of them, rounded up to a multiple of the replicas), as one device has them.
   A search from a random start (LatentMapper without encoder) starts from the scorer's own seeded
   draw `initial_z(N)` for the whole call, the z0 one device uses, so both search the same way."""
 
@@ -171,10 +172,9 @@ class DistributedScorer:
     self.latent_dim = None
     if getattr(scorer, "encoder", "none") is None and sum(getattr(scorer, "steps", ())) > 0:
       self.latent_dim = scorer.latent_dim  # the random start: z0 given, as map_chunks gives it
-    signature = [tf.TensorSpec((self.batch_size,) + self.image_shape, tf.float32)]
-    if self.latent_dim is not None:
-      signature.append(tf.TensorSpec((self.batch_size, self.latent_dim), tf.float32))
-    self._run = tf.function(self._distributed, input_signature=signature)
+    # One trace per chunk size (a fixed shape, as one device's chunks have: TensorFlow optimises a
+    # graph of unknown batch size differently, and the search amplifies that; see export_lib).
+    self._run = tf.function(self._distributed)
 
   def settings(self) -> dict:
     return self.scorer.settings()
@@ -193,11 +193,13 @@ class DistributedScorer:
     from anogan_tf.models.base import ScoreResult, check_images
     x = check_images(images, self.image_shape)
     z0 = None if self.latent_dim is None else np.asarray(self.scorer.initial_z(len(x)), np.float32)
-    for start in range(0, len(x), self.batch_size):
-      args = [x[start:start + self.batch_size]] + ([] if z0 is None else [z0[start:start + self.batch_size]])
+    replicas = self.strategy.num_replicas_in_sync
+    size = min(self.batch_size, -(-len(x) // replicas) * replicas)  # a few images: no chunk padded to 1024
+    for start in range(0, len(x), size):
+      args = [x[start:start + size]] + ([] if z0 is None else [z0[start:start + size]])
       n = len(args[0])
-      if n < self.batch_size:  # pad the last chunk: rows are independent, so padding changes nothing
-        args = [np.concatenate([a, np.zeros((self.batch_size - n,) + a.shape[1:], np.float32)]) for a in args]
+      if n < size:  # pad the last chunk: rows are independent, so padding changes nothing
+        args = [np.concatenate([a, np.zeros((size - n,) + a.shape[1:], np.float32)]) for a in args]
       out = {k: v.numpy()[:n] for k, v in self._run(*[tf.constant(a) for a in args]).items()}
       out.pop("extras/initial_z", None)  # one device's ScoreResult has no such extra
       yield ScoreResult(score=out["score"], reconstruction=out["reconstruction"], residual_map=out["residual_map"],
