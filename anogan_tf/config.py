@@ -100,6 +100,9 @@ class Config:
   # --- decision threshold (anogan_tf/threshold.py)
   threshold_percentile: float = 99.0  # the threshold is this percentile of the held-out normals' scores (needs --val_fraction > 0); score and evaluate may apply another one
 
+  # --- devices (anogan_tf/distribute.py): where train, evaluate and score run, not what they compute
+  strategy: str = "default"  # default (one device) | mirrored (tf.distribute.MirroredStrategy: every local GPU, or --cpu_devices) | multiworker (MultiWorkerMirroredStrategy over TF_CONFIG's hosts)
+
   def __post_init__(self):
     check(self)
 
@@ -204,7 +207,8 @@ class Config:
 # networks or their training, which the workdir's flags.txt fixes (see `evaluation_config`).
 EVALUATION_FIELDS = ("lam", "map_steps", "map_lrs", "map_reduction", "z_init", "z_init_std", "adam_epsilon",
                      "map_batch_size", "feature_layer", "seed", "deterministic", "data_dir", "test_examples",
-                     "eval_split", "vae_score", "initial_z", "map_restarts")
+                     "eval_split", "vae_score", "initial_z", "map_restarts",
+                     "strategy")  # distribute: evaluate any workdir on any devices
 # The decision threshold's percentile: it changes which scores count as anomalous, not the scores
 # (threshold.json keeps the held-out scores, so any percentile applies without mapping again).
 EVALUATION_FIELDS += ("threshold_percentile",)
@@ -335,6 +339,7 @@ def check(config: Config) -> None:
   one_of(config.recon_loss, ("l1", "l2"), "--recon_loss")
   one_of(config.vae_score, ("reconstruction", "elbo"), "--vae_score")
   one_of(config.initial_z, ("random", "encoder"), "--initial_z")
+  one_of(config.strategy, ("default", "mirrored", "multiworker"), "--strategy")  # distribute.STRATEGIES
   one_of(config.g_dense_norm, DENSE_NORMS, "--g_dense_norm")
   if config.g_dense_activation:
     one_of(config.g_dense_activation, ACTIVATIONS, "--g_dense_activation")
@@ -354,6 +359,11 @@ def check(config: Config) -> None:
        f"--initial_z=encoder and --encoder_epochs are AnoGAN's warm start, not {config.model}'s; use "
        "--model=anogan, or drop them")
   number("map_restarts", 1, fix="use 1 (one search per image) or more")
+  need(config.strategy == "default" or config.dataset != "folder",
+       f"--strategy={config.strategy} trains from arrays in memory only, not from a folder streamed from disk yet; "
+       "use --strategy=default for --dataset=folder")
+  need(config.map_restarts == 1 or config.strategy == "default",
+       f"--map_restarts={config.map_restarts} runs on one device only; use --strategy=default with it, or --map_restarts=1")
   need(config.map_restarts == 1 or not warm and config.model == "anogan",
        f"--map_restarts={config.map_restarts} restarts AnoGAN's search from random z; use --map_restarts=1 "
        "with --initial_z=encoder (every restart would start at E(x)) and with the other families")

@@ -80,7 +80,8 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out
     import tensorflow as tf
     tf.config.experimental.enable_op_determinism()
   family = models.family(config.model)
-  networks = load_networks(workdir, family, config)
+  if config.strategy == "default":
+    networks = load_networks(workdir, family, config)
   data = data if data is not None else load_one_class(config)
   labels = data.y_test
   if len(np.unique(labels)) < 2 and config.dataset == "folder" and data.split == "val":
@@ -88,7 +89,12 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out
                       "anomalies), so AUROC is undefined; use --eval_split=test")
   if len(np.unique(labels)) < 2:
     raise AnoganError("the test images hold only one label, so AUROC is undefined; use more --test_examples")
-  scorer = family.make_scorer(config, networks)
+  if config.strategy == "default":
+    scorer = family.make_scorer(config, networks)
+  else:  # the networks on the strategy's devices, each chunk split across them
+    from anogan_tf import distribute
+    scorer = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
+    networks = load_networks(workdir, family, config)  # on the default device: the threshold's weight digests
   decision = threshold.decide(config, workdir, scorer.settings(), networks)
   out_dir = out_dir or os.path.join(workdir, "eval")
   with lock_eval(workdir, out_dir):

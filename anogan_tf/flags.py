@@ -53,6 +53,10 @@ def define_config_flags(flag_values: flags.FlagValues = FLAGS) -> None:
       flags.DEFINE_float(field.name, default, text, flag_values=flag_values)
     else:
       flags.DEFINE_string(field.name, default, text, flag_values=flag_values)
+  if "cpu_devices" not in flag_values:  # distribute: process-wide, so the CLI's, not a Config field
+    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (for --strategy=mirrored "
+                         "on a machine without GPUs: a correctness check, not a speed-up); 0: as TensorFlow finds them.",
+                         lower_bound=0, flag_values=flag_values)
 
 
 def config_from_flags(base: Config = None, flag_values: flags.FlagValues = FLAGS) -> Config:
@@ -187,6 +191,9 @@ def run(main) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines would bury the progress bar
     try:
+      if "cpu_devices" in FLAGS and FLAGS.cpu_devices > 1:  # before anything initialises TensorFlow's devices
+        from anogan_tf import distribute
+        distribute.set_cpu_devices(FLAGS.cpu_devices)
       main()
     except AnoganError as e:
       print(f"error: {e}", file=sys.stderr)

@@ -40,7 +40,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm import tqdm
 
-from anogan_tf import models, plots, summaries, threshold
+from anogan_tf import distribute, models, plots, summaries, threshold
 from anogan_tf.config import Config, flag_text
 from anogan_tf.data import load_one_class
 from anogan_tf.evaluate_lib import lock_eval
@@ -56,7 +56,8 @@ from anogan_tf.networks import random_states
 # encoder_epochs is extendable like epochs: adding it to a finished anogan workdir trains only E.
 NOT_TRAINING_FIELDS = {"epochs", "encoder_epochs", "data_dir", "test_examples", "lam", "map_steps", "map_lrs",
                        "map_reduction", "z_init", "z_init_std", "map_batch_size", "deterministic", "eval_split",
-                       "vae_score", "initial_z", "feature_layer"}
+                       "vae_score", "initial_z", "feature_layer",
+                       "strategy"}  # distribute: a workdir resumes on other devices (same checkpoint format)
 NOT_TRAINING_FIELDS |= {"threshold_percentile"}  # a rerun applies it to the stored held-out scores
 CHECKPOINTS_KEPT = 2
 # A discriminator whose loss stays below COLLAPSE_D_LOSS for COLLAPSE_EPOCHS epochs in a row
@@ -83,13 +84,22 @@ def history_fields(loss_names: Sequence[str]) -> tuple:
 
 class Driver:
   """One family's networks and trainer (`config.model`), the epoch counter, and the compiled
-  epoch loop; `train_epoch` runs one epoch, `checkpoint()` lists what a resume needs."""
+  epoch loop; `train_epoch` runs one epoch, `checkpoint()` lists what a resume needs.
 
-  def __init__(self, config: Config):
+  With a tf.distribute `strategy` (distribute.make_strategy; None: one device) the networks and
+  optimizers live under its scope and each batch is split across its replicas
+  (distribute.replicated_step); the checkpoint lists the same objects either way."""
+
+  def __init__(self, config: Config, strategy: Optional[tf.distribute.Strategy] = None):
     self.config = config
+    self.strategy = strategy
     self.family = models.family(config.model)
-    self.networks = self.family.build_networks(config)
-    self.trainer = self.family.make_trainer(config, self.networks)
+    with distribute.scope(strategy):
+      self.networks = self.family.build_networks(config)
+      self.trainer = self.family.make_trainer(config, self.networks)
+    if strategy is not None:
+      distribute.average_gradients(strategy, [item for item in self.trainer.checkpoint_items().values()
+                                              if isinstance(item, keras.optimizers.Optimizer)])
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self._epoch_functions = {}
     self._stream_functions = {}
@@ -122,7 +132,10 @@ class Driver:
     return self._epoch_functions[key]
 
   def _train_epoch(self, phase, x_all, permutation, noise_all):
-    return epoch_loop(self.trainer, self.config.batch_size, phase, x_all, permutation, noise_all)
+    if self.strategy is None:
+      return epoch_loop(self.trainer, self.config.batch_size, phase, x_all, permutation, noise_all)
+    return epoch_loop(self.trainer, self.config.batch_size, phase, x_all, permutation, noise_all,
+                      step=distribute.replicated_step(self.strategy, self.trainer.train_step))
 
   def reseed_dropout(self, rng: np.random.Generator) -> None:
     """Restarts every dropout generator of the networks (in NETWORKS order) from seeds drawn from `rng`."""
@@ -154,16 +167,18 @@ class Driver:
     return self.family.sample(self.networks, fixed)
 
 
-def epoch_loop(trainer, batch: int, phase: int, x_all, permutation, noise_all):
+def epoch_loop(trainer, batch: int, phase: int, x_all, permutation, noise_all, step=None):
   """One epoch of `trainer` over x_all[permutation] in batches of `batch` (traced inside a
-  tf.function); returns the mean over batches of each loss (trainer.loss_names)."""
+  tf.function); returns the mean over batches of each loss (trainer.loss_names). `step(x, noise,
+  phase)` replaces trainer.train_step (distribute.replicated_step: the batch split across replicas)."""
+  step = step or trainer.train_step
   n = tf.shape(permutation)[0]
   batches = (n + batch - 1) // batch
   names = trainer.loss_names
   totals = tf.zeros(len(names))
   for b in tf.range(batches):
     lo, hi = b * batch, tf.minimum((b + 1) * batch, n)
-    out = trainer.train_step(tf.gather(x_all, permutation[lo:hi]), noise_all[lo:hi], phase)
+    out = step(tf.gather(x_all, permutation[lo:hi]), noise_all[lo:hi], phase)
     totals += tf.stack([out[name] for name in names])
   return totals / tf.cast(batches, tf.float32)
 
@@ -557,11 +572,18 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   data = data if data is not None else load_one_class(config, read_test=False)
   if len(data.x_train) == 0:
     raise AnoganError("no training images; check --normal_classes and --train_examples")
+  strategy = distribute.make_strategy(config.strategy)  # first: multiworker configures TF at startup
   # In memory as one tensor; a folder's pictures stay on disk (ImageFiles), streamed each epoch.
-  x_train = data.x_train if isinstance(data.x_train, ImageFiles) else tf.constant(data.x_train)
+  streamed = isinstance(data.x_train, ImageFiles)
+  if strategy is not None and streamed:
+    raise AnoganError(f"--strategy={config.strategy} trains from arrays in memory only, not from a folder streamed "
+                      "from disk yet; use --strategy=default for a folder dataset")
+  x_train = data.x_train if streamed else tf.constant(data.x_train)
+  if strategy is not None:
+    distribute.check_training(config, len(data.x_train), strategy)
   enable_determinism(config)
   keras.utils.set_random_seed(config.seed)
-  driver = Driver(config)
+  driver = Driver(config, strategy)
   names = driver.trainer.loss_names
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   start = 0 if overwrite else restore_checkpoint(driver, checkpoint_dir)

@@ -1,0 +1,211 @@
+"""Several devices and hosts on TensorFlow's own engine (`--strategy`): the strategy, TF_CONFIG's
+checks, and how a batch is split across replicas.
+
+`default` is no strategy at all (None): the single-device code path, unchanged. `mirrored` is
+tf.distribute.MirroredStrategy over every local device (GPUs, or the logical CPU devices of
+`set_cpu_devices`); `multiworker` is tf.distribute.MultiWorkerMirroredStrategy over the hosts of
+the TF_CONFIG environment variable, as TensorFlow documents it.
+
+Training (train_lib.Driver): networks and optimizers are built under `strategy.scope()`; each
+global batch of --batch_size images is split into contiguous, nearly equal parts, one per
+replica (`replica_slice`); every replica runs the family's own `train_step` on its part. Keras'
+optimizers sum the replicas' gradients, so each optimizer's `loss_scale_factor` is set to the
+number of replicas: the applied gradient is the mean of the replicas' gradients, i.e. the global
+batch's gradient when the parts are equal. BatchNormalization keeps per-replica statistics
+(Keras' `synchronized=False`, the layers are not changed): each replica normalises by its own
+part of the batch, and the moving statistics are the mean of the replicas'. The losses logged
+are the mean of the replicas' losses.
+
+Scoring (`score_chunks`): each chunk of images is split the same way and every replica runs the
+scorer's stateless `score_tensors` graph on its part; results are gathered back in image order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Iterator, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from anogan_tf.errors import AnoganError
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+TF_CONFIG_EXAMPLE = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                     '"task": {"type": "worker", "index": 0}}\'')
+
+
+def set_cpu_devices(n: int) -> None:
+  """Splits the first CPU into `n` logical devices (so `mirrored` has n replicas on a CPU-only
+  machine). Process-wide and only possible before TensorFlow initialises its devices: for the
+  command-line tools (--cpu_devices) and tests' subprocesses, never called by the library."""
+  if n <= 1:
+    return
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  try:
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+  except RuntimeError:
+    raise AnoganError(f"--cpu_devices={n} came after TensorFlow initialised its devices; "
+                      "pass it on the command line of a new process") from None
+
+
+def check_tf_config(text: Optional[str]) -> dict:
+  """TF_CONFIG's cluster and task, checked, or a one-line AnoganError naming what to fix."""
+  fix = f"set it as e.g. {TF_CONFIG_EXAMPLE} (one entry per host, this host's index)"
+  if not text:
+    raise AnoganError(f"--strategy=multiworker needs the TF_CONFIG environment variable; {fix}")
+  try:
+    config = json.loads(text)
+  except ValueError as e:
+    raise AnoganError(f"TF_CONFIG is not valid JSON ({e.msg} at character {e.pos}); {fix}") from None
+  cluster = config.get("cluster") if isinstance(config, dict) else None
+  if not isinstance(cluster, dict) or not cluster:
+    raise AnoganError(f"TF_CONFIG has no \"cluster\" object; {fix}")
+  for role, hosts in cluster.items():
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and ":" in h for h in hosts):
+      raise AnoganError(f"TF_CONFIG's cluster \"{role}\" is not a list of \"host:port\" strings; {fix}")
+  task = config.get("task")
+  if not isinstance(task, dict) or task.get("type") not in cluster:
+    raise AnoganError(f"TF_CONFIG's \"task\" must name a \"type\" of the cluster ({', '.join(cluster)}); {fix}")
+  index = task.get("index")
+  if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[task["type"]]):
+    raise AnoganError(f"TF_CONFIG's task index {index!r} is not one of 0..{len(cluster[task['type']]) - 1}; {fix}")
+  return config
+
+
+_MULTIWORKER = {}  # the process's MultiWorkerMirroredStrategy: train then score in one process share it
+
+
+def make_strategy(name: str) -> Optional[tf.distribute.Strategy]:
+  """The tf.distribute strategy of --strategy=`name`, or None for `default` (one device)."""
+  if name not in STRATEGIES:
+    raise AnoganError(f"unknown --strategy={name}; use one of {', '.join(STRATEGIES)}")
+  if name == "default":
+    return None
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  check_tf_config(os.environ.get("TF_CONFIG"))
+  if "multiworker" not in _MULTIWORKER:  # TensorFlow configures collectives once per process
+    _MULTIWORKER["multiworker"] = tf.distribute.MultiWorkerMirroredStrategy()
+  return _MULTIWORKER["multiworker"]
+
+
+def scope(strategy: Optional[tf.distribute.Strategy]):
+  """strategy.scope(), or nothing for the default path."""
+  return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def make_scorer(family, config, load_networks):
+  """family.make_scorer(config, networks) on the devices of config.strategy: the networks
+  (`load_networks()`) loaded under its scope and the scorer's chunks split across its replicas;
+  for `default` the scorer itself."""
+  strategy = make_strategy(config.strategy)
+  with scope(strategy):
+    networks = load_networks()
+  scorer = family.make_scorer(config, networks)
+  return scorer if strategy is None else DistributedScorer(scorer, strategy)
+
+
+def check_batch(batch_size: int, strategy: Optional[tf.distribute.Strategy], flag: str = "--batch_size") -> None:
+  """A global batch must give every replica as many images."""
+  replicas = 1 if strategy is None else strategy.num_replicas_in_sync
+  if batch_size % replicas:
+    lower = max(replicas, batch_size // replicas * replicas)
+    raise AnoganError(f"{flag}={batch_size} cannot be split evenly across {replicas} replicas; "
+                      f"use a multiple of {replicas} (e.g. {flag}={lower})")
+
+
+def check_training(config, n_images: int, strategy: tf.distribute.Strategy) -> None:
+  """What training under `strategy` needs: a batch that splits evenly, a last batch with an image
+  for every replica, and no warm-start encoder stage (it trains on one device)."""
+  replicas = strategy.num_replicas_in_sync
+  check_batch(config.batch_size, strategy)
+  last = n_images % config.batch_size
+  if 0 < last < replicas:
+    raise AnoganError(f"the last batch of each epoch has {last} training image(s), fewer than the {replicas} replicas; "
+                      f"use a --train_examples or --batch_size that leaves none or at least {replicas}")
+  if config.encoder_epochs > 0:
+    raise AnoganError(f"--encoder_epochs trains on one device, not with --strategy={config.strategy}; train the GAN "
+                      "with this --strategy and --encoder_epochs=0, then train again with --strategy=default "
+                      "--encoder_epochs=N (the GAN is kept)")
+
+
+def replica_slice(x):
+  """This replica's contiguous part of the global batch x (inside strategy.run): rows
+  [n*i/r, n*(i+1)/r) for replica i of r, so the parts in replica order are x again."""
+  context = tf.distribute.get_replica_context()
+  n = tf.shape(x)[0]
+  r, i = context.num_replicas_in_sync, context.replica_id_in_sync_group
+  return x[n * i // r:n * (i + 1) // r]
+
+
+def average_gradients(strategy: tf.distribute.Strategy, optimizers) -> None:
+  """Makes each Keras optimizer apply the mean of the replicas' gradients (it sums them)."""
+  for optimizer in optimizers:
+    optimizer.loss_scale_factor = float(strategy.num_replicas_in_sync)
+
+
+def replicated_step(strategy: tf.distribute.Strategy, train_step):
+  """train_step(x, noise, phase) on the global batch: each replica steps on its part; the mean
+  of the replicas' losses."""
+  def step(x, noise, phase):
+    out = strategy.run(lambda x, noise: train_step(replica_slice(x), replica_slice(noise), phase),
+                       args=(x, noise))
+    return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None) for name, value in out.items()}
+  return step
+
+
+class DistributedScorer:
+  """A Scorer whose chunks are split across the replicas of `strategy`: each replica runs the
+  wrapped scorer's stateless `score_tensors` on its part, results concatenated in image order.
+  Chunks are the wrapped scorer's (`batch_size` images, the last padded; fewer images than that:
+  one chunk of them, rounded up to a multiple of the replicas), as one device has them.
+  A search from a random start (LatentMapper without encoder) starts from the scorer's own seeded
+  draw `initial_z(N)` for the whole call, the z0 one device uses, so both search the same way."""
+
+  def __init__(self, scorer, strategy: tf.distribute.Strategy):
+    self.scorer, self.strategy = scorer, strategy
+    self.batch_size, self.image_shape = scorer.batch_size, tuple(scorer.image_shape)
+    check_batch(self.batch_size, strategy, "--map_batch_size")
+    self.latent_dim = None
+    if getattr(scorer, "encoder", "none") is None and sum(getattr(scorer, "steps", ())) > 0:
+      self.latent_dim = scorer.latent_dim  # the random start: z0 given, as map_chunks gives it
+    # One trace per chunk size (a fixed shape, as one device's chunks have: TensorFlow optimises a
+    # graph of unknown batch size differently, and the search amplifies that; see export_lib).
+    self._run = tf.function(self._distributed)
+
+  def settings(self) -> dict:
+    return self.scorer.settings()
+
+  def _distributed(self, x, z0=None):
+    def replica(x, z0):
+      z0 = None if z0 is None else replica_slice(z0)
+      result = self.scorer.score_tensors(replica_slice(x), **({} if z0 is None else {"initial_z": z0}))
+      return {"score": result.score, "reconstruction": result.reconstruction, "residual_map": result.residual_map,
+              **{f"parts/{k}": v for k, v in result.parts.items()},
+              **{f"extras/{k}": v for k, v in result.extras.items()}}
+    out = self.strategy.run(replica, args=(x, z0))
+    return {name: tf.concat(self.strategy.experimental_local_results(value), axis=0) for name, value in out.items()}
+
+  def score_chunks(self, images) -> Iterator:
+    from anogan_tf.models.base import ScoreResult, check_images
+    x = check_images(images, self.image_shape)
+    z0 = None if self.latent_dim is None else np.asarray(self.scorer.initial_z(len(x)), np.float32)
+    replicas = self.strategy.num_replicas_in_sync
+    size = min(self.batch_size, -(-len(x) // replicas) * replicas)  # a few images: no chunk padded to 1024
+    for start in range(0, len(x), size):
+      args = [x[start:start + size]] + ([] if z0 is None else [z0[start:start + size]])
+      n = len(args[0])
+      if n < size:  # pad the last chunk: rows are independent, so padding changes nothing
+        args = [np.concatenate([a, np.zeros((size - n,) + a.shape[1:], np.float32)]) for a in args]
+      out = {k: v.numpy()[:n] for k, v in self._run(*[tf.constant(a) for a in args]).items()}
+      out.pop("extras/initial_z", None)  # one device's ScoreResult has no such extra
+      yield ScoreResult(score=out["score"], reconstruction=out["reconstruction"], residual_map=out["residual_map"],
+                        parts={k[6:]: v for k, v in out.items() if k.startswith("parts/")},
+                        extras={k[7:]: v for k, v in out.items() if k.startswith("extras/")})
+
+  def score(self, images):
+    from anogan_tf.models.base import ScoreResult
+    return ScoreResult.concatenate(list(self.score_chunks(images)))

@@ -1,0 +1,209 @@
+"""--strategy (anogan_tf/distribute.py): training and scoring split across two logical CPU devices.
+
+The devices must be configured before TensorFlow initialises, and a library does not change
+process-wide settings, so every run on two devices is a subprocess (`python -c` with
+distribute.set_cpu_devices, or the CLI's --cpu_devices). Two logical CPUs on this machine's
+cores check correctness, not speed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from anogan_tf import distribute
+from anogan_tf.config import Config
+from anogan_tf.errors import AnoganError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(train_examples=24, test_examples=12, g_dense_channels=4, g_filters=(4,), g_strides=(2, 2),
+            d_filters=(4, 8), latent_dim=4, batch_size=8, map_steps=(3, 2), map_batch_size=8, epochs=1)
+
+
+def run_python(code: str, env_extra=None, devices: int = 2) -> dict:
+  """Runs `code` with `devices` logical CPUs; returns the JSON it prints on its last line."""
+  prelude = f"from anogan_tf import distribute; distribute.set_cpu_devices({devices})\n"
+  env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
+  env.pop("TF_CONFIG", None) if "TF_CONFIG" not in (env_extra or {}) else None
+  done = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+TRAIN_AND_SCORE = """
+import json, numpy as np, tensorflow as tf
+from anogan_tf import distribute, models, train_lib
+from anogan_tf.config import Config
+from anogan_tf.evaluate_lib import load_networks
+tiny, workdir = {tiny}, "{workdir}"
+family = models.family(tiny.get("model", "anogan"))
+x = np.random.default_rng(1).uniform(-1, 1, (11, 28, 28, 1)).astype(np.float32)
+
+def scores(config):
+  scorer = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
+  return dict(replicas=scorer.strategy.num_replicas_in_sync if hasattr(scorer, "strategy") else 1,
+              score=scorer.score(x).score.tolist())
+
+out = {{}}
+for stage in {stages}:
+  config = Config(**{{**tiny, "epochs": stage["epochs"], "strategy": stage["strategy"]}})
+  out.setdefault("histories", []).append(train_lib.train(config, workdir, progress=False))
+  for chunk in stage.get("score_chunks", ()):
+    out[f"{{config.strategy}}_{{chunk}}"] = scores(config.replace(map_batch_size=chunk))
+print(json.dumps(out))
+"""
+
+
+def train_and_score(workdir, stages, tiny=None, devices=2, env_extra=None):
+  """Trains `workdir` in stages ({"epochs", "strategy", "score_chunks"}) in one process with
+  `devices` logical CPUs (default runs on one of them); scores 11 images after a stage for each
+  --map_batch_size in its score_chunks."""
+  code = TRAIN_AND_SCORE.format(tiny=repr(tiny or TINY), workdir=workdir, stages=repr(stages))
+  return run_python(code, env_extra, devices)
+
+
+@pytest.fixture(autouse=True)
+def data_dir(monkeypatch):
+  monkeypatch.setenv("ANOGAN_DATA_DIR", os.environ.get("ANOGAN_DATA_DIR", "/work/shared/data"))
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+  """One workdir: an epoch under mirrored, resumed for a second under default (then scored on one
+  device at chunks of 8 and 4 and on two replicas at 8), resumed for a third under mirrored."""
+  os.environ.setdefault("ANOGAN_DATA_DIR", "/work/shared/data")
+  workdir = str(tmp_path_factory.mktemp("distribute") / "run")
+  return workdir, train_and_score(workdir, [dict(epochs=1, strategy="mirrored"),
+                                            dict(epochs=2, strategy="default", score_chunks=(8, 4)),
+                                            dict(epochs=2, strategy="mirrored", score_chunks=(8,)),
+                                            dict(epochs=3, strategy="mirrored")])
+
+
+def test_mirrored_trains_resumes_and_checkpoints_restore_under_default(staged):
+  workdir, out = staged
+  first, second, _, third = out["histories"]
+  assert len(first) == 1 and all(np.isfinite(v) for v in first[0].values())
+  # Resumed under the default strategy: the mirrored checkpoint restores (epoch 2 trains on it).
+  assert [row["epoch"] for row in second] == [0, 1] and second[0] == first[0]
+  # And back: a checkpoint written under default resumes under mirrored.
+  assert [row["epoch"] for row in third] == [0, 1, 2] and third[:2] == second
+  assert "ckpt-3.index" in os.listdir(os.path.join(workdir, "checkpoints"))
+
+
+def test_mirrored_mapping_scores_equal_one_device(staged):
+  """The same trained workdir scored on one device and split across two. Each image's search runs
+  on one replica from one device's z0, on a chunk of map_batch_size / 2 images: it equals one
+  device's search at that chunk size to float rounding (1e-6). Against one device at the full
+  chunk size the only difference is the kernels' summation order at another batch size, which the
+  search's Adam steps amplify (README: up to 3% on the seed-000 GAN at chunks of 32 or fewer; 8
+  digits at 64 and above); on this tiny network, 1e-5 relative."""
+  _, out = staged
+  two, one, one_half = out["mirrored_8"], out["default_8"], out["default_4"]
+  assert two["replicas"] == 2 and one["replicas"] == 1 and len(two["score"]) == 11
+  np.testing.assert_allclose(two["score"], one_half["score"], rtol=1e-6)
+  np.testing.assert_allclose(two["score"], one["score"], rtol=1e-5)
+
+
+def test_mirrored_step_equals_one_device_step():
+  """Two epochs of 3 batches on 2 replicas (mean of the replicas' gradients) against one device:
+  same initial weights, same batches. Without BatchNorm (--g_batchnorm=false), the per-replica
+  statistics that make BN differ by design are out of the way, so only float summation order
+  differs: losses and weights agree to 1e-4 relative. adam_epsilon=1 makes Adam's step depend on
+  the gradient's scale (with 1e-8 it hardly does), so a sum of the replicas' gradients instead of
+  their mean shows."""
+  code = """
+import json, numpy as np, tensorflow as tf
+from anogan_tf import train_lib, distribute
+from anogan_tf.config import Config
+config = Config(**{tiny}, g_batchnorm=False, g_dense_batchnorm=False, adam_epsilon=1.0)
+x = np.random.default_rng(0).uniform(-1, 1, (24, 28, 28, 1)).astype(np.float32)
+out = {{}}
+for name in ("default", "mirrored"):
+  tf.keras.utils.set_random_seed(0)
+  driver = train_lib.Driver(config, distribute.make_strategy(name))
+  losses = [driver.train_epoch(tf.constant(x), e) for e in range(2)]
+  weights = np.concatenate([w.numpy().ravel() for w in driver.networks["generator"].weights])
+  replicas = driver.strategy.num_replicas_in_sync if driver.strategy else 1
+  out[name] = dict(losses=losses, weights=weights.tolist(), replicas=replicas)
+print(json.dumps(out))
+""".format(tiny=repr(TINY))
+  out = run_python(code)
+  assert out["mirrored"]["replicas"] == 2
+  for one, two in zip(out["default"]["losses"], out["mirrored"]["losses"]):
+    for key in one:
+      assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), key
+  np.testing.assert_allclose(out["mirrored"]["weights"], out["default"]["weights"], rtol=1e-4, atol=1e-5)
+
+
+def test_multiworker_with_one_worker_trains_and_scores(tmp_path):
+  tf_config = json.dumps({"cluster": {"worker": ["localhost:23456"]}, "task": {"type": "worker", "index": 0}})
+  out = train_and_score(str(tmp_path / "run"), [dict(epochs=1, strategy="multiworker", score_chunks=(8,))],
+                        tiny={**TINY, "model": "ae"}, devices=1, env_extra={"TF_CONFIG": tf_config})
+  assert len(out["histories"][0]) == 1 and out["multiworker_8"]["replicas"] == 1
+  assert len(out["multiworker_8"]["score"]) == 11 and np.isfinite(out["multiworker_8"]["score"]).all()
+
+
+@pytest.mark.parametrize("text, problem", [
+    (None, "needs the TF_CONFIG environment variable"),
+    ("{cluster:", "TF_CONFIG is not valid JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG has no "cluster" object'),
+    ('{"cluster": {"worker": "host1:1"}, "task": {"type": "worker", "index": 0}}', 'is not a list of "host:port"'),
+    ('{"cluster": {"worker": ["host1:1"]}, "task": {"type": "chief", "index": 0}}', 'must name a "type"'),
+    ('{"cluster": {"worker": ["host1:1"]}, "task": {"type": "worker", "index": 1}}', "task index 1 is not one of 0..0"),
+])
+def test_bad_tf_config_is_one_line(text, problem):
+  with pytest.raises(AnoganError) as error:
+    distribute.check_tf_config(text)
+  message = str(error.value)
+  assert problem in message and "TF_CONFIG=" in message and "\n" not in message
+
+
+def test_cli_errors_are_one_line_and_touch_nothing(tmp_path):
+  env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+  env.pop("TF_CONFIG", None)
+  workdir = tmp_path / "run"
+  cases = [(["--strategy=multiworker"], {}, "needs the TF_CONFIG"),
+           (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=7"], {}, "cannot be split evenly across 2 replicas")]
+  for args, extra, problem in cases:
+    done = subprocess.run([sys.executable, "-m", "anogan_tf.train", f"--workdir={workdir}", "--train_examples=16",
+                           "--epochs=1", *args], cwd=ROOT, env={**env, **extra}, capture_output=True, text=True,
+                          timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert problem in lines[-1] and lines[-1].startswith("error: "), lines[-1]
+    assert not any("Traceback" in line for line in lines)
+    assert not workdir.exists()
+
+
+def test_unknown_strategy_and_encoder_stage_are_refused():
+  with pytest.raises(AnoganError, match="unknown --strategy 'cluster'; use one of default, mirrored, multiworker"):
+    Config(strategy="cluster")
+
+  class Two:
+    num_replicas_in_sync = 2
+  with pytest.raises(AnoganError, match="--encoder_epochs trains on one device, not with --strategy=mirrored; .*"
+                                        "--strategy=default --encoder_epochs=N"):
+    distribute.check_training(Config(batch_size=8, encoder_epochs=1, strategy="mirrored"), 16, Two())
+
+
+def test_batch_split_messages():
+  class Two:
+    num_replicas_in_sync = 2
+  distribute.check_batch(8, Two())
+  distribute.check_batch(7, None)
+  with pytest.raises(AnoganError, match=r"--batch_size=7 cannot be split evenly across 2 replicas; .*--batch_size=6"):
+    distribute.check_batch(7, Two())
+  with pytest.raises(AnoganError, match="last batch of each epoch has 1 training image"):
+    distribute.check_training(Config(batch_size=8), 17, Two())
+  distribute.check_training(Config(batch_size=8), 18, Two())
+
+
+def test_default_strategy_is_no_strategy():
+  assert distribute.make_strategy("default") is None
+  with pytest.raises(AnoganError, match="unknown --strategy=nope; use one of default, mirrored, multiworker"):
+    distribute.make_strategy("nope")
