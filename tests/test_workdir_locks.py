@@ -37,11 +37,11 @@ import os, runpy, sys, time
 gate, arrived = sys.argv[1:3]
 from anogan_tf import train_lib
 load = train_lib.load_one_class
-def held(config):
+def held(config, *args, **kwargs):
   open(arrived, "w").close()
   while not os.path.exists(gate):
     time.sleep(0.05)
-  return load(config)
+  return load(config, *args, **kwargs)
 train_lib.load_one_class = held
 sys.argv = ["anogan_tf.train"] + sys.argv[3:]
 runpy.run_module("anogan_tf.train", run_name="__main__", alter_sys=True)
