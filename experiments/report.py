@@ -124,6 +124,27 @@ def markdown(summary: dict, dataset: str, preset: str, command: str) -> str:
   return "\n".join(lines) + "\n"
 
 
+def combined_table(results_dir: str, dataset: str, presets) -> str:
+  """One markdown table: each preset's per-class AUROC (mean ± std over seeds) and the published
+  rows, on the classes every preset has records for; the means are over those classes."""
+  summaries = {p: summarize(load_records(results_dir, dataset, p)) for p in presets}
+  summaries = {p: s for p, s in summaries.items() if s["classes"]}
+  classes = sorted(set.intersection(*(set(s["classes"]) for s in summaries.values()))) if summaries else []
+  lines = ["| AUROC (%) | " + " | ".join(str(c) for c in classes) + " | mean |",
+           "| --- | " + " | ".join("---" for _ in classes) + " | --- |"]
+  for p, s in summaries.items():
+    pc = s["per_class"]
+    cells = [_pct(pc[str(c)]["auroc_mean"]) + (f" ± {_pct(pc[str(c)]['auroc_std'])}" if pc[str(c)]["auroc_std"] is not None
+                                               else "") for c in classes]
+    seeds = sorted({x for c in classes for x in pc[str(c)]["seeds"]})
+    lines.append(f"| **ours, {p}** (seeds {','.join(map(str, seeds))}) | " + " | ".join(cells) +
+                 f" | **{_pct(np.mean([pc[str(c)]['auroc_mean'] for c in classes]))}** |")
+  for name, values in PUBLISHED.get(dataset, []):
+    lines.append(f"| {name} | " + " | ".join(f"{values[c]:.1f}" for c in classes) +
+                 f" | {np.mean([values[c] for c in classes]):.1f} |")
+  return "\n".join(lines) + "\n"
+
+
 def figure(summary: dict, dataset: str, preset: str, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
@@ -179,7 +200,11 @@ def main(argv=None) -> int:
   parser.add_argument("--results_dir", default="experiments/results")
   parser.add_argument("--dataset", default="mnist")
   parser.add_argument("--preset", default=None, help="default: every preset with records")
+  parser.add_argument("--combined", default="", help="comma-separated presets: print one table of them (the README's)")
   args = parser.parse_args(argv)
+  if args.combined:
+    print(combined_table(args.results_dir, args.dataset, [p for p in args.combined.split(",") if p]), end="")
+    return 0
   presets = [args.preset] if args.preset else sorted(
       re.sub(f"^{args.dataset}_", "", os.path.basename(p))
       for p in glob.glob(os.path.join(args.results_dir, "runs", f"{args.dataset}_*")))
