@@ -88,14 +88,16 @@ def picture_channels(path: str) -> int:
   try:
     with Image.open(path) as image:
       return 1 if image.mode in GRAY_MODES else 3
-  except OSError as e:
-    if e.errno is not None:
-      raise AnoganError(f"cannot read {path} ({e.strerror}); check that it exists and is readable") from None
-    raise AnoganError(f"{path} is not a readable image ({type(e).__name__}: damaged, or not a PNG/JPEG); "
-                      "remove or replace it") from None
-  except Exception as e:  # Pillow raises SyntaxError, ValueError, DecompressionBombError, ...
-    raise AnoganError(f"{path} is not a readable image ({type(e).__name__}: damaged, or not a PNG/JPEG); "
-                      "remove or replace it") from None
+  except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+    raise unreadable_picture(path, e) from None
+
+
+def unreadable_picture(path: str, error: Exception) -> AnoganError:
+  """The one-line error for a picture Pillow could not open or decode (training, evaluate, score)."""
+  if isinstance(error, OSError) and error.errno is not None:  # opening failed: missing, no permission
+    return AnoganError(f"cannot read {path} ({error.strerror}); check that it exists and is readable")
+  return AnoganError(f"{path} is not a readable image ({type(error).__name__}: damaged, or not a PNG/JPEG); "
+                     "remove or replace it")
 
 
 # --- the folders

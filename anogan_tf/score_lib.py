@@ -100,14 +100,9 @@ def _read_picture(path: str, image_shape: Tuple[int, int, int], resize: bool = F
   except IsADirectoryError:
     raise AnoganError(f"{path} is a folder, not a picture; pass a folder of pictures or a glob that matches "
                       "only pictures (e.g. 'dir/*.png') as --input") from None
-  except OSError as e:
-    if e.errno is not None:  # opening failed: missing, no permission
-      raise AnoganError(f"cannot read {path} ({e.strerror}); check that it exists and is readable") from None
-    raise AnoganError(f"{path} is not a readable image ({type(e).__name__}: damaged or not a PNG/JPEG); "
-                      "remove or replace it") from None
-  except Exception as e:  # Pillow raises SyntaxError, ValueError, DecompressionBombError, ...
-    raise AnoganError(f"{path} is not a readable image ({type(e).__name__}: damaged or not a PNG/JPEG); "
-                      "remove or replace it") from None
+  except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+    from anogan_tf.folder_data import unreadable_picture
+    raise unreadable_picture(path, e) from None
 
 
 def _picture_paths(source: str) -> Tuple[List[str], List[str]]:
