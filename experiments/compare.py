@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -118,20 +117,20 @@ def main(argv=None) -> int:
                          f"--extra={args.extra}"])
   if code:
     return code
-  summaries = {m: report.summarize(report.load_records(args.results_dir, args.dataset, preset(m))) for m in methods}
+  records = {m: report.load_records(args.results_dir, args.dataset, preset(m)) for m in methods}
+  summaries = {m: report.summarize(records[m]) for m in methods}
   # The speed run uses the first class and seed's workdirs.
   first = summaries[methods[0]]
   c, seed = first["classes"][0], first["seeds"][0]
   workdirs = {}
   for m in methods:
-    record = report.load_records(args.results_dir, args.dataset, preset(m))
-    match = [r for r in record if r["class"] == c and r["seed"] == seed]
+    match = [r for r in records[m] if r["class"] == c and r["seed"] == seed]
     workdirs[m] = shlex.split(match[0]["eval_command"])[3].split("=", 1)[1]  # --workdir=...
   speeds = measure_speed(args.dataset, methods, workdirs, args.speed_images, args.speed_rounds,
                          [f for f in shlex.split(args.extra) if not f.startswith("--encoder_epochs")])
   import numpy as np
   sizes = sorted({r["n_normal"] + r["n_anomalous"] for m in methods
-                  for r in report.load_records(args.results_dir, args.dataset, preset(m))})
+                  for r in records[m]})
   out = {"dataset": args.dataset, "classes": first["classes"], "seeds": first["seeds"], "test_images": sizes,
          "speed_images": args.speed_images, "speed_class": c, "speed_seed": seed, "networks": SIZE_NOTE,
          "command": f"make compare DATASET={args.dataset} CLASSES={args.classes} SEEDS={args.seeds}",
@@ -145,13 +144,10 @@ def main(argv=None) -> int:
         # The warm starts' training is the GAN's and then their encoder's.
         "mean_train_seconds": float(np.mean([r["train_seconds"] + (r.get("encoder_seconds", 0.0)
                                                                     if m.startswith("anogan_warm_") else 0.0)
-                                             for r in report.load_records(args.results_dir, args.dataset, preset(m))])),
+                                             for r in records[m]])),
         "images_per_second": speeds[m], "n_runs": s["n_runs"]}
   base = os.path.join(args.results_dir, f"compare_{args.dataset}")
-  with open(base + ".json", "w") as f:
-    json.dump(out, f, indent=2)
-  with open(base + ".md", "w") as f:
-    f.write(markdown(out))
+  report.write_json_and_md(base, out, markdown(out))
   print(f"table: {base}.md")
   return 0
 

@@ -172,6 +172,14 @@ def figure(summary: dict, dataset: str, preset: str, path: str) -> None:
   save_figure(fig, path)
 
 
+def write_json_and_md(base: str, summary: dict, text: str) -> None:
+  """<base>.json (the summary) and <base>.md (its table), each written whole or not at all."""
+  for path, content in ((base + ".json", json.dumps(summary, indent=2)), (base + ".md", text)):
+    with open(path + ".tmp", "w") as f:
+      f.write(content)
+    os.replace(path + ".tmp", path)
+
+
 def write_tables(results_dir: str, dataset: str, preset: str):
   """Writes <dataset>_<preset>.json, .md and .png from the records; returns the .md path (None if none)."""
   records = load_records(results_dir, dataset, preset)
@@ -185,12 +193,7 @@ def write_tables(results_dir: str, dataset: str, preset: str):
              f"RESULTS={results_dir}")
   summary["command"] = command
   base = os.path.join(results_dir, f"{dataset}_{preset}")
-  with open(base + ".json.tmp", "w") as f:
-    json.dump(summary, f, indent=2)
-  os.replace(base + ".json.tmp", base + ".json")
-  with open(base + ".md.tmp", "w") as f:
-    f.write(markdown(summary, dataset, preset, command))
-  os.replace(base + ".md.tmp", base + ".md")
+  write_json_and_md(base, summary, markdown(summary, dataset, preset, command))
   figure(summary, dataset, preset, base + ".png")
   return base + ".md"
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 
@@ -144,10 +143,7 @@ def main(argv=None) -> int:
                         f"--seeds={args.seeds} --results_dir={args.results_dir} --candidates={args.candidates}")
   summary["written"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   base = os.path.join(tuning_dir, f"tuning_{args.dataset}")
-  with open(base + ".json", "w") as f:
-    json.dump(summary, f, indent=2)
-  with open(base + ".md", "w") as f:
-    f.write(markdown(summary))
+  report.write_json_and_md(base, summary, markdown(summary))
   print(f"table: {base}.md")
   return 0
 
