@@ -544,6 +544,77 @@ def enable_determinism(config: Config) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+@dataclasses.dataclass(frozen=True)
+class Loop:
+  """Where one of a run's two epoch loops (the GAN's, the warm-start encoder's) writes: paths
+  relative to the workdir, and the prefix of its fault points, TensorBoard tags and sample grids."""
+  desc: str  # the progress bar's
+  history: str
+  checkpoints: str
+  loss_plot: str
+  tensorboard: str
+  prefix: str
+
+
+GAN_LOOP = Loop("train", "history.csv", "checkpoints", "loss.png", "tensorboard", "")
+ENCODER_LOOP = Loop("encoder", ENCODER_HISTORY, ENCODER_CHECKPOINTS, ENCODER_LOSS_PLOT,
+                    os.path.join("tensorboard", "encoder"), "encoder_")
+
+
+def run_epochs(driver, loop: Loop, workdir: str, start: int, epochs: int, x_train, progress: bool,
+               images, diverged, collapse_loss: Optional[str] = None) -> List[dict]:
+  """Epochs start..epochs-1 of `driver` (a Driver or an EncoderDriver) in a prepared, locked
+  workdir; returns the history, rows of earlier epochs included.
+
+  Per epoch: train, stop with `diverged(epoch, "name=value, ...")` as the error on a non-finite
+  loss (before anything of the epoch is written), save `images()` (None: none) as
+  samples/<prefix>epoch_NNNN.png and in TensorBoard, append the history row, then commit the
+  checkpoint: a kill at any point resumes at the last committed epoch, dropping the history
+  rows past it. `collapse_loss` (the GAN's d_loss) warns when the discriminator wins outright.
+  Ends with the loss plot (accuracies left out)."""
+  names = driver.trainer.loss_names
+  history_path = os.path.join(workdir, loop.history)
+  fields = history_fields(names)
+  history = [row for row in read_history(history_path) if row["epoch"] < start]
+  write_history(history_path, history, fields)  # repairs what a crash left after the last checkpoint
+  writer = tf.summary.create_file_writer(os.path.join(workdir, loop.tensorboard))
+  bar = tqdm(range(start, epochs), initial=start, total=epochs, desc=loop.desc, disable=not progress,
+             dynamic_ncols=True)
+  try:
+    for epoch in bar:
+      began = time.perf_counter()
+      metrics = driver.train_epoch(x_train, epoch)
+      if fault_point(f"{loop.prefix}loss", epoch) == "nan":
+        metrics[names[0]] = float("nan")
+      fault_point(f"{loop.prefix}epoch", epoch)
+      bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
+      if bad:
+        raise AnoganError(diverged(epoch, ", ".join(bad)))
+      row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - began, 4)}
+      samples = images()
+      if samples is not None:
+        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+        plots.save_grid(samples, os.path.join(workdir, "samples", f"{loop.prefix}epoch_{epoch + 1:04d}.png"))
+      summaries.training_epoch(writer, epoch + 1, metrics, samples, prefix=loop.prefix)
+      append_history(history_path, row, fields)  # before the checkpoint: a resume drops rows past it
+      history.append(row)
+      fault_point(f"{loop.prefix}history", epoch)
+      driver.epoch.assign(epoch + 1)
+      save_checkpoint(driver.checkpoint(), os.path.join(workdir, loop.checkpoints), epoch + 1,
+                      point=f"{loop.prefix}checkpoint_written")
+      if collapse_loss:
+        warning = collapse_warning(history, collapse_loss)
+        if warning:
+          logging.warning(warning)
+      bar.set_postfix({key: f"{metrics[key]:.4f}" for key in names})
+  finally:
+    bar.close()
+    writer.close()
+  if history:
+    plots.loss_plot(history, os.path.join(workdir, loop.loss_plot), [k for k in names if not k.endswith("_acc")])
+  return history
+
+
 def train(config: Config, workdir: str, overwrite: bool = False, data=None,
           progress: bool = True) -> List[dict]:
   """Trains (or resumes) the `config.model` family in `workdir`, then anogan's warm-start
@@ -584,9 +655,7 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   enable_determinism(config)
   keras.utils.set_random_seed(config.seed)
   driver = Driver(config, strategy)
-  names = driver.trainer.loss_names
-  checkpoint_dir = os.path.join(workdir, "checkpoints")
-  start = 0 if overwrite else restore_checkpoint(driver, checkpoint_dir)
+  start = 0 if overwrite else restore_checkpoint(driver, os.path.join(workdir, GAN_LOOP.checkpoints))
   encoder, encoder_start = None, 0
   if config.encoder_epochs > 0:
     encoder = EncoderDriver(config, driver.networks)
@@ -599,48 +668,14 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
 
   # --- nothing above wrote to the workdir
   prepare_workdir(config, workdir, overwrite)
-  history_path = os.path.join(workdir, "history.csv")
-  fields = history_fields(names)
-  history = [row for row in read_history(history_path) if row["epoch"] < start]
-  write_history(history_path, history, fields)  # repairs what a crash left after the last checkpoint
-  writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
-  bar = tqdm(range(start, config.epochs), initial=start, total=config.epochs, desc="train",
-             disable=not progress, dynamic_ncols=True)
-  try:
-    for epoch in bar:
-      began = time.perf_counter()
-      metrics = driver.train_epoch(x_train, epoch)
-      if fault_point("loss", epoch) == "nan":
-        metrics[names[0]] = float("nan")
-      fault_point("epoch", epoch)
-      bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
-      if bad:  # nothing of this epoch is kept: its weights are already poisoned
-        kept = (f"kept the checkpoint of epoch {epoch}: rerun with --epochs={epoch} to export its models, or"
-                if epoch > 0 else "no checkpoint was saved:")
-        raise AnoganError(f"training diverged at epoch {epoch + 1} ({', '.join(bad)}); {kept} start over "
-                          "with --overwrite and a lower --lr")
-      row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - began, 4)}
-      samples = driver.sample()
-      if samples is not None:
-        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-        plots.save_grid(samples, os.path.join(workdir, "samples", f"epoch_{epoch + 1:04d}.png"))
-      summaries.training_epoch(writer, epoch + 1, metrics, samples)
-      append_history(history_path, row, fields)  # before the checkpoint: a resume drops rows past it
-      history.append(row)
-      fault_point("history", epoch)
-      driver.epoch.assign(epoch + 1)
-      save_checkpoint(driver.checkpoint(), checkpoint_dir, epoch + 1)
-      if driver.trainer.collapse_loss:
-        warning = collapse_warning(history, driver.trainer.collapse_loss)
-        if warning:
-          logging.warning(warning)
-      bar.set_postfix({key: f"{metrics[key]:.4f}" for key in names})
-  finally:
-    bar.close()
-    writer.close()
-  if history:
-    plots.loss_plot(history, os.path.join(workdir, "loss.png"), [k for k in names if not k.endswith("_acc")])
+  def diverged(epoch: int, bad: str) -> str:  # nothing of this epoch is kept: its weights are already poisoned
+    kept = (f"kept the checkpoint of epoch {epoch}: rerun with --epochs={epoch} to export its models, or"
+            if epoch > 0 else "no checkpoint was saved:")
+    return f"training diverged at epoch {epoch + 1} ({bad}); {kept} start over with --overwrite and a lower --lr"
+
+  history = run_epochs(driver, GAN_LOOP, workdir, start, config.epochs, x_train, progress, driver.sample, diverged,
+                       collapse_loss=driver.trainer.collapse_loss)
   for name in driver.family.NETWORKS:
     with atomic_path(os.path.join(workdir, f"{name}.keras")) as tmp:
       driver.networks[name].save(tmp)
@@ -661,46 +696,17 @@ def _train_encoder(config, workdir, encoder: EncoderDriver, start: int, x_train,
     shutil.rmtree(directory, ignore_errors=True)
     if os.path.exists(exported):
       os.remove(exported)
-  names = encoder.trainer.loss_names
-  history_path = os.path.join(workdir, ENCODER_HISTORY)
-  fields = history_fields(names)
-  history = [row for row in read_history(history_path) if row["epoch"] < start]
-  write_history(history_path, history, fields)
   if isinstance(x_train, ImageFiles):
     shown = x_train.read(range(min(ENCODER_SAMPLES, len(x_train))))
   else:
     shown = x_train[:ENCODER_SAMPLES].numpy()
-  writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard", "encoder"))
-  bar = tqdm(range(start, config.encoder_epochs), initial=start, total=config.encoder_epochs, desc="encoder",
-             disable=not progress, dynamic_ncols=True)
-  try:
-    for epoch in bar:
-      began = time.perf_counter()
-      metrics = encoder.train_epoch(x_train, epoch)
-      if fault_point("encoder_loss", epoch) == "nan":
-        metrics[names[0]] = float("nan")
-      fault_point("encoder_epoch", epoch)
-      bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
-      if bad:
-        raise AnoganError(f"warm-start encoder training diverged at encoder epoch {epoch + 1} ({', '.join(bad)}); "
-                          f"the GAN is kept: delete {directory} and train the encoder again, e.g. with a lower "
-                          "--kappa")
-      row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - began, 4)}
-      os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-      reconstructions = encoder.reconstructions(shown)
-      plots.save_grid(reconstructions, os.path.join(workdir, "samples", f"encoder_epoch_{epoch + 1:04d}.png"))
-      summaries.training_epoch(writer, epoch + 1, metrics, reconstructions, prefix="encoder_")
-      append_history(history_path, row, fields)  # before the checkpoint: a resume drops rows past it
-      history.append(row)
-      fault_point("encoder_history", epoch)
-      encoder.epoch.assign(epoch + 1)
-      save_checkpoint(encoder.checkpoint(), directory, epoch + 1, point="encoder_checkpoint_written")
-      bar.set_postfix({key: f"{metrics[key]:.4f}" for key in names})
-  finally:
-    bar.close()
-    writer.close()
-  if history:
-    plots.loss_plot(history, os.path.join(workdir, ENCODER_LOSS_PLOT), names)
+
+  def diverged(epoch: int, bad: str) -> str:
+    return (f"warm-start encoder training diverged at encoder epoch {epoch + 1} ({bad}); the GAN is kept: "
+            f"delete {directory} and train the encoder again, e.g. with a lower --kappa")
+
+  history = run_epochs(encoder, ENCODER_LOOP, workdir, start, config.encoder_epochs, x_train, progress,
+                       lambda: encoder.reconstructions(shown), diverged)
   with atomic_path(exported) as tmp:
     encoder.encoder.save(tmp)
   fault_point("encoder_export")
