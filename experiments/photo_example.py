@@ -18,8 +18,8 @@ evaluate (image and pixel AUROC, F1 at the threshold), and score the defective f
 report per picture and the --top gallery.
 
 Writes into --results_dir: record.json (the commands, seed, commit, wall times, the metrics),
-report_<defect>.png (score's report of the highest-scoring picture of each defect), top.png and
-gallery.png (evaluate's). A rerun reuses a finished training (train resumes; the folder is
+report_<defect>.png (score's report of the highest-scoring picture of each defect) and
+top_tiles.png (score's --top gallery of the tiles folder). A rerun reuses a finished training (train resumes; the folder is
 rebuilt identically from the seed).
 """
 
@@ -173,8 +173,7 @@ def main(argv=None) -> int:
     flagged[defect] = sum(r["is_anomaly"] == "1" for r in rows)
     worst = max(rows, key=lambda r: float(r["score"]))
     shutil.copyfile(os.path.join(out, worst["report"]), os.path.join(results, f"report_{defect}.png"))
-    shutil.copyfile(os.path.join(out, "top.png"), os.path.join(results, f"top_{defect}.png"))
-  shutil.copyfile(os.path.join(model, "eval", "gallery.png"), os.path.join(results, "gallery.png"))
+  shutil.copyfile(os.path.join(scored["tiles"], "top.png"), os.path.join(results, "top_tiles.png"))
 
   def shown(command):
     return "python -m " + " ".join(a.replace(workdir, "$WORK") for a in command)
