@@ -238,7 +238,8 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
   auprc_normal = float(average_precision_score(1 - labels, -score))
   metrics = {"auroc": auroc, "auprc": auprc, "auprc_normal": auprc_normal, "n_normal": int(np.sum(labels == 0)),
              "n_anomalous": int(np.sum(labels == 1)), "seconds": round(seconds, 3),
-             "images_per_second": round(n / seconds, 3), "model": config.model, "dataset": config.dataset,
+             "images_per_second": round(n / seconds, 3), "strategy": config.strategy, "model": config.model,
+             "dataset": config.dataset,
              "normal_classes": list(config.normal_classes), "seed": config.seed,
              **scorer.settings(),  # every setting that changes the scores, as the scorer applied it
              "test_examples": n, "eval_split": data.split, "val_fraction": config.val_fraction}

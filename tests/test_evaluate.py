@@ -140,4 +140,4 @@ def test_metrics_record_every_setting_that_changes_the_scores(tiny_workdir, tmp_
                           normal_classes=[1], test_examples=40)
   # The mapping's Adam: --adam_epsilon, and LatentMapper's betas (--adam_beta_1/2 are training's).
   assert (metrics["map_adam_beta_1"], metrics["map_adam_beta_2"], metrics["map_adam_epsilon"]) == (0.9, 0.999, 1e-7)
-  assert metrics["map_restarts"] == 1
+  assert metrics["map_restarts"] == 1 and metrics["strategy"] == "default"  # images_per_second ran on one device
