@@ -98,14 +98,15 @@ def scope(strategy: Optional[tf.distribute.Strategy]):
 
 
 def make_scorer(family, config, load_networks):
-  """family.make_scorer(config, networks) on the devices of config.strategy: the networks
-  (`load_networks()`) loaded under its scope and the scorer's chunks split across its replicas;
-  for `default` the scorer itself."""
+  """(scorer, networks): family.make_scorer(config, networks) on the devices of config.strategy,
+  the networks (`load_networks()`) loaded under its scope and the scorer's chunks split across its
+  replicas; for `default` the scorer itself. The networks are returned for what else reads their
+  weights (threshold.weights_sha256), so they are loaded once."""
   strategy = make_strategy(config.strategy)
   with scope(strategy):
     networks = load_networks()
   scorer = family.make_scorer(config, networks)
-  return scorer if strategy is None else DistributedScorer(scorer, strategy)
+  return (scorer if strategy is None else DistributedScorer(scorer, strategy)), networks
 
 
 def check_batch(batch_size: int, strategy: Optional[tf.distribute.Strategy], flag: str = "--batch_size") -> None:

@@ -93,8 +93,7 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out
     scorer = family.make_scorer(config, networks)
   else:  # the networks on the strategy's devices, each chunk split across them
     from anogan_tf import distribute
-    scorer = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
-    networks = load_networks(workdir, family, config)  # on the default device: the threshold's weight digests
+    scorer, networks = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
   decision = threshold.decide(config, workdir, scorer.settings(), networks)
   out_dir = out_dir or os.path.join(workdir, "eval")
   with lock_eval(workdir, out_dir):

@@ -37,7 +37,7 @@ def run_python(code: str, env_extra=None, devices: int = 2) -> dict:
 
 TRAIN_AND_SCORE = """
 import json, numpy as np, tensorflow as tf
-from anogan_tf import distribute, models, train_lib
+from anogan_tf import distribute, models, threshold, train_lib
 from anogan_tf.config import Config
 from anogan_tf.evaluate_lib import load_networks
 tiny, workdir = {tiny}, "{workdir}"
@@ -45,9 +45,9 @@ family = models.family(tiny.get("model", "anogan"))
 x = np.random.default_rng(1).uniform(-1, 1, (11, 28, 28, 1)).astype(np.float32)
 
 def scores(config):
-  scorer = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
+  scorer, networks = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
   return dict(replicas=scorer.strategy.num_replicas_in_sync if hasattr(scorer, "strategy") else 1,
-              score=scorer.score(x).score.tolist())
+              score=scorer.score(x).score.tolist(), digests=threshold.weights_sha256(networks))
 
 out = {{}}
 for stage in {stages}:
@@ -105,6 +105,8 @@ def test_mirrored_mapping_scores_equal_one_device(staged):
   _, out = staged
   two, one, one_half = out["mirrored_8"], out["default_8"], out["default_4"]
   assert two["replicas"] == 2 and one["replicas"] == 1 and len(two["score"]) == 11
+  # The networks loaded on the replicas are the workdir's: a threshold's weight digests match.
+  assert two["digests"] == one["digests"] and len(two["digests"]) == 2
   np.testing.assert_allclose(two["score"], one_half["score"], rtol=1e-6)
   np.testing.assert_allclose(two["score"], one["score"], rtol=1e-5)
 
