@@ -188,3 +188,11 @@ def test_evaluation_refuses_a_different_value_of_a_setting_the_networks_fix(name
   assert message.startswith(f"--{name}={flag_text(value)} does not match the workdir, trained with "
                             f"--{name}={flag_text(getattr(trained, name))}; "), message
   assert f"drop --{name}" in message and "\n" not in message
+
+
+def test_every_scoring_setting_leaves_training_alone_except_the_two_both_read():
+  """A setting evaluate takes from its own command line does not change what training computes,
+  so a workdir resumes (and reproduce.py shares its GAN) whatever its value; only adam_epsilon and
+  seed are read by both (training's Adam and streams; the search's Adam and starts)."""
+  from anogan_tf.train_lib import NOT_TRAINING_FIELDS
+  assert set(EVALUATION_FIELDS) - NOT_TRAINING_FIELDS == {"adam_epsilon", "seed"}
