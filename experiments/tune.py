@@ -58,15 +58,31 @@ FAMILY_CANDIDATES = {
 }
 
 
+# Other GANs, each trained like seed 000's (TRAIN: held-out normals, the warm-start encoder) and
+# scored as best.flags scores (z = E(x), residual only): name -> (what it is, flagfile, train flags).
+BEST_SCORING = ["--initial_z=encoder", "--map_steps=0", "--lam=0.0"]
+GAN_CANDIDATES = {
+    "wide_warm0_lam0": ("seed 000's GAN 4x wider (G 128-channel Dense, 64, 32; D 64, 128)",
+                        "experiments/mnist.flags", ["--g_dense_channels=128", "--g_filters=64,32", "--d_filters=64,128"]),
+    "long_warm0_lam0": ("seed 000's GAN trained twice as long (400 epochs, decay at 300)",
+                        "experiments/mnist.flags", ["--epochs=400", "--lr_decay_epoch=300"]),
+    "seed001_warm0_lam0": ("seed 001's GAN (seed001.flags)", "experiments/seed001.flags", []),
+    "seed002_warm0_lam0": ("seed 002's GAN (seed002.flags)", "experiments/seed002.flags", []),
+}
+ALL_CANDIDATES = [*CANDIDATES, *FAMILY_CANDIDATES, *GAN_CANDIDATES]
+
+
 def candidate_run(name: str):
   """(flagfile, train flags, evaluate flags) of a candidate."""
   if name in FAMILY_CANDIDATES:
     return FAMILY_CANDIDATES[name][1], [f"--val_fraction={VAL_FRACTION}"], ["--eval_split=val"]
+  if name in GAN_CANDIDATES:
+    return GAN_CANDIDATES[name][1], [*TRAIN, *GAN_CANDIDATES[name][2]], ["--eval_split=val", *BEST_SCORING]
   return "experiments/mnist.flags", TRAIN, ["--eval_split=val", *CANDIDATES[name][1]]
 
 
 def changes(name: str) -> str:
-  return (FAMILY_CANDIDATES.get(name) or CANDIDATES[name])[0]
+  return (FAMILY_CANDIDATES.get(name) or GAN_CANDIDATES.get(name) or CANDIDATES[name])[0]
 
 
 def run_name(candidate: str) -> str:
@@ -118,7 +134,7 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--dataset", default="mnist")
   parser.add_argument("--candidates", default=",".join(CANDIDATES),
-                      help=f"comma-separated, from: {', '.join([*CANDIDATES, *FAMILY_CANDIDATES])}")
+                      help=f"comma-separated, from: {', '.join(ALL_CANDIDATES)}")
   parser.add_argument("--classes", default="2,3,5,8")
   parser.add_argument("--seeds", default="0")
   parser.add_argument("--runs_dir", default="runs")
@@ -126,9 +142,9 @@ def main(argv=None) -> int:
   parser.add_argument("--extra", default="", help="more flags for train and evaluate (quick runs)")
   args = parser.parse_args(argv)
   candidates = [c for c in args.candidates.replace(",", " ").split() if c]
-  unknown = [c for c in candidates if c not in CANDIDATES and c not in FAMILY_CANDIDATES]
+  unknown = [c for c in candidates if c not in ALL_CANDIDATES]
   if unknown:
-    parser.error(f"unknown candidate '{unknown[0]}'; use some of {', '.join([*CANDIDATES, *FAMILY_CANDIDATES])}")
+    parser.error(f"unknown candidate '{unknown[0]}'; use some of {', '.join(ALL_CANDIDATES)}")
   for name in candidates:
     reproduce.RUNS[run_name(name)] = candidate_run(name)
   tuning_dir = os.path.join(args.results_dir, "tuning")

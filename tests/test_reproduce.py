@@ -58,3 +58,26 @@ def test_presets_share_a_gan_resume_per_run_and_redo_only_what_is_missing(tmp_pa
   assert log.count("anogan_tf.train") == 1 and log.count("anogan_tf.evaluate") == 3
   assert os.path.getmtime(tmp_path / "results" / "runs" / "mnist_seed000" / "class0_seed0.json") == stamps["seed000"]
   assert records(tmp_path, "paper")["class0_seed0.json"]["auroc"] == pytest.approx(b["auroc"], abs=0.02)  # same GAN
+
+
+def test_tuning_candidates_resolve_and_the_other_gans_do_not_share_seed_000s(monkeypatch):
+  """Every experiments/tune.py candidate is a valid configuration; the candidates scoring seed
+  000's GAN share its workdir key, each GAN candidate trains its own (with the held-out normals
+  and the encoder), scored as best.flags scores."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  monkeypatch.chdir(ROOT)
+  import reproduce as rp
+  import tune
+  keys = {}
+  for name in tune.ALL_CANDIDATES:
+    flagfile, train, evaluate = tune.candidate_run(name)
+    config = rp.resolve_config(flagfile, ["--dataset=mnist", *train, *evaluate])
+    keys[name] = rp.gan_key(config)
+    if name in tune.GAN_CANDIDATES:
+      assert (config.val_fraction, config.encoder_epochs) == (tune.VAL_FRACTION, rp.WARM_ENCODER_EPOCHS)
+      assert (config.initial_z, config.map_steps, config.lam, config.eval_split) == ("encoder", (0,), 0.0, "val")
+  assert len({keys[name] for name in tune.CANDIDATES}) == 1
+  others = [keys[name] for name in tune.GAN_CANDIDATES]
+  assert len(set(others)) == len(others) and keys["seed000"] not in others
+  wide = rp.resolve_config(*tune.candidate_run("wide_warm0_lam0")[:1], tune.candidate_run("wide_warm0_lam0")[1])
+  assert (wide.g_filters, wide.d_filters, wide.g_dense_channels) == ((64, 32), (64, 128), 128)
