@@ -94,6 +94,7 @@ class Config:
   map_reduction: str = "mean"  # per-image loss: mean over pixels/features (seed 000) | sum
   z_init: str = "uniform"  # initial z: U(-1, 1) (seed 000) | "normal": N(0, z_init_std)
   z_init_std: float = 1.0
+  ink_power: float = 0.0  # every family: the score divided by the image's ink (mean of (x + 1) / 2) to this power; 0: off (the seeds' score); for dark backgrounds (MNIST, Fashion-MNIST), where an image with little ink has a small error whatever the model draws
   map_restarts: int = 1  # anogan: searches per image from independent random z; the lowest final loss is the score
   map_batch_size: int = 0  # images mapped at once (on the tests' small networks any value gives the same scores to 1e-3 relative; on a trained seed-000 GAN chunks of 32 or fewer moved scores by up to 3% against 1024, 64 and more agreed to 8 digits: keep it at 64 or more); 0: automatic, up to 1024 as memory allows
 
@@ -170,7 +171,7 @@ class Config:
   def mapper_kwargs(self) -> dict:
     steps, learning_rates = self.map_stages()
     return dict(lam=self.lam, steps=steps, learning_rates=learning_rates,
-                reduction=self.map_reduction, z_init=self.z_init,
+                reduction=self.map_reduction, z_init=self.z_init, ink_power=self.ink_power,
                 z_init_std=self.z_init_std, adam_epsilon=self.adam_epsilon,
                 batch_size=self.map_batch_size, seed=self.seed, feature_layer=self.feature_layer)
 
@@ -207,7 +208,7 @@ class Config:
 # networks or their training, which the workdir's flags.txt fixes (see `evaluation_config`).
 EVALUATION_FIELDS = ("lam", "map_steps", "map_lrs", "map_reduction", "z_init", "z_init_std", "adam_epsilon",
                      "map_batch_size", "feature_layer", "seed", "deterministic", "data_dir", "test_examples",
-                     "eval_split", "vae_score", "initial_z", "map_restarts",
+                     "eval_split", "vae_score", "initial_z", "map_restarts", "ink_power",
                      "strategy")  # distribute: evaluate any workdir on any devices
 # The decision threshold's percentile: it changes which scores count as anomalous, not the scores
 # (threshold.json keeps the held-out scores, so any percentile applies without mapping again).
@@ -359,6 +360,7 @@ def check(config: Config) -> None:
        f"--initial_z=encoder and --encoder_epochs are AnoGAN's warm start, not {config.model}'s; use "
        "--model=anogan, or drop them")
   number("map_restarts", 1, fix="use 1 (one search per image) or more")
+  number("ink_power", 0, fix="use 0 (the raw score) or a positive power, e.g. 0.5 or 1")
   need(config.strategy == "default" or config.dataset != "folder",
        f"--strategy={config.strategy} trains from arrays in memory only, not from a folder streamed from disk yet; "
        "use --strategy=default for --dataset=folder")

@@ -32,6 +32,30 @@ def anomaly_score(residual, discrimination, lam: float):
   return (1.0 - lam) * residual + lam * discrimination
 
 
+INK_FLOOR = 1e-3  # an all-background image has no ink: its score is divided by this instead of 0
+
+
+def ink(x):
+  """Per image (batch,): the mean of (x + 1) / 2 over its pixels and channels, for x in [-1, 1]:
+  0 for an image of background only (-1, black), 1 for an all-white one."""
+  return tf.reduce_mean((x + 1.0) / 2.0, axis=tf.range(1, tf.rank(x)))
+
+
+def ink_normalised(score, x, power: float):
+  """score / ink(x) ** power (`--ink_power`; 0: score unchanged). On a dark background an image
+  with little ink, a 1 among digits, has a small residual whatever the model draws, so raw
+  scores rank such anomalies as normal; dividing by the ink compares errors relative to it."""
+  if not power:
+    return score
+  return score / tf.maximum(ink(x), INK_FLOOR) ** float(power)
+
+
+def ink_setting(power: float) -> dict:
+  """A scorer's settings entry for --ink_power: none when 0, so the settings (and thresholds
+  stored with them) of scorers without it stay as they were."""
+  return {"ink_power": float(power)} if power else {}
+
+
 def gan_losses(real_logits, fake_logits):
   """Seed 000's sigmoid cross-entropy GAN losses and the discriminator's accuracy.
 

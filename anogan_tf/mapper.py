@@ -37,7 +37,7 @@ from anogan_tf.models import base
 class MappingResult:
   """Per-image results of `LatentMapper.map`; arrays have N rows, one per query image."""
 
-  score: np.ndarray  # (N,) anomaly score: the loss at the final z
+  score: np.ndarray  # (N,) anomaly score: the loss at the final z (divided by ink ** ink_power)
   residual: np.ndarray  # (N,) residual part L_R at the final z
   discrimination: np.ndarray  # (N,) discrimination part L_D at the final z
   z: np.ndarray  # (N, latent_dim) the final z
@@ -220,7 +220,7 @@ class LatentMapper(base.Scorer):
                reduction: str = "mean", z_init: str = "uniform", z_init_std: float = 1.0,
                adam_beta_1: float = 0.9, adam_beta_2: float = 0.999, adam_epsilon: float = 1e-8,
                batch_size: int = 0, seed: int = 0, jit_compile: bool = False,
-               feature_layer: str = "act1", encoder=None):
+               feature_layer: str = "act1", encoder=None, ink_power: float = 0.0):
     if len(steps) != len(learning_rates) or not steps:
       raise AnoganError("steps and learning_rates need the same number of stages (at least one)")
     if any(int(s) < 1 for s in steps) and not (encoder is not None and tuple(int(s) for s in steps) == (0,)):
@@ -239,6 +239,7 @@ class LatentMapper(base.Scorer):
     self.discriminator = discriminator
     self.encoder = encoder
     self.lam = float(lam)
+    self.ink_power = base.checked_ink_power(ink_power)
     self.steps = tuple(int(s) for s in steps)
     self.learning_rates = tuple(float(lr) for lr in learning_rates)
     self.reduction = reduction
@@ -275,7 +276,7 @@ class LatentMapper(base.Scorer):
             "feature_layer": self.feature_layer, "map_reduction": self.reduction, "z_init": self.z_init,
             "z_init_std": self.z_init_std, "map_batch_size": self.batch_size,
             "map_adam_beta_1": self.adam_beta_1, "map_adam_beta_2": self.adam_beta_2,
-            "map_adam_epsilon": self.adam_epsilon, "map_restarts": 1}
+            "map_adam_epsilon": self.adam_epsilon, "map_restarts": 1, **losses.ink_setting(self.ink_power)}
 
   def score(self, images, initial_z=None) -> base.ScoreResult:
     """`map(images, initial_z)` as the family interface's ScoreResult."""
@@ -300,9 +301,11 @@ class LatentMapper(base.Scorer):
     return losses.anomaly_score(residual, discrimination, self.lam)
 
   def result_at(self, x, features_x, z) -> dict:
-    """The result at z (no trajectory): score, residual, discrimination, z, generated, residual_map."""
+    """The result at z (no trajectory): score (the loss the search minimises, divided by the
+    image's ink ** ink_power), residual, discrimination, z, generated, residual_map."""
     generated, residual, discrimination = self.loss_parts(x, features_x, z)
-    return dict(score=losses.anomaly_score(residual, discrimination, self.lam),
+    score = losses.ink_normalised(losses.anomaly_score(residual, discrimination, self.lam), x, self.ink_power)
+    return dict(score=score,
                 residual=residual, discrimination=discrimination, z=tf.identity(z),
                 generated=generated, residual_map=tf.abs(x - generated))
 

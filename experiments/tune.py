@@ -48,6 +48,11 @@ CANDIDATES = {
     "warm0_lam0.3": ("z = E(x), no search, lam 0.3", ["--initial_z=encoder", "--map_steps=0", "--lam=0.3"]),
     "warm0_lam1.0": ("z = E(x), no search, lam 1 (features only)", ["--initial_z=encoder", "--map_steps=0", "--lam=1.0"]),
     "warm0_act2": ("z = E(x), no search, f = act2", ["--initial_z=encoder", "--map_steps=0", "--feature_layer=act2"]),
+    "warm0_lam0_ink0.5": ("z = E(x), no search, lam 0, score / ink^0.5",
+                          ["--initial_z=encoder", "--map_steps=0", "--lam=0.0", "--ink_power=0.5"]),
+    "warm0_lam0_ink1": ("z = E(x), no search, lam 0, score / ink",
+                        ["--initial_z=encoder", "--map_steps=0", "--lam=0.0", "--ink_power=1.0"]),
+    "seed000_ink0.5": ("seed 000's mapping, score / ink^0.5", ["--ink_power=0.5"]),
 }
 # The other families at seed 000's size (their own trainings, with the same held-out normals):
 # name -> (what it is, flagfile).

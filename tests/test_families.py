@@ -207,3 +207,25 @@ def test_evaluate_scores_off_manifold_images_above_normal_ones(name, runs, tmp_p
     scored = list(csv.DictReader(f))
   assert list(scored[0]) == ["file", "score", "is_anomaly"] + parts + ["report"]
   assert all(os.path.getsize(tmp_path / "scored" / r["report"]) > 0 for r in scored)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_ink_power_divides_every_familys_score_by_the_images_ink(name, runs):
+  """--ink_power=p: each image's score over its ink (mean of (x + 1) / 2) to the p, the same in the
+  chunked scorer and in the traced graph export serves; parts, reconstructions and the search
+  unchanged; recorded in the settings only when set (a stored threshold of p = 0 still applies)."""
+  config, straight, _, _, _ = runs[name]
+  family = models.family(name)
+  networks = evaluate_lib.load_networks(straight, family)
+  x = np.concatenate([synthetic_images(6, seed=9), np.full((2, 28, 28, 1), -1.0, np.float32)])  # 2 without ink
+  plain = family.make_scorer(config, networks).score(x)
+  scorer = family.make_scorer(config.replace(ink_power=0.5), networks)
+  inked = scorer.score(x)
+  ink = np.maximum(((x + 1) / 2).mean(axis=(1, 2, 3)), 1e-3)
+  np.testing.assert_allclose(inked.score, plain.score / np.sqrt(ink), rtol=1e-5)
+  np.testing.assert_allclose(inked.reconstruction, plain.reconstruction, rtol=1e-5, atol=1e-6)
+  for part in plain.parts:
+    np.testing.assert_allclose(inked.parts[part], plain.parts[part], rtol=1e-5)
+  traced = family.make_scorer(config, networks).score_tensors(tf.constant(x)).score.numpy()  # anogan: keyed starts
+  np.testing.assert_allclose(scorer.score_tensors(tf.constant(x)).score.numpy(), traced / np.sqrt(ink), rtol=1e-5)
+  assert scorer.settings()["ink_power"] == 0.5 and "ink_power" not in family.make_scorer(config, networks).settings()

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from anogan_tf import losses
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import base
 from anogan_tf.networks import Encoder, Generator
@@ -150,9 +151,10 @@ class ChunkScorer(base.Scorer):
   part_names = ("reconstruction",)
   extra_names = ("z",)
 
-  def __init__(self, image_shape, batch_size: int):
+  def __init__(self, image_shape, batch_size: int, ink_power: float = 0.0):
     if int(batch_size) < 1:
       raise AnoganError(f"batch_size={batch_size}; score at least one image at a time")
+    self.ink_power = base.checked_ink_power(ink_power)
     self.image_shape = tuple(image_shape)
     self.batch_size = int(batch_size)
     self.trace_count = 0
@@ -164,6 +166,7 @@ class ChunkScorer(base.Scorer):
   def _traced(self, x):
     self.trace_count += 1  # Python side effect: once per trace, never per call
     out = self._forward(x)
+    out["score"] = losses.ink_normalised(out["score"], x, self.ink_power)
     out["residual_map"] = tf.abs(x - out["reconstruction"])
     return out
 
@@ -208,15 +211,16 @@ class AutoencoderScorer(ChunkScorer):
   """score = reconstruction_error(x, D(E(x))) per image, both networks in inference mode;
   reconstruction = D(E(x)) in [-1, 1]; extras z = E(x) (N, latent_dim)."""
 
-  def __init__(self, encoder, decoder, recon_loss: str = "l1", batch_size: int = SCORE_BATCH_SIZE):
+  def __init__(self, encoder, decoder, recon_loss: str = "l1", batch_size: int = SCORE_BATCH_SIZE,
+               ink_power: float = 0.0):
     if recon_loss not in RECON_LOSSES:
       raise AnoganError(f"unknown recon_loss '{recon_loss}'; use l1 or l2")
-    super().__init__(encoder.image_shape, batch_size)
+    super().__init__(encoder.image_shape, batch_size, ink_power)
     self.encoder, self.decoder = encoder, decoder
     self.recon_loss = recon_loss
 
   def settings(self) -> dict:
-    return {"recon_loss": self.recon_loss, "map_batch_size": self.batch_size}
+    return {"recon_loss": self.recon_loss, "map_batch_size": self.batch_size, **losses.ink_setting(self.ink_power)}
 
   def _forward(self, x):
     z = self.encoder(x, training=False)
@@ -231,4 +235,4 @@ def make_scorer(config, networks, recon_loss: Optional[str] = None,
   SCORE_BATCH_SIZE when that is 0)."""
   return AutoencoderScorer(networks["encoder"], networks["decoder"],
                            recon_loss=recon_loss or config.recon_loss,
-                           batch_size=score_batch_size(config, batch_size))
+                           batch_size=score_batch_size(config, batch_size), ink_power=config.ink_power)

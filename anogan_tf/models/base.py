@@ -40,6 +40,14 @@ import tensorflow as tf
 from anogan_tf.errors import AnoganError
 
 
+def checked_ink_power(power) -> float:
+  """--ink_power as a scorer takes it (losses.ink_normalised): 0 or a positive finite number."""
+  value = float(power)
+  if not (np.isfinite(value) and value >= 0):
+    raise AnoganError(f"ink_power={power}; use 0 (the raw score) or a positive power, e.g. 0.5")
+  return value
+
+
 @dataclasses.dataclass
 class ScoreResult:
   """Per-image results of a scorer; every array has N rows, one per image."""

@@ -278,7 +278,7 @@ class EGBADScorer(base.Scorer):
   """
 
   def __init__(self, generator, encoder, discriminator, lam: float = 0.1, reduction: str = "mean",
-               batch_size: int = DEFAULT_SCORE_BATCH):
+               batch_size: int = DEFAULT_SCORE_BATCH, ink_power: float = 0.0):
     if not 0.0 <= float(lam) <= 1.0:
       raise AnoganError(f"lam={lam} is outside [0, 1]")
     if reduction not in ("mean", "sum"):
@@ -287,6 +287,7 @@ class EGBADScorer(base.Scorer):
       raise AnoganError(f"batch_size={batch_size}; use a positive number of images per chunk")
     self.generator, self.encoder, self.discriminator = generator, encoder, discriminator
     self.lam = float(lam)
+    self.ink_power = base.checked_ink_power(ink_power)
     self.reduction = reduction
     self.batch_size = int(batch_size)
     self.image_shape = tuple(generator.image_shape)
@@ -294,7 +295,8 @@ class EGBADScorer(base.Scorer):
     self._functions = {}
 
   def settings(self) -> dict:
-    return {"lam": self.lam, "map_reduction": self.reduction, "map_batch_size": self.batch_size}
+    return {"lam": self.lam, "map_reduction": self.reduction, "map_batch_size": self.batch_size,
+            **losses.ink_setting(self.ink_power)}
 
   def _forward(self, x):
     self.trace_count += 1  # Python side effect: once per trace, never per call
@@ -306,7 +308,8 @@ class EGBADScorer(base.Scorer):
                                            training=False)
     residual = losses.residual_loss(x, reconstruction, self.reduction)
     discrimination = losses.discrimination_loss(features[:n], features[n:], self.reduction)
-    return dict(score=losses.anomaly_score(residual, discrimination, self.lam), residual=residual,
+    score = losses.ink_normalised(losses.anomaly_score(residual, discrimination, self.lam), x, self.ink_power)
+    return dict(score=score, residual=residual,
                 discrimination=discrimination, z=z, reconstruction=reconstruction,
                 residual_map=tf.abs(x - reconstruction))
 
@@ -339,10 +342,10 @@ class EGBADScorer(base.Scorer):
 
 
 def make_scorer(config, networks, **overrides) -> EGBADScorer:
-  """A scorer with --lam, --map_reduction and --map_batch_size (0: DEFAULT_SCORE_BATCH); `overrides`
-  replace any of lam, reduction, batch_size."""
+  """A scorer with --lam, --map_reduction, --map_batch_size (0: DEFAULT_SCORE_BATCH) and
+  --ink_power; `overrides` replace any of lam, reduction, batch_size, ink_power."""
   settings = dict(lam=config.lam, reduction=config.map_reduction,
-                  batch_size=config.map_batch_size or DEFAULT_SCORE_BATCH)
+                  batch_size=config.map_batch_size or DEFAULT_SCORE_BATCH, ink_power=config.ink_power)
   unknown = sorted(set(overrides) - set(settings))
   if unknown:
     raise AnoganError(f"egbad scorer has no setting {', '.join(unknown)}; use {', '.join(settings)}")

@@ -40,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from anogan_tf import losses
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import ae
 from anogan_tf.networks import Encoder, Generator
@@ -123,7 +124,7 @@ class VAEScorer(ae.ChunkScorer):
   part_names = ("reconstruction", "kl")
 
   def __init__(self, encoder, decoder, recon_loss: str = "l1", vae_score: str = "reconstruction",
-               kl_weight: float = 1.0, batch_size: int = ae.SCORE_BATCH_SIZE):
+               kl_weight: float = 1.0, batch_size: int = ae.SCORE_BATCH_SIZE, ink_power: float = 0.0):
     if recon_loss not in ae.RECON_LOSSES:
       raise AnoganError(f"unknown recon_loss '{recon_loss}'; use l1 or l2")
     if vae_score not in VAE_SCORES:
@@ -131,13 +132,13 @@ class VAEScorer(ae.ChunkScorer):
     if encoder.heads != 2:
       raise AnoganError(f"the VAE needs an encoder with 2 heads (mean, log-variance), not {encoder.heads}; "
                         "was this workdir trained with --model=vae?")
-    super().__init__(encoder.image_shape, batch_size)
+    super().__init__(encoder.image_shape, batch_size, ink_power)
     self.encoder, self.decoder = encoder, decoder
     self.recon_loss, self.vae_score, self.kl_weight = recon_loss, vae_score, float(kl_weight)
 
   def settings(self) -> dict:
     return {"recon_loss": self.recon_loss, "kl_weight": self.kl_weight, "vae_score": self.vae_score,
-            "map_batch_size": self.batch_size}
+            "map_batch_size": self.batch_size, **losses.ink_setting(self.ink_power)}
 
   def _forward(self, x):
     mean, log_var = split_code(self.encoder(x, training=False), self.encoder.latent_dim)
@@ -156,4 +157,4 @@ def make_scorer(config, networks, recon_loss: Optional[str] = None, vae_score: O
   return VAEScorer(networks["encoder"], networks["decoder"], recon_loss=recon_loss or config.recon_loss,
                    vae_score=vae_score or config.vae_score,
                    kl_weight=config.kl_weight if kl_weight is None else kl_weight,
-                   batch_size=ae.score_batch_size(config, batch_size))
+                   batch_size=ae.score_batch_size(config, batch_size), ink_power=config.ink_power)
