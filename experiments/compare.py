@@ -27,10 +27,13 @@ sys.path.insert(0, os.path.join(ROOT, "experiments"))
 import report  # noqa: E402
 import reproduce  # noqa: E402
 
-METHODS = tuple(reproduce.METHODS)
 # A method that is a reproduction preset under another name: its runs are that preset's records
-# (trained and scored once for both tables). `anogan` is seed 000's AnoGAN as `seed000` runs it.
-SAME_AS_PRESET = {"anogan": "seed000"}
+# (trained and scored once for both tables). `anogan` is seed 000's AnoGAN as `seed000` runs it;
+# `anogan_best` is best.flags (seed 000's GAN, its encoder, the residual at E(x) over the ink).
+SAME_AS_PRESET = {"anogan": "seed000", "anogan_best": "best"}
+METHODS = (*reproduce.METHODS, "anogan_best")
+# Methods whose training is the GAN's and then the warm-start encoder's.
+ENCODER_METHODS = tuple(m for m in METHODS if m.startswith("anogan_warm_") or m == "anogan_best")
 SIZE_NOTE = ("networks of seed 000's size in every method: G / decoder = seed 000's generator (86,049 "
              "weights), D / encoder convolutions = seed 000's discriminator's (16, 32 filters)")
 
@@ -46,7 +49,7 @@ def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: 
   scorers = {}
   images = None
   for method in methods:
-    flagfile, _, eval_flags = reproduce.RUNS[method]
+    flagfile, _, eval_flags = reproduce.RUNS[SAME_AS_PRESET.get(method, method)]
     trained = anogan_flags.workdir_config(workdirs[method])
     requested = anogan_flags.config_from_args([f"--flagfile={flagfile}", *eval_flags, f"--dataset={dataset}",
                                                f"--normal_classes={','.join(map(str, trained.normal_classes))}",
@@ -105,12 +108,14 @@ def main(argv=None) -> int:
   parser.add_argument("--speed_rounds", type=int, default=2)
   parser.add_argument("--extra", default="", help="more flags for train and evaluate (quick runs)")
   parser.add_argument("--encoder_epochs", type=int, default=reproduce.WARM_ENCODER_EPOCHS,
-                      help="epochs of the warm starts' encoder")
+                      help="epochs of the encoder that the warm starts and anogan_best share (one per GAN; "
+                           "best.flags' own value is the default)")
   args = parser.parse_args(argv)
   methods = [m for m in args.methods.replace(",", " ").split() if m]
-  for name, (flagfile, train_flags, eval_flags) in list(reproduce.RUNS.items()):
-    if name.startswith("anogan_warm_"):
-      reproduce.RUNS[name] = (flagfile, [f"--encoder_epochs={args.encoder_epochs}"], eval_flags)
+  for name in ENCODER_METHODS:  # they score one GAN, so they share one encoder
+    flagfile, train_flags, eval_flags = reproduce.RUNS[SAME_AS_PRESET.get(name, name)]
+    epochs = f"--encoder_epochs={args.encoder_epochs}"  # evaluate too: best.flags names its own
+    reproduce.RUNS[SAME_AS_PRESET.get(name, name)] = (flagfile, [epochs], [*eval_flags, epochs])
   preset = lambda m: SAME_AS_PRESET.get(m, m)  # noqa: E731
   code = reproduce.main([f"--dataset={args.dataset}", f"--presets={','.join(map(preset, methods))}", f"--classes={args.classes}",
                          f"--seeds={args.seeds}", f"--runs_dir={args.runs_dir}", f"--results_dir={args.results_dir}",
@@ -143,7 +148,7 @@ def main(argv=None) -> int:
         "mean_auprc": s["mean_auprc"], "mean_auprc_normal": s["mean_auprc_normal"],
         # The warm starts' training is the GAN's and then their encoder's.
         "mean_train_seconds": float(np.mean([r["train_seconds"] + (r.get("encoder_seconds", 0.0)
-                                                                    if m.startswith("anogan_warm_") else 0.0)
+                                                                    if m in ENCODER_METHODS else 0.0)
                                              for r in records[m]])),
         "images_per_second": speeds[m], "n_runs": s["n_runs"]}
   base = os.path.join(args.results_dir, f"compare_{args.dataset}")

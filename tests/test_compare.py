@@ -1,0 +1,44 @@
+"""experiments/compare.py (`make compare`) end to end on tiny settings: every method of the family
+scored on one class, the AnoGAN methods on one shared GAN (its warm starts and best.flags on one
+encoder), the other families each on their own, speeds measured in one process, one table."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+TINY = "--epochs=1 --train_examples=64 --test_examples=64 --batch_size=32"
+
+
+def test_compare_scores_every_method_sharing_the_anogan_gan(tmp_path, mnist_dir):
+  command = [sys.executable, os.path.join(ROOT, "experiments", "compare.py"), "--dataset=mnist", "--classes=0",
+             "--seeds=0", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}",
+             f"--extra={TINY}", "--encoder_epochs=1", "--speed_images=64", "--speed_rounds=1"]
+  done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
+  assert done.returncode == 0, done.stderr[-3000:]
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import compare
+  summary = json.loads((tmp_path / "results" / "compare_mnist.json").read_text())
+  assert list(summary["methods"]) == list(compare.METHODS)
+  for method, m in summary["methods"].items():
+    assert 0 <= m["per_class_auroc"]["0"] <= 1 and m["images_per_second"] > 0 and m["n_runs"] == 1, method
+  assert summary["test_images"] == [64]
+
+  # One GAN for anogan, its warm starts and best (trained once, its encoder once); one each for the others.
+  gans = sorted(os.listdir(tmp_path / "runs" / "mnist"))
+  assert len(gans) == 4, gans
+  shared = [g for g in gans if os.path.isdir(tmp_path / "runs" / "mnist" / g / "class0_seed0" / "eval_best")]
+  assert len(shared) == 1
+  workdir = tmp_path / "runs" / "mnist" / shared[0] / "class0_seed0"
+  log = (workdir / "reproduce.log").read_text()
+  assert log.count("anogan_tf.train") == 1 and log.count("anogan_tf.evaluate") == 6
+  assert sorted(p for p in os.listdir(workdir) if p.startswith("eval_")) == sorted(
+      f"eval_{compare.SAME_AS_PRESET.get(m, m)}" for m in compare.ENCODER_METHODS + ("anogan",))
+  # Warm starts and best count their encoder's training; anogan only the GAN's.
+  methods = summary["methods"]
+  assert methods["anogan_best"]["mean_train_seconds"] > methods["anogan"]["mean_train_seconds"]
+  assert methods["anogan_warm_0"]["mean_train_seconds"] == methods["anogan_best"]["mean_train_seconds"]
+  table = (tmp_path / "results" / "compare_mnist.md").read_text()
+  assert all(f"| {m} |" in table for m in compare.METHODS)
