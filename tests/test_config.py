@@ -46,6 +46,8 @@ BAD_SETTINGS = [
     (dict(z_init_std=0.0), "--z_init_std=0.0 is not positive"),
     (dict(z_init_std=-1.0), "--z_init_std=-1.0 is not positive"),
     (dict(map_batch_size=-3), "--map_batch_size=-3 is below 0"),
+    (dict(ink_power=-0.5), "--ink_power=-0.5 is below 0"),
+    (dict(ink_power=float("nan")), "--ink_power=nan is not a finite number"),
     (dict(d_lr_scale=0.0), "--d_lr_scale=0.0 is not positive"),
     (dict(d_z_units=0), "--d_z_units=0 is below 1"),
     (dict(d_joint_units=(128, 0)), "--d_joint_units=128,0 has an entry that is below 1"),
