@@ -64,15 +64,15 @@ FAMILY_CANDIDATES = {
 
 
 # Other GANs, each trained like seed 000's (TRAIN: held-out normals, the warm-start encoder) and
-# scored as best.flags scores (z = E(x), residual only): name -> (what it is, flagfile, train flags).
-BEST_SCORING = ["--initial_z=encoder", "--map_steps=0", "--lam=0.0"]
+# scored as best.flags scores (z = E(x), residual only, over the ink): name -> (what it is, flagfile, train flags).
+BEST_SCORING = ["--initial_z=encoder", "--map_steps=0", "--lam=0.0", "--ink_power=0.5"]
 GAN_CANDIDATES = {
-    "wide_warm0_lam0": ("seed 000's GAN 4x wider (G 128-channel Dense, 64, 32; D 64, 128)",
+    "wide_best": ("seed 000's GAN 4x wider (G 128-channel Dense, 64, 32; D 64, 128)",
                         "experiments/mnist.flags", ["--g_dense_channels=128", "--g_filters=64,32", "--d_filters=64,128"]),
-    "long_warm0_lam0": ("seed 000's GAN trained twice as long (400 epochs, decay at 300)",
+    "long_best": ("seed 000's GAN trained twice as long (400 epochs, decay at 300)",
                         "experiments/mnist.flags", ["--epochs=400", "--lr_decay_epoch=300"]),
-    "seed001_warm0_lam0": ("seed 001's GAN (seed001.flags)", "experiments/seed001.flags", []),
-    "seed002_warm0_lam0": ("seed 002's GAN (seed002.flags)", "experiments/seed002.flags", []),
+    "seed001_best": ("seed 001's GAN (seed001.flags)", "experiments/seed001.flags", []),
+    "seed002_best": ("seed 002's GAN (seed002.flags)", "experiments/seed002.flags", []),
 }
 ALL_CANDIDATES = [*CANDIDATES, *FAMILY_CANDIDATES, *GAN_CANDIDATES]
 

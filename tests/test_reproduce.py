@@ -75,9 +75,10 @@ def test_tuning_candidates_resolve_and_the_other_gans_do_not_share_seed_000s(mon
     keys[name] = rp.gan_key(config)
     if name in tune.GAN_CANDIDATES:
       assert (config.val_fraction, config.encoder_epochs) == (tune.VAL_FRACTION, rp.WARM_ENCODER_EPOCHS)
-      assert (config.initial_z, config.map_steps, config.lam, config.eval_split) == ("encoder", (0,), 0.0, "val")
+      assert (config.initial_z, config.map_steps, config.lam, config.eval_split, config.ink_power) == (
+          "encoder", (0,), 0.0, "val", 0.5)
   assert len({keys[name] for name in tune.CANDIDATES}) == 1
   others = [keys[name] for name in tune.GAN_CANDIDATES]
   assert len(set(others)) == len(others) and keys["seed000"] not in others
-  wide = rp.resolve_config(*tune.candidate_run("wide_warm0_lam0")[:1], tune.candidate_run("wide_warm0_lam0")[1])
+  wide = rp.resolve_config(*tune.candidate_run("wide_best")[:1], tune.candidate_run("wide_best")[1])
   assert (wide.g_filters, wide.d_filters, wide.g_dense_channels) == ((64, 32), (64, 128), 128)
