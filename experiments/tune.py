@@ -53,6 +53,10 @@ CANDIDATES = {
     "warm0_lam0_ink1": ("z = E(x), no search, lam 0, score / ink",
                         ["--initial_z=encoder", "--map_steps=0", "--lam=0.0", "--ink_power=1.0"]),
     "seed000_ink0.5": ("seed 000's mapping, score / ink^0.5", ["--ink_power=0.5"]),
+    "warm0_lam0.1_ink0.5": ("z = E(x), no search, lam 0.1, score / ink^0.5",
+                            ["--initial_z=encoder", "--map_steps=0", "--lam=0.1", "--ink_power=0.5"]),
+    "warm10_lam0_ink0.5": ("from E(x), 10 steps on the residual, score / ink^0.5",
+                           ["--initial_z=encoder", "--map_steps=10", "--lam=0.0", "--ink_power=0.5"]),
 }
 # The other families at seed 000's size (their own trainings, with the same held-out normals):
 # name -> (what it is, flagfile).
