@@ -31,9 +31,7 @@ import datetime
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 
 import numpy as np
 from PIL import Image
@@ -128,16 +126,6 @@ def build_folder(root: str, seed: int = 0) -> dict:
   return counts
 
 
-def run(args: list, log) -> float:
-  """Runs `python -m ...args`, its output into log; exits with its message on failure."""
-  print("+ python -m " + " ".join(args), flush=True)
-  start = time.time()
-  done = subprocess.run([sys.executable, "-m", *args], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-  if done.returncode:
-    raise SystemExit(f"error: `python -m {' '.join(args)}` failed (exit {done.returncode}); see {log.name}")
-  return round(time.time() - start, 1)
-
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", default="runs/photo_example", help="data, training and scores go here")
@@ -160,9 +148,9 @@ def main(argv=None) -> int:
     commands[f"score_{defect}"] = ["anogan_tf.score", f"--workdir={model}",
                                    f"--input={os.path.join(data, 'test', defect)}", f"--output={out}", "--top=8"]
   seconds = {}
-  with open(os.path.join(workdir, "log.txt"), "a") as log:
-    for name, command in commands.items():
-      seconds[name] = run(command, log)
+  for name, command in commands.items():
+    print("+ python -m " + " ".join(command), flush=True)
+    seconds[name] = round(reproduce.run_logged(command, os.path.join(workdir, "log.txt")), 1)
 
   metrics = json.load(open(os.path.join(model, "eval", "metrics.json")))
   threshold = json.load(open(os.path.join(model, "threshold.json")))
