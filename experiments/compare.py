@@ -9,7 +9,7 @@
    built, run once on a chunk of that size (tracing, excluded), then timed on the images; the
    rounds alternate between methods and the fastest round counts.
 3. Writes `<results_dir>/compare_<dataset>.json` (method -> mean_auroc, per_class_auroc,
-   images_per_second, ...) and `.md`.
+   images_per_second, ...; every top-level key is a method) and `.md`.
 """
 
 from __future__ import annotations
@@ -73,25 +73,25 @@ def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: 
 
 
 def markdown(summary: dict) -> str:
-  dataset = summary["dataset"]
-  classes = summary["classes"]
-  sizes = summary.get("test_images", [])
+  """The table of a compare_<dataset>.json (method -> its entry; the shared details are in each)."""
+  about = next(iter(summary.values()))
+  dataset, classes, sizes = about["dataset"], about["classes"], about.get("test_images", [])
   split = "whole test split" if sizes == [10000] else f"{', '.join(map(str, sizes))} test images"
   lines = [f"# {dataset}: the AnoGAN family on one protocol", "",
            f"One-class AUROC (%) per normal class, {split}, seeds "
-           f"{', '.join(map(str, summary['seeds']))}; scoring speed measured in one process on the same "
-           f"{summary['speed_images']} test images for every method ({SIZE_NOTE}).", "",
+           f"{', '.join(map(str, about['seeds']))}; scoring speed measured in one process on the same "
+           f"{about['speed_images']} test images for every method ({SIZE_NOTE}).", "",
            "| method | " + " | ".join(str(c) for c in classes) + " | mean | AUPRC (normal +) | train s (GAN + encoder) | images/s | x anogan |",
            "| --- | " + " | ".join("---" for _ in classes) + " | --- | --- | --- | --- | --- |"]
-  base_speed = summary["methods"].get("anogan", {}).get("images_per_second")
-  for method, m in summary["methods"].items():
+  base_speed = summary.get("anogan", {}).get("images_per_second")
+  for method, m in summary.items():
     row = [f"{100 * m['per_class_auroc'][str(c)]:.1f}" if str(c) in m["per_class_auroc"] else "" for c in classes]
     speed = m.get("images_per_second")
     ratio = f"{speed / base_speed:.0f}x" if speed and base_speed else ""
     lines.append(f"| {method} | " + " | ".join(row) + f" | **{100 * m['mean_auroc']:.1f}** | "
                  f"{m['mean_auprc_normal']:.3f} | {m['mean_train_seconds']:.0f} | "
                  f"{f'{speed:,.0f}' if speed is not None else ''} | {ratio} |")
-  lines += ["", f"Command: `{summary['command']}`. Commits: {', '.join(summary['commits'])}.",
+  lines += ["", f"Command: `{about['command']}`. Commits: {', '.join(about['commits'])}.",
             "Per-run records: `runs/<dataset>_<method>/` beside this file (anogan's: `runs/<dataset>_seed000/`)."]
   return "\n".join(lines) + "\n"
 
@@ -136,13 +136,16 @@ def main(argv=None) -> int:
   import numpy as np
   sizes = sorted({r["n_normal"] + r["n_anomalous"] for m in methods
                   for r in records[m]})
-  out = {"dataset": args.dataset, "classes": first["classes"], "seeds": first["seeds"], "test_images": sizes,
-         "speed_images": args.speed_images, "speed_class": c, "speed_seed": seed, "networks": SIZE_NOTE,
-         "command": f"make compare DATASET={args.dataset} CLASSES={args.classes} SEEDS={args.seeds}",
-         "commits": sorted({x for s in summaries.values() for x in s["commits"]}), "methods": {}}
+  # method -> its entry (DESIGN.md section 4); what the methods share is repeated in each entry,
+  # so that every top-level key is a method.
+  shared = {"dataset": args.dataset, "classes": first["classes"], "seeds": first["seeds"], "test_images": sizes,
+            "speed_images": args.speed_images, "speed_class": c, "speed_seed": seed, "networks": SIZE_NOTE,
+            "command": f"make compare DATASET={args.dataset} CLASSES={args.classes} SEEDS={args.seeds}",
+            "commits": sorted({x for s in summaries.values() for x in s["commits"]})}
+  out = {}
   for m in methods:
     s = summaries[m]
-    out["methods"][m] = {
+    out[m] = {
         "mean_auroc": s["mean_auroc"],
         "per_class_auroc": {k: v["auroc_mean"] for k, v in s["per_class"].items()},
         "mean_auprc": s["mean_auprc"], "mean_auprc_normal": s["mean_auprc_normal"],
@@ -150,7 +153,7 @@ def main(argv=None) -> int:
         "mean_train_seconds": float(np.mean([r["train_seconds"] + (r.get("encoder_seconds", 0.0)
                                                                     if m in ENCODER_METHODS else 0.0)
                                              for r in records[m]])),
-        "images_per_second": speeds[m], "n_runs": s["n_runs"]}
+        "images_per_second": speeds[m], "n_runs": s["n_runs"], **shared}
   base = os.path.join(args.results_dir, f"compare_{args.dataset}")
   report.write_json_and_md(base, out, markdown(out))
   print(f"table: {base}.md")
