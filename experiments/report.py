@@ -126,7 +126,8 @@ def markdown(summary: dict, dataset: str, preset: str, command: str) -> str:
 
 def combined_table(results_dir: str, dataset: str, presets) -> str:
   """One markdown table: each preset's per-class AUROC (mean ± std over seeds) and the published
-  rows, on the classes every preset has records for; the means are over those classes."""
+  rows, on the classes every preset has records for; the means are over those classes (± the std
+  over seeds of a seed's mean over them, for a preset whose seeds covered those classes only)."""
   summaries = {p: summarize(load_records(results_dir, dataset, p)) for p in presets}
   summaries = {p: s for p, s in summaries.items() if s["classes"]}
   classes = sorted(set.intersection(*(set(s["classes"]) for s in summaries.values()))) if summaries else []
@@ -137,8 +138,11 @@ def combined_table(results_dir: str, dataset: str, presets) -> str:
     cells = [_pct(pc[str(c)]["auroc_mean"]) + (f" ± {_pct(pc[str(c)]['auroc_std'])}" if pc[str(c)]["auroc_std"] is not None
                                                else "") for c in classes]
     seeds = sorted({x for c in classes for x in pc[str(c)]["seeds"]})
-    lines.append(f"| **ours, {p}** (seeds {','.join(map(str, seeds))}) | " + " | ".join(cells) +
-                 f" | **{_pct(np.mean([pc[str(c)]['auroc_mean'] for c in classes]))}** |")
+    mean = _pct(np.mean([pc[str(c)]["auroc_mean"] for c in classes]))
+    spread = s["mean_auroc_std_over_seeds"]  # of the mean over all its classes: only when those are the table's
+    if spread is not None and s["classes"] == classes:
+      mean += f" ± {_pct(spread)}"
+    lines.append(f"| **ours, {p}** (seeds {','.join(map(str, seeds))}) | " + " | ".join(cells) + f" | **{mean}** |")
   for name, values in PUBLISHED.get(dataset, []):
     lines.append(f"| {name} | " + " | ".join(f"{values[c]:.1f}" for c in classes) +
                  f" | {np.mean([values[c] for c in classes]):.1f} |")
