@@ -83,6 +83,11 @@ def _pct(value):
   return "" if value is None else f"{100 * value:.1f}"
 
 
+def _with_std(mean, std):
+  """A table cell: the mean in %, "± std" beside it when there is one (2+ seeds)."""
+  return _pct(mean) + (f" ± {_pct(std)}" if std is not None else "")
+
+
 def markdown(summary: dict, dataset: str, preset: str, command: str) -> str:
   classes = summary["classes"]
   pc = summary["per_class"]
@@ -92,10 +97,8 @@ def markdown(summary: dict, dataset: str, preset: str, command: str) -> str:
            f"ours: mean ± std over seeds (std needs 2+ seeds).", "",
            "| | " + " | ".join(str(c) for c in classes) + " | mean |",
            "| --- | " + " | ".join("---" for _ in classes) + " | --- |"]
-  ours = [f"{_pct(pc[str(c)]['auroc_mean'])} ± {_pct(pc[str(c)]['auroc_std'])}"
-          if pc[str(c)]["auroc_std"] is not None else _pct(pc[str(c)]["auroc_mean"]) for c in classes]
-  spread = summary["mean_auroc_std_over_seeds"]
-  mean = _pct(summary["mean_auroc"]) + (f" ± {_pct(spread)}" if spread is not None else "")
+  ours = [_with_std(pc[str(c)]["auroc_mean"], pc[str(c)]["auroc_std"]) for c in classes]
+  mean = _with_std(summary["mean_auroc"], summary["mean_auroc_std_over_seeds"])
   lines.append(f"| **ours ({preset})** | " + " | ".join(ours) + f" | **{mean}** |")
   for name, values in PUBLISHED.get(dataset, []):
     row = [f"{values[c]:.1f}" for c in classes]
@@ -135,13 +138,11 @@ def combined_table(results_dir: str, dataset: str, presets) -> str:
            "| --- | " + " | ".join("---" for _ in classes) + " | --- |"]
   for p, s in summaries.items():
     pc = s["per_class"]
-    cells = [_pct(pc[str(c)]["auroc_mean"]) + (f" ± {_pct(pc[str(c)]['auroc_std'])}" if pc[str(c)]["auroc_std"] is not None
-                                               else "") for c in classes]
+    cells = [_with_std(pc[str(c)]["auroc_mean"], pc[str(c)]["auroc_std"]) for c in classes]
     seeds = sorted({x for c in classes for x in pc[str(c)]["seeds"]})
-    mean = _pct(np.mean([pc[str(c)]["auroc_mean"] for c in classes]))
-    spread = s["mean_auroc_std_over_seeds"]  # of the mean over all its classes: only when those are the table's
-    if spread is not None and s["classes"] == classes:
-      mean += f" ± {_pct(spread)}"
+    # The spread is of the mean over all its classes: only when those are the table's.
+    mean = _with_std(np.mean([pc[str(c)]["auroc_mean"] for c in classes]),
+                     s["mean_auroc_std_over_seeds"] if s["classes"] == classes else None)
     lines.append(f"| **ours, {p}** (seeds {','.join(map(str, seeds))}) | " + " | ".join(cells) + f" | **{mean}** |")
   for name, values in PUBLISHED.get(dataset, []):
     lines.append(f"| {name} | " + " | ".join(f"{values[c]:.1f}" for c in classes) +
