@@ -20,6 +20,8 @@ import shlex
 import sys
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
@@ -40,7 +42,6 @@ SIZE_NOTE = ("networks of seed 000's size in every method: G / decoder = seed 00
 
 def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: int, extra=()) -> dict:
   """images/s of each method's scorer on the same n_images test images, measured in this process."""
-  import numpy as np
   from anogan_tf import flags as anogan_flags
   from anogan_tf import models
   from anogan_tf.config import EVALUATION_FIELDS
@@ -133,7 +134,6 @@ def main(argv=None) -> int:
     workdirs[m] = shlex.split(match[0]["eval_command"])[3].split("=", 1)[1]  # --workdir=...
   speeds = measure_speed(args.dataset, methods, workdirs, args.speed_images, args.speed_rounds,
                          [f for f in shlex.split(args.extra) if not f.startswith("--encoder_epochs")])
-  import numpy as np
   sizes = sorted({r["n_normal"] + r["n_anomalous"] for m in methods
                   for r in records[m]})
   # method -> its entry (DESIGN.md section 4); what the methods share is repeated in each entry,
