@@ -54,6 +54,17 @@ def load_networks(workdir: str, family, config=None) -> dict:
   return networks
 
 
+def load_scorer(config: Config, workdir: str, family):
+  """(scorer, networks): the family's scorer on the workdir's networks (`load_networks`), on this
+  device, or with --strategy on the strategy's devices, each chunk split across them. evaluate
+  and score build theirs here."""
+  if config.strategy == "default":
+    networks = load_networks(workdir, family, config)
+    return family.make_scorer(config, networks), networks
+  from anogan_tf import distribute
+  return distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
+
+
 def lock_eval(workdir: str, out_dir: str = "") -> DirectoryLock:
   """Creates the evaluation folder (default workdir/eval/) and locks it: one evaluate at a time
   writes there."""
@@ -79,9 +90,7 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out
   if config.deterministic:
     import tensorflow as tf
     tf.config.experimental.enable_op_determinism()
-  family = models.family(config.model)
-  if config.strategy == "default":
-    networks = load_networks(workdir, family, config)
+  scorer, networks = load_scorer(config, workdir, models.family(config.model))  # before the data: fail fast
   data = data if data is not None else load_one_class(config)
   labels = data.y_test
   if len(np.unique(labels)) < 2 and config.dataset == "folder" and data.split == "val":
@@ -89,11 +98,6 @@ def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out
                       "anomalies), so AUROC is undefined; use --eval_split=test")
   if len(np.unique(labels)) < 2:
     raise AnoganError("the test images hold only one label, so AUROC is undefined; use more --test_examples")
-  if config.strategy == "default":
-    scorer = family.make_scorer(config, networks)
-  else:  # the networks on the strategy's devices, each chunk split across them
-    from anogan_tf import distribute
-    scorer, networks = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
   decision = threshold.decide(config, workdir, scorer.settings(), networks)
   out_dir = out_dir or os.path.join(workdir, "eval")
   with lock_eval(workdir, out_dir):

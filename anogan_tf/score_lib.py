@@ -334,14 +334,8 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
   reports = [report_name(n) for n in names]
   from tqdm import tqdm
   from anogan_tf import models, plots
-  from anogan_tf.evaluate_lib import load_networks
-  family = models.family(config.model)
-  if config.strategy == "default":
-    networks = load_networks(workdir, family, config)  # also the threshold's weight digests
-    scorer = family.make_scorer(config, networks)
-  else:  # the networks on the strategy's devices, each chunk split across them
-    from anogan_tf import distribute
-    scorer, networks = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
+  from anogan_tf.evaluate_lib import load_scorer
+  scorer, networks = load_scorer(config, workdir, models.family(config.model))  # networks: the threshold's digests too
   if tuple(scorer.image_shape) != tuple(config.image_shape):
     raise AnoganError(f"the networks in {workdir} take {tuple(scorer.image_shape)} images, not the "
                       f"{tuple(config.image_shape)} of --dataset={config.dataset}; keep --dataset as the workdir's "
