@@ -42,3 +42,11 @@ def test_compare_scores_every_method_sharing_the_anogan_gan(tmp_path, mnist_dir)
   assert methods["anogan_warm_0"]["mean_train_seconds"] == methods["anogan_best"]["mean_train_seconds"]
   table = (tmp_path / "results" / "compare_mnist.md").read_text()
   assert all(f"| {m} |" in table for m in compare.METHODS)
+
+
+def test_train_times_median_and_encoder():
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import compare
+  records = [{"train_seconds": t, "encoder_seconds": 10.0} for t in (400.0, 420.0, 2100.0)]  # one run paused
+  assert compare.train_times("anogan", records) == {"mean_train_seconds": 2920.0 / 3, "median_train_seconds": 420.0}
+  assert compare.train_times("anogan_warm_0", records)["median_train_seconds"] == 430.0  # GAN + its encoder
