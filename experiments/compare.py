@@ -73,6 +73,14 @@ def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: 
   return {m: round(v, 3) for m, v in best.items()}
 
 
+def method_records(results_dir: str, dataset: str, method: str, classes, seeds) -> list:
+  """The method's per-run records for these classes and seeds only. anogan and anogan_best share
+  their records with the reproduction presets seed000 and best, which hold more seeds: every
+  method of the table must be averaged over the same runs."""
+  return [r for r in report.load_records(results_dir, dataset, SAME_AS_PRESET.get(method, method))
+          if r["class"] in classes and r["seed"] in seeds]
+
+
 def train_times(method: str, records) -> dict:
   """mean_train_seconds and median_train_seconds over a method's runs; the warm starts' and
   anogan_best's training is the GAN's and then their encoder's. The table shows the median: one
@@ -132,7 +140,9 @@ def main(argv=None) -> int:
                          f"--extra={args.extra}"])
   if code:
     return code
-  records = {m: report.load_records(args.results_dir, args.dataset, preset(m)) for m in methods}
+  split = lambda text: [int(t) for t in text.replace(",", " ").split() if t]  # noqa: E731
+  classes = list(range(reproduce.CLASSES[args.dataset])) if args.classes == "all" else split(args.classes)
+  records = {m: method_records(args.results_dir, args.dataset, m, classes, split(args.seeds)) for m in methods}
   summaries = {m: report.summarize(records[m]) for m in methods}
   # The speed run uses the first class and seed's workdirs.
   first = summaries[methods[0]]

@@ -50,3 +50,15 @@ def test_train_times_median_and_encoder():
   records = [{"train_seconds": t, "encoder_seconds": 10.0} for t in (400.0, 420.0, 2100.0)]  # one run paused
   assert compare.train_times("anogan", records) == {"mean_train_seconds": 2920.0 / 3, "median_train_seconds": 420.0}
   assert compare.train_times("anogan_warm_0", records)["median_train_seconds"] == 430.0  # GAN + its encoder
+
+
+def test_method_records_only_the_requested_classes_and_seeds(tmp_path):
+  """anogan's records are seed000's, which hold seeds the compare run did not ask for."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import compare
+  for c, seed in ((0, 0), (0, 1), (1, 0), (2, 0)):
+    path = tmp_path / "runs" / "mnist_seed000" / f"class{c}_seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"class": c, "seed": seed}))
+  got = compare.method_records(str(tmp_path), "mnist", "anogan", [0, 1], [0])
+  assert sorted((r["class"], r["seed"]) for r in got) == [(0, 0), (1, 0)]
