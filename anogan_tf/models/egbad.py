@@ -40,7 +40,7 @@ from anogan_tf.networks import Encoder, Generator, batchnorm_statistics, conv_bl
 NAME = "egbad"
 NETWORKS = ("generator", "encoder", "discriminator")
 LOSS_NAMES = ("d_loss", "g_loss", "e_loss", "d_acc")
-DEFAULT_SCORE_BATCH = 256  # images per compiled chunk when --map_batch_size=0
+DEFAULT_SCORE_BATCH = 1024  # images per compiled chunk when --map_batch_size=0 (as ae's; 1.2x the images/s of 256)
 
 def _takes_training(layer) -> bool:
   return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
