@@ -109,7 +109,9 @@ def markdown(summary: dict) -> str:
     lines.append(f"| {method} | " + " | ".join(row) + f" | **{100 * m['mean_auroc']:.1f}** | "
                  f"{m['mean_auprc_normal']:.3f} | {m['median_train_seconds']:.0f} | "
                  f"{f'{speed:,.0f}' if speed is not None else ''} | {ratio} |")
-  lines += ["", f"Command: `{about['command']}`. Commits: {', '.join(about['commits'])}.",
+  lines += ["", f"Command: `{about['command']}`. Commits of the runs: {', '.join(about['commits'])}; "
+            f"speeds measured at {about['speed_commit']} on {about['speed_measured']} (class "
+            f"{about['speed_class']}, seed {about['speed_seed']}: its networks for every method).",
             "Per-run records: `runs/<dataset>_<method>/` beside this file (anogan's: `runs/<dataset>_seed000/`)."]
   return "\n".join(lines) + "\n"
 
@@ -151,6 +153,7 @@ def main(argv=None) -> int:
   for m in methods:
     match = [r for r in records[m] if r["class"] == c and r["seed"] == seed]
     workdirs[m] = shlex.split(match[0]["eval_command"])[3].split("=", 1)[1]  # --workdir=...
+  speed_commit, measured = reproduce.commit(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
   speeds = measure_speed(args.dataset, methods, workdirs, args.speed_images, args.speed_rounds,
                          [f for f in shlex.split(args.extra) if not f.startswith("--encoder_epochs")])
   sizes = sorted({r["n_normal"] + r["n_anomalous"] for m in methods
@@ -159,8 +162,9 @@ def main(argv=None) -> int:
   # so that every top-level key is a method.
   shared = {"dataset": args.dataset, "classes": first["classes"], "seeds": first["seeds"], "test_images": sizes,
             "speed_images": args.speed_images, "speed_class": c, "speed_seed": seed, "networks": SIZE_NOTE,
-            "command": f"make compare DATASET={args.dataset} CLASSES={args.classes} SEEDS={args.seeds}",
-            "commits": sorted({x for s in summaries.values() for x in s["commits"]})}
+            "command": shlex.join(["python", "experiments/compare.py", *(sys.argv[1:] if argv is None else argv)]),
+            "commits": sorted({x for s in summaries.values() for x in s["commits"]}),
+            "speed_commit": speed_commit, "speed_measured": measured}
   out = {}
   for m in methods:
     s = summaries[m]

@@ -40,6 +40,7 @@ def test_compare_scores_every_method_sharing_the_anogan_gan(tmp_path, mnist_dir)
   methods = summary
   assert methods["anogan_best"]["mean_train_seconds"] > methods["anogan"]["mean_train_seconds"]
   assert methods["anogan_warm_0"]["mean_train_seconds"] == methods["anogan_best"]["mean_train_seconds"]
+  assert "--dataset=mnist" in methods["anogan"]["command"] and methods["anogan"]["speed_commit"]  # exact command
   table = (tmp_path / "results" / "compare_mnist.md").read_text()
   assert all(f"| {m} |" in table for m in compare.METHODS)
 
