@@ -73,6 +73,17 @@ def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: 
   return {m: round(v, 3) for m, v in best.items()}
 
 
+def selected(dataset: str, classes: str, seeds: str):
+  """([class], [seed]) from --classes ('all' or a comma/space-separated list) and --seeds."""
+  split = lambda text: [int(t) for t in text.replace(",", " ").split() if t]  # noqa: E731
+  return (list(range(reproduce.CLASSES[dataset])) if classes == "all" else split(classes)), split(seeds)
+
+
+def record_workdir(record: dict) -> str:
+  """The workdir a per-run record's evaluation scored (its --workdir=)."""
+  return next(t.split("=", 1)[1] for t in shlex.split(record["eval_command"]) if t.startswith("--workdir="))
+
+
 def method_records(results_dir: str, dataset: str, method: str, classes, seeds) -> list:
   """The method's per-run records for these classes and seeds only. anogan and anogan_best share
   their records with the reproduction presets seed000 and best, which hold more seeds: every
@@ -142,9 +153,8 @@ def main(argv=None) -> int:
                          f"--extra={args.extra}"])
   if code:
     return code
-  split = lambda text: [int(t) for t in text.replace(",", " ").split() if t]  # noqa: E731
-  classes = list(range(reproduce.CLASSES[args.dataset])) if args.classes == "all" else split(args.classes)
-  records = {m: method_records(args.results_dir, args.dataset, m, classes, split(args.seeds)) for m in methods}
+  classes, seeds = selected(args.dataset, args.classes, args.seeds)
+  records = {m: method_records(args.results_dir, args.dataset, m, classes, seeds) for m in methods}
   summaries = {m: report.summarize(records[m]) for m in methods}
   # The speed run uses the first class and seed's workdirs.
   first = summaries[methods[0]]
@@ -152,7 +162,7 @@ def main(argv=None) -> int:
   workdirs = {}
   for m in methods:
     match = [r for r in records[m] if r["class"] == c and r["seed"] == seed]
-    workdirs[m] = shlex.split(match[0]["eval_command"])[3].split("=", 1)[1]  # --workdir=...
+    workdirs[m] = record_workdir(match[0])
   speed_commit, measured = reproduce.commit(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
   speeds = measure_speed(args.dataset, methods, workdirs, args.speed_images, args.speed_rounds,
                          [f for f in shlex.split(args.extra) if not f.startswith("--encoder_epochs")])

@@ -50,10 +50,6 @@ def inversion(generator, encoder, latent_dim: int, z_prior: str, samples: int = 
           "chance": float(np.abs(z - draw(samples)).mean())}
 
 
-def workdir_of(record: dict) -> str:
-  return next(t.split("=", 1)[1] for t in shlex.split(record["eval_command"]) if t.startswith("--workdir="))
-
-
 def markdown(dataset: str, rows: list, samples: int) -> str:
   lines = [f"# {dataset}: how well each encoder inverts its generator", "",
            f"{samples} z from each GAN's prior; correlation = Pearson correlation of z with E(G(z)) per "
@@ -79,21 +75,19 @@ def main(argv=None) -> int:
   import keras
   import anogan_tf  # noqa: F401  (registers the networks for load_model)
   from anogan_tf import flags as anogan_flags
-  split = lambda text: [t for t in text.replace(",", " ").split() if t]  # noqa: E731
-  classes = (list(range(compare.reproduce.CLASSES[args.dataset])) if args.classes == "all"
-             else [int(c) for c in split(args.classes)])
+  classes, seeds = compare.selected(args.dataset, args.classes, args.seeds)
   command = shlex.join(["python", "experiments/encoder_inversion.py", *(sys.argv[1:] if argv is None else argv)])
+  commit = compare.reproduce.commit()
   rows = []
-  for method in split(args.methods):
-    for record in compare.method_records(args.results_dir, args.dataset, method, classes,
-                                         [int(s) for s in split(args.seeds)]):
+  for method in [m for m in args.methods.replace(",", " ").split() if m]:
+    for record in compare.method_records(args.results_dir, args.dataset, method, classes, seeds):
       began = time.perf_counter()
-      workdir = workdir_of(record)
+      workdir = compare.record_workdir(record)
       config = anogan_flags.workdir_config(workdir)
       generator, encoder = (keras.models.load_model(os.path.join(workdir, f"{name}.keras"))
                             for name in ("generator", "encoder"))
       rows.append({"method": method, "class": record["class"], "seed": record["seed"], "auroc": record["auroc"],
-                   "workdir": workdir, "commit": compare.reproduce.commit(), "command": command,
+                   "workdir": workdir, "commit": commit, "command": command,
                    **inversion(generator, encoder, config.latent_dim, config.z_prior, args.samples)})
       rows[-1]["seconds"] = round(time.perf_counter() - began, 2)  # loading both networks included
       print(f"{method} class {record['class']} seed {record['seed']}: correlation {rows[-1]['correlation']:.3f}")
