@@ -9,7 +9,8 @@ import sys
 
 from conftest import ROOT
 
-TINY = "--epochs=1 --train_examples=64 --test_examples=64 --batch_size=32"
+TINY = ("--epochs=1 --train_examples=64 --test_examples=64 --batch_size=32 --latent_dim=8 --g_dense_channels=8"
+        " --g_filters=8,4 --d_filters=4,8 --e_filters=4,8")
 
 
 def test_compare_scores_every_method_sharing_the_anogan_gan(tmp_path, mnist_dir):
