@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from anogan_tf import losses
+from anogan_tf import losses, memory
 from anogan_tf.config import DISTRIBUTIONS, REDUCTIONS, one_of
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import base
@@ -156,46 +156,18 @@ class _Forward(tf.Module):
     return dict(m.result_at(x, features_x, z), trajectory=tf.zeros((tf.shape(x)[0], 0)))  # (batch, 0): no iterations
 
 
-MAX_AUTO_BATCH = 1024  # `make bench`: throughput is flat from 256 to 1024 images per batch
-MEMORY_SHARE = 0.25  # of the available memory, for the automatic batch size
-BYTES_PER_ACTIVATION = 8  # float32, twice: measured RSS grows 170-240 KB per seed-000 image (42k floats)
-
-
-def available_memory_bytes() -> Optional[int]:
-  """MemAvailable from /proc/meminfo (Linux), else None."""
-  try:
-    with open("/proc/meminfo") as f:
-      for line in f:
-        if line.startswith("MemAvailable:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return None
-
-
 def activation_floats_per_image(generator, discriminator, feature_layer: str = "act1") -> int:
   """Floats one image's mapping iteration keeps: every layer output of G, and of D up to f
   (`feature_layer`)."""
-  total = 0
-  for model, shape in ((generator, (1, generator.latent_dim)), (discriminator, (1,) + tuple(generator.image_shape))):
-    for layer in model.chain:
-      shape = layer.compute_output_shape(shape)
-      total += int(np.prod(shape[1:]))
-      if model is discriminator and layer.name == feature_layer:
-        break
-  return total
+  return (memory.chain_floats(generator.chain, (generator.latent_dim,))
+          + memory.chain_floats(discriminator.chain, generator.image_shape, stop_at=feature_layer))
 
 
 def auto_batch_size(generator, discriminator, available_bytes: Optional[int] = None,
                     feature_layer: str = "act1") -> int:
-  """The largest power of two up to MAX_AUTO_BATCH whose mapping fits in MEMORY_SHARE of the
-  available memory (MAX_AUTO_BATCH when that is unknown)."""
-  available = available_memory_bytes() if available_bytes is None else available_bytes
-  if available is None:
-    return MAX_AUTO_BATCH
-  per_image = BYTES_PER_ACTIVATION * activation_floats_per_image(generator, discriminator, feature_layer)
-  fits = int(MEMORY_SHARE * available // per_image)
-  return max(1, min(MAX_AUTO_BATCH, 1 << max(fits, 1).bit_length() - 1))
+  """The largest power of two up to memory.MAX_AUTO_BATCH whose mapping fits in memory.MEMORY_SHARE
+  of the available memory (MAX_AUTO_BATCH when that is unknown)."""
+  return memory.fit_batch_size(activation_floats_per_image(generator, discriminator, feature_layer), available_bytes)
 
 
 class LatentMapper(base.Scorer):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anogan_tf import Config
+from anogan_tf import Config, memory
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import egbad
 from anogan_tf.networks import batchnorm_statistics
@@ -377,7 +377,10 @@ def test_make_scorer_settings():
   nets = _networks()
   scorer = egbad.make_scorer(TINY.replace(map_reduction="sum", map_batch_size=7), nets)
   assert (scorer.lam, scorer.reduction, scorer.batch_size) == (0.1, "sum", 7)
-  assert egbad.make_scorer(TINY, nets).batch_size == egbad.DEFAULT_SCORE_BATCH
+  auto = egbad.make_scorer(TINY, nets)  # map_batch_size 0: from the memory its networks' activations need
+  assert auto.batch_size == memory.fit_batch_size(auto.activation_floats_per_image())
+  with pytest.raises(AnoganError, match="batch_size=-1"):
+    egbad.make_scorer(TINY, nets, batch_size=-1)
   with pytest.raises(AnoganError, match="no setting steps"):
     egbad.make_scorer(TINY, nets, steps=3)
   with pytest.raises(AnoganError, match="outside"):

@@ -229,3 +229,24 @@ def test_ink_power_divides_every_familys_score_by_the_images_ink(name, runs):
   traced = family.make_scorer(config, networks).score_tensors(tf.constant(x)).score.numpy()  # anogan: keyed starts
   np.testing.assert_allclose(scorer.score_tensors(tf.constant(x)).score.numpy(), traced / np.sqrt(ink), rtol=1e-5)
   assert scorer.settings()["ink_power"] == 0.5 and "ink_power" not in family.make_scorer(config, networks).settings()
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_automatic_chunk_size_fits_the_available_memory(name, monkeypatch):
+  """--map_batch_size=0: the scorer budgets every layer output of its networks per image, so a
+  smaller machine or larger images give smaller chunks (a 256 x 256 RGB folder on a laptop must
+  not ask for 1,024 images at once); an explicit size is kept."""
+  from anogan_tf import memory
+  family = models.family(name)
+  sizes = {}
+  for side, config in ((28, tiny_config(name, map_batch_size=0)),
+                       (128, tiny_config(name, map_batch_size=0, dataset="cifar10", image_size=128))):
+    networks = family.build_networks(config)
+    plenty = family.make_scorer(config, networks)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 64 << 20)  # 64 MB free
+    sizes[side] = family.make_scorer(config, networks).batch_size
+    monkeypatch.undo()
+    assert family.make_scorer(config.replace(map_batch_size=48), networks).batch_size == 48
+  assert plenty.batch_size <= memory.MAX_AUTO_BATCH
+  assert sizes[28] > sizes[128] >= 1, sizes
+  assert sizes[28] & (sizes[28] - 1) == 0 and sizes[128] & (sizes[128] - 1) == 0  # powers of two

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from anogan_tf import losses
+from anogan_tf import losses, memory
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import base
 from anogan_tf.networks import Encoder, Generator
@@ -37,7 +37,6 @@ from anogan_tf.networks import Encoder, Generator
 NAME = "ae"
 NETWORKS = ("encoder", "decoder")
 RECON_LOSSES = ("l1", "l2")
-SCORE_BATCH_SIZE = 1024  # images per compiled forward pass when neither an override nor --map_batch_size sets it
 
 
 # --- losses: one value per image
@@ -151,14 +150,21 @@ class ChunkScorer(base.Scorer):
   part_names = ("reconstruction",)
   extra_names = ("z",)
 
-  def __init__(self, image_shape, batch_size: int, ink_power: float = 0.0):
-    if int(batch_size) < 1:
-      raise AnoganError(f"batch_size={batch_size}; score at least one image at a time")
+  def __init__(self, encoder, decoder, batch_size: int = 0, ink_power: float = 0.0):
+    if int(batch_size) < 0:
+      raise AnoganError(f"batch_size={batch_size}; use a positive number of images at a time, or 0 to choose it "
+                        "from the available memory")
+    self.encoder, self.decoder = encoder, decoder
     self.ink_power = base.checked_ink_power(ink_power)
-    self.image_shape = tuple(image_shape)
-    self.batch_size = int(batch_size)
+    self.image_shape = tuple(encoder.image_shape)
+    self.batch_size = int(batch_size) or memory.fit_batch_size(self.activation_floats_per_image())
     self.trace_count = 0
     self._functions = {}
+
+  def activation_floats_per_image(self) -> int:
+    """Every layer output of E and D for one image: what the automatic chunk size budgets for."""
+    return (memory.chain_floats(self.encoder.chain, self.image_shape)
+            + memory.chain_floats(self.decoder.chain, (self.decoder.latent_dim,)))
 
   def _forward(self, x) -> Dict[str, tf.Tensor]:
     raise NotImplementedError
@@ -202,21 +208,18 @@ class ChunkScorer(base.Scorer):
 
 
 def score_batch_size(config, batch_size: Optional[int]) -> int:
-  if batch_size is not None:
-    return int(batch_size)
-  return config.map_batch_size or SCORE_BATCH_SIZE
+  """`batch_size` if given, else --map_batch_size (0: chosen from the available memory)."""
+  return int(config.map_batch_size if batch_size is None else batch_size)
 
 
 class AutoencoderScorer(ChunkScorer):
   """score = reconstruction_error(x, D(E(x))) per image, both networks in inference mode;
   reconstruction = D(E(x)) in [-1, 1]; extras z = E(x) (N, latent_dim)."""
 
-  def __init__(self, encoder, decoder, recon_loss: str = "l1", batch_size: int = SCORE_BATCH_SIZE,
-               ink_power: float = 0.0):
+  def __init__(self, encoder, decoder, recon_loss: str = "l1", batch_size: int = 0, ink_power: float = 0.0):
     if recon_loss not in RECON_LOSSES:
       raise AnoganError(f"unknown recon_loss '{recon_loss}'; use l1 or l2")
-    super().__init__(encoder.image_shape, batch_size, ink_power)
-    self.encoder, self.decoder = encoder, decoder
+    super().__init__(encoder, decoder, batch_size, ink_power)
     self.recon_loss = recon_loss
 
   def settings(self) -> dict:
@@ -231,8 +234,8 @@ class AutoencoderScorer(ChunkScorer):
 
 def make_scorer(config, networks, recon_loss: Optional[str] = None,
                 batch_size: Optional[int] = None) -> AutoencoderScorer:
-  """Overrides: recon_loss (default config.recon_loss), batch_size (default --map_batch_size, or
-  SCORE_BATCH_SIZE when that is 0)."""
+  """Overrides: recon_loss (default config.recon_loss), batch_size (default --map_batch_size; 0:
+  the largest power of two up to 1024 images whose activations fit in a quarter of the available memory)."""
   return AutoencoderScorer(networks["encoder"], networks["decoder"],
                            recon_loss=recon_loss or config.recon_loss,
                            batch_size=score_batch_size(config, batch_size), ink_power=config.ink_power)

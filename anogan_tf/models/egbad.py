@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from anogan_tf import losses
+from anogan_tf import losses, memory
 from anogan_tf.errors import AnoganError
 from anogan_tf.layers import SubpixelGradientConv2D
 from anogan_tf.models import base
@@ -40,7 +40,7 @@ from anogan_tf.networks import Encoder, Generator, batchnorm_statistics, conv_bl
 NAME = "egbad"
 NETWORKS = ("generator", "encoder", "discriminator")
 LOSS_NAMES = ("d_loss", "g_loss", "e_loss", "d_acc")
-DEFAULT_SCORE_BATCH = 1024  # images per compiled chunk when --map_batch_size=0 (as ae's; 1.2x the images/s of 256)
+
 
 def _takes_training(layer) -> bool:
   return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
@@ -278,21 +278,34 @@ class EGBADScorer(base.Scorer):
   """
 
   def __init__(self, generator, encoder, discriminator, lam: float = 0.1, reduction: str = "mean",
-               batch_size: int = DEFAULT_SCORE_BATCH, ink_power: float = 0.0):
+               batch_size: int = 0, ink_power: float = 0.0):
     if not 0.0 <= float(lam) <= 1.0:
       raise AnoganError(f"lam={lam} is outside [0, 1]")
     if reduction not in ("mean", "sum"):
       raise AnoganError(f"unknown reduction '{reduction}'; use mean or sum")
-    if int(batch_size) < 1:
-      raise AnoganError(f"batch_size={batch_size}; use a positive number of images per chunk")
+    if int(batch_size) < 0:
+      raise AnoganError(f"batch_size={batch_size}; use a positive number of images per chunk, or 0 to choose it "
+                        "from the available memory")
     self.generator, self.encoder, self.discriminator = generator, encoder, discriminator
     self.lam = float(lam)
     self.ink_power = base.checked_ink_power(ink_power)
     self.reduction = reduction
-    self.batch_size = int(batch_size)
     self.image_shape = tuple(generator.image_shape)
+    self.batch_size = int(batch_size) or memory.fit_batch_size(self.activation_floats_per_image())
     self.trace_count = 0
     self._functions = {}
+
+  def activation_floats_per_image(self) -> int:
+    """Every layer output of E, G and D for one image (D twice: it sees x and G(E(x))), what the
+    automatic chunk size budgets for."""
+    d = self.discriminator
+    shape = (1,) + self.image_shape
+    for layer in d.x_chain:  # to flatten's (1, h/s * w/s * filters[-1])
+      shape = layer.compute_output_shape(shape)
+    joint_floats = memory.chain_floats(d.joint_chain, (shape[-1] + d.z_units,))
+    return (memory.chain_floats(self.encoder.chain, self.image_shape)
+            + memory.chain_floats(self.generator.chain, (self.generator.latent_dim,))
+            + 2 * (memory.chain_floats(d.x_chain, self.image_shape) + d.z_units + joint_floats))
 
   def settings(self) -> dict:
     return {"lam": self.lam, "map_reduction": self.reduction, "map_batch_size": self.batch_size,
@@ -342,10 +355,11 @@ class EGBADScorer(base.Scorer):
 
 
 def make_scorer(config, networks, **overrides) -> EGBADScorer:
-  """A scorer with --lam, --map_reduction, --map_batch_size (0: DEFAULT_SCORE_BATCH) and
+  """A scorer with --lam, --map_reduction, --map_batch_size (0: the largest power of two up to 1024
+  images whose activations fit in a quarter of the available memory) and
   --ink_power; `overrides` replace any of lam, reduction, batch_size, ink_power."""
   settings = dict(lam=config.lam, reduction=config.map_reduction,
-                  batch_size=config.map_batch_size or DEFAULT_SCORE_BATCH, ink_power=config.ink_power)
+                  batch_size=config.map_batch_size, ink_power=config.ink_power)
   unknown = sorted(set(overrides) - set(settings))
   if unknown:
     raise AnoganError(f"egbad scorer has no setting {', '.join(unknown)}; use {', '.join(settings)}")

@@ -124,7 +124,7 @@ class VAEScorer(ae.ChunkScorer):
   part_names = ("reconstruction", "kl")
 
   def __init__(self, encoder, decoder, recon_loss: str = "l1", vae_score: str = "reconstruction",
-               kl_weight: float = 1.0, batch_size: int = ae.SCORE_BATCH_SIZE, ink_power: float = 0.0):
+               kl_weight: float = 1.0, batch_size: int = 0, ink_power: float = 0.0):
     if recon_loss not in ae.RECON_LOSSES:
       raise AnoganError(f"unknown recon_loss '{recon_loss}'; use l1 or l2")
     if vae_score not in VAE_SCORES:
@@ -132,8 +132,7 @@ class VAEScorer(ae.ChunkScorer):
     if encoder.heads != 2:
       raise AnoganError(f"the VAE needs an encoder with 2 heads (mean, log-variance), not {encoder.heads}; "
                         "was this workdir trained with --model=vae?")
-    super().__init__(encoder.image_shape, batch_size, ink_power)
-    self.encoder, self.decoder = encoder, decoder
+    super().__init__(encoder, decoder, batch_size, ink_power)
     self.recon_loss, self.vae_score, self.kl_weight = recon_loss, vae_score, float(kl_weight)
 
   def settings(self) -> dict:
@@ -153,7 +152,7 @@ class VAEScorer(ae.ChunkScorer):
 def make_scorer(config, networks, recon_loss: Optional[str] = None, vae_score: Optional[str] = None,
                 kl_weight: Optional[float] = None, batch_size: Optional[int] = None) -> VAEScorer:
   """Overrides default to config.recon_loss, config.vae_score, config.kl_weight, and for
-  batch_size --map_batch_size (SCORE_BATCH_SIZE when that is 0)."""
+  batch_size --map_batch_size (0: chosen from the available memory, as ae.make_scorer)."""
   return VAEScorer(networks["encoder"], networks["decoder"], recon_loss=recon_loss or config.recon_loss,
                    vae_score=vae_score or config.vae_score,
                    kl_weight=config.kl_weight if kl_weight is None else kl_weight,
