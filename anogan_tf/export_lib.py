@@ -24,7 +24,9 @@ Two signatures for images, not one that converts by dtype: a SavedModel signatur
 per input. A search starts at E(x) with --initial_z=encoder; otherwise, without serving_from_z,
 at z drawn per image from a stateless generator keyed by --seed and the image's bytes
 (`LatentMapper.keyed_initial_z`). Either way an image's outputs do not depend on the other images
-of the call.
+of the call. With --map_restarts=R, R searches run per image, restart k from the keyed start of
+seed + k * RESTART_SEED_STRIDE, and each image's outputs are those of its lowest final loss (no
+serving_from_z: there are R starts).
 
 Outputs: score (N,), is_anomaly (N,) bool = score > threshold, reconstruction and residual_map
 (N, h, w, c), the score's parts as part_<name> (N,) (anogan, egbad: part_residual,
@@ -59,6 +61,7 @@ from anogan_tf import models
 from anogan_tf.errors import AnoganError
 from anogan_tf.io_utils import check_folder_can_be_made
 from anogan_tf.mapper import LatentMapper
+from anogan_tf.models.anogan import RESTART_SEED_STRIDE, RestartScorer
 
 SERVING_FLOAT = "serving_default"
 SERVING_UINT8 = "serving_uint8"
@@ -83,14 +86,14 @@ PIXEL_VALUES = np.arange(256, dtype=np.float32) / 127.5 - 1.0
 
 
 def searches(scorer) -> bool:
-  """True for AnoGAN's search (a LatentMapper with iterations)."""
-  return isinstance(scorer, LatentMapper) and sum(scorer.steps) > 0
+  """True for AnoGAN's search (a LatentMapper with iterations, or several from random starts)."""
+  return isinstance(scorer, RestartScorer) or isinstance(scorer, LatentMapper) and sum(scorer.steps) > 0
 
 
 def takes_start(scorer) -> bool:
-  """True for a search from a random start: the start is an input of the graph (keyed or given);
-  with an encoder it is E(x), computed inside."""
-  return searches(scorer) and scorer.encoder is None
+  """True for one search from a random start: the start is an input of the graph (keyed or given);
+  with an encoder it is E(x), computed inside; restarts draw their keyed starts inside."""
+  return isinstance(scorer, LatentMapper) and searches(scorer) and scorer.encoder is None
 
 
 class ScoringModule(tf.Module):
@@ -330,7 +333,10 @@ def metadata(model: str, scorer, threshold: float, threshold_source: str, chunk:
   out = {"model": model, "image_shape": list(scorer.image_shape), "scorer": compared_settings(scorer.settings()),
          "threshold": float(threshold), "threshold_source": threshold_source,
          "signatures": [SERVING_FLOAT, SERVING_UINT8], "chunk": int(chunk)}
-  if searches(scorer):
+  if isinstance(scorer, RestartScorer):
+    out.update(latent_dim=int(scorer.latent_dim), seed=scorer.seed, start="keyed", restarts=len(scorer.mappers),
+               restart_seed_stride=RESTART_SEED_STRIDE)
+  elif searches(scorer):
     out.update(latent_dim=int(scorer.latent_dim), seed=scorer.seed,
                start="encoder" if scorer.encoder is not None else "keyed")
   if takes_start(scorer):
@@ -355,9 +361,6 @@ def export(config, workdir: str, output: str, threshold: Optional[float] = None,
   with `config`'s scoring settings) to `output`; returns its metadata. The output, the networks
   and the threshold are checked before anything is written."""
   from anogan_tf.evaluate_lib import load_networks
-  if config.map_restarts > 1:
-    raise AnoganError(f"--map_restarts={config.map_restarts} is not exported yet (one search per image in the "
-                      "SavedModel); export with --map_restarts=1")
   check_output(output, overwrite)
   family = models.family(config.model)
   networks = load_networks(workdir, family, config)

@@ -38,11 +38,12 @@ EXPORTS = {
     "anogan_warm": ("anogan", ["--initial_z=encoder", "--map_steps=2,4", "--map_lrs=0.05,0.02", "--lam=0.1",
                                "--feature_layer=flatten", "--threshold=0.3"]),
     "anogan_at_e": ("anogan", ["--initial_z=encoder", "--map_steps=0", "--threshold=0.3"]),
+    "anogan_restarts": ("anogan", ["--map_restarts=2", "--map_steps=3,2", "--threshold=0.3"]),
     "egbad": ("egbad", ["--threshold=0.3"]),
     "ae": ("ae", ["--threshold=100"]),
     "vae": ("vae", ["--threshold=100"]),
 }
-SEARCHES = ("anogan", "anogan_warm")
+SEARCHES = ("anogan", "anogan_warm", "anogan_restarts")
 FROM_Z = ("anogan",)  # a search from a random start: its start is an input
 
 
@@ -193,8 +194,8 @@ def error_cases(root, workdirs, settings):
       "damaged": ([f"--workdir={damaged}", f"--output={new}"], "threshold.json is damaged (JSONDecodeError)"),
       "nan threshold": ([f"--workdir={no_encoder}", f"--output={new}", "--threshold=nan"],
                         "--threshold=nan is not a finite number"),
-      "restarts": ([f"--workdir={no_encoder}", f"--output={new}", "--threshold=1", "--map_restarts=3"],
-                   "--map_restarts=3 is not exported yet"),
+      "restarts from E(x)": ([f"--workdir={gan}", f"--output={new}", "--threshold=1", "--map_restarts=3",
+                              "--initial_z=encoder"], "use --map_restarts=1 with --initial_z=encoder"),
       "unknown flag": ([f"--workdir={gan}", f"--output={new}", "--bogus=1"], "Unknown command line flag 'bogus'"),
       "no encoder": ([f"--workdir={no_encoder}", f"--output={new}", "--initial_z=encoder", "--threshold=1"],
                      "encoder.keras is missing; --initial_z=encoder starts the search"),
@@ -354,6 +355,33 @@ def test_the_encoder_start_and_the_one_pass_families_equal_their_scorers(exporte
     assert "map_batch_size" not in metadata["scorer"]  # the export's chunk is metadata["chunk"]
   if name == "anogan_at_e":
     assert "trajectory" not in out and exported["report"][name]["signatures"] == ["serving_default", "serving_uint8"]
+
+
+def test_restarts_keep_each_images_best_of_its_keyed_searches(exported):
+  """--map_restarts=2: restart k searches from the keyed start of seed + k * RESTART_SEED_STRIDE,
+  as the library's one-restart search from that start does, and each image keeps the outputs of
+  its lowest score."""
+  workdirs, images = exported["workdirs"], exported["images"]
+  out, metadata = exported["outputs"]["anogan_restarts"]["float"], exported["report"]["anogan_restarts"]["metadata"]
+  assert metadata["restarts"] == 2 and metadata["start"] == "keyed" and metadata["scorer"]["map_restarts"] == 2
+  assert exported["report"]["anogan_restarts"]["signatures"] == ["serving_default", "serving_uint8"]
+  config = export_config("anogan_restarts", workdirs)
+  networks = load_networks(workdirs["anogan"], anogan, config)
+  searches = []
+  for k in range(2):
+    one = config.replace(map_restarts=1, seed=config.seed + k * anogan.RESTART_SEED_STRIDE)
+    mapper = anogan.make_scorer(one, networks)
+    searches.append(mapper.score(images, initial_z=mapper.keyed_initial_z(tf.constant(images)).numpy()))
+  best = np.argmin([r.score for r in searches], axis=0)
+  assert 0 < best.sum() < N  # each restart wins on some images: the pick is tested
+  rows = np.arange(N)
+  expected = anogan.base.ScoreResult(
+      score=np.stack([r.score for r in searches])[best, rows],
+      reconstruction=np.stack([r.reconstruction for r in searches])[best, rows],
+      residual_map=np.stack([r.residual_map for r in searches])[best, rows],
+      parts={k: np.stack([r.parts[k] for r in searches])[best, rows] for k in searches[0].parts},
+      extras={k: np.stack([r.extras[k] for r in searches])[best, rows] for k in searches[0].extras})
+  assert_equal_result(out, expected)
 
 
 def test_uint8_pixels_and_float_images_give_the_same_outputs(exported):

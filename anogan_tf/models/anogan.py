@@ -218,8 +218,9 @@ class RestartScorer(base.Scorer):
 
   def __init__(self, mappers):
     self.mappers = list(mappers)
-    self.batch_size = self.mappers[0].batch_size
-    self.image_shape = self.mappers[0].image_shape
+    first = self.mappers[0]
+    self.batch_size, self.image_shape, self.latent_dim = first.batch_size, first.image_shape, first.latent_dim
+    self.seed = first.seed  # restart k draws from seed + k * RESTART_SEED_STRIDE
 
   def settings(self) -> dict:
     return {**self.mappers[0].settings(), "map_restarts": len(self.mappers)}
@@ -234,6 +235,22 @@ class RestartScorer(base.Scorer):
           residual_map=pick([r.residual_map for r in results]),
           parts={k: pick([r.parts[k] for r in results]) for k in results[0].parts},
           extras={k: pick([r.extras[k] for r in results]) for k in results[0].extras})
+
+  def score_tensors(self, x) -> base.ScoreResult:
+    """`score` as one graph (base.Scorer.score_tensors): each restart's search from its own keyed
+    start (LatentMapper.score_tensors, that mapper's seed), per image the restart with the lowest
+    final loss, ties to the first as in `score_chunks`."""
+    results = [mapper.score_tensors(x) for mapper in self.mappers]
+    best = tf.argmin(tf.stack([r.score for r in results], axis=1), axis=1, output_type=tf.int32)  # (batch,)
+
+    def pick(tensors):  # (batch, ...) per restart -> each image's row of its best restart
+      return tf.gather(tf.stack(tensors, axis=1), best, axis=1, batch_dims=1)
+
+    return base.ScoreResult(
+        score=pick([r.score for r in results]), reconstruction=pick([r.reconstruction for r in results]),
+        residual_map=pick([r.residual_map for r in results]),
+        parts={k: pick([r.parts[k] for r in results]) for k in results[0].parts},
+        extras={k: pick([r.extras[k] for r in results]) for k in results[0].extras})
 
 
 # --- warm start: the encoder E trained after the GAN
