@@ -229,12 +229,7 @@ class RestartScorer(base.Scorer):
     for results in zip(*(mapper.score_chunks(images) for mapper in self.mappers)):
       best = np.argmin(np.stack([r.score for r in results]), axis=0)  # (n,) restart per image
       rows = np.arange(len(best))
-      pick = lambda arrays: np.stack(arrays)[best, rows]  # noqa: E731
-      yield base.ScoreResult(
-          score=pick([r.score for r in results]), reconstruction=pick([r.reconstruction for r in results]),
-          residual_map=pick([r.residual_map for r in results]),
-          parts={k: pick([r.parts[k] for r in results]) for k in results[0].parts},
-          extras={k: pick([r.extras[k] for r in results]) for k in results[0].extras})
+      yield _each_field(results, lambda arrays: np.stack(arrays)[best, rows])
 
   def score_tensors(self, x) -> base.ScoreResult:
     """`score` as one graph (base.Scorer.score_tensors): each restart's search from its own keyed
@@ -242,15 +237,18 @@ class RestartScorer(base.Scorer):
     final loss, ties to the first as in `score_chunks`."""
     results = [mapper.score_tensors(x) for mapper in self.mappers]
     best = tf.argmin(tf.stack([r.score for r in results], axis=1), axis=1, output_type=tf.int32)  # (batch,)
+    # (batch, ...) per restart -> each image's row of its best restart
+    return _each_field(results, lambda tensors: tf.gather(tf.stack(tensors, axis=1), best, axis=1, batch_dims=1))
 
-    def pick(tensors):  # (batch, ...) per restart -> each image's row of its best restart
-      return tf.gather(tf.stack(tensors, axis=1), best, axis=1, batch_dims=1)
 
-    return base.ScoreResult(
-        score=pick([r.score for r in results]), reconstruction=pick([r.reconstruction for r in results]),
-        residual_map=pick([r.residual_map for r in results]),
-        parts={k: pick([r.parts[k] for r in results]) for k in results[0].parts},
-        extras={k: pick([r.extras[k] for r in results]) for k in results[0].extras})
+def _each_field(results, pick) -> base.ScoreResult:
+  """One ScoreResult whose every field is pick([that field of each result])."""
+  first = results[0]
+  return base.ScoreResult(
+      score=pick([r.score for r in results]), reconstruction=pick([r.reconstruction for r in results]),
+      residual_map=pick([r.residual_map for r in results]),
+      parts={k: pick([r.parts[k] for r in results]) for k in first.parts},
+      extras={k: pick([r.extras[k] for r in results]) for k in first.extras})
 
 
 # --- warm start: the encoder E trained after the GAN
