@@ -43,7 +43,6 @@ EXPORTS = {
     "ae": ("ae", ["--threshold=100"]),
     "vae": ("vae", ["--threshold=100"]),
 }
-SEARCHES = ("anogan", "anogan_warm", "anogan_restarts")
 FROM_Z = ("anogan",)  # a search from a random start: its start is an input
 
 

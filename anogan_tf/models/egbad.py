@@ -299,10 +299,8 @@ class EGBADScorer(base.Scorer):
     """Every layer output of E, G and D for one image (D twice: it sees x and G(E(x))), what the
     automatic chunk size budgets for."""
     d = self.discriminator
-    shape = (1,) + self.image_shape
-    for layer in d.x_chain:  # to flatten's (1, h/s * w/s * filters[-1])
-      shape = layer.compute_output_shape(shape)
-    joint_floats = memory.chain_floats(d.joint_chain, (shape[-1] + d.z_units,))
+    joint_width = (d.joint_chain[0] if d.joint_chain else d.logits).kernel.shape[0]  # flatten + z_units
+    joint_floats = memory.chain_floats(d.joint_chain, (joint_width,))
     return (memory.chain_floats(self.encoder.chain, self.image_shape)
             + memory.chain_floats(self.generator.chain, (self.generator.latent_dim,))
             + 2 * (memory.chain_floats(d.x_chain, self.image_shape) + d.z_units + joint_floats))
