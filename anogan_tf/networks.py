@@ -91,18 +91,11 @@ class _Stack(keras.Model):
   """A plain chain of layers, built by shape so a fresh instance has its weights at once."""
 
   def _build_chain(self, input_shape):
-    shape = tuple(input_shape)
-    for layer in self.chain:
-      layer.build(shape)
-      shape = layer.compute_output_shape(shape)
+    build_chain(self.chain, input_shape)
     self.built = True
 
   def _run(self, x, training, stop_at=None):
-    for layer in self.chain:
-      x = layer(x, training=training) if _takes_training(layer) else layer(x)
-      if layer.name == stop_at:
-        return x
-    return x
+    return run_chain(self.chain, x, training, stop_at)
 
   def _chain_input_shape(self):
     """The input shape the chain is built for: images by default; the generator takes z."""
@@ -118,6 +111,25 @@ class _Stack(keras.Model):
 
 def _takes_training(layer) -> bool:
   return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
+
+
+def build_chain(chain, input_shape) -> tuple:
+  """Builds each layer of `chain` on the previous one's output shape; returns the last shape."""
+  shape = tuple(input_shape)
+  for layer in chain:
+    layer.build(shape)
+    shape = layer.compute_output_shape(shape)
+  return shape
+
+
+def run_chain(chain, x, training, stop_at=None):
+  """Runs `x` through `chain` (training mode for BatchNorm and Dropout only), stopping after the
+  layer named `stop_at` when given."""
+  for layer in chain:
+    x = layer(x, training=training) if _takes_training(layer) else layer(x)
+    if layer.name == stop_at:
+      return x
+  return x
 
 
 def batchnorm_statistics(model) -> list:

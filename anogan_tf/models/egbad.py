@@ -35,28 +35,11 @@ from anogan_tf import losses, memory
 from anogan_tf.errors import AnoganError
 from anogan_tf.layers import SubpixelGradientConv2D
 from anogan_tf.models import base
-from anogan_tf.networks import Encoder, Generator, batchnorm_statistics, conv_blocks
+from anogan_tf.networks import Encoder, Generator, batchnorm_statistics, build_chain, conv_blocks, run_chain
 
 NAME = "egbad"
 NETWORKS = ("generator", "encoder", "discriminator")
 LOSS_NAMES = ("d_loss", "g_loss", "e_loss", "d_acc")
-
-
-def _takes_training(layer) -> bool:
-  return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
-
-
-def _run(chain, x, training):
-  for layer in chain:
-    x = layer(x, training=training) if _takes_training(layer) else layer(x)
-  return x
-
-
-def _build(chain, shape):
-  for layer in chain:
-    layer.build(shape)
-    shape = layer.compute_output_shape(shape)
-  return shape
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")
@@ -115,10 +98,10 @@ class BiGANDiscriminator(keras.Model):
     self._build_layers()
 
   def _build_layers(self):
-    x_shape = _build(self.x_chain, (None,) + self.image_shape)
-    z_shape = _build([self.z_dense], (None, self.latent_dim))
+    x_shape = build_chain(self.x_chain, (None,) + self.image_shape)
+    z_shape = build_chain([self.z_dense], (None, self.latent_dim))
     self.concat.build([x_shape, z_shape])
-    shape = _build(self.joint_chain, self.concat.compute_output_shape([x_shape, z_shape]))
+    shape = build_chain(self.joint_chain, self.concat.compute_output_shape([x_shape, z_shape]))
     self.logits.build(shape)
     self.built = True
 
@@ -129,8 +112,8 @@ class BiGANDiscriminator(keras.Model):
   def features(self, inputs, training=False):
     """f(x, z): (batch, joint_units[-1]), the input of the logit layer."""
     x, z = inputs
-    joint = self.concat([_run(self.x_chain, x, training), self.z_dense(z)])  # (batch, x features + z_units)
-    return _run(self.joint_chain, joint, training)
+    joint = self.concat([run_chain(self.x_chain, x, training), self.z_dense(z)])  # (batch, x features + z_units)
+    return run_chain(self.joint_chain, joint, training)
 
   def call(self, inputs, training=False):
     return self.logits(self.features(inputs, training=training))
