@@ -17,7 +17,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=20 tests
 
 # The one-class protocol (experiments/reproduce.py): train on each class of CLASSES (or DIGITS),
 # score the whole test split, once per preset in PRESETS; SEEDS runs each class that many times.
