@@ -198,6 +198,22 @@ class _Extremes:
     return self.index[rows], self.reconstruction[rows], self.residual_map[rows]
 
 
+def auroc_by_class(labels, classes, score) -> dict:
+  """{anomalous class: the AUROC of the normal images against that class's images alone}: which
+  kinds of anomaly the score finds and which it misses (a folder's classes are its defect
+  names). Weighted by each class's count, their mean is the overall AUROC."""
+  from sklearn.metrics import roc_auc_score
+  labels, classes, score = np.asarray(labels), np.asarray(classes), np.asarray(score)
+  normal = labels == 0
+  if not normal.any():
+    return {}
+  out = {}
+  for c in np.unique(classes[labels == 1]):
+    pick = normal | ((labels == 1) & (classes == c))
+    out[str(c)] = float(roc_auc_score(labels[pick], score[pick]))
+  return out
+
+
 def _short(name: str) -> str:
   """A folder dataset's test picture in a gallery title: <defect>/<file> (test/ dropped)."""
   return name.split(os.sep, 1)[1] if name.startswith("test" + os.sep) else name
@@ -239,7 +255,9 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
   # Anomalies are ~90% of a one-class MNIST test split, so anomaly-positive AUPRC starts near 0.9
   # by chance; with the normals as positives (low score = normal) its chance level is ~0.1.
   auprc_normal = float(average_precision_score(1 - labels, -score))
-  metrics = {"auroc": auroc, "auprc": auprc, "auprc_normal": auprc_normal, "n_normal": int(np.sum(labels == 0)),
+  metrics = {"auroc": auroc, "auprc": auprc, "auprc_normal": auprc_normal,
+             "auroc_by_anomalous_class": auroc_by_class(labels, data.classes_test, score),
+             "n_normal": int(np.sum(labels == 0)),
              "n_anomalous": int(np.sum(labels == 1)), "seconds": round(seconds, 3),
              "images_per_second": round(n / seconds, 3), "strategy": config.strategy, "model": config.model,
              "dataset": config.dataset,

@@ -11,7 +11,7 @@ from conftest import run_cli
 
 
 def test_evaluate_on_a_small_real_mnist_run(tmp_path, mnist_dir):
-  from sklearn.metrics import average_precision_score
+  from sklearn.metrics import average_precision_score, roc_auc_score
   workdir = str(tmp_path / "run")
   config = Config(data_dir=mnist_dir, normal_classes=(0,), epochs=1, batch_size=64, test_examples=120,
                   map_steps=(10, 10), map_batch_size=64)
@@ -48,6 +48,17 @@ def test_evaluate_on_a_small_real_mnist_run(tmp_path, mnist_dir):
   assert abs(saved["auprc_normal"] - average_precision_score(1 - labels, score)) > 1e-3  # the sign matters
   assert abs(saved["auprc_normal"] - saved["auprc"]) > 0.1
 
+  # Per anomalous class, from the written scores; weighted by the class counts they make up the
+  # overall AUROC (every normal-anomaly pair counted once).
+  by_class = saved["auroc_by_anomalous_class"]
+  assert sorted(by_class, key=int) == [str(c) for c in np.unique(classes[labels == 1])]
+  for c, value in by_class.items():
+    pick = (labels == 0) | (classes == int(c))
+    assert value == pytest.approx(roc_auc_score(labels[pick], score[pick]), rel=1e-6), c
+  counts = {c: int(np.sum(classes == int(c))) for c in by_class}
+  weighted = sum(counts[c] * by_class[c] for c in by_class) / sum(counts.values())
+  assert weighted == pytest.approx(saved["auroc"], rel=1e-9)
+
   # The direction of the score: test digits of the normal class against the same kind of digits
   # inverted (white background), which no generator of dark-background digits can explain. A
   # score with its sign flipped gives AUROC ~0 here. (Real digits of other classes are no robust
@@ -60,6 +71,15 @@ def test_evaluate_on_a_small_real_mnist_run(tmp_path, mnist_dir):
                       classes_test=y, test_indices=np.arange(len(y)))
   direction = evaluate_lib.evaluate(config, workdir, data=easy, progress=False, out_dir=str(tmp_path / "easy"))
   assert direction["auroc"] > 0.9, direction
+
+
+def test_auroc_by_anomalous_class_names_the_kind_of_anomaly_the_score_misses():
+  # A folder's defects: scratches score above every good image, holes below every one.
+  classes = np.array(["good"] * 4 + ["scratch"] * 3 + ["hole"] * 2)
+  labels = (classes != "good").astype(int)
+  score = np.array([0.4, 0.5, 0.6, 0.7, 0.9, 1.0, 1.1, 0.1, 0.2])
+  assert evaluate_lib.auroc_by_class(labels, classes, score) == {"hole": 0.0, "scratch": 1.0}
+  assert evaluate_lib.auroc_by_class(np.ones(3, int), np.array([1, 2, 2]), np.zeros(3)) == {}  # no normals
 
 
 def test_pr_plot_shows_both_positive_classes(tmp_path, monkeypatch):
