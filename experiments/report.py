@@ -33,6 +33,11 @@ PUBLISHED = {
 }
 PUBLISHED_MEANS_ONLY = {"fashion_mnist": [("ADGAN (Golan & El-Yaniv 2018's GAN baseline)", 88.4)]}
 PER_RUN = ("auroc", "auprc", "auprc_normal", "train_seconds", "seconds", "images_per_second")
+BY_CLASS = "auroc_by_anomalous_class"  # {anomalous class: AUROC of the normals against it alone}
+
+
+def _class_order(name: str):
+  return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
 
 
 def load_records(results_dir: str, dataset: str, preset: str) -> list:
@@ -55,6 +60,11 @@ def summarize(records: list) -> dict:
       entry[key] = [r[key] for r in rows]
     entry["auroc_mean"] = float(np.mean(entry["auroc"]))
     entry["auroc_std"] = float(np.std(entry["auroc"], ddof=1)) if len(rows) > 1 else None
+    by_class = [r for r in rows if BY_CLASS in r]  # records from before evaluate gave it have none
+    if by_class:
+      entry["by_anomalous_class_seeds"] = [r["seed"] for r in by_class]
+      entry[BY_CLASS] = {a: float(np.mean([r[BY_CLASS][a] for r in by_class]))
+                         for a in sorted(by_class[0][BY_CLASS], key=_class_order)}
     per_class[str(c)] = entry
   class_means = [per_class[str(c)]["auroc_mean"] for c in classes]
   # Spread of the 10-class mean across seeds (only seeds that covered every class).
@@ -115,6 +125,7 @@ def markdown(summary: dict, dataset: str, preset: str, command: str) -> str:
     lines.append(f"| {c} | {', '.join(map(str, e['seeds']))} | {fmt('auroc', '.4f')} | {fmt('auprc', '.4f')} | "
                  f"{fmt('auprc_normal', '.4f')} | {fmt('train_seconds', '.0f')} | {fmt('seconds', '.0f')} | "
                  f"{fmt('images_per_second', '.1f')} |")
+  lines += by_class_table(summary)
   lines += ["", f"Mean AUPRC: {summary['mean_auprc']:.4f} (anomalies positive), "
             f"{summary['mean_auprc_normal']:.4f} (normals positive).",
             f"Mapping settings: {json.dumps(summary['settings'])}.",
@@ -125,6 +136,29 @@ def markdown(summary: dict, dataset: str, preset: str, command: str) -> str:
             "One run's exact commands (the records hold each run's own):", ""]
   lines += [f"    {c}" for c in summary["commands"][:2]]
   return "\n".join(lines) + "\n"
+
+
+def by_class_table(summary: dict) -> list:
+  """Markdown lines: per normal class (rows), the AUROC against each anomalous class alone
+  (columns), mean over the seeds whose records hold it; below 50 the score ranks that class as
+  more normal than the normal class itself. Empty when no record holds it."""
+  pc = summary["per_class"]
+  rows = [c for c in summary["classes"] if BY_CLASS in pc[str(c)]]
+  if not rows:
+    return []
+  anomalies = sorted({a for c in rows for a in pc[str(c)][BY_CLASS]}, key=_class_order)
+  lines = ["", "AUROC (%) of each normal class (rows) against each anomalous class alone (columns), mean over "
+           "the seeds listed; below 50 the score ranks that class as more normal than the normal class itself:", "",
+           "| normal \\ anomaly | seeds | " + " | ".join(anomalies) + " | lowest |",
+           "| --- | --- | " + " | ".join("---" for _ in anomalies) + " | --- |"]
+  for c in rows:
+    e = pc[str(c)]
+    values = e[BY_CLASS]
+    lowest = min(values, key=values.get)
+    cells = [_pct(values[a]) if a in values else "" for a in anomalies]
+    lines.append(f"| {c} | {', '.join(map(str, e['by_anomalous_class_seeds']))} | " + " | ".join(cells) +
+                 f" | {lowest} ({_pct(values[lowest])}) |")
+  return lines
 
 
 def combined_table(results_dir: str, dataset: str, presets) -> str:

@@ -63,3 +63,48 @@ def test_combined_table_keeps_the_shared_classes_and_gives_the_spread_where_it_a
   alone = report.combined_table(str(results), "mnist", ["a"]).splitlines()
   spread = 100 * np.std([0.80, 0.65], ddof=1)
   assert alone[2].endswith(f"| **{100 * np.mean([np.mean([0.9, 0.8, 0.6]), 0.6]):.1f} ± {spread:.1f}** |")
+
+
+def test_by_class_table_averages_the_seeds_that_hold_it_and_names_the_lowest(tmp_path):
+  records = [_record("a", 0, 0, 0.8), _record("a", 0, 1, 0.8), _record("a", 0, 2, 0.8), _record("a", 1, 0, 0.9)]
+  records[0]["auroc_by_anomalous_class"] = {"1": 0.2, "2": 0.9, "10": 1.0}
+  records[1]["auroc_by_anomalous_class"] = {"1": 0.4, "2": 0.7, "10": 1.0}  # seed 2's record has none
+  _write(tmp_path, records)
+  summary = report.summarize(report.load_records(str(tmp_path), "mnist", "a"))
+  class0 = summary["per_class"]["0"]
+  assert class0["by_anomalous_class_seeds"] == [0, 1]
+  assert class0["auroc_by_anomalous_class"] == pytest.approx({"1": 0.3, "2": 0.8, "10": 1.0})
+  assert list(class0["auroc_by_anomalous_class"]) == ["1", "2", "10"]  # numeric order, not text
+  assert "auroc_by_anomalous_class" not in summary["per_class"]["1"]
+  lines = report.by_class_table(summary)
+  assert "| normal \\ anomaly | seeds | 1 | 2 | 10 | lowest |" in lines
+  assert "| 0 | 0, 1 | 30.0 | 80.0 | 100.0 | 1 (30.0) |" in lines
+  assert not any(line.startswith("| 1 |") for line in lines)  # class 1 has no per-class AUROCs
+  assert report.by_class_table(report.summarize([_record("a", 0, 0, 0.8)])) == []
+
+
+def test_by_class_backfill_reads_each_records_scores_and_leaves_mismatches(tmp_path):
+  import by_class
+  from sklearn.metrics import roc_auc_score
+  rng = np.random.default_rng(0)
+  classes = np.repeat([0, 1, 2], 20)
+  labels = (classes != 0).astype(int)
+  score = rng.normal(size=60) + np.where(classes == 2, 2.0, 0.0)  # class 2 easy, class 1 chance
+  records = []
+  for seed, shift in ((0, 0.0), (1, 5.0)):
+    eval_dir = tmp_path / f"eval{seed}"
+    eval_dir.mkdir()
+    rows = ["index,label,class,score"] + [f"{i},{l},{c},{s:.8g}" for i, (l, c, s) in enumerate(zip(labels, classes, score))]
+    (eval_dir / "scores.csv").write_text("\n".join(rows) + "\n")
+    record = _record("a", 0, seed, roc_auc_score(labels, score) + shift / 100)  # seed 1's record is not of these scores
+    record["eval_command"] = f"python -m anogan_tf.evaluate --workdir=w --eval_dir={eval_dir}"
+    records.append(record)
+  _write(tmp_path, records)
+  changed, left = by_class.backfill(str(tmp_path), "mnist_a", base_dir="/")
+  assert changed == 1 and [os.path.basename(p) for p, _ in left] == ["class0_seed1.json"]
+  saved = json.loads((tmp_path / "runs" / "mnist_a" / "class0_seed0.json").read_text())
+  for c in (1, 2):
+    pick = classes != 3 - c
+    assert saved["auroc_by_anomalous_class"][str(c)] == pytest.approx(roc_auc_score(labels[pick], score[pick]), abs=1e-6)
+  assert "auroc_by_anomalous_class" not in json.loads((tmp_path / "runs" / "mnist_a" / "class0_seed1.json").read_text())
+  assert by_class.backfill(str(tmp_path), "mnist_a", base_dir="/") == (0, left)  # done ones are not redone
