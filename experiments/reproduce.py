@@ -91,8 +91,9 @@ def commit() -> str:
   try:
     head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
                           text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "anogan_tf", "experiments"],
-                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    # Code and flagfiles only: the records and tables under experiments/results are what runs write.
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "anogan_tf", "experiments",
+                            ":(exclude)experiments/results"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return head + ("+dirty" if dirty else "")
   except (OSError, subprocess.CalledProcessError):
     return "unknown"

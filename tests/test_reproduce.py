@@ -82,3 +82,26 @@ def test_tuning_candidates_resolve_and_the_other_gans_do_not_share_seed_000s(mon
   assert len(set(others)) == len(others) and keys["seed000"] not in others
   wide = rp.resolve_config(*tune.candidate_run("wide_best")[:1], tune.candidate_run("wide_best")[1])
   assert (wide.g_filters, wide.d_filters, wide.g_dense_channels) == ((64, 32), (64, 128), 128)
+
+
+def test_commit_is_dirty_for_changed_code_or_flagfiles_not_for_results(tmp_path, monkeypatch):
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import reproduce
+  git = lambda *args: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,  # noqa: E731
+                                     check=True, capture_output=True)
+  files = ["anogan_tf/mapper.py", "experiments/mnist.flags", "experiments/results/mnist_seed000.md"]
+  for name in files:
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_text("v1\n")
+  git("init", "-q")
+  git("add", "-A")
+  git("commit", "-qm", "c")
+  monkeypatch.setattr(reproduce, "ROOT", str(tmp_path))
+  head = reproduce.commit()
+  assert len(head) == 12 and not head.endswith("+dirty")
+  (tmp_path / files[2]).write_text("a table rewritten by a run\n")
+  assert reproduce.commit() == head
+  for name in files[:2]:
+    (tmp_path / name).write_text("changed\n")
+    assert reproduce.commit() == head + "+dirty", name
+    git("checkout", "-q", "--", name)
