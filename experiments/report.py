@@ -63,8 +63,8 @@ def summarize(records: list) -> dict:
     by_class = [r for r in rows if BY_CLASS in r]  # records from before evaluate gave it have none
     if by_class:
       entry["by_anomalous_class_seeds"] = [r["seed"] for r in by_class]
-      entry[BY_CLASS] = {a: float(np.mean([r[BY_CLASS][a] for r in by_class]))
-                         for a in sorted(by_class[0][BY_CLASS], key=_class_order)}
+      names = sorted({a for r in by_class for a in r[BY_CLASS]}, key=_class_order)
+      entry[BY_CLASS] = {a: float(np.mean([r[BY_CLASS][a] for r in by_class if a in r[BY_CLASS]])) for a in names}
     per_class[str(c)] = entry
   class_means = [per_class[str(c)]["auroc_mean"] for c in classes]
   # Spread of the 10-class mean across seeds (only seeds that covered every class).
