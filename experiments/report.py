@@ -161,6 +161,17 @@ def by_class_table(summary: dict) -> list:
   return lines
 
 
+def _seeds_label(seeds_by_class: dict) -> str:
+  """"seeds 0,1" when every class has the same seeds, else the seeds every class has and where
+  the others are: "seeds 0,1; seed 2 on classes 0,3" (a series still running)."""
+  everywhere = sorted(set.intersection(*(set(v) for v in seeds_by_class.values())))
+  label = "seeds " + ",".join(map(str, everywhere))
+  for seed in sorted({x for v in seeds_by_class.values() for x in v} - set(everywhere)):
+    holding = [str(c) for c, v in seeds_by_class.items() if seed in v]
+    label += f"; seed {seed} on class{'es' if len(holding) > 1 else ''} {','.join(holding)}"
+  return label
+
+
 def combined_table(results_dir: str, dataset: str, presets) -> str:
   """One markdown table: each preset's per-class AUROC (mean ± std over seeds) and the published
   rows, on the classes every preset has records for; the means are over those classes (± the std
@@ -173,11 +184,11 @@ def combined_table(results_dir: str, dataset: str, presets) -> str:
   for p, s in summaries.items():
     pc = s["per_class"]
     cells = [_with_std(pc[str(c)]["auroc_mean"], pc[str(c)]["auroc_std"]) for c in classes]
-    seeds = sorted({x for c in classes for x in pc[str(c)]["seeds"]})
+    label = _seeds_label({c: pc[str(c)]["seeds"] for c in classes})
     # The spread is of the mean over all its classes: only when those are the table's.
     mean = _with_std(np.mean([pc[str(c)]["auroc_mean"] for c in classes]),
                      s["mean_auroc_std_over_seeds"] if s["classes"] == classes else None)
-    lines.append(f"| **ours, {p}** (seeds {','.join(map(str, seeds))}) | " + " | ".join(cells) + f" | **{mean}** |")
+    lines.append(f"| **ours, {p}** ({label}) | " + " | ".join(cells) + f" | **{mean}** |")
   for name, values in PUBLISHED.get(dataset, []):
     lines.append(f"| {name} | " + " | ".join(f"{values[c]:.1f}" for c in classes) +
                  f" | {np.mean([values[c] for c in classes]):.1f} |")

@@ -61,6 +61,7 @@ def test_combined_table_keeps_the_shared_classes_and_gives_the_spread_where_it_a
   assert published == "| OCGAN (Perera et al. 2019) | 99.8 | 99.8 |"
   # On all of a's classes the mean carries the spread over its complete seeds.
   alone = report.combined_table(str(results), "mnist", ["a"]).splitlines()
+  assert alone[2].startswith("| **ours, a** (seeds 0,1; seed 2 on class 0) |")  # seed 2 lacks class 1
   spread = 100 * np.std([0.80, 0.65], ddof=1)
   assert alone[2].endswith(f"| **{100 * np.mean([np.mean([0.9, 0.8, 0.6]), 0.6]):.1f} ± {spread:.1f}** |")
 
