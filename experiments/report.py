@@ -165,11 +165,11 @@ def _seeds_label(seeds_by_class: dict) -> str:
   """"seeds 0,1" when every class has the same seeds, else the seeds every class has and where
   the others are: "seeds 0,1; seed 2 on classes 0,3" (a series still running)."""
   everywhere = sorted(set.intersection(*(set(v) for v in seeds_by_class.values())))
-  label = "seeds " + ",".join(map(str, everywhere))
+  parts = ["seeds " + ",".join(map(str, everywhere))] if everywhere else []
   for seed in sorted({x for v in seeds_by_class.values() for x in v} - set(everywhere)):
     holding = [str(c) for c, v in seeds_by_class.items() if seed in v]
-    label += f"; seed {seed} on class{'es' if len(holding) > 1 else ''} {','.join(holding)}"
-  return label
+    parts.append(f"seed {seed} on class{'es' if len(holding) > 1 else ''} {','.join(holding)}")
+  return "; ".join(parts)
 
 
 def combined_table(results_dir: str, dataset: str, presets) -> str:
