@@ -4,7 +4,6 @@ of the residual maps (pixel_auroc, pixel_aupro) and the masks outlined in the ga
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -19,7 +18,7 @@ from anogan_tf.config import Config
 from anogan_tf.data import load_one_class
 from anogan_tf.errors import AnoganError
 from anogan_tf.faults import fault_point
-from anogan_tf.io_utils import DirectoryLock, atomic_path, write_text
+from anogan_tf.io_utils import DirectoryLock, exact, write_scores_csv, write_text
 
 GALLERY_SIZE = 8
 EVAL_FILES = ("scores.csv", "roc.png", "pr.png", "score_histogram.png", "mapping_loss.png", "gallery.png",
@@ -278,14 +277,12 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
   metrics_path = os.path.join(out_dir, "metrics.json")
   if os.path.exists(metrics_path):
     os.remove(metrics_path)  # eval/ is incomplete until the new one is written, last
-  with atomic_path(os.path.join(out_dir, "scores.csv")) as tmp:
-    with open(tmp, "w", newline="") as f:
-      writer = csv.writer(f, lineterminator="\n")
-      # a folder dataset's pictures also by name: their path under --data_dir, the last column
-      files = [()] * n if data.names is None else [(name,) for name in data.names]
-      writer.writerow(("index", "label", "class", "score") + tuple(parts) + ("file",) * (data.names is not None))
-      writer.writerows((i, l, c, *(f"{v:.8g}" for v in values), *f) for i, l, c, f, *values in
-                       zip(data.test_indices, labels, data.classes_test, files, score, *parts.values()))
+  # a folder dataset's pictures also by name: their path under --data_dir, the last column
+  files = [()] * n if data.names is None else [(name,) for name in data.names]
+  write_scores_csv(os.path.join(out_dir, "scores.csv"),
+                   ("index", "label", "class", "score") + tuple(parts) + ("file",) * (data.names is not None),
+                   [(i, l, c, *(exact(v) for v in values), *f) for i, l, c, f, *values in
+                    zip(data.test_indices, labels, data.classes_test, files, score, *parts.values())])
   fault_point("eval_write")
 
   plots.roc_pr_plots(labels, score, auroc, auprc, out_dir)

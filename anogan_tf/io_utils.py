@@ -8,7 +8,9 @@ them when the process dies (even by SIGKILL), so a crash never leaves a stale lo
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
+from typing import Sequence
 
 from anogan_tf.errors import AnoganError
 
@@ -39,6 +41,24 @@ def write_text(path: str, text: str) -> None:
   with atomic_path(path) as tmp:
     with open(tmp, "w") as f:
       f.write(text)
+
+
+def exact(value) -> str:
+  """`value` as text that reads back bit for bit: the shortest decimal that float() turns into the
+  same float64, which for a float32 is its exact value widened. Scores written with fewer digits
+  (9 significant digits are needed for a float32) can collapse two different scores into one, so
+  metrics recomputed from a CSV would differ from those computed in memory."""
+  return repr(float(value))
+
+
+def write_scores_csv(path: str, header: Sequence[str], rows) -> None:
+  """A CSV written with the csv module (names with commas or quotes read back intact), atomically.
+  Format floats in `rows` with `exact`."""
+  with atomic_path(path) as tmp:
+    with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+      writer = csv.writer(f, lineterminator="\n")
+      writer.writerow(header)
+      writer.writerows(rows)
 
 
 def save_figure(fig, path: str) -> None:

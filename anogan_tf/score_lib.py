@@ -23,7 +23,6 @@ for every image of the run. `top.png` shows the `top` highest scores (ties: in n
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import glob
 import os
@@ -34,7 +33,7 @@ import numpy as np
 
 from anogan_tf import threshold
 from anogan_tf.errors import AnoganError
-from anogan_tf.io_utils import atomic_path, check_folder_can_be_made
+from anogan_tf.io_utils import check_folder_can_be_made, exact, write_scores_csv
 from anogan_tf.models.base import ScoreResult
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -287,15 +286,6 @@ def _make_folders(output: str, files: Sequence[str]) -> None:
     raise AnoganError(f"cannot write to --output {output} ({e.strerror}); choose a writable --output") from None
 
 
-def write_scores_csv(path: str, header: Sequence[str], rows) -> None:
-  """A CSV written with the csv module (names with commas or quotes read back intact), atomically."""
-  with atomic_path(path) as tmp:
-    with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
-      writer = csv.writer(f, lineterminator="\n")
-      writer.writerow(header)
-      writer.writerows(rows)
-
-
 # --- scoring
 
 @dataclasses.dataclass
@@ -376,7 +366,7 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
     os.remove(gallery)  # a previous run's: not of these images
   is_anomaly = [""] * len(names) if anomalous is None else [str(int(a)) for a in anomalous]
   write_scores_csv(scores_path, ("file", "score", "is_anomaly") + tuple(result.parts) + ("report",),
-                   [(n, f"{s:.8g}", a, *(f"{v:.8g}" for v in values), r) for n, s, a, r, *values in
+                   [(n, exact(s), a, *(exact(v) for v in values), r) for n, s, a, r, *values in
                     zip(names, result.score, is_anomaly, reports, *result.parts.values())])
   return Scored(files=names, score=result.score, is_anomaly=anomalous, parts=result.parts, reports=reports,
                 decision=decision, top=[names[i] for i in shown])
