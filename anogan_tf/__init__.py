@@ -120,13 +120,13 @@ def _quiet_tensorflow() -> None:
 if _run_as_a_command():
   _quiet_tensorflow()
 
+from anogan_tf import models  # noqa: E402  (before mapper.py, which builds on models/base.py)
 from anogan_tf.config import Config  # noqa: E402
 from anogan_tf.errors import AnoganError  # noqa: E402
-from anogan_tf.networks import Discriminator, Encoder, Generator  # noqa: E402
-from anogan_tf import models  # noqa: E402  (before mapper.py, which builds on models/base.py)
-from anogan_tf.mapper import LatentMapper, MappingResult  # noqa: E402
+from anogan_tf.models.anogan.mapper import LatentMapper, MappingResult  # noqa: E402
 from anogan_tf.models.base import ScoreResult  # noqa: E402
-from anogan_tf import losses  # noqa: E402
+from anogan_tf.nn import losses  # noqa: E402
+from anogan_tf.nn.networks import Discriminator, Encoder, Generator  # noqa: E402
 
 __all__ = ["Config", "AnoganError", "Generator", "Discriminator", "Encoder", "LatentMapper", "MappingResult",
            "ScoreResult", "models", "losses"]

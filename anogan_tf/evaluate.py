@@ -18,7 +18,7 @@ import os
 
 from absl import flags
 
-from anogan_tf import flags as anogan_flags
+from anogan_tf.cli import flags as anogan_flags
 
 flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).")
 flags.DEFINE_string("eval_dir", None, "Where to write the evaluation (default: WORKDIR/eval); another "

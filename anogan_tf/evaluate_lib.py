@@ -13,67 +13,22 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from anogan_tf import models, plots, summaries, threshold
+from anogan_tf import models
 from anogan_tf.config import Config
 from anogan_tf.data import load_one_class
+from anogan_tf.engine.workdir import load_scorer, lock_eval
 from anogan_tf.errors import AnoganError
-from anogan_tf.faults import fault_point
-from anogan_tf.io_utils import DirectoryLock, exact, write_scores_csv, write_text
+from anogan_tf.evaluation import threshold
+from anogan_tf.evaluation.metrics import anomaly_maps, auroc_by_class, pixel_metrics
+from anogan_tf.utils.faults import fault_point
+from anogan_tf.utils.files import exact, write_scores_csv, write_text
+from anogan_tf.visualization import plots, summaries
 
 GALLERY_SIZE = 8
 EVAL_FILES = ("scores.csv", "roc.png", "pr.png", "score_histogram.png", "mapping_loss.png", "gallery.png",
               summaries.TENSORBOARD, "metrics.json")  # in the order written: metrics.json last, as the mark of a complete eval/
 # mapping_loss.png only for a scorer with a per-iteration trajectory (AnoGAN's search)
 TRAJECTORY_FILES = ("mapping_loss.png",)
-
-
-def load_networks(workdir: str, family, config=None) -> dict:
-  """{name: keras.Model} of the family's trained networks, from the workdir's <name>.keras files.
-  With `config`, those its scorer needs (the family's `scoring_networks(config)`, else NETWORKS:
-  anogan with --initial_z=encoder needs the warm-start encoder too); without, NETWORKS and those
-  of the family's OPTIONAL_NETWORKS the workdir has."""
-  import keras
-  networks = {}
-  if config is not None:
-    names = family.scoring_networks(config) if hasattr(family, "scoring_networks") else family.NETWORKS
-  else:
-    optional = getattr(family, "OPTIONAL_NETWORKS", ())
-    names = family.NETWORKS + tuple(n for n in optional if os.path.exists(os.path.join(workdir, f"{n}.keras")))
-  for name in names:
-    path = os.path.join(workdir, f"{name}.keras")
-    if not os.path.exists(path) and name not in family.NETWORKS:
-      raise AnoganError(f"{path} is missing; {family.untrained_network_hint(name, workdir)}")
-    if not os.path.exists(path):
-      raise AnoganError(f"{path} is missing; train first: python -m anogan_tf.train --workdir={workdir} ...")
-    try:
-      networks[name] = keras.models.load_model(path)
-    except Exception as e:  # Keras raises many types for damaged archives
-      raise AnoganError(f"{path} cannot be loaded ({type(e).__name__}); rerun training on the workdir "
-                        "to export it again") from None
-  return networks
-
-
-def load_scorer(config: Config, workdir: str, family):
-  """(scorer, networks): the family's scorer on the workdir's networks (`load_networks`), on this
-  device, or with --strategy on the strategy's devices, each chunk split across them. evaluate
-  and score build theirs here."""
-  if config.strategy == "default":
-    networks = load_networks(workdir, family, config)
-    return family.make_scorer(config, networks), networks
-  from anogan_tf import distribute
-  return distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
-
-
-def lock_eval(workdir: str, out_dir: str = "") -> DirectoryLock:
-  """Creates the evaluation folder (default workdir/eval/) and locks it: one evaluate at a time
-  writes there."""
-  out_dir = out_dir or os.path.join(workdir, "eval")
-  try:
-    os.makedirs(out_dir, exist_ok=True)
-  except OSError as e:
-    raise AnoganError(f"cannot create {out_dir} ({e.strerror}); make the workdir writable") from None
-  return DirectoryLock(out_dir, f"another evaluate is running on {workdir}; wait for it to finish "
-                                "(or stop it) and run evaluate again")
 
 
 def evaluate(config: Config, workdir: str, data=None, progress: bool = True, out_dir: str = "") -> dict:
@@ -108,63 +63,6 @@ _TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$")  # files, and summaries' temp
 
 # --- pixel metrics: does the residual map point at the defect? (folder datasets with masks)
 
-AUPRO_MAX_FPR = 0.3  # MVTec AD's limit: the PRO curve is integrated up to a 30% false positive rate
-
-
-def anomaly_maps(residual_maps) -> np.ndarray:
-  """(n, h, w) float32 per-pixel anomaly scores: the residual |x - reconstruction| averaged over
-  channels, as the gallery and score's heatmaps draw it."""
-  return np.asarray(residual_maps, np.float32).mean(axis=-1)
-
-
-def pixel_auroc(masks, maps) -> float:
-  """AUROC over every pixel of every image: the masks' pixels positive, ranked by `maps`."""
-  from sklearn.metrics import roc_auc_score
-  return float(roc_auc_score(np.ravel(masks), np.ravel(maps)))
-
-
-def pixel_aupro(masks, maps, max_fpr: float = AUPRO_MAX_FPR) -> float:
-  """The area under the per-region-overlap (PRO) curve for false positive rates up to `max_fpr`,
-  divided by `max_fpr` (1: perfect), as MVTec AD defines it (Bergmann et al., IJCV 2021).
-
-  Regions are the masks' 8-connected components, each image apart. At a threshold t, the PRO is
-  the mean over all regions of the share of a region's pixels with map >= t (so a small defect
-  counts as much as a large one), and the FPR the share of normal pixels (mask 0, in every image)
-  with map >= t. Every distinct map value is a threshold (the exact curve, from (0, 0)); the curve
-  is interpolated linearly at `max_fpr`. NaN without regions or without normal pixels."""
-  from scipy import ndimage
-  masks, maps = np.asarray(masks, bool), np.asarray(maps, np.float32)
-  regions = np.zeros(masks.shape, np.int32)  # 0: normal pixel; k: the k-th region, numbered over all images
-  count = 0
-  for i, mask in enumerate(masks):
-    labels, found = ndimage.label(mask, structure=np.ones((3, 3)))
-    regions[i] = np.where(labels > 0, labels + count, 0)
-    count += found
-  sizes = np.bincount(regions.ravel(), minlength=count + 1)
-  if count == 0 or sizes[0] == 0:
-    return float("nan")
-  order = np.argsort(-maps.ravel(), kind="stable")  # thresholds from the highest value down
-  ids = regions.ravel()[order]
-  fpr = np.cumsum(ids == 0) / sizes[0]
-  pro = np.cumsum(np.where(ids > 0, 1.0 / (sizes[ids] * count), 0.0))
-  distinct = np.append(np.diff(maps.ravel()[order]) != 0, True)  # equal values are one threshold
-  fpr, pro = np.concatenate([[0.0], fpr[distinct]]), np.concatenate([[0.0], pro[distinct]])
-  j = np.searchsorted(fpr, max_fpr, side="right")  # fpr[:j] <= max_fpr < fpr[j]
-  x, y = fpr[:j], pro[:j]
-  if j < len(fpr) and x[-1] < max_fpr:
-    y_at = pro[j - 1] + (pro[j] - pro[j - 1]) * (max_fpr - fpr[j - 1]) / (fpr[j] - fpr[j - 1])
-    x, y = np.append(x, max_fpr), np.append(y, y_at)
-  return float(min(np.trapezoid(y, x) / max_fpr, 1.0))  # the PRO's float sums can pass 1 by a rounding
-
-
-def pixel_metrics(masks, maps) -> dict:
-  """{"pixel_auroc", "pixel_aupro"} of the anomaly maps against the masks, or {} when no pixel is
-  anomalous (or none normal): then neither is defined."""
-  masks = np.asarray(masks, bool)
-  if masks.all() or not masks.any():
-    return {}
-  return {"pixel_auroc": pixel_auroc(masks, maps), "pixel_aupro": pixel_aupro(masks, maps)}
-
 
 class _Extremes:
   """The k highest- and k lowest-scoring images seen so far, with their reconstructions and
@@ -195,22 +93,6 @@ class _Extremes:
     order = np.argsort(self.score, kind="stable")
     rows = np.concatenate([order[::-1][:self.k], order[:self.k]])
     return self.index[rows], self.reconstruction[rows], self.residual_map[rows]
-
-
-def auroc_by_class(labels, classes, score) -> dict:
-  """{anomalous class: the AUROC of the normal images against that class's images alone}: which
-  kinds of anomaly the score finds and which it misses (a folder's classes are its defect
-  names). Weighted by each class's count, their mean is the overall AUROC."""
-  from sklearn.metrics import roc_auc_score
-  labels, classes, score = np.asarray(labels), np.asarray(classes), np.asarray(score)
-  normal = labels == 0
-  if not normal.any():
-    return {}
-  out = {}
-  for c in np.unique(classes[labels == 1]):
-    pick = normal | ((labels == 1) & (classes == c))
-    out[str(c)] = float(roc_auc_score(labels[pick], score[pick]))
-  return out
 
 
 def _short(name: str) -> str:

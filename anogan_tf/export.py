@@ -21,7 +21,7 @@ place: a failing export leaves --output as it was.
 
 from absl import flags
 
-from anogan_tf import flags as anogan_flags
+from anogan_tf.cli import flags as anogan_flags
 
 flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).")
 flags.DEFINE_string("output", None, "Folder to write the SavedModel to (it must not exist, or use --overwrite).")

@@ -59,9 +59,9 @@ import tensorflow as tf
 
 from anogan_tf import models
 from anogan_tf.errors import AnoganError
-from anogan_tf.io_utils import check_folder_can_be_made
-from anogan_tf.mapper import LatentMapper
 from anogan_tf.models.anogan import RESTART_SEED_STRIDE, RestartScorer
+from anogan_tf.models.anogan.mapper import LatentMapper
+from anogan_tf.utils.files import check_folder_can_be_made
 
 SERVING_FLOAT = "serving_default"
 SERVING_UINT8 = "serving_uint8"
@@ -360,7 +360,7 @@ def export(config, workdir: str, output: str, threshold: Optional[float] = None,
   """Writes the SavedModel of the workdir's `config.model` family (its trained networks, scored
   with `config`'s scoring settings) to `output`; returns its metadata. The output, the networks
   and the threshold are checked before anything is written."""
-  from anogan_tf.evaluate_lib import load_networks
+  from anogan_tf.engine.workdir import load_networks
   check_output(output, overwrite)
   family = models.family(config.model)
   networks = load_networks(workdir, family, config)

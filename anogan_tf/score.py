@@ -26,7 +26,7 @@ included); scoring settings given here override them, as in evaluate.
 
 from absl import flags
 
-from anogan_tf import flags as anogan_flags
+from anogan_tf.cli import flags as anogan_flags
 
 flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).")
 flags.DEFINE_string("input", None, "A folder or glob of PNG/JPEG images, or an .npy/.npz array.")

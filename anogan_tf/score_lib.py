@@ -31,10 +31,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from anogan_tf import threshold
 from anogan_tf.errors import AnoganError
-from anogan_tf.io_utils import check_folder_can_be_made, exact, write_scores_csv
+from anogan_tf.evaluation import threshold
 from anogan_tf.models.base import ScoreResult
+from anogan_tf.utils.files import check_folder_can_be_made, exact, write_scores_csv
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 # An RGB picture counts as grayscale when its channels differ by at most this much anywhere
@@ -100,7 +100,7 @@ def _read_picture(path: str, image_shape: Tuple[int, int, int], resize: bool = F
     raise AnoganError(f"{path} is a folder, not a picture; pass a folder of pictures or a glob that matches "
                       "only pictures (e.g. 'dir/*.png') as --input") from None
   except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
-    from anogan_tf.folder_data import unreadable_picture
+    from anogan_tf.data.folder import unreadable_picture
     raise unreadable_picture(path, e) from None
 
 
@@ -323,8 +323,10 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
   images, names = read_images(source, config.image_shape, resize=resize, grayscale=grayscale)
   reports = [report_name(n) for n in names]
   from tqdm import tqdm
-  from anogan_tf import models, plots
-  from anogan_tf.evaluate_lib import load_scorer
+
+  from anogan_tf import models
+  from anogan_tf.engine.workdir import load_scorer
+  from anogan_tf.visualization import plots
   scorer, networks = load_scorer(config, workdir, models.family(config.model))  # networks: the threshold's digests too
   if tuple(scorer.image_shape) != tuple(config.image_shape):
     raise AnoganError(f"the networks in {workdir} take {tuple(scorer.image_shape)} images, not the "

@@ -12,7 +12,7 @@ import os
 
 from absl import flags
 
-from anogan_tf import flags as anogan_flags
+from anogan_tf.cli import flags as anogan_flags
 
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, history, samples and the final models.")
 flags.DEFINE_boolean("overwrite", False, "Start over in a workdir trained with other settings.")
@@ -32,12 +32,12 @@ def main():
     losses = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k not in ("epoch", "seconds"))
     print(f"trained {len(history)} epochs: {losses}; models in {FLAGS.workdir}")
   if config.encoder_epochs > 0:
-    encoder = train_lib.read_history(os.path.join(FLAGS.workdir, train_lib.ENCODER_HISTORY))
+    encoder = history.read_history(os.path.join(FLAGS.workdir, train_lib.ENCODER_HISTORY))
     if encoder:
       losses = " ".join(f"{k} {v:.4f}" for k, v in encoder[-1].items() if k not in ("epoch", "seconds"))
       print(f"warm-start encoder: {len(encoder)} epochs: {losses}; {FLAGS.workdir}/encoder.keras")
   if config.val_fraction > 0:
-    from anogan_tf import threshold
+    from anogan_tf.evaluation import threshold
     record = threshold.read(FLAGS.workdir)
     if record is not None:
       print(f"threshold {record['threshold']:.6g} (the {record['percentile']:g}th percentile of {record['n_val']} "

@@ -46,12 +46,14 @@ def _images(n, seed=0):
 def _use_keras_batchnorm():
   """For weighing the fused BatchNorm in this process only: Keras' own (unfused) layer runs instead."""
   import keras
-  from anogan_tf import layers
+
+  from anogan_tf.nn import layers
   layers.FusedBatchNormalization.call = keras.layers.BatchNormalization.call
 
 
 def _networks():
   import keras
+
   from anogan_tf import Discriminator, Generator
   keras.utils.set_random_seed(0)
   return Generator(), Discriminator()
@@ -77,7 +79,8 @@ def measure_seed_style(n_images):
   """The seed's way: one image at a time, one Python call (TF1: one sess.run) per Adam step."""
   import keras
   import tensorflow as tf
-  from anogan_tf import losses
+
+  from anogan_tf.nn import losses
   g, d = _networks()
   x, _ = _images(n_images)
   z = tf.Variable(tf.zeros((1, 50)))
@@ -128,8 +131,9 @@ def measure_whole_split(n_images, batch_size):
 
 def measure_training(batch_size=256, n_images=5120, epochs=3):
   import tensorflow as tf
+
   from anogan_tf import Config
-  from anogan_tf.train_lib import Driver
+  from anogan_tf.engine.driver import Driver
   x, _ = _images(n_images)
   driver = Driver(Config(batch_size=batch_size))  # anogan: seed 000's GAN
   x = tf.constant(x)
@@ -171,8 +175,10 @@ def measure_layers(batch_size=1024, repeats=15):
   phase convolutions in one conv2d (`anogan_tf.layers`), or, for stride 1, conv2d with the flipped kernel.
   """
   import functools
+
   import tensorflow as tf
-  from anogan_tf.layers import conv2d_transpose_subpixel, subpixel_kernel
+
+  from anogan_tf.nn.layers import conv2d_transpose_subpixel, subpixel_kernel
   b, r, timed = batch_size, _tensor_maker(), functools.partial(_fastest_ms, repeats=repeats)
 
   ops = {}
@@ -213,8 +219,10 @@ TRAINING_CONV_CALLS = {
 def measure_training_layers(batch_size=256, repeats=15):
   """Milliseconds per call of each convolution a training batch runs (TRAINING_CONV_CALLS), alone."""
   import functools
+
   import tensorflow as tf
-  from anogan_tf.layers import conv2d_transpose_subpixel, subpixel_kernel
+
+  from anogan_tf.nn.layers import conv2d_transpose_subpixel, subpixel_kernel
   b, r, timed = batch_size, _tensor_maker(), functools.partial(_fastest_ms, repeats=repeats)
 
   def kernel_gradient(op, x, kernel, dy):
@@ -438,7 +446,7 @@ def _one_process_sentence(one: dict, unit: str) -> str:
 
 
 def write_reports(report: dict, prefix: str):
-  from anogan_tf.io_utils import write_text
+  from anogan_tf.utils.files import write_text
   os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
   write_text(prefix + ".json", json.dumps(report, indent=2) + "\n")
   s, m = report["summary"], report["machine"]

@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 import report  # noqa: E402  (experiments/report.py)
 import reproduce  # noqa: E402  (experiments/reproduce.py)
-from anogan_tf.evaluate_lib import auroc_by_class  # noqa: E402
+
+from anogan_tf.evaluation.metrics import auroc_by_class  # noqa: E402
 
 KEY = "auroc_by_anomalous_class"
 # scores.csv keeps 8 significant digits: ties that float32 scores did not have can move the AUROC

@@ -42,11 +42,11 @@ SIZE_NOTE = ("networks of seed 000's size in every method: G / decoder = seed 00
 
 def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: int, extra=()) -> dict:
   """images/s of each method's scorer on the same n_images test images, measured in this process."""
-  from anogan_tf import flags as anogan_flags
   from anogan_tf import models
+  from anogan_tf.cli import flags as anogan_flags
   from anogan_tf.config import EVALUATION_FIELDS
   from anogan_tf.data import load_one_class
-  from anogan_tf.evaluate_lib import load_networks
+  from anogan_tf.engine.workdir import load_networks
   scorers = {}
   images = None
   for method in methods:

@@ -73,8 +73,9 @@ def main(argv=None) -> int:
   parser.add_argument("--results_dir", default="runs/results")
   args = parser.parse_args(argv)
   import keras
+
   import anogan_tf  # noqa: F401  (registers the networks for load_model)
-  from anogan_tf import flags as anogan_flags
+  from anogan_tf.cli import flags as anogan_flags
   classes, seeds = compare.selected(args.dataset, args.classes, args.seeds)
   command = shlex.join(["python", "experiments/encoder_inversion.py", *(sys.argv[1:] if argv is None else argv)])
   commit = compare.reproduce.commit()

@@ -200,7 +200,7 @@ def figure(summary: dict, dataset: str, preset: str, path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from anogan_tf.io_utils import save_figure
+  from anogan_tf.utils.files import save_figure
   classes = summary["classes"]
   pc = summary["per_class"]
   rows = PUBLISHED.get(dataset, [])

@@ -57,7 +57,8 @@ CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 def resolve_config(flagfile: str, overrides: list):
   """The Config a command line `--flagfile=F *overrides` resolves to (absl's own parsing)."""
   from absl import flags
-  from anogan_tf import flags as anogan_flags
+
+  from anogan_tf.cli import flags as anogan_flags
   anogan_flags.define_config_flags()
   flags.FLAGS.unparse_flags()
   flags.FLAGS(["reproduce", f"--flagfile={flagfile}", *overrides])
@@ -68,8 +69,8 @@ def resolve_config(flagfile: str, overrides: list):
 
 def gan_key(config) -> str:
   """A short hash of the settings that change what training computes (not class or seed)."""
-  from anogan_tf.train_lib import NOT_TRAINING_FIELDS
   from anogan_tf import Config
+  from anogan_tf.train_lib import NOT_TRAINING_FIELDS
   skip = set(NOT_TRAINING_FIELDS) | ENCODER_FIELDS | {"normal_classes", "seed", "dataset"}
   default = Config()
   # Only what differs from the defaults: a new setting (at its default) keeps every key.

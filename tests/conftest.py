@@ -45,7 +45,7 @@ import contextlib, importlib, io, json, sys, traceback
 tool, cases_path, out_path = sys.argv[1:]
 module = importlib.import_module("anogan_tf." + tool)
 from absl import flags
-from anogan_tf import flags as anogan_flags
+from anogan_tf.cli import flags as anogan_flags
 results = []
 for argv in json.load(open(cases_path)):
   flags.FLAGS.unparse_flags()

@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import synthetic_images
 
 from anogan_tf import AnoganError, Config
 from anogan_tf.models import ae, vae
-from conftest import synthetic_images
 
 FAMILIES = {"ae": ae, "vae": vae}
 # Tiny networks, seed 000's layout. BN momentum 0.5: the moving statistics that inference-mode

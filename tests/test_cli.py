@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import HARNESS, ROOT, synthetic_images
 
 import anogan_tf
 from anogan_tf import Config, train_lib
-from conftest import HARNESS, ROOT, synthetic_images
 
 NOISE = ("absl::InitializeLog", "cudart_stub", "port.cc", "oneDNN custom operations", "cpu_feature_guard",
          "cuInit", "remapper failed", "Traceback")

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from anogan_tf import AnoganError, Config
-from anogan_tf import flags as anogan_flags
+from anogan_tf.cli import flags as anogan_flags
 from anogan_tf.config import EVALUATION_FIELDS, evaluation_config, flag_text
 
 # (changed settings, the start of the message: the flag as given)

@@ -15,8 +15,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from anogan_tf import distribute
 from anogan_tf.config import Config
+from anogan_tf.engine import distribute
 from anogan_tf.errors import AnoganError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,9 +37,11 @@ def run_python(code: str, env_extra=None, devices: int = 2) -> dict:
 
 TRAIN_AND_SCORE = """
 import json, numpy as np, tensorflow as tf
-from anogan_tf import distribute, models, threshold, train_lib
+from anogan_tf import models, train_lib
+from anogan_tf.engine import distribute
+from anogan_tf.evaluation import threshold
 from anogan_tf.config import Config
-from anogan_tf.evaluate_lib import load_networks
+from anogan_tf.engine.workdir import load_networks
 tiny, workdir = {tiny}, "{workdir}"
 family = models.family(tiny.get("model", "anogan"))
 x = np.random.default_rng(1).uniform(-1, 1, (11, 28, 28, 1)).astype(np.float32)
@@ -120,14 +122,15 @@ def test_mirrored_step_equals_one_device_step():
   their mean shows."""
   code = """
 import json, numpy as np, tensorflow as tf
-from anogan_tf import train_lib, distribute
+from anogan_tf import train_lib
+from anogan_tf.engine import distribute
 from anogan_tf.config import Config
 config = Config(**{tiny}, g_batchnorm=False, g_dense_batchnorm=False, adam_epsilon=1.0)
 x = np.random.default_rng(0).uniform(-1, 1, (24, 28, 28, 1)).astype(np.float32)
 out = {{}}
 for name in ("default", "mirrored"):
   tf.keras.utils.set_random_seed(0)
-  driver = train_lib.Driver(config, distribute.make_strategy(name))
+  driver = driver.Driver(config, distribute.make_strategy(name))
   losses = [driver.train_epoch(tf.constant(x), e) for e in range(2)]
   weights = np.concatenate([w.numpy().ravel() for w in driver.networks["generator"].weights])
   replicas = driver.strategy.num_replicas_in_sync if driver.strategy else 1

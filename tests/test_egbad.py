@@ -9,12 +9,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT, synthetic_images
 
-from anogan_tf import Config, memory
+from anogan_tf import Config
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import egbad
-from anogan_tf.networks import batchnorm_statistics
-from conftest import ROOT, synthetic_images
+from anogan_tf.nn import memory
+from anogan_tf.nn.networks import batchnorm_statistics
 
 TINY = Config(model="egbad", latent_dim=8, g_dense_channels=8, g_filters=(4,), g_strides=(2, 2),
               d_filters=(4, 8), e_filters=(4, 8), batch_size=32, lr=2e-3, lr_decay_epoch=0, lam=0.1)

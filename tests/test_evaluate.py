@@ -4,10 +4,12 @@ import os
 
 import numpy as np
 import pytest
-
-from anogan_tf import Config, evaluate_lib, plots, train_lib
-from anogan_tf.data import OneClassData, load_one_class
 from conftest import run_cli
+
+from anogan_tf import Config, evaluate_lib, train_lib
+from anogan_tf.data import OneClassData, load_one_class
+from anogan_tf.evaluation import metrics
+from anogan_tf.visualization import plots
 
 
 def test_evaluate_on_a_small_real_mnist_run(tmp_path, mnist_dir):
@@ -78,8 +80,8 @@ def test_auroc_by_anomalous_class_names_the_kind_of_anomaly_the_score_misses():
   classes = np.array(["good"] * 4 + ["scratch"] * 3 + ["hole"] * 2)
   labels = (classes != "good").astype(int)
   score = np.array([0.4, 0.5, 0.6, 0.7, 0.9, 1.0, 1.1, 0.1, 0.2])
-  assert evaluate_lib.auroc_by_class(labels, classes, score) == {"hole": 0.0, "scratch": 1.0}
-  assert evaluate_lib.auroc_by_class(np.ones(3, int), np.array([1, 2, 2]), np.zeros(3)) == {}  # no normals
+  assert metrics.auroc_by_class(labels, classes, score) == {"hole": 0.0, "scratch": 1.0}
+  assert metrics.auroc_by_class(np.ones(3, int), np.array([1, 2, 2]), np.zeros(3)) == {}  # no normals
 
 
 def test_pr_plot_shows_both_positive_classes(tmp_path, monkeypatch):

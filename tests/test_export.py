@@ -18,12 +18,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import HARNESS, ROOT, run_cli, synthetic_images
 
 from anogan_tf import AnoganError, Config, export_lib, models
-from anogan_tf.evaluate_lib import load_networks
-from anogan_tf.mapper import adam_update
+from anogan_tf.engine.workdir import load_networks
 from anogan_tf.models import anogan
-from conftest import HARNESS, ROOT, run_cli, synthetic_images
+from anogan_tf.models.anogan.mapper import adam_update
 
 TINY = dict(latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8), e_filters=(4, 8),
             map_steps=(3, 2), map_lrs=(0.1, 0.01), map_batch_size=16, seed=5)
@@ -73,7 +73,7 @@ def make_workdir(path, config, encoder=False):
 
 def export_config(name, workdirs):
   """The Config the export of `name` scores with: the workdir's, with the overrides."""
-  from anogan_tf import flags as anogan_flags
+  from anogan_tf.cli import flags as anogan_flags
   from anogan_tf.config import evaluation_config
   family, overrides = EXPORTS[name]
   base = anogan_flags.workdir_config(workdirs[family])

@@ -17,10 +17,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import synthetic_images
 
 from anogan_tf import Config, evaluate_lib, models, score_lib, train_lib
 from anogan_tf.data import OneClassData
-from conftest import synthetic_images
+from anogan_tf.engine import driver
+from anogan_tf.engine import workdir as workdir_lib
 
 FAMILIES = models.names()
 # Tiny networks of every family's shape; BN momentum 0.5 so the moving statistics that scoring
@@ -152,15 +154,15 @@ def test_keras_round_trip_in_a_fresh_interpreter(tmp_path):
 def test_resumed_run_equals_uninterrupted_run_bit_for_bit(name, runs):
   config, straight, resumed, history, again = runs[name]
   family = models.family(name)
-  names = train_lib.Driver(config).trainer.loss_names
+  names = driver.Driver(config).trainer.loss_names
   assert [row["epoch"] for row in history] == [0, 1, 2]
   assert all(np.isfinite(row[k]) for row in history for k in names)
   assert without_seconds(history) == without_seconds(again)
   for workdir in (straight, resumed):
     with open(os.path.join(workdir, "history.csv")) as f:
-      assert next(csv.reader(f)) == list(train_lib.history_fields(names))
-  assert without_seconds(train_lib.read_history(os.path.join(straight, "history.csv"))) == \
-      without_seconds(train_lib.read_history(os.path.join(resumed, "history.csv")))
+      assert next(csv.reader(f)) == list(history.history_fields(names))
+  assert without_seconds(history.read_history(os.path.join(straight, "history.csv"))) == \
+      without_seconds(history.read_history(os.path.join(resumed, "history.csv")))
   for net in family.NETWORKS:
     a, b = keras_weights(os.path.join(straight, f"{net}.keras")), keras_weights(os.path.join(resumed, f"{net}.keras"))
     assert len(a) == len(b) > 0
@@ -169,7 +171,7 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(name, runs):
   assert Config.from_flagfile_text(open(os.path.join(straight, "flags.txt")).read()) == config
   assert "--model=" + name in open(os.path.join(straight, "flags.txt")).read().splitlines()
   samples = os.path.join(straight, "samples")
-  has_samples = family.sample(train_lib.Driver(config).networks, family.noise(np.random.default_rng(0), 2, config)) is not None
+  has_samples = family.sample(driver.Driver(config).networks, family.noise(np.random.default_rng(0), 2, config)) is not None
   assert sorted(os.listdir(samples)) == [f"epoch_{e:04d}.png" for e in (1, 2, 3)] if has_samples else not os.path.exists(samples)
   assert os.path.getsize(os.path.join(straight, "loss.png")) > 0
 
@@ -188,7 +190,7 @@ def test_evaluate_scores_off_manifold_images_above_normal_ones(name, runs, tmp_p
   metrics = evaluate_lib.evaluate(config, straight, data=data, progress=False, out_dir=str(out))
   assert metrics["auroc"] >= 0.95, metrics  # 1.0 for every family when this test was written
   assert metrics["model"] == name and json.load(open(out / "metrics.json")) == metrics
-  scorer = models.family(name).make_scorer(config, evaluate_lib.load_networks(straight, models.family(name)))
+  scorer = models.family(name).make_scorer(config, workdir_lib.load_networks(straight, models.family(name)))
   assert {k: metrics[k] for k in scorer.settings()} == scorer.settings()
   with open(out / "scores.csv", newline="") as f:
     rows = list(csv.DictReader(f))
@@ -216,7 +218,7 @@ def test_ink_power_divides_every_familys_score_by_the_images_ink(name, runs):
   unchanged; recorded in the settings only when set (a stored threshold of p = 0 still applies)."""
   config, straight, _, _, _ = runs[name]
   family = models.family(name)
-  networks = evaluate_lib.load_networks(straight, family)
+  networks = workdir_lib.load_networks(straight, family)
   x = np.concatenate([synthetic_images(6, seed=9), np.full((2, 28, 28, 1), -1.0, np.float32)])  # 2 without ink
   plain = family.make_scorer(config, networks).score(x)
   scorer = family.make_scorer(config.replace(ink_power=0.5), networks)
@@ -236,7 +238,7 @@ def test_automatic_chunk_size_fits_the_available_memory(name, monkeypatch):
   """--map_batch_size=0: the scorer budgets every layer output of its networks per image, so a
   smaller machine or larger images give smaller chunks (a 256 x 256 RGB folder on a laptop must
   not ask for 1,024 images at once); an explicit size is kept."""
-  from anogan_tf import memory
+  from anogan_tf.nn import memory
   family = models.family(name)
   sizes = {}
   for side, config in ((28, tiny_config(name, map_batch_size=0)),

@@ -19,9 +19,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from anogan_tf import AnoganError, Config, evaluate_lib, folder_data, models, plots, train_lib
+from anogan_tf import AnoganError, Config, evaluate_lib, models, train_lib
+from anogan_tf.data import folder as folder_data
 from anogan_tf.data import load_one_class
-from anogan_tf.networks import blocks_for_size
+from anogan_tf.engine.driver import Driver
+from anogan_tf.engine import workdir as workdir_lib
+from anogan_tf.evaluation import metrics as metrics_lib
+from anogan_tf.nn.networks import blocks_for_size
+from anogan_tf.visualization import plots
 
 SIZE = 64
 TINY = dict(dataset="folder", latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8), e_filters=(4, 8),
@@ -172,8 +177,8 @@ def test_anogan_streams_resumes_and_equals_training_in_memory(dataset, tmp_path)
   again = train_lib.train(config, resumed, progress=False)  # resumed: the GAN's epoch 2, then the warm start's E
   drop = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
   assert drop(history) == drop(again) and len(history) == 2
-  assert drop(train_lib.read_history(f"{memory}/{train_lib.ENCODER_HISTORY}")) == \
-      drop(train_lib.read_history(f"{resumed}/{train_lib.ENCODER_HISTORY}"))
+  assert drop(history.read_history(f"{memory}/{train_lib.ENCODER_HISTORY}")) == \
+      drop(history.read_history(f"{resumed}/{train_lib.ENCODER_HISTORY}"))
   for name in ("generator", "discriminator", "encoder"):
     for a, b in zip(weights(f"{memory}/{name}.keras"), weights(f"{resumed}/{name}.keras"), strict=True):
       np.testing.assert_array_equal(a, b, err_msg=name)
@@ -202,7 +207,7 @@ def test_encoder_family_evaluate_pixel_metrics_are_those_of_its_residual_maps(da
   train_lib.train(config, workdir, progress=False)
   # Streamed at 64x64 (deepened networks), the same weights as an epoch on the pictures in memory.
   keras.utils.set_random_seed(config.seed)
-  driver = train_lib.Driver(config)
+  driver = Driver(config)
   driver.train_epoch(tf.constant(load_one_class(config, read_test=False).x_train.read()), 0)
   for name, network in driver.networks.items():
     for a, b in zip(weights(f"{workdir}/{name}.keras"), network.weights, strict=True):
@@ -212,7 +217,7 @@ def test_encoder_family_evaluate_pixel_metrics_are_those_of_its_residual_maps(da
   expected = np.stack([masks[name] for name in data.names])  # the masks as drawn, before the 2x round trip
   np.testing.assert_array_equal(data.masks, expected)
   family = models.family("ae")
-  result = family.make_scorer(config, evaluate_lib.load_networks(workdir, family)).score(data.x_test)
+  result = family.make_scorer(config, workdir_lib.load_networks(workdir, family)).score(data.x_test)
   np.testing.assert_array_equal(data.x_test[[data.names.index("test/defect/001.png")]],
                                 pil_read(f"{root}/test/defect/001.png")[None])
   auroc = roc_auc_score(expected.ravel(), result.residual_map.mean(axis=-1).ravel())
@@ -243,7 +248,7 @@ def test_the_other_families_train_from_a_folder(dataset, name):
   root, _ = dataset
   config = tiny(root, model=name, image_size=32)  # resized to 32: the configured depth
   files = load_one_class(config, read_test=False).x_train
-  losses = train_lib.Driver(config).train_epoch(files, 0)
+  losses = Driver(config).train_epoch(files, 0)
   assert tuple(losses) == models.family(name).make_trainer(config, models.family(name).build_networks(config)).loss_names
   assert all(np.isfinite(v) for v in losses.values())
 
@@ -274,12 +279,12 @@ def test_pixel_metrics_on_hand_made_maps():
   masks[1, 0, 0:5] = True
   rng = np.random.default_rng(0)
   maps = np.round(rng.uniform(0, 1, masks.shape) + 0.6 * masks, 2).astype(np.float32)  # ties included
-  metrics = evaluate_lib.pixel_metrics(masks, maps)
+  metrics = metrics_lib.pixel_metrics(masks, maps)
   assert metrics["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()))
   assert metrics["pixel_aupro"] == pytest.approx(naive_aupro(masks, maps), abs=1e-4)
   assert 0.3 < metrics["pixel_aupro"] < 1
-  assert evaluate_lib.pixel_aupro(masks, masks.astype(np.float32)) == pytest.approx(1.0)  # perfect maps
-  assert evaluate_lib.pixel_aupro(masks, (~masks).astype(np.float32)) == pytest.approx(0.0)
+  assert metrics_lib.pixel_aupro(masks, masks.astype(np.float32)) == pytest.approx(1.0)  # perfect maps
+  assert metrics_lib.pixel_aupro(masks, (~masks).astype(np.float32)) == pytest.approx(0.0)
   # one region found at once (all its pixels top-ranked), the other never: PRO 1/2 from FPR 0
   half = np.where(masks, 0.0, 0.5).astype(np.float32)
   half[1, 0, 0:5] = 1.0
@@ -287,8 +292,8 @@ def test_pixel_metrics_on_hand_made_maps():
   two[0, 0, 0:2] = two[0, 5, 4:6] = True
   half2 = np.where(two, 0.0, 0.5).astype(np.float32)
   half2[0, 0, 0:2] = 1.0
-  assert evaluate_lib.pixel_aupro(two, half2) == pytest.approx(0.5)
-  assert evaluate_lib.pixel_metrics(np.zeros_like(masks), maps) == {}  # no anomalous pixel: undefined
+  assert metrics_lib.pixel_aupro(two, half2) == pytest.approx(0.5)
+  assert metrics_lib.pixel_metrics(np.zeros_like(masks), maps) == {}  # no anomalous pixel: undefined
 
 
 def test_gallery_outlines_the_masks(tmp_path):
@@ -354,7 +359,7 @@ def test_a_picture_that_fails_to_decode_is_named_while_streaming_and_reading(dat
   config = tiny(str(bad), model="ae", image_size=32)  # the header check passes
   files = load_one_class(config, read_test=False).x_train
   with pytest.raises(AnoganError, match=f"{picture} is not a readable image"):
-    train_lib.Driver(config).train_epoch(files, 0)
+    Driver(config).train_epoch(files, 0)
   with pytest.raises(AnoganError, match=f"{picture} is not a readable image"):
     files.read()
   test_picture = bad / "test" / "defect" / "002.png"

@@ -4,7 +4,7 @@ import csv
 
 import numpy as np
 
-from anogan_tf.io_utils import exact, write_scores_csv
+from anogan_tf.utils.files import exact, write_scores_csv
 
 
 def test_scores_that_differ_in_the_ninth_digit_read_back_bit_for_bit(tmp_path):

@@ -5,8 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anogan_tf.layers import (FusedBatchNormalization, SubpixelGradientConv2D, conv2d_transpose_subpixel,
-                              subpixel_kernel)
+from anogan_tf.nn.layers import (
+  FusedBatchNormalization,
+  SubpixelGradientConv2D,
+  conv2d_transpose_subpixel,
+  subpixel_kernel,
+)
 
 
 @pytest.mark.parametrize("hw, c_in, c_out", [(7, 32, 16), (14, 16, 8), (14, 16, 1), (5, 3, 2)])

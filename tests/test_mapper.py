@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from anogan_tf import AnoganError, Discriminator, Generator, LatentMapper, losses
+from anogan_tf import AnoganError, Discriminator, Generator, LatentMapper
+from anogan_tf.nn import losses
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,8 @@ def test_reset_between_calls_restores_the_optimizers(networks):
 def test_adam_matches_tf1_adam_by_hand(networks):
   """One mapping step equals TF1's Adam update with epsilon 1e-8 written out by hand."""
   import tensorflow as tf
-  from anogan_tf import losses
+
+  from anogan_tf.nn import losses
   g, d = networks
   x = np.random.default_rng(8).uniform(-1, 1, (2, 28, 28, 1)).astype(np.float32)
   z0 = np.random.default_rng(9).uniform(-1, 1, (2, 50)).astype(np.float32)
@@ -126,7 +128,7 @@ def test_bad_images_are_clear_errors(networks, bad, message):
 
 
 def test_automatic_batch_size_follows_the_available_memory(networks):
-  from anogan_tf.mapper import activation_floats_per_image, auto_batch_size
+  from anogan_tf.models.anogan.mapper import activation_floats_per_image, auto_batch_size
   g, d = networks
   floats = activation_floats_per_image(g, d)
   assert floats == 36_064 + 6_272  # every layer output of G (reshape included), D's conv1 and act1
@@ -213,7 +215,7 @@ def test_the_losses_reject_an_unknown_reduction():
 
 
 def test_feature_layer_is_a_setting_of_the_mapper_not_of_the_discriminator(networks):
-  from anogan_tf.mapper import activation_floats_per_image
+  from anogan_tf.models.anogan.mapper import activation_floats_per_image
   g, d = networks
   x = _noise(2)
   stages = dict(steps=(3,), learning_rates=(0.1,))

@@ -151,7 +151,7 @@ def test_package_exports_the_api():
 
 
 def _preset(name):
-  from anogan_tf import flags as anogan_flags
+  from anogan_tf.cli import flags as anogan_flags
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   return anogan_flags.config_from_args([f"--flagfile={os.path.join(root, 'experiments', name + '.flags')}"])
 

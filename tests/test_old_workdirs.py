@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from anogan_tf import models
+from anogan_tf.cli.flags import workdir_config
 from anogan_tf.data import load_one_class
-from anogan_tf.evaluate_lib import evaluate, load_scorer
-from anogan_tf.flags import workdir_config
+from anogan_tf.engine.workdir import load_scorer
+from anogan_tf.evaluate_lib import evaluate
 from anogan_tf.train_lib import train
 
 OLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "old_workdirs")

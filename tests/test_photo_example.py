@@ -7,15 +7,15 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image
-
 from conftest import ROOT
+from PIL import Image
 
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 import photo_example  # noqa: E402
-from anogan_tf import folder_data  # noqa: E402
+
 from anogan_tf.config import Config  # noqa: E402
+from anogan_tf.data import folder as folder_data  # noqa: E402
 
 
 def digest(root):

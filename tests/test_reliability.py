@@ -24,10 +24,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import HARNESS, ROOT, synthetic_images
 
 from anogan_tf import AnoganError, Config, evaluate_lib, models, train_lib
 from anogan_tf.data import OneClassData, load_one_class
-from conftest import HARNESS, ROOT, synthetic_images
+from anogan_tf.engine import checkpoints
+from anogan_tf.engine import history as history_lib
+from anogan_tf.engine import workdir as workdir_lib
 
 # Small networks on a slice of MNIST: every train/evaluate process takes a few seconds.
 TINY = ["--normal_classes=1", "--train_examples=256", "--test_examples=40", "--g_dense_channels=8",
@@ -100,7 +103,7 @@ def epochs(workdir):
 
 
 def latest(workdir):
-  path = train_lib.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+  path = checkpoints.latest_checkpoint(os.path.join(workdir, "checkpoints"))
   return path and os.path.basename(path)
 
 
@@ -605,15 +608,15 @@ def test_workdir_lock_and_damaged_checkpoint_state_in_the_library(tmp_path):
   # silently start over; latest_checkpoint refuses instead.
   ckpt = tmp_path / "checkpoints"
   ckpt.mkdir()
-  assert train_lib.latest_checkpoint(str(ckpt)) is None
+  assert checkpoints.latest_checkpoint(str(ckpt)) is None
   (ckpt / "checkpoint").write_text('model_checkpoint_path: "ckpt-9"\n')
   with pytest.raises(AnoganError, match="ckpt-9 named by"):
-    train_lib.latest_checkpoint(str(ckpt))
-  lock = train_lib.lock_workdir(str(tmp_path))
+    checkpoints.latest_checkpoint(str(ckpt))
+  lock = workdir_lib.lock_workdir(str(tmp_path))
   with pytest.raises(AnoganError, match="another train is running on"):
-    train_lib.lock_workdir(str(tmp_path))
+    workdir_lib.lock_workdir(str(tmp_path))
   lock.release()
-  train_lib.lock_workdir(str(tmp_path)).release()  # released: free again
+  workdir_lib.lock_workdir(str(tmp_path)).release()  # released: free again
 
 
 # --- 3. training health
@@ -648,10 +651,10 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
 
 def test_collapsed_discriminator_is_reported_once(tmp_path, caplog):
   rows = lambda losses: [{"epoch": i, "d_loss": v} for i, v in enumerate(losses)]
-  assert train_lib.collapse_warning(rows([0.5] + [1e-4] * 4)) is None
-  message = train_lib.collapse_warning(rows([0.5] + [1e-4] * 5))
+  assert history_lib.collapse_warning(rows([0.5] + [1e-4] * 4)) is None
+  message = history_lib.collapse_warning(rows([0.5] + [1e-4] * 5))
   assert "d_loss < 0.001 for 5 epochs in a row (epochs 2-6)" in message
-  assert train_lib.collapse_warning(rows([0.5] + [1e-4] * 6)) is None  # said once per streak
+  assert history_lib.collapse_warning(rows([0.5] + [1e-4] * 6)) is None  # said once per streak
   # A real collapse: a generator that never trains (g_steps=0) loses to D within a few epochs.
   caplog.set_level("WARNING")
   config = Config(epochs=10, g_steps=0, lr=0.03, **TINY_CONFIG)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 TINY = "--epochs=1 --train_examples=64 --test_examples=64 --map_steps=2,2 --batch_size=32"

@@ -3,12 +3,13 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from anogan_tf import AnoganError, Config, plots, score_lib, train_lib
-from anogan_tf.score_lib import read_images
 from conftest import run_cli, synthetic_images
+from PIL import Image
 from test_train import tiny_data
+
+from anogan_tf import AnoganError, Config, score_lib, train_lib
+from anogan_tf.score_lib import read_images
+from anogan_tf.visualization import plots
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_score_a_folder_of_pngs_and_an_npy(workdir, tmp_path):
 
 def test_reports_top_gallery_and_one_colour_scale(workdir, tmp_path, monkeypatch):
   from anogan_tf import models
-  from anogan_tf.evaluate_lib import load_networks
+  from anogan_tf.engine.workdir import load_networks
   config = Config.from_flagfile_text(open(os.path.join(workdir, "flags.txt")).read())
   images = pixels(5, seed=3)
   np.save(tmp_path / "x.npy", images)

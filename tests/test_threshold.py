@@ -10,10 +10,12 @@ import shutil
 
 import numpy as np
 import pytest
-
-from anogan_tf import AnoganError, Config, evaluate_lib, models, score_lib, threshold, train_lib
-from anogan_tf.data import to_float_images, validation_split
 from conftest import run_cli, synthetic_images
+
+from anogan_tf import AnoganError, Config, evaluate_lib, models, score_lib, train_lib
+from anogan_tf.data import to_float_images, validation_split
+from anogan_tf.engine import workdir as workdir_lib
+from anogan_tf.evaluation import threshold
 
 TINY = dict(g_dense_channels=8, g_filters=(4, 4), d_filters=(4, 8), batch_size=64, latent_dim=8, map_steps=(3, 2),
             map_batch_size=64)
@@ -66,7 +68,7 @@ def test_threshold_is_the_percentile_of_the_held_out_normals_scores(trained):
   held, n_kept = held_out_images(config)
   assert record["n_val"] == len(held) == 20 and n_kept == 60
   family = models.family(config.model)
-  networks = evaluate_lib.load_networks(workdir, family, config)
+  networks = workdir_lib.load_networks(workdir, family, config)
   scorer = family.make_scorer(config, networks)
   scores = scorer.score(held).score
   assert record["threshold"] == pytest.approx(np.percentile(scores, 99), rel=1e-5)
@@ -101,7 +103,7 @@ def test_threshold_is_stored_once_a_run_finishes_and_survives_resume(trained, tm
   monkeypatch.delenv("ANOGAN_TEST_HOOK")
   train_lib.train(config, workdir, progress=False)  # resumes at epoch 2 and finishes
   first = read_record(workdir)
-  networks = evaluate_lib.load_networks(workdir, models.family(config.model), config)
+  networks = workdir_lib.load_networks(workdir, models.family(config.model), config)
   assert first["weights_sha256"] == threshold.weights_sha256(networks) and first["n_val"] == 20
   text, mtime = open(path).read(), os.stat(path).st_mtime_ns
 
@@ -137,7 +139,7 @@ def test_overwrite_removes_the_threshold(tmp_path):
 def test_threshold_is_refused_for_other_settings_or_weights(trained, tmp_path):
   config, workdir = trained
   family = models.family(config.model)
-  networks = evaluate_lib.load_networks(workdir, family, config)
+  networks = workdir_lib.load_networks(workdir, family, config)
   same = threshold.decide(config, workdir, family.make_scorer(config, networks).settings(), networks)
   assert same.threshold == read_record(workdir)["threshold"]
   # another batch size gives the same scores: still applies

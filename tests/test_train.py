@@ -6,11 +6,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT, synthetic_images
 
 from anogan_tf import Config, models, train_lib
 from anogan_tf.data import OneClassData
+from anogan_tf.engine import checkpoints, history
+from anogan_tf.engine.driver import Driver
 from anogan_tf.models import anogan
-from conftest import ROOT, synthetic_images
 
 TINY = dict(batch_size=32, epochs=2, seed=3)
 # Every flagfile in experiments/ (a new preset is covered without editing this file).
@@ -67,7 +69,7 @@ def test_two_epochs_write_everything_then_resume(tmp_path):
   history = train_lib.train(config.replace(epochs=3), workdir, data=data, progress=False)
   assert [row["epoch"] for row in history] == [0, 1, 2]
   assert open(os.path.join(workdir, "history.csv")).read().splitlines()[:3] == first_rows
-  driver = train_lib.Driver(config)
+  driver = Driver(config)
   driver.checkpoint().restore(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")))
   batches = -(-80 // 32)
   assert int(driver.epoch.numpy()) == 3
@@ -117,10 +119,10 @@ def test_a_checkpoint_of_the_layout_before_the_families_restores(tmp_path):
     dtype = tf.as_dtype(v.dtype)
     v.assign((rng.integers(1, 100, v.shape) if dtype.is_integer else rng.normal(size=v.shape)).astype(dtype.as_numpy_dtype))
   written = [v.numpy().copy() for v in variables]
-  train_lib.save_checkpoint(old, str(tmp_path), 7)
+  checkpoints.save_checkpoint(old, str(tmp_path), 7)
 
-  driver = train_lib.Driver(config)
-  assert train_lib.restore_checkpoint(driver, str(tmp_path)) == int(written[-1])
+  driver = Driver(config)
+  assert checkpoints.restore_checkpoint(driver, str(tmp_path)) == int(written[-1])
   trainer = driver.trainer
   restored = (list(driver.networks["generator"].weights) + list(driver.networks["discriminator"].weights)
               + [v for opt in (trainer.d_optimizers[0], trainer.g_optimizers[0], trainer.d_optimizers[1],
@@ -132,7 +134,7 @@ def test_a_checkpoint_of_the_layout_before_the_families_restores(tmp_path):
 
 def test_learning_rate_switch_uses_fresh_adam_instances(tmp_path):
   config = Config(**TINY).replace(epochs=2, lr_decay_epoch=1)
-  driver = train_lib.Driver(config)
+  driver = Driver(config)
   trainer = driver.trainer
   x = tf.constant(synthetic_images(64))
   driver.train_epoch(x, 0)
@@ -155,7 +157,7 @@ def _seed_order_batch(trainer, x, z):
   network's update ops: the D step runs G(z) itself and leaves G's BN statistics as they were,
   each G step runs G(z) again and leaves D's BN statistics as they were. Every forward pass
   through D draws fresh dropout masks."""
-  from anogan_tf.losses import gan_losses
+  from anogan_tf.nn.losses import gan_losses
   g, d = trainer.generator, trainer.discriminator
   config = trainer.config
   g_stats = [tf.identity(v) for v in _bn_statistics(g)]
@@ -250,11 +252,11 @@ def test_every_preset_trains(flagfile, tmp_path):
   workdir = str(tmp_path / "run")
   history = train_lib.train(config, workdir, data=data, progress=False)
   family = models.family(config.model)
-  trained = train_lib.Driver(config)
+  trained = Driver(config)
   assert len(history) == 1 and all(np.isfinite(history[0][k]) for k in trained.trainer.loss_names)
-  train_lib.restore_checkpoint(trained, os.path.join(workdir, "checkpoints"))
+  checkpoints.restore_checkpoint(trained, os.path.join(workdir, "checkpoints"))
   keras.utils.set_random_seed(config.seed)  # as train() does: the initial weights
-  fresh = train_lib.Driver(config)
+  fresh = Driver(config)
   for name in family.NETWORKS:
     model, other = trained.networks[name], fresh.networks[name]
     assert not any(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.trainable_weights, other.trainable_weights)), name
@@ -287,7 +289,7 @@ def test_resumed_dropout_and_batchnorm_run_equals_uninterrupted_run(tmp_path):
 def test_an_epoch_with_dropout_is_traced_once():
   config = preset_config("experiments/seed002.flags", batch_size=8, g_dense_channels=16, g_filters=(8, 8),
                          d_filters=(8, 8, 8, 8))
-  driver = train_lib.Driver(config)
+  driver = Driver(config)
   x = tf.constant(synthetic_images(16))
   for epoch in range(3):
     driver.train_epoch(x, epoch)
@@ -296,7 +298,7 @@ def test_an_epoch_with_dropout_is_traced_once():
 
 
 def test_d_acc_thresholds_logits_at_zero():
-  from anogan_tf.losses import gan_losses
+  from anogan_tf.nn.losses import gan_losses
   real = tf.constant([[0.2], [-0.1]])  # one right (> 0), one wrong
   fake = tf.constant([[-0.3], [0.4]])  # one right (<= 0), one wrong
   _, _, acc = gan_losses(real, fake)
@@ -308,20 +310,20 @@ def test_d_acc_thresholds_logits_at_zero():
 
 def test_history_csv_is_written_with_the_csv_module(tmp_path):
   path = str(tmp_path / "history.csv")
-  fields = train_lib.history_fields(anogan.GANTrainer.loss_names)
+  fields = history.history_fields(anogan.GANTrainer.loss_names)
   assert fields == ("epoch", "g_loss", "d_loss", "d_acc", "seconds")  # seed 000's columns, kept
   rows = [{"epoch": 0, "g_loss": 0.5, "d_loss": 1.25, "d_acc": 0.75, "seconds": 2.0},
           {"epoch": 1, "g_loss": float("nan"), "d_loss": 1e-9, "d_acc": 1.0, "seconds": 0.1}]
-  train_lib.write_history(path, rows[:1], fields)
-  train_lib.append_history(path, rows[1], fields)
+  history.write_history(path, rows[:1], fields)
+  history.append_history(path, rows[1], fields)
   assert open(path).read() == ("epoch,g_loss,d_loss,d_acc,seconds\n"
                                "0,0.5,1.25,0.75,2.0\n1,nan,1e-09,1.0,0.1\n")  # the format is kept
-  back = train_lib.read_history(path)
+  back = history.read_history(path)
   assert [row["epoch"] for row in back] == [0, 1] and back[0] == rows[0]
   # A value holding the delimiter, a quote or a line break is quoted, not split into columns.
   odd = {"epoch": 2, "g_loss": "1,5", "d_loss": 'a "b"', "d_acc": "x\ny", "seconds": 3.0}
-  train_lib.write_history(path, rows[:1], fields)
-  train_lib.append_history(path, odd, fields)
+  history.write_history(path, rows[:1], fields)
+  history.append_history(path, odd, fields)
   with open(path, newline="") as f:
     read = list(csv.DictReader(f))
   assert read[1] == {k: str(v) for k, v in odd.items()}

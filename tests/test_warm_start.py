@@ -17,12 +17,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT, synthetic_images
 
-from anogan_tf import AnoganError, Config, LatentMapper, evaluate_lib, losses, score_lib, train_lib
+from anogan_tf import AnoganError, Config, LatentMapper, evaluate_lib, score_lib, train_lib
 from anogan_tf.data import OneClassData
+from anogan_tf.engine import history
+from anogan_tf.engine import workdir as workdir_lib
 from anogan_tf.models import anogan
-from anogan_tf.networks import batchnorm_statistics
-from conftest import ROOT, run_cli, synthetic_images
+from anogan_tf.nn import losses
+from anogan_tf.nn.networks import batchnorm_statistics
 
 TINY = dict(latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8), e_filters=(4, 8),
             bn_momentum=0.5, batch_size=16, lr=5e-3, lr_decay_epoch=0, seed=0, deterministic=True,
@@ -60,7 +63,7 @@ def file_digests(folder, skip=()):
 
 
 def encoder_history(workdir):
-  return train_lib.read_history(os.path.join(workdir, "encoder_history.csv"))
+  return history.read_history(os.path.join(workdir, "encoder_history.csv"))
 
 
 KILLED_RUN = r'''
@@ -217,7 +220,7 @@ def test_once_the_encoder_has_trained_its_settings_are_fixed_and_more_gan_epochs
     assert os.path.join(workdir, "checkpoints", "encoder") in message
   # More GAN epochs change G: E starts over on the new G (its first epoch's loss is a fresh E's).
   train_lib.train(WARM.replace(epochs=3), workdir, data=runs["data"], progress=False)
-  assert [row["epoch"] for row in train_lib.read_history(os.path.join(workdir, "history.csv"))] == [0, 1, 2]
+  assert [row["epoch"] for row in history.read_history(os.path.join(workdir, "history.csv"))] == [0, 1, 2]
   redone = encoder_history(workdir)
   assert [row["epoch"] for row in redone] == [0, 1, 2]
   assert redone[0]["loss"] != encoder_history(runs["straight"])[0]["loss"]
@@ -260,11 +263,11 @@ def test_map_steps_0_scores_the_loss_at_e_of_x(runs, tmp_path):
 def test_a_search_from_e_of_x_starts_at_the_0_step_score(runs):
   workdir, x = runs["straight"], runs["data"].x_test
   family = anogan
-  at_start = family.make_scorer(warm_config(map_steps=(0,)), evaluate_lib.load_networks(workdir, family, warm_config()))
+  at_start = family.make_scorer(warm_config(map_steps=(0,)), workdir_lib.load_networks(workdir, family, warm_config()))
   zero = at_start.map(x)
   assert zero.trajectory.shape == (16, 0) and at_start.trace_count == 1
-  networks = evaluate_lib.load_networks(workdir, family, warm_config())
-  assert tuple(evaluate_lib.load_networks(workdir, family)) == anogan.NETWORKS + (anogan.ENCODER,)
+  networks = workdir_lib.load_networks(workdir, family, warm_config())
+  assert tuple(workdir_lib.load_networks(workdir, family)) == anogan.NETWORKS + (anogan.ENCODER,)
   np.testing.assert_allclose(zero.z, networks["encoder"](x, training=False).numpy(), rtol=1e-6)
 
   # one K: K steps at the last learning rate (1e-2); K1,K2: both stages
@@ -317,7 +320,7 @@ def test_scoring_from_an_encoder_that_is_not_there_is_a_one_line_error(runs, tmp
     message = str(error.value)
     assert "\n" not in message and "encoder.keras is missing" in message and "--encoder_epochs" in message, message
   assert not os.path.exists(os.path.join(gan_only, "eval"))
-  assert tuple(evaluate_lib.load_networks(gan_only, anogan)) == anogan.NETWORKS  # no config: those there
+  assert tuple(workdir_lib.load_networks(gan_only, anogan)) == anogan.NETWORKS  # no config: those there
   g, d = (keras.models.load_model(os.path.join(gan_only, f"{net}.keras")) for net in anogan.NETWORKS)
   with pytest.raises(AnoganError, match=re.escape("steps=[0]; every stage needs at least one iteration (steps=[0], "
                                                   "no search, only with an encoder to start from)")):

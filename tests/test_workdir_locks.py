@@ -20,9 +20,11 @@ import time
 
 import numpy as np
 import pytest
-
-from anogan_tf import AnoganError, Config, evaluate_lib, train_lib
 from conftest import ROOT, synthetic_images
+
+from anogan_tf import AnoganError, Config, train_lib
+from anogan_tf.engine import history
+from anogan_tf.engine import workdir as workdir_lib
 
 SMALL = ["--normal_classes=1", "--g_dense_channels=8", "--g_filters=4,4", "--d_filters=4,8", "--batch_size=32",
          "--latent_dim=8", "--map_steps=2,2", "--map_batch_size=64", "--test_examples=20", "--epochs=1"]
@@ -137,7 +139,7 @@ def test_second_train_on_a_new_workdir_fails_and_leaves_the_first_alone(tmp_path
   gate.touch()
   result = _finish(first)
   assert result.returncode == 0, result.stderr
-  assert train_lib.read_history(os.path.join(w, "history.csv"))[-1]["epoch"] == 0
+  assert history.read_history(os.path.join(w, "history.csv"))[-1]["epoch"] == 0
   assert os.path.exists(os.path.join(w, "generator.keras"))
 
 
@@ -167,7 +169,7 @@ def test_overwrite_takes_evaluates_lock_on_eval_folders(tmp_path):
 
   # The same for eval/ (here the test process holds evaluate's lock).
   before = _snapshot(w)
-  with evaluate_lib.lock_eval(w):
+  with workdir_lib.lock_eval(w):
     with pytest.raises(AnoganError, match=f"an evaluate is running on {w} .*eval"):
       train_lib.train(config, w, overwrite=True, progress=False)
   assert _snapshot(w) == before

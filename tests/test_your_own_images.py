@@ -10,9 +10,8 @@ import subprocess
 import sys
 
 import numpy as np
-from PIL import Image
-
 from conftest import run_cli
+from PIL import Image
 
 TINY = ["--image_size=64", "--epochs=2", "--batch_size=16", "--lr_decay_epoch=0", "--map_steps=3,3",
         "--map_batch_size=64", "--val_fraction=0.2", "--seed=3"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Dict, Tuple
 
+from anogan_tf.config import checks, one_of
 from anogan_tf.errors import AnoganError
-from anogan_tf.models import base  # first: the family modules (and mapper.py) build on it
 from anogan_tf.models import ae, anogan, egbad, vae
 
 FAMILIES: Dict[str, ModuleType] = {
@@ -37,3 +37,15 @@ def family(name: str) -> ModuleType:
 def network_files() -> Tuple[str, ...]:
   """Every family's <network>.keras file name: what a workdir may hold (cleared by --overwrite)."""
   return tuple(dict.fromkeys(f"{name}.keras" for module in FAMILIES.values() for name in module.NETWORKS))
+
+
+def check_config(config) -> None:
+  """--model names a registered family, and every family's own settings are valid (a family
+  rejects its settings where they make no sense, e.g. AnoGAN's warm start with another --model)."""
+  one_of(config.model, names(), "--model")
+  for module in FAMILIES.values():
+    if hasattr(module, "check_config"):
+      module.check_config(config)
+
+
+checks.FAMILY_CHECKS.append(check_config)  # every Config is checked against the registered families

@@ -6,7 +6,7 @@ tf.distribute.MirroredStrategy over every local device (GPUs, or the logical CPU
 `set_cpu_devices`); `multiworker` is tf.distribute.MultiWorkerMirroredStrategy over the hosts of
 the TF_CONFIG environment variable, as TensorFlow documents it.
 
-Training (train_lib.Driver): networks and optimizers are built under `strategy.scope()`; each
+Training (driver.Driver): networks and optimizers are built under `strategy.scope()`; each
 global batch of --batch_size images is split into contiguous, nearly equal parts, one per
 replica (`replica_slice`); every replica runs the family's own `train_step` on its part. Keras'
 optimizers sum the replicas' gradients, so each optimizer's `loss_scale_factor` is set to the

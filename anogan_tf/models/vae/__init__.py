@@ -40,10 +40,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from anogan_tf import losses
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import ae
-from anogan_tf.networks import Encoder, Generator
+from anogan_tf.nn import losses
+from anogan_tf.nn.networks import Encoder, Generator
 
 NAME = "vae"
 NETWORKS = ("encoder", "decoder")

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from anogan_tf import plots
+from anogan_tf.visualization import plots
 
 TENSORBOARD = "tensorboard"  # the folder, in the workdir and in each evaluation folder
 

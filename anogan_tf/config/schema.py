@@ -7,10 +7,11 @@ and the words used in the README: one name per idea.
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from typing import Tuple
 
+from anogan_tf.config.checks import check
+from anogan_tf.config.values import FOLDER_IMAGE_SIZE, NATIVE_SHAPES, flag_text, parse_value
 from anogan_tf.errors import AnoganError
 
 
@@ -132,7 +133,7 @@ class Config:
   # 32 pixels they are the configured ones (seed 000's for MNIST), one stride-2 block more per doubling.
 
   def generator_kwargs(self) -> dict:
-    from anogan_tf.networks import generator_layout  # deferred: networks.py imports this module
+    from anogan_tf.config.layouts import generator_layout
     filters, strides = generator_layout(self.g_filters, self.g_strides, self.g_dense_channels, self.image_side)
     return dict(latent_dim=self.latent_dim, image_shape=self.image_shape,
                 dense_channels=self.g_dense_channels, filters=filters,
@@ -143,7 +144,7 @@ class Config:
                 dense_activation=self.g_dense_activation)
 
   def discriminator_kwargs(self) -> dict:
-    from anogan_tf.networks import encoder_layout
+    from anogan_tf.config.layouts import encoder_layout
     filters, strides = encoder_layout(self.d_filters, self.d_strides, self.image_side)
     return dict(image_shape=self.image_shape, filters=filters,
                 strides=strides, batchnorm=self.d_batchnorm,
@@ -154,7 +155,7 @@ class Config:
   def encoder_kwargs(self) -> dict:
     """The encoders' shared settings (egbad's E, the autoencoders', AnoGAN's warm start): shaped
     like D, from --e_filters, --e_strides, --e_batchnorm, deepened like D for larger images."""
-    from anogan_tf.networks import encoder_layout
+    from anogan_tf.config.layouts import encoder_layout
     filters, strides = encoder_layout(self.e_filters, self.e_strides, self.image_side)
     return dict(image_shape=self.image_shape, latent_dim=self.latent_dim, filters=filters, strides=strides,
                 batchnorm=self.e_batchnorm, leaky_slope=self.leaky_slope, bn_momentum=self.bn_momentum)
@@ -229,192 +230,3 @@ def evaluation_config(trained: Config, requested: Config) -> Config:
       raise AnoganError(f"--{name}={flag_text(new)} does not match the workdir, trained with --{name}={flag_text(old)}; "
                         f"evaluate and score change only mapping settings, so drop --{name} or train another workdir")
   return trained.replace(**{name: getattr(requested, name) for name in EVALUATION_FIELDS})
-
-
-def flag_text(value) -> str:
-  """A setting's value as written on the command line and in flags.txt: 16,8 / true / 0.001."""
-  if isinstance(value, tuple):
-    return ",".join(str(v) for v in value)
-  if isinstance(value, bool):
-    return "true" if value else "false"
-  return str(value)
-
-
-def parse_value(name, hint, raw):
-  try:
-    if hint is bool:
-      if str(raw).lower() in ("true", "1", "yes"):
-        return True
-      if str(raw).lower() in ("false", "0", "no"):
-        return False
-      raise ValueError(raw)
-    if typing.get_origin(hint) is tuple:
-      (item_type, *_) = typing.get_args(hint)
-      items = raw if isinstance(raw, (list, tuple)) else [s for s in str(raw).split(",") if s.strip()]
-      return tuple(item_type(s) for s in items)
-    return hint(raw)
-  except (TypeError, ValueError):
-    raise AnoganError(f"setting '{name}' has the invalid value '{raw}'; expected {getattr(hint, '__name__', hint)}") from None
-
-
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
-# Image shapes: the .npz datasets' own, and the sizes --image_size takes (a folder's default: 64).
-NATIVE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
-IMAGE_SIZES = (32, 64, 128, 256)
-FOLDER_IMAGE_SIZE = 64
-# The valid values of the string settings; the classes that take them (Generator, LatentMapper,
-# losses) check against these too.
-DISTRIBUTIONS = ("uniform", "normal")  # z_prior, z_init
-UPSAMPLINGS = ("transpose", "nearest")  # g_upsampling
-ACTIVATIONS = ("leaky_relu", "relu")  # g_activation
-DENSE_NORMS = ("channel", "feature")  # g_dense_norm
-REDUCTIONS = ("mean", "sum")  # map_reduction
-
-
-def discriminator_feature_layers(depth: int, batchnorm: bool, dropout: float, batchnorm_first: bool = True,
-                                 zero_pad_after: Tuple[int, ...] = ()) -> Tuple[str, ...]:
-  """The names of the discriminator's layers that f(x) can read (all but its output logits), in
-  order: conv1, [pad1,] [bn1,] act1, [drop1,] conv2, ..., flatten."""
-  names = []
-  for i in range(1, depth + 1):
-    names += ([f"conv{i}"] + [f"pad{i}"] * (i in zero_pad_after)
-              + [f"bn{i}"] * bool(batchnorm and (i > 1 or batchnorm_first)) + [f"act{i}"] + [f"drop{i}"] * (dropout > 0))
-  return tuple(names) + ("flatten",)
-
-
-def one_of(value, valid, name: str) -> None:
-  """Rejects a string setting outside `valid`: AnoganError naming the setting and the valid values."""
-  if value not in valid:
-    raise AnoganError(f"unknown {name} '{value}'; use {' or '.join(valid) if len(valid) == 2 else 'one of ' + ', '.join(valid)}")
-
-
-def check(config: Config) -> None:
-  """Rejects settings that cannot work, with a one-line message naming the flag and the fix."""
-  def need(ok, message):
-    if not ok:
-      raise AnoganError(message)
-
-  def number(name, low, high=None, low_open=False, high_open=True, fix=""):
-    """Setting `name` (a number, or each number of a tuple) finite and within [low, high) (or as told)."""
-    value = getattr(config, name)
-    values = value if isinstance(value, tuple) else (value,)
-    if all(math.isfinite(v) and (v > low if low_open else v >= low)
-           and (high is None or (v < high if high_open else v <= high)) for v in values):
-      return
-    if not all(math.isfinite(v) for v in values):
-      rule = "not a finite number"
-    elif high is not None:
-      rule = f"outside {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    else:
-      rule = "not positive" if low_open and low == 0 else f"below {low:g}"
-    what = "has an entry that is" if isinstance(value, tuple) else "is"
-    raise AnoganError(f"--{name}={flag_text(value)} {what} {rule}; {fix}")
-
-  from anogan_tf import models  # the family registry; imported here because it builds on this module
-  one_of(config.model, models.names(), "--model")
-  one_of(config.dataset, DATASETS, "dataset")
-  # image shape (folder datasets); checked before the networks' settings, whose depth follows it
-  folder = config.dataset == "folder"
-  own = "64 for a folder" if folder else f"{NATIVE_SHAPES[config.dataset][0]} for {config.dataset}"
-  need(config.image_size == 0 or config.image_size in IMAGE_SIZES
-       or not folder and config.image_size == NATIVE_SHAPES[config.dataset][0],
-       f"unsupported --image_size={config.image_size}; use 32, 64, 128 or 256 (or 0: the dataset's own size, {own})")
-  need(config.channels in (0, 1, 3), f"unsupported --channels={config.channels}; use 1 (grayscale), 3 (RGB) or 0 "
-                                     "(the dataset's own)")
-  if not folder:
-    native = NATIVE_SHAPES[config.dataset][2]
-    need(config.channels in (0, native), f"--channels={config.channels} does not fit {config.dataset}, whose images "
-                                         f"have {native} channel{'s' * (native > 1)}; use --channels=0, or "
-                                         "--dataset=folder for your own images")
-  need(not folder or config.data_dir, "--dataset=folder needs --data_dir=ROOT; use the folder holding train/good/ "
-                                      "and test/ (MVTec AD layout)")
-  need(len(config.normal_classes) > 0, "--normal_classes is empty; give at least one class, e.g. --normal_classes=0")
-  one_of(config.z_prior, DISTRIBUTIONS, "--z_prior")
-  one_of(config.z_init, DISTRIBUTIONS, "--z_init")
-  one_of(config.g_upsampling, UPSAMPLINGS, "--g_upsampling")
-  one_of(config.g_activation, ACTIVATIONS, "--g_activation")
-  one_of(config.map_reduction, REDUCTIONS, "--map_reduction")
-  one_of(config.d_step, ("joint", "separate"), "--d_step")
-  one_of(config.d_fakes_mode, ("training", "inference"), "--d_fakes_mode")
-  one_of(config.eval_split, ("test", "val"), "--eval_split")
-  one_of(config.recon_loss, ("l1", "l2"), "--recon_loss")
-  one_of(config.vae_score, ("reconstruction", "elbo"), "--vae_score")
-  one_of(config.initial_z, ("random", "encoder"), "--initial_z")
-  one_of(config.strategy, ("default", "mirrored", "multiworker"), "--strategy")  # distribute.STRATEGIES
-  one_of(config.g_dense_norm, DENSE_NORMS, "--g_dense_norm")
-  if config.g_dense_activation:
-    one_of(config.g_dense_activation, ACTIVATIONS, "--g_dense_activation")
-  need(all(1 <= i <= len(config.d_filters) for i in config.d_zero_pad_after),
-       f"--d_zero_pad_after={flag_text(config.d_zero_pad_after)} names no convolution; use numbers 1.."
-       f"{len(config.d_filters)} (one per entry of --d_filters), or leave it empty")
-  from anogan_tf.networks import blocks_for_size  # deferred, as the registry: networks.py imports this module
-  layers = discriminator_feature_layers(len(config.d_filters) + blocks_for_size(config.image_side),
-                                        config.d_batchnorm, config.d_dropout,
-                                        config.d_batchnorm_first, config.d_zero_pad_after)
-  need(config.feature_layer in layers, f"unknown --feature_layer '{config.feature_layer}'; use one of {', '.join(layers)}")
-  need(len(config.g_strides) == len(config.g_filters) + 1,
-       "--g_strides needs one stride per entry of --g_filters plus one for the output layer")
-  need(len(config.d_strides) == len(config.d_filters), "--d_strides needs one stride per entry of --d_filters")
-  warm = config.initial_z == "encoder"
-  need(config.model == "anogan" or not warm and config.encoder_epochs == 0,
-       f"--initial_z=encoder and --encoder_epochs are AnoGAN's warm start, not {config.model}'s; use "
-       "--model=anogan, or drop them")
-  number("map_restarts", 1, fix="use 1 (one search per image) or more")
-  number("ink_power", 0, fix="use 0 (the raw score) or a positive power, e.g. 0.5 or 1")
-  need(config.strategy == "default" or config.dataset != "folder",
-       f"--strategy={config.strategy} trains from arrays in memory only, not from a folder streamed from disk yet; "
-       "use --strategy=default for --dataset=folder")
-  need(config.map_restarts == 1 or config.strategy == "default",
-       f"--map_restarts={config.map_restarts} runs on one device only; use --strategy=default with it, or --map_restarts=1")
-  need(config.map_restarts == 1 or not warm and config.model == "anogan",
-       f"--map_restarts={config.map_restarts} restarts AnoGAN's search from random z; use --map_restarts=1 "
-       "with --initial_z=encoder (every restart would start at E(x)) and with the other families")
-  if not (warm and config.map_steps == (0,)):  # no search: the score at E(x)
-    number("map_steps", 1, fix="use 1 or more iterations per stage, e.g. 50,100 (--map_steps=0, no search, only "
-           "with --initial_z=encoder)")
-  need(len(config.map_steps) > 0 and (len(config.map_steps) == len(config.map_lrs) or warm and len(config.map_steps) == 1),
-       "--map_steps and --map_lrs need the same number of stages (at least one); with --initial_z=encoder a "
-       "single --map_steps=K runs K steps at the last --map_lrs")
-  number("seed", 0, fix="use 0 or a positive integer")
-  # networks
-  number("latent_dim", 1, fix="use a positive latent size, e.g. 50")
-  number("g_dense_channels", 1, fix="use a positive channel count, e.g. 32")
-  number("g_filters", 1, fix="use positive filter counts, e.g. 16,8")
-  number("g_strides", 1, fix="use strides of 1 or more, e.g. 2,2,1")
-  number("e_filters", 1, fix="use positive filter counts, e.g. 16,32")
-  number("e_strides", 1, fix="use strides of 1 or more, e.g. 2,2")
-  number("d_filters", 1, fix="use positive filter counts, e.g. 16,32")
-  number("d_strides", 1, fix="use strides of 1 or more, e.g. 2,2")
-  number("d_dropout", 0, 1, fix="use a dropout rate such as 0.25, or 0 for none")
-  number("leaky_slope", 0, 1, fix="use a LeakyReLU slope such as 0.2")
-  number("bn_momentum", 0, 1, fix="use a BatchNorm momentum such as 0.99")
-  # training
-  number("epochs", 0, fix="use 0 or more epochs")
-  number("batch_size", 1, fix="use a positive batch size, e.g. 256")
-  number("g_steps", 0, fix="use 0 or more generator steps per discriminator step (seed 000: 2)")
-  number("lr", 0, low_open=True, fix="use a positive learning rate, e.g. 0.001")
-  number("d_lr_scale", 0, low_open=True, fix="use a positive factor, e.g. 0.25")
-  number("d_z_units", 1, fix="use a positive width, e.g. 128")
-  number("d_joint_units", 1, fix="use positive widths, e.g. 128")
-  number("lr_decay_epoch", 0, fix="use the epoch to switch at, or 0 for never")
-  number("lr_after_decay", 0, low_open=True, fix="use a positive learning rate, e.g. 0.0001")
-  number("adam_beta_1", 0, 1, fix="use a value such as 0.9")
-  number("adam_beta_2", 0, 1, fix="use a value such as 0.999")
-  number("adam_epsilon", 0, low_open=True, fix="use a small positive value, e.g. 1e-8")
-  number("kl_weight", 0, fix="use a weight such as 1.0 (0: a plain autoencoder)")
-  number("encoder_epochs", 0, fix="use 0 (no warm-start encoder) or more epochs")
-  number("kappa", 0, fix="use a weight such as 1.0")
-  # mapping
-  number("lam", 0, 1, high_open=False, fix="use a weight such as 0.7 (seed 000) or 0.1 (the paper)")
-  number("map_lrs", 0, low_open=True, fix="use positive learning rates, e.g. 0.1,0.01")
-  number("z_init_std", 0, low_open=True, fix="use a positive standard deviation, e.g. 0.1")
-  number("map_batch_size", 0, fix="use a positive batch size, or 0 to choose it from the available memory")
-  # data
-  number("test_examples", 0, fix="use 0 for the whole test split, or the number of test images to score")
-  number("train_examples", 0, fix="use 0 for every normal training image, or how many to keep")
-  number("val_fraction", 0, 1, fix="e.g. 0.1 holds out a tenth of the normal training images; 0: none")
-  need(config.eval_split != "val" or config.val_fraction > 0,
-       "--eval_split=val needs held-out images: train with --val_fraction > 0 (e.g. 0.1)")
-  need(len(config.e_strides) == len(config.e_filters), "--e_strides needs one stride per entry of --e_filters")
-  # decision threshold
-  number("threshold_percentile", 0, 100, high_open=False, fix="use a percentile such as 99 (about 1% of normal images flagged)")

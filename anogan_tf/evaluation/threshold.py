@@ -37,7 +37,7 @@ import numpy as np
 
 from anogan_tf.config import Config, flag_text
 from anogan_tf.errors import AnoganError
-from anogan_tf.io_utils import write_text
+from anogan_tf.utils.files import write_text
 
 THRESHOLD_FILE = "threshold.json"  # a contract: export reads its "threshold"
 QUANTILES = (0, 1, 5, 25, 50, 75, 95, 99, 100)
@@ -141,8 +141,9 @@ def store_after_training(config: Config, workdir: str, progress: bool = True) ->
   if config.val_fraction <= 0:
     return None
   from tqdm import tqdm
+
   from anogan_tf import models
-  from anogan_tf.evaluate_lib import load_networks  # evaluate_lib imports this module
+  from anogan_tf.engine.workdir import load_networks
   family = models.family(config.model)
   names = family.scoring_networks(config) if hasattr(family, "scoring_networks") else family.NETWORKS
   missing = [name for name in names if not os.path.exists(os.path.join(workdir, f"{name}.keras"))]

@@ -28,16 +28,41 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from anogan_tf import losses
+from anogan_tf.config import one_of
+from anogan_tf.config.checks import check_number, need
 from anogan_tf.errors import AnoganError
-from anogan_tf.mapper import LatentMapper
 from anogan_tf.models import base
-from anogan_tf.networks import Discriminator, Encoder, Generator, batchnorm_statistics
+from anogan_tf.models.anogan.mapper import LatentMapper
+from anogan_tf.nn import losses
+from anogan_tf.nn.networks import Discriminator, Encoder, Generator, batchnorm_statistics
 
 NAME = "anogan"
 NETWORKS = ("generator", "discriminator")
 ENCODER = "encoder"  # the warm-start encoder: <workdir>/encoder.keras, trained after the GAN
 OPTIONAL_NETWORKS = (ENCODER,)  # in a workdir once --encoder_epochs has run
+
+
+def check_config(config) -> None:
+  """AnoGAN's own settings, in a config of any family: the search (--map_steps, --map_lrs,
+  --map_restarts) and the warm start (--initial_z, --encoder_epochs), which only AnoGAN reads."""
+  one_of(config.initial_z, ("random", "encoder"), "--initial_z")
+  warm = config.initial_z == "encoder"
+  need(config.model == "anogan" or not warm and config.encoder_epochs == 0,
+       f"--initial_z=encoder and --encoder_epochs are AnoGAN's warm start, not {config.model}'s; use "
+       "--model=anogan, or drop them")
+  check_number(config, "map_restarts", 1, fix="use 1 (one search per image) or more")
+  check_number(config, "encoder_epochs", 0, fix="use 0 (no warm-start encoder) or more epochs")
+  need(config.map_restarts == 1 or config.strategy == "default",
+       f"--map_restarts={config.map_restarts} runs on one device only; use --strategy=default with it, or --map_restarts=1")
+  need(config.map_restarts == 1 or not warm and config.model == "anogan",
+       f"--map_restarts={config.map_restarts} restarts AnoGAN's search from random z; use --map_restarts=1 "
+       "with --initial_z=encoder (every restart would start at E(x)) and with the other families")
+  if not (warm and config.map_steps == (0,)):  # no search: the score at E(x)
+    check_number(config, "map_steps", 1, fix="use 1 or more iterations per stage, e.g. 50,100 (--map_steps=0, no "
+                 "search, only with --initial_z=encoder)")
+  need(len(config.map_steps) > 0 and (len(config.map_steps) == len(config.map_lrs) or warm and len(config.map_steps) == 1),
+       "--map_steps and --map_lrs need the same number of stages (at least one); with --initial_z=encoder a "
+       "single --map_steps=K runs K steps at the last --map_lrs")
 
 
 def build_networks(config) -> Dict[str, keras.Model]:

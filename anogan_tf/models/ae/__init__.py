@@ -29,10 +29,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from anogan_tf import losses, memory
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import base
-from anogan_tf.networks import Encoder, Generator
+from anogan_tf.nn import losses, memory
+from anogan_tf.nn.networks import Encoder, Generator
 
 NAME = "ae"
 NETWORKS = ("encoder", "decoder")

@@ -27,10 +27,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from anogan_tf import losses, memory
 from anogan_tf.config import DISTRIBUTIONS, REDUCTIONS, one_of
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import base
+from anogan_tf.nn import losses, memory
 
 
 @dataclasses.dataclass

@@ -31,11 +31,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from anogan_tf import losses, memory
 from anogan_tf.errors import AnoganError
-from anogan_tf.layers import SubpixelGradientConv2D
 from anogan_tf.models import base
-from anogan_tf.networks import Encoder, Generator, batchnorm_statistics, build_chain, conv_blocks, run_chain
+from anogan_tf.nn import losses, memory
+from anogan_tf.nn.layers import SubpixelGradientConv2D
+from anogan_tf.nn.networks import Encoder, Generator, batchnorm_statistics, build_chain, conv_blocks, run_chain
 
 NAME = "egbad"
 NETWORKS = ("generator", "encoder", "discriminator")

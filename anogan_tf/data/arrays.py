@@ -1,4 +1,5 @@
-"""Datasets for the one-class protocol: train on the normal classes, score the whole test split.
+"""Array datasets (.npz or keras.datasets) for the one-class protocol: train on the normal
+classes, score the whole test split.
 
 Arrays come from `<data_dir>/<name>.npz` (Keras' layout: x_train, y_train, x_test, y_test) when
 `--data_dir` or $ANOGAN_DATA_DIR names a folder, otherwise from `keras.datasets` (download+cache).
@@ -8,30 +9,16 @@ pictures instead (folder_data.py): streamed from disk for training, with file na
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from anogan_tf.config import NATIVE_SHAPES
+from anogan_tf.data.splits import OneClassData, test_subset, validation_split
 from anogan_tf.errors import AnoganError
 
 DATA_DIR_ENV = "ANOGAN_DATA_DIR"
-
-
-@dataclasses.dataclass
-class OneClassData:
-  x_train: np.ndarray  # (n_train, h, w, c) float32 in [-1, 1], normal classes only; a folder's: folder_data.ImageFiles, read while training
-  x_test: np.ndarray  # (n_test, h, w, c) float32 in [-1, 1]
-  y_test: np.ndarray  # (n_test,) int: 1 = anomaly (not a normal class), 0 = normal
-  classes_test: np.ndarray  # (n_test,) the original class labels (a folder's: the test/ folder names, "good" or the defect)
-  test_indices: np.ndarray  # (n_test,) positions in the original test split (train split for split="val")
-  split: str = "test"  # what x_test holds: "test" (the test split) or "val" (the validation set)
-  # Folder datasets only:
-  names: Optional[Sequence[str]] = None  # (n_test,) each test image's path under --data_dir
-  masks: Optional[np.ndarray] = None  # (n_test, h, w) bool: the anomalous pixels, when every defect has masks
-  pixel_note: str = ""  # why there are no masks (no pixel metrics), for metrics.json
 
 
 def resolve_data_dir(data_dir: str = "") -> str:
@@ -142,49 +129,9 @@ def resize_images(x: np.ndarray, size: int, batch: int = 1024) -> np.ndarray:
                          for i in range(0, len(x), batch)] or [np.zeros((0, size, size, x.shape[-1]), np.float32)])
 
 
-def test_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-  """A fixed, seeded, sorted subset of n test positions holding both labels (when both exist)."""
-  total = len(labels)
-  if n <= 0 or n >= total:
-    return np.arange(total)
-  order = np.random.default_rng(seed).permutation(total)
-  chosen = order[:n]
-  for label in (0, 1):  # swap one in if a label is missing but present in the split
-    if not np.any(labels[chosen] == label) and np.any(labels == label):
-      chosen[-1 if label else 0] = order[n:][labels[order[n:]] == label][0]
-  return np.sort(chosen)
-
-
-def validation_split(y_train: np.ndarray, normal, fraction: float, seed: int):
-  """Positions in the train split: (normals kept for training, held-out normals, validation anomalies).
-
-  A seeded `fraction` of the normal classes' training images is held out of training; the
-  validation anomalies are as many train-split images of the other classes, drawn uniformly
-  (so every other class appears in its share). Nothing of the test split is touched, so
-  settings can be tuned on this set and the test split run once.
-  """
-  is_normal = np.isin(y_train, normal)
-  normal_positions = np.flatnonzero(is_normal)
-  rng = np.random.default_rng([seed, 7919])  # its own stream: the split does not shift other draws
-  n_val = int(round(fraction * len(normal_positions)))
-  held = np.zeros(len(normal_positions), bool)
-  held[rng.permutation(len(normal_positions))[:n_val]] = True
-  others = np.flatnonzero(~is_normal)
-  anomalies = np.sort(rng.permutation(others)[:min(n_val, len(others))])
-  return normal_positions[~held], normal_positions[held], anomalies
-
-
-def load_one_class(config, read_test: bool = True) -> OneClassData:
-  """The normal training images and the evaluation set, checked and scaled.
-
-  The evaluation set is the test split (label 1 = not a normal class), or a seeded subset of
-  it with --test_examples; with --eval_split=val it is the validation set of `validation_split`.
-  --dataset=folder: folder_data.load_folder, which with `read_test=False` (training) does not
-  read the evaluation images.
-  """
-  if config.dataset == "folder":
-    from anogan_tf import folder_data  # deferred: it imports TensorFlow
-    return folder_data.load_folder(config, read_test)
+def load_npz_one_class(config) -> OneClassData:
+  """A .npz dataset's normal training images and evaluation set, checked and scaled (see
+  anogan_tf.data.load_one_class)."""
   (x_train, y_train), (x_test, y_test) = load_arrays(config.dataset, config.data_dir)
   source = source_name(config.dataset, config.data_dir)
   normal = np.asarray(config.normal_classes)

@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from anogan_tf.config import FOLDER_IMAGE_SIZE, Config
+from anogan_tf.data.splits import OneClassData, test_subset, validation_split
 from anogan_tf.errors import AnoganError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -282,7 +283,6 @@ def load_folder(config: Config, read_test: bool = True):
   --test_examples) read into memory, their file names and masks; with --eval_split=val, the
   held-out training pictures (--val_fraction), all normal. `read_test=False` (training) leaves
   the test split unread."""
-  from anogan_tf.data import OneClassData, test_subset, validation_split  # deferred: data.py dispatches here
   root = config.data_dir
   shape = config.image_shape
   paths = training_paths(root)

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from anogan_tf.io_utils import atomic_path, save_figure  # noqa: E402
+from anogan_tf.utils.files import atomic_path, save_figure  # noqa: E402
 
 
 def to_display(images: np.ndarray) -> np.ndarray:

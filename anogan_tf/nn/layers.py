@@ -23,7 +23,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-
 # --- the sub-pixel form of a stride-2 transposed convolution
 
 # TF's 'same' transposed conv, stride 2, kernel 3: output 2m + p takes input m - 1 + t through

@@ -192,7 +192,7 @@ def run(main) -> None:
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines would bury the progress bar
     try:
       if "cpu_devices" in FLAGS and FLAGS.cpu_devices > 1:  # before anything initialises TensorFlow's devices
-        from anogan_tf import distribute
+        from anogan_tf.engine import distribute
         distribute.set_cpu_devices(FLAGS.cpu_devices)
       main()
     except AnoganError as e:

@@ -1,0 +1,1 @@
+"""The command-line layer: absl flags built from the Config."""

@@ -1,0 +1,1 @@
+"""What runs any family: the training driver, workdirs, checkpoints, history, devices."""

@@ -1,0 +1,1 @@
+"""Metrics and decision thresholds on scores."""

@@ -1,0 +1,1 @@
+"""Layers, networks and losses the model families build on."""

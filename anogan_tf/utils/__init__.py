@@ -1,0 +1,1 @@
+"""Files written atomically, locks, and test-only fault injection."""
