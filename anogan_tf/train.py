@@ -21,7 +21,8 @@ FLAGS = flags.FLAGS
 
 
 def main():
-  from anogan_tf import train_lib  # deferred: --help stays fast, TensorFlow loads only to train
+  from anogan_tf import models, train_lib  # deferred: --help stays fast, TensorFlow loads only to train
+  from anogan_tf.engine.history import read_history
   from anogan_tf.errors import AnoganError
   if not FLAGS.workdir:
     raise AnoganError("--workdir is required; name a folder for the run, e.g. --workdir=runs/mnist0")
@@ -31,11 +32,13 @@ def main():
   if history:
     losses = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k not in ("epoch", "seconds"))
     print(f"trained {len(history)} epochs: {losses}; models in {FLAGS.workdir}")
-  if config.encoder_epochs > 0:
-    encoder = history.read_history(os.path.join(FLAGS.workdir, train_lib.ENCODER_HISTORY))
-    if encoder:
-      losses = " ".join(f"{k} {v:.4f}" for k, v in encoder[-1].items() if k not in ("epoch", "seconds"))
-      print(f"warm-start encoder: {len(encoder)} epochs: {losses}; {FLAGS.workdir}/encoder.keras")
+  for stage in models.base.stages(models.family(config.model)):  # e.g. AnoGAN's warm-start encoder
+    if getattr(config, stage.epochs_field) > 0:
+      rows = read_history(os.path.join(FLAGS.workdir, stage.history))
+      if rows:
+        losses = " ".join(f"{k} {v:.4f}" for k, v in rows[-1].items() if k not in ("epoch", "seconds"))
+        print(f"{stage.what.removeprefix('the ')}: {len(rows)} epochs: {losses}; "
+              f"{FLAGS.workdir}/{stage.network}.keras")
   if config.val_fraction > 0:
     from anogan_tf.evaluation import threshold
     record = threshold.read(FLAGS.workdir)

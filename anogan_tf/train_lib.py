@@ -1,24 +1,13 @@
-"""The training driver, the same for every model family (anogan_tf/models/): resumable epochs.
+"""Training a workdir, the same for every model family: `train(config, workdir)`.
 
-A family supplies its networks, its compiled step(s) with their optimizers and what else to
-checkpoint (models/base.py); the driver owns the rest: the workdir and its lock, shuffling and
-noise drawn from (seed, epoch), the epoch loop as one compiled function per learning-rate phase
-(no host round trip per batch), checkpoints and resume, history.csv, TensorBoard, sample grids,
-NaN and collapse checks, and the exported <network>.keras files.
-
-Images in memory (the .npz datasets) go to the compiled epoch as one tensor, gathered batch by
-batch in the epoch's permutation. A folder dataset's images (folder_data.ImageFiles) are streamed
-instead: a tf.data pipeline reads, decodes and resizes them in that same permutation, with the
-same noise rows, and the compiled epoch (`stream_loop`, one trace per learning-rate phase) runs
-the same steps over its batches; so a folder larger than memory trains, and resumes exactly.
-
-AnoGAN's warm-start encoder (models/anogan.py) is a second stage of the same run: after the GAN's
-`epochs`, `encoder_epochs` epochs of E with G and D frozen (`EncoderDriver`), checkpointed apart
-in checkpoints/encoder/ (the GAN's checkpoints keep their layout and are not written by this
-stage), with its own encoder_history.csv, encoder_loss.png and samples/encoder_epoch_*.png
-(training images over G(E(x))), exported as encoder.keras. Resumable and kill-safe like the GAN.
-E's checkpoint records the GAN epoch it was trained against: if the GAN trains further, E starts
-over on the new G. Adding --encoder_epochs (or more of them) to a finished GAN trains only E.
+It locks the workdir (created if new), checks everything that can fail on bad input before
+writing anything, runs the family's epochs with the engine's Driver (anogan_tf/engine/driver.py:
+compiled epochs, checkpoints and resume, history, samples, NaN and collapse checks), exports the
+networks as <network>.keras, then runs the family's training stages (models/base.py `Stage`, e.g.
+AnoGAN's warm-start encoder for --encoder_epochs: checkpointed apart in checkpoints/<stage>/, with
+its own history, loss plot and samples, resumable and kill-safe like the family's epochs; a stage
+records the epoch of the networks it was trained against and starts over if they train further),
+and stores the decision threshold (threshold.json) when --val_fraction holds images out.
 """
 
 from __future__ import annotations
@@ -30,7 +19,6 @@ import shutil
 from typing import List
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -43,12 +31,9 @@ from anogan_tf.engine.checkpoints import restore_checkpoint
 from anogan_tf.engine.driver import (
   GAN_LOOP,
   Driver,
-  Loop,
+  StageDriver,
   enable_determinism,
-  epoch_loop,
   run_epochs,
-  stream_epoch,
-  stream_function,
 )
 from anogan_tf.engine.workdir import (
   create_and_lock_workdir,
@@ -58,7 +43,6 @@ from anogan_tf.engine.workdir import (
 )
 from anogan_tf.errors import AnoganError
 from anogan_tf.evaluation import threshold
-from anogan_tf.models import anogan
 from anogan_tf.utils.faults import fault_point
 from anogan_tf.utils.files import atomic_path, check_folder_can_be_made, write_text
 
@@ -70,65 +54,6 @@ NOT_TRAINING_FIELDS = {"epochs", "encoder_epochs", "data_dir", "test_examples", 
                        "vae_score", "initial_z", "feature_layer", "map_restarts", "ink_power",
                        "strategy"}  # distribute: a workdir resumes on other devices (same checkpoint format)
 NOT_TRAINING_FIELDS |= {"threshold_percentile"}  # a rerun applies it to the stored held-out scores
-# The warm-start encoder's random streams: its initial weights from (seed, ENCODER_SEED), the
-# shuffling of its epoch e from (seed, ENCODER_SEED, e); apart from the GAN's (seed, e).
-ENCODER_SEED = 2**31 - 2
-# Settings only the warm-start encoder's training reads (anogan): free to change on a workdir
-# until its encoder training has begun, refused after (its checkpoints would not match them).
-ENCODER_FIELDS = ("kappa", "e_filters", "e_strides", "e_batchnorm", "feature_layer")
-ENCODER_CHECKPOINTS = os.path.join("checkpoints", "encoder")
-ENCODER_HISTORY, ENCODER_LOSS_PLOT = "encoder_history.csv", "encoder_loss.png"
-ENCODER_SAMPLES = 32  # training images shown over G(E(x)) in samples/encoder_epoch_*.png
-
-
-class EncoderDriver:
-  """AnoGAN's warm-start encoder E on a trained G and D (`networks`, left unchanged): its trainer
-  (anogan.EncoderTrainer), its epoch counter, the GAN epoch it is trained against, and its
-  compiled epoch (one trace for the run). Its initial weights come from (seed, ENCODER_SEED),
-  whatever ran before in the process, so E trained later on a finished GAN is E trained in one go."""
-
-  def __init__(self, config: Config, networks: dict):
-    self.config = config
-    keras.utils.set_random_seed(int(np.random.default_rng([config.seed, ENCODER_SEED]).integers(2**31 - 1)))
-    self.encoder = anogan.build_encoder(config)
-    self.trainer = anogan.EncoderTrainer(config, networks, self.encoder)
-    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    self.gan_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="gan_epoch")
-    signature = [tf.TensorSpec((None,) + config.image_shape, tf.float32), tf.TensorSpec((None,), tf.int32)]
-    self._run = tf.function(self._train_epoch, input_signature=signature)
-    self._stream = stream_function(self.trainer, 0)
-
-  def checkpoint(self) -> tf.train.Checkpoint:
-    # E's weights listed explicitly, as the Driver lists each network's (BN statistics included).
-    return tf.train.Checkpoint(encoder=self.encoder, encoder_weights=list(self.encoder.weights),
-                               **self.trainer.checkpoint_items(), epoch=self.epoch, gan_epoch=self.gan_epoch)
-
-  def _train_epoch(self, x_all, permutation):
-    no_noise = tf.zeros((tf.shape(permutation)[0], 0))
-    return epoch_loop(self.trainer, self.config.batch_size, 0, x_all, permutation, no_noise)
-
-  def train_epoch(self, x_all, epoch: int) -> dict:
-    """Trains E's epoch `epoch` (0-based) on x_all (N, h, w, c) or an ImageFiles (streamed); returns
-    {loss name: mean over batches}."""
-    rng = np.random.default_rng([self.config.seed, ENCODER_SEED, epoch])
-    permutation = rng.permutation(len(x_all)).astype(np.int32)
-    if isinstance(x_all, ImageFiles):
-      no_noise = np.zeros((len(x_all), 0), np.float32)
-      means = stream_epoch(self._stream, x_all, permutation, no_noise, self.config.batch_size)
-    else:
-      means = self._run(x_all, tf.constant(permutation)).numpy()
-    return dict(zip(self.trainer.loss_names, (float(v) for v in means)))
-
-  def reconstructions(self, x) -> np.ndarray:
-    """Rows of 8 images x over rows of their G(E(x)), all in inference mode: (2 * len(x), h, w, c)."""
-    generated = self.trainer.generator(self.encoder(x, training=False), training=False).numpy()
-    rows = [part for start in range(0, len(x), 8) for part in (x[start:start + 8], generated[start:start + 8])]
-    return np.concatenate(rows)
-
-
-# --- checkpoints: TF's own files, committed by an atomic rewrite of the `checkpoint` state file
-
-
 # --- the workdir: checked without writing anything, then written only once everything is known good
 
 def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None:
@@ -148,15 +73,15 @@ def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None
                         "--overwrite to replace it")
     changed = [f.name for f in dataclasses.fields(Config)
                if f.name not in NOT_TRAINING_FIELDS and getattr(old, f.name) != getattr(config, f.name)]
-    if old.model == anogan.NAME:  # the GAN does not read the encoder's settings
-      changed = [name for name in changed if name not in ENCODER_FIELDS]
-      encoder = os.path.join(workdir, ENCODER_CHECKPOINTS)
-      if os.path.exists(os.path.join(encoder, "checkpoint")):
-        for name in ENCODER_FIELDS:
+    for stage in models.base.stages(models.family(old.model)):  # the family's own epochs do not read these
+      changed = [name for name in changed if name not in stage.fields]
+      folder = os.path.join(workdir, stage.checkpoints)
+      if os.path.exists(os.path.join(folder, "checkpoint")):
+        for name in stage.fields:
           if getattr(old, name) != getattr(config, name):
             was, now = flag_text(getattr(old, name)), flag_text(getattr(config, name))
-            raise AnoganError(f"the warm-start encoder in {workdir} was trained with --{name}={was} (now {now}); "
-                              f"keep that value, or delete {encoder} to train a new encoder on the same GAN")
+            raise AnoganError(f"{stage.what} in {workdir} was trained with --{name}={was} (now {now}); keep that "
+                              f"value, or delete {folder} to train a new {stage.network} on the same {old.model} networks")
     if changed:
       name = changed[0]
       raise AnoganError(f"workdir {workdir} was trained with other settings (--{name}={getattr(old, name)}, "
@@ -186,8 +111,8 @@ def prepare_workdir(config: Config, workdir: str, overwrite: bool = False) -> No
       for path in [os.path.join(workdir, name) for name in ("checkpoints", "samples", "tensorboard")] + \
                   evaluation_folders(workdir):
         shutil.rmtree(path, ignore_errors=True)
-      files = ("history.csv", "loss.png", ENCODER_HISTORY, ENCODER_LOSS_PLOT, f"{anogan.ENCODER}.keras",
-               threshold.THRESHOLD_FILE)
+      files = ("history.csv", "loss.png", threshold.THRESHOLD_FILE) + tuple(
+          name for stage in all_stages() for name in (stage.history, stage.loss_plot))
       for name in files + models.network_files():
         if os.path.exists(os.path.join(workdir, name)):
           os.remove(os.path.join(workdir, name))
@@ -203,8 +128,8 @@ _TEMPORARY = re.compile(r"^\..+\.tmp\d+(\.\w+)?$|^\.write_test\d+$|^ckpt-\d+_tem
 def remove_stale_temporaries(workdir: str) -> None:
   """Deletes what a killed training left half-written (atomic_path's .*.tmp<pid> files, TF's
   ckpt-N_temp folders). Call it only while holding the workdir's lock; eval/ is evaluate's."""
-  for folder in (workdir, os.path.join(workdir, "samples"), os.path.join(workdir, "checkpoints"),
-                 os.path.join(workdir, ENCODER_CHECKPOINTS)):
+  for folder in [workdir, os.path.join(workdir, "samples"), os.path.join(workdir, "checkpoints")] + \
+                [os.path.join(workdir, stage.checkpoints) for stage in all_stages()]:
     if not os.path.isdir(folder):
       continue
     for name in os.listdir(folder):
@@ -213,8 +138,9 @@ def remove_stale_temporaries(workdir: str) -> None:
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
-ENCODER_LOOP = Loop("encoder", ENCODER_HISTORY, ENCODER_CHECKPOINTS, ENCODER_LOSS_PLOT,
-                    os.path.join("tensorboard", "encoder"), "encoder_")
+def all_stages() -> list:
+  """Every registered family's training stages: the files and folders a workdir may hold."""
+  return [stage for name in models.names() for stage in models.base.stages(models.family(name))]
 
 
 def train(config: Config, workdir: str, overwrite: bool = False, data=None,
@@ -258,15 +184,18 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   keras.utils.set_random_seed(config.seed)
   driver = Driver(config, strategy)
   start = 0 if overwrite else restore_checkpoint(driver, os.path.join(workdir, GAN_LOOP.checkpoints))
-  encoder, encoder_start = None, 0
-  if config.encoder_epochs > 0:
-    encoder = EncoderDriver(config, driver.networks)
-    encoder_start = 0 if overwrite else restore_checkpoint(encoder, os.path.join(workdir, ENCODER_CHECKPOINTS))
-    gan_epochs = max(start, config.epochs)  # the GAN epoch E trains on, once the GAN's epochs are done
-    if encoder_start and int(encoder.gan_epoch.numpy()) != gan_epochs:
-      logging.warning(f"the warm-start encoder was trained on the GAN of epoch {int(encoder.gan_epoch.numpy())}, "
-                      f"and the GAN is now trained to epoch {gan_epochs}: training a new encoder")
-      encoder, encoder_start = EncoderDriver(config, driver.networks), 0
+  stages = []  # (StageDriver, its first epoch) of each stage that runs
+  for stage in models.base.stages(driver.family):
+    if getattr(config, stage.epochs_field) > 0:
+      run = StageDriver(config, stage, driver.networks)
+      first = 0 if overwrite else restore_checkpoint(run, os.path.join(workdir, stage.checkpoints))
+      trained_on = max(start, config.epochs)  # the epoch the stage trains on, once the family's epochs are done
+      if first and int(run.trained_on.numpy()) != trained_on:
+        logging.warning(f"{stage.what} was trained on the {config.model} networks of epoch "
+                        f"{int(run.trained_on.numpy())}, and they are now trained to epoch {trained_on}: training "
+                        f"a new {stage.network}")
+        run, first = StageDriver(config, stage, driver.networks), 0
+      stages.append((run, first))
 
   # --- nothing above wrote to the workdir
   prepare_workdir(config, workdir, overwrite)
@@ -282,34 +211,35 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
     with atomic_path(os.path.join(workdir, f"{name}.keras")) as tmp:
       driver.networks[name].save(tmp)
     fault_point("export")
-  if encoder is not None:
-    encoder.gan_epoch.assign(driver.epoch)
-    _train_encoder(config, workdir, encoder, encoder_start, x_train, progress)
+  for run, first in stages:
+    run.trained_on.assign(driver.epoch)
+    _train_stage(config, workdir, run, first, x_train, progress)
   threshold.store_after_training(config, workdir, progress)  # with --val_fraction: threshold.json
   return history
 
 
-def _train_encoder(config, workdir, encoder: EncoderDriver, start: int, x_train, progress) -> List[dict]:
-  """The warm-start encoder's epochs start..encoder_epochs-1 on the GAN's final G and D (the
-  workdir prepared and locked by the caller); exports encoder.keras. Returns E's history."""
-  directory = os.path.join(workdir, ENCODER_CHECKPOINTS)
-  exported = os.path.join(workdir, f"{anogan.ENCODER}.keras")
-  if start == 0:  # what an encoder trained on another GAN, or killed before its first epoch, left
+def _train_stage(config, workdir, run: StageDriver, start: int, x_train, progress) -> List[dict]:
+  """A stage's epochs start..N-1 on the family's final networks (the workdir prepared and locked
+  by the caller); exports the stage's network. Returns the stage's history."""
+  stage = run.stage
+  directory = os.path.join(workdir, stage.checkpoints)
+  exported = os.path.join(workdir, f"{stage.network}.keras")
+  if start == 0:  # what a stage trained on other networks, or killed before its first epoch, left
     shutil.rmtree(directory, ignore_errors=True)
     if os.path.exists(exported):
       os.remove(exported)
   if isinstance(x_train, ImageFiles):
-    shown = x_train.read(range(min(ENCODER_SAMPLES, len(x_train))))
+    shown = x_train.read(range(min(stage.shown, len(x_train))))
   else:
-    shown = x_train[:ENCODER_SAMPLES].numpy()
+    shown = x_train[:stage.shown].numpy()
 
   def diverged(epoch: int, bad: str) -> str:
-    return (f"warm-start encoder training diverged at encoder epoch {epoch + 1} ({bad}); the GAN is kept: "
-            f"delete {directory} and train the encoder again, e.g. with a lower --kappa")
+    return (f"{stage.what} diverged at {stage.name} epoch {epoch + 1} ({bad}); the {config.model} networks are kept: "
+            f"delete {directory} and train the {stage.network} again, {stage.retry}")
 
-  history = run_epochs(encoder, ENCODER_LOOP, workdir, start, config.encoder_epochs, x_train, progress,
-                       lambda: encoder.reconstructions(shown), diverged)
+  history = run_epochs(run, run.loop, workdir, start, getattr(config, stage.epochs_field), x_train, progress,
+                       lambda: run.samples(shown), diverged)
   with atomic_path(exported) as tmp:
-    encoder.encoder.save(tmp)
-  fault_point("encoder_export")
+    run.network.save(tmp)
+  fault_point(f"{stage.name}_export")
   return history

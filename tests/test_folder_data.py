@@ -22,8 +22,8 @@ from PIL import Image
 from anogan_tf import AnoganError, Config, evaluate_lib, models, train_lib
 from anogan_tf.data import folder as folder_data
 from anogan_tf.data import load_one_class
-from anogan_tf.engine.driver import Driver
 from anogan_tf.engine import workdir as workdir_lib
+from anogan_tf.engine.driver import Driver
 from anogan_tf.evaluation import metrics as metrics_lib
 from anogan_tf.nn.networks import blocks_for_size
 from anogan_tf.visualization import plots
@@ -177,8 +177,8 @@ def test_anogan_streams_resumes_and_equals_training_in_memory(dataset, tmp_path)
   again = train_lib.train(config, resumed, progress=False)  # resumed: the GAN's epoch 2, then the warm start's E
   drop = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
   assert drop(history) == drop(again) and len(history) == 2
-  assert drop(history.read_history(f"{memory}/{train_lib.ENCODER_HISTORY}")) == \
-      drop(history.read_history(f"{resumed}/{train_lib.ENCODER_HISTORY}"))
+  assert drop(history.read_history(f"{memory}/{models.family('anogan').WARM_START.history}")) == \
+      drop(history.read_history(f"{resumed}/{models.family('anogan').WARM_START.history}"))
   for name in ("generator", "discriminator", "encoder"):
     for a, b in zip(weights(f"{memory}/{name}.keras"), weights(f"{resumed}/{name}.keras"), strict=True):
       np.testing.assert_array_equal(a, b, err_msg=name)

@@ -23,6 +23,7 @@ from anogan_tf import AnoganError, Config, LatentMapper, evaluate_lib, score_lib
 from anogan_tf.data import OneClassData
 from anogan_tf.engine import history
 from anogan_tf.engine import workdir as workdir_lib
+from anogan_tf.engine.driver import StageDriver
 from anogan_tf.models import anogan
 from anogan_tf.nn import losses
 from anogan_tf.nn.networks import batchnorm_statistics
@@ -159,11 +160,11 @@ def test_the_encoder_is_bounded_for_a_uniform_prior_and_not_for_a_normal_one():
 
 def test_the_encoders_initial_weights_do_not_depend_on_what_ran_before():
   networks = anogan.build_networks(GAN)
-  first = [w.numpy() for w in train_lib.EncoderDriver(WARM, networks).encoder.weights]
+  first = [w.numpy() for w in StageDriver(WARM, anogan.WARM_START, networks).network.weights]
   keras.utils.set_random_seed(123)
   anogan.build_networks(GAN.replace(seed=5))  # draws from Keras' global generator
-  again = [w.numpy() for w in train_lib.EncoderDriver(WARM, networks).encoder.weights]
-  other_seed = [w.numpy() for w in train_lib.EncoderDriver(WARM.replace(seed=1), networks).encoder.weights]
+  again = [w.numpy() for w in StageDriver(WARM, anogan.WARM_START, networks).network.weights]
+  other_seed = [w.numpy() for w in StageDriver(WARM.replace(seed=1), anogan.WARM_START, networks).network.weights]
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a, b)
   assert not np.array_equal(first[0], other_seed[0])

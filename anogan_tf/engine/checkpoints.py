@@ -71,7 +71,7 @@ def save_checkpoint(checkpoint: tf.train.Checkpoint, directory: str, number: int
 
 
 def restore_checkpoint(driver, directory: str) -> int:
-  """Restores the latest checkpoint into `driver` (a Driver or an EncoderDriver); returns the
+  """Restores the latest checkpoint into `driver` (a Driver or a StageDriver); returns the
   next epoch to train (0: none)."""
   path = latest_checkpoint(directory)
   if path is None:

@@ -185,7 +185,7 @@ GAN_LOOP = Loop("train", "history.csv", "checkpoints", "loss.png", "tensorboard"
 
 def run_epochs(driver, loop: Loop, workdir: str, start: int, epochs: int, x_train, progress: bool,
                images, diverged, collapse_loss: Optional[str] = None) -> List[dict]:
-  """Epochs start..epochs-1 of `driver` (a Driver or an EncoderDriver) in a prepared, locked
+  """Epochs start..epochs-1 of `driver` (a Driver or a StageDriver) in a prepared, locked
   workdir; returns the history, rows of earlier epochs included.
 
   Per epoch: train, stop with `diverged(epoch, "name=value, ...")` as the error on a non-finite
@@ -235,3 +235,50 @@ def run_epochs(driver, loop: Loop, workdir: str, start: int, epochs: int, x_trai
   if history:
     plots.loss_plot(history, os.path.join(workdir, loop.loss_plot), [k for k in names if not k.endswith("_acc")])
   return history
+
+
+class StageDriver:
+  """A family's training stage (models.base.Stage: AnoGAN's warm-start encoder) on its trained
+  networks (`networks`, left unchanged): the stage's network and trainer, its epoch counter, the
+  epoch of the family's networks it is trained against, and its compiled epoch (one trace for the
+  run). Its initial weights come from (seed, stage.seed), whatever ran before in the process, so
+  a stage trained later on finished networks is the stage trained in one go."""
+
+  def __init__(self, config: Config, stage, networks: dict):
+    self.config, self.stage = config, stage
+    keras.utils.set_random_seed(int(np.random.default_rng([config.seed, stage.seed]).integers(2**31 - 1)))
+    self.network, self.trainer = stage.build(config, networks)
+    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    self.trained_on = tf.Variable(0, dtype=tf.int64, trainable=False, name="gan_epoch")
+    signature = [tf.TensorSpec((None,) + config.image_shape, tf.float32), tf.TensorSpec((None,), tf.int32)]
+    self._run = tf.function(self._train_epoch, input_signature=signature)
+    self._stream = stream_function(self.trainer, 0)
+    self.loop = Loop(stage.name, stage.history, stage.checkpoints, stage.loss_plot,
+                     os.path.join("tensorboard", stage.name), f"{stage.name}_")
+
+  def checkpoint(self) -> tf.train.Checkpoint:
+    # The network's weights listed explicitly, as the Driver lists each network's (BN statistics
+    # included); the names are those of the first stage's checkpoints (AnoGAN's encoder), so
+    # workdirs written before stages were generic resume.
+    return tf.train.Checkpoint(**{self.stage.network: self.network,
+                                  f"{self.stage.network}_weights": list(self.network.weights)},
+                               **self.trainer.checkpoint_items(), epoch=self.epoch, gan_epoch=self.trained_on)
+
+  def _train_epoch(self, x_all, permutation):
+    no_noise = tf.zeros((tf.shape(permutation)[0], 0))
+    return epoch_loop(self.trainer, self.config.batch_size, 0, x_all, permutation, no_noise)
+
+  def train_epoch(self, x_all, epoch: int) -> dict:
+    """Trains the stage's epoch `epoch` (0-based) on x_all (N, h, w, c) or an ImageFiles
+    (streamed); returns {loss name: mean over batches}."""
+    rng = np.random.default_rng([self.config.seed, self.stage.seed, epoch])
+    permutation = rng.permutation(len(x_all)).astype(np.int32)
+    if isinstance(x_all, ImageFiles):
+      no_noise = np.zeros((len(x_all), 0), np.float32)
+      means = stream_epoch(self._stream, x_all, permutation, no_noise, self.config.batch_size)
+    else:
+      means = self._run(x_all, tf.constant(permutation)).numpy()
+    return dict(zip(self.trainer.loss_names, (float(v) for v in means)))
+
+  def samples(self, x) -> np.ndarray:
+    return self.stage.samples(self.network, self.trainer, x)

@@ -16,6 +16,8 @@ and optionally, for a scorer that needs networks trained after the family's own 
 warm-start encoder):
 
   OPTIONAL_NETWORKS: tuple of str                   # such networks, <name>.keras when trained
+  STAGES: tuple of Stage                            # the training stages that train them
+  def check_config(config) -> None                  # the family's own settings, in any Config
   def scoring_networks(config) -> tuple of str      # what make_scorer needs; default NETWORKS
   def untrained_network_hint(name, workdir) -> str  # how to train such a network when it is missing
 
@@ -32,7 +34,8 @@ their layers in Python lists, which tf.train.Checkpoint does not follow), beside
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+import os
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -98,6 +101,43 @@ class Scorer:
   def settings(self) -> dict:
     """{name: value} of the settings this scorer applies, JSON-serialisable (lists for tuples)."""
     return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """A training stage that a family runs after its own epochs, on its trained networks, left
+  unchanged (AnoGAN's warm-start encoder): one more network and its Trainer (no noise, one
+  learning-rate phase). The driver runs it like the family's epochs, resumable and kill-safe,
+  writing apart: checkpoints/<name>/, <name>_history.csv, <name>_loss.png, tensorboard/<name>/,
+  samples/<name>_epoch_*.png, and the network as <network>.keras."""
+
+  name: str
+  network: str  # what it trains and exports (<network>.keras); one of the family's OPTIONAL_NETWORKS
+  epochs_field: str  # the Config field holding its epochs; 0: the stage does not run
+  fields: Tuple[str, ...]  # settings only this stage reads: free to change until it has begun
+  seed: int  # its random streams: initial weights from (seed, this), epoch e's order from (seed, this, e)
+  build: Callable  # (config, networks) -> (network, trainer)
+  samples: Callable  # (network, trainer, x) -> images (2n, h, w, c): what the sample grids show
+  what: str  # how messages name it, e.g. "the warm-start encoder"
+  retry: str  # how to retry when it diverges, appended to the message, e.g. "with a lower --kappa"
+  shown: int = 32  # training images in its sample grids
+
+  @property
+  def checkpoints(self) -> str:
+    return os.path.join("checkpoints", self.name)
+
+  @property
+  def history(self) -> str:
+    return f"{self.name}_history.csv"
+
+  @property
+  def loss_plot(self) -> str:
+    return f"{self.name}_loss.png"
+
+
+def stages(family) -> Tuple[Stage, ...]:
+  """The family's stages after its own epochs (its STAGES), in order."""
+  return tuple(getattr(family, "STAGES", ()))
 
 
 class Trainer(tf.Module):

@@ -322,3 +322,25 @@ class EncoderTrainer(base.Trainer):
       loss = tf.reduce_mean(per_image)
     self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return {"loss": loss, "residual": tf.reduce_mean(residual), "discrimination": tf.reduce_mean(discrimination)}
+
+
+def _encoder_stage(config, networks):
+  """(E, its trainer) on the trained G and D."""
+  encoder = build_encoder(config)
+  return encoder, EncoderTrainer(config, networks, encoder)
+
+
+def _reconstructions(encoder, trainer, x) -> np.ndarray:
+  """Rows of 8 images x over rows of their G(E(x)), all in inference mode: (2 * len(x), h, w, c)."""
+  generated = trainer.generator(encoder(x, training=False), training=False).numpy()
+  rows = [part for start in range(0, len(x), 8) for part in (x[start:start + 8], generated[start:start + 8])]
+  return np.concatenate(rows)
+
+
+# The warm-start encoder, trained after the GAN (--encoder_epochs). Its random streams are apart
+# from the GAN's (seed, e); its settings are free to change until its training has begun.
+WARM_START = base.Stage(name=ENCODER, network=ENCODER, epochs_field="encoder_epochs",
+                        fields=("kappa", "e_filters", "e_strides", "e_batchnorm", "feature_layer"), seed=2**31 - 2,
+                        build=_encoder_stage, samples=_reconstructions, what="the warm-start encoder",
+                        retry="e.g. with a lower --kappa")
+STAGES = (WARM_START,)
