@@ -137,7 +137,7 @@ def store_after_training(config: Config, workdir: str, progress: bool = True) ->
   family's scorer on the exported networks and writes threshold.json; returns its record, or None
   with --val_fraction=0. A record for the same weights and scorer settings is kept as it is (a
   rerun of a finished training maps nothing), or given the new --threshold_percentile from its
-  stored scores."""
+  stored scores. A damaged threshold.json is an AnoganError (read), left as it is."""
   if config.val_fraction <= 0:
     return None
   from tqdm import tqdm
@@ -154,10 +154,7 @@ def store_after_training(config: Config, workdir: str, progress: bool = True) ->
   networks = load_networks(workdir, family, config)
   scorer = family.make_scorer(config, networks)
   digests = weights_sha256(networks)
-  try:
-    old = read(workdir)
-  except AnoganError:
-    old = None  # damaged: computed again
+  old = read(workdir)  # damaged: AnoganError naming the fix, not silently computed again
   if old is not None and _mismatch(old, scorer.settings(), digests) is None:
     if old["percentile"] == config.threshold_percentile:
       return old
