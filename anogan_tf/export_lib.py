@@ -61,8 +61,6 @@ import tensorflow as tf
 from anogan_tf import models
 from anogan_tf.errors import AnoganError
 from anogan_tf.evaluation import threshold as threshold_lib
-from anogan_tf.models.anogan import RESTART_SEED_STRIDE, RestartScorer
-from anogan_tf.models.anogan.mapper import LatentMapper
 from anogan_tf.utils.files import check_folder_can_be_made
 
 SERVING_FLOAT = "serving_default"
@@ -81,17 +79,6 @@ DEFAULT_CHUNK = 64
 # in a graph, TensorFlow's optimiser turns the division into a multiplication by 1 / 127.5, which
 # rounds 111 of the 256 values differently.
 PIXEL_VALUES = np.arange(256, dtype=np.float32) / 127.5 - 1.0
-
-
-def searches(scorer) -> bool:
-  """True for AnoGAN's search (a LatentMapper with iterations, or several from random starts)."""
-  return isinstance(scorer, RestartScorer) or isinstance(scorer, LatentMapper) and sum(scorer.steps) > 0
-
-
-def takes_start(scorer) -> bool:
-  """True for one search from a random start: the start is an input of the graph (keyed or given);
-  with an encoder it is E(x), computed inside; restarts draw their keyed starts inside."""
-  return isinstance(scorer, LatentMapper) and searches(scorer) and scorer.encoder is None
 
 
 class ScoringModule(tf.Module):
@@ -117,7 +104,7 @@ class ScoringModule(tf.Module):
     self.metadata = tf.Variable(json.dumps(metadata, sort_keys=True), trainable=False, name="metadata")
     self._size = int(chunk)
     image_shape = tuple(scorer.image_shape)
-    z_shape = (scorer.latent_dim,) if takes_start(scorer) else None
+    z_shape = (scorer.latent_dim,) if scorer.takes_initial_z else None
     spec = [tf.TensorSpec((self._size,) + image_shape, tf.float32)]
     if z_shape:
       spec.append(tf.TensorSpec((self._size,) + z_shape, tf.float32))
@@ -133,7 +120,7 @@ class ScoringModule(tf.Module):
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     out = {SERVING_FLOAT: self.serving_default.get_concrete_function(),
            SERVING_UINT8: self.serving_uint8.get_concrete_function()}
-    if takes_start(self._scorer):
+    if self._scorer.takes_initial_z:
       out[SERVING_FROM_Z] = self.serving_from_z.get_concrete_function()
     return out
 
@@ -175,7 +162,7 @@ class ScoringModule(tf.Module):
   def _score(self, x, initial_z=None):
     """Outputs for x (N, h, w, c), N >= 1; `initial_z` (N, latent_dim) for a search from a given
     start, else the keyed start when the search takes one."""
-    if initial_z is None and takes_start(self._scorer):
+    if initial_z is None and self._scorer.takes_initial_z:
       initial_z = self._scorer.keyed_initial_z(x)
     inputs = (x,) if initial_z is None else (x, initial_z)
     n = tf.shape(x)[0]
@@ -306,19 +293,14 @@ def _write(module: ScoringModule, output: str) -> None:
 
 def metadata(model: str, scorer, threshold: float, threshold_source: str, chunk: int) -> dict:
   """What the SavedModel's `metadata` says: the family, image shape, scorer settings, threshold
-  and its source, signatures, chunk size, and for a search the latent size, seed and where it
-  starts."""
+  and its source, signatures, chunk size, and what the scorer adds (Scorer.export_metadata: for a
+  search the latent size, seed and where it starts)."""
   out = {"model": model, "image_shape": list(scorer.image_shape),
          "scorer": threshold_lib.compared_settings(scorer.settings()),
          "threshold": float(threshold), "threshold_source": threshold_source,
          "signatures": [SERVING_FLOAT, SERVING_UINT8], "chunk": int(chunk)}
-  if isinstance(scorer, RestartScorer):
-    out.update(latent_dim=int(scorer.latent_dim), seed=scorer.seed, start="keyed", restarts=len(scorer.mappers),
-               restart_seed_stride=RESTART_SEED_STRIDE)
-  elif searches(scorer):
-    out.update(latent_dim=int(scorer.latent_dim), seed=scorer.seed,
-               start="encoder" if scorer.encoder is not None else "keyed")
-  if takes_start(scorer):
+  out.update(scorer.export_metadata())
+  if scorer.takes_initial_z:
     out["signatures"].append(SERVING_FROM_Z)
   return out
 

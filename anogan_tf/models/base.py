@@ -102,6 +102,20 @@ class Scorer:
     """{name: value} of the settings this scorer applies, JSON-serialisable (lists for tuples)."""
     return {}
 
+  # --- what an export (anogan_tf.export_lib) needs to know beyond score_tensors
+
+  takes_initial_z: bool = False  # score_tensors(x, initial_z) takes a start (N, latent_dim) per image
+
+  def keyed_initial_z(self, x):
+    """With takes_initial_z: the start drawn from the scorer's seed and each image's bytes, so an
+    image's start does not depend on the other images of a call."""
+    raise NotImplementedError(f"{type(self).__name__} takes no initial z")
+
+  def export_metadata(self) -> dict:
+    """What an exported SavedModel's metadata says of this scorer beyond its settings (e.g. a
+    search's latent size, seed and where it starts); JSON-serialisable."""
+    return {}
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:

@@ -250,6 +250,11 @@ class RestartScorer(base.Scorer):
   def settings(self) -> dict:
     return {**self.mappers[0].settings(), "map_restarts": len(self.mappers)}
 
+  def export_metadata(self) -> dict:
+    """Every restart draws its keyed start inside the graph, from seed + k * RESTART_SEED_STRIDE."""
+    return {"latent_dim": int(self.latent_dim), "seed": self.seed, "start": "keyed", "restarts": len(self.mappers),
+            "restart_seed_stride": RESTART_SEED_STRIDE}
+
   def score_chunks(self, images):
     for results in zip(*(mapper.score_chunks(images) for mapper in self.mappers)):
       best = np.argmin(np.stack([r.score for r in results]), axis=0)  # (n,) restart per image

@@ -240,6 +240,18 @@ class LatentMapper(base.Scorer):
   def check_images(self, images) -> np.ndarray:
     return base.check_images(images, self.image_shape)
 
+  @property
+  def takes_initial_z(self) -> bool:
+    """A search from a random start takes its start as an input (keyed or given); with an encoder
+    it starts at E(x), computed inside; with no iterations there is no search to start."""
+    return sum(self.steps) > 0 and self.encoder is None
+
+  def export_metadata(self) -> dict:
+    if sum(self.steps) == 0:
+      return {}
+    return {"latent_dim": int(self.latent_dim), "seed": self.seed,
+            "start": "encoder" if self.encoder is not None else "keyed"}
+
   def settings(self) -> dict:
     """The mapping settings in use, as metrics.json records them (the Adam betas are this
     mapper's, not training's --adam_beta_1/2)."""
