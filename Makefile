@@ -6,7 +6,7 @@ DIGITS ?= 0
 RUNS ?= runs
 EXTRA ?=
 
-.PHONY: install test reproduce-mnist reproduce-fashion compare bench clean
+.PHONY: install lint test test-quick reproduce-mnist reproduce-fashion compare bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,18 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+# The import contracts (.importlinter: the layers, no family imported by generic code) and the
+# linter (pyproject.toml), then every test. CI runs exactly `make test`.
+lint: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check anogan_tf tests experiments benchmarks
+
+test: lint
 	$(PY) -m pytest -q --durations=20 tests
+
+# The edit loop: no subprocess, no training beyond a few steps (tests marked slow are skipped).
+test-quick: install
+	$(PY) -m pytest -q -m "not slow" tests
 
 # The one-class protocol (experiments/reproduce.py): train on each class of CLASSES (or DIGITS),
 # score the whole test split, once per preset in PRESETS; SEEDS runs each class that many times.

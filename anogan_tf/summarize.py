@@ -20,7 +20,8 @@ def main(workdirs):
   print(f"{'workdir':<28} {'normal':>8} {'AUROC':>8} {'AUPRC':>8} {'images':>7} {'seconds':>8}")
   for workdir, m in rows:
     normal = ",".join(str(c) for c in m["normal_classes"])
-    print(f"{workdir:<28} {normal:>8} {m['auroc']:>8.4f} {m['auprc']:>8.4f} {m['test_examples']:>7} {m['seconds']:>8.1f}")
+    print(f"{workdir:<28} {normal:>8} {m['auroc']:>8.4f} {m['auprc']:>8.4f} {m['test_examples']:>7} "
+          f"{m['seconds']:>8.1f}")
   if len(rows) > 1:
     print(f"{'mean':<28} {'':>8} {sum(m['auroc'] for _, m in rows) / len(rows):>8.4f}")
   print("figures (ROC, PR, histogram, gallery, mapping loss): " + ", ".join(f"{w}/eval/" for w, _ in rows))

@@ -82,7 +82,8 @@ def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None
           if getattr(old, name) != getattr(config, name):
             was, now = flag_text(getattr(old, name)), flag_text(getattr(config, name))
             raise AnoganError(f"{stage.what} in {workdir} was trained with --{name}={was} (now {now}); keep that "
-                              f"value, or delete {folder} to train a new {stage.network} on the same {old.model} networks")
+                              f"value, or delete {folder} to train a new {stage.network} on the same "
+                              f"{old.model} networks")
     if changed:
       name = changed[0]
       raise AnoganError(f"workdir {workdir} was trained with other settings (--{name}={getattr(old, name)}, "

@@ -92,7 +92,8 @@ def check(config) -> None:
   layers = discriminator_feature_layers(len(config.d_filters) + blocks_for_size(config.image_side),
                                         config.d_batchnorm, config.d_dropout,
                                         config.d_batchnorm_first, config.d_zero_pad_after)
-  need(config.feature_layer in layers, f"unknown --feature_layer '{config.feature_layer}'; use one of {', '.join(layers)}")
+  need(config.feature_layer in layers,
+       f"unknown --feature_layer '{config.feature_layer}'; use one of {', '.join(layers)}")
   need(len(config.g_strides) == len(config.g_filters) + 1,
        "--g_strides needs one stride per entry of --g_filters plus one for the output layer")
   need(len(config.d_strides) == len(config.d_filters), "--d_strides needs one stride per entry of --d_filters")
@@ -141,6 +142,7 @@ def check(config) -> None:
        "--eval_split=val needs held-out images: train with --val_fraction > 0 (e.g. 0.1)")
   need(len(config.e_strides) == len(config.e_filters), "--e_strides needs one stride per entry of --e_filters")
   # decision threshold
-  number("threshold_percentile", 0, 100, high_open=False, fix="use a percentile such as 99 (about 1% of normal images flagged)")
+  number("threshold_percentile", 0, 100, high_open=False,
+         fix="use a percentile such as 99 (about 1% of normal images flagged)")
   for family_check in FAMILY_CHECKS:
     family_check(config)

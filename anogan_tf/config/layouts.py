@@ -56,5 +56,6 @@ def discriminator_feature_layers(depth: int, batchnorm: bool, dropout: float, ba
   names = []
   for i in range(1, depth + 1):
     names += ([f"conv{i}"] + [f"pad{i}"] * (i in zero_pad_after)
-              + [f"bn{i}"] * bool(batchnorm and (i > 1 or batchnorm_first)) + [f"act{i}"] + [f"drop{i}"] * (dropout > 0))
+              + [f"bn{i}"] * bool(batchnorm and (i > 1 or batchnorm_first)) + [f"act{i}"]
+              + [f"drop{i}"] * (dropout > 0))
   return tuple(names) + ("flatten",)

@@ -24,7 +24,8 @@ REDUCTIONS = ("mean", "sum")  # map_reduction
 def one_of(value, valid, name: str) -> None:
   """Rejects a string setting outside `valid`: AnoganError naming the setting and the valid values."""
   if value not in valid:
-    raise AnoganError(f"unknown {name} '{value}'; use {' or '.join(valid) if len(valid) == 2 else 'one of ' + ', '.join(valid)}")
+    choices = " or ".join(valid) if len(valid) == 2 else "one of " + ", ".join(valid)
+    raise AnoganError(f"unknown {name} '{value}'; use {choices}")
 
 
 def flag_text(value) -> str:
@@ -50,4 +51,5 @@ def parse_value(name, hint, raw):
       return tuple(item_type(s) for s in items)
     return hint(raw)
   except (TypeError, ValueError):
-    raise AnoganError(f"setting '{name}' has the invalid value '{raw}'; expected {getattr(hint, '__name__', hint)}") from None
+    expected = getattr(hint, "__name__", hint)
+    raise AnoganError(f"setting '{name}' has the invalid value '{raw}'; expected {expected}") from None

@@ -140,8 +140,8 @@ def load_npz_one_class(config) -> OneClassData:
     raise AnoganError(f"{source} has no training images (x_train is empty); use a complete data file")
   missing = [c for c in normal if c not in present]
   if missing:
-    raise AnoganError(f"no training images of class {missing[0]} in {source} (classes {present.min()}..{present.max()}); "
-                      "choose --normal_classes among those")
+    raise AnoganError(f"no training images of class {missing[0]} in {source} "
+                      f"(classes {present.min()}..{present.max()}); choose --normal_classes among those")
   shape = NATIVE_SHAPES[config.dataset]  # as stored; --image_size resizes after the checks
   kept, held, anomalies = validation_split(y_train, normal, config.val_fraction, config.seed)
   if config.val_fraction > 0 and not len(held):
@@ -156,9 +156,8 @@ def load_npz_one_class(config) -> OneClassData:
     order = np.argsort(positions)
     positions, labels = positions[order], labels[order]
     idx = test_subset(labels, config.test_examples, config.seed)
-    return OneClassData(x_train=x_train_normal,
-                        x_test=resize_images(to_float_images(x_train[positions[idx]], shape, f"{source}: x_train images"),
-                                             config.image_side),
+    x_val = to_float_images(x_train[positions[idx]], shape, f"{source}: x_train images")
+    return OneClassData(x_train=x_train_normal, x_test=resize_images(x_val, config.image_side),
                         y_test=labels[idx], classes_test=y_train[positions[idx]].astype(np.int64),
                         test_indices=positions[idx], split="val")
   labels = (~np.isin(y_test, normal)).astype(np.int64)

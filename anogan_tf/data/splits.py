@@ -11,10 +11,14 @@ import numpy as np
 
 @dataclasses.dataclass
 class OneClassData:
-  x_train: np.ndarray  # (n_train, h, w, c) float32 in [-1, 1], normal classes only; a folder's: folder_data.ImageFiles, read while training
+  """What a run trains on and scores."""
+
+  # (n_train, h, w, c) float32 in [-1, 1], normal classes only; a folder's: data.folder.ImageFiles, read while training
+  x_train: np.ndarray
   x_test: np.ndarray  # (n_test, h, w, c) float32 in [-1, 1]
   y_test: np.ndarray  # (n_test,) int: 1 = anomaly (not a normal class), 0 = normal
-  classes_test: np.ndarray  # (n_test,) the original class labels (a folder's: the test/ folder names, "good" or the defect)
+  # (n_test,) the original class labels (a folder's: the test/ folder names, "good" or the defect)
+  classes_test: np.ndarray
   test_indices: np.ndarray  # (n_test,) positions in the original test split (train split for split="val")
   split: str = "test"  # what x_test holds: "test" (the test split) or "val" (the validation set)
   # Folder datasets only:

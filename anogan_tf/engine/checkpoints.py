@@ -65,7 +65,9 @@ def save_checkpoint(checkpoint: tf.train.Checkpoint, directory: str, number: int
   write_text(os.path.join(directory, "checkpoint"), "\n".join(lines) + "\n")
   for n in numbers:
     if n not in kept:
-      for stale in glob.glob(os.path.join(directory, f"ckpt-{n}.*")) + glob.glob(os.path.join(directory, f"ckpt-{n}_temp*")):
+      stale_files = (glob.glob(os.path.join(directory, f"ckpt-{n}.*"))
+                     + glob.glob(os.path.join(directory, f"ckpt-{n}_temp*")))
+      for stale in stale_files:
         shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
   return path
 

@@ -53,14 +53,16 @@ def check_config(config) -> None:
   check_number(config, "map_restarts", 1, fix="use 1 (one search per image) or more")
   check_number(config, "encoder_epochs", 0, fix="use 0 (no warm-start encoder) or more epochs")
   need(config.map_restarts == 1 or config.strategy == "default",
-       f"--map_restarts={config.map_restarts} runs on one device only; use --strategy=default with it, or --map_restarts=1")
+       f"--map_restarts={config.map_restarts} runs on one device only; use --strategy=default with it, or "
+       "--map_restarts=1")
   need(config.map_restarts == 1 or not warm and config.model == "anogan",
        f"--map_restarts={config.map_restarts} restarts AnoGAN's search from random z; use --map_restarts=1 "
        "with --initial_z=encoder (every restart would start at E(x)) and with the other families")
   if not (warm and config.map_steps == (0,)):  # no search: the score at E(x)
     check_number(config, "map_steps", 1, fix="use 1 or more iterations per stage, e.g. 50,100 (--map_steps=0, no "
                  "search, only with --initial_z=encoder)")
-  need(len(config.map_steps) > 0 and (len(config.map_steps) == len(config.map_lrs) or warm and len(config.map_steps) == 1),
+  stages = len(config.map_steps)
+  need(stages > 0 and (stages == len(config.map_lrs) or warm and stages == 1),
        "--map_steps and --map_lrs need the same number of stages (at least one); with --initial_z=encoder a "
        "single --map_steps=K runs K steps at the last --map_lrs")
 
