@@ -21,7 +21,7 @@ A threshold applies only to scores computed the same way: the same scorer settin
 map_batch_size, which changes how many images are mapped at once, not the scores) and the same
 weights (a workdir trained further since gets a new threshold when its training ends). Otherwise
 score and evaluate say in one line why it does not apply and decide nothing. The mapper's random
-start (--seed) is not compared: another seed draws scores from the same distribution.
+start (--map_seed) is not compared: another seed draws scores from the same distribution.
 """
 
 from __future__ import annotations
