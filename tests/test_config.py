@@ -235,3 +235,10 @@ def test_a_flags_txt_without_map_seed_loads_with_the_search_starting_at_the_seed
   assert old.mapper_kwargs()["seed"] == 3
   assert evaluation_config(old, old) == old
 
+
+def test_the_readme_lists_every_setting_evaluate_takes():
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    text = f.read()
+  start = text.index("`evaluate` and `score` take mapping settings from their command line (")
+  listed = re.findall(r"`--(\w+)", text[start:text.index(")", start)])
+  assert sorted(listed) == sorted(EVALUATION_FIELDS)
