@@ -14,9 +14,11 @@ scores chunks of --map_batch_size images (64 when 0), the last one padded: use t
 
 Settings come from the workdir's flags.txt (--model included); scoring settings given here
 (--lam, --map_steps, --map_lrs, --feature_layer, --initial_z, --map_seed, ...) override them, as in
-evaluate (another --seed than the workdir's sets --map_seed). The threshold of is_anomaly is --threshold, else the workdir's threshold.json (written
-by training with --val_fraction). The SavedModel is written beside --output and renamed into
-place: a failing export leaves --output as it was.
+evaluate (another --seed than the workdir's sets --map_seed). The threshold of is_anomaly is --threshold, else the one score decides with: the
+--threshold_percentile of the held-out scores in the workdir's threshold.json (written by training
+with --val_fraction), refused with the reason score gives when it does not apply (computed with
+other scoring settings or on other weights). The SavedModel is written beside --output and
+renamed into place: a failing export leaves --output as it was.
 """
 
 from absl import flags
@@ -25,7 +27,8 @@ from anogan_tf import flags as anogan_flags
 
 flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).")
 flags.DEFINE_string("output", None, "Folder to write the SavedModel to (it must not exist, or use --overwrite).")
-flags.DEFINE_float("threshold", None, "Score above which is_anomaly is true; default: the workdir's threshold.json.")
+flags.DEFINE_float("threshold", None, "Score above which is_anomaly is true; default: the workdir's threshold.json at "
+                   "--threshold_percentile, as score decides.")
 flags.DEFINE_boolean("overwrite", False, "Replace a SavedModel already at --output.")
 anogan_flags.define_config_flags()
 FLAGS = flags.FLAGS

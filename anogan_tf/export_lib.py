@@ -38,9 +38,10 @@ before any network runs. The SavedModel's `threshold` (a float32 variable) and `
 string variable: family, image shape, scorer settings, chunk size, threshold and its source,
 signatures) can be read after loading.
 
-Threshold: `--threshold=T`, else `<workdir>/threshold.json` ({"threshold": T, "scorer":
-{settings}}, written by training with --val_fraction), refused when its "scorer" settings differ
-from the export's; with neither, the export fails. The SavedModel is written to a temporary
+Threshold: `--threshold=T`, else the threshold score and evaluate decide with (threshold.decide:
+`<workdir>/threshold.json`, written by training with --val_fraction, at --threshold_percentile of
+its held-out scores); when that decides nothing (no threshold.json, or one computed with other
+scoring settings or on other weights), the export fails, saying why. The SavedModel is written to a temporary
 folder beside --output and renamed into place: a failed or killed export leaves no half-written
 SavedModel, and an existing one is replaced only with --overwrite.
 """
@@ -58,6 +59,7 @@ import numpy as np
 import tensorflow as tf
 
 from anogan_tf import models
+from anogan_tf import threshold as threshold_lib
 from anogan_tf.errors import AnoganError
 from anogan_tf.io_utils import check_folder_can_be_made
 from anogan_tf.mapper import LatentMapper
@@ -66,11 +68,7 @@ from anogan_tf.models.anogan import RESTART_SEED_STRIDE, RestartScorer
 SERVING_FLOAT = "serving_default"
 SERVING_UINT8 = "serving_uint8"
 SERVING_FROM_Z = "serving_from_z"
-THRESHOLD_FILE = "threshold.json"
-# Scorer settings that change only how many images run at once, not what is computed: not compared
-# with threshold.json's. (Their kernels round differently, which moves single scores of a trained
-# GAN by up to a few % (ScoringModule), not a threshold calibrated on many.)
-NOT_SCORING_SETTINGS = ("map_batch_size",)
+THRESHOLD_FILE = threshold_lib.THRESHOLD_FILE
 RANGE_SLACK = 1.001  # float images may stray this far past [-1, 1] (rounding), as base.check_images allows
 SAVED_MODEL_FILE = "saved_model.pb"
 # Images per chunk when --map_batch_size is 0 (evaluate's automatic size, up to 1024, follows the
@@ -222,40 +220,20 @@ def _as_dict(result) -> Dict[str, tf.Tensor]:
 
 # --- the threshold
 
-def compared_settings(settings: dict) -> dict:
-  return {k: v for k, v in settings.items() if k not in NOT_SCORING_SETTINGS}
-
-
-def resolve_threshold(workdir: str, settings: dict, threshold: Optional[float]) -> Tuple[float, str]:
-  """(threshold, where it came from): `threshold` when given, else threshold.json's, which must
-  have been calibrated with these scorer `settings`."""
+def resolve_threshold(config, workdir: str, settings: dict, networks: dict,
+                      threshold: Optional[float]) -> Tuple[float, str]:
+  """(threshold, where it came from): `threshold` when given, else the workdir's threshold for
+  scores of a scorer with `settings` on `networks` at --threshold_percentile, decided by
+  threshold.decide as score and evaluate decide; AnoganError with its reason when it decides
+  nothing (an export needs a threshold for is_anomaly)."""
   if threshold is not None:
     if not math.isfinite(threshold):
       raise AnoganError(f"--threshold={threshold} is not a finite number; pass a score such as 0.25")
     return float(threshold), "--threshold"
-  path = os.path.join(workdir, THRESHOLD_FILE)
-  if not os.path.exists(path):
-    raise AnoganError(f"{workdir} has no {THRESHOLD_FILE} and no --threshold was given; train with --val_fraction "
-                      "(e.g. 0.1) to calibrate a threshold, or pass --threshold=T")
-  try:
-    with open(path) as f:
-      stored = json.load(f)
-    value = float(stored["threshold"])
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise AnoganError(f"{path} is damaged ({type(e).__name__}); train again with --val_fraction to rewrite it, "
-                      "or pass --threshold=T") from None
-  if not math.isfinite(value):
-    raise AnoganError(f"{path} holds the threshold {value}, not a finite number; train again with --val_fraction "
-                      "to rewrite it, or pass --threshold=T")
-  calibrated = stored.get("scorer") if isinstance(stored, dict) else None
-  if isinstance(calibrated, dict):
-    mine, theirs = compared_settings(settings), compared_settings(calibrated)
-    differ = [k for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
-    if differ:
-      what = ", ".join(f"{k} {json.dumps(mine.get(k))} (calibrated: {json.dumps(theirs.get(k))})" for k in differ)
-      raise AnoganError(f"{path} was calibrated with other scoring settings: {what}; export with the settings it "
-                        "was calibrated with, or pass --threshold=T")
-  return value, THRESHOLD_FILE
+  decision = threshold_lib.decide(config, workdir, settings, networks)
+  if decision.threshold is None:
+    raise AnoganError(f"{decision.note}; or pass --threshold=T to export with a threshold of your own")
+  return decision.threshold, THRESHOLD_FILE
 
 
 # --- the output folder
@@ -330,7 +308,8 @@ def metadata(model: str, scorer, threshold: float, threshold_source: str, chunk:
   """What the SavedModel's `metadata` says: the family, image shape, scorer settings, threshold
   and its source, signatures, chunk size, and for a search the latent size, seed and where it
   starts."""
-  out = {"model": model, "image_shape": list(scorer.image_shape), "scorer": compared_settings(scorer.settings()),
+  out = {"model": model, "image_shape": list(scorer.image_shape),
+         "scorer": threshold_lib.compared_settings(scorer.settings()),
          "threshold": float(threshold), "threshold_source": threshold_source,
          "signatures": [SERVING_FLOAT, SERVING_UINT8], "chunk": int(chunk)}
   if isinstance(scorer, RestartScorer):
@@ -365,7 +344,7 @@ def export(config, workdir: str, output: str, threshold: Optional[float] = None,
   family = models.family(config.model)
   networks = load_networks(workdir, family, config)
   scorer = family.make_scorer(config, networks)
-  value, source = resolve_threshold(workdir, scorer.settings(), threshold)
+  value, source = resolve_threshold(config, workdir, scorer.settings(), networks, threshold)
   module = build_module(config, networks, value, source, scorer=scorer)
   _write(module, output)
   return json.loads(module.metadata.numpy().decode())

@@ -2,7 +2,7 @@
 
   python -m anogan_tf.score --workdir=runs/mnist_0 --input=my_images/ --output=scored/
   python -m anogan_tf.score --workdir=runs/mnist_0 --input='shots/*.png' --output=scored/ --top=20
-  python -m anogan_tf.score --workdir=runs/mnist_0 --input=photos/ --output=scored/ --resize --grayscale
+  python -m anogan_tf.score --workdir=runs/mnist_0 --input=photos/ --output=scored/ --grayscale
   python -m anogan_tf.score --workdir=runs/mnist_0 --input=batch.npy --output=scored/
 
 Writes OUT/reports/<name>.png (query, reconstruction, and the residual |x - reconstruction| over
@@ -17,11 +17,14 @@ is_anomaly is 1 when the score is above the workdir's threshold (threshold.json:
 else 0; it is empty when the workdir has no threshold or the threshold was computed with other
 scoring settings (a line says which).
 
-Pictures must have the model's size and channels, unless --resize (stretch to the model's size)
-or --grayscale (colour to gray for a 1-channel model) converts them. Integer images are read as
-0..255 pixels; float arrays must be in [-1, 1]. Everything is checked before anything is written:
-a failing score leaves OUT as it was. Settings come from the workdir's flags.txt (--model
-included); scoring settings given here override them, as in evaluate.
+Pictures are read as training reads a folder's: any size is resized to the model's (bilinear
+with antialiasing, the aspect ratio not kept), so a picture gets the score evaluate gives the same
+file. Their channels must be the model's, unless --grayscale (colour to gray for a 1-channel
+model) converts them. Arrays must have the model's size and channels (--grayscale converts colour
+ones too). Integer images are read as 0..255 pixels; float arrays must be in [-1, 1].
+Everything is checked before anything is written: a failing score leaves OUT as it was. Settings
+come from the workdir's flags.txt (--model included); scoring settings given here override them,
+as in evaluate.
 """
 
 from absl import flags
@@ -32,9 +35,10 @@ flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .ke
 flags.DEFINE_string("input", None, "A folder or glob of PNG/JPEG images, or an .npy/.npz array.")
 flags.DEFINE_string("output", None, "Folder for scores.csv, reports/ and top.png.")
 flags.DEFINE_integer("top", 10, "top.png shows this many of the most anomalous images (0: no top.png).")
-flags.DEFINE_boolean("resize", False, "Stretch pictures (and arrays) of another size to the model's (Lanczos).")
-flags.DEFINE_boolean("grayscale", False, "Turn colour pictures (and arrays) gray for a 1-channel model "
-                     "(ITU-R 601 luma).")
+flags.DEFINE_boolean("resize", False, "No effect, accepted for older command lines: pictures of any size are resized "
+                     "to the model's, as in training.")
+flags.DEFINE_boolean("grayscale", False, "Turn colour pictures (as training's decoder does) and arrays (ITU-R 601 "
+                     "luma) gray for a 1-channel model.")
 anogan_flags.define_config_flags()
 FLAGS = flags.FLAGS
 

@@ -1,10 +1,12 @@
 """Scoring a user's own images with a trained workdir of any model family: read, check, score,
 decide, and write a report people read.
 
-Everything is checked before anything is written: the output folder can be created, every image
-reads and has the model's size and channels (or is converted with `resize` / `grayscale`), the
-models load, threshold.json (if any) reads, and the output folder is writable. A failing score
-leaves an existing output folder as it was.
+Pictures are read as training and evaluate read a folder's (folder_data: decoded, resized from
+any size to the model's, scaled to [-1, 1]), so a picture gets the score evaluate gives the same
+file. Everything is checked before anything is written: the output folder can be created, every
+image reads and has the model's channels (or is converted with `grayscale`), every array has the
+model's size, the models load, threshold.json (if any) reads, and the output folder is writable.
+A failing score leaves an existing output folder as it was.
 
 Names: a picture's name is its path relative to the folder holding all the pictures (a folder's
 `a.png`, or `d1/x.png` and `d2/x.png` for the glob `*/x.png`); an array's images are named by
@@ -56,18 +58,15 @@ def report_name(name: str) -> str:
 
 # --- reading the images
 
-def _read_picture(path: str, image_shape: Tuple[int, int, int], resize: bool = False,
-                  grayscale: bool = False) -> np.ndarray:
-  """One picture as uint8 (h, w, c), or AnoganError saying what is wrong with it. `resize`
-  stretches it to the model's size, `grayscale` turns a colour picture to gray (ITU-R 601 luma,
-  PIL's "L") for a 1-channel model."""
+def _check_picture(path: str, image_shape: Tuple[int, int, int], grayscale: bool = False) -> None:
+  """Read-only: an AnoganError saying what is wrong with the picture at `path` for a model of
+  `image_shape`: more than 8 bits per channel, transparent pixels, or colour that does not match
+  the model's (a colour picture for a 1-channel model needs `grayscale`, unless its channels are
+  equal within GRAY_TOLERANCE). Its size is free: `_read_pictures` resizes it, as training does."""
   from PIL import Image
-  h, w, channels = image_shape
+  channels = image_shape[-1]
   try:
     with Image.open(path) as image:
-      if image.size != (w, h) and not resize:  # known from the header, before decoding
-        raise AnoganError(f"{path} is {image.size[0]}x{image.size[1]} pixels but the model expects {w}x{h}; "
-                          "pass --resize to resize it (stretched to that size), or use a model trained on that size")
       if image.mode not in EIGHT_BIT_MODES:
         raise AnoganError(f"{path} has {image.mode} pixels, more than 8 bits per channel; save it as an "
                           "8-bit PNG or JPEG")
@@ -75,25 +74,20 @@ def _read_picture(path: str, image_shape: Tuple[int, int, int], resize: bool = F
         if channels != 1:
           raise AnoganError(f"{path} is a grayscale image but the model was trained on colour ({channels}-channel) "
                             "images; convert it to RGB if you mean to score it as a colour image")
-        picture = image.convert("L")
-      else:
-        rgba = image.convert("RGBA")
-        if np.asarray(rgba, dtype=np.uint8)[..., 3].min() < 255:
-          raise AnoganError(f"{path} has transparent pixels, which the model cannot see; flatten it onto a "
-                            "background (save it without an alpha channel)")
-        picture = rgba.convert("RGB")
-        if channels == 1:
-          rgb = np.asarray(picture, dtype=np.uint8)
-          spread = int((rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)).max())
-          if spread > GRAY_TOLERANCE and not grayscale:
-            raise AnoganError(f"{path} is a colour image ({image.mode}) but the model was trained on grayscale "
-                              "(1-channel) images; pass --grayscale to convert it to grayscale (or convert it "
-                              "yourself, e.g. PIL's .convert('L'))")
-          picture = picture.convert("L")
-      if picture.size != (w, h):
-        picture = picture.resize((w, h), Image.Resampling.LANCZOS)
-      pixels = np.asarray(picture, dtype=np.uint8)
-      return pixels[..., None] if pixels.ndim == 2 else pixels
+        return
+      rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+      if rgba[..., 3].min() < 255:
+        raise AnoganError(f"{path} has transparent pixels, which the model cannot see; flatten it onto a "
+                          "background (save it without an alpha channel)")
+      if channels == 1:
+        spread = int((rgba[..., :3].max(axis=-1).astype(np.int16) - rgba[..., :3].min(axis=-1)).max())
+        if spread > GRAY_TOLERANCE and not grayscale:
+          raise AnoganError(f"{path} is a colour image ({image.mode}) but the model was trained on grayscale "
+                            "(1-channel) images; pass --grayscale to convert it to grayscale (or convert it "
+                            "yourself, e.g. PIL's .convert('L'))")
+        if image.mode == "CMYK":
+          raise AnoganError(f"{path} is a CMYK picture, which the decoder cannot turn gray for a 1-channel model; "
+                            "save it as an RGB or grayscale PNG or JPEG")
   except AnoganError:
     raise
   except IsADirectoryError:
@@ -102,6 +96,18 @@ def _read_picture(path: str, image_shape: Tuple[int, int, int], resize: bool = F
   except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
     from anogan_tf.folder_data import unreadable_picture
     raise unreadable_picture(path, e) from None
+
+
+def _read_pictures(paths: Sequence[str], image_shape: Tuple[int, int, int], grayscale: bool = False) -> np.ndarray:
+  """The pictures at `paths` as float32 (n, h, w, c) in [-1, 1], read as training and evaluate
+  read a folder's (folder_data.ImageFiles): decoded to c channels (colour to gray by the decoder),
+  resized from any size to h x w (bilinear with antialiasing), scaled to [-1, 1]. So a picture
+  scored here gets the pixels, and the score, evaluate gives the same file. Each is checked
+  first (`_check_picture`)."""
+  from anogan_tf.folder_data import ImageFiles
+  for path in paths:
+    _check_picture(path, image_shape, grayscale)
+  return ImageFiles(tuple(paths), tuple(image_shape)).read()
 
 
 def _picture_paths(source: str) -> Tuple[List[str], List[str]]:
@@ -154,66 +160,53 @@ def _read_array(source: str) -> np.ndarray:
                       "np.save(path, images)") from None
 
 
-def _conversion_flags(shape: Tuple[int, ...], image_shape: Tuple[int, int, int]) -> Optional[List[str]]:
-  """The flags that turn images of `shape` (h, w, c) into `image_shape` ones, or None if none can."""
-  flags = []
-  if tuple(shape[:2]) != tuple(image_shape[:2]):
-    flags.append("--resize")
-  if shape[2] != image_shape[2]:
-    if not (shape[2] == 3 and image_shape[2] == 1):
-      return None
-    flags.append("--grayscale")
-  return flags
-
-
 def _convert_array(x: np.ndarray, image_shape: Tuple[int, int, int]) -> np.ndarray:
-  """Float images (n, h, w, c) in [-1, 1] to `image_shape`: colour to gray by ITU-R 601 luma (as
-  PIL's "L"), then each channel resized with Lanczos (as pictures are), clipped to [-1, 1]."""
-  from PIL import Image
-  h, w, channels = image_shape
-  if x.shape[-1] == 3 and channels == 1:
-    x = x @ np.array([[0.299], [0.587], [0.114]], np.float32)
-  if x.shape[1:3] != (h, w):
-    x = np.stack([np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(image[..., k])).resize(
-        (w, h), Image.Resampling.LANCZOS)) for k in range(x.shape[-1])], axis=-1) for image in x])
+  """Float colour images (n, h, w, 3) in [-1, 1] to gray ones (n, h, w, 1) by ITU-R 601 luma,
+  clipped to [-1, 1]."""
+  x = x @ np.array([[0.299], [0.587], [0.114]], np.float32)
   return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
 def read_images(source: str, image_shape: Tuple[int, int, int], resize: bool = False,
                 grayscale: bool = False) -> Tuple[np.ndarray, List[str]]:
   """Images (n, h, w, c) in [-1, 1] and one unique name per image, from a folder, a glob, a single
-  picture, or an .npy/.npz array (uint8 pixels 0..255 or floats in [-1, 1]). Images of another
-  size or colour are an error naming the flag that converts them: with `resize` they are
-  stretched to the model's size (Lanczos), with `grayscale` colour images become gray for a
-  1-channel model."""
+  picture, or an .npy/.npz array (uint8 pixels 0..255 or floats in [-1, 1]).
+
+  Pictures are read as training reads them (`_read_pictures`): any size is resized to the
+  model's; colour pictures for a 1-channel model need `grayscale` (the decoder turns them gray).
+  Arrays must have the model's size (an error says so); with `grayscale` colour arrays become
+  gray for a 1-channel model (ITU-R 601 luma). `resize` changes nothing: it is accepted for
+  command lines written when pictures of another size needed it."""
+  del resize  # pictures of any size are resized, as in training
   image_shape = tuple(image_shape)
   if grayscale and image_shape[-1] != 1:
     raise AnoganError(f"--grayscale converts pictures for a 1-channel model, but this model takes {image_shape[-1]}-channel "
                       "(colour) images; drop --grayscale")
+  if not source.lower().endswith((".npy", ".npz")):
+    paths, names = _picture_paths(source)
+    return _read_pictures(paths, image_shape, grayscale), names
   expected = f"(n, {', '.join(map(str, image_shape))})"
   if image_shape[-1] == 1:
     expected += f" (or (n, {image_shape[0]}, {image_shape[1]}))"
-  if source.lower().endswith((".npy", ".npz")):
-    array = _read_array(source)
-    if array.ndim == 0:
-      raise AnoganError(f"{source} holds a single value (a 0-d array), not images; save an array of shape "
-                        f"{expected}")
-    shape = tuple(array.shape)
-    if array.ndim == 3 and image_shape[-1] == 1:  # (n, h, w): one channel
-      array = array[..., None]
-    flags = _conversion_flags(array.shape[1:], image_shape) if array.ndim == 4 else None
-    if flags is None or [f for f in flags if f not in ["--resize"] * resize + ["--grayscale"] * grayscale]:
-      hint = "; for a single image add the first axis: x[None]" if shape in (
-          image_shape, image_shape[:2] if image_shape[-1] == 1 else None) else ""
-      fix = (f"pass {' and '.join(flags)} to convert them" if flags else "store images of that shape") + \
-          ", or use a model trained on that shape"
-      raise AnoganError(f"{source} holds an array of shape {shape} but the model expects {expected}; {fix}{hint}")
-    if array.dtype.kind not in "uif":
-      raise AnoganError(f"{source} has dtype {array.dtype}; store uint8 pixels 0..255 or floats in [-1, 1]")
-    names = [str(i) for i in range(len(array))]
-  else:
-    paths, names = _picture_paths(source)
-    array = np.stack([_read_picture(p, image_shape, resize, grayscale) for p in paths])
+  array = _read_array(source)
+  if array.ndim == 0:
+    raise AnoganError(f"{source} holds a single value (a 0-d array), not images; save an array of shape "
+                      f"{expected}")
+  shape = tuple(array.shape)
+  if array.ndim == 3 and image_shape[-1] == 1:  # (n, h, w): one channel
+    array = array[..., None]
+  same_size = array.ndim == 4 and tuple(array.shape[1:3]) == image_shape[:2]
+  colour_to_gray = same_size and array.shape[3] == 3 and image_shape[2] == 1
+  if not same_size or (array.shape[3] != image_shape[2] and not (colour_to_gray and grayscale)):
+    hint = "; for a single image add the first axis: x[None]" if shape in (
+        image_shape, image_shape[:2] if image_shape[-1] == 1 else None) else ""
+    fix = "pass --grayscale to convert them" if colour_to_gray else \
+        "store images of that shape (or save them as picture files: pictures of any size are resized to the model's)"
+    raise AnoganError(f"{source} holds an array of shape {shape} but the model expects {expected}; {fix}, or use a "
+                      f"model trained on that shape{hint}")
+  if array.dtype.kind not in "uif":
+    raise AnoganError(f"{source} has dtype {array.dtype}; store uint8 pixels 0..255 or floats in [-1, 1]")
+  names = [str(i) for i in range(len(array))]
   if len(array) == 0:
     raise AnoganError(f"{source} holds no images (its first axis has length 0)")
   if array.dtype.kind in "ui":
@@ -229,7 +222,7 @@ def read_images(source: str, image_shape: Tuple[int, int, int], resize: bool = F
     if array.min() < -1.001 or array.max() > 1.001:
       raise AnoganError(f"float images must be scaled to [-1, 1]; {source} spans [{array.min():.3g}, {array.max():.3g}] "
                         "(use x / 127.5 - 1 for 0..255 pixels)")
-  if tuple(array.shape[1:]) != image_shape:  # an array that --resize / --grayscale convert
+  if colour_to_gray:  # with --grayscale
     array = _convert_array(array, image_shape)
   return array, names
 
@@ -316,7 +309,7 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
                  resize: bool = False, grayscale: bool = False) -> Scored:
   """Scores the images at `source` with the workdir's `config.model` family and decides with its
   threshold (threshold.py); writes output/reports/<name>.png, output/top.png (the `top` highest
-  scores; 0: none) and output/scores.csv, last. `resize` / `grayscale`: see read_images."""
+  scores; 0: none) and output/scores.csv, last. `resize` (no effect) / `grayscale`: see read_images."""
   if top < 0:
     raise AnoganError(f"--top={top} is below 0; use the number of most anomalous images to show, or 0 for none")
   check_output(output, [])  # at once, before reading what may be many images

@@ -7,21 +7,23 @@ the end of training the family's scorer scores those held-out normals, and the
 its score is above it, so about 1% of normal images are flagged. The threshold is stored with
 the model in <workdir>/threshold.json (written atomically):
 
-  threshold             the percentile of val_scores (numpy's linear interpolation); export reads it
+  threshold             the percentile of val_scores (numpy's linear interpolation)
   percentile            the --threshold_percentile it was computed at
   n_val                 the number of held-out normal images scored
   scorer                the scorer's settings() when they were scored
   val_scores_quantiles  {"0": min, "1": ..., "50": median, ..., "100": max} of the held-out scores
-  val_scores            every held-out score: score and evaluate apply another --threshold_percentile
-                        from them without mapping again
+  val_scores            every held-out score: score, evaluate and export apply another
+                        --threshold_percentile from them without mapping again
   weights_sha256        {network: digest of its weights}: the networks that gave the scores
   model                 the --model family
 
 A threshold applies only to scores computed the same way: the same scorer settings (except
 map_batch_size, which changes how many images are mapped at once, not the scores) and the same
-weights (a workdir trained further since gets a new threshold when its training ends). Otherwise
-score and evaluate say in one line why it does not apply and decide nothing. The mapper's random
-start (--map_seed) is not compared: another seed draws scores from the same distribution.
+weights (a workdir trained further since gets a new threshold when its training ends). `decide`
+is the one decision of score, evaluate and export: when the threshold does not apply, score and
+evaluate say in one line why and decide nothing, and export (which needs a threshold) fails with
+that line unless given --threshold. The mapper's random start (--map_seed) is not compared: another
+seed draws scores from the same distribution.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from anogan_tf.config import Config, flag_text
 from anogan_tf.errors import AnoganError
 from anogan_tf.io_utils import write_text
 
-THRESHOLD_FILE = "threshold.json"  # a contract: export reads its "threshold"
+THRESHOLD_FILE = "threshold.json"
 QUANTILES = (0, 1, 5, 25, 50, 75, 95, 99, 100)
 # Scorer settings that do not change the scores (batched mapping equals one-by-one to 1e-3).
 IGNORED_SETTINGS = ("map_batch_size",)
@@ -137,7 +139,7 @@ def store_after_training(config: Config, workdir: str, progress: bool = True) ->
   family's scorer on the exported networks and writes threshold.json; returns its record, or None
   with --val_fraction=0. A record for the same weights and scorer settings is kept as it is (a
   rerun of a finished training maps nothing), or given the new --threshold_percentile from its
-  stored scores."""
+  stored scores. A damaged threshold.json is an AnoganError (read), left as it is."""
   if config.val_fraction <= 0:
     return None
   from tqdm import tqdm
@@ -154,10 +156,7 @@ def store_after_training(config: Config, workdir: str, progress: bool = True) ->
   networks = load_networks(workdir, family, config)
   scorer = family.make_scorer(config, networks)
   digests = weights_sha256(networks)
-  try:
-    old = read(workdir)
-  except AnoganError:
-    old = None  # damaged: computed again
+  old = read(workdir)  # damaged: AnoganError naming the fix, not silently computed again
   if old is not None and _mismatch(old, scorer.settings(), digests) is None:
     if old["percentile"] == config.threshold_percentile:
       return old

@@ -365,7 +365,8 @@ def restore_checkpoint(driver, directory: str) -> int:
 # --- the workdir: checked without writing anything, then written only once everything is known good
 
 def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None:
-  """Read-only checks: the workdir can be created here, and an existing one matches `config`."""
+  """Read-only checks: the workdir can be created here, and an existing one matches `config` and
+  has a readable threshold.json (or none)."""
   check_folder_can_be_made(workdir, "workdir", "--workdir")
   flags_path = os.path.join(workdir, "flags.txt")
   if os.path.exists(flags_path) and not overwrite:
@@ -394,6 +395,8 @@ def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None
       name = changed[0]
       raise AnoganError(f"workdir {workdir} was trained with other settings (--{name}={getattr(old, name)}, "
                         f"now {getattr(config, name)}); use another --workdir or pass --overwrite to start over")
+  if not overwrite and config.val_fraction > 0:
+    threshold.read(workdir)  # a damaged threshold.json: a one-line error now, not after training
 
 
 def lock_workdir(workdir: str) -> DirectoryLock:
@@ -624,8 +627,9 @@ def train(config: Config, workdir: str, overwrite: bool = False, data=None,
   family's loss names, "seconds"}; the encoder's is in encoder_history.csv).
 
   The workdir is locked first (created if new): a second train on it fails at once. Everything
-  that can fail on bad input (settings, data, a damaged checkpoint) is checked before the workdir
-  is written, so bad input leaves an existing workdir as it was and leaves no new one behind.
+  that can fail on bad input (settings, data, a damaged checkpoint or threshold.json) is checked
+  before the workdir is written, so bad input leaves an existing workdir as it was and leaves no
+  new one behind.
   A NaN or inf loss stops training with AnoganError, keeping the last good checkpoint.
   """
   config = resolve_image_shape(config)  # a folder's image size and channels, as flags.txt records them

@@ -236,9 +236,13 @@ def test_a_flags_txt_without_map_seed_loads_with_the_search_starting_at_the_seed
   assert evaluation_config(old, old) == old
 
 
-def test_the_readme_lists_every_setting_evaluate_takes():
-  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-    text = f.read()
-  start = text.index("`evaluate` and `score` take mapping settings from their command line (")
-  listed = re.findall(r"`--(\w+)", text[start:text.index(")", start)])
-  assert sorted(listed) == sorted(EVALUATION_FIELDS)
+def test_the_docs_list_every_setting_evaluate_takes():
+  import glob
+  sentence = "`evaluate` and `score` take mapping settings from their command line ("
+  found = []
+  for path in [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+    with open(path, encoding="utf-8") as f:
+      text = " ".join(f.read().split())  # lines joined
+    for start in [m.end() for m in re.finditer(re.escape(sentence), text)]:
+      found.append((path, sorted(re.findall(r"`--(\w+)`", text[start:text.index(")", start)]))))
+  assert found and all(listed == sorted(EVALUATION_FIELDS) for _, listed in found), found

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anogan_tf import AnoganError, Config, export_lib, models
+from anogan_tf import AnoganError, Config, export_lib, models, score_lib
+from anogan_tf import threshold as threshold_lib
 from anogan_tf.evaluate_lib import load_networks
 from anogan_tf.mapper import adam_update
 from anogan_tf.models import anogan
@@ -171,7 +172,8 @@ def error_cases(root, workdirs, settings):
   (root / "existing" / "variables").mkdir(parents=True)  # what a SavedModel folder holds
   (root / "existing" / "saved_model.pb").write_bytes(b"an earlier export")
   mismatched = make_workdir(str(root / "mismatched"), Config(**GAN))
-  (root / "mismatched" / "threshold.json").write_text(json.dumps({"threshold": 0.2, "scorer": {**settings, "lam": 0.1}}))
+  (root / "mismatched" / "threshold.json").write_text(json.dumps(
+      threshold_lib.make_record(Config(**GAN), [0.1, 0.2, 0.3], {**settings, "lam": 0.1}, {})))
   damaged = make_workdir(str(root / "damaged"), Config(**TINY))
   (root / "damaged" / "threshold.json").write_text('{"threshold": ')
   new = str(root / "new")
@@ -187,9 +189,11 @@ def error_cases(root, workdirs, settings):
       "file": ([f"--workdir={gan}", f"--output={root / 'a_file'}"], "exists and is not a SavedModel"),
       "under a file": ([f"--workdir={gan}", f"--output={root / 'a_file' / 'x'}"], "a_file is a file, not a folder"),
       "no threshold": ([f"--workdir={no_encoder}", f"--output={new}"],
-                       "has no threshold.json and no --threshold was given; train with --val_fraction"),
+                       "no threshold: " + no_encoder + " was trained with --val_fraction=0, so nothing decides "
+                       "which scores are anomalous; train with --val_fraction=0.1 to store one; or pass --threshold=T"),
       "mismatch": ([f"--workdir={mismatched}", f"--output={new}"],
-                   "was calibrated with other scoring settings: lam 0.7 (calibrated: 0.1); export with the settings"),
+                   "does not apply: it was computed with --lam=0.1 and these scores with --lam=0.7; score with "
+                   "the workdir's settings (leave --lam out)"),
       "damaged": ([f"--workdir={damaged}", f"--output={new}"], "threshold.json is damaged (JSONDecodeError)"),
       "nan threshold": ([f"--workdir={no_encoder}", f"--output={new}", "--threshold=nan"],
                         "--threshold=nan is not a finite number"),
@@ -209,18 +213,22 @@ def exported(tmp_path_factory):
   process; the default export through `python -m anogan_tf.export`), and what a fresh
   interpreter without anogan_tf computed with the SavedModels."""
   root = tmp_path_factory.mktemp("export")
-  workdirs = {"anogan": make_workdir(str(root / "anogan"), Config(**GAN), encoder=True)}
+  workdirs = {"anogan": make_workdir(str(root / "anogan"), Config(**GAN, threshold_percentile=50.0), encoder=True)}
   for family in ("egbad", "ae", "vae"):
     workdirs[family] = make_workdir(str(root / family), Config(model=family, **TINY))
   pixels = np.round((synthetic_images(N - 3, seed=3) + 1) * 127.5).astype(np.uint8)
   pixels = np.concatenate([pixels, np.random.default_rng(4).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)])
   images = pixels.astype(np.float32) / 127.5 - 1.0  # as anogan_tf reads pixels
-  # threshold.json as training with --val_fraction writes it: the median score, calibrated with these settings
+  # threshold.json as training with --val_fraction writes it, from these images' scores at the
+  # workdir's --threshold_percentile=50 (the median), with these settings and weights
   config = export_config("anogan", workdirs)
-  settings = models.family("anogan").make_scorer(config, load_networks(workdirs["anogan"], anogan, config)).settings()
-  threshold = float(np.median(library_score("anogan", workdirs, images).score))
+  networks = load_networks(workdirs["anogan"], anogan, config)
+  settings = models.family("anogan").make_scorer(config, networks).settings()
+  record = threshold_lib.make_record(config, library_score("anogan", workdirs, images).score,
+                                     {**settings, "map_batch_size": 1024}, threshold_lib.weights_sha256(networks))
+  threshold = record["threshold"]
   with open(os.path.join(workdirs["anogan"], export_lib.THRESHOLD_FILE), "w") as f:
-    json.dump({"threshold": threshold, "scorer": {**settings, "map_batch_size": 1024}}, f)
+    json.dump(record, f)
   workdir_digests = {family: digests(path) for family, path in workdirs.items()}
   errors = error_cases(root / "errors", workdirs, settings)
   errors_before = digests(root / "errors")
@@ -480,24 +488,96 @@ def test_an_unwritable_output_is_refused_before_any_work(exported, tmp_path, mon
 # --- the pieces
 
 def test_resolve_threshold(tmp_path):
+  config, workdir = Config(val_fraction=0.1), str(tmp_path)
   settings = {"lam": 0.7, "map_steps": [50, 100], "map_batch_size": 256}
+  resolve = lambda config, given=None: export_lib.resolve_threshold(config, workdir, settings, {}, given)  # noqa: E731
+  with pytest.raises(AnoganError, match=r"threshold.json is missing .*; or pass --threshold=T"):
+    resolve(config)
+  with pytest.raises(AnoganError, match=r"--val_fraction=0, so nothing decides .*; or pass --threshold=T"):
+    resolve(Config())
+  assert resolve(config, 0.5) == (0.5, "--threshold")
+  with pytest.raises(AnoganError, match="--threshold=nan is not a finite number"):
+    resolve(config, float("nan"))
   path = tmp_path / "threshold.json"
-  with pytest.raises(AnoganError, match="no threshold.json and no --threshold"):
-    export_lib.resolve_threshold(str(tmp_path), settings, None)
-  assert export_lib.resolve_threshold(str(tmp_path), settings, 0.5) == (0.5, "--threshold")
-  path.write_text(json.dumps({"threshold": 0.25, "scorer": {**settings, "map_batch_size": 1024}}))
-  assert export_lib.resolve_threshold(str(tmp_path), settings, None) == (0.25, "threshold.json")  # batch size: rounding only
-  path.write_text(json.dumps({"threshold": 0.25, "scorer": {**settings, "map_steps": [50]}}))
-  with pytest.raises(AnoganError, match=r"other scoring settings: map_steps \[50, 100\] \(calibrated: \[50\]\)"):
-    export_lib.resolve_threshold(str(tmp_path), settings, None)
-  assert export_lib.resolve_threshold(str(tmp_path), settings, 0.75) == (0.75, "--threshold")  # --threshold wins
-  path.write_text(json.dumps({"threshold": 0.25, "scorer": {"lam": 0.7}}))  # a setting the calibration lacks
-  with pytest.raises(AnoganError, match=r"map_steps \[50, 100\] \(calibrated: null\)"):
-    export_lib.resolve_threshold(str(tmp_path), settings, None)
-  for text in ('{"scorer": {}}', '{"threshold": "high"}', "[1]", '{"threshold": NaN}'):
+  record = threshold_lib.make_record(config, [0.1, 0.2, 0.3, 0.4], {**settings, "map_batch_size": 1024}, {})
+  path.write_text(json.dumps(record))
+  assert resolve(config) == (record["threshold"], "threshold.json")  # another batch size: scores comparable
+  assert resolve(config.replace(threshold_percentile=50)) == (threshold_lib.percentile_of(record["val_scores"], 50),
+                                                             "threshold.json")
+  path.write_text(json.dumps({**record, "scorer": {**settings, "map_steps": [50]}}))
+  with pytest.raises(AnoganError, match=r"computed with --map_steps=50 and these scores with --map_steps=50,100"):
+    resolve(config)
+  assert resolve(config, 0.75) == (0.75, "--threshold")  # --threshold wins
+  path.write_text(json.dumps({**record, "scorer": {"lam": 0.7}}))  # a setting the record lacks
+  with pytest.raises(AnoganError, match=r"computed with --map_steps=\(none\) and these scores with --map_steps=50,100"):
+    resolve(config)
+  for text in ('{"scorer": {}}', '{"threshold": "high"}', "[1]", '{"threshold": NaN}', '{"threshold": '):
     path.write_text(text)
-    with pytest.raises(AnoganError, match="threshold.json (is damaged|holds the threshold nan)"):
-      export_lib.resolve_threshold(str(tmp_path), settings, None)
+    with pytest.raises(AnoganError, match="threshold.json is damaged .*; delete it and rerun the train command"):
+      resolve(config)
+    assert resolve(config, 0.75) == (0.75, "--threshold")  # not read with --threshold
+
+
+# --- export decides as score does (threshold.decide): the same threshold, or the same refusal
+
+def workdir_with_threshold(path, digests=None, settings=None):
+  """A tiny ae workdir with the threshold.json training writes (threshold.make_record) from 30
+  held-out scores; `digests` / `settings` replace the record's weight digests / scorer settings."""
+  config = Config(model="ae", **TINY)
+  make_workdir(str(path), config)
+  family = models.family("ae")
+  networks = load_networks(str(path), family, config)
+  scorer = family.make_scorer(config, networks)
+  scores = scorer.score(synthetic_images(30, seed=7)).score
+  record = threshold_lib.make_record(config, scores, settings or scorer.settings(),
+                                     {**threshold_lib.weights_sha256(networks), **(digests or {})})
+  (path / "threshold.json").write_text(json.dumps(record))
+  return str(path), record
+
+
+def command_config(workdir, *argv):
+  """The Config `python -m anogan_tf.export` (or score) builds for these overrides."""
+  from anogan_tf import flags as anogan_flags
+  from anogan_tf.config import evaluation_config
+  base = anogan_flags.workdir_config(workdir)
+  return evaluation_config(base, anogan_flags.config_from_args(list(argv), base))
+
+
+def test_export_takes_the_threshold_percentile_from_the_held_out_scores_as_score_does(tmp_path):
+  workdir, record = workdir_with_threshold(tmp_path / "ae")
+  config = command_config(workdir, "--threshold_percentile=95")
+  np.save(tmp_path / "x.npy", synthetic_images(3, seed=8))
+  scored = score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "scored"), progress=False,
+                                  top=0)
+  metadata = export_lib.export(config, workdir, str(tmp_path / "saved"))
+  # the 95th percentile of the stored held-out scores, by the one function score applies it with
+  assert metadata["threshold"] == pytest.approx(np.percentile(record["val_scores"], 95), rel=1e-12)
+  assert metadata["threshold"] == scored.decision.threshold != record["threshold"]  # not the stored 99th
+  assert scored.decision.note.startswith(f"threshold {metadata['threshold']:.6g}: the 95th percentile of 30 ")
+  assert metadata["threshold_source"] == "threshold.json"
+  assert tf.saved_model.load(str(tmp_path / "saved")).threshold.numpy() == np.float32(metadata["threshold"])
+
+
+@pytest.mark.parametrize("other", ["weights", "settings"])
+def test_a_threshold_that_does_not_apply_is_refused_by_export_as_score_drops_it(tmp_path, other):
+  if other == "weights":  # as if the workdir was trained further after the threshold was stored
+    workdir, _ = workdir_with_threshold(tmp_path / "ae", digests={"decoder": "0" * 64})
+    reason = "it was computed with other weights of decoder.keras"
+  else:
+    workdir, _ = workdir_with_threshold(tmp_path / "ae", settings={"recon_loss": "l2", "map_batch_size": 16})
+    reason = "it was computed with --recon_loss=l2 and these scores with --recon_loss=l1"
+  config = command_config(workdir)
+  np.save(tmp_path / "x.npy", synthetic_images(3, seed=8))
+  scored = score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "scored"), progress=False,
+                                  top=0)
+  assert scored.decision.threshold is None and scored.is_anomaly is None
+  why = scored.decision.note
+  assert why.startswith(f"the threshold in {workdir}/threshold.json does not apply: {reason}"), why
+  with pytest.raises(AnoganError) as error:
+    export_lib.export(config, workdir, str(tmp_path / "saved"))
+  assert str(error.value) == f"{why}; or pass --threshold=T to export with a threshold of your own"
+  assert not os.path.exists(tmp_path / "saved")
+  assert export_lib.export(config, workdir, str(tmp_path / "saved"), threshold=0.5)["threshold"] == 0.5
 
 
 @pytest.mark.parametrize("betas", [(0.9, 0.999, 1e-8), (0.5, 0.9, 1e-7)])

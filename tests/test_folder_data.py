@@ -238,6 +238,37 @@ def test_encoder_family_evaluate_pixel_metrics_are_those_of_its_residual_maps(da
     evaluate_lib.evaluate(val, workdir, data=data, progress=False, out_dir=str(tmp_path / "eval_val"))
 
 
+def test_score_reads_pictures_of_any_size_as_training_and_evaluate_do(dataset, tmp_path):
+  """One picture reader: test pictures of other sizes (80x80, and 90x70: another aspect ratio)
+  get from score (no --resize) the score evaluate gives the same file, to the bit. The same
+  pixels (folder_data.decode: bilinear with antialiasing) and the same kernels: both score the
+  12 test pictures, in the same order, as one chunk of 12 (--map_batch_size=16), so each
+  picture's search starts from the same z and runs on the same chunk."""
+  from anogan_tf import score_lib
+  root, _ = dataset
+  data = tmp_path / "data"
+  shutil.copytree(root, data)
+  rng = np.random.default_rng(5)
+  save(texture(rng, 80), str(data / "test" / "good" / "003.png"))
+  image = texture(rng, 90)[:70]  # 70 rows of 90 pixels
+  image[20:40, 30:50] = (1.0, 0.1, 0.1)
+  save(image, str(data / "test" / "defect" / "002.png"))
+  config = tiny(str(data), epochs=1, image_size=32)
+  workdir = str(tmp_path / "run")
+  train_lib.train(config, workdir, progress=False)
+  evaluate_lib.evaluate(config, workdir, progress=False)
+  with open(f"{workdir}/eval/scores.csv", newline="") as f:
+    evaluated = {r["file"]: r["score"] for r in csv.DictReader(f)}  # exact text: reads back bit for bit
+  assert len(evaluated) == 12 and "test/good/003.png" in evaluated
+  for resize in (False, True):  # --resize: accepted, and changes nothing
+    out = tmp_path / f"scored_{resize}"
+    score_lib.score_images(config, workdir, str(data / "test" / "*" / "*"), str(out), progress=False, top=0,
+                           resize=resize)
+    with open(out / "scores.csv", newline="") as f:
+      scored = {"test/" + r["file"]: r["score"] for r in csv.DictReader(f)}
+    assert scored == evaluated
+
+
 @pytest.mark.parametrize("name", ["egbad", "vae"])
 def test_the_other_families_train_from_a_folder(dataset, name):
   root, _ = dataset

@@ -722,7 +722,6 @@ def _score_inputs(root):
 
 # case: fragments of the error line (the problem, the fix)
 SCORE_INPUT_CASES = {
-    "size": ("big.png is 32x32 pixels but the model expects 28x28", "resize"),
     "channels": ("rgb.png is a colour image", "grayscale (1-channel) images", "convert it to grayscale"),
     "corrupt": ("bad.png is not a readable image", "remove or replace it"),
     "truncated": ("cut.png is not a readable image", "remove or replace it"),
@@ -768,7 +767,7 @@ def test_score_bad_input_is_a_one_line_error_and_overwrites_nothing(tmp_path):
   cases["no_input"] = ([f"--workdir={trained}", f"--output={out}"], ("--input is required",))
   # Not errors: every image gets its own report, and scores.csv reads back to the file names.
   successes = {case: [f"--workdir={trained}", f"--input={inputs[case]}", f"--output={tmp_path / case}"]
-               for case in ("duplicate_stems", "same_name_two_folders", "comma")}
+               for case in ("duplicate_stems", "same_name_two_folders", "comma", "size")}
 
   before = snapshot(out)
   names = list(cases) + list(successes)
@@ -797,7 +796,7 @@ def test_score_bad_input_is_a_one_line_error_and_overwrites_nothing(tmp_path):
   for case in successes:
     assert results[case]["code"] == 0, (case, results[case])
   expected = {"duplicate_stems": ["a.jpg", "a.png"], "same_name_two_folders": ["d1/x.png", "d2/x.png"],
-              "comma": ["plain.png", 'say "hi".png', "x,y.png"]}
+              "comma": ["plain.png", 'say "hi".png', "x,y.png"], "size": ["a.png", "big.png"]}  # resized
   for case, names in expected.items():
     with open(tmp_path / case / "scores.csv", newline="", encoding="utf-8") as f:
       rows = list(csv.DictReader(f))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anogan_tf import AnoganError, Config, plots, score_lib, train_lib
+from anogan_tf import AnoganError, Config, folder_data, plots, score_lib, train_lib
 from anogan_tf.score_lib import read_images
 from conftest import run_cli, synthetic_images
 from test_train import tiny_data
@@ -37,8 +37,8 @@ def colour_pictures(folder, images, size=32):
 
 
 def test_score_a_folder_of_pngs_and_an_npy(workdir, tmp_path):
-  # 32x32 colour pictures, converted by --resize --grayscale, and the same converted pixels as an
-  # .npy array: the same scores.
+  # 32x32 colour pictures, resized as training resizes them (--resize: accepted, no effect) and
+  # turned gray by --grayscale, and the same pixels as an .npy array: the same scores.
   folder = tmp_path / "pngs"
   colour_pictures(folder, pixels(3))
   converted, _ = read_images(str(folder), (28, 28, 1), resize=True, grayscale=True)
@@ -111,30 +111,33 @@ def test_reports_top_gallery_and_one_colour_scale(workdir, tmp_path, monkeypatch
     score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "out"), progress=False, top=-1)
 
 
-def test_resize_and_grayscale_convert_pictures_and_arrays(tmp_path):
-  from PIL import Image as PILImage
+def test_pictures_of_any_size_are_read_as_training_reads_them(tmp_path):
   folder = tmp_path / "colour"
-  colour_pictures(folder, pixels(2))
-  with pytest.raises(AnoganError, match=r"img0.png is 32x32 pixels but the model expects 28x28; pass --resize"):
-    read_images(str(folder), (28, 28, 1))
+  colour_pictures(folder, pixels(2))  # 32x32 colour pictures for 28x28 models
   with pytest.raises(AnoganError, match=r"img0.png is a colour image .*; pass --grayscale to convert it"):
-    read_images(str(folder), (28, 28, 1), resize=True)
-  x, names = read_images(str(folder), (28, 28, 1), resize=True, grayscale=True)
-  for image, name in zip(x, names):  # PIL's luma, then a Lanczos resize
-    with PILImage.open(folder / name) as picture:
-      want = np.asarray(picture.convert("L").resize((28, 28), PILImage.Resampling.LANCZOS), np.float32)
-    np.testing.assert_allclose(image[..., 0], want / 127.5 - 1, atol=1e-6)
-  colour, _ = read_images(str(folder), (28, 28, 3), resize=True)  # a colour model keeps the colour
-  assert colour.shape == (2, 28, 28, 3) and np.abs(colour[..., 0] - colour[..., 2]).max() > 0.5
+    read_images(str(folder), (28, 28, 1))
+  for shape, grayscale in (((28, 28, 1), True), ((28, 28, 3), False)):  # a colour model keeps the colour
+    for resize in (False, True):  # --resize: accepted, no effect
+      x, names = read_images(str(folder), shape, resize=resize, grayscale=grayscale)
+      # training's and evaluate's reader of a folder (folder_data.ImageFiles): the same pixels
+      np.testing.assert_array_equal(x, folder_data.ImageFiles(tuple(str(folder / n) for n in names), shape).read())
+      assert x.shape == (2,) + shape
+  assert np.abs(x[..., 0] - x[..., 2]).max() > 0.5
   with pytest.raises(AnoganError, match="--grayscale converts pictures for a 1-channel model.*drop --grayscale"):
-    read_images(str(folder), (28, 28, 3), resize=True, grayscale=True)
-  # Arrays convert the same way (as floats): within a level or two of the pictures' pixels.
-  rgb = np.stack([np.asarray(PILImage.open(folder / n).convert("RGB")) for n in names])
-  np.save(tmp_path / "rgb.npy", rgb)
-  with pytest.raises(AnoganError, match=r"shape \(2, 32, 32, 3\) .*; pass --resize and --grayscale to convert them"):
-    read_images(str(tmp_path / "rgb.npy"), (28, 28, 1), resize=True)
-  from_array, _ = read_images(str(tmp_path / "rgb.npy"), (28, 28, 1), resize=True, grayscale=True)
-  assert from_array.shape == x.shape and np.abs(from_array - x).max() < 3 / 127.5
+    read_images(str(folder), (28, 28, 3), grayscale=True)
+  # Arrays must have the model's size (with or without --resize); --grayscale turns colour ones gray (ITU-R 601 luma).
+  rgb = np.stack([np.asarray(Image.open(folder / n).convert("RGB")) for n in names])
+  np.save(tmp_path / "rgb32.npy", rgb)
+  for resize in (False, True):
+    with pytest.raises(AnoganError, match=r"shape \(2, 32, 32, 3\) but the model expects \(n, 28, 28, 1\) .*; store "
+                                          "images of that shape .*pictures of any size are resized"):
+      read_images(str(tmp_path / "rgb32.npy"), (28, 28, 1), resize=resize, grayscale=True)
+  np.save(tmp_path / "rgb.npy", rgb[:, 2:30, 2:30])
+  with pytest.raises(AnoganError, match=r"shape \(2, 28, 28, 3\) .*; pass --grayscale to convert them"):
+    read_images(str(tmp_path / "rgb.npy"), (28, 28, 1))
+  from_array, _ = read_images(str(tmp_path / "rgb.npy"), (28, 28, 1), grayscale=True)
+  luma = (rgb[:, 2:30, 2:30].astype(np.float32) / 127.5 - 1) @ np.array([0.299, 0.587, 0.114], np.float32)
+  np.testing.assert_allclose(from_array[..., 0], luma, atol=1e-6)
   # Flags that are not needed change nothing.
   same = pixels(2)
   np.save(tmp_path / "same.npy", same)
@@ -197,14 +200,14 @@ def test_read_images_rejects_bad_input(tmp_path):
   (tmp_path / "with_folder" / "sub.png").mkdir(parents=True)  # a folder named like a picture
   (tmp_path / "empty").mkdir()
   os.symlink(tmp_path / "gone.png", tmp_path / "dangling.png")
-  cases = [("wrong.npy", r"shape \(2, 32, 32\) .*; pass --resize to convert them"), ("range.npy", r"\[-1, 1\]"),
+  cases = [("wrong.npy", r"shape \(2, 32, 32\) .*; store images of that shape"), ("range.npy", r"\[-1, 1\]"),
            ("scalar.npy", "a single value"), ("one_image.npy", r"shape \(28, 28\).*x\[None\]"),
            ("bool.npy", "dtype bool"), ("nan.npy", "image 2 .*NaN"),
            ("none.npz", "holds no arrays"), ("two.npz", r"holds 2 arrays \(x, y\)"),
            ("broken.png", "not a readable image"), ("cut.npz", "not a readable NumPy"),
            ("nothing", "does not exist"), ("nothing*.png", "matches no files"), ("empty", "no PNG/JPEG images in"),
            ("colour.png", "colour image .*grayscale.*pass --grayscale"), ("alpha.png", "transparent"),
-           ("deep.png", "8-bit"), ("wide.png", "30x28 pixels but the model expects 28x28; pass --resize"),
+           ("deep.png", "8-bit"),
            ("with_folder", r"sub.png is a folder, not a picture"),
            ("dangling.png", r"cannot read .*dangling.png \(No such file or directory\)")]
   for source, message in cases:
@@ -212,6 +215,11 @@ def test_read_images_rejects_bad_input(tmp_path):
       read_images(str(tmp_path / source), (28, 28, 1))
   with pytest.raises(AnoganError, match="grayscale image .*colour"):
     read_images(str(tmp_path / "gray.png"), (28, 28, 3))
+  assert read_images(str(tmp_path / "wide.png"), (28, 28, 1))[0].shape == (1, 28, 28, 1)  # another size: resized
+  Image.fromarray(colour).convert("CMYK").save(tmp_path / "cmyk.jpg")  # training's decoder reads it as colour only
+  with pytest.raises(AnoganError, match="cmyk.jpg is a CMYK picture, which the decoder cannot turn gray"):
+    read_images(str(tmp_path / "cmyk.jpg"), (28, 28, 1), grayscale=True)
+  assert read_images(str(tmp_path / "cmyk.jpg"), (28, 28, 3))[0].shape == (1, 28, 28, 3)
 
 
 def test_output_checks(tmp_path, monkeypatch):

@@ -169,6 +169,25 @@ def test_threshold_is_refused_for_other_settings_or_weights(trained, tmp_path):
   assert missing.threshold is None and "threshold.json is missing" in missing.note
 
 
+def test_a_damaged_threshold_json_stops_training_in_one_line_touching_nothing(trained, tmp_path, monkeypatch):
+  """A rerun of train meets a threshold.json it cannot read: a one-line error naming the file and
+  the fix, before anything is written (the file is not silently computed again)."""
+  config, workdir = trained
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  monkeypatch.setattr(threshold, "validation_normals", lambda c: pytest.fail("the held-out normals were scored"))
+  for content in ("{not json", json.dumps({"threshold": "high"})):
+    (copy / "threshold.json").write_text(content)
+    before = {p: open(p, "rb").read() for p in glob.glob(f"{copy}/**", recursive=True) if os.path.isfile(p)}
+    with pytest.raises(AnoganError) as error:
+      train_lib.train(config, str(copy), progress=False)
+    message = str(error.value)
+    assert message.startswith(f"{copy}/threshold.json is damaged (") and "\n" not in message, message
+    assert f"delete it and rerun the train command on {copy}" in message, message
+    after = {p: open(p, "rb").read() for p in glob.glob(f"{copy}/**", recursive=True) if os.path.isfile(p)}
+    assert after == before
+
+
 @pytest.fixture(scope="module")
 def evaluated(trained, tmp_path_factory):
   """(metrics, eval folder) of evaluate on the trained workdir's test split."""
