@@ -5,8 +5,10 @@ Importing the package imports every model family (anogan_tf.models) and so regis
 networks with Keras: `keras.models.load_model("generator.keras")` (or any family's
 `<network>.keras`) needs no `custom_objects`.
 
-As a library it leaves TensorFlow's logging alone. Only the command-line tools
-(`python -m anogan_tf.<tool>`) quiet TensorFlow, so that they print their own progress and
+As a library it changes no process-wide setting: no environment variable, not TensorFlow's
+logging nor its kernels. Only the command-line tools (`python -m anogan_tf.<tool>`) choose them:
+on x86-64 they turn TensorFlow's oneDNN kernels on (`TF_ENABLE_ONEDNN_OPTS=1` unless it is set;
+see `_choose_onednn`), and they quiet TensorFlow so that they print their own progress and
 results: they set `TF_CPP_MIN_LOG_LEVEL=2` unless it is set (TensorFlow's C++ errors still show),
 and drop the few lines TensorFlow 2.21 prints on every run that are not problems (`_KNOWN_NOISE`),
 which no environment variable reaches. See `_quiet_tensorflow`.
@@ -15,13 +17,6 @@ which no environment variable reaches. See `_quiet_tensorflow`.
 import os as _os
 import platform as _platform
 import sys as _sys
-
-if _platform.machine().lower() in ("x86_64", "amd64"):
-  # TensorFlow turns its oneDNN kernels on by default only on some Intel CPUs; on the others
-  # (AMD EPYC here) they are off, and turning them on maps 2.57x and trains 2.1x faster
-  # (`make bench`, README "Speed"). Takes effect only if TensorFlow is not imported yet; set it to
-  # 0 to opt out.
-  _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # The lines of TensorFlow 2.21's C++ runtime that the command-line tools drop. Run on its own by
 # the forwarding process (see `_quiet_tensorflow`), so it uses nothing but `re`.
@@ -78,6 +73,16 @@ def _run_as_a_command() -> bool:
       a.startswith("-manogan_tf.") for a in argv)
 
 
+def _choose_onednn() -> None:
+  """For the command-line tools, before TensorFlow loads: TensorFlow turns its oneDNN kernels on
+  by default only on some Intel CPUs; on the other x86-64 CPUs (AMD EPYC here) they are off, and
+  with them mapping and training run much faster (`make bench`, README "Speed"). A program that
+  imports the library decides for itself, as they also change the rounding of its numbers;
+  TF_ENABLE_ONEDNN_OPTS=0 opts a command out."""
+  if _platform.machine().lower() in ("x86_64", "amd64"):
+    _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
 def _quiet_tensorflow() -> None:
   """For the command-line tools, before TensorFlow loads: Python's sys.stderr keeps writing
   straight to the terminal, while file descriptor 2, where TensorFlow's C++ runtime writes, goes
@@ -118,6 +123,7 @@ def _quiet_tensorflow() -> None:
 
 
 if _run_as_a_command():
+  _choose_onednn()
   _quiet_tensorflow()
 
 from anogan_tf import models  # noqa: E402  (before mapper.py, which builds on models/base.py)

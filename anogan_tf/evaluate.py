@@ -6,8 +6,9 @@
 
 Settings come from the workdir's flags.txt, --model (the family) included. Scoring settings
 given here (--lam, --map_steps, --map_lrs, --map_reduction, --z_init, --z_init_std,
---feature_layer, --initial_z, --vae_score, --seed, ...) override them; any other flag must match the workdir,
-whose trained networks fix it (--epochs is ignored).
+--feature_layer, --initial_z, --vae_score, --map_seed, ...) override them; any other flag must match the workdir,
+whose trained networks fix it (--epochs is ignored). --seed stays the workdir's, which drew the
+held-out split (--eval_split=val) and the --test_examples subset; another --seed here sets --map_seed.
 
 AnoGAN's warm start (train its encoder first with `train --encoder_epochs=N`): --initial_z=encoder
 starts the search at E(x); then --map_steps=K runs K steps at the last --map_lrs (seed 000: 1e-2),

@@ -142,7 +142,7 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
              "n_anomalous": int(np.sum(labels == 1)), "seconds": round(seconds, 3),
              "images_per_second": round(n / seconds, 3), "strategy": config.strategy, "model": config.model,
              "dataset": config.dataset,
-             "normal_classes": list(config.normal_classes), "seed": config.seed,
+             "normal_classes": list(config.normal_classes), "seed": config.seed, "map_seed": config.search_seed,
              **scorer.settings(),  # every setting that changes the scores, as the scorer applied it
              "test_examples": n, "eval_split": data.split, "val_fraction": config.val_fraction}
   if config.dataset == "folder":  # where: the residual maps against the masks

@@ -22,9 +22,9 @@ Signatures, all with a free batch size N:
 
 Two signatures for images, not one that converts by dtype: a SavedModel signature has one dtype
 per input. A search starts at E(x) with --initial_z=encoder; otherwise, without serving_from_z,
-at z drawn per image from a stateless generator keyed by --seed and the image's bytes
-(`LatentMapper.keyed_initial_z`). Either way an image's outputs do not depend on the other images
-of the call. With --map_restarts=R, R searches run per image, restart k from the keyed start of
+at z drawn per image from a stateless generator keyed by the search's seed (--map_seed, else
+--seed) and the image's bytes (`LatentMapper.keyed_initial_z`). Either way an image's outputs do
+not depend on the other images of the call. With --map_restarts=R, R searches run per image, restart k from the keyed start of
 seed + k * RESTART_SEED_STRIDE, and each image's outputs are those of its lowest final loss (no
 serving_from_z: there are R starts).
 

@@ -51,7 +51,7 @@ from anogan_tf.utils.files import atomic_path, check_folder_can_be_made, write_t
 # encoder_epochs is extendable like epochs: adding it to a finished anogan workdir trains only E.
 NOT_TRAINING_FIELDS = {"epochs", "encoder_epochs", "data_dir", "test_examples", "lam", "map_steps", "map_lrs",
                        "map_reduction", "z_init", "z_init_std", "map_batch_size", "deterministic", "eval_split",
-                       "vae_score", "initial_z", "feature_layer", "map_restarts", "ink_power",
+                       "vae_score", "initial_z", "feature_layer", "map_restarts", "ink_power", "map_seed",
                        "strategy"}  # distribute: a workdir resumes on other devices (same checkpoint format)
 NOT_TRAINING_FIELDS |= {"threshold_percentile"}  # a rerun applies it to the stored held-out scores
 # --- the workdir: checked without writing anything, then written only once everything is known good

@@ -509,4 +509,8 @@ def write_reports(report: dict, prefix: str):
 
 
 if __name__ == "__main__":
+  # The commands' kernels (anogan_tf._choose_onednn), which the library leaves to its host program:
+  # "oneDNN on (the default)" measures what `python -m anogan_tf.*` runs.
+  if platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
   app.run(main)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shlex
 import sys
 import time
@@ -102,4 +103,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  # As `python -m anogan_tf.*` (anogan_tf._choose_onednn), which the library leaves to its host
+  # program: it runs the networks on the kernels the commands use.
+  if platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
   sys.exit(main())

@@ -1,4 +1,5 @@
 import os
+import platform
 import subprocess
 import sys
 
@@ -10,6 +11,12 @@ SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
 if not os.environ.get("ANOGAN_DATA_DIR") and os.path.isdir(SHARED_DATA):
   os.environ["ANOGAN_DATA_DIR"] = SHARED_DATA
+
+# The kernels `python -m anogan_tf.*` choose (anogan_tf._choose_onednn), which the library leaves
+# to its host program: what the tests compute here and what the commands they start compute use
+# the same ones. Before any test module imports TensorFlow.
+if platform.machine().lower() in ("x86_64", "amd64"):
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 @pytest.fixture

@@ -287,3 +287,30 @@ def test_vae_scorer_refuses_an_autoencoders_encoder():
   networks = ae.build_networks(tiny_config("ae"))
   with pytest.raises(AnoganError, match="2 heads"):
     vae.make_scorer(tiny_config("vae"), networks)
+
+
+# --- 5. history.csv through the shared driver
+
+def test_the_ae_logs_its_one_loss_once_and_resumes_a_history_that_repeated_it(tmp_path):
+  """The AE's history.csv: epoch, loss, seconds (the VAE's `reconstruction` column is a part of
+  its loss beside kl; the AE's would repeat `loss`). A workdir from when the AE repeated it as
+  `reconstruction` resumes: its rows keep their losses, the extra column goes."""
+  import csv
+
+  from anogan_tf import train_lib
+  from anogan_tf.data import OneClassData
+  x = synthetic_images(64)
+  data = OneClassData(x_train=x, x_test=x[:8], y_test=np.arange(8) % 2, classes_test=np.zeros(8, int),
+                      test_indices=np.arange(8))
+  config = tiny_config("ae", epochs=1)
+  workdir = tmp_path / "run"
+  train_lib.train(config, str(workdir), data=data, progress=False)
+  path = workdir / "history.csv"
+  header, first = list(csv.reader(path.open()))
+  assert header == ["epoch", "loss", "seconds"]
+  path.write_text(f"epoch,loss,reconstruction,seconds\n{first[0]},{first[1]},{first[1]},{first[2]}\n")  # the old layout
+  history = train_lib.train(config.replace(epochs=2), str(workdir), data=data, progress=False)
+  assert [sorted(row) for row in history] == [["epoch", "loss", "seconds"]] * 2
+  assert history[0]["loss"] == float(first[1])
+  rows = list(csv.DictReader(path.open()))
+  assert [list(row) for row in rows] == [["epoch", "loss", "seconds"]] * 2 and rows[0]["loss"] == first[1]

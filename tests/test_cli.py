@@ -1,6 +1,7 @@
 """The command-line tools: bad settings are one `error:` line, evaluate and score take mapping
 flags and refuse the ones the trained networks fix, presets work from any directory, and the
-tools print no TensorFlow start-up noise while a library import leaves TensorFlow's logging alone.
+tools print no TensorFlow start-up noise and choose oneDNN's kernels, while a library import leaves
+TensorFlow's logging and every environment variable alone.
 
 Every `python -m anogan_tf.*` costs seconds of TensorFlow import, so cases run in batches (one
 process per tool goes through `anogan_flags.run` once per case, as tests/test_reliability.py
@@ -10,6 +11,7 @@ does) and the real processes run concurrently.
 import importlib
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -225,6 +227,40 @@ def test_the_noise_filter_drops_known_notices_only():
   assert list(anogan_tf._lines_to_show(lines + real)) == real
   # cuInit's failure is noise only after the no-driver notice: on a GPU machine it is a real error.
   assert list(anogan_tf._lines_to_show(lines[5:6])) == lines[5:6]
+
+
+# Imports anogan_tf in a fresh interpreter after what it imports itself (TensorFlow and Keras set
+# variables of their own): prints which environment variables the package's import changed.
+IMPORT_CHANGES = """
+import json, os
+import keras, tensorflow
+before = dict(os.environ)
+import anogan_tf
+print(json.dumps({k: [before.get(k), os.environ.get(k)] for k in set(before) | set(os.environ)
+                  if before.get(k) != os.environ.get(k)}))
+"""
+# Put beside a command as sitecustomize.py: writes the command's TF_ENABLE_ONEDNN_OPTS at exit.
+REPORT_ONEDNN = """
+import atexit, os
+atexit.register(lambda: open(os.environ["ONEDNN_REPORT"], "w").write(os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")))
+"""
+
+
+def test_importing_the_library_changes_no_environment_variable_and_the_commands_choose_onednn(tmp_path):
+  env = {k: v for k, v in _env().items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+  library = _popen([sys.executable, "-c", IMPORT_CHANGES], tmp_path, env)
+  (tmp_path / "site").mkdir()
+  (tmp_path / "site" / "sitecustomize.py").write_text(REPORT_ONEDNN)
+  report = tmp_path / "onednn.txt"
+  command = _popen([sys.executable, "-m", "anogan_tf.evaluate", f"--workdir={tmp_path / 'missing'}"], tmp_path,
+                   {**env, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{ROOT}", "ONEDNN_REPORT": str(report)})
+  code, out, err = _finish(library)
+  assert code == 0, err[-3000:]
+  assert json.loads(out) == {}  # TF_ENABLE_ONEDNN_OPTS included: the host program's numerics are its own
+  code, out, err = _finish(command)
+  assert code == 2 and _one_error_line(err).startswith("error: ")
+  x86 = platform.machine().lower() in ("x86_64", "amd64")
+  assert report.read_text() == ("1" if x86 else "unset")  # python -m anogan_tf.*: oneDNN's kernels on x86-64
 
 
 def test_importing_the_library_leaves_tensorflow_logging_alone(monkeypatch):

@@ -52,6 +52,7 @@ BAD_SETTINGS = [
     (dict(d_z_units=0), "--d_z_units=0 is below 1"),
     (dict(d_joint_units=(128, 0)), "--d_joint_units=128,0 has an entry that is below 1"),
     (dict(seed=-1), "--seed=-1 is below 0"),
+    (dict(map_seed=-2), "--map_seed=-2 is below -1"),
     (dict(test_examples=-5), "--test_examples=-5 is below 0"),
     (dict(z_init="gaussian"), "unknown --z_init 'gaussian'; use uniform or normal"),
     (dict(map_reduction="summ"), "unknown --map_reduction 'summ'; use mean or sum"),
@@ -77,9 +78,11 @@ def test_bad_settings_are_one_line_errors_naming_the_flag_and_the_fix(changes, s
     dict(d_dropout=0.0), dict(d_dropout=0.25), dict(g_steps=0), dict(lr_decay_epoch=0), dict(epochs=0),
     dict(bn_momentum=0.0), dict(leaky_slope=0.0), dict(adam_beta_1=0.0), dict(lam=0.0), dict(lam=1.0),
     dict(g_strides=(1, 1, 1)), dict(map_batch_size=0), dict(seed=0), dict(z_init="normal", z_init_std=0.1),
+    dict(map_seed=-1), dict(map_seed=0),
 ])
 def test_edge_settings_that_work_are_accepted(changes):
-  assert Config(**changes).replace(**changes) == Config(**changes)
+  config = Config(**changes)  # no AnoganError
+  assert {name: getattr(config, name) for name in changes} == changes  # held as given, not adjusted
 
 
 # --- the presets: absl's parsing of experiments/*.flags, as the command-line tools parse them
@@ -161,9 +164,10 @@ TRAINING_ALTERNATIVES.update(image_size=32, channels=1)
 
 
 def test_every_setting_is_an_evaluation_setting_or_fixed_by_training():
+  # seed is training's too, but read at evaluation as --map_seed when it differs (its own test below).
   names = {f.name for f in dataclasses.fields(Config)}
-  assert set(EVALUATION_FIELDS) | set(TRAINING_ALTERNATIVES) == names
-  assert not set(EVALUATION_FIELDS) & set(TRAINING_ALTERNATIVES)
+  assert set(EVALUATION_FIELDS) | set(TRAINING_ALTERNATIVES) | {"seed"} == names
+  assert not set(EVALUATION_FIELDS) & (set(TRAINING_ALTERNATIVES) | {"seed"})
   # Whatever changes the mapping can be set at evaluation: the others leave the mapper alone.
   for name, value in TRAINING_ALTERNATIVES.items():
     assert Config().replace(**{name: value}).mapper_kwargs() == Config().mapper_kwargs(), name
@@ -173,7 +177,7 @@ def test_evaluation_takes_the_mapping_settings_given():
   trained = Config(normal_classes=(3,), g_filters=(8, 4), epochs=20)
   requested = trained.replace(lam=0.1, map_steps=(50, 450), map_lrs=(0.1, 0.01), map_reduction="sum",
                               z_init="normal", z_init_std=0.5, adam_epsilon=1e-7, map_batch_size=64,
-                              feature_layer="flatten", seed=7, deterministic=True, data_dir="/data",
+                              feature_layer="flatten", map_seed=7, deterministic=True, data_dir="/data",
                               test_examples=100)
   assert evaluation_config(trained, requested) == requested
   assert evaluation_config(trained, trained) == trained
@@ -192,9 +196,53 @@ def test_evaluation_refuses_a_different_value_of_a_setting_the_networks_fix(name
   assert f"drop --{name}" in message and "\n" not in message
 
 
-def test_every_scoring_setting_leaves_training_alone_except_the_two_both_read():
+def test_every_scoring_setting_leaves_training_alone_except_adam_epsilon():
   """A setting evaluate takes from its own command line does not change what training computes,
-  so a workdir resumes (and reproduce.py shares its GAN) whatever its value; only adam_epsilon and
-  seed are read by both (training's Adam and streams; the search's Adam and starts)."""
+  so a workdir resumes (and reproduce.py shares its GAN) whatever its value; only adam_epsilon is
+  read by both (training's Adam and the search's)."""
   from anogan_tf.train_lib import NOT_TRAINING_FIELDS
-  assert set(EVALUATION_FIELDS) - NOT_TRAINING_FIELDS == {"adam_epsilon", "seed"}
+  assert set(EVALUATION_FIELDS) - NOT_TRAINING_FIELDS == {"adam_epsilon"}
+
+
+def test_seed_on_evaluate_moves_the_search_start_only_never_the_split():
+  """The workdir's seed fixed its held-out split and test subset; evaluate, score and export keep
+  it, so they never score a training image. Another --seed there (typed, or from a flagfile such
+  as experiments/base.flags) is the search's start, as it was before --map_seed existed."""
+  trained = Config(seed=3, val_fraction=0.1)
+  assert trained.mapper_kwargs()["seed"] == 3  # the start: the training seed unless told
+  config = evaluation_config(trained, trained.replace(seed=1))
+  assert config.seed == 3  # data.validation_split / test_subset read this
+  assert config.mapper_kwargs()["seed"] == 1 and config.map_seed == 1
+  assert config.replace(map_seed=-1) == trained  # nothing else moved
+  # --map_seed given names the start; a --seed beside it (a preset's) changes nothing more.
+  config = evaluation_config(trained, trained.replace(seed=0, map_seed=5))
+  assert (config.seed, config.mapper_kwargs()["seed"]) == (3, 5)
+  assert evaluation_config(trained, trained.replace(map_seed=5)).mapper_kwargs()["seed"] == 5
+  # No override: the workdir's settings, the start at the training seed as before.
+  assert evaluation_config(trained, trained) == trained
+  # Through the command line as evaluate parses it, with the preset that sets --seed=0.
+  requested = anogan_flags.config_from_args([f"--flagfile={ROOT}/experiments/base.flags", "--eval_split=val"], trained)
+  config = evaluation_config(trained, requested)
+  assert (config.seed, config.eval_split, config.mapper_kwargs()["seed"]) == (3, "val", 0)
+
+
+def test_a_flags_txt_without_map_seed_loads_with_the_search_starting_at_the_seed():
+  """A workdir written before --map_seed existed: its flags.txt has no such line."""
+  lines = Config(seed=3).to_flagfile().splitlines(keepends=True)
+  text = "".join(line for line in lines if not line.startswith("--map_seed="))
+  old = Config.from_flagfile_text(text)
+  assert old == Config(seed=3) and old.map_seed == -1
+  assert old.mapper_kwargs()["seed"] == 3
+  assert evaluation_config(old, old) == old
+
+
+def test_the_docs_list_every_setting_evaluate_takes():
+  import glob
+  sentence = "`evaluate` and `score` take mapping settings from their command line ("
+  found = []
+  for path in [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md"))):
+    with open(path, encoding="utf-8") as f:
+      text = " ".join(f.read().split())  # lines joined
+    for start in [m.end() for m in re.finditer(re.escape(sentence), text)]:
+      found.append((path, sorted(re.findall(r"`--(\w+)`", text[start:text.index(")", start)]))))
+  assert found and all(listed == sorted(EVALUATION_FIELDS) for _, listed in found), found

@@ -150,16 +150,60 @@ def test_evaluate_honours_another_feature_layer(tiny_workdir, tmp_path):
 def test_metrics_record_every_setting_that_changes_the_scores(tiny_workdir, tmp_path):
   config, workdir = tiny_workdir
   config = config.replace(lam=0.4, map_steps=(3, 2), map_lrs=(0.05, 0.02), map_reduction="sum", z_init="normal",
-                          z_init_std=0.3, seed=5, map_batch_size=16, adam_epsilon=1e-7, feature_layer="conv2")
+                          z_init_std=0.3, seed=5, map_seed=6, map_batch_size=16, adam_epsilon=1e-7,
+                          feature_layer="conv2")
   metrics = evaluate_lib.evaluate(config, workdir, progress=False, out_dir=str(tmp_path / "eval"))
   with open(tmp_path / "eval" / "metrics.json") as f:
     assert json.load(f) == metrics
   recorded = {name: metrics[name] for name in ("lam", "map_steps", "map_lrs", "map_reduction", "z_init",
-                                               "z_init_std", "seed", "feature_layer", "map_batch_size",
+                                               "z_init_std", "seed", "map_seed", "feature_layer", "map_batch_size",
                                                "dataset", "normal_classes", "test_examples")}
   assert recorded == dict(lam=0.4, map_steps=[3, 2], map_lrs=[0.05, 0.02], map_reduction="sum", z_init="normal",
-                          z_init_std=0.3, seed=5, feature_layer="conv2", map_batch_size=16, dataset="mnist",
+                          z_init_std=0.3, seed=5, map_seed=6, feature_layer="conv2", map_batch_size=16, dataset="mnist",
                           normal_classes=[1], test_examples=40)
   # The mapping's Adam: --adam_epsilon, and LatentMapper's betas (--adam_beta_1/2 are training's).
   assert (metrics["map_adam_beta_1"], metrics["map_adam_beta_2"], metrics["map_adam_epsilon"]) == (0.9, 0.999, 1e-7)
   assert metrics["map_restarts"] == 1 and metrics["strategy"] == "default"  # images_per_second ran on one device
+
+
+# --- the held-out split belongs to the workdir: evaluate's --seed never moves it
+
+@pytest.fixture(scope="module")
+def seed3_workdir(tmp_path_factory):
+  """An autoencoder trained (one epoch) with --seed=3 and a fifth of its normals held out, on a
+  small mnist.npz of distinct noise images (so an image names its position in the train split)."""
+  root = tmp_path_factory.mktemp("seed3")
+  rng = np.random.default_rng(0)
+  x_train = rng.integers(0, 256, (240, 28, 28), dtype=np.uint8)
+  y_train = np.arange(240) % 2  # class 0 normal: 120 images, 24 held out
+  x_test = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8)
+  np.savez(root / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=np.arange(40) % 2)
+  config = Config(model="ae", data_dir=str(root), normal_classes=(0,), val_fraction=0.2, seed=3, epochs=1,
+                  batch_size=32, latent_dim=8, map_batch_size=64)
+  workdir = str(root / "run")
+  train_lib.train(config, workdir, progress=False)
+  return workdir, x_train, y_train
+
+
+@pytest.mark.parametrize("args", [["--seed=1"], ["--flagfile=experiments/base.flags"]], ids=["seed", "base.flags"])
+def test_evaluate_on_the_held_out_split_with_another_seed_scores_no_training_image(seed3_workdir, args, tmp_path,
+                                                                                   monkeypatch):
+  from conftest import ROOT
+
+  from anogan_tf.cli import flags as anogan_flags
+  from anogan_tf.config import evaluation_config
+  workdir, x_train, y_train = seed3_workdir
+  monkeypatch.chdir(ROOT)  # base.flags (--seed=0), as a preset flagfile includes it
+  trained = anogan_flags.workdir_config(workdir)  # as evaluate.main builds its settings
+  config = evaluation_config(trained, anogan_flags.config_from_args([*args, "--eval_split=val"], trained))
+  evaluate_lib.evaluate(config, workdir, progress=False, out_dir=str(tmp_path / "eval"))
+  with open(tmp_path / "eval" / "scores.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  evaluated = {int(row["index"]) for row in rows}  # positions in the train split
+  position = {image.tobytes(): i for i, image in enumerate(x_train)}
+  training = load_one_class(trained, read_test=False).x_train  # the images the workdir was trained on
+  trained_on = {position[np.round((image[..., 0] + 1) * 127.5).astype(np.uint8).tobytes()] for image in training}
+  assert len(trained_on) == 96 and len(rows) == 48  # 120 normals: 96 trained on, 24 held out (+ 24 others)
+  assert not evaluated & trained_on, sorted(evaluated & trained_on)
+  normals = {int(row["index"]) for row in rows if row["label"] == "0"}
+  assert normals == set(np.flatnonzero(y_train == 0)) - trained_on  # exactly the held-out normals

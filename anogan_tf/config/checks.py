@@ -102,6 +102,7 @@ def check(config) -> None:
        "use --strategy=default for --dataset=folder")
   number("ink_power", 0, fix="use 0 (the raw score) or a positive power, e.g. 0.5 or 1")
   number("seed", 0, fix="use 0 or a positive integer")
+  number("map_seed", -1, fix="use -1 (the search starts from --seed) or a seed of 0 or more")
   # networks
   number("latent_dim", 1, fix="use a positive latent size, e.g. 50")
   number("g_dense_channels", 1, fix="use a positive channel count, e.g. 32")

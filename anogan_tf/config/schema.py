@@ -30,7 +30,7 @@ class Config:
   train_examples: int = 0  # 0: every normal training image; N: only the first N (quick runs, tests)
   val_fraction: float = 0.0  # share of the normal training images held out of training (seeded): the validation normals
   eval_split: str = "test"  # evaluate on: test (the test split) | val (held-out normals + as many other-class train images)
-  seed: int = 0
+  seed: int = 0  # training's draws, the held-out split and test subset; evaluate and score read another as --map_seed
 
   # --- image shape (folder datasets: any size and colour, resized and converted to this)
   image_size: int = 0  # images resized to N x N pixels: 32, 64, 128 or 256 (the networks get one more stride-2 block per doubling above 32); 0: the dataset's own (MNIST 28, CIFAR-10 32, a folder 64)
@@ -97,6 +97,7 @@ class Config:
   z_init_std: float = 1.0
   ink_power: float = 0.0  # every family: the score divided by the image's ink (mean of (x + 1) / 2) to this power; 0: off (the seeds' score); for dark backgrounds (MNIST, Fashion-MNIST), where an image with little ink has a small error whatever the model draws
   map_restarts: int = 1  # anogan: searches per image from independent random z; the lowest final loss is the score
+  map_seed: int = -1  # anogan: the seed of the search's random start (initial z); -1: --seed
   map_batch_size: int = 0  # images mapped at once (on the tests' small networks any value gives the same scores to 1e-3 relative; on a trained seed-000 GAN chunks of 32 or fewer moved scores by up to 3% against 1024, 64 and more agreed to 8 digits: keep it at 64 or more); 0: automatic, up to 1024 as memory allows
 
   # --- decision threshold (anogan_tf/threshold.py)
@@ -169,12 +170,17 @@ class Config:
       return self.map_steps, self.map_lrs[-1:]
     return self.map_steps, self.map_lrs
 
+  @property
+  def search_seed(self) -> int:
+    """The seed of the search's random start: --map_seed, else --seed."""
+    return self.seed if self.map_seed < 0 else self.map_seed
+
   def mapper_kwargs(self) -> dict:
     steps, learning_rates = self.map_stages()
     return dict(lam=self.lam, steps=steps, learning_rates=learning_rates,
                 reduction=self.map_reduction, z_init=self.z_init, ink_power=self.ink_power,
                 z_init_std=self.z_init_std, adam_epsilon=self.adam_epsilon,
-                batch_size=self.map_batch_size, seed=self.seed, feature_layer=self.feature_layer)
+                batch_size=self.map_batch_size, seed=self.search_seed, feature_layer=self.feature_layer)
 
   # --- flags.txt: every field as --name=value, usable as an absl flagfile
 
@@ -206,9 +212,10 @@ class Config:
 
 # What evaluate and score take from their own command line: the settings that change only how
 # images are mapped, and which test images are scored. Every other setting describes the trained
-# networks or their training, which the workdir's flags.txt fixes (see `evaluation_config`).
+# networks or their training, which the workdir's flags.txt fixes (see `evaluation_config`); so
+# does --seed, which also drew the held-out split and the --test_examples subset.
 EVALUATION_FIELDS = ("lam", "map_steps", "map_lrs", "map_reduction", "z_init", "z_init_std", "adam_epsilon",
-                     "map_batch_size", "feature_layer", "seed", "deterministic", "data_dir", "test_examples",
+                     "map_batch_size", "feature_layer", "map_seed", "deterministic", "data_dir", "test_examples",
                      "eval_split", "vae_score", "initial_z", "map_restarts", "ink_power",
                      "strategy")  # distribute: evaluate any workdir on any devices
 # The decision threshold's percentile: it changes which scores count as anomalous, not the scores
@@ -220,7 +227,16 @@ def evaluation_config(trained: Config, requested: Config) -> Config:
   """The settings evaluate and score run with: the workdir's (`trained`, from its flags.txt) with
   `requested`'s EVALUATION_FIELDS. Any other setting of `requested` must equal the workdir's, as
   the trained networks fix it; `epochs` alone is let through and ignored (the models are the
-  trained ones whatever it says), so a preset flagfile written for training works here too."""
+  trained ones whatever it says), so a preset flagfile written for training works here too.
+
+  `seed` stays the workdir's: it drew the held-out split and the --test_examples subset, so
+  another one would score training images as held-out ones. Another --seed (typed, or from a
+  preset such as experiments/base.flags) is read as --map_seed, the search's start, which is
+  what it changed in scoring before the start had a setting of its own; --map_seed given too wins."""
+  if requested.seed != trained.seed:
+    if requested.map_seed == trained.map_seed:
+      requested = requested.replace(map_seed=requested.seed)
+    requested = requested.replace(seed=trained.seed)
   for field in dataclasses.fields(Config):
     name = field.name
     if name in EVALUATION_FIELDS or name == "epochs":

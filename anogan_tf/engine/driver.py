@@ -197,7 +197,9 @@ def run_epochs(driver, loop: Loop, workdir: str, start: int, epochs: int, x_trai
   names = driver.trainer.loss_names
   history_path = os.path.join(workdir, loop.history)
   fields = history_fields(names)
-  history = [row for row in read_history(history_path) if row["epoch"] < start]
+  # The rows of earlier epochs, in this run's columns (an older run may have logged others).
+  history = [{k: v for k, v in row.items() if k in fields}
+             for row in read_history(history_path) if row["epoch"] < start]
   write_history(history_path, history, fields)  # repairs what a crash left after the last checkpoint
   writer = tf.summary.create_file_writer(os.path.join(workdir, loop.tensorboard))
   bar = tqdm(range(start, epochs), initial=start, total=epochs, desc=loop.desc, disable=not progress,

@@ -22,7 +22,7 @@ map_batch_size, which changes how many images are mapped at once, not the scores
 weights (a workdir trained further since gets a new threshold when its training ends). `decide`
 is the one decision of score, evaluate and export: when the threshold does not apply, score and
 evaluate say in one line why and decide nothing, and export (which needs a threshold) fails with
-that line unless given --threshold. The mapper's random start (--seed) is not compared: another
+that line unless given --threshold. The mapper's random start (--map_seed) is not compared: another
 seed draws scores from the same distribution.
 """
 

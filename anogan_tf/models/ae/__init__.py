@@ -119,9 +119,10 @@ class _EncoderDecoderTrainer(base.Trainer):
 
 class AutoencoderTrainer(_EncoderDecoderTrainer):
   """train_step(x, noise, phase): one Adam step on mean over the batch of reconstruction_error(x,
-  D(E(x))), both networks in training mode (BN batch statistics). `noise` is ignored."""
+  D(E(x))), both networks in training mode (BN batch statistics). `noise` is ignored. The loss is
+  the reconstruction error alone, so it is logged once (the VAE logs its two parts beside it)."""
 
-  loss_names = ("loss", "reconstruction")
+  loss_names = ("loss",)
 
   def __init__(self, config, networks):
     super().__init__(config, networks, name="ae_trainer")
@@ -132,7 +133,7 @@ class AutoencoderTrainer(_EncoderDecoderTrainer):
       error = reconstruction_error(x, reconstruction, self.config.recon_loss)  # (batch,)
       loss = tf.reduce_mean(error)
     self._apply(tape, loss, phase)
-    return {"loss": loss, "reconstruction": loss}
+    return {"loss": loss}
 
 
 def make_trainer(config, networks) -> AutoencoderTrainer:
