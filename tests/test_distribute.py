@@ -67,16 +67,19 @@ def train_and_score(workdir, stages, tiny=None, devices=2, env_extra=None):
   return run_python(code, env_extra, devices)
 
 
-@pytest.fixture(autouse=True)
-def data_dir(monkeypatch):
-  monkeypatch.setenv("ANOGAN_DATA_DIR", os.environ.get("ANOGAN_DATA_DIR", "/work/shared/data"))
+@pytest.fixture(scope="module")
+def data_dir():
+  """$ANOGAN_DATA_DIR (conftest sets it to ../shared/data when unset), which the subprocesses inherit."""
+  path = os.environ.get("ANOGAN_DATA_DIR", "")
+  if not os.path.isfile(os.path.join(path, "mnist.npz")):
+    pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR (CI sets it to ../shared/data)")
+  return path
 
 
 @pytest.fixture(scope="module")
-def staged(tmp_path_factory):
+def staged(tmp_path_factory, data_dir):
   """One workdir: an epoch under mirrored, resumed for a second under default (then scored on one
   device at chunks of 8 and 4 and on two replicas at 8), resumed for a third under mirrored."""
-  os.environ.setdefault("ANOGAN_DATA_DIR", "/work/shared/data")
   workdir = str(tmp_path_factory.mktemp("distribute") / "run")
   return workdir, train_and_score(workdir, [dict(epochs=1, strategy="mirrored"),
                                             dict(epochs=2, strategy="default", score_chunks=(8, 4)),
@@ -142,7 +145,7 @@ print(json.dumps(out))
   np.testing.assert_allclose(out["mirrored"]["weights"], out["default"]["weights"], rtol=1e-4, atol=1e-5)
 
 
-def test_multiworker_with_one_worker_trains_and_scores(tmp_path):
+def test_multiworker_with_one_worker_trains_and_scores(tmp_path, data_dir):
   tf_config = json.dumps({"cluster": {"worker": ["localhost:23456"]}, "task": {"type": "worker", "index": 0}})
   out = train_and_score(str(tmp_path / "run"), [dict(epochs=1, strategy="multiworker", score_chunks=(8,))],
                         tiny={**TINY, "model": "ae"}, devices=1, env_extra={"TF_CONFIG": tf_config})
@@ -165,12 +168,13 @@ def test_bad_tf_config_is_one_line(text, problem):
   assert problem in message and "TF_CONFIG=" in message and "\n" not in message
 
 
-def test_cli_errors_are_one_line_and_touch_nothing(tmp_path):
+def test_cli_errors_are_one_line_and_touch_nothing(tmp_path, data_dir):
   env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
   env.pop("TF_CONFIG", None)
   workdir = tmp_path / "run"
   cases = [(["--strategy=multiworker"], {}, "needs the TF_CONFIG"),
-           (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=7"], {}, "cannot be split evenly across 2 replicas")]
+           (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=7"], {},
+            "cannot be split evenly across 2 replicas")]
   for args, extra, problem in cases:
     done = subprocess.run([sys.executable, "-m", "anogan_tf.train", f"--workdir={workdir}", "--train_examples=16",
                            "--epochs=1", *args], cwd=ROOT, env={**env, **extra}, capture_output=True, text=True,
