@@ -75,21 +75,26 @@ def check_tf_config(text: Optional[str]) -> dict:
   return config
 
 
-_MULTIWORKER = {}  # the process's MultiWorkerMirroredStrategy: train then score in one process share it
+# The process's strategy of each name: train then score in one process share it. TensorFlow
+# configures a multiworker's collectives once per process, and every new strategy numbers its
+# collectives from the same keys, so a second one's (scoring's gather) would collide with the
+# first's (training's all-reduce) and abort.
+_STRATEGIES = {}
 
 
 def make_strategy(name: str) -> Optional[tf.distribute.Strategy]:
-  """The tf.distribute strategy of --strategy=`name`, or None for `default` (one device)."""
+  """The tf.distribute strategy of --strategy=`name` (one per process), or None for `default`
+  (one device)."""
   if name not in STRATEGIES:
     raise AnoganError(f"unknown --strategy={name}; use one of {', '.join(STRATEGIES)}")
   if name == "default":
     return None
-  if name == "mirrored":
-    return tf.distribute.MirroredStrategy()
-  check_tf_config(os.environ.get("TF_CONFIG"))
-  if "multiworker" not in _MULTIWORKER:  # TensorFlow configures collectives once per process
-    _MULTIWORKER["multiworker"] = tf.distribute.MultiWorkerMirroredStrategy()
-  return _MULTIWORKER["multiworker"]
+  if name == "multiworker":
+    check_tf_config(os.environ.get("TF_CONFIG"))
+  if name not in _STRATEGIES:
+    _STRATEGIES[name] = (tf.distribute.MirroredStrategy() if name == "mirrored"
+                         else tf.distribute.MultiWorkerMirroredStrategy())
+  return _STRATEGIES[name]
 
 
 def scope(strategy: Optional[tf.distribute.Strategy]):
