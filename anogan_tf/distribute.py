@@ -17,7 +17,8 @@ part of the batch, and the moving statistics are the mean of the replicas'. The 
 are the mean of the replicas' losses.
 
 Scoring (`score_chunks`): each chunk of images is split the same way and every replica runs the
-scorer's stateless `score_tensors` graph on its part; results are gathered back in image order.
+scorer's stateless `score_tensors` graph on its part; results are gathered back in image order on
+every worker, so each host's evaluate or score sees every image's result.
 """
 
 from __future__ import annotations
@@ -193,7 +194,9 @@ class DistributedScorer:
               **{f"parts/{k}": v for k, v in result.parts.items()},
               **{f"extras/{k}": v for k, v in result.extras.items()}}
     out = self.strategy.run(replica, args=(x, z0))
-    return {name: tf.concat(self.strategy.experimental_local_results(value), axis=0) for name, value in out.items()}
+    # Every replica's part, in replica order, on every worker: a worker's local results alone are
+    # its own replicas' parts, not the chunk (with several workers).
+    return {name: self.strategy.gather(value, axis=0) for name, value in out.items()}
 
   def score_chunks(self, images) -> Iterator:
     from anogan_tf.models.base import ScoreResult, check_images
