@@ -1,4 +1,5 @@
-"""--strategy (anogan_tf/distribute.py): training and scoring split across two logical CPU devices.
+"""--strategy (anogan_tf/distribute.py): training and scoring split across two logical CPU devices,
+and across two worker processes on this machine (multiworker, TF_CONFIG on 127.0.0.1).
 
 The devices must be configured before TensorFlow initialises, and a library does not change
 process-wide settings, so every run on two devices is a subprocess (`python -c` with
@@ -6,11 +7,14 @@ distribute.set_cpu_devices, or the CLI's --cpu_devices). Two logical CPUs on thi
 cores check correctness, not speed.
 """
 
+import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -69,16 +73,19 @@ def train_and_score(workdir, stages, tiny=None, devices=2, env_extra=None):
   return run_python(code, env_extra, devices)
 
 
-@pytest.fixture(autouse=True)
-def data_dir(monkeypatch):
-  monkeypatch.setenv("ANOGAN_DATA_DIR", os.environ.get("ANOGAN_DATA_DIR", "/work/shared/data"))
+@pytest.fixture(scope="module")
+def data_dir():
+  """$ANOGAN_DATA_DIR (conftest sets it to ../shared/data when unset), which the subprocesses inherit."""
+  path = os.environ.get("ANOGAN_DATA_DIR", "")
+  if not os.path.isfile(os.path.join(path, "mnist.npz")):
+    pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR (CI sets it to ../shared/data)")
+  return path
 
 
 @pytest.fixture(scope="module")
-def staged(tmp_path_factory):
+def staged(tmp_path_factory, data_dir):
   """One workdir: an epoch under mirrored, resumed for a second under default (then scored on one
   device at chunks of 8 and 4 and on two replicas at 8), resumed for a third under mirrored."""
-  os.environ.setdefault("ANOGAN_DATA_DIR", "/work/shared/data")
   workdir = str(tmp_path_factory.mktemp("distribute") / "run")
   return workdir, train_and_score(workdir, [dict(epochs=1, strategy="mirrored"),
                                             dict(epochs=2, strategy="default", score_chunks=(8, 4)),
@@ -145,12 +152,132 @@ print(json.dumps(out))
   np.testing.assert_allclose(out["mirrored"]["weights"], out["default"]["weights"], rtol=1e-4, atol=1e-5)
 
 
-def test_multiworker_with_one_worker_trains_and_scores(tmp_path):
+def test_multiworker_with_one_worker_trains_and_scores(tmp_path, data_dir):
   tf_config = json.dumps({"cluster": {"worker": ["localhost:23456"]}, "task": {"type": "worker", "index": 0}})
   out = train_and_score(str(tmp_path / "run"), [dict(epochs=1, strategy="multiworker", score_chunks=(8,))],
                         tiny={**TINY, "model": "ae"}, devices=1, env_extra={"TF_CONFIG": tf_config})
   assert len(out["histories"][0]) == 1 and out["multiworker_8"]["replicas"] == 1
   assert len(out["multiworker_8"]["score"]) == 11 and np.isfinite(out["multiworker_8"]["score"]).all()
+
+
+# --- two worker processes on this machine: MultiWorkerMirroredStrategy over TF_CONFIG, one CPU device each
+
+WORKERS_TIMEOUT = 240  # seconds for processes started together; a worker waiting on a dead peer is killed
+
+
+def free_ports(n: int) -> list:
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def run_workers(commands, folder) -> None:
+  """Starts each `python -m <args>` of `commands` at once as worker 0, 1, ... of one TF_CONFIG
+  cluster on 127.0.0.1, one CPU device each. Waits for all; a failed worker or WORKERS_TIMEOUT
+  kills the others (a worker whose peer is gone waits for it forever), then fails the test with
+  the failure's stderr."""
+  env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
+  cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(len(commands))]}
+  processes, logs, killed = [], [], set()
+  try:
+    for i, args in enumerate(commands):
+      tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+      logs.append(os.path.join(folder, f"worker{i}.stderr"))
+      with open(logs[-1], "w") as stderr:
+        processes.append(subprocess.Popen([sys.executable, "-m", *args, "--strategy=multiworker"], cwd=ROOT,
+                                          env={**env, "TF_CONFIG": tf_config}, stdout=subprocess.DEVNULL,
+                                          stderr=stderr))
+    deadline = time.monotonic() + WORKERS_TIMEOUT
+    while any(p.poll() is None for p in processes) and not any(p.poll() for p in processes):
+      if time.monotonic() > deadline:
+        pytest.fail(f"{commands} did not finish within {WORKERS_TIMEOUT} s; killed")
+      time.sleep(0.2)
+  finally:
+    for i, p in enumerate(processes):
+      if p.poll() is None:
+        p.kill()
+        killed.add(i)
+      p.wait()
+  failed = [i for i, p in enumerate(processes) if p.returncode and i not in killed]  # the cause, not its peers
+  if failed:
+    with open(logs[failed[0]]) as f:
+      pytest.fail(f"worker {failed[0]} ({commands[failed[0]]}) exited with {processes[failed[0]].returncode}; "
+                  f"killed its peers {sorted(killed)}:\n{f.read()[-3000:]}")
+
+
+def read_scores(out_dir):
+  with open(os.path.join(out_dir, "scores.csv")) as f:
+    rows = list(csv.DictReader(f))
+  return [int(row["index"]) for row in rows], np.array([float(row["score"]) for row in rows])
+
+
+def test_two_worker_processes_each_score_every_test_image_as_one_device_does(staged, tmp_path):
+  """evaluate --strategy=multiworker in two processes on the staged workdir (12 test images,
+  --map_batch_size=8: each chunk of 8 split into 4 per worker). Each worker writes its own
+  --eval_dir, holding every image once. One device scores at --map_batch_size=4, the chunk each
+  replica runs: the same kernels on the same shapes per image and the same z0, so only thread
+  scheduling can differ; the search's steps amplify that little, well within 1e-5 relative."""
+  from anogan_tf import evaluate_lib
+  from anogan_tf.flags import workdir_config
+  workdir, _ = staged
+  run_workers([["anogan_tf.evaluate", f"--workdir={workdir}", f"--eval_dir={tmp_path / name}"]
+               for name in ("eval0", "eval1")], tmp_path)
+  one_device = workdir_config(workdir).replace(strategy="default", map_batch_size=4)
+  evaluate_lib.evaluate(one_device, workdir, progress=False, out_dir=str(tmp_path / "one"))
+  one_index, one_score = read_scores(tmp_path / "one")
+  assert len(one_index) == TINY["test_examples"] == len(set(one_index))
+  for worker in ("eval0", "eval1"):
+    index, score = read_scores(tmp_path / worker)
+    assert index == one_index  # every test image exactly once, in the same order
+    np.testing.assert_allclose(score, one_score, rtol=1e-5)
+    with open(tmp_path / worker / "metrics.json") as f:
+      metrics = json.load(f)
+    assert metrics["strategy"] == "multiworker" and metrics["test_examples"] == TINY["test_examples"]
+
+
+def test_two_worker_processes_train_the_weights_one_device_trains(tmp_path, data_dir):
+  """train --strategy=multiworker for an epoch of 3 global batches of 8 in two processes (each its
+  own workdir; 4 images per worker and step) against one device at the same global batch. As in
+  test_mirrored_step_equals_one_device_step, without the generator's BatchNorm (per-replica
+  statistics by design) and with adam_epsilon=1 (a sum of the gradients instead of their mean
+  shows): both workers apply the same all-reduced gradients, and one device differs only in float
+  summation order, 1e-4 relative."""
+  import keras
+  from anogan_tf import train_lib
+  from anogan_tf.config import flag_text
+  settings = {**TINY, "g_batchnorm": False, "g_dense_batchnorm": False, "adam_epsilon": 1.0}
+  workdirs = [tmp_path / name for name in ("worker0", "worker1", "one")]
+  run_workers([["anogan_tf.train", f"--workdir={workdir}", *(f"--{k}={flag_text(v)}" for k, v in settings.items())]
+               for workdir in workdirs[:2]], tmp_path)
+  train_lib.train(Config(**settings), str(workdirs[2]), progress=False)
+
+  def weights(workdir):
+    return {name: [w.numpy() for w in keras.models.load_model(workdir / f"{name}.keras").weights]
+            for name in ("generator", "discriminator")}
+
+  def losses(workdir):
+    with open(workdir / "history.csv") as f:
+      return [{k: float(v) for k, v in row.items() if k not in ("epoch", "seconds")} for row in csv.DictReader(f)]
+
+  one, one_losses = weights(workdirs[2]), losses(workdirs[2])
+  assert len(one_losses) == 1
+  for workdir in workdirs[:2]:
+    two = weights(workdir)
+    for name in one:
+      assert len(two[name]) == len(one[name])
+      for a, b in zip(two[name], one[name]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=f"{workdir.name}: {name}")
+    for a, b in zip(losses(workdir), one_losses):
+      assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
+  # Both workers hold the same replicated variables: the all-reduce gives each the same update.
+  first, second = weights(workdirs[0]), weights(workdirs[1])
+  for name in first:
+    for a, b in zip(first[name], second[name]):
+      np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("text, problem", [
@@ -168,12 +295,13 @@ def test_bad_tf_config_is_one_line(text, problem):
   assert problem in message and "TF_CONFIG=" in message and "\n" not in message
 
 
-def test_cli_errors_are_one_line_and_touch_nothing(tmp_path):
+def test_cli_errors_are_one_line_and_touch_nothing(tmp_path, data_dir):
   env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
   env.pop("TF_CONFIG", None)
   workdir = tmp_path / "run"
   cases = [(["--strategy=multiworker"], {}, "needs the TF_CONFIG"),
-           (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=7"], {}, "cannot be split evenly across 2 replicas")]
+           (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=7"], {},
+            "cannot be split evenly across 2 replicas")]
   for args, extra, problem in cases:
     done = subprocess.run([sys.executable, "-m", "anogan_tf.train", f"--workdir={workdir}", "--train_examples=16",
                            "--epochs=1", *args], cwd=ROOT, env={**env, **extra}, capture_output=True, text=True,

@@ -17,7 +17,8 @@ part of the batch, and the moving statistics are the mean of the replicas'. The 
 are the mean of the replicas' losses.
 
 Scoring (`score_chunks`): each chunk of images is split the same way and every replica runs the
-scorer's stateless `score_tensors` graph on its part; results are gathered back in image order.
+scorer's stateless `score_tensors` graph on its part; results are gathered back in image order on
+every worker, so each host's evaluate or score sees every image's result.
 """
 
 from __future__ import annotations
@@ -75,21 +76,26 @@ def check_tf_config(text: Optional[str]) -> dict:
   return config
 
 
-_MULTIWORKER = {}  # the process's MultiWorkerMirroredStrategy: train then score in one process share it
+# The process's strategy of each name: train then score in one process share it. TensorFlow
+# configures a multiworker's collectives once per process, and every new strategy numbers its
+# collectives from the same keys, so a second one's (scoring's gather) would collide with the
+# first's (training's all-reduce) and abort.
+_STRATEGIES = {}
 
 
 def make_strategy(name: str) -> Optional[tf.distribute.Strategy]:
-  """The tf.distribute strategy of --strategy=`name`, or None for `default` (one device)."""
+  """The tf.distribute strategy of --strategy=`name` (one per process), or None for `default`
+  (one device)."""
   if name not in STRATEGIES:
     raise AnoganError(f"unknown --strategy={name}; use one of {', '.join(STRATEGIES)}")
   if name == "default":
     return None
-  if name == "mirrored":
-    return tf.distribute.MirroredStrategy()
-  check_tf_config(os.environ.get("TF_CONFIG"))
-  if "multiworker" not in _MULTIWORKER:  # TensorFlow configures collectives once per process
-    _MULTIWORKER["multiworker"] = tf.distribute.MultiWorkerMirroredStrategy()
-  return _MULTIWORKER["multiworker"]
+  if name == "multiworker":
+    check_tf_config(os.environ.get("TF_CONFIG"))
+  if name not in _STRATEGIES:
+    _STRATEGIES[name] = (tf.distribute.MirroredStrategy() if name == "mirrored"
+                         else tf.distribute.MultiWorkerMirroredStrategy())
+  return _STRATEGIES[name]
 
 
 def scope(strategy: Optional[tf.distribute.Strategy]):
@@ -188,7 +194,9 @@ class DistributedScorer:
               **{f"parts/{k}": v for k, v in result.parts.items()},
               **{f"extras/{k}": v for k, v in result.extras.items()}}
     out = self.strategy.run(replica, args=(x, z0))
-    return {name: tf.concat(self.strategy.experimental_local_results(value), axis=0) for name, value in out.items()}
+    # Every replica's part, in replica order, on every worker: a worker's local results alone are
+    # its own replicas' parts, not the chunk (with several workers).
+    return {name: self.strategy.gather(value, axis=0) for name, value in out.items()}
 
   def score_chunks(self, images) -> Iterator:
     from anogan_tf.models.base import ScoreResult, check_images
