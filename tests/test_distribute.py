@@ -222,7 +222,7 @@ def test_two_worker_processes_each_score_every_test_image_as_one_device_does(sta
   replica runs: the same kernels on the same shapes per image and the same z0, so only thread
   scheduling can differ; the search's steps amplify that little, well within 1e-5 relative."""
   from anogan_tf import evaluate_lib
-  from anogan_tf.flags import workdir_config
+  from anogan_tf.cli.flags import workdir_config
   workdir, _ = staged
   run_workers([["anogan_tf.evaluate", f"--workdir={workdir}", f"--eval_dir={tmp_path / name}"]
                for name in ("eval0", "eval1")], tmp_path)
@@ -247,6 +247,7 @@ def test_two_worker_processes_train_the_weights_one_device_trains(tmp_path, data
   shows): both workers apply the same all-reduced gradients, and one device differs only in float
   summation order, 1e-4 relative."""
   import keras
+
   from anogan_tf import train_lib
   from anogan_tf.config import flag_text
   settings = {**TINY, "g_batchnorm": False, "g_dense_batchnorm": False, "adam_epsilon": 1.0}
