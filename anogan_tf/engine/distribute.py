@@ -31,6 +31,7 @@ from typing import Iterator, Optional
 import numpy as np
 import tensorflow as tf
 
+from anogan_tf import models
 from anogan_tf.errors import AnoganError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -126,17 +127,20 @@ def check_batch(batch_size: int, strategy: Optional[tf.distribute.Strategy], fla
 
 def check_training(config, n_images: int, strategy: tf.distribute.Strategy) -> None:
   """What training under `strategy` needs: a batch that splits evenly, a last batch with an image
-  for every replica, and no warm-start encoder stage (it trains on one device)."""
+  for every replica, and no training stage of the family (models.base.Stage: they train on one
+  device)."""
   replicas = strategy.num_replicas_in_sync
   check_batch(config.batch_size, strategy)
   last = n_images % config.batch_size
   if 0 < last < replicas:
     raise AnoganError(f"the last batch of each epoch has {last} training image(s), fewer than the {replicas} replicas; "
                       f"use a --train_examples or --batch_size that leaves none or at least {replicas}")
-  if config.encoder_epochs > 0:
-    raise AnoganError(f"--encoder_epochs trains on one device, not with --strategy={config.strategy}; train the GAN "
-                      "with this --strategy and --encoder_epochs=0, then train again with --strategy=default "
-                      "--encoder_epochs=N (the GAN is kept)")
+  for stage in models.base.stages(models.family(config.model)):  # e.g. AnoGAN's warm-start encoder
+    if getattr(config, stage.epochs_field) > 0:
+      field = stage.epochs_field
+      raise AnoganError(f"--{field} trains on one device, not with --strategy={config.strategy}; train the "
+                        f"{config.model} networks with this --strategy and --{field}=0, then train again with "
+                        f"--strategy=default --{field}=N (the {config.model} networks are kept)")
 
 
 def replica_slice(x):
@@ -169,16 +173,14 @@ class DistributedScorer:
   wrapped scorer's stateless `score_tensors` on its part, results concatenated in image order.
   Chunks are the wrapped scorer's (`batch_size` images, the last padded; fewer images than that:
   one chunk of them, rounded up to a multiple of the replicas), as one device has them.
-  A search from a random start (LatentMapper without encoder) starts from the scorer's own seeded
-  draw `initial_z(N)` for the whole call, the z0 one device uses, so both search the same way."""
+  A scorer that takes a start per image (Scorer.takes_initial_z: AnoGAN's search from a random z)
+  starts from its own seeded draw `initial_z(N)` for the whole call, the z0 one device uses, so
+  both search the same way."""
 
   def __init__(self, scorer, strategy: tf.distribute.Strategy):
     self.scorer, self.strategy = scorer, strategy
     self.batch_size, self.image_shape = scorer.batch_size, tuple(scorer.image_shape)
     check_batch(self.batch_size, strategy, "--map_batch_size")
-    self.latent_dim = None
-    if getattr(scorer, "encoder", "none") is None and sum(getattr(scorer, "steps", ())) > 0:
-      self.latent_dim = scorer.latent_dim  # the random start: z0 given, as map_chunks gives it
     # One trace per chunk size (a fixed shape, as one device's chunks have: TensorFlow optimises a
     # graph of unknown batch size differently, and the search amplifies that; see export_lib).
     self._run = tf.function(self._distributed)
@@ -201,7 +203,7 @@ class DistributedScorer:
   def score_chunks(self, images) -> Iterator:
     from anogan_tf.models.base import ScoreResult, check_images
     x = check_images(images, self.image_shape)
-    z0 = None if self.latent_dim is None else np.asarray(self.scorer.initial_z(len(x)), np.float32)
+    z0 = np.asarray(self.scorer.initial_z(len(x)), np.float32) if self.scorer.takes_initial_z else None
     replicas = self.strategy.num_replicas_in_sync
     size = min(self.batch_size, -(-len(x) // replicas) * replicas)  # a few images: no chunk padded to 1024
     for start in range(0, len(x), size):

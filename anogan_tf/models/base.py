@@ -106,6 +106,12 @@ class Scorer:
 
   takes_initial_z: bool = False  # score_tensors(x, initial_z) takes a start (N, latent_dim) per image
 
+  def initial_z(self, n: int) -> np.ndarray:
+    """With takes_initial_z: the starts (n, latent_dim) of the next n images, drawn from the
+    scorer's seeded stream as `score` draws them (so scoring split across devices starts where one
+    device does)."""
+    raise NotImplementedError(f"{type(self).__name__} takes no initial z")
+
   def keyed_initial_z(self, x):
     """With takes_initial_z: the start drawn from the scorer's seed and each image's bytes, so an
     image's start does not depend on the other images of a call."""
