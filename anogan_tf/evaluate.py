@@ -1,8 +1,10 @@
 """Command line: score the test split with a trained workdir and write DIR/eval/.
 
   python -m anogan_tf.evaluate --workdir=runs/mnist0 [--test_examples=500]
-  python -m anogan_tf.evaluate --workdir=runs/mnist0 --flagfile=experiments/paper.flags --eval_dir=runs/mnist0/eval_paper
-  python -m anogan_tf.evaluate --workdir=runs/mnist0 --initial_z=encoder --map_steps=10 --eval_dir=runs/mnist0/eval_warm10
+  python -m anogan_tf.evaluate --workdir=runs/mnist0 --flagfile=experiments/paper.flags \
+      --eval_dir=runs/mnist0/eval_paper
+  python -m anogan_tf.evaluate --workdir=runs/mnist0 --initial_z=encoder --map_steps=10 \
+      --eval_dir=runs/mnist0/eval_warm10
 
 Settings come from the workdir's flags.txt, --model (the family) included. Scoring settings
 given here (--lam, --map_steps, --map_lrs, --map_reduction, --z_init, --z_init_std,

@@ -25,8 +25,9 @@ from anogan_tf.utils.files import exact, write_scores_csv, write_text
 from anogan_tf.visualization import plots, summaries
 
 GALLERY_SIZE = 8
+# in the order written: metrics.json last, as the mark of a complete eval/
 EVAL_FILES = ("scores.csv", "roc.png", "pr.png", "score_histogram.png", "mapping_loss.png", "gallery.png",
-              summaries.TENSORBOARD, "metrics.json")  # in the order written: metrics.json last, as the mark of a complete eval/
+              summaries.TENSORBOARD, "metrics.json")
 # mapping_loss.png only for a scorer with a per-iteration trajectory (AnoGAN's search)
 TRAJECTORY_FILES = ("mapping_loss.png",)
 
@@ -163,7 +164,7 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
   files = [()] * n if data.names is None else [(name,) for name in data.names]
   write_scores_csv(os.path.join(out_dir, "scores.csv"),
                    ("index", "label", "class", "score") + tuple(parts) + ("file",) * (data.names is not None),
-                   [(i, l, c, *(exact(v) for v in values), *f) for i, l, c, f, *values in
+                   [(i, label, c, *(exact(v) for v in values), *f) for i, label, c, f, *values in
                     zip(data.test_indices, labels, data.classes_test, files, score, *parts.values())])
   fault_point("eval_write")
 

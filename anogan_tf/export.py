@@ -14,7 +14,8 @@ scores chunks of --map_batch_size images (64 when 0), the last one padded: use t
 
 Settings come from the workdir's flags.txt (--model included); scoring settings given here
 (--lam, --map_steps, --map_lrs, --feature_layer, --initial_z, --map_seed, ...) override them, as in
-evaluate (another --seed than the workdir's sets --map_seed). The threshold of is_anomaly is --threshold, else the one score decides with: the
+evaluate (another --seed than the workdir's sets --map_seed). The threshold of is_anomaly is
+--threshold, else the one score decides with: the
 --threshold_percentile of the held-out scores in the workdir's threshold.json (written by training
 with --val_fraction), refused with the reason score gives when it does not apply (computed with
 other scoring settings or on other weights). The SavedModel is written beside --output and

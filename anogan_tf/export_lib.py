@@ -24,7 +24,8 @@ Two signatures for images, not one that converts by dtype: a SavedModel signatur
 per input. A search starts at E(x) with --initial_z=encoder; otherwise, without serving_from_z,
 at z drawn per image from a stateless generator keyed by the search's seed (--map_seed, else
 --seed) and the image's bytes (`LatentMapper.keyed_initial_z`). Either way an image's outputs do
-not depend on the other images of the call. With --map_restarts=R, R searches run per image, restart k from the keyed start of
+not depend on the other images of the call. With --map_restarts=R, R searches run per image,
+restart k from the keyed start of
 seed + k * RESTART_SEED_STRIDE, and each image's outputs are those of its lowest final loss (no
 serving_from_z: there are R starts).
 
@@ -167,7 +168,8 @@ class ScoringModule(tf.Module):
     inputs = (x,) if initial_z is None else (x, initial_z)
     n = tf.shape(x)[0]
     pad = (self._size - n % self._size) % self._size
-    chunks = tuple(tf.reshape(tf.pad(t, [[0, pad]] + [[0, 0]] * (t.shape.rank - 1)), (-1, self._size) + tuple(t.shape[1:]))
+    chunks = tuple(tf.reshape(tf.pad(t, [[0, pad]] + [[0, 0]] * (t.shape.rank - 1)),
+                              (-1, self._size) + tuple(t.shape[1:]))
                    for t in inputs)  # (chunks, size, ...)
     specs = {k: tf.TensorSpec(v.shape, v.dtype)
              for k, v in self._chunk_fn.get_concrete_function().structured_outputs.items()}

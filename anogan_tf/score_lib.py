@@ -180,7 +180,8 @@ def read_images(source: str, image_shape: Tuple[int, int, int], resize: bool = F
   del resize  # pictures of any size are resized, as in training
   image_shape = tuple(image_shape)
   if grayscale and image_shape[-1] != 1:
-    raise AnoganError(f"--grayscale converts pictures for a 1-channel model, but this model takes {image_shape[-1]}-channel "
+    raise AnoganError(f"--grayscale converts pictures for a 1-channel model, but this model takes "
+                      f"{image_shape[-1]}-channel "
                       "(colour) images; drop --grayscale")
   if not source.lower().endswith((".npy", ".npz")):
     paths, names = _picture_paths(source)
@@ -220,7 +221,8 @@ def read_images(source: str, image_shape: Tuple[int, int, int], resize: bool = F
       more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
       raise AnoganError(f"image {bad[0]}{more} of {source} contains NaN or inf; repair or drop those images")
     if array.min() < -1.001 or array.max() > 1.001:
-      raise AnoganError(f"float images must be scaled to [-1, 1]; {source} spans [{array.min():.3g}, {array.max():.3g}] "
+      raise AnoganError(f"float images must be scaled to [-1, 1]; {source} spans "
+                        f"[{array.min():.3g}, {array.max():.3g}] "
                         "(use x / 127.5 - 1 for 0..255 pixels)")
   if colour_to_gray:  # with --grayscale
     array = _convert_array(array, image_shape)

@@ -23,7 +23,7 @@ import tensorflow as tf
 from absl import logging
 
 from anogan_tf import models
-from anogan_tf.config import Config, flag_text
+from anogan_tf.config import RESUMABLE_FIELDS, Config, flag_text
 from anogan_tf.data import load_one_class
 from anogan_tf.data.folder import ImageFiles, resolve_image_shape
 from anogan_tf.engine import distribute
@@ -46,14 +46,6 @@ from anogan_tf.evaluation import threshold
 from anogan_tf.utils.faults import fault_point
 from anogan_tf.utils.files import atomic_path, check_folder_can_be_made, write_text
 
-# Settings that do not change what training computes: a workdir may be resumed with new values.
-# (deterministic changes only the order of float additions, not the computation.)
-# encoder_epochs is extendable like epochs: adding it to a finished anogan workdir trains only E.
-NOT_TRAINING_FIELDS = {"epochs", "encoder_epochs", "data_dir", "test_examples", "lam", "map_steps", "map_lrs",
-                       "map_reduction", "z_init", "z_init_std", "map_batch_size", "deterministic", "eval_split",
-                       "vae_score", "initial_z", "feature_layer", "map_restarts", "ink_power", "map_seed",
-                       "strategy"}  # distribute: a workdir resumes on other devices (same checkpoint format)
-NOT_TRAINING_FIELDS |= {"threshold_percentile"}  # a rerun applies it to the stored held-out scores
 # --- the workdir: checked without writing anything, then written only once everything is known good
 
 def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None:
@@ -73,7 +65,7 @@ def check_workdir(config: Config, workdir: str, overwrite: bool = False) -> None
                         f"--model={config.model}; use another --workdir for --model={config.model}, or pass "
                         "--overwrite to replace it")
     changed = [f.name for f in dataclasses.fields(Config)
-               if f.name not in NOT_TRAINING_FIELDS and getattr(old, f.name) != getattr(config, f.name)]
+               if f.name not in RESUMABLE_FIELDS and getattr(old, f.name) != getattr(config, f.name)]
     for stage in models.base.stages(models.family(old.model)):  # the family's own epochs do not read these
       changed = [name for name in changed if name not in stage.fields]
       folder = os.path.join(workdir, stage.checkpoints)

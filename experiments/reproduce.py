@@ -70,8 +70,8 @@ def resolve_config(flagfile: str, overrides: list):
 def gan_key(config) -> str:
   """A short hash of the settings that change what training computes (not class or seed)."""
   from anogan_tf import Config
-  from anogan_tf.train_lib import NOT_TRAINING_FIELDS
-  skip = set(NOT_TRAINING_FIELDS) | ENCODER_FIELDS | {"normal_classes", "seed", "dataset"}
+  from anogan_tf.config import RESUMABLE_FIELDS
+  skip = set(RESUMABLE_FIELDS) | ENCODER_FIELDS | {"normal_classes", "seed", "dataset"}
   default = Config()
   # Only what differs from the defaults: a new setting (at its default) keeps every key.
   fields = {k: v for k, v in sorted(config.__dict__.items()) if k not in skip and v != getattr(default, k)}

@@ -200,8 +200,8 @@ def test_every_scoring_setting_leaves_training_alone_except_adam_epsilon():
   """A setting evaluate takes from its own command line does not change what training computes,
   so a workdir resumes (and reproduce.py shares its GAN) whatever its value; only adam_epsilon is
   read by both (training's Adam and the search's)."""
-  from anogan_tf.train_lib import NOT_TRAINING_FIELDS
-  assert set(EVALUATION_FIELDS) - NOT_TRAINING_FIELDS == {"adam_epsilon"}
+  from anogan_tf.config import RESUMABLE_FIELDS
+  assert set(EVALUATION_FIELDS) - RESUMABLE_FIELDS == {"adam_epsilon"}
 
 
 def test_seed_on_evaluate_moves_the_search_start_only_never_the_split():

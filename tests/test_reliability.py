@@ -27,6 +27,7 @@ import pytest
 from conftest import HARNESS, ROOT, synthetic_images
 
 from anogan_tf import AnoganError, Config, evaluate_lib, models, train_lib
+from anogan_tf.config import RESUMABLE_FIELDS
 from anogan_tf.data import OneClassData, load_one_class
 from anogan_tf.engine import checkpoints
 from anogan_tf.engine import history as history_lib
@@ -670,8 +671,8 @@ def test_train_examples_limits_the_training_images(tmp_path):
   some = load_one_class(Config(data_dir=folder, normal_classes=(1,), train_examples=30))
   assert len(full.x_train) == 80 and len(some.x_train) == 30
   np.testing.assert_array_equal(some.x_train, full.x_train[:30])
-  assert "train_examples" not in train_lib.NOT_TRAINING_FIELDS  # it changes what is trained
-  assert "deterministic" in train_lib.NOT_TRAINING_FIELDS
+  assert "train_examples" not in RESUMABLE_FIELDS  # it changes what is trained
+  assert "deterministic" in RESUMABLE_FIELDS
 
 
 # --- 2b. score: the same for a user's own images; nothing of a previous output is overwritten

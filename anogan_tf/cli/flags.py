@@ -12,9 +12,7 @@ does, relative to the current directory. `expand_flagfiles` resolves them before
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
-import re
 import sys
 import typing
 
@@ -26,23 +24,12 @@ from anogan_tf.errors import AnoganError
 FLAGS = flags.FLAGS
 
 
-def _help_texts() -> dict:
-  """The comment beside each field in config.py is its flag's help."""
-  texts = {}
-  for line in inspect.getsource(Config).splitlines():
-    match = re.match(r"\s+(\w+): [^=]+=[^#]*#\s*(.*)", line)
-    if match:
-      texts[match.group(1)] = match.group(2)
-  return texts
-
-
 def define_config_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   hints = typing.get_type_hints(Config)
-  texts = _help_texts()
   for field in dataclasses.fields(Config):
     if field.name in flag_values:
       continue
-    hint, default, text = hints[field.name], field.default, texts.get(field.name, field.name)
+    hint, default, text = hints[field.name], field.default, field.metadata.get("help") or field.name
     if hint is bool:
       flags.DEFINE_boolean(field.name, default, text, flag_values=flag_values)
     elif typing.get_origin(hint) is tuple:
@@ -55,7 +42,8 @@ def define_config_flags(flag_values: flags.FlagValues = FLAGS) -> None:
       flags.DEFINE_string(field.name, default, text, flag_values=flag_values)
   if "cpu_devices" not in flag_values:  # distribute: process-wide, so the CLI's, not a Config field
     flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many logical devices (for --strategy=mirrored "
-                         "on a machine without GPUs: a correctness check, not a speed-up); 0: as TensorFlow finds them.",
+                         "on a machine without GPUs: a correctness check, not a speed-up); 0: as TensorFlow finds "
+                         "them.",
                          lower_bound=0, flag_values=flag_values)
 
 
@@ -91,7 +79,8 @@ def _flagfile_lines(path: str, stack: tuple) -> list:
   """The flag lines of flagfile `path` (absl's rules: blank lines and lines starting with # or //
   are skipped), its nested flagfiles expanded in place, relative ones found from `path`."""
   if path in stack:
-    raise AnoganError(f"flagfile {path} includes itself (through {' -> '.join(stack)}); remove the circular --flagfile line")
+    raise AnoganError(f"flagfile {path} includes itself (through {' -> '.join(stack)}); remove the circular "
+                      "--flagfile line")
   try:
     with open(path) as f:
       text = f.read()
@@ -162,7 +151,8 @@ def config_from_args(args: list, base: Config = None) -> Config:
   try:
     rest = flag_values(["anogan_tf"] + expand_flagfiles(args))
   except flags.Error as e:
-    raise AnoganError(f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; see --helpfull for the valid flags") from None
+    message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise AnoganError(f"{message}; see --helpfull for the valid flags") from None
   if len(rest) > 1:
     raise AnoganError(f"unexpected argument '{rest[1]}'; flags look like --name=value")
   return config_from_flags(base, flag_values)

@@ -4,7 +4,7 @@ Config passes (checks.py; each model family adds its own through the registry)."
 
 from anogan_tf.config.checks import check, one_of  # noqa: F401
 from anogan_tf.config.layouts import discriminator_feature_layers  # noqa: F401
-from anogan_tf.config.schema import EVALUATION_FIELDS, Config, evaluation_config  # noqa: F401
+from anogan_tf.config.schema import EVALUATION_FIELDS, RESUMABLE_FIELDS, Config, evaluation_config  # noqa: F401
 from anogan_tf.config.values import (  # noqa: F401
                                      ACTIVATIONS,
                                      DATASETS,

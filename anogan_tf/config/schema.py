@@ -1,7 +1,7 @@
 """One place for every hyperparameter: a frozen dataclass with seed 000's defaults.
 
-Field names are also the absl flag names (see `flags.py`), the keys of `flags.txt`
-and the words used in the README: one name per idea.
+Field names are also the absl flag names (anogan_tf/cli/flags.py; a flag's help is its field's
+`help`), the keys of `flags.txt` and the words used in the README: one name per idea.
 """
 
 from __future__ import annotations
@@ -15,96 +15,171 @@ from anogan_tf.config.values import FOLDER_IMAGE_SIZE, NATIVE_SHAPES, flag_text,
 from anogan_tf.errors import AnoganError
 
 
+def setting(default, help: str = "", *, evaluate: bool = False, resume: bool = False):
+  """A Config field: its default and its flag's help (the field's name when empty); `evaluate`:
+  evaluate and score may set it (it changes how images are scored, not the trained networks);
+  `resume`: a workdir's training resumes with another value (it does not change what training
+  computes: --epochs, the scoring settings, the devices)."""
+  return dataclasses.field(default=default, metadata={"help": help, "evaluate": evaluate, "resume": resume})
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
   """Settings of one run. Defaults are seed 000 (TF1 code, MNIST 28x28x1)."""
 
   # --- model family
-  model: str = "anogan"  # the model family (anogan_tf/models/): anogan | egbad (Efficient GAN) | ae (autoencoder) | vae (variational autoencoder)
+  model: str = setting("anogan",
+                       "the model family (anogan_tf/models/): anogan | egbad (Efficient GAN) | ae (autoencoder) |"
+                       " vae (variational autoencoder)")
 
   # --- data
-  dataset: str = "mnist"  # mnist | fashion_mnist | cifar10 | folder (your own images in --data_dir: train/good/, test/good/, test/<defect>/)
-  data_dir: str = ""  # folder of <dataset>.npz; empty: $ANOGAN_DATA_DIR, then keras.datasets; --dataset=folder: the folder holding train/ and test/
-  normal_classes: Tuple[int, ...] = (0,)  # trained on; every other class is an anomaly
-  test_examples: int = 0  # 0: the whole test split; N: a fixed seeded subset with both labels
-  train_examples: int = 0  # 0: every normal training image; N: only the first N (quick runs, tests)
-  val_fraction: float = 0.0  # share of the normal training images held out of training (seeded): the validation normals
-  eval_split: str = "test"  # evaluate on: test (the test split) | val (held-out normals + as many other-class train images)
-  seed: int = 0  # training's draws, the held-out split and test subset; evaluate and score read another as --map_seed
+  dataset: str = setting("mnist",
+                         "mnist | fashion_mnist | cifar10 | folder (your own images in --data_dir: train/good/, "
+                         "test/good/, test/<defect>/)")
+  data_dir: str = setting("",
+                          "folder of <dataset>.npz; empty: $ANOGAN_DATA_DIR, then keras.datasets; "
+                          "--dataset=folder: the folder holding train/ and test/", evaluate=True, resume=True)
+  normal_classes: Tuple[int, ...] = setting((0,), "trained on; every other class is an anomaly")
+  test_examples: int = setting(0, "0: the whole test split; N: a fixed seeded subset with both labels",
+                               evaluate=True, resume=True)
+  train_examples: int = setting(0, "0: every normal training image; N: only the first N (quick runs, tests)")
+  val_fraction: float = setting(0.0,
+                                "share of the normal training images held out of training (seeded): the "
+                                "validation normals")
+  eval_split: str = setting("test",
+                            "evaluate on: test (the test split) | val (held-out normals + as many other-class "
+                            "train images)", evaluate=True, resume=True)
+  seed: int = setting(0,
+                      "training's draws, the held-out split and test subset; evaluate and score read another as "
+                      "--map_seed")
 
   # --- image shape (folder datasets: any size and colour, resized and converted to this)
-  image_size: int = 0  # images resized to N x N pixels: 32, 64, 128 or 256 (the networks get one more stride-2 block per doubling above 32); 0: the dataset's own (MNIST 28, CIFAR-10 32, a folder 64)
-  channels: int = 0  # 1 (grayscale) or 3 (RGB); 0: the dataset's own (a folder: that of its training images, which must agree)
+  image_size: int = setting(0,
+                            "images resized to N x N pixels: 32, 64, 128 or 256 (the networks get one more "
+                            "stride-2 block per doubling above 32); 0: the dataset's own (MNIST 28, CIFAR-10 32, "
+                            "a folder 64)")
+  channels: int = setting(0,
+                          "1 (grayscale) or 3 (RGB); 0: the dataset's own (a folder: that of its training images,"
+                          " which must agree)")
 
   # --- networks
-  latent_dim: int = 50
-  z_prior: str = "uniform"  # training z ~ U(-1, 1) (seed 000) or "normal": N(0, 1)
-  g_dense_channels: int = 32  # Dense(h/4 * w/4 * this), reshaped
-  g_filters: Tuple[int, ...] = (16, 8)  # hidden up-convolutions
-  g_strides: Tuple[int, ...] = (2, 2, 1)  # one per up-convolution incl. the output one
-  g_upsampling: str = "transpose"  # Conv2DTranspose (seed 000) | "nearest": UpSampling2D+Conv2D
-  g_batchnorm: bool = True
-  g_dense_batchnorm: bool = True  # BN+activation right after the Dense layer
-  g_activation: str = "leaky_relu"  # leaky_relu | relu
-  g_dense_norm: str = "channel"  # the Dense block's BN: channel (reshape, then BN per channel: seed 000) | feature (BN per Dense output, then reshape: seed 001's BatchNorm1d)
-  g_dense_activation: str = ""  # the Dense block's activation: empty = --g_activation; relu (seeds 001, 002) | leaky_relu
-  d_filters: Tuple[int, ...] = (16, 32)
-  d_strides: Tuple[int, ...] = (2, 2)
-  d_batchnorm: bool = False  # seed 000's discriminator has no BN
-  d_dropout: float = 0.0
-  d_batchnorm_first: bool = True  # with --d_batchnorm: BN after the first convolution too (seed 002 skips it)
-  d_zero_pad_after: Tuple[int, ...] = ()  # convolutions (1-based) followed by ZeroPadding2D(((0, 1), (0, 1))) (seed 002: 2)
-  leaky_slope: float = 0.2  # tf.nn.leaky_relu's slope; Keras 3's LeakyReLU default is 0.3
-  bn_momentum: float = 0.99  # tf.layers.batch_normalization default, same as Keras
-  feature_layer: str = "act1"  # discriminator layer f() for the discrimination loss
+  latent_dim: int = setting(50)
+  z_prior: str = setting("uniform", "training z ~ U(-1, 1) (seed 000) or \"normal\": N(0, 1)")
+  g_dense_channels: int = setting(32, "Dense(h/4 * w/4 * this), reshaped")
+  g_filters: Tuple[int, ...] = setting((16, 8), "hidden up-convolutions")
+  g_strides: Tuple[int, ...] = setting((2, 2, 1), "one per up-convolution incl. the output one")
+  g_upsampling: str = setting("transpose", "Conv2DTranspose (seed 000) | \"nearest\": UpSampling2D+Conv2D")
+  g_batchnorm: bool = setting(True)
+  g_dense_batchnorm: bool = setting(True, "BN+activation right after the Dense layer")
+  g_activation: str = setting("leaky_relu", "leaky_relu | relu")
+  g_dense_norm: str = setting("channel",
+                              "the Dense block's BN: channel (reshape, then BN per channel: seed 000) | feature "
+                              "(BN per Dense output, then reshape: seed 001's BatchNorm1d)")
+  g_dense_activation: str = setting("",
+                                    "the Dense block's activation: empty = --g_activation; relu (seeds 001, 002) "
+                                    "| leaky_relu")
+  d_filters: Tuple[int, ...] = setting((16, 32))
+  d_strides: Tuple[int, ...] = setting((2, 2))
+  d_batchnorm: bool = setting(False, "seed 000's discriminator has no BN")
+  d_dropout: float = setting(0.0)
+  d_batchnorm_first: bool = setting(True,
+                                    "with --d_batchnorm: BN after the first convolution too (seed 002 skips it)")
+  d_zero_pad_after: Tuple[int, ...] = setting((),
+                                              "convolutions (1-based) followed by ZeroPadding2D(((0, 1), (0, 1)))"
+                                              " (seed 002: 2)")
+  leaky_slope: float = setting(0.2, "tf.nn.leaky_relu's slope; Keras 3's LeakyReLU default is 0.3")
+  bn_momentum: float = setting(0.99, "tf.layers.batch_normalization default, same as Keras")
+  feature_layer: str = setting("act1", "discriminator layer f() for the discrimination loss",
+                               evaluate=True, resume=True)
 
-  e_filters: Tuple[int, ...] = (16, 32)  # encoder convolutions (egbad, ae, vae, warm start), shaped like D's
-  e_strides: Tuple[int, ...] = (2, 2)  # one per entry of --e_filters
-  e_batchnorm: bool = False  # BN after each encoder convolution
-  d_z_units: int = 128  # egbad: width of D(x, z)'s z Dense layer (seed 003: 512)
-  d_joint_units: Tuple[int, ...] = (128,)  # egbad: D(x, z)'s joint Dense layers; the last one's activations are f, the concatenation when empty (seed 003: 1024)
+  e_filters: Tuple[int, ...] = setting((16, 32), "encoder convolutions (egbad, ae, vae, warm start), shaped like D's")
+  e_strides: Tuple[int, ...] = setting((2, 2), "one per entry of --e_filters")
+  e_batchnorm: bool = setting(False, "BN after each encoder convolution")
+  d_z_units: int = setting(128, "egbad: width of D(x, z)'s z Dense layer (seed 003: 512)")
+  d_joint_units: Tuple[int, ...] = setting((128,),
+                                           "egbad: D(x, z)'s joint Dense layers; the last one's activations are "
+                                           "f, the concatenation when empty (seed 003: 1024)")
 
   # --- training
-  epochs: int = 200
-  batch_size: int = 256
-  g_steps: int = 2  # generator steps per discriminator step, on the same z batch
-  d_step: str = "joint"  # one D update on real + fake (seed 000) | separate: real, then fake (seed 002's two train_on_batch)
-  d_fakes_mode: str = "training"  # G's BN mode for the D step's fakes: training (seed 000) | inference (seed 002's predict)
-  lr: float = 1e-3
-  lr_decay_epoch: int = 150  # from this epoch on: fresh Adam instances at lr_after_decay; 0: never
-  lr_after_decay: float = 1e-4
-  adam_beta_1: float = 0.9
-  adam_beta_2: float = 0.999
-  adam_epsilon: float = 1e-8  # TF1 default; Keras uses 1e-7
-  d_lr_scale: float = 1.0  # egbad: D's learning rates are --lr and --lr_after_decay times this (seed 003: 0.25)
-  deterministic: bool = False  # tf.config.experimental.enable_op_determinism(): same seed, same numbers
+  epochs: int = setting(200, resume=True)
+  batch_size: int = setting(256)
+  g_steps: int = setting(2, "generator steps per discriminator step, on the same z batch")
+  d_step: str = setting("joint",
+                        "one D update on real + fake (seed 000) | separate: real, then fake (seed 002's two "
+                        "train_on_batch)")
+  d_fakes_mode: str = setting("training",
+                              "G's BN mode for the D step's fakes: training (seed 000) | inference (seed 002's "
+                              "predict)")
+  lr: float = setting(1e-3)
+  lr_decay_epoch: int = setting(150, "from this epoch on: fresh Adam instances at lr_after_decay; 0: never")
+  lr_after_decay: float = setting(1e-4)
+  adam_beta_1: float = setting(0.9)
+  adam_beta_2: float = setting(0.999)
+  adam_epsilon: float = setting(1e-8, "TF1 default; Keras uses 1e-7", evaluate=True)
+  d_lr_scale: float = setting(1.0,
+                              "egbad: D's learning rates are --lr and --lr_after_decay times this (seed 003: "
+                              "0.25)")
+  deterministic: bool = setting(False, "tf.config.experimental.enable_op_determinism(): same seed, same numbers",
+                                evaluate=True, resume=True)
 
-  recon_loss: str = "l1"  # ae / vae reconstruction error, trained and scored: l1 (mean |x - x'|) | l2 (mean squared)
-  kl_weight: float = 1.0  # vae: weight of the KL term in the training loss
-  encoder_epochs: int = 0  # anogan: epochs of the warm-start encoder E trained after the GAN, G and D frozen (0: none); more on a finished workdir trains only E
-  kappa: float = 1.0  # warm-start encoder loss per image: mean |x - G(E(x))| + kappa * mean |f(x) - f(G(E(x)))|
+  recon_loss: str = setting("l1",
+                            "ae / vae reconstruction error, trained and scored: l1 (mean |x - x'|) | l2 (mean "
+                            "squared)")
+  kl_weight: float = setting(1.0, "vae: weight of the KL term in the training loss")
+  encoder_epochs: int = setting(0,
+                                "anogan: epochs of the warm-start encoder E trained after the GAN, G and D frozen"
+                                " (0: none); more on a finished workdir trains only E", resume=True)
+  kappa: float = setting(1.0,
+                         "warm-start encoder loss per image: mean |x - G(E(x))| + kappa * mean |f(x) - "
+                         "f(G(E(x)))|")
 
   # --- scoring
-  vae_score: str = "reconstruction"  # vae score: reconstruction (error of the mean decoding) | elbo (negative ELBO)
-  initial_z: str = "random"  # anogan: the search starts from the mapper's seeded draw | encoder: from E(x) (train E with --encoder_epochs); with it a single --map_steps=K runs K steps at the last --map_lrs, and --map_steps=0 scores at E(x)
+  vae_score: str = setting("reconstruction",
+                           "vae score: reconstruction (error of the mean decoding) | elbo (negative ELBO)",
+                           evaluate=True, resume=True)
+  initial_z: str = setting("random",
+                           "anogan: the search starts from the mapper's seeded draw | encoder: from E(x) (train E"
+                           " with --encoder_epochs); with it a single --map_steps=K runs K steps at the last "
+                           "--map_lrs, and --map_steps=0 scores at E(x)", evaluate=True, resume=True)
 
   # --- latent mapping (the LatentMapper)
-  lam: float = 0.7  # weight of the discrimination loss; the paper uses 0.1
-  map_steps: Tuple[int, ...] = (50, 100)  # Adam iterations per stage, a fresh Adam per stage
-  map_lrs: Tuple[float, ...] = (1e-1, 1e-2)  # one learning rate per stage
-  map_reduction: str = "mean"  # per-image loss: mean over pixels/features (seed 000) | sum
-  z_init: str = "uniform"  # initial z: U(-1, 1) (seed 000) | "normal": N(0, z_init_std)
-  z_init_std: float = 1.0
-  ink_power: float = 0.0  # every family: the score divided by the image's ink (mean of (x + 1) / 2) to this power; 0: off (the seeds' score); for dark backgrounds (MNIST, Fashion-MNIST), where an image with little ink has a small error whatever the model draws
-  map_restarts: int = 1  # anogan: searches per image from independent random z; the lowest final loss is the score
-  map_seed: int = -1  # anogan: the seed of the search's random start (initial z); -1: --seed
-  map_batch_size: int = 0  # images mapped at once (on the tests' small networks any value gives the same scores to 1e-3 relative; on a trained seed-000 GAN chunks of 32 or fewer moved scores by up to 3% against 1024, 64 and more agreed to 8 digits: keep it at 64 or more); 0: automatic, up to 1024 as memory allows
+  lam: float = setting(0.7, "weight of the discrimination loss; the paper uses 0.1", evaluate=True, resume=True)
+  map_steps: Tuple[int, ...] = setting((50, 100), "Adam iterations per stage, a fresh Adam per stage",
+                                       evaluate=True, resume=True)
+  map_lrs: Tuple[float, ...] = setting((1e-1, 1e-2), "one learning rate per stage", evaluate=True, resume=True)
+  map_reduction: str = setting("mean", "per-image loss: mean over pixels/features (seed 000) | sum",
+                               evaluate=True, resume=True)
+  z_init: str = setting("uniform", "initial z: U(-1, 1) (seed 000) | \"normal\": N(0, z_init_std)",
+                        evaluate=True, resume=True)
+  z_init_std: float = setting(1.0, evaluate=True, resume=True)
+  ink_power: float = setting(0.0,
+                             "every family: the score divided by the image's ink (mean of (x + 1) / 2) to this "
+                             "power; 0: off (the seeds' score); for dark backgrounds (MNIST, Fashion-MNIST), "
+                             "where an image with little ink has a small error whatever the model draws",
+                             evaluate=True, resume=True)
+  map_restarts: int = setting(1,
+                              "anogan: searches per image from independent random z; the lowest final loss is the"
+                              " score", evaluate=True, resume=True)
+  map_seed: int = setting(-1, "anogan: the seed of the search's random start (initial z); -1: --seed",
+                          evaluate=True, resume=True)
+  map_batch_size: int = setting(0,
+                                "images mapped at once (on the tests' small networks any value gives the same "
+                                "scores to 1e-3 relative; on a trained seed-000 GAN chunks of 32 or fewer moved "
+                                "scores by up to 3% against 1024, 64 and more agreed to 8 digits: keep it at 64 "
+                                "or more); 0: automatic, up to 1024 as memory allows", evaluate=True, resume=True)
 
   # --- decision threshold (anogan_tf/threshold.py)
-  threshold_percentile: float = 99.0  # the threshold is this percentile of the held-out normals' scores (needs --val_fraction > 0); score and evaluate may apply another one
+  threshold_percentile: float = setting(99.0,
+                                        "the threshold is this percentile of the held-out normals' scores (needs "
+                                        "--val_fraction > 0); score and evaluate may apply another one",
+                                        evaluate=True, resume=True)
 
   # --- devices (anogan_tf/distribute.py): where train, evaluate and score run, not what they compute
-  strategy: str = "default"  # default (one device) | mirrored (tf.distribute.MirroredStrategy: every local GPU, or --cpu_devices) | multiworker (MultiWorkerMirroredStrategy over TF_CONFIG's hosts)
+  strategy: str = setting("default",
+                          "default (one device) | mirrored (tf.distribute.MirroredStrategy: every local GPU, or "
+                          "--cpu_devices) | multiworker (MultiWorkerMirroredStrategy over TF_CONFIG's hosts)",
+                          evaluate=True, resume=True)
+
 
   def __post_init__(self):
     check(self)
@@ -210,17 +285,14 @@ class Config:
     return cls(**kwargs)
 
 
-# What evaluate and score take from their own command line: the settings that change only how
-# images are mapped, and which test images are scored. Every other setting describes the trained
-# networks or their training, which the workdir's flags.txt fixes (see `evaluation_config`); so
-# does --seed, which also drew the held-out split and the --test_examples subset.
-EVALUATION_FIELDS = ("lam", "map_steps", "map_lrs", "map_reduction", "z_init", "z_init_std", "adam_epsilon",
-                     "map_batch_size", "feature_layer", "map_seed", "deterministic", "data_dir", "test_examples",
-                     "eval_split", "vae_score", "initial_z", "map_restarts", "ink_power",
-                     "strategy")  # distribute: evaluate any workdir on any devices
-# The decision threshold's percentile: it changes which scores count as anomalous, not the scores
-# (threshold.json keeps the held-out scores, so any percentile applies without mapping again).
-EVALUATION_FIELDS += ("threshold_percentile",)
+# What evaluate and score take from their own command line (fields made with evaluate=True): the
+# settings that change only how images are mapped, which test images are scored, the decision
+# threshold's percentile, and the devices. Every other setting describes the trained networks or
+# their training, which the workdir's flags.txt fixes (see `evaluation_config`).
+EVALUATION_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata["evaluate"])
+# Settings that do not change what training computes (fields made with resume=True): a workdir
+# resumes with new values of these.
+RESUMABLE_FIELDS = frozenset(f.name for f in dataclasses.fields(Config) if f.metadata["resume"])
 
 
 def evaluation_config(trained: Config, requested: Config) -> Config:
@@ -243,6 +315,7 @@ def evaluation_config(trained: Config, requested: Config) -> Config:
       continue
     old, new = getattr(trained, name), getattr(requested, name)
     if old != new:
-      raise AnoganError(f"--{name}={flag_text(new)} does not match the workdir, trained with --{name}={flag_text(old)}; "
+      raise AnoganError(f"--{name}={flag_text(new)} does not match the workdir, trained with "
+                        f"--{name}={flag_text(old)}; "
                         f"evaluate and score change only mapping settings, so drop --{name} or train another workdir")
   return trained.replace(**{name: getattr(requested, name) for name in EVALUATION_FIELDS})

@@ -112,8 +112,8 @@ def list_images(folder: str, what: str) -> List[str]:
     names = sorted(os.listdir(folder))
   except OSError as e:
     raise AnoganError(f"cannot read folder {folder} ({e.strerror}); check its permissions") from None
-  paths = [os.path.join(folder, n) for n in names
-           if not n.startswith(".") and n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, n))]
+  paths = [os.path.join(folder, n) for n in names if not n.startswith(".")
+           and n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, n))]
   if not paths:
     raise AnoganError(f"no PNG/JPEG images in {folder} (files ending in .png, .jpg or .jpeg); put {what} there")
   return paths
