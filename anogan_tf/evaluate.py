@@ -18,19 +18,24 @@ starts the search at E(x); then --map_steps=K runs K steps at the last --map_lrs
 """
 
 import os
+import sys
 
 from absl import flags
 
 from anogan_tf.cli import flags as anogan_flags
 
-flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).")
-flags.DEFINE_string("eval_dir", None, "Where to write the evaluation (default: WORKDIR/eval); another "
-                    "folder keeps an evaluation with other mapping settings beside the first.")
-anogan_flags.define_config_flags()
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).",
+                      flag_values=flag_values)
+  flags.DEFINE_string("eval_dir", None, "Where to write the evaluation (default: WORKDIR/eval); another "
+                      "folder keeps an evaluation with other mapping settings beside the first.",
+                      flag_values=flag_values)
+  anogan_flags.define_config_flags(flag_values)
 
 
-def main():
+def run(FLAGS: flags.FlagValues) -> None:
+  """The command, on its parsed flags."""
   from anogan_tf import evaluate_lib
   from anogan_tf.config import evaluation_config
   from anogan_tf.errors import AnoganError
@@ -41,7 +46,7 @@ def main():
     raise AnoganError(f"{FLAGS.workdir} holds no flags.txt: not a trained workdir; train first with "
                       f"python -m anogan_tf.train --workdir={FLAGS.workdir}")
   out_dir = FLAGS.eval_dir or os.path.join(FLAGS.workdir, "eval")
-  config = evaluation_config(base, anogan_flags.config_from_flags(base))
+  config = evaluation_config(base, anogan_flags.config_from_flags(base, FLAGS))
   metrics = evaluate_lib.evaluate(config, FLAGS.workdir, out_dir=out_dir)
   print(f"AUROC {metrics['auroc']:.4f}  AUPRC {metrics['auprc']:.4f} (normals as positive "
         f"{metrics['auprc_normal']:.4f})  ({metrics['n_normal']} normal, {metrics['n_anomalous']} anomalous, "
@@ -55,5 +60,10 @@ def main():
   print(f"{metrics['threshold_note']}{at}")
 
 
+def main(argv=None) -> int:
+  """`python -m anogan_tf.evaluate` with `argv` (program name first; default sys.argv): the exit code."""
+  return anogan_flags.run_command(define_flags, run, argv, __doc__)
+
+
 if __name__ == "__main__":
-  anogan_flags.run(main)
+  sys.exit(main())

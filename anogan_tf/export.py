@@ -22,20 +22,26 @@ other scoring settings or on other weights). The SavedModel is written beside --
 renamed into place: a failing export leaves --output as it was.
 """
 
+import sys
+
 from absl import flags
 
 from anogan_tf.cli import flags as anogan_flags
 
-flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).")
-flags.DEFINE_string("output", None, "Folder to write the SavedModel to (it must not exist, or use --overwrite).")
-flags.DEFINE_float("threshold", None, "Score above which is_anomaly is true; default: the workdir's threshold.json at "
-                   "--threshold_percentile, as score decides.")
-flags.DEFINE_boolean("overwrite", False, "Replace a SavedModel already at --output.")
-anogan_flags.define_config_flags()
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).",
+                      flag_values=flag_values)
+  flags.DEFINE_string("output", None, "Folder to write the SavedModel to (it must not exist, or use --overwrite).",
+                      flag_values=flag_values)
+  flags.DEFINE_float("threshold", None, "Score above which is_anomaly is true; default: the workdir's threshold.json "
+                     "at --threshold_percentile, as score decides.", flag_values=flag_values)
+  flags.DEFINE_boolean("overwrite", False, "Replace a SavedModel already at --output.", flag_values=flag_values)
+  anogan_flags.define_config_flags(flag_values)
 
 
-def main():
+def run(FLAGS: flags.FlagValues) -> None:
+  """The command, on its parsed flags."""
   from anogan_tf import export_lib
   from anogan_tf.config import evaluation_config
   from anogan_tf.errors import AnoganError
@@ -46,12 +52,17 @@ def main():
   if base is None:
     raise AnoganError(f"{FLAGS.workdir} holds no flags.txt: not a trained workdir; train first with "
                       f"python -m anogan_tf.train --workdir={FLAGS.workdir}")
-  config = evaluation_config(base, anogan_flags.config_from_flags(base))
+  config = evaluation_config(base, anogan_flags.config_from_flags(base, FLAGS))
   metadata = export_lib.export(config, FLAGS.workdir, FLAGS.output, threshold=FLAGS.threshold,
                                overwrite=FLAGS.overwrite)
   print(f"exported {metadata['model']} ({', '.join(metadata['signatures'])}; threshold {metadata['threshold']:.6g} "
         f"from {metadata['threshold_source']}) to {FLAGS.output}")
 
 
+def main(argv=None) -> int:
+  """`python -m anogan_tf.export` with `argv` (program name first; default sys.argv): the exit code."""
+  return anogan_flags.run_command(define_flags, run, argv, __doc__)
+
+
 if __name__ == "__main__":
-  anogan_flags.run(main)
+  sys.exit(main())

@@ -27,23 +27,30 @@ come from the workdir's flags.txt (--model included); scoring settings given her
 as in evaluate.
 """
 
+import sys
+
 from absl import flags
 
 from anogan_tf.cli import flags as anogan_flags
 
-flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).")
-flags.DEFINE_string("input", None, "A folder or glob of PNG/JPEG images, or an .npy/.npz array.")
-flags.DEFINE_string("output", None, "Folder for scores.csv, reports/ and top.png.")
-flags.DEFINE_integer("top", 10, "top.png shows this many of the most anomalous images (0: no top.png).")
-flags.DEFINE_boolean("resize", False, "No effect, accepted for older command lines: pictures of any size are resized "
-                     "to the model's, as in training.")
-flags.DEFINE_boolean("grayscale", False, "Turn colour pictures (as training's decoder does) and arrays (ITU-R 601 "
-                     "luma) gray for a 1-channel model.")
-anogan_flags.define_config_flags()
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).",
+                      flag_values=flag_values)
+  flags.DEFINE_string("input", None, "A folder or glob of PNG/JPEG images, or an .npy/.npz array.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("output", None, "Folder for scores.csv, reports/ and top.png.", flag_values=flag_values)
+  flags.DEFINE_integer("top", 10, "top.png shows this many of the most anomalous images (0: no top.png).",
+                       flag_values=flag_values)
+  flags.DEFINE_boolean("resize", False, "No effect, accepted for older command lines: pictures of any size are resized "
+                       "to the model's, as in training.", flag_values=flag_values)
+  flags.DEFINE_boolean("grayscale", False, "Turn colour pictures (as training's decoder does) and arrays (ITU-R 601 "
+                       "luma) gray for a 1-channel model.", flag_values=flag_values)
+  anogan_flags.define_config_flags(flag_values)
 
 
-def main():
+def run(FLAGS: flags.FlagValues) -> None:
+  """The command, on its parsed flags."""
   from anogan_tf import score_lib
   from anogan_tf.config import evaluation_config
   from anogan_tf.errors import AnoganError
@@ -53,7 +60,7 @@ def main():
   base = anogan_flags.workdir_config(FLAGS.workdir)
   if base is None:
     raise AnoganError(f"{FLAGS.workdir} holds no flags.txt: not a trained workdir; train first")
-  config = evaluation_config(base, anogan_flags.config_from_flags(base))
+  config = evaluation_config(base, anogan_flags.config_from_flags(base, FLAGS))
   scored = score_lib.score_images(config, FLAGS.workdir, FLAGS.input, FLAGS.output, top=FLAGS.top,
                                   resize=FLAGS.resize, grayscale=FLAGS.grayscale)
   print(scored.decision.note)
@@ -63,5 +70,10 @@ def main():
         f"see {FLAGS.output}/{score_lib.SCORES_CSV}, {FLAGS.output}/reports/{gallery}")
 
 
+def main(argv=None) -> int:
+  """`python -m anogan_tf.score` with `argv` (program name first; default sys.argv): the exit code."""
+  return anogan_flags.run_command(define_flags, run, argv, __doc__)
+
+
 if __name__ == "__main__":
-  anogan_flags.run(main)
+  sys.exit(main())

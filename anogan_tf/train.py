@@ -9,25 +9,30 @@ finished AnoGAN workdir trains only the warm-start encoder (the GAN is kept).
 """
 
 import os
+import sys
 
 from absl import flags
 
 from anogan_tf.cli import flags as anogan_flags
 
-flags.DEFINE_string("workdir", None, "Folder for checkpoints, history, samples and the final models.")
-flags.DEFINE_boolean("overwrite", False, "Start over in a workdir trained with other settings.")
-anogan_flags.define_config_flags()
-FLAGS = flags.FLAGS
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  flags.DEFINE_string("workdir", None, "Folder for checkpoints, history, samples and the final models.",
+                      flag_values=flag_values)
+  flags.DEFINE_boolean("overwrite", False, "Start over in a workdir trained with other settings.",
+                       flag_values=flag_values)
+  anogan_flags.define_config_flags(flag_values)
 
 
-def main():
+def run(FLAGS: flags.FlagValues) -> None:
+  """The command, on its parsed flags."""
   from anogan_tf import models, train_lib  # deferred: --help stays fast, TensorFlow loads only to train
   from anogan_tf.engine.history import read_history
   from anogan_tf.errors import AnoganError
   if not FLAGS.workdir:
     raise AnoganError("--workdir is required; name a folder for the run, e.g. --workdir=runs/mnist0")
   base = None if FLAGS.overwrite else anogan_flags.workdir_config(FLAGS.workdir)
-  config = anogan_flags.config_from_flags(base)
+  config = anogan_flags.config_from_flags(base, FLAGS)
   history = train_lib.train(config, FLAGS.workdir, overwrite=FLAGS.overwrite)
   if history:
     losses = " ".join(f"{k} {v:.4f}" for k, v in history[-1].items() if k not in ("epoch", "seconds"))
@@ -47,5 +52,10 @@ def main():
             f"held-out normal scores) in {threshold.path(FLAGS.workdir)}")
 
 
+def main(argv=None) -> int:
+  """`python -m anogan_tf.train` with `argv` (program name first; default sys.argv): the exit code."""
+  return anogan_flags.run_command(define_flags, run, argv, __doc__)
+
+
 if __name__ == "__main__":
-  anogan_flags.run(main)
+  sys.exit(main())

@@ -45,22 +45,19 @@ def synthetic_images(n, shape=(28, 28, 1), seed=0):
   return np.repeat(images[..., None], c, axis=-1).astype(np.float32)
 
 
-# Bad-input harness (tests/test_reliability.py, tests/test_cli.py): one process per tool runs every case through anogan_flags.run (absl's app.run), as
-# `python -m anogan_tf.<tool>` does, with the flags reset between cases.
+# Bad-input harness (tests/test_reliability.py, tests/test_cli.py): one process per tool runs every
+# case through the command's main(argv), as `python -m anogan_tf.<tool>` does: each call parses its
+# own flags, so the cases share nothing but the process.
 HARNESS = r'''
 import contextlib, importlib, io, json, sys, traceback
 tool, cases_path, out_path = sys.argv[1:]
 module = importlib.import_module("anogan_tf." + tool)
-from absl import flags
-from anogan_tf.cli import flags as anogan_flags
 results = []
 for argv in json.load(open(cases_path)):
-  flags.FLAGS.unparse_flags()
   err, out, code = io.StringIO(), io.StringIO(), 0
-  sys.argv = ["anogan_tf." + tool] + argv
   with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
     try:
-      anogan_flags.run(module.main)
+      code = module.main(["anogan_tf." + tool] + argv)
     except SystemExit as e:
       code = e.code or 0
     except BaseException:
@@ -69,3 +66,23 @@ for argv in json.load(open(cases_path)):
   results.append({"code": code, "stderr": err.getvalue(), "stdout": out.getvalue()})
 json.dump(results, open(out_path, "w"))
 '''
+
+
+def run_command(tool, *args, cwd=ROOT):
+  """Runs `python -m anogan_tf.<tool> ...` in this process (its main(argv)): a CompletedProcess
+  with its exit code and what it printed. For tests of what a command does; the process itself
+  (exit codes seen by a shell, TensorFlow's own stderr, signals) is tested with run_cli."""
+  import contextlib
+  import importlib
+  import io
+  module = importlib.import_module(tool)
+  out, err = io.StringIO(), io.StringIO()
+  old = os.getcwd()
+  os.chdir(cwd)
+  try:
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+      code = module.main([tool, *args])
+  finally:
+    os.chdir(old)
+  return subprocess.CompletedProcess([tool, *args], code, out.getvalue(), err.getvalue())
+

@@ -16,7 +16,7 @@ import os
 import sys
 import typing
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from anogan_tf.config import Config, parse_value
 from anogan_tf.errors import AnoganError
@@ -158,37 +158,45 @@ def config_from_args(args: list, base: Config = None) -> Config:
   return config_from_flags(base, flag_values)
 
 
-def _parse_flags(argv):
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+def run_command(define_flags, body, argv=None, doc: str = "") -> int:
+  """Runs one command: a FlagValues of its own (`define_flags(flag_values)` defines its flags),
+  parsed from `argv` (program name first; default sys.argv) with flagfiles resolved as
+  `expand_flagfiles` says, then `body(flag_values)`. Returns the exit code: 0; 2 after a
+  one-line `error: ...` on stderr for a flag error or an AnoganError (no traceback); 130 on
+  Ctrl-C. --help prints `doc` and the flags. Nothing global is parsed, so a program (or a test)
+  may call several commands in one process."""
+  argv = list(sys.argv if argv is None else argv)
+  flag_values = flags.FlagValues()
+  define_flags(flag_values)
+  if any(arg in HELP_FLAGS for arg in argv[1:]):
+    print(doc.strip() + "\n\n" + flag_values.get_help())
+    return 0
   try:
-    rest = FLAGS(argv[:1] + expand_flagfiles(argv[1:]))
+    rest = flag_values(argv[:1] + expand_flagfiles(argv[1:]))
+    if len(rest) > 1:
+      raise AnoganError(f"unexpected argument '{rest[1]}'; flags look like --name=value")
   except AnoganError as e:
     print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    return 2
   except flags.Error as e:
     message = str(e).splitlines()[0] if str(e) else type(e).__name__
     print(f"error: {message}; see --helpfull for the valid flags", file=sys.stderr)
-    sys.exit(2)
-  if len(rest) > 1:
-    print(f"error: unexpected argument '{rest[1]}'; flags look like --name=value", file=sys.stderr)
-    sys.exit(2)
-  return rest
-
-
-def run(main) -> None:
-  """absl's app.run with one-line errors: AnoganError and flag errors exit 2 without a traceback,
-  Ctrl-C exits 130."""
-  def wrapped(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines would bury the progress bar
-    try:
-      if "cpu_devices" in FLAGS and FLAGS.cpu_devices > 1:  # before anything initialises TensorFlow's devices
-        from anogan_tf.engine import distribute
-        distribute.set_cpu_devices(FLAGS.cpu_devices)
-      main()
-    except AnoganError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
-    except KeyboardInterrupt:  # every output is crash-safe, so Ctrl-C needs no traceback
-      print("\nerror: interrupted; rerun the same command to resume", file=sys.stderr)
-      sys.exit(130)
-  app.run(wrapped, flags_parser=_parse_flags)
+    return 2
+  if not FLAGS.is_parsed():
+    FLAGS.mark_as_parsed()  # absl's logging otherwise prefixes its first line with a notice
+  logging.set_verbosity(logging.WARNING)  # TF's checkpoint INFO lines would bury the progress bar
+  try:
+    if "cpu_devices" in flag_values and flag_values.cpu_devices > 1:  # before TensorFlow initialises its devices
+      from anogan_tf.engine import distribute
+      distribute.set_cpu_devices(flag_values.cpu_devices)
+    body(flag_values)
+  except AnoganError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:  # every output is crash-safe, so Ctrl-C needs no traceback
+    print("\nerror: interrupted; rerun the same command to resume", file=sys.stderr)
+    return 130
+  return 0
