@@ -10,6 +10,9 @@
    rounds alternate between methods and the fastest round counts.
 3. Writes `<results_dir>/compare_<dataset>.json` (method -> mean_auroc, per_class_auroc,
    images_per_second, ...; every top-level key is a method) and `.md`.
+
+Progress on stderr as reproduce.py shows it (the runs, their commands' bars), then the speed runs'
+bar; no TensorFlow start-up notices.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ SIZE_NOTE = ("networks of seed 000's size in every method: G / decoder = seed 00
 
 def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: int, extra=()) -> dict:
   """images/s of each method's scorer on the same n_images test images, measured in this process."""
+  from tqdm import tqdm
+
   from anogan_tf import models
   from anogan_tf.cli import flags as anogan_flags
   from anogan_tf.config import EVALUATION_FIELDS
@@ -50,7 +55,9 @@ def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: 
   from anogan_tf.engine.workdir import load_networks
   scorers = {}
   images = None
+  bar = tqdm(total=len(methods) * (1 + rounds), desc="speed", unit="run", dynamic_ncols=True)  # stderr
   for method in methods:
+    bar.set_postfix_str(method)
     flagfile, _, eval_flags = reproduce.RUNS[SAME_AS_PRESET.get(method, method)]
     trained = anogan_flags.workdir_config(workdirs[method])
     requested = anogan_flags.config_from_args([f"--flagfile={flagfile}", *eval_flags, f"--dataset={dataset}",
@@ -65,12 +72,16 @@ def measure_speed(dataset: str, methods, workdirs: dict, n_images: int, rounds: 
       images = load_one_class(config).x_test
     scorer.score(images[:min(len(images), scorer.batch_size)])  # trace once, untimed
     scorers[method] = scorer
+    bar.update()
   best = {m: 0.0 for m in methods}
   for _ in range(rounds):
     for method in methods:
+      bar.set_postfix_str(method)
       began = time.perf_counter()
       scorers[method].score(images)
       best[method] = max(best[method], len(images) / (time.perf_counter() - began))
+      bar.update()  # outside the timed call
+  bar.close()
   return {m: round(v, 3) for m, v in best.items()}
 
 
@@ -196,4 +207,5 @@ if __name__ == "__main__":
   # program: its speed column times the scorers on the kernels the commands use.
   if platform.machine().lower() in ("x86_64", "amd64"):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+  reproduce.quiet_tensorflow()
   sys.exit(main())

@@ -20,7 +20,8 @@ report per picture and the --top gallery.
 Writes into --results_dir: record.json (the commands, seed, commit, wall times, the metrics),
 report_<defect>.png (score's report of the highest-scoring picture of each defect) and
 top_tiles.png (score's --top gallery of the tiles folder). A rerun reuses a finished training (train resumes; the folder is
-rebuilt identically from the seed).
+rebuilt identically from the seed). Progress on stderr as reproduce.py shows it: each command's
+bars and its time; no TensorFlow start-up notices.
 """
 
 from __future__ import annotations
@@ -148,9 +149,12 @@ def main(argv=None) -> int:
     commands[f"score_{defect}"] = ["anogan_tf.score", f"--workdir={model}",
                                    f"--input={os.path.join(data, 'test', defect)}", f"--output={out}", "--top=8"]
   seconds = {}
-  for name, command in commands.items():
+  for k, (name, command) in enumerate(commands.items(), start=1):
     print("+ python -m " + " ".join(command), flush=True)
     seconds[name] = round(reproduce.run_logged(command, os.path.join(workdir, "log.txt")), 1)
+    left = len(commands) - k
+    reproduce.note(f"command {k} of {len(commands)} ({name}) done in {seconds[name]:.0f} s; "
+                   f"{f'{left} left' if left else 'none left'}")
 
   metrics = json.load(open(os.path.join(model, "eval", "metrics.json")))
   threshold = json.load(open(os.path.join(model, "threshold.json")))
@@ -189,4 +193,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  reproduce.quiet_tensorflow()
   sys.exit(main())

@@ -10,12 +10,15 @@ record per (preset, class, seed) to `<results_dir>/runs/<dataset>_<preset>/class
 (metrics, training and scoring wall time, commit, exact commands). A run whose records exist is
 not redone, so the command resumes after an interruption at (class, seed) granularity (and a
 killed training resumes from its last epoch). After each run the tables are rebuilt by
-`experiments/report.py`. One progress line per run.
+`experiments/report.py`. One result line per record on stdout; on stderr, as the commands show
+it, the progress: each run as it starts, the bars of its training and scoring commands, and its
+time with an estimate of the time left. No TensorFlow start-up notices (`quiet_tensorflow`).
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import datetime
 import hashlib
 import json
@@ -100,13 +103,86 @@ def commit() -> str:
     return "unknown"
 
 
+def quiet_tensorflow() -> None:
+  """What the `python -m anogan_tf.*` commands do before TensorFlow loads (anogan_tf/cli/quiet.py),
+  for a driver's own process: loaded by its path, since importing anogan_tf loads TensorFlow. A
+  driver's `__main__` calls it first; importing a driver (tests do) quiets nothing."""
+  import importlib.util
+  package = importlib.util.find_spec("anogan_tf")
+  if package is None or not package.submodule_search_locations:
+    return  # the first import of anogan_tf will say what is missing
+  spec = importlib.util.spec_from_file_location(
+      "anogan_tf_cli_quiet", os.path.join(list(package.submodule_search_locations)[0], "cli", "quiet.py"))
+  cli_support = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(cli_support)
+  cli_support.quiet_tensorflow()
+
+
+def note(text: str) -> None:
+  """A progress line, on stderr like the commands' progress bars."""
+  print(text, file=sys.stderr, flush=True)
+
+
+def time_left(seconds: list, runs_left: int) -> str:
+  """How many runs are left and, from the mean of the finished runs' seconds, about how long they take."""
+  if runs_left <= 0:
+    return "no runs left"
+  minutes = max(1, round(runs_left * sum(seconds) / len(seconds) / 60))
+  about = f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+  return f"{runs_left} run{'s' if runs_left > 1 else ''} left, about {about}"
+
+
+class FitToTerminal:
+  """Passes a command's stderr on, cutting each line it redraws in place (text after a "\\r": a
+  progress bar's update) to `width` characters, as the command fits its own bar to a terminal it
+  writes to: an update longer than the terminal would wrap, and the next "\\r" would leave it behind.
+  Other lines (warnings, errors) pass whole. width None: everything passes whole (not a terminal)."""
+
+  def __init__(self, width=None):
+    self.width, self.column, self.redrawn = width, 0, False
+
+  @classmethod
+  def of_stderr(cls):
+    try:
+      if os.isatty(sys.stderr.fileno()):
+        return cls(os.get_terminal_size(sys.stderr.fileno()).columns - 1)
+    except (AttributeError, OSError, ValueError):
+      pass
+    return cls()
+
+  def __call__(self, text: str) -> str:
+    if self.width is None:
+      return text
+    kept = []
+    for char in text:
+      if char in "\r\n":
+        self.column, self.redrawn = 0, char == "\r"
+      elif self.redrawn and self.column >= self.width:
+        continue
+      else:
+        self.column += 1
+      kept.append(char)
+    return "".join(kept)
+
+
 def run_logged(args: list, log_path: str) -> float:
-  """Runs `python -m ...args` with its output appended to log_path; returns the wall seconds."""
+  """Runs `python -m ...args` with its output appended to log_path, passing its stderr (progress
+  bars, warnings, errors) on to ours as it comes; returns the wall seconds."""
   began = time.perf_counter()
-  with open(log_path, "a") as log:
-    log.write(f"\n$ {shlex.join(args)}\n")
+  with open(log_path, "ab") as log:
+    log.write(f"\n$ {shlex.join(args)}\n".encode())
     log.flush()
-    code = subprocess.call([sys.executable, "-m", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    with subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=log, stderr=subprocess.PIPE) as command:
+      text, fit = codecs.getincrementaldecoder("utf-8")("replace"), FitToTerminal.of_stderr()
+      while True:
+        chunk = os.read(command.stderr.fileno(), 1 << 16)  # as it comes: a bar's updates are not lines
+        if not chunk:
+          break
+        log.write(chunk)
+        log.flush()
+        sys.stderr.write(fit(text.decode(chunk)))
+        sys.stderr.flush()
+    code = command.returncode
   if code != 0:
     raise SystemExit(f"error: `{shlex.join(args)}` failed (exit {code}); see {log_path}, fix it and rerun "
                      "this command to resume")
@@ -155,14 +231,22 @@ def main(argv=None) -> int:
         parser.error(f"presets {', '.join(group)} share a GAN but ask for different --{name} ({sorted(values)}); "
                      "run them separately")
   runs = [(s, c) for s in seeds for c in classes]
+  record_path = lambda p, seed, c: os.path.join(  # noqa: E731
+      args.results_dir, "runs", f"{args.dataset}_{p}", f"class{c}_seed{seed}.json")
+  missing = lambda seed, c: [p for p in presets if not os.path.exists(record_path(p, seed, c))]  # noqa: E731
+  run_seconds = []  # of the runs this command did
   print(f"{args.dataset}: presets {', '.join(f'{p} (GAN {keys[p]})' for p in presets)}; "
         f"{len(classes)} classes x {len(seeds)} seeds = {len(runs)} runs; records in {args.results_dir}/runs/",
         flush=True)
   for i, (seed, c) in enumerate(runs, start=1):
     tag = f"class{c}_seed{seed}"
+    run_began = time.perf_counter()
+    to_do = missing(seed, c)
+    if to_do:
+      note(f"run {i} of {len(runs)}: {args.dataset} class {c} seed {seed}, presets {', '.join(to_do)}")
     for key in dict.fromkeys(keys.values()):  # one GAN per group of presets sharing it
       group = [p for p in presets if keys[p] == key]
-      records = {p: os.path.join(args.results_dir, "runs", f"{args.dataset}_{p}", f"{tag}.json") for p in group}
+      records = {p: record_path(p, seed, c) for p in group}
       todo = [p for p in group if not os.path.exists(records[p])]
       if not todo:
         print(f"[{i}/{len(runs)}] {args.dataset} class {c} seed {seed} {'/'.join(group)}: done before", flush=True)
@@ -183,6 +267,7 @@ def main(argv=None) -> int:
         with open(train_record) as f:
           previous = json.load(f)
       if previous.get("train_flags") != group_train_flags:  # new, or an encoder to add to a finished GAN
+        note(f"  {'/'.join(group)}: train (GAN {key})")
         wall = run_logged(train_cmd, log)  # train resumes: a finished GAN is not trained again
         with open(train_record + ".tmp", "w") as f:
           json.dump({"train_wall_seconds": round(previous.get("train_wall_seconds", 0) + wall, 1),
@@ -198,6 +283,7 @@ def main(argv=None) -> int:
         eval_dir = os.path.join(workdir, f"eval_{p}")
         eval_cmd = ["anogan_tf.evaluate", f"--workdir={workdir}", f"--eval_dir={eval_dir}",
                     f"--flagfile={RUNS[p][0]}", *RUNS[p][2], *run_flags]
+        note(f"  {p}: evaluate")
         wall = run_logged(eval_cmd, log)
         with open(os.path.join(eval_dir, "metrics.json")) as f:
           metrics = json.load(f)
@@ -215,6 +301,11 @@ def main(argv=None) -> int:
               f"score {metrics['seconds']:.0f} s)", flush=True)
         if not args.no_tables:
           report.write_tables(args.results_dir, args.dataset, p)
+    if to_do:
+      run_seconds.append(time.perf_counter() - run_began)
+      runs_left = sum(bool(missing(*run)) for run in runs[i:])
+      note(f"run {i} of {len(runs)}: {args.dataset} class {c} seed {seed} done in {run_seconds[-1]:.0f} s; "
+           f"{time_left(run_seconds, runs_left)}")
   for p in presets if not args.no_tables else ():
     path = report.write_tables(args.results_dir, args.dataset, p)
     if path:
@@ -223,4 +314,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  quiet_tensorflow()
   sys.exit(main())

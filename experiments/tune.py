@@ -9,7 +9,7 @@ The test split is never loaded. Candidates differ in scoring settings only, so t
 GAN per (class, seed): the runs are experiments/reproduce.py's (resumable, one record per
 candidate, class and seed, under <results_dir>/tuning/runs/). Writes
 <results_dir>/tuning/tuning_<dataset>.json and .md: per candidate, validation AUROC per class, the
-mean, and scoring speed.
+mean, and scoring speed. Progress on stderr as reproduce.py shows it.
 """
 
 from __future__ import annotations
@@ -174,4 +174,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  reproduce.quiet_tensorflow()
   sys.exit(main())

@@ -1,6 +1,7 @@
 """experiments/compare.py (`make compare`) end to end on tiny settings: every method of the family
 scored on one class, the AnoGAN methods on one shared GAN (its warm starts and best.flags on one
-encoder), the other families each on their own, speeds measured in one process, one table."""
+encoder), the other families each on their own, speeds measured in one process, one table; progress
+shown as the commands show it, and no TensorFlow start-up notices."""
 
 import json
 import os
@@ -8,6 +9,12 @@ import subprocess
 import sys
 
 from conftest import ROOT
+
+from anogan_tf.cli.quiet import lines_to_show
+
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+
+import compare  # noqa: E402
 
 TINY = ("--epochs=1 --train_examples=64 --test_examples=64 --batch_size=32 --latent_dim=8 --g_dense_channels=8"
         " --g_filters=8,4 --d_filters=4,8 --e_filters=4,8")
@@ -19,8 +26,14 @@ def test_compare_scores_every_method_sharing_the_anogan_gan(tmp_path, mnist_dir)
              f"--extra={TINY}", "--encoder_epochs=1", "--speed_images=64", "--speed_rounds=1"]
   done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
   assert done.returncode == 0, done.stderr[-3000:]
-  sys.path.insert(0, os.path.join(ROOT, "experiments"))
-  import compare
+  err = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
+  shown = [line.encode() for line in err]
+  assert list(lines_to_show(shown)) == shown  # none of the start-up notices the commands hide
+  assert err[0] == "run 1 of 1: mnist class 0 seed 0, presets " + ", ".join(
+      compare.SAME_AS_PRESET.get(m, m) for m in compare.METHODS), err[0]
+  assert sum(line.startswith("run 1 of 1: mnist class 0 seed 0 done in ") for line in err) == 1
+  for bar in ("train", "encoder", "score", "speed"):  # each training's epochs, each scoring, the speed runs
+    assert any(line.startswith(f"{bar}: 100%|") for line in err), bar
   summary = json.loads((tmp_path / "results" / "compare_mnist.json").read_text())
   assert list(summary) == list(compare.METHODS)  # DESIGN.md section 4: method name -> its entry
   for method, m in summary.items():

@@ -1,23 +1,35 @@
 """experiments/reproduce.py: presets that differ only in mapping share one GAN, a finished run is
-not redone, and a lost record is redone alone. Tiny settings: what is tested is the bookkeeping."""
+not redone, and a lost record is redone alone; it shows progress as the commands do and no
+TensorFlow start-up notices. Tiny settings: what is tested is the bookkeeping."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT
 
+from anogan_tf.cli.quiet import lines_to_show
+
 TINY = "--epochs=1 --train_examples=64 --test_examples=64 --map_steps=2,2 --batch_size=32"
 
 
 def reproduce(tmp_path, *args):
+  """Runs the driver as a user does; returns its stdout and its stderr's lines (each update of a
+  progress bar a line of its own)."""
   command = [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--dataset=mnist",
              f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}", f"--extra={TINY}", *args]
   done = subprocess.run(command, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
-  return done.stdout
+  return done.stdout, [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
+
+
+def startup_notices(lines):
+  """The lines of TensorFlow start-up noise that the commands hide (anogan_tf.cli.quiet.KNOWN_NOISE)."""
+  shown = [line.encode() for line in lines]
+  return [line for line in shown if line not in list(lines_to_show(shown))]
 
 
 def records(tmp_path, preset):
@@ -26,7 +38,22 @@ def records(tmp_path, preset):
 
 
 def test_presets_share_a_gan_resume_per_run_and_redo_only_what_is_missing(tmp_path, mnist_dir):
-  out = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
+  out, err = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
+  assert startup_notices(err) == []
+  # Progress as the commands show it, on stderr: the run, its training's and scorings' bars, its time.
+  assert err[0] == "run 1 of 1: mnist class 0 seed 0, presets seed000, paper", err
+  assert re.fullmatch(r"run 1 of 1: mnist class 0 seed 0 done in \d+ s; no runs left", err[-1]), err
+  finished, step = {}, None  # step -> the bars its command completed
+  for line in err[1:-1]:
+    if line.startswith("  "):
+      step = line.strip()
+      finished[step] = set()
+    elif re.match(r"\w+: 100%\|", line):
+      finished[step].add(line.split(":")[0])
+  train_step = next(iter(finished))
+  assert re.fullmatch(r"seed000/paper: train \(GAN \w{8}\)", train_step), err
+  assert finished == {train_step: {"train"}, "seed000: evaluate": {"score"}, "paper: evaluate": {"score"}}, err
+  assert out.count(": AUROC ") == 2  # the results stay on stdout
   seed000, paper = records(tmp_path, "seed000"), records(tmp_path, "paper")
   assert list(seed000) == list(paper) == ["class0_seed0.json"]
   a, b = seed000["class0_seed0.json"], paper["class0_seed0.json"]
@@ -44,19 +71,42 @@ def test_presets_share_a_gan_resume_per_run_and_redo_only_what_is_missing(tmp_pa
   # Run again: nothing is redone.
   stamps = {p: os.path.getmtime(tmp_path / "results" / "runs" / f"mnist_{p}" / "class0_seed0.json")
             for p in ("seed000", "paper")}
-  out = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
-  assert "seed000/paper: done before" in out
+  out, err = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
+  assert "seed000/paper: done before" in out and startup_notices(err) == [] and err == [], err
   assert {p: os.path.getmtime(tmp_path / "results" / "runs" / f"mnist_{p}" / "class0_seed0.json")
           for p in ("seed000", "paper")} == stamps
   assert open(os.path.join(workdir(a), "reproduce.log")).read() == log
 
   # A lost record is redone alone, on the same GAN (no second training).
   os.remove(tmp_path / "results" / "runs" / "mnist_paper" / "class0_seed0.json")
-  reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
+  out, err = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
+  assert err[0] == "run 1 of 1: mnist class 0 seed 0, presets paper" and "  paper: evaluate" in err
+  assert not any("train" in line for line in err), err
   log = open(os.path.join(workdir(a), "reproduce.log")).read()
   assert log.count("anogan_tf.train") == 1 and log.count("anogan_tf.evaluate") == 3
   assert os.path.getmtime(tmp_path / "results" / "runs" / "mnist_seed000" / "class0_seed0.json") == stamps["seed000"]
   assert records(tmp_path, "paper")["class0_seed0.json"]["auroc"] == pytest.approx(b["auroc"], abs=0.02)  # same GAN
+
+
+def test_time_left_is_the_runs_left_at_the_finished_runs_mean():
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import reproduce as rp
+  assert rp.time_left([600.0], 0) == "no runs left"
+  assert rp.time_left([500.0, 700.0], 1) == "1 run left, about 10 min"
+  assert rp.time_left([500.0, 700.0], 9) == "9 runs left, about 90 min"
+  assert rp.time_left([20.0], 1) == "1 run left, about 1 min"  # never "about 0 min"
+  assert rp.time_left([600.0], 29) == "29 runs left, about 4.8 h"
+
+
+def test_bar_updates_are_cut_to_the_terminal_and_other_lines_pass_whole():
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import reproduce as rp
+  error = "error: " + "x" * 30 + "\n"
+  stream = "\rtrain:   0%|   | 0/2\rtrain:  50%|#  | 1/2 [g_loss=0.5]\rtrain: 100%|## | 2/2 [g_loss=0.4]\n" + error
+  fit = rp.FitToTerminal(12)
+  shown = "".join(fit(stream[i:i + 5]) for i in range(0, len(stream), 5))  # in chunks, as a pipe gives it
+  assert shown == "\rtrain:   0%|\rtrain:  50%|\rtrain: 100%|\n" + error
+  assert rp.FitToTerminal()(stream) == stream  # not a terminal: everything as the command wrote it
 
 
 def test_tuning_candidates_resolve_and_the_other_gans_do_not_share_seed_000s(monkeypatch):
