@@ -1,4 +1,4 @@
-"""--strategy (anogan_tf/distribute.py): training and scoring split across two logical CPU devices,
+"""--strategy (anogan_tf/engine/distribute.py): training and scoring split across two logical CPU devices,
 and across two worker processes on this machine (multiworker, TF_CONFIG on 127.0.0.1).
 
 The devices must be configured before TensorFlow initialises, and a library does not change

@@ -10,7 +10,6 @@ plus `anogan_tf.Config`'s fields where a tool defines them), so nothing here run
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
 import glob
 import os
@@ -157,22 +156,17 @@ def _command_module(command: str):
 
 
 @functools.lru_cache(maxsize=None)
-def _config_flags() -> frozenset:
-  """Config's fields plus the other flags `anogan_tf.flags.define_config_flags` defines."""
-  import anogan_tf
-  names = {field.name for field in dataclasses.fields(anogan_tf.Config)}
-  return frozenset(names | _absl_flags(os.path.join(ROOT, "anogan_tf", "flags.py")))
-
-
-@functools.lru_cache(maxsize=None)
 def command_flags(command: str) -> frozenset:
-  """Every flag `python -m anogan_tf.<command>` accepts."""
+  """Every flag `python -m anogan_tf.<command>` accepts: what its define_flags defines."""
+  import importlib
+
+  from absl import flags
   path = _command_module(command)
-  names = _absl_flags(path)
-  if _calls(path, "define_config_flags"):
-    names |= _config_flags()
-  assert names, f"found no flag definitions in {_name(path)}: teach tests/test_docs.py where they moved"
-  return frozenset(names | ABSL_FLAGS)
+  module = importlib.import_module(f"anogan_tf.{command}")
+  assert hasattr(module, "define_flags"), f"{_name(path)} has no define_flags: teach tests/test_docs.py where they moved"
+  flag_values = flags.FlagValues()
+  module.define_flags(flag_values)
+  return frozenset(set(flag_values) | ABSL_FLAGS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -298,7 +292,7 @@ def test_checker_accepts_what_the_tools_accept():
           "python -m anogan_tf.export --workdir=w --output=o [--threshold=T] [--overwrite]\n"
           "make compare DATASET=fashion_mnist CLASSES=all\n"
           "```\n"
-          "[a section](troubleshooting.md#exporting-a-savedmodel-export), [the code](../anogan_tf/flags.py)\n"
+          "[a section](troubleshooting.md#exporting-a-savedmodel-export), [the code](../anogan_tf/cli/flags.py)\n"
           "`model.signatures[\"serving_uint8\"](images=x)` is code, not a link.\n")
   assert problems_in(PAGE, text) == []
 

@@ -1,4 +1,4 @@
-"""The decision threshold (anogan_tf/threshold.py): stored at the end of training from the held-out
+"""The decision threshold (anogan_tf/evaluation/threshold.py): stored at the end of training from the held-out
 normals, kept across resumes, refused for scores computed otherwise, and the decisions and
 metrics evaluate and score make with it; TensorBoard's sample images and score histograms."""
 

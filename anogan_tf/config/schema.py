@@ -168,13 +168,13 @@ class Config:
                                 "scores by up to 3% against 1024, 64 and more agreed to 8 digits: keep it at 64 "
                                 "or more); 0: automatic, up to 1024 as memory allows", evaluate=True, resume=True)
 
-  # --- decision threshold (anogan_tf/threshold.py)
+  # --- decision threshold (anogan_tf/evaluation/threshold.py)
   threshold_percentile: float = setting(99.0,
                                         "the threshold is this percentile of the held-out normals' scores (needs "
                                         "--val_fraction > 0); score and evaluate may apply another one",
                                         evaluate=True, resume=True)
 
-  # --- devices (anogan_tf/distribute.py): where train, evaluate and score run, not what they compute
+  # --- devices (anogan_tf/engine/distribute.py): where train, evaluate and score run, not what they compute
   strategy: str = setting("default",
                           "default (one device) | mirrored (tf.distribute.MirroredStrategy: every local GPU, or "
                           "--cpu_devices) | multiworker (MultiWorkerMirroredStrategy over TF_CONFIG's hosts)",

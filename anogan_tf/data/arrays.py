@@ -4,7 +4,7 @@ classes, score the whole test split.
 Arrays come from `<data_dir>/<name>.npz` (Keras' layout: x_train, y_train, x_test, y_test) when
 `--data_dir` or $ANOGAN_DATA_DIR names a folder, otherwise from `keras.datasets` (download+cache).
 Images are scaled to [-1, 1] as float32 (batch, h, w, c). `--dataset=folder` reads your own
-pictures instead (folder_data.py): streamed from disk for training, with file names and masks.
+pictures instead (folder.py): streamed from disk for training, with file names and masks.
 """
 
 from __future__ import annotations

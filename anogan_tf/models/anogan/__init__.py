@@ -1,5 +1,5 @@
 """AnoGAN (Schlegl et al. 2017), seed 000: a DCGAN trained on normal images, scored by the
-LatentMapper's search for z (anogan_tf/mapper.py).
+LatentMapper's search for z (mapper.py).
 
 Networks: seed 000's `Generator` and `Discriminator` (networks.py), saved as generator.keras and
 discriminator.keras. Training, per batch: one D step, then `g_steps` (2) G steps on the same z
