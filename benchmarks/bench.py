@@ -172,7 +172,7 @@ def measure_layers(batch_size=1024, repeats=15):
   Every way TensorFlow offers to compute each one is timed (the fastest of `repeats` calls):
   forward = what G or D runs, input gradient = what the gradient to z runs. A transposed
   convolution is either conv2d_transpose (TF's backprop-input kernel) or, for stride 2, four
-  phase convolutions in one conv2d (`anogan_tf.layers`), or, for stride 1, conv2d with the flipped kernel.
+  phase convolutions in one conv2d (`anogan_tf.nn.layers`), or, for stride 1, conv2d with the flipped kernel.
   """
   import functools
 

@@ -30,7 +30,7 @@ TINY = dict(train_examples=24, test_examples=12, g_dense_channels=4, g_filters=(
 
 def run_python(code: str, env_extra=None, devices: int = 2) -> dict:
   """Runs `code` with `devices` logical CPUs; returns the JSON it prints on its last line."""
-  prelude = f"from anogan_tf import distribute; distribute.set_cpu_devices({devices})\n"
+  prelude = f"from anogan_tf.engine import distribute; distribute.set_cpu_devices({devices})\n"
   env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
   env.pop("TF_CONFIG", None) if "TF_CONFIG" not in (env_extra or {}) else None
   done = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=ROOT, env=env,
@@ -129,15 +129,15 @@ def test_mirrored_step_equals_one_device_step():
   their mean shows."""
   code = """
 import json, numpy as np, tensorflow as tf
-from anogan_tf import train_lib
-from anogan_tf.engine import distribute
 from anogan_tf.config import Config
+from anogan_tf.engine import distribute
+from anogan_tf.engine.driver import Driver
 config = Config(**{tiny}, g_batchnorm=False, g_dense_batchnorm=False, adam_epsilon=1.0)
 x = np.random.default_rng(0).uniform(-1, 1, (24, 28, 28, 1)).astype(np.float32)
 out = {{}}
 for name in ("default", "mirrored"):
   tf.keras.utils.set_random_seed(0)
-  driver = driver.Driver(config, distribute.make_strategy(name))
+  driver = Driver(config, distribute.make_strategy(name))
   losses = [driver.train_epoch(tf.constant(x), e) for e in range(2)]
   weights = np.concatenate([w.numpy().ravel() for w in driver.networks["generator"].weights])
   replicas = driver.strategy.num_replicas_in_sync if driver.strategy else 1
