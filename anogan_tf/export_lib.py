@@ -104,7 +104,7 @@ class ScoringModule(tf.Module):
     self.threshold = tf.Variable(float(threshold), dtype=tf.float32, trainable=False, name="threshold")
     self.metadata = tf.Variable(json.dumps(metadata, sort_keys=True), trainable=False, name="metadata")
     self._size = int(chunk)
-    image_shape = tuple(scorer.image_shape)
+    image_shape = tuple(scorer.example_shape)  # an image's (h, w, c), or any example's shape
     z_shape = (scorer.latent_dim,) if scorer.takes_initial_z else None
     spec = [tf.TensorSpec((self._size,) + image_shape, tf.float32)]
     if z_shape:
@@ -150,12 +150,13 @@ class ScoringModule(tf.Module):
                   "uint8 to the serving_uint8 signature")
 
   def _checked_shape(self, images):
-    """images, once their shape is (N, h, w, c) with N > 0: a loaded signature does not check
-    the shape of its inputs, and oneDNN's convolution aborts the process on a wrong rank."""
-    h, w, c = self._scorer.image_shape
-    x = _after(images, tf.strings.regex_full_match(_shape_text(images), f"[0-9]+,{h},{w},{c}"),
-               f"images need the shape (N, {h}, {w}, {c}); resize them, add the channel axis, or export a model "
-               "trained on that shape")
+    """images, once their shape is (N,) + the example shape with N > 0: a loaded signature does
+    not check the shape of its inputs, and oneDNN's convolution aborts the process on a wrong rank."""
+    shape = tuple(self._scorer.example_shape)
+    sizes = ", ".join(map(str, shape))
+    fix = "resize them, add the channel axis" if len(shape) == 3 else "reshape them"
+    x = _after(images, tf.strings.regex_full_match(_shape_text(images), "[0-9]+," + ",".join(map(str, shape))),
+               f"images need the shape (N, {sizes}); {fix}, or export a model trained on that shape")
     return _after(x, tf.shape(x)[0] > 0, "no images to score; pass at least one image")
 
   # --- scoring in chunks of one static size
@@ -297,7 +298,7 @@ def metadata(model: str, scorer, threshold: float, threshold_source: str, chunk:
   """What the SavedModel's `metadata` says: the family, image shape, scorer settings, threshold
   and its source, signatures, chunk size, and what the scorer adds (Scorer.export_metadata: for a
   search the latent size, seed and where it starts)."""
-  out = {"model": model, "image_shape": list(scorer.image_shape),
+  out = {"model": model, "image_shape": list(scorer.example_shape), "example_shape": list(scorer.example_shape),
          "scorer": threshold_lib.compared_settings(scorer.settings()),
          "threshold": float(threshold), "threshold_source": threshold_source,
          "signatures": [SERVING_FLOAT, SERVING_UINT8], "chunk": int(chunk)}

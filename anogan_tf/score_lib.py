@@ -229,6 +229,21 @@ def read_images(source: str, image_shape: Tuple[int, int, int], resize: bool = F
   return array, names
 
 
+def read_examples(source: str, example_shape: Tuple[int, ...]) -> Tuple[np.ndarray, List[str]]:
+  """Examples that are not images (series (n, T, features), clips (n, T, h, w, c)) from an
+  .npy/.npz array of floats in [-1, 1] of the model's example shape (without the last axis when
+  it is 1), named by their index; else a one-line AnoganError."""
+  if not source.lower().endswith((".npy", ".npz")):
+    raise AnoganError(f"{source} is not an .npy/.npz file; this model scores arrays of shape "
+                      f"(n, {', '.join(map(str, example_shape))}): save them with np.save(path, x)")
+  array = _read_array(source)
+  if array.dtype.kind not in "f":
+    raise AnoganError(f"{source} has dtype {array.dtype}; store floats in [-1, 1]")
+  from anogan_tf.models.base import check_images
+  x = check_images(array, example_shape)
+  return x, [str(i) for i in range(len(x))]
+
+
 # --- the output folder
 
 def check_output(output: str, files: Sequence[str]) -> None:
@@ -315,18 +330,22 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
   if top < 0:
     raise AnoganError(f"--top={top} is below 0; use the number of most anomalous images to show, or 0 for none")
   check_output(output, [])  # at once, before reading what may be many images
-  images, names = read_images(source, config.image_shape, resize=resize, grayscale=grayscale)
-  reports = [report_name(n) for n in names]
   from tqdm import tqdm
 
   from anogan_tf import models
   from anogan_tf.engine.workdir import load_scorer
   from anogan_tf.visualization import plots
-  scorer, networks = load_scorer(config, workdir, models.family(config.model))  # networks: the threshold's digests too
-  if tuple(scorer.image_shape) != tuple(config.image_shape):
-    raise AnoganError(f"the networks in {workdir} take {tuple(scorer.image_shape)} images, not the "
-                      f"{tuple(config.image_shape)} of --dataset={config.dataset}; keep --dataset as the workdir's "
-                      "flags.txt has it")
+  family = models.family(config.model)
+  shape = models.base.example_shape(family, config)
+  if len(shape) == 3:
+    images, names = read_images(source, shape, resize=resize, grayscale=grayscale)
+  else:
+    images, names = read_examples(source, shape)
+  reports = [report_name(n) for n in names]
+  scorer, networks = load_scorer(config, workdir, family)  # networks: the threshold's digests too
+  if tuple(scorer.example_shape) != shape:
+    raise AnoganError(f"the networks in {workdir} take {tuple(scorer.example_shape)} images, not the "
+                      f"{shape} of --dataset={config.dataset}; keep --dataset as the workdir's flags.txt has it")
   decision = threshold.decide(config, workdir, scorer.settings(), networks)
   check_writable(output, reports + [TOP_GALLERY])
 
@@ -344,17 +363,19 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
   scores_path = os.path.join(output, SCORES_CSV)
   if os.path.exists(scores_path):
     os.remove(scores_path)  # output is incomplete until the new one is written, last
-  vmax = plots.residual_scale(result.residual_map)
+  # images as they are; other examples as the pictures that show them (plots.as_pictures)
+  pictures, reconstructions, residual_maps = plots.as_pictures(images, result.reconstruction, result.residual_map)
+  vmax = plots.residual_scale(residual_maps)
   verdicts = [_verdict(None if anomalous is None else bool(anomalous[i]), decision.threshold)
               for i in range(len(names))]
   titles = [f"{name}\nscore {result.score[i]:.4g}: {verdicts[i]}"
             + (f"   [{', '.join(f'{k} {v[i]:.4g}' for k, v in result.parts.items())}]" if result.parts else "")
             for i, name in enumerate(names)]
-  plots.score_reports(images, result.reconstruction, result.residual_map, titles,
+  plots.score_reports(pictures, reconstructions, residual_maps, titles,
                       [os.path.join(output, r) for r in reports], vmax)
   gallery = os.path.join(output, TOP_GALLERY)
   if shown:
-    plots.top_gallery(images[shown], result.residual_map[shown],
+    plots.top_gallery(pictures[shown], residual_maps[shown],
                       [f"{rank}. {_short(names[i])}\nscore {result.score[i]:.4g}\n{verdicts[i].split(' (')[0]}"
                        for rank, i in enumerate(shown, start=1)], gallery, vmax, len(names),
                       heading=f"the {len(shown)} highest scores of {len(names)} images"

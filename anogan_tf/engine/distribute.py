@@ -179,7 +179,7 @@ class DistributedScorer:
 
   def __init__(self, scorer, strategy: tf.distribute.Strategy):
     self.scorer, self.strategy = scorer, strategy
-    self.batch_size, self.image_shape = scorer.batch_size, tuple(scorer.image_shape)
+    self.batch_size, self.example_shape = scorer.batch_size, tuple(scorer.example_shape)
     check_batch(self.batch_size, strategy, "--map_batch_size")
     # One trace per chunk size (a fixed shape, as one device's chunks have: TensorFlow optimises a
     # graph of unknown batch size differently, and the search amplifies that; see export_lib).
@@ -202,7 +202,7 @@ class DistributedScorer:
 
   def score_chunks(self, images) -> Iterator:
     from anogan_tf.models.base import ScoreResult, check_images
-    x = check_images(images, self.image_shape)
+    x = check_images(images, self.example_shape)
     z0 = np.asarray(self.scorer.initial_z(len(x)), np.float32) if self.scorer.takes_initial_z else None
     replicas = self.strategy.num_replicas_in_sync
     size = min(self.batch_size, -(-len(x) // replicas) * replicas)  # a few images: no chunk padded to 1024

@@ -73,7 +73,7 @@ class Driver:
     trace per phase for the whole run."""
     key = (phase, tuple(noise_shape))
     if key not in self._epoch_functions:
-      signature = [tf.TensorSpec((None,) + self.config.image_shape, tf.float32),
+      signature = [tf.TensorSpec((None,) + models.base.example_shape(self.family, self.config), tf.float32),
                    tf.TensorSpec((None,), tf.int32),
                    tf.TensorSpec((None,) + tuple(noise_shape), tf.float32)]
       self._epoch_functions[key] = tf.function(functools.partial(self._train_epoch, phase),
@@ -252,7 +252,8 @@ class StageDriver:
     self.network, self.trainer = stage.build(config, networks)
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self.trained_on = tf.Variable(0, dtype=tf.int64, trainable=False, name="gan_epoch")
-    signature = [tf.TensorSpec((None,) + config.image_shape, tf.float32), tf.TensorSpec((None,), tf.int32)]
+    shape = models.base.example_shape(models.family(config.model), config)
+    signature = [tf.TensorSpec((None,) + shape, tf.float32), tf.TensorSpec((None,), tf.int32)]
     self._run = tf.function(self._train_epoch, input_signature=signature)
     self._stream = stream_function(self.trainer, 0)
     self.loop = Loop(stage.name, stage.history, stage.checkpoints, stage.loss_plot,

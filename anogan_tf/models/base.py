@@ -56,8 +56,8 @@ class ScoreResult:
   """Per-image results of a scorer; every array has N rows, one per image."""
 
   score: np.ndarray  # (N,) anomaly score: higher = more anomalous
-  reconstruction: np.ndarray  # (N, h, w, c) in [-1, 1]: G(z*), G(E(x)) or the decoder's output
-  residual_map: np.ndarray  # (N, h, w, c) |x - reconstruction|: where the anomaly is
+  reconstruction: np.ndarray  # (N,) + example shape in [-1, 1]: G(z*), G(E(x)) or the decoder's output
+  residual_map: np.ndarray  # (N,) + example shape: |x - reconstruction|, where the anomaly is
   parts: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # name -> (N,) parts of the score
   extras: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # name -> (N, ...) e.g. z, trajectory
 
@@ -76,14 +76,20 @@ class ScoreResult:
 
 
 class Scorer:
-  """Scores images (N, h, w, c) floats in [-1, 1] of `image_shape`. `score_chunks` yields one
-  ScoreResult per fixed-size chunk (`batch_size` images, the last one padded) so memory stays
+  """Scores examples (N,) + `example_shape` floats in [-1, 1]: images (h, w, c), series (T,
+  features) or clips (T, h, w, c). `score_chunks` yields one
+  ScoreResult per fixed-size chunk (`batch_size` examples, the last one padded) so memory stays
   flat; `score` concatenates them. `settings()` names what changes the scores, as evaluate's
   metrics.json records it. A ScoreResult's `parts` become columns of scores.csv; an extra named
   `trajectory` (N, iterations), a per-image loss per search iteration, is plotted by evaluate."""
 
   batch_size: int
-  image_shape: Tuple[int, int, int]
+  example_shape: Tuple[int, ...]
+
+  @property
+  def image_shape(self) -> Tuple[int, ...]:
+    """The example shape, by its name from when every example was an image."""
+    return self.example_shape
 
   def score_chunks(self, images) -> Iterator[ScoreResult]:
     raise NotImplementedError
@@ -155,6 +161,14 @@ class Stage:
     return f"{self.name}_loss.png"
 
 
+def example_shape(family, config) -> Tuple[int, ...]:
+  """The shape of one example of the family under `config` (its `example_shape(config)`): the
+  images' (h, w, c) unless the family says otherwise, e.g. (T, features) for series."""
+  if hasattr(family, "example_shape"):
+    return tuple(family.example_shape(config))
+  return tuple(config.image_shape)
+
+
 def stages(family) -> Tuple[Stage, ...]:
   """The family's stages after its own epochs (its STAGES), in order."""
   return tuple(getattr(family, "STAGES", ()))
@@ -184,24 +198,27 @@ class Trainer(tf.Module):
     return {}
 
 
-def check_images(images, image_shape) -> np.ndarray:
-  """images as float32 (N, h, w, c) in [-1, 1] (N, h, w accepted for one channel), else a
-  one-line AnoganError naming the problem and the fix. Every scorer checks its input with it."""
-  image_shape = tuple(image_shape)
+def check_images(images, example_shape) -> np.ndarray:
+  """Examples as float32 (N,) + example_shape in [-1, 1]: images (N, h, w, c), series (N, T,
+  features), clips (N, T, h, w, c); without the last axis when it is 1 (N, h, w for one channel).
+  Else a one-line AnoganError naming the problem and the fix. Every scorer checks its input with it."""
+  shape = tuple(example_shape)
+  what = "images" if len(shape) == 3 else "examples"
   x = np.asarray(images)
-  if x.ndim == 3 and image_shape[-1] == 1:
+  if x.ndim == len(shape) and shape[-1] == 1:
     x = x[..., None]
-  if x.ndim != 4 or tuple(x.shape[1:]) != image_shape:
-    raise AnoganError(f"images have shape {tuple(x.shape)} but the model expects (N,) + {image_shape}; "
-                      "resize them or train a model for this shape")
+  if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+    fix = "resize them" if len(shape) == 3 else "reshape them"
+    raise AnoganError(f"{what} have shape {tuple(x.shape)} but the model expects (N,) + {shape}; "
+                      f"{fix} or train a model for this shape")
   if not np.issubdtype(x.dtype, np.floating):
-    raise AnoganError(f"images have dtype {x.dtype}; pass floats scaled to [-1, 1] (e.g. x / 127.5 - 1)")
+    raise AnoganError(f"{what} have dtype {x.dtype}; pass floats scaled to [-1, 1] (e.g. x / 127.5 - 1)")
   x = x.astype(np.float32, copy=False)
   if len(x) == 0:
-    raise AnoganError("no images to score; pass at least one image")
+    raise AnoganError(f"no {what} to score; pass at least one {what[:-1]}")
   if not np.isfinite(x).all():
-    raise AnoganError("images contain NaN or inf; remove or repair those images")
+    raise AnoganError(f"{what} contain NaN or inf; remove or repair those {what}")
   if x.min() < -1.001 or x.max() > 1.001:
-    raise AnoganError(f"image values span [{x.min():.3g}, {x.max():.3g}], outside [-1, 1]; "
+    raise AnoganError(f"{what[:-1]} values span [{x.min():.3g}, {x.max():.3g}], outside [-1, 1]; "
                       "scale them as x / 127.5 - 1")
   return x

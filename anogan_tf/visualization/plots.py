@@ -18,6 +18,25 @@ def to_display(images: np.ndarray) -> np.ndarray:
   return images[..., 0] if images.shape[-1] == 1 else images
 
 
+def as_pictures(examples, reconstructions, residual_maps):
+  """(examples, reconstructions, residual maps), each (N,) + example shape, as pictures
+  (N, h, w, c) for the figures: images as they are; clips (N, T, h, w, c) by each clip's frame with
+  the largest residual; series (N, T, features) as features x time, each feature a band of rows,
+  so a residual map shows where in time. Other shapes: ValueError."""
+  x = np.asarray(examples)
+  if x.ndim == 4:
+    return examples, reconstructions, residual_maps
+  if x.ndim == 5:
+    rows = np.arange(len(x))
+    frame = np.asarray(residual_maps).reshape(len(x), x.shape[1], -1).sum(axis=-1).argmax(axis=1)
+    return tuple(np.asarray(a)[rows, frame] for a in (examples, reconstructions, residual_maps))
+  if x.ndim == 3:
+    band = max(1, x.shape[1] // (4 * x.shape[2]))  # a picture about 4 times wider than high
+    return tuple(np.repeat(np.transpose(np.asarray(a), (0, 2, 1)), band, axis=1)[..., None]
+                 for a in (examples, reconstructions, residual_maps))
+  raise ValueError(f"no picture for examples of shape {x.shape[1:]}")
+
+
 def tile(images: np.ndarray, columns: int = 8) -> np.ndarray:
   """(n, h, w[, c]) -> one (rows*h, columns*w[, c]) mosaic."""
   n, h, w = images.shape[:3]

@@ -246,7 +246,7 @@ class RestartScorer(base.Scorer):
   def __init__(self, mappers):
     self.mappers = list(mappers)
     first = self.mappers[0]
-    self.batch_size, self.image_shape, self.latent_dim = first.batch_size, first.image_shape, first.latent_dim
+    self.batch_size, self.example_shape, self.latent_dim = first.batch_size, first.example_shape, first.latent_dim
     self.seed = first.seed  # restart k draws from seed + k * RESTART_SEED_STRIDE
 
   def settings(self) -> dict:

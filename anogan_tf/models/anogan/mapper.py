@@ -223,7 +223,7 @@ class LatentMapper(base.Scorer):
     self.batch_size = int(batch_size) or auto_batch_size(generator, discriminator, feature_layer=self.feature_layer)
     self.jit_compile = bool(jit_compile)  # XLA; measured slower on CPU (see make bench)
     self.latent_dim = int(generator.latent_dim)
-    self.image_shape = tuple(generator.image_shape)
+    self.example_shape = tuple(generator.image_shape)
     self.trace_count = 0
     self.seed = int(seed)
     self._rng = np.random.default_rng(seed)

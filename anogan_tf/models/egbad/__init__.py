@@ -273,7 +273,7 @@ class EGBADScorer(base.Scorer):
     self.lam = float(lam)
     self.ink_power = base.checked_ink_power(ink_power)
     self.reduction = reduction
-    self.image_shape = tuple(generator.image_shape)
+    self.example_shape = tuple(generator.image_shape)
     self.batch_size = int(batch_size) or memory.fit_batch_size(self.activation_floats_per_image())
     self.trace_count = 0
     self._functions = {}
