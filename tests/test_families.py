@@ -22,6 +22,7 @@ from conftest import synthetic_images
 from anogan_tf import Config, evaluate_lib, models, score_lib, train_lib
 from anogan_tf.data import OneClassData
 from anogan_tf.engine import driver
+from anogan_tf.engine import history as history_lib
 from anogan_tf.engine import workdir as workdir_lib
 
 FAMILIES = models.names()
@@ -160,9 +161,9 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(name, runs):
   assert without_seconds(history) == without_seconds(again)
   for workdir in (straight, resumed):
     with open(os.path.join(workdir, "history.csv")) as f:
-      assert next(csv.reader(f)) == list(history.history_fields(names))
-  assert without_seconds(history.read_history(os.path.join(straight, "history.csv"))) == \
-      without_seconds(history.read_history(os.path.join(resumed, "history.csv")))
+      assert next(csv.reader(f)) == list(history_lib.history_fields(names))
+  assert without_seconds(history_lib.read_history(os.path.join(straight, "history.csv"))) == \
+      without_seconds(history_lib.read_history(os.path.join(resumed, "history.csv")))
   for net in family.NETWORKS:
     a, b = keras_weights(os.path.join(straight, f"{net}.keras")), keras_weights(os.path.join(resumed, f"{net}.keras"))
     assert len(a) == len(b) > 0

@@ -22,6 +22,7 @@ from PIL import Image
 from anogan_tf import AnoganError, Config, evaluate_lib, models, train_lib
 from anogan_tf.data import folder as folder_data
 from anogan_tf.data import load_one_class
+from anogan_tf.engine import history as history_lib
 from anogan_tf.engine import workdir as workdir_lib
 from anogan_tf.engine.driver import Driver
 from anogan_tf.evaluation import metrics as metrics_lib
@@ -177,8 +178,8 @@ def test_anogan_streams_resumes_and_equals_training_in_memory(dataset, tmp_path)
   again = train_lib.train(config, resumed, progress=False)  # resumed: the GAN's epoch 2, then the warm start's E
   drop = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
   assert drop(history) == drop(again) and len(history) == 2
-  assert drop(history.read_history(f"{memory}/{models.family('anogan').WARM_START.history}")) == \
-      drop(history.read_history(f"{resumed}/{models.family('anogan').WARM_START.history}"))
+  assert drop(history_lib.read_history(f"{memory}/{models.family('anogan').WARM_START.history}")) == \
+      drop(history_lib.read_history(f"{resumed}/{models.family('anogan').WARM_START.history}"))
   for name in ("generator", "discriminator", "encoder"):
     for a, b in zip(weights(f"{memory}/{name}.keras"), weights(f"{resumed}/{name}.keras"), strict=True):
       np.testing.assert_array_equal(a, b, err_msg=name)

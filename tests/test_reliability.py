@@ -569,7 +569,7 @@ def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path)
                                        [f"--input={inputs['good']}", f"--output={tmp_path / 'out' / family}"],
                                        (f"{last}.keras cannot be loaded", "rerun training")),
     }
-    for input_case in ("size", "nan"):
+    for input_case in ("wrong_shape", "nan"):  # pictures of any size are read (resized), arrays must fit
       specs[("score", input_case)] = (trained[family], [f"--input={inputs[input_case]}",
                                                         f"--output={tmp_path / 'out' / family}"],
                                       SCORE_INPUT_CASES[input_case])

@@ -10,7 +10,8 @@ from conftest import ROOT, synthetic_images
 
 from anogan_tf import Config, models, train_lib
 from anogan_tf.data import OneClassData
-from anogan_tf.engine import checkpoints, history
+from anogan_tf.engine import checkpoints
+from anogan_tf.engine import history as history_lib
 from anogan_tf.engine.driver import Driver
 from anogan_tf.models import anogan
 
@@ -310,20 +311,20 @@ def test_d_acc_thresholds_logits_at_zero():
 
 def test_history_csv_is_written_with_the_csv_module(tmp_path):
   path = str(tmp_path / "history.csv")
-  fields = history.history_fields(anogan.GANTrainer.loss_names)
+  fields = history_lib.history_fields(anogan.GANTrainer.loss_names)
   assert fields == ("epoch", "g_loss", "d_loss", "d_acc", "seconds")  # seed 000's columns, kept
   rows = [{"epoch": 0, "g_loss": 0.5, "d_loss": 1.25, "d_acc": 0.75, "seconds": 2.0},
           {"epoch": 1, "g_loss": float("nan"), "d_loss": 1e-9, "d_acc": 1.0, "seconds": 0.1}]
-  history.write_history(path, rows[:1], fields)
-  history.append_history(path, rows[1], fields)
+  history_lib.write_history(path, rows[:1], fields)
+  history_lib.append_history(path, rows[1], fields)
   assert open(path).read() == ("epoch,g_loss,d_loss,d_acc,seconds\n"
                                "0,0.5,1.25,0.75,2.0\n1,nan,1e-09,1.0,0.1\n")  # the format is kept
-  back = history.read_history(path)
+  back = history_lib.read_history(path)
   assert [row["epoch"] for row in back] == [0, 1] and back[0] == rows[0]
   # A value holding the delimiter, a quote or a line break is quoted, not split into columns.
   odd = {"epoch": 2, "g_loss": "1,5", "d_loss": 'a "b"', "d_acc": "x\ny", "seconds": 3.0}
-  history.write_history(path, rows[:1], fields)
-  history.append_history(path, odd, fields)
+  history_lib.write_history(path, rows[:1], fields)
+  history_lib.append_history(path, odd, fields)
   with open(path, newline="") as f:
     read = list(csv.DictReader(f))
   assert read[1] == {k: str(v) for k, v in odd.items()}

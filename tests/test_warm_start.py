@@ -21,7 +21,7 @@ from conftest import ROOT, synthetic_images
 
 from anogan_tf import AnoganError, Config, LatentMapper, evaluate_lib, score_lib, train_lib
 from anogan_tf.data import OneClassData
-from anogan_tf.engine import history
+from anogan_tf.engine import history as history_lib
 from anogan_tf.engine import workdir as workdir_lib
 from anogan_tf.engine.driver import StageDriver
 from anogan_tf.models import anogan
@@ -64,7 +64,7 @@ def file_digests(folder, skip=()):
 
 
 def encoder_history(workdir):
-  return history.read_history(os.path.join(workdir, "encoder_history.csv"))
+  return history_lib.read_history(os.path.join(workdir, "encoder_history.csv"))
 
 
 KILLED_RUN = r'''
@@ -221,7 +221,7 @@ def test_once_the_encoder_has_trained_its_settings_are_fixed_and_more_gan_epochs
     assert os.path.join(workdir, "checkpoints", "encoder") in message
   # More GAN epochs change G: E starts over on the new G (its first epoch's loss is a fresh E's).
   train_lib.train(WARM.replace(epochs=3), workdir, data=runs["data"], progress=False)
-  assert [row["epoch"] for row in history.read_history(os.path.join(workdir, "history.csv"))] == [0, 1, 2]
+  assert [row["epoch"] for row in history_lib.read_history(os.path.join(workdir, "history.csv"))] == [0, 1, 2]
   redone = encoder_history(workdir)
   assert [row["epoch"] for row in redone] == [0, 1, 2]
   assert redone[0]["loss"] != encoder_history(runs["straight"])[0]["loss"]

@@ -23,7 +23,7 @@ import pytest
 from conftest import ROOT, synthetic_images
 
 from anogan_tf import AnoganError, Config, train_lib
-from anogan_tf.engine import history
+from anogan_tf.engine import history as history_lib
 from anogan_tf.engine import workdir as workdir_lib
 
 SMALL = ["--normal_classes=1", "--g_dense_channels=8", "--g_filters=4,4", "--d_filters=4,8", "--batch_size=32",
@@ -139,7 +139,7 @@ def test_second_train_on_a_new_workdir_fails_and_leaves_the_first_alone(tmp_path
   gate.touch()
   result = _finish(first)
   assert result.returncode == 0, result.stderr
-  assert history.read_history(os.path.join(w, "history.csv"))[-1]["epoch"] == 0
+  assert history_lib.read_history(os.path.join(w, "history.csv"))[-1]["epoch"] == 0
   assert os.path.exists(os.path.join(w, "generator.keras"))
 
 
