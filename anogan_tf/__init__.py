@@ -29,8 +29,8 @@ _quiet_tensorflow = _cli_support.quiet_tensorflow
 
 def _choose_onednn() -> None:
   """For the command-line tools, before TensorFlow loads: TensorFlow turns its oneDNN kernels on
-  by default only on some Intel CPUs; on the other x86-64 CPUs (AMD EPYC here) they are off, and
-  with them mapping and training run much faster (`make bench`, README "Speed"). A program that
+  by default only on some Intel CPUs; on the other x86-64 CPUs they are off, and with them mapping
+  and training run much faster (`make bench`, docs/speed.md). A program that
   imports the library decides for itself, as they also change the rounding of its numbers;
   TF_ENABLE_ONEDNN_OPTS=0 opts a command out."""
   if _platform.machine().lower() in ("x86_64", "amd64"):

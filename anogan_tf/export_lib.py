@@ -70,11 +70,10 @@ SERVING_FROM_Z = "serving_from_z"
 THRESHOLD_FILE = threshold_lib.THRESHOLD_FILE
 RANGE_SLACK = 1.001  # float images may stray this far past [-1, 1] (rounding), as base.check_images allows
 SAVED_MODEL_FILE = "saved_model.pb"
-# Images per chunk when --map_batch_size is 0 (evaluate's automatic size, up to 1024, follows the
-# memory of the machine that evaluates). 64: on the machine this was measured on (AMD EPYC, 2
-# cores), the smallest chunk whose scores equal those of evaluate's 1024-image chunks on seed 000's
-# MNIST GAN (chunks of 1 to 32 run other kernels and differ by up to 3% there); it maps 53.6
-# images/s against 91.2 for 1024 (README, "Speed"), and a call of one image costs a chunk of 64.
+# Images per chunk when --map_batch_size is 0 (evaluate's automatic size follows the memory of the
+# machine that evaluates, so it cannot fix an export's). 64: small enough that a call of one image
+# stays cheap, large enough that the kernels sum as evaluate's large chunks do (smaller chunks run
+# other kernels, whose rounding a search carries into the scores; docs/export.md has the numbers).
 DEFAULT_CHUNK = 64
 # Pixel p in 0..255 as anogan_tf reads it (data.py, score_lib: p / 127.5 - 1 in float32), looked up:
 # in a graph, TensorFlow's optimiser turns the division into a multiplication by 1 / 127.5, which
@@ -91,10 +90,9 @@ class ScoringModule(tf.Module):
   maps fixed-size chunks. Static, because with an unknown batch size TensorFlow's graph optimiser
   leaves out rewrites it applies to the library's fixed-size graphs (it sums the search's
   gradient in another order), and on a trained GAN the search turns such last-bit differences
-  into different scores (up to 10% on seed 000's MNIST GAN). One size, because other sizes run
-  other kernels, with the same effect (up to 3% between chunks of 1 to 32 and of 1024 images
-  there). So an image's outputs do not depend on the other images of a call, to the bit, and
-  they are the library's at that chunk size.
+  into different scores (docs/export.md). One size, because other sizes run other kernels, with
+  the same effect. So an image's outputs do not depend on the other images of a call, to the bit,
+  and they are the library's at that chunk size.
   """
 
   def __init__(self, scorer, weights, threshold: float, metadata: dict, chunk: int):

@@ -163,10 +163,10 @@ class Config:
   map_seed: int = setting(-1, "anogan: the seed of the search's random start (initial z); -1: --seed",
                           evaluate=True, resume=True)
   map_batch_size: int = setting(0,
-                                "images mapped at once (on the tests' small networks any value gives the same "
-                                "scores to 1e-3 relative; on a trained seed-000 GAN chunks of 32 or fewer moved "
-                                "scores by up to 3% against 1024, 64 and more agreed to 8 digits: keep it at 64 "
-                                "or more); 0: automatic, up to 1024 as memory allows", evaluate=True, resume=True)
+                                "images mapped at once (the chunk size changes the kernels' rounding, which a "
+                                "search carries into the scores: keep it at 64 or more, and fixed, to compare "
+                                "scores; docs/presets.md); 0: automatic, up to 1024 as memory allows",
+                                evaluate=True, resume=True)
 
   # --- decision threshold (anogan_tf/evaluation/threshold.py)
   threshold_percentile: float = setting(99.0,
