@@ -1,3 +1,4 @@
+import json
 import os
 import platform
 import subprocess
@@ -27,12 +28,6 @@ def mnist_dir():
   return path
 
 
-def run_cli(*args, cwd=ROOT, env=None, timeout=600):
-  """Runs `python -m anogan_tf.<tool> ...`; returns the CompletedProcess (text output)."""
-  return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True,
-                        timeout=timeout, env={**os.environ, **(env or {})})
-
-
 def synthetic_images(n, shape=(28, 28, 1), seed=0):
   """Blurry blobs in [-1, 1]: a cheap stand-in for digits."""
   rng = np.random.default_rng(seed)
@@ -45,15 +40,17 @@ def synthetic_images(n, shape=(28, 28, 1), seed=0):
   return np.repeat(images[..., None], c, axis=-1).astype(np.float32)
 
 
-# Bad-input harness (tests/test_reliability.py, tests/test_cli.py): one process per tool runs every
-# case through the command's main(argv), as `python -m anogan_tf.<tool>` does: each call parses its
-# own flags, so the cases share nothing but the process.
-HARNESS = r'''
+# Harness: one process runs a sequence of commands, each through its main(argv) as `python -m
+# anogan_tf.<tool>` does (each call parses its own flags, so they share nothing but the process).
+# For what needs a process of its own but not one per command: runs with --deterministic (a
+# process-wide setting), and reruns after a kill -9. Cases: a JSON list of [tool, argv]; the
+# results ({"code", "stderr", "stdout"} per case) are rewritten after each case.
+HARNESS = r"""
 import contextlib, importlib, io, json, sys, traceback
-tool, cases_path, out_path = sys.argv[1:]
-module = importlib.import_module("anogan_tf." + tool)
+cases_path, out_path = sys.argv[1:]
 results = []
-for argv in json.load(open(cases_path)):
+for tool, argv in json.load(open(cases_path)):
+  module = importlib.import_module("anogan_tf." + tool)
   err, out, code = io.StringIO(), io.StringIO(), 0
   with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
     try:
@@ -64,17 +61,53 @@ for argv in json.load(open(cases_path)):
       traceback.print_exc()
       code = "uncaught exception"
   results.append({"code": code, "stderr": err.getvalue(), "stdout": out.getvalue()})
-json.dump(results, open(out_path, "w"))
-'''
+  with open(out_path + ".tmp", "w") as f:
+    json.dump(results, f)
+  import os
+  os.replace(out_path + ".tmp", out_path)
+"""
+
+
+class Harness:
+  """HARNESS in a process of its own, started at once: `cases` is a list of (tool, argv), tool
+  as in `python -m anogan_tf.<tool>`; `results()` waits for the process and returns the results."""
+
+  def __init__(self, folder, cases, cwd=ROOT, env=None, name="harness"):
+    os.makedirs(folder, exist_ok=True)
+    script, cases_path = os.path.join(folder, f"{name}.py"), os.path.join(folder, f"{name}_cases.json")
+    self.out_path, self.log_path = os.path.join(folder, f"{name}_results.json"), os.path.join(folder, f"{name}.log")
+    with open(script, "w") as f:
+      f.write(HARNESS)
+    with open(cases_path, "w") as f:
+      json.dump([[tool.removeprefix("anogan_tf."), list(argv)] for tool, argv in cases], f)
+    environment = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
+    environment.pop("ANOGAN_TEST_HOOK", None)
+    with open(self.log_path, "w") as log:  # a file, not a pipe: nothing blocks on a full pipe
+      self.proc = subprocess.Popen([sys.executable, script, cases_path, self.out_path], cwd=cwd, env=environment,
+                                   stdout=log, stderr=subprocess.STDOUT)
+
+  def results(self, timeout=600):
+    try:
+      self.proc.wait(timeout=timeout)
+    finally:
+      if self.proc.poll() is None:
+        self.proc.kill()
+        self.proc.wait()
+    with open(self.log_path) as f:
+      assert self.proc.returncode == 0, f.read()[-3000:]
+    with open(self.out_path) as f:
+      return json.load(f)
 
 
 def run_command(tool, *args, cwd=ROOT):
   """Runs `python -m anogan_tf.<tool> ...` in this process (its main(argv)): a CompletedProcess
   with its exit code and what it printed. For tests of what a command does; the process itself
-  (exit codes seen by a shell, TensorFlow's own stderr, signals) is tested with run_cli."""
+  (exit codes seen by a shell, TensorFlow's own stderr, signals) is tested with real processes,
+  once for each command."""
   import contextlib
   import importlib
   import io
+  tool = tool if tool.startswith("anogan_tf.") else "anogan_tf." + tool
   module = importlib.import_module(tool)
   out, err = io.StringIO(), io.StringIO()
   old = os.getcwd()
@@ -86,3 +119,11 @@ def run_command(tool, *args, cwd=ROOT):
     os.chdir(old)
   return subprocess.CompletedProcess([tool, *args], code, out.getvalue(), err.getvalue())
 
+
+def run_cases(tool, cases, cwd=ROOT):
+  """Each argv of `cases` through run_command, in this process: [{"code", "stderr", "stdout"}]."""
+  results = []
+  for argv in cases:
+    done = run_command(tool, *argv, cwd=cwd)
+    results.append({"code": done.returncode, "stderr": done.stderr, "stdout": done.stdout})
+  return results

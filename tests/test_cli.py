@@ -3,9 +3,9 @@ flags and refuse the ones the trained networks fix, presets work from any direct
 tools print no TensorFlow start-up noise and choose oneDNN's kernels, while a library import leaves
 TensorFlow's logging and every environment variable alone.
 
-Every `python -m anogan_tf.*` costs seconds of TensorFlow import, so cases run in batches (one
-process per tool goes through `anogan_flags.run` once per case, as tests/test_reliability.py
-does) and the real processes run concurrently.
+Every `python -m anogan_tf.*` costs seconds of TensorFlow import, so the cases of what a command
+does run through its main(argv) in the test process (conftest.run_cases), and the real processes,
+for what the process itself shows (exit code, everything on its stderr), run concurrently.
 """
 
 import importlib
@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import HARNESS, ROOT, synthetic_images
+from conftest import ROOT, run_cases, synthetic_images
 
 import anogan_tf
 from anogan_tf import Config, train_lib
@@ -48,20 +48,6 @@ def _popen(args, cwd, env):
   proc = subprocess.Popen(args, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   STARTED.append(proc)
   return proc
-
-
-def _start_harness(tmp_path, tool, cases, cwd):
-  (tmp_path / "harness.py").write_text(HARNESS)
-  cases_path, out_path = tmp_path / f"{tool}_cases.json", tmp_path / f"{tool}_results.json"
-  cases_path.write_text(json.dumps(cases))
-  return _popen([sys.executable, str(tmp_path / "harness.py"), tool, str(cases_path), str(out_path)], cwd, _env()), out_path
-
-
-def _harness_results(started, timeout=300):
-  proc, out_path = started
-  _, err = proc.communicate(timeout=timeout)
-  assert proc.returncode == 0, err[-3000:]
-  return json.load(open(out_path))
 
 
 def _start(*args, cwd, **env):
@@ -105,9 +91,8 @@ BAD_FLAGS = {  # flag as given: the start of the error line
 
 def test_bad_settings_are_one_error_line_with_exit_code_2(tmp_path, mnist_dir):
   workdirs = {flag: str(tmp_path / f"w{i}") for i, flag in enumerate(BAD_FLAGS)}
-  harness = _start_harness(tmp_path, "train", [[f"--workdir={workdirs[flag]}", flag] for flag in BAD_FLAGS], ROOT)
   real = _start("-m", "anogan_tf.train", f"--workdir={tmp_path / 'real'}", "--g_strides=2,0,1", cwd=tmp_path)
-  results = _harness_results(harness)
+  results = run_cases("train", [[f"--workdir={workdirs[flag]}", flag] for flag in BAD_FLAGS])
   assert len(results) == len(BAD_FLAGS)
   for (flag, start), result in zip(BAD_FLAGS.items(), results):
     assert result["code"] == 2, (flag, result)
@@ -152,10 +137,8 @@ def test_evaluate_and_score_take_mapping_flags_and_refuse_the_trained_ones(tmp_p
       ([f"--workdir={workdir}", f"--input={images}", f"--output={tmp_path / 's2'}", "--map_steps=2",
         "--map_lrs=0.1", "--feature_layer=conv2", "--epochs=7"], None),
   ]
-  started = {"evaluate": _start_harness(tmp_path, "evaluate", [argv for argv, _ in evaluate_cases], tmp_path),
-             "score": _start_harness(tmp_path, "score", [argv for argv, _ in score_cases], tmp_path)}
   for tool, cases in (("evaluate", evaluate_cases), ("score", score_cases)):
-    results = _harness_results(started[tool])
+    results = run_cases(tool, [argv for argv, _ in cases], cwd=tmp_path)
     assert len(results) == len(cases)
     for (argv, error), result in zip(cases, results):
       if error:

@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_command
 
 from anogan_tf import Config, evaluate_lib, train_lib
 from anogan_tf.data import OneClassData, load_one_class
@@ -109,7 +109,7 @@ def test_test_subset_is_fixed_and_holds_both_labels(mnist_dir):
 
 
 def test_unknown_dataset_is_a_one_line_error(tmp_path):
-  result = run_cli("anogan_tf.train", f"--workdir={tmp_path / 'w'}", "--dataset=imagenet")
+  result = run_command("train", f"--workdir={tmp_path / 'w'}", "--dataset=imagenet")
   assert result.returncode != 0
   lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
   assert lines[-1].startswith("error: unknown dataset 'imagenet'"), result.stderr

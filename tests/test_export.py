@@ -2,8 +2,9 @@
 
 Networks built and saved as a workdir (flags.txt and .keras files, no training: the export reads
 only those): seed 000's for AnoGAN (at that size, a graph with an unknown batch size rounds the
-search's gradient differently from the library's; tinier ones hide that), tiny ones for the rest. All exports run through the command line's main in one process (the bad-input
-harness of conftest.py), the default one through `python -m anogan_tf.export` as well; one fresh
+search's gradient differently from the library's; tinier ones hide that), tiny ones for the rest. All
+exports but the default one run through the command line's main in the test process
+(conftest.run_cases), the default one through `python -m anogan_tf.export`; one fresh
 interpreter, where `import anogan_tf` fails, loads every SavedModel and runs its signatures. The
 tests compare what it computed with the in-library scorers on the same images and starting z.
 """
@@ -18,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import HARNESS, ROOT, run_cli, synthetic_images
+from conftest import ROOT, run_cases, synthetic_images
 
 from anogan_tf import AnoganError, Config, export_lib, models, score_lib
 from anogan_tf.engine.workdir import load_networks
@@ -209,8 +210,8 @@ def error_cases(root, workdirs, settings):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-  """Workdirs, the exports and the failing command lines (all through the CLI's main in one
-  process; the default export through `python -m anogan_tf.export`), and what a fresh
+  """Workdirs, the exports and the failing command lines (through the CLI's main in this process;
+  the default export through `python -m anogan_tf.export`, at the same time), and what a fresh
   interpreter without anogan_tf computed with the SavedModels."""
   root = tmp_path_factory.mktemp("export")
   workdirs = {"anogan": make_workdir(str(root / "anogan"), Config(**GAN, threshold_percentile=50.0), encoder=True)}
@@ -237,20 +238,17 @@ def exported(tmp_path_factory):
   exports = [name for name in EXPORTS if name != "anogan"]
   cases = [[f"--workdir={workdirs[EXPORTS[name][0]]}", f"--output={saved / name}", *EXPORTS[name][1]] for name in exports]
   cases += [argv for argv, _ in errors.values()]
-  (root / "harness.py").write_text(HARNESS)
-  (root / "cases.json").write_text(json.dumps(cases))
-  harness = subprocess.Popen([sys.executable, str(root / "harness.py"), "export", str(root / "cases.json"),
-                              str(root / "results.json")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env={**os.environ, "PYTHONPATH": ROOT})
+  real = subprocess.Popen([sys.executable, "-m", "anogan_tf.export", f"--workdir={workdirs['anogan']}",
+                           f"--output={saved / 'anogan'}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
   try:
-    cli = run_cli("anogan_tf.export", f"--workdir={workdirs['anogan']}", f"--output={saved / 'anogan'}")
-    _, harness_err = harness.communicate(timeout=600)
+    results = run_cases("export", cases)
+    out, err = real.communicate(timeout=600)
   finally:
-    if harness.poll() is None:
-      harness.kill()
-      harness.communicate()
-  assert harness.returncode == 0, harness_err[-3000:]
-  results = json.load(open(root / "results.json"))
+    if real.poll() is None:
+      real.kill()
+      real.communicate()
+  cli = subprocess.CompletedProcess(real.args, real.returncode, out, err)
 
   z0 = {name: evaluate_start(export_config(name, workdirs), N) for name in FROM_Z}
   np.savez(root / "inputs.npz", images=images, pixels=pixels, **{f"{name}/z0": z for name, z in z0.items()})

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import run_cli, synthetic_images
+from conftest import run_command, synthetic_images
 from PIL import Image
 from test_train import tiny_data
 
@@ -47,7 +47,7 @@ def test_score_a_folder_of_pngs_and_an_npy(workdir, tmp_path):
   np.save(tmp_path / "batch.npy", converted)
   for source, out, extra in ((str(folder), tmp_path / "out_png", ["--resize", "--grayscale", "--top=2"]),
                              (str(tmp_path / "batch.npy"), tmp_path / "out_npy", ["--top=0"])):
-    result = run_cli("anogan_tf.score", f"--workdir={workdir}", f"--input={source}", f"--output={out}", *extra)
+    result = run_command("score", f"--workdir={workdir}", f"--input={source}", f"--output={out}", *extra)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = read_csv(out / "scores.csv")
     assert list(rows[0]) == ["file", "score", "is_anomaly", "residual", "discrimination", "report"]

@@ -10,7 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import run_cli, synthetic_images
+from conftest import run_command, synthetic_images
 
 from anogan_tf import AnoganError, Config, evaluate_lib, models, score_lib, train_lib
 from anogan_tf.data import to_float_images, validation_split
@@ -226,7 +226,7 @@ def test_score_decides_with_the_threshold(trained, tmp_path):
   config, workdir = trained
   images = np.concatenate([blob_pixels(6, seed=5), blob_pixels(6, seed=6, inverted=True)])
   np.save(tmp_path / "x.npy", images)
-  result = run_cli("anogan_tf.score", f"--workdir={workdir}", f"--input={tmp_path / 'x.npy'}",
+  result = run_command("score", f"--workdir={workdir}", f"--input={tmp_path / 'x.npy'}",
                    f"--output={tmp_path / 'out'}", "--threshold_percentile=50")
   assert result.returncode == 0, result.stderr[-2000:]
   record = read_record(workdir)

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, synthetic_images
+from conftest import ROOT, run_command, synthetic_images
 
 from anogan_tf import AnoganError, Config, LatentMapper, evaluate_lib, score_lib, train_lib
 from anogan_tf.data import OneClassData
@@ -329,24 +329,21 @@ def test_scoring_from_an_encoder_that_is_not_there_is_a_one_line_error(runs, tmp
 
 
 def test_the_command_line_adds_an_encoder_to_a_finished_gan_and_explains_a_missing_one(runs, mnist_dir, tmp_path):
-  # The module's finished GAN; the CLIs read its settings from its flags.txt (E trains on MNIST's zeros).
+  # The module's finished GAN; the commands (their main, in this process) read its settings from
+  # its flags.txt (E trains on MNIST's zeros, from $ANOGAN_DATA_DIR).
   gan, untouched = str(tmp_path / "gan"), str(tmp_path / "untouched")
   shutil.copytree(runs["gan_only"], gan)
   shutil.copytree(runs["gan_only"], untouched)
   before = file_digests(os.path.join(gan, "checkpoints"))
-  env = {"ANOGAN_DATA_DIR": mnist_dir}
-  procs = [subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env={**os.environ, **env}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-           for args in (["anogan_tf.train", f"--workdir={gan}", "--encoder_epochs=1", "--kappa=0.5"],
-                        ["anogan_tf.evaluate", f"--workdir={untouched}", "--initial_z=encoder", "--map_steps=0"])]
-  (train_out, train_err), (eval_out, eval_err) = (p.communicate(timeout=600) for p in procs)
-  assert procs[0].returncode == 0, train_err[-3000:]
-  assert "warm-start encoder: 1 epochs" in train_out and "trained 2 epochs" in train_out, train_out
+  trained = run_command("train", f"--workdir={gan}", "--encoder_epochs=1", "--kappa=0.5")
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  assert "warm-start encoder: 1 epochs" in trained.stdout and "trained 2 epochs" in trained.stdout, trained.stdout
   assert file_digests(os.path.join(gan, "checkpoints"), skip=("encoder",)) == before
   assert os.path.exists(os.path.join(gan, "encoder.keras"))
-  assert procs[1].returncode == 2
-  lines = eval_err.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: ") and "--encoder_epochs" in lines[0], eval_err
+  evaluated = run_command("evaluate", f"--workdir={untouched}", "--initial_z=encoder", "--map_steps=0")
+  assert evaluated.returncode == 2
+  lines = evaluated.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ") and "--encoder_epochs" in lines[0], evaluated.stderr
 
 
 # --- the .keras file

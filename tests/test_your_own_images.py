@@ -1,4 +1,4 @@
-"""A user's whole path, through the command lines: a folder of RGB 64x64 PNGs in the MVTec AD layout
+"""A user's whole path, through the commands (their main(argv), in the test process): a folder of RGB 64x64 PNGs in the MVTec AD layout
 (with masks) -> train (a threshold from held-out good pictures) -> evaluate (image and pixel AUROC,
 F1 at the threshold) -> score a folder (is_anomaly) -> export -> the SavedModel, loaded where
 anogan_tf cannot be imported, gives score's scores for the same pictures and starting z."""
@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import run_cli
+from conftest import run_command
 from PIL import Image
 
 TINY = ["--image_size=64", "--epochs=2", "--batch_size=16", "--lr_decay_epoch=0", "--map_steps=3,3",
@@ -70,12 +70,12 @@ def test_a_folder_of_pictures_from_training_to_an_exported_model(tmp_path):
   root, work = tmp_path / "parts", tmp_path / "work"
   make_folder(root, np.random.default_rng(0))
 
-  done = run_cli("anogan_tf.train", "--dataset=folder", f"--data_dir={root}", f"--workdir={work}", *TINY)
+  done = run_command("train", "--dataset=folder", f"--data_dir={root}", f"--workdir={work}", *TINY)
   assert done.returncode == 0, done.stderr[-3000:]
   stored = json.loads((work / "threshold.json").read_text())
   assert stored["n_val"] == 8 and np.isfinite(stored["threshold"])
 
-  done = run_cli("anogan_tf.evaluate", f"--workdir={work}")
+  done = run_command("evaluate", f"--workdir={work}")
   assert done.returncode == 0, done.stderr[-3000:]
   metrics = json.loads((work / "eval" / "metrics.json").read_text())
   assert (metrics["n_normal"], metrics["n_anomalous"], metrics["image_shape"]) == (6, 6, [64, 64, 3])
@@ -84,7 +84,7 @@ def test_a_folder_of_pictures_from_training_to_an_exported_model(tmp_path):
   assert metrics["threshold"] == stored["threshold"]
 
   scratches, scored = root / "test" / "scratch", tmp_path / "scored"
-  done = run_cli("anogan_tf.score", f"--workdir={work}", f"--input={scratches}", f"--output={scored}", "--top=3")
+  done = run_command("score", f"--workdir={work}", f"--input={scratches}", f"--output={scored}", "--top=3")
   assert done.returncode == 0, done.stderr[-3000:]
   with open(scored / "scores.csv", newline="") as f:
     rows = list(csv.DictReader(f))
@@ -95,7 +95,7 @@ def test_a_folder_of_pictures_from_training_to_an_exported_model(tmp_path):
   assert all((scored / r["report"]).is_file() for r in rows)
 
   saved = tmp_path / "saved"
-  done = run_cli("anogan_tf.export", f"--workdir={work}", f"--output={saved}")
+  done = run_command("export", f"--workdir={work}", f"--output={saved}")
   assert done.returncode == 0, done.stderr[-3000:]
   out = tmp_path / "served.json"
   loaded = subprocess.run([sys.executable, "-c", LOADER, str(saved), str(scratches), json.dumps(names), str(out)],
