@@ -6,9 +6,10 @@ cases that go through the family's own files (checkpoint, <network>.keras, score
 
 Kills land deterministically through the test-only hook in anogan_tf/faults.py: the process
 either SIGKILLs itself at a named point or pauses there until the test SIGKILLs it.
-Every `python -m anogan_tf.*` costs ~5 s of TensorFlow import, so bad-input cases run in
-batches: one process per tool goes through absl's app.run once per case (`anogan_flags.run`,
-exactly what `python -m` runs), and a few cases also run as real processes, concurrently.
+Every `python -m anogan_tf.*` costs ~5 s of TensorFlow import, so bad-input cases run through
+each command's main(argv) in the test process (what `python -m` runs), and one case per command
+also as a real process, concurrently; the uninterrupted reference runs of every family share two
+processes (conftest.Harness), as do a family's rerun and evaluate after its kill.
 """
 
 import csv
@@ -19,12 +20,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import HARNESS, ROOT, synthetic_images
+from conftest import ROOT, Harness, run_cases, synthetic_images
 
 from anogan_tf import AnoganError, Config, evaluate_lib, models, train_lib
 from anogan_tf.config import RESUMABLE_FIELDS
@@ -138,41 +138,41 @@ def error_line(stderr):
 # --- 1. kill -9 at every stage; rerunning the same command resumes and completes
 
 class _CleanRuns:
-  """Two uninterrupted TINY runs of a family (train, then evaluate), side by side in a background
-  thread, so they overlap with the kill sequence; `wait()` returns their workdirs."""
+  """Two uninterrupted TINY runs of every family (train, then evaluate), each of the two in a
+  process of its own (--deterministic is process-wide) that runs every family's train and
+  evaluate through the commands' main in turn; both start at once, in the background, so they
+  overlap with the kill sequences. `wait(family)` returns that family's two workdirs."""
 
-  def __init__(self, root, family):
-    self.workdirs = [str(root / "r1"), str(root / "r2")]
-    self.flags = tiny_flags(family)
-    self.failures = []
-    self.thread = threading.Thread(target=self._run, daemon=True)
-    self.thread.start()
+  def __init__(self, root):
+    self.root = root
+    self.harnesses = []
+    for run in ("r1", "r2"):
+      cases = []
+      for family in FAMILIES:  # anogan first: the first kill test waits for it
+        workdir = str(root / family / run)
+        cases += [("train", [f"--workdir={workdir}", *tiny_flags(family)]), ("evaluate", [f"--workdir={workdir}"])]
+      self.harnesses.append(Harness(str(root), cases, name=run))
+    self.results = None
 
-  def _run(self):
-    for tool in ("anogan_tf.train", "anogan_tf.evaluate"):
-      procs = [start(tool, f"--workdir={w}", *(self.flags if tool.endswith("train") else [])) for w in self.workdirs]
-      results = [finish(proc) for proc in procs]
-      self.failures += [r.stderr for r in results if r.returncode != 0]
-      if self.failures:
-        return
-
-  def wait(self):
-    self.thread.join(timeout=600)
-    assert not self.thread.is_alive() and not self.failures, self.failures
-    return self.workdirs
+  def wait(self, family):
+    if self.results is None:
+      self.results = [harness.results(timeout=900) for harness in self.harnesses]
+    failures = [r["stderr"][-3000:] for results in self.results for r in results if r["code"] != 0]
+    assert not failures, failures
+    return [str(self.root / family / run) for run in ("r1", "r2")]
 
 
 @pytest.fixture(scope="module")
 def clean_runs(tmp_path_factory):
-  """clean_runs(family): that family's _CleanRuns, started on first use (once per module)."""
+  """The module's _CleanRuns, started on first use."""
   if not os.path.isfile(os.path.join(os.environ.get("ANOGAN_DATA_DIR", ""), "mnist.npz")):
     pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR")
-  started = {}
+  started = []
 
-  def get(family):
-    if family not in started:
-      started[family] = _CleanRuns(tmp_path_factory.mktemp(f"clean_{family}"), family)
-    return started[family]
+  def get():
+    if not started:
+      started.append(_CleanRuns(tmp_path_factory.mktemp("clean")))
+    return started[0]
   return get
 
 
@@ -198,7 +198,7 @@ def assert_same_run(w, reference):
 
 
 def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupted_run(tmp_path, clean_runs):
-  clean_runs = clean_runs("anogan")
+  clean_runs = clean_runs()
   w = str(tmp_path / "w")
   train = ("anogan_tf.train", f"--workdir={w}", *TINY)
   evaluate = ("anogan_tf.evaluate", f"--workdir={w}")
@@ -266,35 +266,36 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
 
   # Killed five times (three trains, two evaluates), yet the same numbers as a run never
   # interrupted (--deterministic).
-  assert_same_run(w, clean_runs.wait()[0])
+  assert_same_run(w, clean_runs.wait("anogan")[0])
 
 
 @pytest.mark.parametrize("family", OTHER_FAMILIES)
 def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, tmp_path, clean_runs):
   # One kill point, the subtlest: checkpoint 3's files written, not committed, and the history row
   # of epoch 2 already appended. The rerun drops that row, trains epochs 2 and 3 again, exports.
-  clean_runs = clean_runs(family)
+  # The rerun and the evaluate after it run through the commands' main in one process (the
+  # anogan test above reruns `python -m anogan_tf.*` itself).
+  clean_runs = clean_runs()
   w = str(tmp_path / "w")
   train = ("anogan_tf.train", f"--workdir={w}", *tiny_flags(family))
   result = run(*train, hook="checkpoint_written@2=kill")
   assert result.returncode == -signal.SIGKILL, result.stderr
   assert epochs(w) == [0, 1, 2] and latest(w) == "ckpt-2"
-  result = run(*train)
-  assert result.returncode == 0, result.stderr
+  rerun, evaluated = Harness(str(tmp_path), [("train", train[1:]), ("evaluate", [f"--workdir={w}"])]).results()
+  assert rerun["code"] == 0, rerun["stderr"]
   assert epochs(w) == [0, 1, 2, 3] and latest(w) == "ckpt-4"
   for name in models.family(family).NETWORKS:
     assert os.path.getsize(os.path.join(w, f"{name}.keras")) > 0, name
   assert not [n for n in os.listdir(w) if n.startswith(".")]  # no temporary left behind
-  result = run("anogan_tf.evaluate", f"--workdir={w}")
-  assert result.returncode == 0, result.stderr
-  assert_same_run(w, clean_runs.wait()[0])
+  assert evaluated["code"] == 0, evaluated["stderr"]
+  assert_same_run(w, clean_runs.wait(family)[0])
 
 
 # --- 4. determinism
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_deterministic_runs_give_identical_history_and_scores(family, clean_runs):
-  a, b = clean_runs(family).wait()
+  a, b = clean_runs().wait(family)
   rows_a, rows_b = history(a), history(b)
   assert len(rows_a) == 4
   for row in rows_a + rows_b:
@@ -453,36 +454,23 @@ def test_bad_input_is_a_one_line_error_and_leaves_the_workdir_untouched(tmp_path
   evaluate_argv = {case: [f"--workdir={w}"] + (["--data_dir=" + data["size"]] if case == "bad_data" else [])
                    for case, (w, _) in evaluate_cases.items()}
 
-  # A few cases also as real processes: the exit code and stderr of `python -m` itself.
-  real = {"unknown_flag", "workdir_under_a_file", "size"}
+  # One case also as a real process: the exit code and stderr of `python -m` itself, for an error
+  # found after TensorFlow has loaded. The others run through the command's main in this process.
+  real = {"size"}
   watched = {case: spec[1] for case, spec in train_cases.items()}
   watched.update({f"evaluate_{case}": w for case, (w, _) in evaluate_cases.items()})
   before = {case: snapshot(path) for case, path in watched.items()}
 
-  procs = {}
-  for tool, cases in (("train", {c: s[0] for c, s in train_cases.items()}), ("evaluate", evaluate_argv)):
-    cases_path, out_path = tmp_path / f"{tool}_cases.json", tmp_path / f"{tool}_results.json"
-    cases_path.write_text(json.dumps(list(cases.values())))
-    harness = tmp_path / "harness.py"
-    harness.write_text(HARNESS)
-    procs[tool] = (subprocess.Popen([sys.executable, str(harness), tool, str(cases_path), str(out_path)],
-                                    cwd=ROOT, env=_env(), text=True, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE), list(cases), out_path)
   real_procs = {}
-  for case in sorted(real):  # own copies: a real process and the harness would race for the lock
+  for case in sorted(real):  # own copies: a real process and the in-process case would race for the lock
     argv, path, _ = train_cases[case]
     if path.startswith(str(tmp_path / "w")):
       own = copy(f"real_{case}")
       argv = [a.replace(path, own) for a in argv]
     real_procs[case] = start("anogan_tf.train", *argv)
-  real_procs["evaluate_not_a_workdir"] = start("anogan_tf.evaluate", *evaluate_argv["not_a_workdir"])
 
-  results = {}
-  for tool, (proc, names, out_path) in procs.items():
-    done = finish(proc)
-    assert done.returncode == 0, done.stderr
-    for name, result in zip(names, json.load(open(out_path))):
-      results[name if tool == "train" else f"evaluate_{name}"] = result
+  results = dict(zip(train_cases, run_cases("train", [spec[0] for spec in train_cases.values()])))
+  results.update(zip((f"evaluate_{case}" for case in evaluate_argv), run_cases("evaluate", evaluate_argv.values())))
   fragments = {case: spec[2] for case, spec in train_cases.items()}
   fragments.update({f"evaluate_{case}": f for case, (_, f) in evaluate_cases.items()})
   for case, result in results.items():
@@ -500,23 +488,12 @@ def test_bad_input_is_a_one_line_error_and_leaves_the_workdir_untouched(tmp_path
   assert set(results) == set(fragments)
 
 
-def _run_harnesses(tmp_path, cases_by_tool):
-  """Runs {tool: {case: argv}} through HARNESS, one process per tool, side by side; returns
+def _run_cases(cases_by_tool):
+  """Runs {tool: {case: argv}} through each command's main in this process; returns
   {case: {"code", "stderr", "stdout"}}."""
-  harness = tmp_path / "harness.py"
-  harness.write_text(HARNESS)
-  procs = {}
-  for tool, cases in cases_by_tool.items():
-    cases_path, out_path = tmp_path / f"{tool}_cases.json", tmp_path / f"{tool}_results.json"
-    cases_path.write_text(json.dumps(list(cases.values())))
-    procs[tool] = (subprocess.Popen([sys.executable, str(harness), tool, str(cases_path), str(out_path)], cwd=ROOT,
-                                    env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE),
-                   list(cases), out_path)
   results = {}
-  for tool, (proc, names, out_path) in procs.items():
-    done = finish(proc)
-    assert done.returncode == 0, done.stderr
-    results.update(zip(names, json.load(open(out_path))))
+  for tool, cases in cases_by_tool.items():
+    results.update(zip(cases, run_cases(tool, cases.values())))
   return results
 
 
@@ -587,7 +564,7 @@ def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path)
                                         f"--output={succeeded[f'{family}_good']}"]
   before = {case: snapshot(path) for case, path in watched.items()}
 
-  results = _run_harnesses(tmp_path, cases)
+  results = _run_cases(cases)
   assert set(results) == set(fragments) | set(succeeded)
   for case, expected in fragments.items():
     result = results[case]
@@ -775,15 +752,8 @@ def test_score_bad_input_is_a_one_line_error_and_overwrites_nothing(tmp_path):
 
   before = snapshot(out)
   names = list(cases) + list(successes)
-  cases_path, out_path = tmp_path / "score_cases.json", tmp_path / "score_results.json"
-  cases_path.write_text(json.dumps([cases[c][0] for c in cases] + list(successes.values())))
-  (tmp_path / "harness.py").write_text(HARNESS)
-  harness = subprocess.Popen([sys.executable, str(tmp_path / "harness.py"), "score", str(cases_path), str(out_path)],
-                             cwd=ROOT, env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   real = start("anogan_tf.score", *cases["output_under_a_file"][0])  # one as a real `python -m`
-  done = finish(harness)
-  assert done.returncode == 0, done.stderr
-  results = dict(zip(names, json.load(open(out_path))))
+  results = dict(zip(names, run_cases("score", [cases[c][0] for c in cases] + list(successes.values()))))
   for case, (_, fragments) in cases.items():
     result = results[case]
     assert result["code"] == 2, (case, result)
