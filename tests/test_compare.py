@@ -20,9 +20,36 @@ TINY = ("--epochs=1 --train_examples=64 --test_examples=64 --batch_size=32 --lat
         " --g_filters=8,4 --d_filters=4,8 --e_filters=4,8")
 
 
+# Runs experiments/compare.py as `python experiments/compare.py ...` does (its __main__: the
+# kernels, the quieting), except that each command the driver starts runs through its main(argv)
+# in the driver's own process instead of a `python -m` of its own: what is tested here is the
+# driver's bookkeeping; tests/test_reproduce.py runs the commands as processes (run_logged).
+IN_ONE_PROCESS = r"""
+import contextlib, importlib, os, runpy, shlex, sys, time
+compare_py = sys.argv[1]
+sys.path.insert(0, os.path.dirname(compare_py))
+import reproduce  # noqa: E402  (loads no TensorFlow: compare's __main__ quiets it first)
+
+def run_logged(args, log_path):
+  began = time.perf_counter()
+  with open(log_path, "a") as log:
+    log.write(f"\n$ {shlex.join(args)}\n")
+    log.flush()
+    with contextlib.redirect_stdout(log):
+      code = importlib.import_module(args[0]).main(args)
+  if code != 0:
+    raise SystemExit(f"error: `{shlex.join(args)}` failed (exit {code})")
+  return time.perf_counter() - began
+
+reproduce.run_logged = run_logged
+sys.argv = sys.argv[1:]
+runpy.run_path(compare_py, run_name="__main__")
+"""
+
+
 def test_compare_scores_every_method_sharing_the_anogan_gan(tmp_path, mnist_dir):
-  command = [sys.executable, os.path.join(ROOT, "experiments", "compare.py"), "--dataset=mnist", "--classes=0",
-             "--seeds=0", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}",
+  command = [sys.executable, "-c", IN_ONE_PROCESS, os.path.join(ROOT, "experiments", "compare.py"), "--dataset=mnist",
+             "--classes=0", "--seeds=0", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}",
              f"--extra={TINY}", "--encoder_epochs=1", "--speed_images=64", "--speed_rounds=1"]
   done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
   assert done.returncode == 0, done.stderr[-3000:]

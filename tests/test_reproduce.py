@@ -26,6 +26,19 @@ def reproduce(tmp_path, *args):
   return done.stdout, [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
 
 
+def reproduce_here(tmp_path, capsys, monkeypatch, *args):
+  """reproduce() through the driver's main in this process (its commands still run as processes
+  of their own): its stdout and stderr's lines as reproduce() returns them."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import reproduce as rp
+  monkeypatch.chdir(ROOT)  # main() moves there; back afterwards
+  capsys.readouterr()
+  assert rp.main(["--dataset=mnist", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}",
+                  f"--extra={TINY}", *args]) == 0
+  out, err = capsys.readouterr()
+  return out, [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+
+
 def startup_notices(lines):
   """The lines of TensorFlow start-up noise that the commands hide (anogan_tf.cli.quiet.KNOWN_NOISE)."""
   shown = [line.encode() for line in lines]
@@ -37,7 +50,9 @@ def records(tmp_path, preset):
   return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
 
-def test_presets_share_a_gan_resume_per_run_and_redo_only_what_is_missing(tmp_path, mnist_dir):
+def test_presets_share_a_gan_resume_per_run_and_redo_only_what_is_missing(tmp_path, mnist_dir, capsys, monkeypatch):
+  # The first run as a user runs it (the driver a process of its own, its start-up notices
+  # hidden); the two reruns through its main in this process.
   out, err = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
   assert startup_notices(err) == []
   # Progress as the commands show it, on stderr: the run, its training's and scorings' bars, its time.
@@ -71,7 +86,7 @@ def test_presets_share_a_gan_resume_per_run_and_redo_only_what_is_missing(tmp_pa
   # Run again: nothing is redone.
   stamps = {p: os.path.getmtime(tmp_path / "results" / "runs" / f"mnist_{p}" / "class0_seed0.json")
             for p in ("seed000", "paper")}
-  out, err = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
+  out, err = reproduce_here(tmp_path, capsys, monkeypatch, "--presets=seed000,paper", "--classes=0", "--seeds=0")
   assert "seed000/paper: done before" in out and startup_notices(err) == [] and err == [], err
   assert {p: os.path.getmtime(tmp_path / "results" / "runs" / f"mnist_{p}" / "class0_seed0.json")
           for p in ("seed000", "paper")} == stamps
@@ -79,7 +94,7 @@ def test_presets_share_a_gan_resume_per_run_and_redo_only_what_is_missing(tmp_pa
 
   # A lost record is redone alone, on the same GAN (no second training).
   os.remove(tmp_path / "results" / "runs" / "mnist_paper" / "class0_seed0.json")
-  out, err = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
+  out, err = reproduce_here(tmp_path, capsys, monkeypatch, "--presets=seed000,paper", "--classes=0", "--seeds=0")
   assert err[0] == "run 1 of 1: mnist class 0 seed 0, presets paper" and "  paper: evaluate" in err
   assert not any("train" in line for line in err), err
   log = open(os.path.join(workdir(a), "reproduce.log")).read()
