@@ -104,6 +104,7 @@ def test_shapes_and_ranges(name):
 
 # --- 2. .keras round trip in a fresh interpreter
 
+@pytest.mark.slow
 def test_keras_round_trip_in_a_fresh_interpreter(trained, tmp_path):
   # Only anogan_tf and keras are imported there: the encoder and decoder are anogan_tf's
   # registered Encoder and Generator, so the family modules need not be imported to load them.
@@ -134,6 +135,7 @@ def test_keras_round_trip_in_a_fresh_interpreter(trained, tmp_path):
 
 # --- 3. short training
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_short_training_lowers_the_loss_and_is_deterministic(name, trained):
   config, networks, losses = trained[name]
@@ -200,6 +202,7 @@ def test_kl_is_the_divergence_not_seed_004s_negative():
   assert kl[0] == pytest.approx(0, abs=1e-6) and (kl[1:] > 0).all()
 
 
+@pytest.mark.slow
 def test_scored_kl_and_elbo_match_numpy_on_the_encoders_outputs(trained):
   config, networks, _ = trained["vae"]
   x = synthetic_images(10, seed=4)
@@ -216,6 +219,7 @@ def test_scored_kl_and_elbo_match_numpy_on_the_encoders_outputs(trained):
 
 # --- 4. scoring
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,options", [("ae", {}), ("vae", {"vae_score": "reconstruction"}),
                                           ("vae", {"vae_score": "elbo"})])
 def test_off_manifold_images_score_above_normal_ones(name, options, trained):
@@ -229,6 +233,7 @@ def test_off_manifold_images_score_above_normal_ones(name, options, trained):
     assert scorer.score(off).score.min() > normal_scores.max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_l1_and_l2_score_the_same_reconstruction_by_abs_and_squared_sums(name, trained):
   config, networks, _ = trained[name]
@@ -243,6 +248,7 @@ def test_l1_and_l2_score_the_same_reconstruction_by_abs_and_squared_sums(name, t
   assert (l2.score[6:] / l1.score[6:]).min() > (l2.score[:6] / l1.score[:6]).max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_batched_scoring_equals_one_by_one(name, trained):
   config, networks, _ = trained[name]
@@ -291,6 +297,7 @@ def test_vae_scorer_refuses_an_autoencoders_encoder():
 
 # --- 5. history.csv through the shared driver
 
+@pytest.mark.slow
 def test_the_ae_logs_its_one_loss_once_and_resumes_a_history_that_repeated_it(tmp_path):
   """The AE's history.csv: epoch, loss, seconds (the VAE's `reconstruction` column is a part of
   its loss beside kl; the AE's would repeat `loss`). A workdir from when the AE repeated it as

@@ -89,6 +89,7 @@ BAD_FLAGS = {  # flag as given: the start of the error line
 }
 
 
+@pytest.mark.slow
 def test_bad_settings_are_one_error_line_with_exit_code_2(tmp_path, mnist_dir):
   workdirs = {flag: str(tmp_path / f"w{i}") for i, flag in enumerate(BAD_FLAGS)}
   real = _start("-m", "anogan_tf.train", f"--workdir={tmp_path / 'real'}", "--g_strides=2,0,1", cwd=tmp_path)
@@ -106,6 +107,7 @@ def test_bad_settings_are_one_error_line_with_exit_code_2(tmp_path, mnist_dir):
 
 # --- evaluate and score on a trained workdir
 
+@pytest.mark.slow
 def test_evaluate_and_score_take_mapping_flags_and_refuse_the_trained_ones(tmp_path, mnist_dir):
   workdir = str(tmp_path / "run")
   # Seed 000's preset (one batch of one epoch): another preset's mapping can evaluate it.
@@ -158,6 +160,7 @@ def test_evaluate_and_score_take_mapping_flags_and_refuse_the_trained_ones(tmp_p
 
 # --- library manners: quiet commands, untouched library users
 
+@pytest.mark.slow
 def test_commands_print_their_own_output_only_and_errors_still_show(tmp_path, mnist_dir):
   preset = os.path.join(ROOT, "experiments", "mnist.flags")
   train = _start("-m", "anogan_tf.train", f"--flagfile={preset}", f"--workdir={tmp_path / 'w'}", "--epochs=1",
@@ -229,6 +232,7 @@ atexit.register(lambda: open(os.environ["ONEDNN_REPORT"], "w").write(os.environ.
 """
 
 
+@pytest.mark.slow
 def test_importing_the_library_changes_no_environment_variable_and_the_commands_choose_onednn(tmp_path):
   env = {k: v for k, v in _env().items() if k != "TF_ENABLE_ONEDNN_OPTS"}
   library = _popen([sys.executable, "-c", IMPORT_CHANGES], tmp_path, env)

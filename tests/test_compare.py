@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 from anogan_tf.cli.quiet import lines_to_show
@@ -47,6 +48,7 @@ runpy.run_path(compare_py, run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_compare_scores_every_method_sharing_the_anogan_gan(tmp_path, mnist_dir):
   command = [sys.executable, "-c", IN_ONE_PROCESS, os.path.join(ROOT, "experiments", "compare.py"), "--dataset=mnist",
              "--classes=0", "--seeds=0", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}",

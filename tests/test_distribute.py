@@ -93,6 +93,7 @@ def staged(tmp_path_factory, data_dir):
                                             dict(epochs=3, strategy="mirrored")])
 
 
+@pytest.mark.slow
 def test_mirrored_trains_resumes_and_checkpoints_restore_under_default(staged):
   workdir, out = staged
   first, second, _, third = out["histories"]
@@ -104,6 +105,7 @@ def test_mirrored_trains_resumes_and_checkpoints_restore_under_default(staged):
   assert "ckpt-3.index" in os.listdir(os.path.join(workdir, "checkpoints"))
 
 
+@pytest.mark.slow
 def test_mirrored_mapping_scores_equal_one_device(staged):
   """The same trained workdir scored on one device and split across two. Each image's search runs
   on one replica from one device's z0, on a chunk of map_batch_size / 2 images: it equals one
@@ -120,6 +122,7 @@ def test_mirrored_mapping_scores_equal_one_device(staged):
   np.testing.assert_allclose(two["score"], one["score"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_mirrored_step_equals_one_device_step():
   """Two epochs of 3 batches on 2 replicas (mean of the replicas' gradients) against one device:
   same initial weights, same batches. Without BatchNorm (--g_batchnorm=false), the per-replica
@@ -152,6 +155,7 @@ print(json.dumps(out))
   np.testing.assert_allclose(out["mirrored"]["weights"], out["default"]["weights"], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_multiworker_with_one_worker_trains_and_scores(tmp_path, data_dir):
   tf_config = json.dumps({"cluster": {"worker": ["localhost:23456"]}, "task": {"type": "worker", "index": 0}})
   out = train_and_score(str(tmp_path / "run"), [dict(epochs=1, strategy="multiworker", score_chunks=(8,))],
@@ -215,6 +219,7 @@ def read_scores(out_dir):
   return [int(row["index"]) for row in rows], np.array([float(row["score"]) for row in rows])
 
 
+@pytest.mark.slow
 def test_two_worker_processes_each_score_every_test_image_as_one_device_does(staged, tmp_path):
   """evaluate --strategy=multiworker in two processes on the staged workdir (12 test images,
   --map_batch_size=8: each chunk of 8 split into 4 per worker). Each worker writes its own
@@ -239,6 +244,7 @@ def test_two_worker_processes_each_score_every_test_image_as_one_device_does(sta
     assert metrics["strategy"] == "multiworker" and metrics["test_examples"] == TINY["test_examples"]
 
 
+@pytest.mark.slow
 def test_two_worker_processes_train_the_weights_one_device_trains(tmp_path, data_dir):
   """train --strategy=multiworker for an epoch of 3 global batches of 8 in two processes (each its
   own workdir; 4 images per worker and step) against one device at the same global batch. As in
@@ -296,6 +302,7 @@ def test_bad_tf_config_is_one_line(text, problem):
   assert problem in message and "TF_CONFIG=" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line_and_touch_nothing(tmp_path, data_dir, monkeypatch):
   # --cpu_devices fixes the process's devices: that case in a process of its own, at the same
   # time as the other through the command's main in this process.

@@ -153,6 +153,7 @@ def test_get_config_round_trip():
   assert keras.saving.get_registered_object("anogan_tf>BiGANDiscriminator") is egbad.BiGANDiscriminator
 
 
+@pytest.mark.slow
 def test_keras_round_trip_in_a_fresh_interpreter(tmp_path):
   nets = {**_networks(TINY_BN), "discriminator": _odd_discriminator()}
   rng = np.random.default_rng(2)
@@ -186,6 +187,7 @@ def _steps(trainer, x, noises, phase=0):
   return [{k: float(v) for k, v in step(tf.constant(x), tf.constant(n)).items()} for n in noises]
 
 
+@pytest.mark.slow
 def test_train_steps_change_every_network_and_d_loss_moves():
   nets = _networks(TINY_BN)
   before = {name: [w.numpy() for w in model.trainable_weights] for name, model in nets.items()}
@@ -202,6 +204,7 @@ def test_train_steps_change_every_network_and_d_loss_moves():
   assert set(trainer.checkpoint_items()) == {"d_optimizer", "g_optimizer", "e_optimizer"}
 
 
+@pytest.mark.slow
 def test_one_step_is_the_books_d_then_g_then_e_step():
   """One train_step written out from the initial weights: D on (x, E(x)) real and (G(z1), z1) fake;
   G on a fresh z2 against the updated D; E with -log(1 - D(x, E(x))) against the updated D."""
@@ -243,6 +246,7 @@ def test_one_step_is_the_books_d_then_g_then_e_step():
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=atol, err_msg=f"{name}/{a.path}")
 
 
+@pytest.mark.slow
 def test_bn_statistics_move_only_in_their_own_step():
   """With learning rate 0 the weights stay, so the expected BN statistics are those of the forward
   passes each step owns: G once on z2 (not on z1 of the D step), E once on x, D on (x, E(x)) and
@@ -269,6 +273,7 @@ def test_bn_statistics_move_only_in_their_own_step():
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=f"{name}/{a.path}")
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_seed():
   x = synthetic_images(32, seed=7)
 
@@ -282,6 +287,7 @@ def test_training_is_deterministic_for_a_seed():
   assert run(1) != first
 
 
+@pytest.mark.slow
 def test_second_phase_uses_fresh_optimizers_at_the_decayed_rate():
   config = TINY.replace(lr_decay_epoch=3, lr_after_decay=1e-4)
   trainer = egbad.make_trainer(config, _networks(config))
@@ -313,6 +319,7 @@ def trained():
   return nets, synthetic_images(16, seed=11)
 
 
+@pytest.mark.slow
 def test_off_manifold_images_score_higher(trained):
   nets, normal = trained
   rng = np.random.default_rng(12)
@@ -324,6 +331,7 @@ def test_off_manifold_images_score_higher(trained):
   assert scorer.score(inverted).score.min() > normal_scores.max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_score_parts_and_reduction(trained, reduction):
   nets, normal = trained
@@ -346,6 +354,7 @@ def test_score_parts_and_reduction(trained, reduction):
                              rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_batched_scoring_equals_one_by_one(trained):
   nets, normal = trained
   images = np.concatenate([normal[:5], np.random.default_rng(13).uniform(-1, 1, (2, 28, 28, 1)).astype(np.float32)])

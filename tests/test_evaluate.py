@@ -12,6 +12,7 @@ from anogan_tf.evaluation import metrics
 from anogan_tf.visualization import plots
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_small_real_mnist_run(tmp_path, mnist_dir):
   from sklearn.metrics import average_precision_score, roc_auc_score
   workdir = str(tmp_path / "run")
@@ -136,6 +137,7 @@ def _scores(out_dir):
     return np.array([float(row["score"]) for row in csv.DictReader(f)])
 
 
+@pytest.mark.slow
 def test_evaluate_honours_another_feature_layer(tiny_workdir, tmp_path):
   config, workdir = tiny_workdir
   default = evaluate_lib.evaluate(config, workdir, progress=False, out_dir=str(tmp_path / "act1"))
@@ -147,6 +149,7 @@ def test_evaluate_honours_another_feature_layer(tiny_workdir, tmp_path):
   assert np.abs(a - b).min() > 1e-4  # same z0 (same seed), another f(): every score moves
 
 
+@pytest.mark.slow
 def test_metrics_record_every_setting_that_changes_the_scores(tiny_workdir, tmp_path):
   config, workdir = tiny_workdir
   config = config.replace(lam=0.4, map_steps=(3, 2), map_lrs=(0.05, 0.02), map_reduction="sum", z_init="normal",
@@ -185,6 +188,7 @@ def seed3_workdir(tmp_path_factory):
   return workdir, x_train, y_train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--seed=1"], ["--flagfile=experiments/base.flags"]], ids=["seed", "base.flags"])
 def test_evaluate_on_the_held_out_split_with_another_seed_scores_no_training_image(seed3_workdir, args, tmp_path,
                                                                                    monkeypatch):

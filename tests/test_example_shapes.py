@@ -48,6 +48,7 @@ def one_class_data(shape):
                       test_indices=np.arange(24))
 
 
+@pytest.mark.slow
 def test_a_family_of_other_examples_trains_resumes_evaluates_scores_and_exports(family, tmp_path):
   name, shape = family
   config = Config(model=name, epochs=1, batch_size=16, lr=1e-2, map_batch_size=16)

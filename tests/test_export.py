@@ -283,6 +283,7 @@ def assert_equal_result(out, result):
 
 # --- the SavedModel, where anogan_tf cannot be imported
 
+@pytest.mark.slow
 def test_every_export_loads_and_runs_without_anogan_tf(exported):
   cli = exported["cli"]
   assert cli.returncode == 0, cli.stderr[-3000:]
@@ -306,6 +307,7 @@ def test_every_export_loads_and_runs_without_anogan_tf(exported):
   assert exported["outputs"]["anogan"]["float"]["trajectory"].shape == (N, 20)
 
 
+@pytest.mark.slow
 def test_the_search_equals_the_latent_mapper_from_the_same_z(exported):
   """serving_from_z from evaluate's start (README's NumPy formula) equals the LatentMapper that
   evaluate runs, which draws that start itself."""
@@ -318,6 +320,7 @@ def test_the_search_equals_the_latent_mapper_from_the_same_z(exported):
   assert_equal_result(out, library_score("anogan", workdirs, images))  # draws its own start
 
 
+@pytest.mark.slow
 def test_the_default_signature_starts_each_image_from_its_own_keyed_z(exported):
   """Without a start, z0 is drawn per image from --seed and its bytes, and every output of an
   image is the same, to the bit, in any call and whatever the other images of the call (nothing
@@ -347,6 +350,7 @@ def test_keyed_initial_z_follows_z_init_and_the_seed():
   np.testing.assert_array_equal(twice[0], twice[1])  # the same image, the same start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["anogan_warm", "anogan_at_e", "egbad", "ae", "vae"])
 def test_the_encoder_start_and_the_one_pass_families_equal_their_scorers(exported, name):
   out = exported["outputs"][name]["float"]
@@ -362,6 +366,7 @@ def test_the_encoder_start_and_the_one_pass_families_equal_their_scorers(exporte
     assert "trajectory" not in out and exported["report"][name]["signatures"] == ["serving_default", "serving_uint8"]
 
 
+@pytest.mark.slow
 def test_restarts_keep_each_images_best_of_its_keyed_searches(exported):
   """--map_restarts=2: restart k searches from the keyed start of seed + k * RESTART_SEED_STRIDE,
   as the library's one-restart search from that start does, and each image keeps the outputs of
@@ -389,6 +394,7 @@ def test_restarts_keep_each_images_best_of_its_keyed_searches(exported):
   assert_equal_result(out, expected)
 
 
+@pytest.mark.slow
 def test_uint8_pixels_and_float_images_give_the_same_outputs(exported):
   for name in EXPORTS:
     outputs = exported["outputs"][name]
@@ -396,6 +402,7 @@ def test_uint8_pixels_and_float_images_give_the_same_outputs(exported):
       np.testing.assert_array_equal(outputs["uint8"][key], value, err_msg=f"{name} {key}")
 
 
+@pytest.mark.slow
 def test_is_anomaly_is_the_score_above_the_threshold(exported):
   assert exported["report"]["anogan"]["metadata"]["threshold_source"] == "threshold.json"
   assert exported["report"]["anogan"]["threshold"] == pytest.approx(exported["threshold"], rel=1e-7)
@@ -411,6 +418,7 @@ def test_is_anomaly_is_the_score_above_the_threshold(exported):
   assert flags.any() and not flags.all()  # the median threshold splits them
 
 
+@pytest.mark.slow
 def test_bad_images_fail_the_call_with_a_message(exported):
   expected = {
       "nan": "images contain NaN or inf; remove or repair those images",
@@ -429,6 +437,7 @@ def test_bad_images_fail_the_call_with_a_message(exported):
 
 # --- the command line: bad input is one line, exit 2, nothing touched
 
+@pytest.mark.slow
 def test_command_line_errors_are_one_line_and_touch_nothing(exported):
   for case, (message, result) in exported["errors"].items():
     lines = result["stderr"].strip().splitlines()
@@ -440,6 +449,7 @@ def test_command_line_errors_are_one_line_and_touch_nothing(exported):
     assert digests(path) == exported["workdir_digests"][family], family
 
 
+@pytest.mark.slow
 def test_a_failed_export_leaves_no_half_written_saved_model(exported, tmp_path, monkeypatch):
   workdir = exported["workdirs"]["ae"]
   config = export_config("ae", exported["workdirs"])
@@ -472,6 +482,7 @@ def test_a_failed_export_leaves_no_half_written_saved_model(exported, tmp_path, 
   assert float(tf.saved_model.load(str(output)).threshold.numpy()) == 2.0
 
 
+@pytest.mark.slow
 def test_an_unwritable_output_is_refused_before_any_work(exported, tmp_path, monkeypatch):
   def refuse(*args, **kwargs):
     raise PermissionError(13, "Permission denied")
@@ -541,6 +552,7 @@ def command_config(workdir, *argv):
   return evaluation_config(base, anogan_flags.config_from_args(list(argv), base))
 
 
+@pytest.mark.slow
 def test_export_takes_the_threshold_percentile_from_the_held_out_scores_as_score_does(tmp_path):
   workdir, record = workdir_with_threshold(tmp_path / "ae")
   config = command_config(workdir, "--threshold_percentile=95")
@@ -556,6 +568,7 @@ def test_export_takes_the_threshold_percentile_from_the_held_out_scores_as_score
   assert tf.saved_model.load(str(tmp_path / "saved")).threshold.numpy() == np.float32(metadata["threshold"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("other", ["weights", "settings"])
 def test_a_threshold_that_does_not_apply_is_refused_by_export_as_score_drops_it(tmp_path, other):
   if other == "weights":  # as if the workdir was trained further after the threshold was stored

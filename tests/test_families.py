@@ -71,6 +71,7 @@ def runs(tmp_path_factory):
 
 # --- 1. shapes and ranges
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_shapes_and_ranges(name):
   family = models.family(name)
@@ -129,6 +130,7 @@ for name in anogan_tf.models.names():
 '''
 
 
+@pytest.mark.slow
 def test_keras_round_trip_in_a_fresh_interpreter(tmp_path):
   x = np.concatenate([synthetic_images(3, seed=1), -synthetic_images(2, seed=2)])
   np.save(tmp_path / "x.npy", x)
@@ -151,6 +153,7 @@ def test_keras_round_trip_in_a_fresh_interpreter(tmp_path):
 
 # --- 3. the shared driver: an interrupted run resumes to the uninterrupted one's numbers
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_resumed_run_equals_uninterrupted_run_bit_for_bit(name, runs):
   config, straight, resumed, history, again = runs[name]
@@ -179,6 +182,7 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(name, runs):
 
 # --- 4. scoring: off-manifold images score above normal ones, through evaluate and score
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_evaluate_scores_off_manifold_images_above_normal_ones(name, runs, tmp_path):
   config, straight, _, _, _ = runs[name]
@@ -212,6 +216,7 @@ def test_evaluate_scores_off_manifold_images_above_normal_ones(name, runs, tmp_p
   assert all(os.path.getsize(tmp_path / "scored" / r["report"]) > 0 for r in scored)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_ink_power_divides_every_familys_score_by_the_images_ink(name, runs):
   """--ink_power=p: each image's score over its ink (mean of (x + 1) / 2) to the p, the same in the

@@ -167,6 +167,7 @@ def test_depth_follows_the_image_size(size):
 
 # --- training streams from disk: the same numbers as in memory, and it resumes
 
+@pytest.mark.slow
 def test_anogan_streams_resumes_and_equals_training_in_memory(dataset, tmp_path):
   root, _ = dataset
   config = tiny(root, epochs=2, encoder_epochs=1, image_size=32)  # resized while streaming; 64 for ae below
@@ -200,6 +201,7 @@ def test_anogan_streams_resumes_and_equals_training_in_memory(dataset, tmp_path)
   assert os.path.getsize(f"{resumed}/eval/gallery.png") > 0
 
 
+@pytest.mark.slow
 def test_encoder_family_evaluate_pixel_metrics_are_those_of_its_residual_maps(dataset, tmp_path):
   from sklearn.metrics import roc_auc_score
   root, masks = dataset
@@ -244,6 +246,7 @@ def test_encoder_family_evaluate_pixel_metrics_are_those_of_its_residual_maps(da
     evaluate_lib.evaluate(val, workdir, data=data, progress=False, out_dir=str(tmp_path / "eval_val"))
 
 
+@pytest.mark.slow
 def test_score_reads_pictures_of_any_size_as_training_and_evaluate_do(dataset, tmp_path):
   """One picture reader: test pictures of other sizes (80x80, and 90x70: another aspect ratio)
   get from score (no --resize) the score evaluate gives the same file, to the bit. The same
@@ -275,6 +278,7 @@ def test_score_reads_pictures_of_any_size_as_training_and_evaluate_do(dataset, t
     assert scored == evaluated
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["egbad", "vae"])
 def test_the_other_families_train_from_a_folder(dataset, name):
   root, _ = dataset

@@ -19,6 +19,7 @@ def on_manifold(g, n, seed=5):
   return z_star, g(z_star).numpy()
 
 
+@pytest.mark.slow
 def test_mapping_drives_the_score_of_g_of_z_star_to_zero(networks):
   g, d = networks
   _, x = on_manifold(g, 4)
@@ -39,6 +40,7 @@ def test_off_manifold_images_score_above_on_manifold_ones(networks):
   assert scores[4:].min() > 10 * scores[:4].max()
 
 
+@pytest.mark.slow
 def test_batched_equals_one_by_one(networks):
   g, d = networks
   rng = np.random.default_rng(7)
@@ -231,6 +233,7 @@ def test_feature_layer_is_a_setting_of_the_mapper_not_of_the_discriminator(netwo
   assert activation_floats_per_image(g, d, "flatten") == activation_floats_per_image(g, d) + 3 * 1568  # conv2, act2, flatten
 
 
+@pytest.mark.slow
 def test_restarts_keep_each_images_best_search(networks):
   from anogan_tf import Config
   from anogan_tf.models import anogan

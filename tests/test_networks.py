@@ -116,6 +116,7 @@ def test_presets_build(preset):
   assert d.features(g(z)).shape[0] == 2
 
 
+@pytest.mark.slow
 def test_keras_round_trip_in_a_fresh_interpreter(tmp_path):
   g, d = Generator(name="generator"), Discriminator(name="discriminator")
   z = np.random.default_rng(2).uniform(-1, 1, (4, 50)).astype(np.float32)

@@ -28,6 +28,7 @@ def old_workdir(request, tmp_path, mnist_dir):
   return request.param, config, workdir
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("old_workdir", FAMILIES, indirect=True)
 def test_an_old_workdir_scores_as_before_then_evaluates_and_resumes(old_workdir):
   name, config, workdir = old_workdir

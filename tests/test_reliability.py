@@ -197,6 +197,7 @@ def assert_same_run(w, reference):
       np.testing.assert_array_equal(a, b, err_msg=name)
 
 
+@pytest.mark.slow
 def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupted_run(tmp_path, clean_runs):
   clean_runs = clean_runs()
   w = str(tmp_path / "w")
@@ -269,6 +270,7 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
   assert_same_run(w, clean_runs.wait("anogan")[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", OTHER_FAMILIES)
 def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, tmp_path, clean_runs):
   # One kill point, the subtlest: checkpoint 3's files written, not committed, and the history row
@@ -293,6 +295,7 @@ def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, t
 
 # --- 4. determinism
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_deterministic_runs_give_identical_history_and_scores(family, clean_runs):
   a, b = clean_runs().wait(family)
@@ -393,6 +396,7 @@ def _damage_checkpoint(workdir, how):
         os.remove(os.path.join(ckpt, name))
 
 
+@pytest.mark.slow
 def test_bad_input_is_a_one_line_error_and_leaves_the_workdir_untouched(tmp_path):
   data = _bad_data(tmp_path / "data")
   good = _npz(tmp_path / "data" / "good")
@@ -497,6 +501,7 @@ def _run_cases(cases_by_tool):
   return results
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not OTHER_FAMILIES, reason="anogan is the only family")
 def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path):
   # For each family but anogan (whose full battery is above): its damaged checkpoint and
@@ -605,6 +610,7 @@ def _synthetic(n=128):
                       test_indices=np.arange(8))
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   data = _synthetic()
   w = str(tmp_path / "w")
@@ -627,6 +633,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
   assert latest(w) is None and epochs(w) == []
 
 
+@pytest.mark.slow
 def test_collapsed_discriminator_is_reported_once(tmp_path, caplog):
   rows = lambda losses: [{"epoch": i, "d_loss": v} for i, v in enumerate(losses)]
   assert history_lib.collapse_warning(rows([0.5] + [1e-4] * 4)) is None
@@ -717,6 +724,7 @@ SCORE_INPUT_CASES = {
 }
 
 
+@pytest.mark.slow
 def test_score_bad_input_is_a_one_line_error_and_overwrites_nothing(tmp_path):
   from anogan_tf import score_lib
   trained = str(tmp_path / "trained")

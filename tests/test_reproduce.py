@@ -50,6 +50,7 @@ def records(tmp_path, preset):
   return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
 
+@pytest.mark.slow
 def test_presets_share_a_gan_resume_per_run_and_redo_only_what_is_missing(tmp_path, mnist_dir, capsys, monkeypatch):
   # The first run as a user runs it (the driver a process of its own, its start-up notices
   # hidden); the two reruns through its main in this process.

@@ -38,6 +38,7 @@ def colour_pictures(folder, images, size=32):
     Image.fromarray(np.stack([g, g // 2, 255 - g], -1)).save(folder / f"img{i}.png")
 
 
+@pytest.mark.slow
 def test_score_a_folder_of_pngs_and_an_npy(workdir, tmp_path):
   # 32x32 colour pictures, resized as training resizes them (--resize: accepted, no effect) and
   # turned gray by --grayscale, and the same pixels as an .npy array: the same scores.
@@ -65,6 +66,7 @@ def test_score_a_folder_of_pngs_and_an_npy(workdir, tmp_path):
   np.testing.assert_allclose(png_scores, npy_scores, rtol=1e-5)  # same pixels, same seed, same scores
 
 
+@pytest.mark.slow
 def test_reports_top_gallery_and_one_colour_scale(workdir, tmp_path, monkeypatch):
   from anogan_tf import models
   from anogan_tf.engine.workdir import load_networks

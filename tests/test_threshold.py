@@ -62,6 +62,7 @@ def held_out_images(config):
   return to_float_images(x_train[held]), len(kept)
 
 
+@pytest.mark.slow
 def test_threshold_is_the_percentile_of_the_held_out_normals_scores(trained):
   config, workdir = trained
   record = read_record(workdir)
@@ -92,6 +93,7 @@ def test_no_val_fraction_no_threshold(tmp_path):
   assert "--val_fraction=0" in decision.note and "\n" not in decision.note
 
 
+@pytest.mark.slow
 def test_threshold_is_stored_once_a_run_finishes_and_survives_resume(trained, tmp_path, monkeypatch):
   config, _ = trained
   workdir = str(tmp_path / "run")
@@ -136,6 +138,7 @@ def test_overwrite_removes_the_threshold(tmp_path):
   assert not os.path.exists(tmp_path / "threshold.json") and os.path.exists(tmp_path / "flags.txt")
 
 
+@pytest.mark.slow
 def test_threshold_is_refused_for_other_settings_or_weights(trained, tmp_path):
   config, workdir = trained
   family = models.family(config.model)
@@ -171,6 +174,7 @@ def test_threshold_is_refused_for_other_settings_or_weights(trained, tmp_path):
   assert missing.threshold is None and "threshold.json is missing" in missing.note
 
 
+@pytest.mark.slow
 def test_a_damaged_threshold_json_stops_training_in_one_line_touching_nothing(trained, tmp_path, monkeypatch):
   """A rerun of train meets a threshold.json it cannot read: a one-line error naming the file and
   the fix, before anything is written (the file is not silently computed again)."""
@@ -198,6 +202,7 @@ def evaluated(trained, tmp_path_factory):
   return evaluate_lib.evaluate(config, workdir, progress=False, out_dir=str(out)), out
 
 
+@pytest.mark.slow
 def test_evaluate_reports_precision_recall_f1_as_sklearn_computes_them(trained, evaluated):
   from sklearn.metrics import f1_score, precision_score, recall_score
   config, workdir = trained
@@ -222,6 +227,7 @@ def test_evaluate_reports_precision_recall_f1_as_sklearn_computes_them(trained, 
   assert best["precision"] == pytest.approx(precision_score(labels, (scores > best["threshold"]).astype(int)), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_score_decides_with_the_threshold(trained, tmp_path):
   config, workdir = trained
   images = np.concatenate([blob_pixels(6, seed=5), blob_pixels(6, seed=6, inverted=True)])
@@ -265,6 +271,7 @@ def read_events(folder, values=None):
   return tags
 
 
+@pytest.mark.slow
 def test_tensorboard_has_sample_images_and_score_histograms(trained, evaluated):
   config, workdir = trained
   training = read_events(os.path.join(workdir, "tensorboard"))

@@ -52,6 +52,7 @@ def history_epochs(workdir):
     return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_two_epochs_write_everything_then_resume(tmp_path):
   workdir = str(tmp_path / "run")
   data = tiny_data()
@@ -82,6 +83,7 @@ def test_two_epochs_write_everything_then_resume(tmp_path):
   assert history_epochs(workdir) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
   data = tiny_data()
   config = Config(**TINY).replace(epochs=3)
@@ -133,6 +135,7 @@ def test_a_checkpoint_of_the_layout_before_the_families_restores(tmp_path):
     np.testing.assert_array_equal(v.numpy(), value, err_msg=getattr(v, "path", v.name))
 
 
+@pytest.mark.slow
 def test_learning_rate_switch_uses_fresh_adam_instances(tmp_path):
   config = Config(**TINY).replace(epochs=2, lr_decay_epoch=1)
   driver = Driver(config)
@@ -206,6 +209,7 @@ SEED_ORDER_CONFIGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", list(SEED_ORDER_CONFIGS))
 def test_training_batch_equals_the_seeds_order_of_steps(preset):
   # The trainer runs G(z) once for the D step and the first G step; nothing else may change:
@@ -244,6 +248,7 @@ def test_training_batch_equals_the_seeds_order_of_steps(preset):
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flagfile", PRESET_FLAGFILES, ids=os.path.basename)
 def test_every_preset_trains(flagfile, tmp_path):
   # The preset's own networks (every layer as the flagfile says) of its own family (--model);
@@ -268,6 +273,7 @@ def test_every_preset_trains(flagfile, tmp_path):
       np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
+@pytest.mark.slow
 def test_resumed_dropout_and_batchnorm_run_equals_uninterrupted_run(tmp_path):
   # Seed 002's networks (narrower): BN in G and D, dropout in D. The dropout masks of an epoch
   # depend on (seed, epoch) only, as shuffling and z do, so a resumed run trains exactly as a
@@ -287,6 +293,7 @@ def test_resumed_dropout_and_batchnorm_run_equals_uninterrupted_run(tmp_path):
       np.testing.assert_array_equal(u.numpy(), v.numpy(), err_msg=u.path)
 
 
+@pytest.mark.slow
 def test_an_epoch_with_dropout_is_traced_once():
   config = preset_config("experiments/seed002.flags", batch_size=8, g_dense_channels=16, g_filters=(8, 8),
                          d_filters=(8, 8, 8, 8))

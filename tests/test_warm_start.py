@@ -115,6 +115,7 @@ def runs(tmp_path_factory):
 
 # --- training E: the loss falls, G and D stay as they were
 
+@pytest.mark.slow
 def test_encoder_training_lowers_its_loss_and_leaves_g_and_d_alone():
   # D with BN and dropout too, so every kind of state G and D hold is checked.
   config = WARM.replace(d_batchnorm=True, d_dropout=0.25, kappa=2.0)
@@ -170,6 +171,7 @@ def test_the_encoders_initial_weights_do_not_depend_on_what_ran_before():
   assert not np.array_equal(first[0], other_seed[0])
 
 
+@pytest.mark.slow
 def test_a_killed_and_resumed_encoder_run_equals_an_uninterrupted_one(runs):
   straight = runs["straight"]
   want = encoder_history(straight)
@@ -191,6 +193,7 @@ def test_a_killed_and_resumed_encoder_run_equals_an_uninterrupted_one(runs):
   assert os.path.getsize(os.path.join(straight, "encoder_loss.png")) > 0
 
 
+@pytest.mark.slow
 def test_encoder_epochs_added_to_a_finished_gan_train_only_the_encoder(runs):
   added, straight = runs["added"], runs["straight"]
   after = file_digests(added, skip=("checkpoints/encoder", "samples", "tensorboard"))
@@ -210,6 +213,7 @@ def test_encoder_epochs_added_to_a_finished_gan_train_only_the_encoder(runs):
       np.testing.assert_array_equal(a, b, err_msg=net)
 
 
+@pytest.mark.slow
 def test_once_the_encoder_has_trained_its_settings_are_fixed_and_more_gan_epochs_retrain_it(runs, tmp_path):
   workdir = str(tmp_path / "w")
   shutil.copytree(runs["straight"], workdir)
@@ -235,6 +239,7 @@ def warm_config(**changes):
   return WARM.replace(initial_z="encoder", **changes)
 
 
+@pytest.mark.slow
 def test_map_steps_0_scores_the_loss_at_e_of_x(runs, tmp_path):
   workdir, data = runs["straight"], runs["data"]
   config = warm_config(map_steps=(0,))
@@ -261,6 +266,7 @@ def test_map_steps_0_scores_the_loss_at_e_of_x(runs, tmp_path):
   np.testing.assert_allclose(scores, want, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_search_from_e_of_x_starts_at_the_0_step_score(runs):
   workdir, x = runs["straight"], runs["data"].x_test
   family = anogan
@@ -309,6 +315,7 @@ def test_settings_of_the_warm_start_are_checked(changes, message):
     Config(**changes)
 
 
+@pytest.mark.slow
 def test_scoring_from_an_encoder_that_is_not_there_is_a_one_line_error(runs, tmp_path):
   gan_only = str(tmp_path / "gan")
   shutil.copytree(runs["straight"], gan_only)
@@ -328,6 +335,7 @@ def test_scoring_from_an_encoder_that_is_not_there_is_a_one_line_error(runs, tmp
     LatentMapper(g, d, steps=(0,), learning_rates=(0.01,))
 
 
+@pytest.mark.slow
 def test_the_command_line_adds_an_encoder_to_a_finished_gan_and_explains_a_missing_one(runs, mnist_dir, tmp_path):
   # The module's finished GAN; the commands (their main, in this process) read its settings from
   # its flags.txt (E trains on MNIST's zeros, from $ANOGAN_DATA_DIR).
@@ -361,6 +369,7 @@ np.save(x_path + ".z.npy", z)
 '''
 
 
+@pytest.mark.slow
 def test_encoder_keras_round_trips_in_a_fresh_interpreter(runs, tmp_path):
   path = os.path.join(runs["straight"], "encoder.keras")
   encoder = keras.models.load_model(path)

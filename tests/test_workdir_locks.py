@@ -113,6 +113,7 @@ def _data_dir(folder, n_train=96, n_test=40):
   return str(folder)
 
 
+@pytest.mark.slow
 def test_second_train_on_a_new_workdir_fails_and_leaves_the_first_alone(tmp_path):
   data = _data_dir(tmp_path / "data")
   w = str(tmp_path / "new" / "run")  # neither the workdir nor its parent exist yet
@@ -143,6 +144,7 @@ def test_second_train_on_a_new_workdir_fails_and_leaves_the_first_alone(tmp_path
   assert os.path.exists(os.path.join(w, "generator.keras"))
 
 
+@pytest.mark.slow
 def test_overwrite_takes_evaluates_lock_on_eval_folders(tmp_path):
   data = _data_dir(tmp_path / "data")
   w = str(tmp_path / "run")

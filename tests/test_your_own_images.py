@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from conftest import run_command
 from PIL import Image
 
@@ -66,6 +67,7 @@ def make_folder(root, rng):
     save(mask, root / "ground_truth" / "scratch" / f"{i:03d}_mask.png")
 
 
+@pytest.mark.slow
 def test_a_folder_of_pictures_from_training_to_an_exported_model(tmp_path):
   root, work = tmp_path / "parts", tmp_path / "work"
   make_folder(root, np.random.default_rng(0))
