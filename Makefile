@@ -17,13 +17,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 # The import contracts (.importlinter: the layers, no family imported by generic code) and the
-# linter (pyproject.toml), then every test. CI runs exactly `make test`.
+# linter (pyproject.toml), then every test. CI runs exactly `make test`: on two workers
+# (pytest-xdist; TEST_WORKERS=0 runs them in this process), each test file on one worker, so a
+# module's fixtures are built once.
+TEST_WORKERS ?= 2
 lint: install
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check anogan_tf tests experiments benchmarks
 
 test: lint
-	$(PY) -m pytest -q --durations=20 tests
+	$(PY) -m pytest -q --durations=20 -n $(TEST_WORKERS) --dist loadfile tests
 
 # The edit loop: no subprocess, no training beyond a few steps (tests marked slow are skipped).
 test-quick: install
