@@ -28,15 +28,17 @@ TINY = dict(train_examples=24, test_examples=12, g_dense_channels=4, g_filters=(
             d_filters=(4, 8), latent_dim=4, batch_size=8, map_steps=(3, 2), map_batch_size=8, epochs=1)
 
 
-def run_python(code: str, env_extra=None, devices: int = 2) -> dict:
-  """Runs `code` with `devices` logical CPUs; returns the JSON it prints on its last line."""
+def run_python(code: str, env_extra=None, devices: int = 2, lines: int = 1):
+  """Runs `code` with `devices` logical CPUs; returns the JSON it prints on its last line (a list
+  of the JSON of its last `lines` lines, if more than 1)."""
   prelude = f"from anogan_tf.engine import distribute; distribute.set_cpu_devices({devices})\n"
   env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
   env.pop("TF_CONFIG", None) if "TF_CONFIG" not in (env_extra or {}) else None
   done = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
-  return json.loads(done.stdout.strip().splitlines()[-1])
+  printed = [json.loads(line) for line in done.stdout.strip().splitlines()[-lines:]]
+  return printed[0] if lines == 1 else printed
 
 
 TRAIN_AND_SCORE = """
@@ -82,15 +84,44 @@ def data_dir():
   return path
 
 
+# Two epochs of 3 batches on 2 replicas against one device, same initial weights and batches (see
+# test_mirrored_step_equals_one_device_step); printed as the JSON of {strategy: losses, weights, replicas}.
+STEP = """
+import json, numpy as np, tensorflow as tf
+from anogan_tf.config import Config
+from anogan_tf.engine import distribute
+from anogan_tf.engine.driver import Driver
+config = Config(**{tiny}, g_batchnorm=False, g_dense_batchnorm=False, adam_epsilon=1.0)
+x = np.random.default_rng(0).uniform(-1, 1, (24, 28, 28, 1)).astype(np.float32)
+out = {{}}
+for name in ("default", "mirrored"):
+  tf.keras.utils.set_random_seed(0)
+  driver = Driver(config, distribute.make_strategy(name))
+  losses = [driver.train_epoch(tf.constant(x), e) for e in range(2)]
+  weights = np.concatenate([w.numpy().ravel() for w in driver.networks["generator"].weights])
+  replicas = driver.strategy.num_replicas_in_sync if driver.strategy else 1
+  out[name] = dict(losses=losses, weights=weights.tolist(), replicas=replicas)
+print(json.dumps(out))
+"""
+
+
 @pytest.fixture(scope="module")
-def staged(tmp_path_factory, data_dir):
-  """One workdir: an epoch under mirrored, resumed for a second under default (then scored on one
-  device at chunks of 8 and 4 and on two replicas at 8), resumed for a third under mirrored."""
+def two_devices(tmp_path_factory, data_dir):
+  """What one process with two logical CPUs computes (one process for both, as TensorFlow fixes
+  the devices at its start): (workdir, its stages' histories and scores, STEP's output). The
+  workdir: an epoch under mirrored, resumed for a second under default (then scored on one device
+  at chunks of 8 and 4 and on two replicas at 8), resumed for a third under mirrored."""
   workdir = str(tmp_path_factory.mktemp("distribute") / "run")
-  return workdir, train_and_score(workdir, [dict(epochs=1, strategy="mirrored"),
-                                            dict(epochs=2, strategy="default", score_chunks=(8, 4)),
-                                            dict(epochs=2, strategy="mirrored", score_chunks=(8,)),
-                                            dict(epochs=3, strategy="mirrored")])
+  stages = [dict(epochs=1, strategy="mirrored"), dict(epochs=2, strategy="default", score_chunks=(8, 4)),
+            dict(epochs=2, strategy="mirrored", score_chunks=(8,)), dict(epochs=3, strategy="mirrored")]
+  code = TRAIN_AND_SCORE.format(tiny=repr(TINY), workdir=workdir, stages=repr(stages)) + STEP.format(tiny=repr(TINY))
+  staged, step = run_python(code, lines=2)
+  return workdir, staged, step
+
+
+@pytest.fixture(scope="module")
+def staged(two_devices):
+  return two_devices[:2]
 
 
 @pytest.mark.slow
@@ -123,31 +154,14 @@ def test_mirrored_mapping_scores_equal_one_device(staged):
 
 
 @pytest.mark.slow
-def test_mirrored_step_equals_one_device_step():
+def test_mirrored_step_equals_one_device_step(two_devices):
   """Two epochs of 3 batches on 2 replicas (mean of the replicas' gradients) against one device:
   same initial weights, same batches. Without BatchNorm (--g_batchnorm=false), the per-replica
   statistics that make BN differ by design are out of the way, so only float summation order
   differs: losses and weights agree to 1e-4 relative. adam_epsilon=1 makes Adam's step depend on
   the gradient's scale (with 1e-8 it hardly does), so a sum of the replicas' gradients instead of
   their mean shows."""
-  code = """
-import json, numpy as np, tensorflow as tf
-from anogan_tf.config import Config
-from anogan_tf.engine import distribute
-from anogan_tf.engine.driver import Driver
-config = Config(**{tiny}, g_batchnorm=False, g_dense_batchnorm=False, adam_epsilon=1.0)
-x = np.random.default_rng(0).uniform(-1, 1, (24, 28, 28, 1)).astype(np.float32)
-out = {{}}
-for name in ("default", "mirrored"):
-  tf.keras.utils.set_random_seed(0)
-  driver = Driver(config, distribute.make_strategy(name))
-  losses = [driver.train_epoch(tf.constant(x), e) for e in range(2)]
-  weights = np.concatenate([w.numpy().ravel() for w in driver.networks["generator"].weights])
-  replicas = driver.strategy.num_replicas_in_sync if driver.strategy else 1
-  out[name] = dict(losses=losses, weights=weights.tolist(), replicas=replicas)
-print(json.dumps(out))
-""".format(tiny=repr(TINY))
-  out = run_python(code)
+  out = two_devices[2]
   assert out["mirrored"]["replicas"] == 2
   for one, two in zip(out["default"]["losses"], out["mirrored"]["losses"]):
     for key in one:

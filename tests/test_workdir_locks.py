@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, synthetic_images
+from conftest import ROOT, run_command, synthetic_images
 
 from anogan_tf import AnoganError, Config, train_lib
 from anogan_tf.engine import history as history_lib
@@ -159,9 +159,8 @@ def test_overwrite_takes_evaluates_lock_on_eval_folders(tmp_path):
                       hook="map=pause", marker=marker)
   try:
     assert _wait_for(marker, evaluating), _finish(evaluating).stderr
-    before = _snapshot(w)
-    result = _finish(_popen(["-m", "anogan_tf.train", f"--workdir={w}", "--overwrite", f"--data_dir={data}",
-                             *SMALL]))
+    before = _snapshot(w)  # the train command, run by this process: a second process beside the evaluate
+    result = run_command("train", f"--workdir={w}", "--overwrite", f"--data_dir={data}", *SMALL)
     assert result.returncode == 2, f"train --overwrite ran during an evaluate: {result.stderr[-500:]}"
     line = _error_line(result.stderr)
     assert f"an evaluate is running on {w}" in line and "eval_paper" in line, line
