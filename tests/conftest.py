@@ -28,6 +28,21 @@ def mnist_dir():
   return path
 
 
+@pytest.fixture(scope="session")
+def mnist_workdir(tmp_path_factory):
+  """(config, workdir): seed 000's AnoGAN (the default Config) trained one epoch, one batch, on
+  256 MNIST images of class 1. Shared by the session's tests, which read it and never change it
+  (a test that changes a workdir copies it first, with shutil.copytree)."""
+  path = os.environ.get("ANOGAN_DATA_DIR", "")
+  if not os.path.isfile(os.path.join(path, "mnist.npz")):
+    pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR (CI sets it to ../shared/data)")
+  from anogan_tf import Config, train_lib
+  config = Config(data_dir=path, normal_classes=(1,), epochs=1, train_examples=256)
+  workdir = str(tmp_path_factory.mktemp("mnist_workdir") / "run")
+  train_lib.train(config, workdir, progress=False)
+  return config, workdir
+
+
 def synthetic_images(n, shape=(28, 28, 1), seed=0):
   """Blurry blobs in [-1, 1]: a cheap stand-in for digits."""
   rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, run_cases, synthetic_images
 
 import anogan_tf
-from anogan_tf import Config, train_lib
+from anogan_tf import Config
 
 NOISE = ("absl::InitializeLog", "cudart_stub", "port.cc", "oneDNN custom operations", "cpu_feature_guard",
          "cuInit", "remapper failed", "Traceback")
@@ -108,11 +108,9 @@ def test_bad_settings_are_one_error_line_with_exit_code_2(tmp_path, mnist_dir):
 # --- evaluate and score on a trained workdir
 
 @pytest.mark.slow
-def test_evaluate_and_score_take_mapping_flags_and_refuse_the_trained_ones(tmp_path, mnist_dir):
-  workdir = str(tmp_path / "run")
+def test_evaluate_and_score_take_mapping_flags_and_refuse_the_trained_ones(tmp_path, mnist_workdir):
   # Seed 000's preset (one batch of one epoch): another preset's mapping can evaluate it.
-  train_lib.train(Config(data_dir=mnist_dir, normal_classes=(1,), epochs=1, train_examples=256), workdir,
-                  progress=False)
+  _, workdir = mnist_workdir
   before = sorted(os.listdir(workdir))
   quick = ["--test_examples=20", "--map_steps=2,2", "--map_batch_size=20"]
   paper = os.path.relpath(os.path.join(ROOT, "experiments", "paper.flags"), tmp_path)
