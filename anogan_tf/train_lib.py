@@ -211,7 +211,8 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   for run, first in stages:
     run.trained_on.assign(driver.epoch)
     _train_stage(config, workdir, run, first, x_train, progress)
-  threshold.store_after_training(config, workdir, progress)  # with --val_fraction: threshold.json
+  # with --val_fraction: threshold.json, on the caller's held-out normals when it gave them
+  threshold.store_after_training(config, workdir, progress, val_normals=data.x_val)
   return history
 
 

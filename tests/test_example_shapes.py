@@ -16,6 +16,7 @@ import tiny_family
 
 from anogan_tf import AnoganError, Config, evaluate_lib, export_lib, models, score_lib, train_lib
 from anogan_tf.data import OneClassData
+from anogan_tf.evaluation import threshold
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,13 +46,13 @@ def one_class_data(shape):
   x_test = np.concatenate([normal, anomalous])
   y_test = np.repeat([0, 1], 12)
   return OneClassData(x_train=examples(shape, 64, seed=1), x_test=x_test, y_test=y_test, classes_test=y_test,
-                      test_indices=np.arange(24))
+                      test_indices=np.arange(24), x_val=examples(shape, 16, seed=4))
 
 
 @pytest.mark.slow
 def test_a_family_of_other_examples_trains_resumes_evaluates_scores_and_exports(family, tmp_path):
   name, shape = family
-  config = Config(model=name, epochs=1, batch_size=16, lr=1e-2, map_batch_size=16)
+  config = Config(model=name, epochs=1, batch_size=16, lr=1e-2, map_batch_size=16, val_fraction=0.2)
   data = one_class_data(shape)
   workdir = str(tmp_path / "run")
 
@@ -60,12 +61,15 @@ def test_a_family_of_other_examples_trains_resumes_evaluates_scores_and_exports(
   assert [row["epoch"] for row in train_lib.train(config.replace(epochs=2), workdir, data=data,
                                                    progress=False)] == [0, 1]
   assert os.path.exists(os.path.join(workdir, "autoencoder.keras"))
+  record = threshold.read(workdir)  # on the 16 held-out normals the data gave
+  assert record["n_val"] == 16 and record["threshold"] == pytest.approx(np.percentile(record["val_scores"], 99))
 
   # Evaluate: every example scored once, the gallery drawn from the examples' pictures.
   metrics = evaluate_lib.evaluate(config, workdir, data=data, progress=False)
   assert (metrics["n_normal"], metrics["n_anomalous"]) == (12, 12)
   assert metrics["auroc"] > 0.9  # noise reconstructs far worse than the smooth normals
   assert os.path.getsize(os.path.join(workdir, "eval", "gallery.png")) > 0
+  assert metrics["threshold"] == record["threshold"] and 0 <= metrics["f1"] <= 1  # the decision applies
   with open(os.path.join(workdir, "eval", "scores.csv"), newline="") as f:
     evaluated = np.array([float(row["score"]) for row in csv.DictReader(f)])
   assert len(evaluated) == 24
@@ -80,13 +84,15 @@ def test_a_family_of_other_examples_trains_resumes_evaluates_scores_and_exports(
   np.save(tmp_path / "x.npy", data.x_test)
   scored = score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "scored"), progress=False)
   np.testing.assert_array_equal(scored.score, evaluated)
+  np.testing.assert_array_equal(scored.is_anomaly, scored.score > record["threshold"])
   assert len(os.listdir(tmp_path / "scored" / "reports")) == 24
   with pytest.raises(AnoganError, match=r"examples have shape .* but the model expects \(N,\) \+ "):
     np.save(tmp_path / "wrong.npy", data.x_test[:, :2])
     score_lib.score_images(config, workdir, str(tmp_path / "wrong.npy"), str(tmp_path / "wrong"), progress=False)
 
   # Export: the SavedModel takes (N,) + the example shape and gives the library's outputs.
-  export_lib.export(config, workdir, str(tmp_path / "saved"), threshold=float(np.median(evaluated)))
+  assert export_lib.export(config, workdir, str(tmp_path / "saved"))["threshold"] == pytest.approx(record["threshold"])
+  export_lib.export(config, workdir, str(tmp_path / "saved"), threshold=float(np.median(evaluated)), overwrite=True)
   loaded = tf.saved_model.load(str(tmp_path / "saved"))
   out = loaded.signatures["serving_default"](images=tf.constant(data.x_test))
   np.testing.assert_allclose(out["score"].numpy(), result.score, rtol=1e-5, atol=1e-7)

@@ -25,6 +25,9 @@ class OneClassData:
   names: Optional[Sequence[str]] = None  # (n_test,) each test image's path under --data_dir
   masks: Optional[np.ndarray] = None  # (n_test, h, w) bool: the anomalous pixels, when every defect has masks
   pixel_note: str = ""  # why there are no masks (no pixel metrics), for metrics.json
+  # The held-out normals the threshold is computed on, when the caller gives the data itself
+  # (None: the threshold reloads them with --val_fraction, as evaluate's --eval_split=val does).
+  x_val: Optional[np.ndarray] = None
 
 
 def test_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -134,12 +134,14 @@ def _mismatch(record: dict, settings: dict, digests: Dict[str, str], workdir: st
   return None
 
 
-def store_after_training(config: Config, workdir: str, progress: bool = True) -> Optional[dict]:
+def store_after_training(config: Config, workdir: str, progress: bool = True,
+                         val_normals: Optional[np.ndarray] = None) -> Optional[dict]:
   """End of training (the caller holds the workdir's lock): scores the held-out normals with the
   family's scorer on the exported networks and writes threshold.json; returns its record, or None
   with --val_fraction=0. A record for the same weights and scorer settings is kept as it is (a
   rerun of a finished training maps nothing), or given the new --threshold_percentile from its
-  stored scores. A damaged threshold.json is an AnoganError (read), left as it is."""
+  stored scores. A damaged threshold.json is an AnoganError (read), left as it is. `val_normals`:
+  the held-out normals, when the caller has them (examples of any shape); else validation_normals."""
   if config.val_fraction <= 0:
     return None
   from tqdm import tqdm
@@ -163,7 +165,7 @@ def store_after_training(config: Config, workdir: str, progress: bool = True) ->
       return old
     val_scores = old["val_scores"]
   else:
-    images = validation_normals(config)
+    images = validation_normals(config) if val_normals is None else val_normals
     val_scores = []
     with tqdm(total=len(images), desc="threshold", unit="img", disable=not progress, dynamic_ncols=True) as bar:
       for chunk in scorer.score_chunks(images):
