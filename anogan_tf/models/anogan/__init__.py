@@ -28,10 +28,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import anogan_tf.models.base as base
 from anogan_tf.config import one_of
 from anogan_tf.config.checks import check_number, need
 from anogan_tf.errors import AnoganError
-from anogan_tf.models import base
 from anogan_tf.models.anogan.mapper import LatentMapper
 from anogan_tf.nn import losses
 from anogan_tf.nn.networks import Discriminator, Encoder, Generator, batchnorm_statistics

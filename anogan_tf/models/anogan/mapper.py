@@ -27,9 +27,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import anogan_tf.models.base as base
 from anogan_tf.config import DISTRIBUTIONS, REDUCTIONS, one_of
 from anogan_tf.errors import AnoganError
-from anogan_tf.models import base
 from anogan_tf.nn import losses, memory
 
 

@@ -31,8 +31,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import anogan_tf.models.base as base
 from anogan_tf.errors import AnoganError
-from anogan_tf.models import base
 from anogan_tf.nn import losses, memory
 from anogan_tf.nn.layers import SubpixelGradientConv2D
 from anogan_tf.nn.networks import Encoder, Generator, batchnorm_statistics, build_chain, conv_blocks, run_chain

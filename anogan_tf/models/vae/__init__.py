@@ -40,8 +40,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import anogan_tf.models.ae as ae
 from anogan_tf.errors import AnoganError
-from anogan_tf.models import ae
 from anogan_tf.nn import losses
 from anogan_tf.nn.networks import Encoder, Generator
 
