@@ -1,9 +1,12 @@
-"""Workdirs written by older code (tests/data/old_workdirs, from commit 89d5f49: every family,
-trained 1 of 2 epochs) load, score as they did, evaluate and resume."""
+"""Workdirs written by older code load, score as they did, evaluate and resume: every family,
+trained 1 of 2 epochs by the package as it was at commit 89d5f49 (before its subpackages), taken
+from the repository's history and run in a process of its own (tests/data/make_old_workdirs.py)."""
 
 import csv
 import os
 import shutil
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -16,18 +19,38 @@ from anogan_tf.engine.workdir import load_scorer
 from anogan_tf.evaluate_lib import evaluate
 from anogan_tf.train_lib import train
 
-OLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "old_workdirs")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OLD_COMMIT = "89d5f49"
 FAMILIES = ("anogan", "egbad", "ae", "vae")
 
 
+@pytest.fixture(scope="module")
+def old_workdirs(tmp_path_factory):
+  """A folder of the old code's workdirs (one per family, with expected.npz: its scores)."""
+  if subprocess.run(["git", "-C", ROOT, "cat-file", "-e", f"{OLD_COMMIT}^{{commit}}"]).returncode:
+    pytest.skip(f"needs the repository's history (commit {OLD_COMMIT}); use a full clone")
+  root = tmp_path_factory.mktemp("old")
+  source, out = root / "src", root / "workdirs"
+  source.mkdir()
+  archive = subprocess.run(["git", "-C", ROOT, "archive", OLD_COMMIT, "anogan_tf"], capture_output=True, check=True)
+  subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+  env = {**os.environ, "PYTHONPATH": str(source), "TF_CPP_MIN_LOG_LEVEL": "3"}
+  done = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "data", "make_old_workdirs.py"), str(out)],
+                        cwd=str(source), env=env, capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout.strip().splitlines()[0] == os.path.join(str(source), "anogan_tf", "__init__.py")  # the old code
+  return str(out)
+
+
 @pytest.fixture
-def old_workdir(request, tmp_path, mnist_dir):
+def old_workdir(request, tmp_path, mnist_dir, old_workdirs):
   workdir = str(tmp_path / request.param)
-  shutil.copytree(os.path.join(OLD, request.param), workdir)
+  shutil.copytree(os.path.join(old_workdirs, request.param), workdir)
   config = workdir_config(workdir).replace(data_dir=mnist_dir)
   return request.param, config, workdir
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 @pytest.mark.parametrize("old_workdir", FAMILIES, indirect=True)
 def test_an_old_workdir_scores_as_before_then_evaluates_and_resumes(old_workdir):

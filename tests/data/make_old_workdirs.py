@@ -1,8 +1,8 @@
-"""Writes tests/data/old_workdirs/: tiny workdirs of every family, written by the code of commit
-89d5f49 (the layout before anogan_tf's subpackages), for tests/test_old_workdirs.py. Run with that
-commit's package installed, from the repository root, with ANOGAN_DATA_DIR set:
+"""Writes tiny workdirs of every family into the folder given, with the code of commit 89d5f49 (the
+layout before anogan_tf's subpackages), for tests/test_old_workdirs.py, which runs it with that
+commit's anogan_tf first on PYTHONPATH (taken from git) and ANOGAN_DATA_DIR set:
 
-  python tests/data/make_old_workdirs.py tests/data/old_workdirs
+  python tests/data/make_old_workdirs.py OUT
 
 Each workdir is trained 1 of 2 epochs (so a newer train resumes it) and scored on 8 fixed test
 images (expected.npz: the old code's scores, for the newer code to reproduce)."""
@@ -25,6 +25,8 @@ KEEP = ("flags.txt", "history.csv", "encoder_history.csv", "threshold.json", "ch
 
 
 def main(out):
+  import anogan_tf
+  print(anogan_tf.__file__)  # the caller checks it runs the old code
   os.makedirs(out, exist_ok=True)
   for name, extra in FAMILIES.items():
     config = Config(model=name, **TINY, **extra)
