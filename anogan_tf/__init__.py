@@ -18,13 +18,7 @@ such as experiments/reproduce.py call for themselves.
 import os as _os
 import platform as _platform
 
-from anogan_tf.cli import quiet as _cli_support  # standard library only: TensorFlow is not loaded yet
-
-# Their former private names here (tests/test_cli.py uses them).
-_KNOWN_NOISE = _cli_support.KNOWN_NOISE
-_lines_to_show = _cli_support.lines_to_show
-_run_as_a_command = _cli_support.run_as_a_command
-_quiet_tensorflow = _cli_support.quiet_tensorflow
+from anogan_tf.cli import quiet as _quiet  # standard library only: TensorFlow is not loaded yet
 
 
 def _choose_onednn() -> None:
@@ -37,9 +31,9 @@ def _choose_onednn() -> None:
     _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
-if _run_as_a_command():
+if _quiet.run_as_a_command():
   _choose_onednn()
-  _quiet_tensorflow()
+  _quiet.quiet_tensorflow()
 
 from anogan_tf import models  # noqa: E402  (before mapper.py, which builds on models/base.py)
 from anogan_tf.config import Config  # noqa: E402

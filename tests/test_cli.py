@@ -22,6 +22,7 @@ from conftest import ROOT, run_cases, synthetic_images
 
 import anogan_tf
 from anogan_tf import Config
+from anogan_tf.cli.quiet import lines_to_show
 
 NOISE = ("absl::InitializeLog", "cudart_stub", "port.cc", "oneDNN custom operations", "cpu_feature_guard",
          "cuInit", "remapper failed", "Traceback")
@@ -208,9 +209,9 @@ def test_the_noise_filter_drops_known_notices_only():
       b"F0000 00:00:1795732344.037860    4800 check.cc:1] Check failed: x\n",
       b"a line of Python\n",
   ]
-  assert list(anogan_tf._lines_to_show(lines + real)) == real
+  assert list(lines_to_show(lines + real)) == real
   # cuInit's failure is noise only after the no-driver notice: on a GPU machine it is a real error.
-  assert list(anogan_tf._lines_to_show(lines[5:6])) == lines[5:6]
+  assert list(lines_to_show(lines[5:6])) == lines[5:6]
 
 
 # Imports anogan_tf in a fresh interpreter after what it imports itself (TensorFlow and Keras set
