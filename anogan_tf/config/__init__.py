@@ -7,6 +7,7 @@ from anogan_tf.config.layouts import discriminator_feature_layers  # noqa: F401
 from anogan_tf.config.schema import EVALUATION_FIELDS, RESUMABLE_FIELDS, Config, evaluation_config  # noqa: F401
 from anogan_tf.config.values import (  # noqa: F401
                                      ACTIVATIONS,
+                                     DATASET_EXAMPLES,
                                      DATASETS,
                                      DENSE_NORMS,
                                      DISTRIBUTIONS,
@@ -15,6 +16,7 @@ from anogan_tf.config.values import (  # noqa: F401
                                      NATIVE_SHAPES,
                                      REDUCTIONS,
                                      UPSAMPLINGS,
+                                     examples_of,
                                      flag_text,
                                      parse_value,
 )

@@ -1,8 +1,8 @@
 """Datasets for the one-class protocol: arrays (.npz in --data_dir or $ANOGAN_DATA_DIR, else
-keras.datasets: arrays.py) or your own pictures (--dataset=folder: folder.py), split as
-splits.py says."""
+keras.datasets: arrays.py), your own pictures (--dataset=folder: folder.py) or UCR series
+(--dataset=ucr: ucr.py), split as splits.py says."""
 
-from anogan_tf.data import folder
+from anogan_tf.data import folder, ucr
 from anogan_tf.data.arrays import (  # noqa: F401
   DATA_DIR_ENV,
   load_arrays,
@@ -25,4 +25,13 @@ def load_one_class(config, read_test: bool = True) -> OneClassData:
   """
   if config.dataset == "folder":
     return folder.load_folder(config, read_test)
+  if config.dataset == "ucr":
+    return ucr.load_ucr(config, read_test)
   return load_npz_one_class(config)
+
+
+def resolve_shape(config):
+  """`config` with what training reads from the data made explicit, as flags.txt records it: a
+  folder's image size and channels (folder.resolve_image_shape), UCR series' length, features
+  and range (ucr.resolve_series); other datasets' configs as they are."""
+  return ucr.resolve_series(folder.resolve_image_shape(config))
