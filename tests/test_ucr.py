@@ -186,3 +186,24 @@ def test_score_rejects_bad_series_files_with_one_line(trained, tmp_path, content
   with pytest.raises(AnoganError, match=message) as error:
     score_lib.score_images(config, workdir, str(tmp_path / "bad.csv"), str(tmp_path / "out"), progress=False)
   assert "\n" not in str(error.value) and not os.path.exists(tmp_path / "out")
+
+
+def test_the_dtw_baseline_is_the_textbook_recursion():
+  """experiments/ucr.py's all-pairs DTW (anti-diagonals at once) equals the cell-by-cell recursion."""
+  import sys
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+  import ucr as ucr_experiment
+
+  def textbook(a, b):
+    total = np.full((len(a) + 1, len(b) + 1), np.inf)
+    total[0, 0] = 0
+    for i in range(1, len(a) + 1):
+      for j in range(1, len(b) + 1):
+        total[i, j] = (a[i - 1] - b[j - 1]) ** 2 + min(total[i - 1, j - 1], total[i - 1, j], total[i, j - 1])
+    return np.sqrt(total[-1, -1])
+  rng = np.random.default_rng(0)
+  queries, references = rng.normal(size=(3, 9)), rng.normal(size=(4, 9))
+  expected = [[textbook(q, r) for r in references] for q in queries]
+  np.testing.assert_allclose(ucr_experiment.dtw_distances(queries, references), expected, rtol=1e-12)
+  shifted = np.roll(queries, 1, axis=1)  # a shift costs DTW less than Euclidean
+  assert (ucr_experiment.dtw_distances(shifted, queries).diagonal() < np.linalg.norm(shifted - queries, axis=1)).all()
