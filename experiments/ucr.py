@@ -135,6 +135,37 @@ def markdown(out: dict, tune: bool) -> str:
   return "\n".join(lines)
 
 
+def summarize(names, classes, runs, baselines, seeds, tune: bool) -> dict:
+  """dataset name -> mean_auroc (over classes and seeds), per_class (class -> auroc per seed, the
+  1-NN AUROCs), the baselines' means beside the published ones, sequences per second."""
+  out = {}
+  for name in names:
+    per_class = {str(c): {"auroc": [r["auroc"] for r in runs[(name, c)]],
+                          "auroc_mean": float(np.mean([r["auroc"] for r in runs[(name, c)]])), **baselines[(name, c)]}
+                 for c in classes[name]}
+    by_seed = [np.mean([v["auroc"][i] for v in per_class.values()]) for i in range(len(seeds))]
+    finished = [r for c in classes[name] for r in runs[(name, c)]]
+    out[name] = {
+        "mean_auroc": float(np.mean(by_seed)), "std_auroc_over_seeds": float(np.std(by_seed)),
+        "seeds": list(seeds), "per_class": per_class,
+        "baselines": {k: {"mean_auroc": float(np.mean([v[f"{k}_auroc"] for v in per_class.values()])),
+                          "published_auroc_x100": PUBLISHED_1NN.get(name, (None, None))[i]}
+                      for i, k in enumerate(("euclidean", "dtw"))},
+        "train_sequences_per_second": float(np.mean([r["train_sequences"] / r["train_seconds"] for r in finished])),
+        "score_sequences_per_second": float(np.mean([r["scored_per_second"] for r in finished])),
+        "split": "validation (TRAIN only)" if tune else "test",
+    }
+  return out
+
+
+def reproduce_write(base: str, out: dict, text: str) -> None:
+  """<base>.json and <base>.md, each replaced whole."""
+  for path, content in ((base + ".json", json.dumps(out, indent=2)), (base + ".md", text)):
+    with open(path + ".tmp", "w") as f:
+      f.write(content)
+    os.replace(path + ".tmp", path)
+
+
 def cpu_model() -> str:
   try:
     with open("/proc/cpuinfo") as f:
@@ -171,53 +202,43 @@ def main(argv=None) -> int:
   seeds = [int(s) for s in args.seeds.split(",")]
   root = args.workdirs or tempfile.mkdtemp(prefix="ucr_runs_")
   started = time.time()
-  out = {}
   from sklearn.metrics import roc_auc_score
-  for name in args.datasets.split(","):
-    per_class, train_speed, score_speed = {}, [], []
-    for normal in classes_of(args.data_dir, name):
-      aurocs = []
-      for seed in seeds:
+  names = args.datasets.split(",")
+  classes = {name: classes_of(args.data_dir, name) for name in names}
+  runs = {}  # (name, class) -> [run summary per finished seed]
+  baselines = {}  # (name, class) -> the 1-NN AUROCs and the split's sizes
+  base = os.path.join(args.results_dir, args.name or ("ucr_lstm_ae_tune" if args.tune else "ucr_lstm_ae"))
+  os.makedirs(args.results_dir, exist_ok=True)
+  # Seeds outermost: after each seed every dataset and class has as many seeds as the others, and
+  # the results files are rewritten with the seeds finished so far.
+  for seed in seeds:
+    for name in names:
+      for normal in classes[name]:
         config = config_for(args.flagfile, args.data_dir, name, normal, seed, args.tune, extra)
         workdir = os.path.join(root, f"{name}_{normal}_{seed}")
         run = run_one(config, workdir)
         shutil.rmtree(workdir, ignore_errors=True)
-        aurocs.append(run["auroc"])
-        train_speed.append(run["train_sequences"] / run["train_seconds"])
-        score_speed.append(run["scored_per_second"])
+        data = run.pop("data")  # the split is the same for every seed (no --test_examples subset)
+        runs.setdefault((name, normal), []).append(run)
+        if (name, normal) not in baselines:
+          nn = nn_scores(data.x_train, data.x_test)
+          baselines[(name, normal)] = {
+              "euclidean_auroc": float(roc_auc_score(data.y_test, nn["euclidean"])),
+              "dtw_auroc": float(roc_auc_score(data.y_test, nn["dtw"])),
+              "n_train": int(len(data.x_train)), "n_normal": int((data.y_test == 0).sum()),
+              "n_anomalous": int((data.y_test == 1).sum())}
         reproduce.note(f"{name} class {normal} seed {seed}: AUROC {run['auroc']:.4f} "
                        f"({run['train_seconds']:.0f} s training)")
-      data = run["data"]  # the split is the same for every seed (no --test_examples subset)
-      nn = nn_scores(data.x_train, data.x_test)
-      per_class[str(normal)] = {"auroc": aurocs, "auroc_mean": float(np.mean(aurocs)),
-                                "euclidean_auroc": float(roc_auc_score(data.y_test, nn["euclidean"])),
-                                "dtw_auroc": float(roc_auc_score(data.y_test, nn["dtw"])),
-                                "n_train": int(len(data.x_train)), "n_normal": int((data.y_test == 0).sum()),
-                                "n_anomalous": int((data.y_test == 1).sum())}
-    by_seed = [np.mean([v["auroc"][i] for v in per_class.values()]) for i in range(len(seeds))]
-    out[name] = {
-        "mean_auroc": float(np.mean(by_seed)), "std_auroc_over_seeds": float(np.std(by_seed)),
-        "seeds": seeds, "per_class": per_class,
-        "baselines": {k: {"mean_auroc": float(np.mean([v[f"{k}_auroc"] for v in per_class.values()])),
-                          "published_auroc_x100": PUBLISHED_1NN.get(name, (None, None))[i]}
-                      for i, k in enumerate(("euclidean", "dtw"))},
-        "train_sequences_per_second": float(np.mean(train_speed)),
-        "score_sequences_per_second": float(np.mean(score_speed)),
-        "split": "validation (TRAIN only)" if args.tune else "test",
-    }
-  wall = time.time() - started
-  meta = {"command": "python experiments/ucr.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-          "flagfile": args.flagfile, "overrides": {k: str(v) for k, v in extra.items()},
-          "commit": reproduce.commit(), "wall_seconds": wall, "cpu": cpu_model()}
-  for entry in out.values():
-    entry.update(meta)
-  os.makedirs(args.results_dir, exist_ok=True)
-  base = os.path.join(args.results_dir, args.name or ("ucr_lstm_ae_tune" if args.tune else "ucr_lstm_ae"))
-  with open(base + ".json", "w") as f:
-    json.dump(out, f, indent=2)
-  with open(base + ".md", "w") as f:
-    f.write(markdown(out, args.tune))
-  print(f"table: {base}.md")
+    done = seeds[:seeds.index(seed) + 1]
+    out = summarize(names, classes, runs, baselines, done, args.tune)
+    meta = {"command": "python experiments/ucr.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "flagfile": args.flagfile, "overrides": {k: str(v) for k, v in extra.items()},
+            "commit": reproduce.commit(), "wall_seconds": time.time() - started, "cpu": cpu_model(),
+            "seeds_requested": seeds}
+    for entry in out.values():
+      entry.update(meta)
+    reproduce_write(base, out, markdown(out, args.tune))
+    print(f"table: {base}.md (seeds {done})", flush=True)
   if not args.workdirs:
     shutil.rmtree(root, ignore_errors=True)
   return 0

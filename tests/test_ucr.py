@@ -207,3 +207,22 @@ def test_the_dtw_baseline_is_the_textbook_recursion():
   np.testing.assert_allclose(ucr_experiment.dtw_distances(queries, references), expected, rtol=1e-12)
   shifted = np.roll(queries, 1, axis=1)  # a shift costs DTW less than Euclidean
   assert (ucr_experiment.dtw_distances(shifted, queries).diagonal() < np.linalg.norm(shifted - queries, axis=1)).all()
+
+
+@pytest.mark.slow
+def test_an_exported_lstm_ae_serves_the_libraries_scores_and_residuals_over_time(trained, tmp_path):
+  """export: the SavedModel takes scaled series (N, T, 1) and gives the scores and per-step
+  residuals of the library, loaded with tf.saved_model.load alone."""
+  import tensorflow as tf
+
+  from anogan_tf import export_lib
+  from anogan_tf.engine.workdir import load_scorer
+  config, workdir, _ = trained
+  x = load_one_class(config).x_test
+  scorer, _ = load_scorer(config, workdir, models.family("lstm_ae"))
+  expected = scorer.score(x)
+  export_lib.export(config, workdir, str(tmp_path / "saved"), threshold=float(np.median(expected.score)))
+  out = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"](images=tf.constant(x))
+  np.testing.assert_allclose(out["score"].numpy(), expected.score, rtol=1e-5)
+  np.testing.assert_allclose(out["residual_map"].numpy(), expected.residual_map, atol=1e-5)
+  assert out["residual_map"].shape == (4, STEPS, 1)
