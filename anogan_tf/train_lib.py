@@ -24,8 +24,8 @@ from absl import logging
 
 from anogan_tf import models
 from anogan_tf.config import RESUMABLE_FIELDS, Config, flag_text
-from anogan_tf.data import load_one_class
-from anogan_tf.data.folder import ImageFiles, resolve_image_shape
+from anogan_tf.data import load_one_class, resolve_image_shape
+from anogan_tf.data.folder import ImageFiles
 from anogan_tf.engine import distribute
 from anogan_tf.engine.checkpoints import restore_checkpoint
 from anogan_tf.engine.driver import (

@@ -7,12 +7,14 @@ from anogan_tf.config.layouts import discriminator_feature_layers  # noqa: F401
 from anogan_tf.config.schema import EVALUATION_FIELDS, RESUMABLE_FIELDS, Config, evaluation_config  # noqa: F401
 from anogan_tf.config.values import (  # noqa: F401
                                      ACTIVATIONS,
+                                     CLIP_DATASETS,
                                      DATASETS,
                                      DENSE_NORMS,
                                      DISTRIBUTIONS,
                                      FOLDER_IMAGE_SIZE,
                                      IMAGE_SIZES,
                                      NATIVE_SHAPES,
+                                     PICTURE_DATASETS,
                                      REDUCTIONS,
                                      UPSAMPLINGS,
                                      flag_text,

@@ -1,8 +1,9 @@
 """Datasets for the one-class protocol: arrays (.npz in --data_dir or $ANOGAN_DATA_DIR, else
-keras.datasets: arrays.py) or your own pictures (--dataset=folder: folder.py), split as
-splits.py says."""
+keras.datasets: arrays.py), your own pictures (--dataset=folder: folder.py), clips generated from
+MNIST (--dataset=moving_mnist: moving_mnist.py) or your own clips (--dataset=frames: frames.py),
+split as splits.py says."""
 
-from anogan_tf.data import folder
+from anogan_tf.data import folder, frames, moving_mnist
 from anogan_tf.data.arrays import (  # noqa: F401
   DATA_DIR_ENV,
   load_arrays,
@@ -25,4 +26,16 @@ def load_one_class(config, read_test: bool = True) -> OneClassData:
   """
   if config.dataset == "folder":
     return folder.load_folder(config, read_test)
+  if config.dataset == "moving_mnist":
+    return moving_mnist.load_moving_mnist(config, read_test)
+  if config.dataset == "frames":
+    return frames.load_frames(config, read_test)
   return load_npz_one_class(config)
+
+
+def resolve_image_shape(config):
+  """`config` with your own pictures' image size and channels made explicit (folder or frames: read
+  from the training pictures' headers, as flags.txt records them); other configs as they are."""
+  if config.dataset == "frames":
+    return frames.resolve_image_shape(config)
+  return folder.resolve_image_shape(config)
