@@ -55,6 +55,52 @@ def synthetic_images(n, shape=(28, 28, 1), seed=0):
   return np.repeat(images[..., None], c, axis=-1).astype(np.float32)
 
 
+def synthetic_examples(n, shape, seed=0):
+  """Smooth structured examples in [-1, 1] of any example shape, the normals of the families'
+  shared tests: images (h, w, c) are synthetic_images' blobs; series (T, features) slow sines,
+  one random phase per series and a fixed offset per feature; clips (T, h, w, c) a blob moving at
+  a constant speed from a random place."""
+  shape = tuple(shape)
+  rng = np.random.default_rng(seed)
+  if len(shape) == 3:
+    return synthetic_images(n, shape, seed)
+  if len(shape) == 2:
+    steps, features = shape
+    t = np.arange(steps)[None, :, None] / steps
+    phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
+    offset = np.arange(features)[None, None, :] * np.pi / 3
+    return (0.8 * np.sin(2 * np.pi * 1.5 * t + phase + offset)).astype(np.float32)
+  if len(shape) == 4:
+    steps, h, w, c = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    start = rng.uniform(0.3, 0.7, (n, 1, 2)) * (h, w)
+    velocity = rng.uniform(-0.5, 0.5, (n, 1, 2)) * (h, w) / max(steps, 1) / 2
+    centres = start + np.arange(steps)[None, :, None] * velocity  # (n, T, 2)
+    radius = max(h, w) / 6
+    d = np.sqrt((yy[None, None] - centres[..., 0, None, None]) ** 2 + (xx[None, None] - centres[..., 1, None, None]) ** 2)
+    clips = np.clip(1.5 - d / radius, 0, 1) * 2 - 1
+    return np.repeat(clips[..., None], c, axis=-1).astype(np.float32)
+  raise ValueError(f"no synthetic examples of shape {shape}")
+
+
+def off_manifold_examples(normal, seed=0):
+  """Examples clearly unlike `normal` (synthetic_examples), one per row of it, in [-1, 1]: the
+  first half `normal` changed where its kind of example cannot change (images and clips inverted;
+  series with a square pulse over a third of their steps), the rest uniform noise."""
+  normal = np.asarray(normal)
+  rng = np.random.default_rng(seed)
+  half = len(normal) // 2
+  changed = -normal[:half]
+  if normal.ndim == 3:  # series (n, T, features): a square pulse where the sine was
+    changed = normal[:half].copy()
+    steps = normal.shape[1]
+    start = rng.integers(0, steps - steps // 3 + 1, half)
+    for row, first in enumerate(start):
+      changed[row, first:first + steps // 3] = 0.95
+  noise = rng.uniform(-1, 1, (len(normal) - half,) + normal.shape[1:])
+  return np.concatenate([changed, noise]).astype(np.float32)
+
+
 # Harness: one process runs a sequence of commands, each through its main(argv) as `python -m
 # anogan_tf.<tool>` does (each call parses its own flags, so they share nothing but the process).
 # For what needs a process of its own but not one per command: runs with --deterministic (a

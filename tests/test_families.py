@@ -3,9 +3,11 @@ so a family added there is covered without editing this file: (1) shapes and ran
 networks, noise, samples, step and scorer; (2) .keras round trip in a fresh interpreter that
 imports only anogan_tf; (3) a short run of the shared driver (train_lib.train), interrupted and
 resumed, equals an uninterrupted one bit for bit (--deterministic); (4) scoring through
-evaluate_lib.evaluate and score_lib: off-manifold images score above normal ones.
+evaluate_lib.evaluate and score_lib: off-manifold examples score above normal ones.
 
-Tiny networks on synthetic blobs; each family is trained once per module (a few seconds)."""
+Examples of every family's own shape (models.base.example_shape: images, series, clips), made by
+conftest.synthetic_examples (smooth, structured: the normals) and conftest.off_manifold_examples;
+tiny networks; each family is trained once per module (a few seconds)."""
 
 import csv
 import json
@@ -17,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import synthetic_images
+from conftest import off_manifold_examples, synthetic_examples
 
 from anogan_tf import Config, evaluate_lib, models, score_lib, train_lib
 from anogan_tf.data import OneClassData
@@ -31,14 +33,28 @@ FAMILIES = models.names()
 TINY = dict(latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8), e_filters=(4, 8),
             bn_momentum=0.5, batch_size=16, lr=5e-3, lr_decay_epoch=2, seed=0, deterministic=True,
             map_steps=(10, 10), map_batch_size=64, epochs=3)
+# A family's own tiny settings beyond TINY (e.g. its dataset and example size), by --model value.
+FAMILY_TINY = {}
+# The settings that give a family larger examples, for the automatic chunk size (images: 128 x 128 RGB).
+LARGER = dict(dataset="cifar10", image_size=128)
+FAMILY_LARGER = {}
 
 
 def tiny_config(name, **changes):
-  return Config(model=name, **{**TINY, **changes})
+  return Config(model=name, **{**TINY, **FAMILY_TINY.get(name, {}), **changes})
 
 
-def blobs_data(n=64):
-  x = synthetic_images(n)
+def example_shape(config):
+  return models.base.example_shape(models.family(config.model), config)
+
+
+def examples(config, n, seed=0):
+  """n normal examples of the shape config's family takes."""
+  return synthetic_examples(n, example_shape(config), seed)
+
+
+def blobs_data(config, n=64):
+  x = examples(config, n)
   return OneClassData(x_train=x, x_test=x[:8], y_test=np.arange(8) % 2, classes_test=np.zeros(8, int),
                       test_indices=np.arange(8))
 
@@ -61,7 +77,7 @@ def runs(tmp_path_factory):
   for name in FAMILIES:
     config = tiny_config(name)
     straight, resumed = str(root / name / "straight"), str(root / name / "resumed")
-    data = blobs_data()
+    data = blobs_data(config)
     history = train_lib.train(config, straight, data=data, progress=False)
     train_lib.train(config.replace(epochs=1), resumed, data=data, progress=False)
     again = train_lib.train(config, resumed, data=data, progress=False)
@@ -77,7 +93,7 @@ def test_shapes_and_ranges(name):
   family = models.family(name)
   assert family.NAME == name
   config = tiny_config(name, lr_decay_epoch=2)
-  shape = config.image_shape
+  shape = example_shape(config)
   keras.utils.set_random_seed(0)
   networks = family.build_networks(config)
   assert tuple(networks) == family.NETWORKS
@@ -93,7 +109,7 @@ def test_shapes_and_ranges(name):
   trainer = family.make_trainer(config, networks)
   assert trainer.loss_names and trainer.n_phases >= 1
   assert [trainer.phase(e) for e in (0, 1, 2, 3)] == ([0, 0, 1, 1] if trainer.n_phases > 1 else [0] * 4)
-  x = synthetic_images(6)
+  x = examples(config, 6)
   out = tf.function(lambda x, noise: trainer.train_step(x, noise, 0))(tf.constant(x), tf.constant(noise))
   assert tuple(out) == trainer.loss_names
   assert all(v.shape == () and np.isfinite(v.numpy()) for v in out.values())
@@ -124,7 +140,7 @@ for name in anogan_tf.models.names():
   for net, model in networks.items():
     assert type(model).__module__.startswith("anogan_tf."), (name, net, type(model))
     assert model.get_config() == json.load(open(f"{root}/{name}/{net}.json")), (name, net)
-  scores = family.make_scorer(config, networks).score(np.load(f"{root}/x.npy")).score
+  scores = family.make_scorer(config, networks).score(np.load(f"{root}/{name}/x.npy")).score
   np.testing.assert_allclose(scores, np.load(f"{root}/{name}/scores.npy"), rtol=1e-5, atol=1e-6)
   print(name, sum(model.count_params() for model in networks.values()))
 '''
@@ -132,14 +148,14 @@ for name in anogan_tf.models.names():
 
 @pytest.mark.slow
 def test_keras_round_trip_in_a_fresh_interpreter(tmp_path):
-  x = np.concatenate([synthetic_images(3, seed=1), -synthetic_images(2, seed=2)])
-  np.save(tmp_path / "x.npy", x)
   counts = []
   for name in FAMILIES:
     family, config = models.family(name), tiny_config(name)
+    x = np.concatenate([examples(config, 3, seed=1), -examples(config, 2, seed=2)])
     keras.utils.set_random_seed(1)
     networks = family.build_networks(config)
     (tmp_path / name).mkdir()
+    np.save(tmp_path / name / "x.npy", x)
     (tmp_path / name / "flags.txt").write_text(config.to_flagfile())
     for net, model in networks.items():
       model.save(tmp_path / name / f"{net}.keras")
@@ -180,15 +196,15 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(name, runs):
   assert os.path.getsize(os.path.join(straight, "loss.png")) > 0
 
 
-# --- 4. scoring: off-manifold images score above normal ones, through evaluate and score
+# --- 4. scoring: off-manifold examples score above normal ones, through evaluate and score
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_evaluate_scores_off_manifold_images_above_normal_ones(name, runs, tmp_path):
   config, straight, _, _, _ = runs[name]
-  normal = synthetic_images(8, seed=7)  # blobs not trained on
-  off = np.concatenate([-normal[:4], np.random.default_rng(7).uniform(-1, 1, (4, 28, 28, 1)).astype(np.float32)])
-  y = np.r_[np.zeros(8, int), np.ones(8, int)]  # inverted blobs and noise: off the training manifold
+  normal = examples(config, 8, seed=7)  # not trained on
+  off = off_manifold_examples(normal, seed=7)  # e.g. inverted blobs and noise: off the training manifold
+  y = np.r_[np.zeros(8, int), np.ones(8, int)]
   data = OneClassData(x_train=normal, x_test=np.concatenate([normal, off]), y_test=y, classes_test=y,
                       test_indices=np.arange(16))
   out = tmp_path / "eval"
@@ -225,11 +241,12 @@ def test_ink_power_divides_every_familys_score_by_the_images_ink(name, runs):
   config, straight, _, _, _ = runs[name]
   family = models.family(name)
   networks = workdir_lib.load_networks(straight, family)
-  x = np.concatenate([synthetic_images(6, seed=9), np.full((2, 28, 28, 1), -1.0, np.float32)])  # 2 without ink
+  x = examples(config, 6, seed=9)
+  x = np.concatenate([x, np.full((2,) + x.shape[1:], -1.0, np.float32)])  # 2 without ink
   plain = family.make_scorer(config, networks).score(x)
   scorer = family.make_scorer(config.replace(ink_power=0.5), networks)
   inked = scorer.score(x)
-  ink = np.maximum(((x + 1) / 2).mean(axis=(1, 2, 3)), 1e-3)
+  ink = np.maximum(((x + 1) / 2).reshape(len(x), -1).mean(axis=1), 1e-3)
   np.testing.assert_allclose(inked.score, plain.score / np.sqrt(ink), rtol=1e-5)
   np.testing.assert_allclose(inked.reconstruction, plain.reconstruction, rtol=1e-5, atol=1e-6)
   for part in plain.parts:
@@ -241,14 +258,15 @@ def test_ink_power_divides_every_familys_score_by_the_images_ink(name, runs):
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_automatic_chunk_size_fits_the_available_memory(name, monkeypatch):
-  """--map_batch_size=0: the scorer budgets every layer output of its networks per image, so a
-  smaller machine or larger images give smaller chunks (a 256 x 256 RGB folder on a laptop must
+  """--map_batch_size=0: the scorer budgets every layer output of its networks per example, so a
+  smaller machine or larger examples give smaller chunks (a 256 x 256 RGB folder on a laptop must
   not ask for 1,024 images at once); an explicit size is kept."""
   from anogan_tf.nn import memory
   family = models.family(name)
   sizes = {}
-  for side, config in ((28, tiny_config(name, map_batch_size=0)),
-                       (128, tiny_config(name, map_batch_size=0, dataset="cifar10", image_size=128))):
+  larger = FAMILY_LARGER.get(name, LARGER)
+  for side, config in (("small", tiny_config(name, map_batch_size=0)),
+                       ("large", tiny_config(name, map_batch_size=0, **larger))):
     networks = family.build_networks(config)
     plenty = family.make_scorer(config, networks)
     monkeypatch.setattr(memory, "available_memory_bytes", lambda: 64 << 20)  # 64 MB free
@@ -256,5 +274,5 @@ def test_automatic_chunk_size_fits_the_available_memory(name, monkeypatch):
     monkeypatch.undo()
     assert family.make_scorer(config.replace(map_batch_size=48), networks).batch_size == 48
   assert plenty.batch_size <= memory.MAX_AUTO_BATCH
-  assert sizes[28] > sizes[128] >= 1, sizes
-  assert sizes[28] & (sizes[28] - 1) == 0 and sizes[128] & (sizes[128] - 1) == 0  # powers of two
+  assert sizes["small"] > sizes["large"] >= 1, sizes
+  assert sizes["small"] & (sizes["small"] - 1) == 0 and sizes["large"] & (sizes["large"] - 1) == 0  # powers of two
