@@ -6,7 +6,8 @@ takes windows of `clip_window` frames (Chong & Tay: 10):
 
   per frame (TimeDistributed): Conv2D(e_filters[i], stride e_strides[i]) + LeakyReLU   (64 -> 16 -> 8 with 4, 2)
   ConvLSTM2D(convlstm_filters[j], 3x3, return_sequences) for each j                    (Chong & Tay: 64, 32, 64)
-  per frame: Conv2DTranspose back up the strides in reverse order, the last one to c channels, tanh
+  per frame: Conv2DTranspose back up the strides in reverse order, the last one to c channels, linear,
+             clipped to [-1, 1] (the loss is taken before the clip: see SpatioTemporalAutoencoder)
 
 Kernels follow the strides (2 * stride + 1, Chong & Tay's 11 for stride 4 and 5 for stride 2 at
 227 pixels, scaled down to 9 and 5), so each layer sees its whole stride's neighbourhood. The
@@ -74,7 +75,13 @@ def check_config(config) -> None:
 
 @keras.saving.register_keras_serializable(package="anogan_tf")
 class SpatioTemporalAutoencoder(keras.Model):
-  """Windows (N, T, h, w, c) in [-1, 1] -> reconstructions (N, T, h, w, c) in (-1, 1); any T."""
+  """Windows (N, T, h, w, c) in [-1, 1] -> reconstructions (N, T, h, w, c) in [-1, 1]; any T.
+
+  The per-frame layers run on the N * T frames as one batch (a reshape, as TimeDistributed does).
+  The last transposed convolution is linear and `call` clips it to [-1, 1]; training's loss is
+  taken on the linear output (`call(..., linear=True)`), so a pixel the network overshoots still
+  gets a gradient (a tanh output saturates on the background, -1, and the digits' pixels then
+  learn nothing)."""
 
   def __init__(self, frame_shape=(64, 64, 1), filters=(32, 32), strides=(4, 2), lstm_filters=(64, 32, 64),
                leaky_slope=0.2, **kwargs):
@@ -82,40 +89,52 @@ class SpatioTemporalAutoencoder(keras.Model):
     self.frame_shape = tuple(int(s) for s in frame_shape)
     self.filters, self.strides = tuple(int(f) for f in filters), tuple(int(s) for s in strides)
     self.lstm_filters, self.leaky_slope = tuple(int(f) for f in lstm_filters), float(leaky_slope)
-    td = keras.layers.TimeDistributed
-    self.encoder_layers = [td(keras.layers.Conv2D(f, 2 * s + 1, strides=s, padding="same"), name=f"conv{i}")
+    self.encoder_layers = [keras.layers.Conv2D(f, 2 * s + 1, strides=s, padding="same", name=f"conv{i}")
                            for i, (f, s) in enumerate(zip(self.filters, self.strides))]
     self.lstm_layers = [keras.layers.ConvLSTM2D(f, 3, padding="same", return_sequences=True, name=f"convlstm{i}")
                         for i, f in enumerate(self.lstm_filters)]
     outs = list(reversed(self.filters[:-1])) + [self.frame_shape[2]]
-    self.decoder_layers = [td(keras.layers.Conv2DTranspose(f, 2 * s + 1, strides=s, padding="same"), name=f"deconv{i}")
+    self.decoder_layers = [keras.layers.Conv2DTranspose(f, 2 * s + 1, strides=s, padding="same", name=f"deconv{i}")
                            for i, (f, s) in enumerate(zip(outs, reversed(self.strides)))]
     self.build((None, None) + self.frame_shape)
 
   def build(self, input_shape):
-    shape = (None, 2) + self.frame_shape
-    for layer in self.encoder_layers + self.lstm_layers + self.decoder_layers:
+    shape = (None,) + self.frame_shape
+    for layer in self.encoder_layers:
+      layer.build(shape)
+      shape = layer.compute_output_shape(shape)
+    shape = (None, None) + tuple(shape[1:])
+    for layer in self.lstm_layers:
+      layer.build(shape)
+      shape = layer.compute_output_shape(shape)
+    shape = (None,) + tuple(shape[2:])
+    for layer in self.decoder_layers:
       layer.build(shape)
       shape = layer.compute_output_shape(shape)
     self.built = True
 
-  def call(self, x, training=False):
-    h = x
+  def call(self, x, training=False, linear=False):
+    batch, steps = tf.shape(x)[0], tf.shape(x)[1]
+    h = tf.reshape(x, (-1,) + self.frame_shape)  # (N * T, h, w, c)
     for layer in self.encoder_layers:
       h = tf.nn.leaky_relu(layer(h), self.leaky_slope)
+    h = tf.reshape(h, tf.concat([[batch, steps], tf.shape(h)[1:]], axis=0))
     for layer in self.lstm_layers:
       h = layer(h)
+    h = tf.reshape(h, tf.concat([[-1], tf.shape(h)[2:]], axis=0))
     for i, layer in enumerate(self.decoder_layers):
       h = layer(h)
-      h = tf.tanh(h) if i == len(self.decoder_layers) - 1 else tf.nn.leaky_relu(h, self.leaky_slope)
-    return h
+      if i < len(self.decoder_layers) - 1:
+        h = tf.nn.leaky_relu(h, self.leaky_slope)
+    h = tf.reshape(h, tf.concat([[batch, steps], self.frame_shape], axis=0))
+    return h if linear else tf.clip_by_value(h, -1.0, 1.0)
 
   def floats_per_frame(self) -> int:
     """Every layer output for one frame: what the automatic chunk size budgets for."""
     side = self.frame_shape[0] // math.prod(self.strides)
-    return (memory.chain_floats([wrapper.layer for wrapper in self.encoder_layers], self.frame_shape)
+    return (memory.chain_floats(self.encoder_layers, self.frame_shape)
             + sum(5 * f * side * side for f in self.lstm_filters)  # the output and the four gates
-            + 2 * math.prod(self.frame_shape) * len(self.decoder_layers))
+            + memory.chain_floats(self.decoder_layers, (side, side, self.lstm_filters[-1])))
 
   def get_config(self):
     return {**super().get_config(), "frame_shape": list(self.frame_shape), "filters": list(self.filters),
@@ -182,7 +201,7 @@ class Trainer(base.Trainer):
     frames = offsets[:, None] + tf.range(window)[None, :]
     windows = tf.gather(x, frames, batch_dims=1)  # (batch, window, h, w, c)
     with tf.GradientTape() as tape:
-      reconstruction = self.model(windows, training=True)
+      reconstruction = self.model(windows, training=True, linear=True)
       loss = tf.reduce_mean(tf.reduce_sum(frame_errors(windows, reconstruction, self.config.recon_loss), axis=1))
     variables = self.model.trainable_variables
     self.optimizers[phase].apply_gradients(zip(tape.gradient(loss, variables), variables))
