@@ -14,12 +14,12 @@ these two forms.
 
 Frames of any size and colour are read as --dataset=folder reads pictures (folder.read_image:
 decoded to --channels, 0: that of the training frames; resized to --image_size square, 64 by
-default; scaled to [-1, 1]); TIFF frames, which TensorFlow does not decode, through Pillow, then
-resized the same way. The frames of one clip must share one size. Each clip is cut into examples
-of --clip_length frames: consecutive pieces, the last one ending at the clip's last frame (so it
-may overlap the one before; its frames then count twice in frame-level metrics). A clip shorter
-than --clip_length is an error. The test pieces are named test/<clip>[first:end] (frame numbers
-in name order).
+default; scaled to [-1, 1]); TIFF and BMP frames, which TensorFlow does not decode (TIFF) or not
+in gray (BMP), through Pillow, then resized the same way. The frames of one clip must share one
+size. Each clip is cut into examples of --clip_length frames: consecutive pieces, the last one
+ending at the clip's last frame (so it may overlap the one before; its frames then count twice in
+frame-level metrics). A clip shorter than --clip_length is an error. The test pieces are named
+test/<clip>[first:end] (frame numbers in name order).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from anogan_tf.data.splits import OneClassData, test_subset, validation_split
 from anogan_tf.errors import AnoganError
 
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-PILLOW_ONLY = (".tif", ".tiff")  # tf.io.decode_image reads PNG, JPEG, BMP and GIF only
+PILLOW_ONLY = (".tif", ".tiff", ".bmp")  # TensorFlow decodes no TIFF, nor one-channel BMP
 MASKS_SUFFIX = "_gt"  # UCSD's Test001_gt/ beside Test001/
 LAYOUT = ("frames layout: train/<clip>/ and test/<clip>/ of frame pictures with test/<clip>.csv labels, or "
           "UCSD's Train/Train001/, Test/Test001/ + Test/Test001_gt/")

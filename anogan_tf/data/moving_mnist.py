@@ -57,7 +57,9 @@ def trajectory(rng: np.random.Generator, length: int, room: float, kind: str = N
   velocity = STEP * room * np.array([np.sin(theta), np.cos(theta)])
   path = np.zeros((length, 2))
   for t in range(length):
-    if t > 0:
+    if t > 0 and kind == "jump" and t == t0:  # in place of this frame's step: far from the frame before
+      position = _jump(rng, position, room)
+    elif t > 0:
       speed = FAST if kind == "fast" and t >= t0 else 1.0
       if not (kind == "stop" and t >= t0):
         position = position + speed * velocity
@@ -67,8 +69,6 @@ def trajectory(rng: np.random.Generator, length: int, room: float, kind: str = N
         if position[axis] > room:
           position[axis], velocity[axis] = 2 * room - position[axis], -velocity[axis]
       position = np.clip(position, 0, room)
-      if kind == "jump" and t == t0:
-        position = _jump(rng, position, room)
     path[t] = position
   return path
 
@@ -101,6 +101,13 @@ def make_clip(rng: np.random.Generator, normal_digits: np.ndarray, other_digits:
   """(frames (length, size, size) uint8, frame labels (length,) int64) of one clip of `kind`: two
   digits drawn from `normal_digits` (n, s, s); for new_digit the changed one is swapped for one of
   `other_digits` from t0 on."""
+  frames, labels, _ = plan_clip(rng, normal_digits, other_digits, length, kind, size)
+  return frames, labels
+
+
+def plan_clip(rng: np.random.Generator, normal_digits: np.ndarray, other_digits: np.ndarray, length: int,
+              kind: str = NORMAL, size: int = SIZE):
+  """make_clip's (frames, labels) and how it drew them: {"t0", "changed" (0 or 1), "paths" (2, length, 2)}."""
   side = normal_digits.shape[-1]
   room = float(size - side)
   if room <= 0:
@@ -121,7 +128,8 @@ def make_clip(rng: np.random.Generator, normal_digits: np.ndarray, other_digits:
     labels[t0] = 1
   elif kind != NORMAL:
     labels[t0:] = 1
-  return render(np.stack(digits), np.stack(paths), size), labels
+  return render(np.stack(digits), np.stack(paths), size), labels, {"t0": t0, "changed": changed,
+                                                                     "paths": np.stack(paths)}
 
 
 def make_clips(seed, n_normal: int, n_per_kind: int, normal_digits: np.ndarray, other_digits: np.ndarray,
@@ -141,7 +149,8 @@ def _as_frames(clips: np.ndarray, side: int, source: str) -> np.ndarray:
   """uint8 clips (n, T, 64, 64) -> float32 (n, T, side, side, 1) in [-1, 1]."""
   n, length = clips.shape[:2]
   frames = to_float_images(clips.reshape((n * length,) + clips.shape[2:]), (SIZE, SIZE, 1), source)
-  return resize_images(frames, side).reshape((n, length, side, side, 1))
+  resized = resize_images(frames, side)  # rounding may overshoot [-1, 1] by a few ulps
+  return np.clip(resized, -1.0, 1.0, out=resized).reshape((n, length, side, side, 1))
 
 
 def load_moving_mnist(config, read_test: bool = True) -> OneClassData:
