@@ -194,3 +194,97 @@ def test_bad_frames_folders_fail_with_one_line_errors(clips_root, bad, message):
   with pytest.raises(AnoganError, match=message) as error:
     load_one_class(frames_config(root))
   assert "\n" not in str(error.value)
+
+
+# --- convlstm_ae end to end: frame-level metrics, score, export
+
+def moving_blobs(n, seed):
+  """(clips (n, 4, 32, 32, 1) of a blob moving right at 5 pixels a frame, their frame labels: 0)."""
+  rng = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:32, 0:32]
+  clips = np.zeros((n, 4, 32, 32, 1), np.float32)
+  for i in range(n):
+    y, x = rng.uniform(8, 24), rng.uniform(4, 10)
+    for t in range(4):
+      clips[i, t, ..., 0] = np.where(np.hypot(yy - y, xx - x - 5 * t) < 5, 1.0, -1.0)
+  return clips, np.zeros((n, 4), np.int64)
+
+
+@pytest.mark.slow
+def test_convlstm_ae_reports_frame_auroc_and_exports_its_clip_and_frame_scores(tmp_path):
+  import tensorflow as tf
+
+  from anogan_tf import evaluate_lib, export_lib, models, train_lib
+  from anogan_tf.data import OneClassData
+  from anogan_tf.engine.workdir import load_scorer
+  config = Config(model="convlstm_ae", dataset="moving_mnist", image_size=32, clip_length=4, clip_window=3,
+                  e_filters=(4, 8), e_strides=(4, 2), convlstm_filters=(4, 4, 4), batch_size=8, lr=0.03, epochs=2,
+                  lr_decay_epoch=0, map_batch_size=8, val_fraction=0.1)
+  normal, normal_labels = moving_blobs(48, seed=1)
+  test_normal, test_normal_labels = moving_blobs(6, seed=2)
+  inverted = -moving_blobs(6, seed=3)[0]  # every frame abnormal
+  x_test = np.concatenate([test_normal, inverted])
+  frame_labels = np.concatenate([test_normal_labels, np.ones((6, 4), np.int64)])
+  data = OneClassData(x_train=normal[:40], x_test=x_test, y_test=np.repeat([0, 1], 6),
+                      classes_test=np.array(["normal"] * 6 + ["inverted"] * 6, object), test_indices=np.arange(12),
+                      x_val=normal[40:], frame_labels=frame_labels)
+  workdir = str(tmp_path / "run")
+  train_lib.train(config, workdir, data=data, progress=False)
+  metrics = evaluate_lib.evaluate(config, workdir, data=data, progress=False)
+  assert metrics["n_frames"] == 48 and metrics["n_abnormal_frames"] == 24
+  assert metrics["frame_auroc"] > 0.9 and set(metrics["frame_auroc_by_anomalous_class"]) == {"inverted"}
+  scorer, _ = load_scorer(config, workdir, models.family("convlstm_ae"))
+  result = scorer.score(x_test)
+  assert result.residual_map.shape == x_test.shape and result.extras["frame_scores"].shape == (12, 4)
+  np.testing.assert_allclose(result.score, result.extras["frame_scores"].mean(axis=1), rtol=1e-6)
+  regularity = result.extras["regularity"]
+  assert np.allclose(regularity.max(axis=1), 1) and np.allclose(regularity.min(axis=1), 0)
+  export_lib.export(config, workdir, str(tmp_path / "saved"))
+  served = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"](images=tf.constant(x_test))
+  np.testing.assert_allclose(served["score"].numpy(), result.score, rtol=1e-5)
+  np.testing.assert_allclose(served["frame_scores"].numpy(), result.extras["frame_scores"], rtol=1e-5, atol=1e-4)
+  assert served["residual_map"].shape == x_test.shape
+
+
+STRATEGY = """
+import json, sys
+import numpy as np
+sys.path.insert(0, "tests")
+from test_clips import moving_blobs
+from anogan_tf import Config, models, train_lib
+from anogan_tf.data import OneClassData
+from anogan_tf.engine import distribute
+from anogan_tf.engine.workdir import load_networks
+family = models.family("convlstm_ae")
+x, labels = moving_blobs(32, seed=1)
+data = OneClassData(x_train=x[:24], x_test=x[24:], y_test=np.arange(8) % 2, classes_test=np.arange(8) % 2,
+                    test_indices=np.arange(8), x_val=x[:4])
+out = {}
+for strategy in ("default", "mirrored"):
+  config = Config(model="convlstm_ae", dataset="moving_mnist", image_size=32, clip_length=4, clip_window=3,
+                  e_filters=(4, 8), e_strides=(4, 2), convlstm_filters=(4, 4, 4), batch_size=8, lr=0.03, epochs=1,
+                  map_batch_size=4, strategy=strategy)
+  workdir = f"{sys.argv[1]}/{strategy}"
+  train_lib.train(config, workdir, data=data, progress=False)
+  scorer, _ = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
+  result = scorer.score(data.x_test)
+  assert result.residual_map.shape == data.x_test.shape
+  out[strategy] = result.score.tolist()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_convlstm_ae_trains_and_scores_on_two_devices_as_on_one(tmp_path):
+  """--strategy=mirrored over two logical CPUs (a process of its own): the same scores as one device."""
+  import json
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  prelude = "from anogan_tf.engine import distribute; distribute.set_cpu_devices(2)\n"
+  done = subprocess.run([sys.executable, "-c", prelude + STRATEGY, str(tmp_path)], cwd=root,
+                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  out = json.loads(done.stdout.strip().splitlines()[-1])
+  assert len(out["mirrored"]) == len(out["default"]) == 8
+  np.testing.assert_allclose(out["mirrored"], out["default"], rtol=1e-4, atol=1e-3)
