@@ -8,7 +8,7 @@ short leaves the seeds it finished). Per seed:
 - convlstm_ae: trained with the preset (train_lib.train), evaluated with evaluate_lib.evaluate
   (clip AUROC from the clip score, the mean of the per-frame errors; frame AUROC from the
   per-frame errors e(t)).
-- ae on frames: experiments/ae.flags' networks for 64x64 frames, trained on every frame of the same
+- ae on frames: experiments/ae.flags' networks for 64x64 frames (--image_size=64), trained on every frame of the same
   normal training clips (the ae preset's batch of 256 frames and l2 error; the learning rates of
   convlstm_ae and as many epochs as show each frame as often as convlstm_ae's windows do:
   epochs x clip_window / clip_length); a frame's score is ae's score of that frame alone, a clip's the mean over
@@ -170,14 +170,14 @@ def main():
                                           ("batch_size", 256), ("lr", clip_config.lr),
                                           ("lr_decay_epoch", round(clip_config.lr_decay_epoch * share)),
                                           ("lr_after_decay", clip_config.lr_after_decay))]
-    ae_config = resolve_config(AE_PRESET, ["--dataset=moving_mnist", "--normal_classes=0,1,2,3,4,5,6,7",
+    ae_config = resolve_config(AE_PRESET, ["--image_size=64", "--normal_classes=0,1,2,3,4,5,6,7",
                                            f"--seed={seed}", "--val_fraction=0.1", "--map_batch_size=256",
                                            *schedule, *extra])
     runs["ae (single frames)"][seed] = run_ae_on_frames(ae_config, clip_config,
                                                         os.path.join(args.root, f"ae_frames_{seed}"))
     record = {"seeds": sorted(runs["convlstm_ae"]), "summary": summary(runs), "runs": runs,
               "test_clips": test_clips, "preset": PRESET, "ae_preset": AE_PRESET,
-              "ae_flags": ["--dataset=moving_mnist", *schedule, "--val_fraction=0.1"],
+              "ae_flags": ["--image_size=64", *schedule, "--val_fraction=0.1"],
               "commit": commit(), "cpu": cpu_model(), "wall_seconds": round(time.time() - began, 1),
               "commands": commands}
     os.makedirs(args.out, exist_ok=True)

@@ -91,8 +91,8 @@ def test_digits_stay_wholly_inside_the_frame(kind):
 
 
 def test_moving_mnist_loads_seeded_clips_with_frame_labels(mnist_dir):
-  config = Config(dataset="moving_mnist", normal_classes=(0, 1, 2, 3, 4, 5, 6, 7), clip_length=6, image_size=32,
-                  train_examples=10, val_fraction=0.2, test_examples=20)
+  config = Config(model="convlstm_ae", dataset="moving_mnist", normal_classes=(0, 1, 2, 3, 4, 5, 6, 7), clip_length=6,
+                  clip_window=6, image_size=32, train_examples=10, val_fraction=0.2, test_examples=20)
   data = load_one_class(config)
   assert data.x_train.shape == (10, 6, 32, 32, 1) and data.x_val.shape[1:] == (6, 32, 32, 1)
   assert data.x_test.shape == (20, 6, 32, 32, 1) and data.frame_labels.shape == (20, 6)
@@ -136,7 +136,8 @@ def clips_root(tmp_path):
 
 
 def frames_config(root, **changes):
-  return Config(**{**dict(dataset="frames", data_dir=root, channels=1, image_size=32, clip_length=4), **changes})
+  return Config(**{**dict(model="convlstm_ae", dataset="frames", data_dir=root, channels=1, image_size=32,
+                          clip_length=4, clip_window=4), **changes})
 
 
 def test_a_frames_folder_loads_as_pieces_of_clip_length_with_frame_labels(clips_root):
@@ -288,3 +289,15 @@ def test_convlstm_ae_trains_and_scores_on_two_devices_as_on_one(tmp_path):
   out = json.loads(done.stdout.strip().splitlines()[-1])
   assert len(out["mirrored"]) == len(out["default"]) == 8
   np.testing.assert_allclose(out["mirrored"], out["default"], rtol=1e-4, atol=1e-3)
+
+
+def test_a_clip_dataset_with_an_image_family_is_refused_when_the_settings_are_read():
+  with pytest.raises(AnoganError, match=r"--dataset=moving_mnist holds clips, which --model=ae does not take; use "
+                                        r"--model=convlstm_ae"):
+    Config(model="ae", dataset="moving_mnist")
+  with pytest.raises(AnoganError, match=r"--model=convlstm_ae scores clips, and --dataset=mnist holds images"):
+    Config(model="convlstm_ae", dataset="mnist")
+  with pytest.raises(AnoganError, match=r"--clip_window=12 is longer than --clip_length=10"):
+    Config(model="convlstm_ae", dataset="moving_mnist", clip_length=10, clip_window=12)
+  with pytest.raises(AnoganError, match=r"--dataset=frames needs --data_dir=ROOT"):
+    Config(model="convlstm_ae", dataset="frames")

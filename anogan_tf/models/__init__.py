@@ -10,7 +10,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Dict, Tuple
 
-from anogan_tf.config import checks, one_of
+import anogan_tf.models.base as base
+from anogan_tf.config import CLIP_DATASETS, checks, one_of
 from anogan_tf.errors import AnoganError
 from anogan_tf.models import ae, anogan, convlstm_ae, egbad, vae
 
@@ -44,6 +45,12 @@ def check_config(config) -> None:
   """--model names a registered family, and every family's own settings are valid (a family
   rejects its settings where they make no sense, e.g. AnoGAN's warm start with another --model)."""
   one_of(config.model, names(), "--model")
+  if config.dataset in CLIP_DATASETS:  # examples are clips (T, h, w, c): only a family of clips takes them
+    probe = config if config.channels else config.replace(channels=1)  # a frames folder's channels: unread yet
+    takes_clips = [name for name, module in FAMILIES.items() if len(base.example_shape(module, probe)) == 4]
+    if config.model not in takes_clips:
+      raise AnoganError(f"--dataset={config.dataset} holds clips, which --model={config.model} does not take; use "
+                        f"--model={' or '.join(takes_clips)}")
   for module in FAMILIES.values():
     if hasattr(module, "check_config"):
       module.check_config(config)
