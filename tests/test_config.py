@@ -161,6 +161,8 @@ TRAINING_ALTERNATIVES = dict(
     d_z_units=64, d_joint_units=(256, 64), d_lr_scale=0.25)
 # The image shape (folder datasets' settings): MNIST resized to 32, its own 1 channel given.
 TRAINING_ALTERNATIVES.update(image_size=32, channels=1)
+# Clips (--model=convlstm_ae): frames per example, the network's window and its ConvLSTM layers.
+TRAINING_ALTERNATIVES.update(clip_length=10, clip_window=5, convlstm_filters=(8, 8))
 
 
 def test_every_setting_is_an_evaluation_setting_or_fixed_by_training():
