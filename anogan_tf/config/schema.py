@@ -30,7 +30,7 @@ class Config:
   # --- model family
   model: str = setting("anogan",
                        "the model family (anogan_tf/models/): anogan | egbad (Efficient GAN) | ae (autoencoder) |"
-                       " vae (variational autoencoder)")
+                       " vae (variational autoencoder) | convlstm_ae (spatio-temporal autoencoder, clips)")
 
   # --- data
   dataset: str = setting("mnist",
