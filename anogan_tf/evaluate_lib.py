@@ -183,10 +183,13 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
   titles = [f"{'top' if i < k else 'low'} {score[j]:.3f}\n"
             + (f"class {data.classes_test[j]}" if data.names is None else _short(data.names[j]))
             for i, j in enumerate(chosen)]
-  # images as they are; other examples as the pictures that show them
-  pictures = plots.as_pictures(data.x_test[chosen], reconstructions, residual_maps)
-  plots.gallery(*pictures, titles, os.path.join(out_dir, "gallery.png"),
-                masks=None if data.masks is None else data.masks[chosen])
+  if data.x_test.ndim == 3:  # series: each with its reconstruction, and the residual over time
+    plots.series_gallery(data.x_test[chosen], reconstructions, residual_maps, titles,
+                         os.path.join(out_dir, "gallery.png"), columns=max(1, len(chosen) // 2))
+  else:  # images as they are; other examples as the pictures that show them
+    pictures = plots.as_pictures(data.x_test[chosen], reconstructions, residual_maps)
+    plots.gallery(*pictures, titles, os.path.join(out_dir, "gallery.png"),
+                  masks=None if data.masks is None else data.masks[chosen])
   summaries.evaluation(os.path.join(out_dir, summaries.TENSORBOARD), labels, score,
                        None if trajectory_sum is None else trajectory_sum / n)
   write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")

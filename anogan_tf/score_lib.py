@@ -244,6 +244,34 @@ def read_examples(source: str, example_shape: Tuple[int, ...]) -> Tuple[np.ndarr
   return x, [str(i) for i in range(len(x))]
 
 
+def read_series(source: str, example_shape: Tuple[int, ...], series_range=()) -> Tuple[np.ndarray, List[str]]:
+  """Series (n, T, features) in [-1, 1] named by their index, from an .npy/.npz array ((n, T) or
+  (n, T, features)) or a .csv/.tsv/.txt file (one univariate series a line, data.ucr.read_series_csv).
+  With `series_range` (a workdir trained on --dataset=ucr records it) the values are the data's
+  own, scaled as training scaled them (data.ucr.scale); without, they must already be in [-1, 1]."""
+  from anogan_tf.data import ucr
+  steps, features = example_shape
+  if source.lower().endswith((".csv", ".tsv", ".txt")):
+    if not os.path.isfile(source):
+      raise AnoganError(f"{source} does not exist or is not a file; pass an existing .csv or .npy file as --input")
+    array = ucr.read_series_csv(source)
+    if features != 1:
+      raise AnoganError(f"{source} holds univariate series but the model takes {features} values per step; save "
+                        f"them as an .npy array of shape (n, {steps}, {features})")
+  elif source.lower().endswith((".npy", ".npz")):
+    array = _read_array(source)
+    if array.dtype.kind not in "uif":
+      raise AnoganError(f"{source} has dtype {array.dtype}; store the series' values as numbers")
+  else:
+    raise AnoganError(f"{source} is not an .npy/.npz or .csv file; this model scores series of shape "
+                      f"(n, {steps}, {features}): save them with np.save(path, x) or one a line in a .csv")
+  if series_range and np.isfinite(array).all():  # else check_images names what is wrong
+    array = ucr.scale(array, *series_range)
+  from anogan_tf.models.base import check_images
+  x = check_images(array, example_shape)
+  return x, [str(i) for i in range(len(x))]
+
+
 # --- the output folder
 
 def check_output(output: str, files: Sequence[str]) -> None:
@@ -339,6 +367,8 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
   shape = models.base.example_shape(family, config)
   if len(shape) == 3:
     images, names = read_images(source, shape, resize=resize, grayscale=grayscale)
+  elif len(shape) == 2:
+    images, names = read_series(source, shape, config.series_range)
   else:
     images, names = read_examples(source, shape)
   reports = [report_name(n) for n in names]
@@ -363,18 +393,26 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
   scores_path = os.path.join(output, SCORES_CSV)
   if os.path.exists(scores_path):
     os.remove(scores_path)  # output is incomplete until the new one is written, last
-  # images as they are; other examples as the pictures that show them (plots.as_pictures)
-  pictures, reconstructions, residual_maps = plots.as_pictures(images, result.reconstruction, result.residual_map)
-  vmax = plots.residual_scale(residual_maps)
   verdicts = [_verdict(None if anomalous is None else bool(anomalous[i]), decision.threshold)
               for i in range(len(names))]
   titles = [f"{name}\nscore {result.score[i]:.4g}: {verdicts[i]}"
             + (f"   [{', '.join(f'{k} {v[i]:.4g}' for k, v in result.parts.items())}]" if result.parts else "")
             for i, name in enumerate(names)]
-  plots.score_reports(pictures, reconstructions, residual_maps, titles,
-                      [os.path.join(output, r) for r in reports], vmax)
   gallery = os.path.join(output, TOP_GALLERY)
-  if shown:
+  series = images.ndim == 3
+  if series:  # each series with its reconstruction, and the residual over time
+    plots.series_reports(images, result.reconstruction, result.residual_map, titles,
+                         [os.path.join(output, r) for r in reports], plots.series_residual_scale(result.residual_map))
+  else:  # images as they are; other examples as the pictures that show them (plots.as_pictures)
+    pictures, reconstructions, residual_maps = plots.as_pictures(images, result.reconstruction, result.residual_map)
+    vmax = plots.residual_scale(residual_maps)
+    plots.score_reports(pictures, reconstructions, residual_maps, titles,
+                        [os.path.join(output, r) for r in reports], vmax)
+  if shown and series:
+    plots.series_gallery(images[shown], result.reconstruction[shown], result.residual_map[shown],
+                         [f"{rank}. {_short(names[i])}\nscore {result.score[i]:.4g}\n{verdicts[i].split(' (')[0]}"
+                          for rank, i in enumerate(shown, start=1)], gallery, columns=5)
+  elif shown:
     plots.top_gallery(pictures[shown], residual_maps[shown],
                       [f"{rank}. {_short(names[i])}\nscore {result.score[i]:.4g}\n{verdicts[i].split(' (')[0]}"
                        for rank, i in enumerate(shown, start=1)], gallery, vmax, len(names),

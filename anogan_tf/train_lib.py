@@ -24,8 +24,8 @@ from absl import logging
 
 from anogan_tf import models
 from anogan_tf.config import RESUMABLE_FIELDS, Config, flag_text
-from anogan_tf.data import load_one_class, resolve_image_shape
-from anogan_tf.data.folder import ImageFiles
+from anogan_tf.data import load_one_class, resolve_shape
+from anogan_tf.data.folder import ImageFiles, resolve_image_shape
 from anogan_tf.engine import distribute
 from anogan_tf.engine.checkpoints import restore_checkpoint
 from anogan_tf.engine.driver import (
@@ -151,7 +151,9 @@ def train(config: Config, workdir: str, overwrite: bool = False, data=None,
   new one behind.
   A NaN or inf loss stops training with AnoganError, keeping the last good checkpoint.
   """
-  config = resolve_image_shape(config)  # a folder's image size and channels, as flags.txt records them
+  # what the data says of the examples' shape (a folder's image size and channels, UCR series'
+  # length and range), as flags.txt records it; data given by the caller comes with its config
+  config = resolve_shape(config) if data is None else resolve_image_shape(config)
   check_workdir(config, workdir, overwrite)  # read-only: a bad --workdir fails before anything is made
   lock, created = create_and_lock_workdir(workdir)
   try:

@@ -69,7 +69,7 @@ def synthetic_examples(n, shape, seed=0):
     t = np.arange(steps)[None, :, None] / steps
     phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
     offset = np.arange(features)[None, None, :] * np.pi / 3
-    return (0.8 * np.sin(2 * np.pi * 1.5 * t + phase + offset)).astype(np.float32)
+    return (0.5 * np.sin(2 * np.pi * 1.5 * t + phase + offset)).astype(np.float32)
   if len(shape) == 4:
     steps, h, w, c = shape
     yy, xx = np.mgrid[0:h, 0:w]

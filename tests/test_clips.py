@@ -292,10 +292,10 @@ def test_convlstm_ae_trains_and_scores_on_two_devices_as_on_one(tmp_path):
 
 
 def test_a_clip_dataset_with_an_image_family_is_refused_when_the_settings_are_read():
-  with pytest.raises(AnoganError, match=r"--dataset=moving_mnist holds clips, which --model=ae does not take; use "
-                                        r"--model=convlstm_ae"):
+  with pytest.raises(AnoganError, match=r"--model=ae takes images, but --dataset=moving_mnist holds clips; use "
+                                        r"--model=convlstm_ae for clips"):
     Config(model="ae", dataset="moving_mnist")
-  with pytest.raises(AnoganError, match=r"--model=convlstm_ae scores clips, and --dataset=mnist holds images"):
+  with pytest.raises(AnoganError, match=r"--model=convlstm_ae takes clips, but --dataset=mnist holds images"):
     Config(model="convlstm_ae", dataset="mnist")
   with pytest.raises(AnoganError, match=r"--clip_window=12 is longer than --clip_length=10"):
     Config(model="convlstm_ae", dataset="moving_mnist", clip_length=10, clip_window=12)

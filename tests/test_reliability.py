@@ -39,12 +39,20 @@ TINY = ["--normal_classes=1", "--train_examples=256", "--test_examples=40", "--g
         "--map_batch_size=64", "--seed=1", "--deterministic", "--epochs=4"]
 TINY_CONFIG = dict(g_dense_channels=8, g_filters=(4, 4), d_filters=(4, 8), batch_size=64, latent_dim=8,
                    map_steps=(2, 2), map_batch_size=64)
+# A family of series trains on a UCR dataset of ../shared/data/ucr instead (tiny LSTMs).
+SERIES_TINY = ["--dataset=ucr", "--ucr_name=GunPoint", "--normal_classes=1", "--train_examples=256",
+               "--test_examples=40", "--lstm_units=8", "--latent_dim=8", "--batch_size=8", "--map_batch_size=64",
+               "--seed=1", "--deterministic", "--epochs=4"]
 FAMILIES = models.names()
 OTHER_FAMILIES = [name for name in FAMILIES if name != "anogan"]  # anogan has the full versions
+# The bad-input battery damages MNIST .npz files and pictures: the image families'.
+OTHER_IMAGE_FAMILIES = [name for name in OTHER_FAMILIES if models.examples(models.family(name)) == "images"]
 
 
 def tiny_flags(family):
-  """TINY for `family` (its encoder as small as D)."""
+  """TINY for `family` (its encoder as small as D); SERIES_TINY for a family of series."""
+  if models.examples(models.family(family)) == "series":
+    return SERIES_TINY + [f"--model={family}", f"--data_dir={os.path.join(os.environ.get('ANOGAN_DATA_DIR', ''), 'ucr')}"]
   return TINY if family == "anogan" else TINY + [f"--model={family}", "--e_filters=4,8"]
 
 
@@ -503,7 +511,7 @@ def _run_cases(cases_by_tool):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not OTHER_FAMILIES, reason="anogan is the only family")
+@pytest.mark.skipif(not OTHER_IMAGE_FAMILIES, reason="anogan is the only family of images")
 def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path):
   # For each family but anogan (whose full battery is above): its damaged checkpoint and
   # <network>.keras files, a workdir of another family, and bad images on the way to its scorer.
@@ -514,7 +522,7 @@ def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path)
   bad_data = _npz(tmp_path / "data" / "nan", x_train=np.full((160, 28, 28), np.nan, np.float32))
   inputs = _score_inputs(tmp_path / "in")
   trained = {}
-  for family in ["anogan"] + OTHER_FAMILIES:
+  for family in ["anogan"] + OTHER_IMAGE_FAMILIES:
     trained[family] = str(tmp_path / "trained" / family)
     config = Config(model=family, data_dir=good, normal_classes=(1,), epochs=1, e_filters=(4, 8), **TINY_CONFIG)
     train_lib.train(config, trained[family], progress=False)
@@ -528,7 +536,7 @@ def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path)
 
   cases = {"train": {}, "evaluate": {}, "score": {}}
   fragments, watched, succeeded = {}, {}, {}
-  for family in OTHER_FAMILIES:
+  for family in OTHER_IMAGE_FAMILIES:
     first, last = models.family(family).NETWORKS[0], models.family(family).NETWORKS[-1]
     specs = {
         ("train", "checkpoint_truncated"): (copy(family, "ckpt", lambda p: _damage_checkpoint(p, "truncated")),

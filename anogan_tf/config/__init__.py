@@ -8,6 +8,7 @@ from anogan_tf.config.schema import EVALUATION_FIELDS, RESUMABLE_FIELDS, Config,
 from anogan_tf.config.values import (  # noqa: F401
                                      ACTIVATIONS,
                                      CLIP_DATASETS,
+                                     DATASET_EXAMPLES,
                                      DATASETS,
                                      DENSE_NORMS,
                                      DISTRIBUTIONS,
@@ -17,6 +18,7 @@ from anogan_tf.config.values import (  # noqa: F401
                                      PICTURE_DATASETS,
                                      REDUCTIONS,
                                      UPSAMPLINGS,
+                                     examples_of,
                                      flag_text,
                                      parse_value,
 )

@@ -19,6 +19,7 @@ from anogan_tf.config.values import (
   PICTURE_DATASETS,
   REDUCTIONS,  # noqa: F401 (one_of: re-exported)
   UPSAMPLINGS,
+  examples_of,
   flag_text,
   one_of,
 )
@@ -52,12 +53,9 @@ def check_number(config, name: str, low, high=None, low_open=False, high_open=Tr
   raise AnoganError(f"--{name}={flag_text(value)} {what} {rule}; {fix}")
 
 
-def check(config) -> None:
-  """Rejects settings that cannot work, with a one-line message naming the flag and the fix."""
-  number = functools.partial(check_number, config)
-
-  one_of(config.dataset, DATASETS, "dataset")
-  # image shape (folder datasets); checked before the networks' settings, whose depth follows it
+def check_images(config) -> None:
+  """The image shape's settings (a dataset of images, or of clips: their frames'); checked before
+  the networks' settings, whose depth follows it."""
   folder = config.dataset in PICTURE_DATASETS
   own = f"64 for --dataset={config.dataset}" if folder else f"{NATIVE_SHAPES[config.dataset][0]} for {config.dataset}"
   need(config.image_size == 0 or config.image_size in IMAGE_SIZES
@@ -74,9 +72,41 @@ def check(config) -> None:
                                                       "holding train/good/ and test/ (MVTec AD layout)")
   need(config.dataset != "frames" or config.data_dir, "--dataset=frames needs --data_dir=ROOT; use the folder "
                                                       "holding train/<clip>/ and test/<clip>/ of frame pictures")
-  number("clip_length", 1, fix="use the number of frames per clip, e.g. 20")
-  number("clip_window", 1, fix="use the number of frames the network sees at once, e.g. 10")
-  number("convlstm_filters", 1, fix="use positive filter counts, e.g. 64,32,64")
+
+
+def check_clips(config) -> None:
+  """The clips' settings: frames per clip, the network's window and its ConvLSTM layers."""
+  check_number(config, "clip_length", 1, fix="use the number of frames per clip, e.g. 20")
+  check_number(config, "clip_window", 1, fix="use the number of frames the network sees at once, e.g. 10")
+  check_number(config, "convlstm_filters", 1, fix="use positive filter counts, e.g. 64,32,64")
+
+
+def check_series(config) -> None:
+  """The series' settings: --dataset=ucr names its dataset; shapes and range well formed."""
+  need(config.dataset != "ucr" or config.ucr_name, "--dataset=ucr needs --ucr_name=NAME, the archive's dataset "
+                                                   "(the folder ROOT/NAME holding NAME_TRAIN.tsv), e.g. GunPoint")
+  need(examples_of(config.dataset) != "series" or (config.image_size == 0 and config.channels == 0),
+       f"--dataset={config.dataset} holds series, which have no --image_size or --channels; drop them")
+  check_number(config, "series_length", 0, fix="use 0 (the training series' own) or the number of time steps")
+  check_number(config, "series_features", 0, fix="use 0 (the training series' own) or the values per time step")
+  check_number(config, "lstm_units", 1, fix="use positive LSTM sizes, e.g. 64")
+  need(len(config.lstm_units) > 0, "--lstm_units is empty; give at least one LSTM size, e.g. 64")
+  low_high = config.series_range
+  need(not low_high or (len(low_high) == 2 and all(math.isfinite(v) for v in low_high) and low_high[0] < low_high[1]),
+       f"--series_range={flag_text(low_high)} is not low,high with low < high; use e.g. -2.5,3.1, or leave it empty "
+       "(the training series' min and max)")
+
+
+def check(config) -> None:
+  """Rejects settings that cannot work, with a one-line message naming the flag and the fix."""
+  number = functools.partial(check_number, config)
+
+  one_of(config.dataset, DATASETS, "dataset")
+  images = examples_of(config.dataset) in ("images", "clips")  # clips: of frames, images in their shape
+  if images:
+    check_images(config)
+  check_series(config)
+  check_clips(config)
   need(len(config.normal_classes) > 0, "--normal_classes is empty; give at least one class, e.g. --normal_classes=0")
   one_of(config.z_prior, DISTRIBUTIONS, "--z_prior")
   one_of(config.z_init, DISTRIBUTIONS, "--z_init")
@@ -95,7 +125,7 @@ def check(config) -> None:
   need(all(1 <= i <= len(config.d_filters) for i in config.d_zero_pad_after),
        f"--d_zero_pad_after={flag_text(config.d_zero_pad_after)} names no convolution; use numbers 1.."
        f"{len(config.d_filters)} (one per entry of --d_filters), or leave it empty")
-  layers = discriminator_feature_layers(len(config.d_filters) + blocks_for_size(config.image_side),
+  layers = discriminator_feature_layers(len(config.d_filters) + (blocks_for_size(config.image_side) if images else 0),
                                         config.d_batchnorm, config.d_dropout,
                                         config.d_batchnorm_first, config.d_zero_pad_after)
   need(config.feature_layer in layers,

@@ -11,7 +11,14 @@ import typing
 from typing import Tuple
 
 from anogan_tf.config.checks import check
-from anogan_tf.config.values import FOLDER_IMAGE_SIZE, NATIVE_SHAPES, PICTURE_DATASETS, flag_text, parse_value
+from anogan_tf.config.values import (
+  FOLDER_IMAGE_SIZE,
+  NATIVE_SHAPES,
+  PICTURE_DATASETS,
+  examples_of,
+  flag_text,
+  parse_value,
+)
 from anogan_tf.errors import AnoganError
 
 
@@ -30,18 +37,24 @@ class Config:
   # --- model family
   model: str = setting("anogan",
                        "the model family (anogan_tf/models/): anogan | egbad (Efficient GAN) | ae (autoencoder) |"
-                       " vae (variational autoencoder) | convlstm_ae (spatio-temporal autoencoder, clips)")
+                       " vae (variational autoencoder) | lstm_ae (LSTM autoencoder, series) | convlstm_ae "
+                       "(spatio-temporal autoencoder, clips)")
 
   # --- data
   dataset: str = setting("mnist",
                          "mnist | fashion_mnist | cifar10 | folder (your own images in --data_dir: train/good/, "
-                         "test/good/, test/<defect>/) | moving_mnist (clips generated from MNIST) | frames (your own "
-                         "clips in --data_dir: train/<clip>/, test/<clip>/ of frame pictures)")
+                         "test/good/, test/<defect>/) | ucr (series of the UCR archive: --data_dir=ROOT "
+                         "--ucr_name=NAME reads ROOT/NAME/NAME_TRAIN.tsv and NAME_TEST.tsv) | moving_mnist (clips "
+                         "generated from MNIST) | frames (your own clips in --data_dir: train/<clip>/, test/<clip>/ "
+                         "of frame pictures)")
   data_dir: str = setting("",
                           "folder of <dataset>.npz (moving_mnist: of mnist.npz); empty: $ANOGAN_DATA_DIR, then "
                           "keras.datasets; --dataset=folder or frames: the folder holding train/ and test/",
                           evaluate=True, resume=True)
-  normal_classes: Tuple[int, ...] = setting((0,), "trained on; every other class is an anomaly")
+  normal_classes: Tuple[int, ...] = setting((0,), "trained on; every other class is an anomaly (ucr: the archive's "
+                                                 "labels as written, e.g. 1 or -1)")
+  ucr_name: str = setting("", "--dataset=ucr: the archive's dataset, the folder NAME under --data_dir (empty "
+                              "--data_dir: $ANOGAN_DATA_DIR/ucr)")
   test_examples: int = setting(0, "0: the whole test split; N: a fixed seeded subset with both labels",
                                evaluate=True, resume=True)
   train_examples: int = setting(0, "0: every normal training image; N: only the first N (quick runs, tests)")
@@ -66,6 +79,14 @@ class Config:
   channels: int = setting(0,
                           "1 (grayscale) or 3 (RGB); 0: the dataset's own (a folder: that of its training images,"
                           " which must agree)")
+
+  # --- series shape and scale (--dataset=ucr: read from the training series when training starts,
+  # which writes them to flags.txt)
+  series_length: int = setting(0, "series: time steps per series; 0: the training series' own")
+  series_features: int = setting(0, "series: values per time step; 0: the training series' own (UCR: 1)")
+  series_range: Tuple[float, ...] = setting((),
+                                            "series: low,high of the raw values, mapped to [-0.8, 0.8] (then "
+                                            "clipped to [-1, 1]); empty: the normal training series' min and max")
 
   # --- networks
   latent_dim: int = setting(50)
@@ -104,6 +125,9 @@ class Config:
   e_filters: Tuple[int, ...] = setting((16, 32), "encoder convolutions (egbad, ae, vae, warm start), shaped like D's")
   e_strides: Tuple[int, ...] = setting((2, 2), "one per entry of --e_filters")
   e_batchnorm: bool = setting(False, "BN after each encoder convolution")
+  lstm_units: Tuple[int, ...] = setting((64,),
+                                       "lstm_ae: the encoder's LSTM layers (the decoder's, in reverse), before the "
+                                       "Dense(latent_dim) code")
   d_z_units: int = setting(128, "egbad: width of D(x, z)'s z Dense layer (seed 003: 512)")
   d_joint_units: Tuple[int, ...] = setting((128,),
                                            "egbad: D(x, z)'s joint Dense layers; the last one's activations are "
@@ -201,6 +225,9 @@ class Config:
     """The images' height and width: --image_size, else the dataset's own."""
     if self.image_size:
       return self.image_size
+    if examples_of(self.dataset) not in ("images", "clips"):  # clips: their frames'
+      raise AnoganError(f"--dataset={self.dataset} holds {examples_of(self.dataset)}, not images; use a --model "
+                        f"for {examples_of(self.dataset)}")
     return FOLDER_IMAGE_SIZE if self.dataset in PICTURE_DATASETS else NATIVE_SHAPES[self.dataset][0]
 
   @property
@@ -212,8 +239,9 @@ class Config:
       where = "train/good/" if self.dataset == "folder" else "train/<clip>/"
       raise AnoganError(f"--dataset={self.dataset} has no channel count yet: training reads it from the images "
                         f"({where}); pass --channels=1 or --channels=3 to use the images before that")
+    side = self.image_side  # first: a dataset of other examples has no image shape
     channels = self.channels or NATIVE_SHAPES[self.dataset][2]
-    return (self.image_side, self.image_side, channels)
+    return (side, side, channels)
 
   # The networks' depth follows the image size (networks.generator_layout / encoder_layout): up to
   # 32 pixels they are the configured ones (seed 000's for MNIST), one stride-2 block more per doubling.

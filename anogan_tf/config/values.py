@@ -7,7 +7,10 @@ import typing
 
 from anogan_tf.errors import AnoganError
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder", "moving_mnist", "frames")
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder", "ucr", "moving_mnist", "frames")
+# What one example of a dataset is (a family takes one kind: its EXAMPLES, "images" unless it says
+# otherwise); datasets not listed hold images.
+DATASET_EXAMPLES = {"ucr": "series", "moving_mnist": "clips", "frames": "clips"}
 # Image shapes: the .npz datasets' own (a frame's for moving_mnist), and the sizes --image_size takes
 # (a folder's or a frames folder's default: 64).
 NATIVE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
@@ -23,6 +26,11 @@ UPSAMPLINGS = ("transpose", "nearest")  # g_upsampling
 ACTIVATIONS = ("leaky_relu", "relu")  # g_activation
 DENSE_NORMS = ("channel", "feature")  # g_dense_norm
 REDUCTIONS = ("mean", "sum")  # map_reduction
+
+
+def examples_of(dataset: str) -> str:
+  """What one example of `dataset` is: "images" unless DATASET_EXAMPLES says otherwise."""
+  return DATASET_EXAMPLES.get(dataset, "images")
 
 
 def one_of(value, valid, name: str) -> None:

@@ -10,16 +10,16 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Dict, Tuple
 
-import anogan_tf.models.base as base
-from anogan_tf.config import CLIP_DATASETS, checks, one_of
+from anogan_tf.config import checks, examples_of, one_of
 from anogan_tf.errors import AnoganError
-from anogan_tf.models import ae, anogan, convlstm_ae, egbad, vae
+from anogan_tf.models import ae, anogan, convlstm_ae, egbad, lstm_ae, vae
 
 FAMILIES: Dict[str, ModuleType] = {
     anogan.NAME: anogan,  # the default
     egbad.NAME: egbad,
     ae.NAME: ae,
     vae.NAME: vae,
+    lstm_ae.NAME: lstm_ae,
     convlstm_ae.NAME: convlstm_ae,
 }
 
@@ -41,16 +41,20 @@ def network_files() -> Tuple[str, ...]:
   return tuple(dict.fromkeys(f"{name}.keras" for module in FAMILIES.values() for name in module.NETWORKS))
 
 
+def examples(module) -> str:
+  """What one example of the family is: its EXAMPLES ("images", "series", "clips"); images unless it says."""
+  return getattr(module, "EXAMPLES", "images")
+
+
 def check_config(config) -> None:
   """--model names a registered family, and every family's own settings are valid (a family
   rejects its settings where they make no sense, e.g. AnoGAN's warm start with another --model)."""
   one_of(config.model, names(), "--model")
-  if config.dataset in CLIP_DATASETS:  # examples are clips (T, h, w, c): only a family of clips takes them
-    probe = config if config.channels else config.replace(channels=1)  # a frames folder's channels: unread yet
-    takes_clips = [name for name, module in FAMILIES.items() if len(base.example_shape(module, probe)) == 4]
-    if config.model not in takes_clips:
-      raise AnoganError(f"--dataset={config.dataset} holds clips, which --model={config.model} does not take; use "
-                        f"--model={' or '.join(takes_clips)}")
+  takes, holds = examples(FAMILIES[config.model]), examples_of(config.dataset)
+  if takes != holds:
+    fit = [name for name, module in FAMILIES.items() if examples(module) == holds]
+    raise AnoganError(f"--model={config.model} takes {takes}, but --dataset={config.dataset} holds {holds}; use "
+                      f"--model={' or --model='.join(fit) or '(none yet)'} for {holds}, or a dataset of {takes}")
   for module in FAMILIES.values():
     if hasattr(module, "check_config"):
       module.check_config(config)

@@ -139,6 +139,73 @@ def gallery(queries, reconstructions, residual_maps, titles, path: str, masks=No
   save_figure(fig, path)
 
 
+# --- series (N, T, features): the series with its reconstruction, and the residual over time
+
+def _series_axes(top, bottom, series, reconstruction, residual, residual_top: float) -> None:
+  """`top`: each feature of the series (solid) and its reconstruction (dashed, same colour);
+  `bottom`: the residual |x - x'| summed over features at each time step, from 0 to `residual_top`."""
+  steps = np.arange(len(series))
+  for f in range(series.shape[-1]):
+    line, = top.plot(steps, series[:, f], lw=0.9)
+    top.plot(steps, reconstruction[:, f], lw=0.9, ls="--", color=line.get_color())
+  top.set_ylim(-1.05, 1.05)
+  top.tick_params(labelsize=6)
+  per_step = residual.sum(axis=-1)
+  bottom.fill_between(steps, per_step, color="tab:red", alpha=0.6, lw=0)
+  bottom.set_ylim(0, residual_top)
+  bottom.set_xlim(0, max(len(series) - 1, 1))
+  bottom.tick_params(labelsize=6)
+
+
+def series_residual_scale(residual_maps) -> float:
+  """The top of the residual axis of a run: its largest per-step residual (summed over features)."""
+  return max(float(np.asarray(residual_maps).sum(axis=-1).max()), 1e-6)
+
+
+def series_gallery(series, reconstructions, residual_maps, titles, path: str, columns: int = 0) -> None:
+  """Series (n, T, features), one panel pair each: the series (solid) and its reconstruction
+  (dashed) above, the residual over time below (one scale for all), titled; `columns` per row
+  (0: all in one row)."""
+  series, reconstructions, residual_maps = (np.asarray(a) for a in (series, reconstructions, residual_maps))
+  n = len(series)
+  cols = min(columns or n, n)
+  rows = -(-n // cols)
+  top = series_residual_scale(residual_maps)
+  fig = plt.figure(figsize=(2.2 * cols, 2.6 * rows))
+  grid = fig.add_gridspec(2 * rows, cols, height_ratios=(2, 1) * rows, hspace=0.15, wspace=0.3)
+  for i in range(n):
+    r, c = divmod(i, cols)
+    upper = fig.add_subplot(grid[2 * r, c])
+    lower = fig.add_subplot(grid[2 * r + 1, c], sharex=upper)
+    _series_axes(upper, lower, series[i], reconstructions[i], residual_maps[i], top)
+    upper.set_title(titles[i], fontsize=7)
+    upper.tick_params(labelbottom=False)
+    if c == 0:
+      upper.set_ylabel("series, reconstruction", fontsize=6)
+      lower.set_ylabel("|x - x'|", fontsize=6)
+  save_figure(fig, path)
+
+
+def series_reports(series, reconstructions, residual_maps, titles, paths, top: float) -> None:
+  """One PNG per series at `paths` (REPORT_INCHES at REPORT_DPI): the series with its
+  reconstruction, and below the residual over time on the run's scale 0..`top`
+  (series_residual_scale), under its title (name, score, decision)."""
+  for x, reconstruction, residual, text, path in zip(series, reconstructions, residual_maps, titles, paths):
+    fig = plt.figure(figsize=REPORT_INCHES, dpi=REPORT_DPI)
+    grid = fig.add_gridspec(2, 1, height_ratios=(2, 1), left=0.08, right=0.98, top=0.8, bottom=0.1, hspace=0.1)
+    upper = fig.add_subplot(grid[0])
+    lower = fig.add_subplot(grid[1], sharex=upper)
+    _series_axes(upper, lower, np.asarray(x), np.asarray(reconstruction), np.asarray(residual), top)
+    upper.tick_params(labelbottom=False)
+    upper.set_ylabel("x, x' (dashed)", fontsize=6)
+    lower.set_ylabel("|x - x'|", fontsize=6)
+    lower.set_xlabel("time step", fontsize=6)
+    fig.suptitle(text, fontsize=8)
+    with atomic_path(path) as tmp:
+      fig.savefig(tmp, format="png", dpi=REPORT_DPI)
+    plt.close(fig)
+
+
 # --- score's report: one readable figure per image, and a gallery of the most anomalous
 
 REPORT_INCHES = (6.4, 2.6)  # about 6 inches wide: three readable panels and a colour bar

@@ -157,7 +157,7 @@ class ChunkScorer(base.Scorer):
                         "from the available memory")
     self.encoder, self.decoder = encoder, decoder
     self.ink_power = base.checked_ink_power(ink_power)
-    self.example_shape = tuple(encoder.image_shape)
+    self.example_shape = tuple(getattr(encoder, "example_shape", None) or encoder.image_shape)
     self.batch_size = int(batch_size) or memory.fit_batch_size(self.activation_floats_per_image())
     self.trace_count = 0
     self._functions = {}
