@@ -19,7 +19,7 @@ from anogan_tf.data import load_one_class
 from anogan_tf.engine.workdir import load_scorer, lock_eval
 from anogan_tf.errors import AnoganError
 from anogan_tf.evaluation import threshold
-from anogan_tf.evaluation.metrics import anomaly_maps, auroc_by_class, pixel_metrics
+from anogan_tf.evaluation.metrics import anomaly_maps, auroc_by_class, frame_metrics, pixel_metrics
 from anogan_tf.utils.faults import fault_point
 from anogan_tf.utils.files import exact, write_scores_csv, write_text
 from anogan_tf.visualization import plots, summaries
@@ -112,7 +112,7 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
   n = len(data.x_test)
   k = min(GALLERY_SIZE, n // 2) or 1
   extremes = _Extremes(k)
-  scores, parts, trajectory_sum = [], {}, None
+  scores, parts, trajectory_sum, frame_scores = [], {}, None, []
   maps = [] if data.masks is not None else None  # per-pixel anomaly maps, for the pixel metrics
   began = time.perf_counter()
   with tqdm(total=n, desc="score", unit="img", disable=not progress, dynamic_ncols=True) as bar:
@@ -123,6 +123,8 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
         parts.setdefault(key, []).append(values)
       if maps is not None:
         maps.append(anomaly_maps(result.residual_map))
+      if "frame_scores" in result.extras:  # clips: a score per frame
+        frame_scores.append(result.extras["frame_scores"])
       if "trajectory" in result.extras:
         chunk_sum = result.extras["trajectory"].sum(axis=0)
         trajectory_sum = chunk_sum if trajectory_sum is None else trajectory_sum + chunk_sum
@@ -150,6 +152,8 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
     metrics["image_shape"] = list(config.image_shape)
     pixel = pixel_metrics(data.masks, np.concatenate(maps)) if maps is not None else {}
     metrics.update(pixel or {"pixel_metrics": "skipped: " + (data.pixel_note or "no anomalous pixels in the masks")})
+  if frame_scores and data.frame_labels is not None:  # clips with frame labels: which frames are abnormal
+    metrics.update(frame_metrics(labels, data.classes_test, data.frame_labels, np.concatenate(frame_scores)))
   # The decision: at the workdir's threshold (threshold.json) when it applies to these scores,
   # and, for reference, the threshold with the best F1 chosen on these very labels.
   metrics["threshold_note"] = decision.note

@@ -164,6 +164,8 @@ TRAINING_ALTERNATIVES.update(image_size=32, channels=1)
 # The series' settings (--dataset=ucr, --model=lstm_ae): which series, their shape and scale, the LSTMs.
 TRAINING_ALTERNATIVES.update(ucr_name="GunPoint", series_length=150, series_features=1, series_range=(-2.0, 3.0),
                              lstm_units=(32, 16))
+# Clips (--model=convlstm_ae): frames per example, the network's window and its ConvLSTM layers.
+TRAINING_ALTERNATIVES.update(clip_length=10, clip_window=5, convlstm_filters=(8, 8))
 
 
 def test_every_setting_is_an_evaluation_setting_or_fixed_by_training():

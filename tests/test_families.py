@@ -34,11 +34,17 @@ TINY = dict(latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8)
             bn_momentum=0.5, batch_size=16, lr=5e-3, lr_decay_epoch=2, seed=0, deterministic=True,
             map_steps=(10, 10), map_batch_size=64, epochs=3)
 # A family's own tiny settings beyond TINY (e.g. its dataset and example size), by --model value.
-FAMILY_TINY = {"lstm_ae": dict(dataset="ucr", ucr_name="tiny", series_length=16, series_features=2, lstm_units=(16,),
-                              batch_size=4, lr=1e-2)}
+FAMILY_TINY = {
+    "lstm_ae": dict(dataset="ucr", ucr_name="tiny", series_length=16, series_features=2, lstm_units=(16,),
+                    batch_size=4, lr=1e-2),
+    # clips of 4 frames of 32 x 32 (the smallest --image_size), windows of 3: two windows overlap per clip;
+    # more and larger steps, as its linear output needs them to reach the background (-1) in one short run
+    "convlstm_ae": dict(dataset="moving_mnist", image_size=32, clip_length=4, clip_window=3, e_strides=(4, 2),
+                        convlstm_filters=(4, 4, 4), batch_size=8, lr=0.03),
+}
 # The settings that give a family larger examples, for the automatic chunk size (images: 128 x 128 RGB).
 LARGER = dict(dataset="cifar10", image_size=128)
-FAMILY_LARGER = {"lstm_ae": dict(series_length=4096)}
+FAMILY_LARGER = {"lstm_ae": dict(series_length=4096), "convlstm_ae": dict(image_size=128)}
 
 
 def tiny_config(name, **changes):

@@ -43,6 +43,11 @@ TINY_CONFIG = dict(g_dense_channels=8, g_filters=(4, 4), d_filters=(4, 8), batch
 SERIES_TINY = ["--dataset=ucr", "--ucr_name=GunPoint", "--normal_classes=1", "--train_examples=256",
                "--test_examples=40", "--lstm_units=8", "--latent_dim=8", "--batch_size=8", "--map_batch_size=64",
                "--seed=1", "--deterministic", "--epochs=4"]
+# A family of clips trains on Moving MNIST clips instead: 4 frames of 32 x 32, tiny ConvLSTMs.
+CLIPS_TINY = ["--dataset=moving_mnist", "--normal_classes=0,1,2,3,4,5,6,7", "--image_size=32", "--clip_length=4",
+              "--clip_window=3", "--e_filters=4,8", "--e_strides=4,2", "--convlstm_filters=4,4,4",
+              "--train_examples=256", "--test_examples=40", "--batch_size=32", "--map_batch_size=64", "--seed=1",
+              "--deterministic", "--epochs=4"]
 FAMILIES = models.names()
 OTHER_FAMILIES = [name for name in FAMILIES if name != "anogan"]  # anogan has the full versions
 # The bad-input battery damages MNIST .npz files and pictures: the image families'.
@@ -50,7 +55,10 @@ OTHER_IMAGE_FAMILIES = [name for name in OTHER_FAMILIES if models.examples(model
 
 
 def tiny_flags(family):
-  """TINY for `family` (its encoder as small as D); SERIES_TINY for a family of series."""
+  """TINY for `family` (its encoder as small as D); SERIES_TINY for a family of series, CLIPS_TINY for
+  one of clips."""
+  if models.examples(models.family(family)) == "clips":
+    return CLIPS_TINY + [f"--model={family}"]
   if models.examples(models.family(family)) == "series":
     return SERIES_TINY + [f"--model={family}", f"--data_dir={os.path.join(os.environ.get('ANOGAN_DATA_DIR', ''), 'ucr')}"]
   return TINY if family == "anogan" else TINY + [f"--model={family}", "--e_filters=4,8"]

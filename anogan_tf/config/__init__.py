@@ -7,6 +7,7 @@ from anogan_tf.config.layouts import discriminator_feature_layers  # noqa: F401
 from anogan_tf.config.schema import EVALUATION_FIELDS, RESUMABLE_FIELDS, Config, evaluation_config  # noqa: F401
 from anogan_tf.config.values import (  # noqa: F401
                                      ACTIVATIONS,
+                                     CLIP_DATASETS,
                                      DATASET_EXAMPLES,
                                      DATASETS,
                                      DENSE_NORMS,
@@ -14,6 +15,7 @@ from anogan_tf.config.values import (  # noqa: F401
                                      FOLDER_IMAGE_SIZE,
                                      IMAGE_SIZES,
                                      NATIVE_SHAPES,
+                                     PICTURE_DATASETS,
                                      REDUCTIONS,
                                      UPSAMPLINGS,
                                      examples_of,

@@ -16,6 +16,7 @@ from anogan_tf.config.values import (
   DISTRIBUTIONS,
   IMAGE_SIZES,
   NATIVE_SHAPES,
+  PICTURE_DATASETS,
   REDUCTIONS,  # noqa: F401 (one_of: re-exported)
   UPSAMPLINGS,
   examples_of,
@@ -53,10 +54,10 @@ def check_number(config, name: str, low, high=None, low_open=False, high_open=Tr
 
 
 def check_images(config) -> None:
-  """The image shape's settings (a dataset of images); checked before the networks' settings,
-  whose depth follows it."""
-  folder = config.dataset == "folder"
-  own = "64 for a folder" if folder else f"{NATIVE_SHAPES[config.dataset][0]} for {config.dataset}"
+  """The image shape's settings (a dataset of images, or of clips: their frames'); checked before
+  the networks' settings, whose depth follows it."""
+  folder = config.dataset in PICTURE_DATASETS
+  own = f"64 for --dataset={config.dataset}" if folder else f"{NATIVE_SHAPES[config.dataset][0]} for {config.dataset}"
   need(config.image_size == 0 or config.image_size in IMAGE_SIZES
        or not folder and config.image_size == NATIVE_SHAPES[config.dataset][0],
        f"unsupported --image_size={config.image_size}; use 32, 64, 128 or 256 (or 0: the dataset's own size, {own})")
@@ -67,8 +68,17 @@ def check_images(config) -> None:
     need(config.channels in (0, native), f"--channels={config.channels} does not fit {config.dataset}, whose images "
                                          f"have {native} channel{'s' * (native > 1)}; use --channels=0, or "
                                          "--dataset=folder for your own images")
-  need(not folder or config.data_dir, "--dataset=folder needs --data_dir=ROOT; use the folder holding train/good/ "
-                                      "and test/ (MVTec AD layout)")
+  need(config.dataset != "folder" or config.data_dir, "--dataset=folder needs --data_dir=ROOT; use the folder "
+                                                      "holding train/good/ and test/ (MVTec AD layout)")
+  need(config.dataset != "frames" or config.data_dir, "--dataset=frames needs --data_dir=ROOT; use the folder "
+                                                      "holding train/<clip>/ and test/<clip>/ of frame pictures")
+
+
+def check_clips(config) -> None:
+  """The clips' settings: frames per clip, the network's window and its ConvLSTM layers."""
+  check_number(config, "clip_length", 1, fix="use the number of frames per clip, e.g. 20")
+  check_number(config, "clip_window", 1, fix="use the number of frames the network sees at once, e.g. 10")
+  check_number(config, "convlstm_filters", 1, fix="use positive filter counts, e.g. 64,32,64")
 
 
 def check_series(config) -> None:
@@ -92,10 +102,11 @@ def check(config) -> None:
   number = functools.partial(check_number, config)
 
   one_of(config.dataset, DATASETS, "dataset")
-  images = examples_of(config.dataset) == "images"
+  images = examples_of(config.dataset) in ("images", "clips")  # clips: of frames, images in their shape
   if images:
     check_images(config)
   check_series(config)
+  check_clips(config)
   need(len(config.normal_classes) > 0, "--normal_classes is empty; give at least one class, e.g. --normal_classes=0")
   one_of(config.z_prior, DISTRIBUTIONS, "--z_prior")
   one_of(config.z_init, DISTRIBUTIONS, "--z_init")

@@ -11,7 +11,14 @@ import typing
 from typing import Tuple
 
 from anogan_tf.config.checks import check
-from anogan_tf.config.values import FOLDER_IMAGE_SIZE, NATIVE_SHAPES, examples_of, flag_text, parse_value
+from anogan_tf.config.values import (
+  FOLDER_IMAGE_SIZE,
+  NATIVE_SHAPES,
+  PICTURE_DATASETS,
+  examples_of,
+  flag_text,
+  parse_value,
+)
 from anogan_tf.errors import AnoganError
 
 
@@ -30,16 +37,20 @@ class Config:
   # --- model family
   model: str = setting("anogan",
                        "the model family (anogan_tf/models/): anogan | egbad (Efficient GAN) | ae (autoencoder) |"
-                       " vae (variational autoencoder) | lstm_ae (LSTM autoencoder, series)")
+                       " vae (variational autoencoder) | lstm_ae (LSTM autoencoder, series) | convlstm_ae "
+                       "(spatio-temporal autoencoder, clips)")
 
   # --- data
   dataset: str = setting("mnist",
                          "mnist | fashion_mnist | cifar10 | folder (your own images in --data_dir: train/good/, "
                          "test/good/, test/<defect>/) | ucr (series of the UCR archive: --data_dir=ROOT "
-                         "--ucr_name=NAME reads ROOT/NAME/NAME_TRAIN.tsv and NAME_TEST.tsv)")
+                         "--ucr_name=NAME reads ROOT/NAME/NAME_TRAIN.tsv and NAME_TEST.tsv) | moving_mnist (clips "
+                         "generated from MNIST) | frames (your own clips in --data_dir: train/<clip>/, test/<clip>/ "
+                         "of frame pictures)")
   data_dir: str = setting("",
-                          "folder of <dataset>.npz; empty: $ANOGAN_DATA_DIR, then keras.datasets; "
-                          "--dataset=folder: the folder holding train/ and test/", evaluate=True, resume=True)
+                          "folder of <dataset>.npz (moving_mnist: of mnist.npz); empty: $ANOGAN_DATA_DIR, then "
+                          "keras.datasets; --dataset=folder or frames: the folder holding train/ and test/",
+                          evaluate=True, resume=True)
   normal_classes: Tuple[int, ...] = setting((0,), "trained on; every other class is an anomaly (ucr: the archive's "
                                                  "labels as written, e.g. 1 or -1)")
   ucr_name: str = setting("", "--dataset=ucr: the archive's dataset, the folder NAME under --data_dir (empty "
@@ -53,6 +64,9 @@ class Config:
   eval_split: str = setting("test",
                             "evaluate on: test (the test split) | val (held-out normals + as many other-class "
                             "train images)", evaluate=True, resume=True)
+  clip_length: int = setting(20,
+                             "clip datasets: frames per example; moving_mnist generates clips this long, frames cuts "
+                             "each clip folder into pieces this long (docs/sequences.md)")
   seed: int = setting(0,
                       "training's draws, the held-out split and test subset; evaluate and score read another as "
                       "--map_seed")
@@ -104,6 +118,10 @@ class Config:
   feature_layer: str = setting("act1", "discriminator layer f() for the discrimination loss",
                                evaluate=True, resume=True)
 
+  clip_window: int = setting(10,
+                             "convlstm_ae: frames the network sees at once (Chong & Tay 2017: 10); windows slide over "
+                             "each clip")
+  convlstm_filters: Tuple[int, ...] = setting((64, 32, 64), "convlstm_ae: the ConvLSTM2D layers' filters")
   e_filters: Tuple[int, ...] = setting((16, 32), "encoder convolutions (egbad, ae, vae, warm start), shaped like D's")
   e_strides: Tuple[int, ...] = setting((2, 2), "one per entry of --e_filters")
   e_batchnorm: bool = setting(False, "BN after each encoder convolution")
@@ -207,19 +225,20 @@ class Config:
     """The images' height and width: --image_size, else the dataset's own."""
     if self.image_size:
       return self.image_size
-    if examples_of(self.dataset) != "images":
+    if examples_of(self.dataset) not in ("images", "clips"):  # clips: their frames'
       raise AnoganError(f"--dataset={self.dataset} holds {examples_of(self.dataset)}, not images; use a --model "
                         f"for {examples_of(self.dataset)}")
-    return FOLDER_IMAGE_SIZE if self.dataset == "folder" else NATIVE_SHAPES[self.dataset][0]
+    return FOLDER_IMAGE_SIZE if self.dataset in PICTURE_DATASETS else NATIVE_SHAPES[self.dataset][0]
 
   @property
   def image_shape(self) -> Tuple[int, int, int]:
     """(h, w, channels) of the images the networks take. A folder's channel count comes from its
     training images when training starts (folder_data.resolve_image_shape), which writes it to
     flags.txt; before that it is unknown unless --channels gives it."""
-    if self.dataset == "folder" and not self.channels:
-      raise AnoganError("--dataset=folder has no channel count yet: training reads it from the images "
-                        "(train/good/); pass --channels=1 or --channels=3 to use the images before that")
+    if self.dataset in PICTURE_DATASETS and not self.channels:
+      where = "train/good/" if self.dataset == "folder" else "train/<clip>/"
+      raise AnoganError(f"--dataset={self.dataset} has no channel count yet: training reads it from the images "
+                        f"({where}); pass --channels=1 or --channels=3 to use the images before that")
     side = self.image_side  # first: a dataset of other examples has no image shape
     channels = self.channels or NATIVE_SHAPES[self.dataset][2]
     return (side, side, channels)

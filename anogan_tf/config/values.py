@@ -7,12 +7,16 @@ import typing
 
 from anogan_tf.errors import AnoganError
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder", "ucr")
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder", "ucr", "moving_mnist", "frames")
 # What one example of a dataset is (a family takes one kind: its EXAMPLES, "images" unless it says
 # otherwise); datasets not listed hold images.
-DATASET_EXAMPLES = {"ucr": "series"}
-# Image shapes: the .npz datasets' own, and the sizes --image_size takes (a folder's default: 64).
-NATIVE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+DATASET_EXAMPLES = {"ucr": "series", "moving_mnist": "clips", "frames": "clips"}
+# Image shapes: the .npz datasets' own (a frame's for moving_mnist), and the sizes --image_size takes
+# (a folder's or a frames folder's default: 64).
+NATIVE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
+                 "moving_mnist": (64, 64, 1)}
+PICTURE_DATASETS = ("folder", "frames")  # your own pictures: any size and colour, read from --data_dir
+CLIP_DATASETS = ("moving_mnist", "frames")  # examples are clips (T, h, w, c) of --clip_length frames
 IMAGE_SIZES = (32, 64, 128, 256)
 FOLDER_IMAGE_SIZE = 64
 # The valid values of the string settings; the classes that take them (Generator, LatentMapper,

@@ -28,6 +28,8 @@ class OneClassData:
   # The held-out normals the threshold is computed on, when the caller gives the data itself
   # (None: the threshold reloads them with --val_fraction, as evaluate's --eval_split=val does).
   x_val: Optional[np.ndarray] = None
+  # Clip datasets: (n_test, clip_length) int, 1 = an abnormal frame (a clip's y_test: any of its frames)
+  frame_labels: Optional[np.ndarray] = None
 
 
 def test_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:

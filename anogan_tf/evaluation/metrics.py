@@ -77,3 +77,23 @@ def auroc_by_class(labels, classes, score) -> dict:
     pick = normal | ((labels == 1) & (classes == c))
     out[str(c)] = float(roc_auc_score(labels[pick], score[pick]))
   return out
+
+
+def frame_metrics(labels, classes, frame_labels, frame_scores) -> dict:
+  """Frame-level metrics of clips: `frame_auroc`, the AUROC of every frame's score against its label
+  (frame_labels, frame_scores: (n_clips, T)), and `frame_auroc_by_anomalous_class`: per anomalous
+  class, the frames of the normal clips and of that class's clips (whose normal frames, before the
+  anomaly begins, count as normal). Empty when the frames hold one label only."""
+  from sklearn.metrics import roc_auc_score
+  labels, classes = np.asarray(labels), np.asarray(classes)
+  frame_labels, frame_scores = np.asarray(frame_labels), np.asarray(frame_scores)
+  if len(np.unique(frame_labels)) < 2:
+    return {}
+  by_class = {}
+  for c in np.unique(classes[labels == 1]):
+    pick = (labels == 0) | ((labels == 1) & (classes == c))
+    if len(np.unique(frame_labels[pick])) == 2:
+      by_class[str(c)] = float(roc_auc_score(frame_labels[pick].ravel(), frame_scores[pick].ravel()))
+  return {"frame_auroc": float(roc_auc_score(frame_labels.ravel(), frame_scores.ravel())),
+          "frame_auroc_by_anomalous_class": by_class, "n_frames": int(frame_labels.size),
+          "n_abnormal_frames": int(frame_labels.sum())}
