@@ -13,6 +13,7 @@ from anogan_tf.config.values import (  # noqa: F401
                                      FOLDER_IMAGE_SIZE,
                                      IMAGE_SIZES,
                                      NATIVE_SHAPES,
+                                     PRECISIONS,
                                      REDUCTIONS,
                                      UPSAMPLINGS,
                                      flag_text,

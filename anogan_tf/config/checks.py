@@ -16,6 +16,7 @@ from anogan_tf.config.values import (
   DISTRIBUTIONS,
   IMAGE_SIZES,
   NATIVE_SHAPES,
+  PRECISIONS,
   REDUCTIONS,  # noqa: F401 (one_of: re-exported)
   UPSAMPLINGS,
   flag_text,
@@ -82,6 +83,7 @@ def check(config) -> None:
   one_of(config.eval_split, ("test", "val"), "--eval_split")
   one_of(config.recon_loss, ("l1", "l2"), "--recon_loss")
   one_of(config.vae_score, ("reconstruction", "elbo"), "--vae_score")
+  one_of(config.precision, PRECISIONS, "--precision")
   one_of(config.strategy, ("default", "mirrored", "multiworker"), "--strategy")  # distribute.STRATEGIES
   one_of(config.g_dense_norm, DENSE_NORMS, "--g_dense_norm")
   if config.g_dense_activation:

@@ -19,6 +19,7 @@ UPSAMPLINGS = ("transpose", "nearest")  # g_upsampling
 ACTIVATIONS = ("leaky_relu", "relu")  # g_activation
 DENSE_NORMS = ("channel", "feature")  # g_dense_norm
 REDUCTIONS = ("mean", "sum")  # map_reduction
+PRECISIONS = ("float32", "bfloat16")  # precision
 
 
 def one_of(value, valid, name: str) -> None:
