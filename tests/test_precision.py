@@ -63,7 +63,7 @@ def test_every_family_trains_in_bfloat16_with_float32_variables(trained, name):
   # the .keras files are float32 models: loaded anywhere, float32 layers and weights
   for network in models.family(name).NETWORKS:
     model = keras.models.load_model(os.path.join(bf16, f"{network}.keras"))
-    assert precision.network_precision(model) == "float32"
+    assert model.dtype_policy.name == "float32" and precision.network_precision(model) == "float32"
     assert {w.dtype for w in model.weights} == {"float32"}
 
 
@@ -209,34 +209,46 @@ def test_the_notice_is_printed_once_and_only_without_bf16(monkeypatch, capsys):
 
 # --- the layers for speed, on bfloat16 inputs
 
-def test_fused_batchnorm_on_bfloat16_matches_keras_with_float32_statistics():
-  x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (16, 6, 6, 4)).astype(np.float32))
+def _op_types(fn, *args):
+  return {op.type for op in tf.function(fn).get_concrete_function(*args).graph.get_operations()}
+
+
+def test_fused_batchnorm_runs_the_fused_kernel_on_bfloat16_with_float32_statistics():
+  n = 2 * 2 * 2  # values per channel: Bessel's n / (n - 1) = 8 / 7 tells the fused kernel's variance from Keras'
+  x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (2, 2, 2, 4)).astype(np.float32))
   with precision.policy("bfloat16"):
-    fused, plain = layers.FusedBatchNormalization(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
+    fused, plain = layers.FusedBatchNormalization(momentum=0.0), keras.layers.BatchNormalization(momentum=0.0)
   for layer in (fused, plain):
     layer.build(x.shape)
+  assert "FusedBatchNormV3" in _op_types(lambda x: fused(x, training=True), x)
   out_fused, out_plain = fused(x, training=True), plain(x, training=True)
   assert out_fused.dtype == out_plain.dtype == tf.bfloat16
+  # normalised values within a few units of 2^-8 of each other (both round to bfloat16)
   np.testing.assert_allclose(tf.cast(out_fused, tf.float32), tf.cast(out_plain, tf.float32), atol=4 * 2.0**-8 * 4)
-  assert fused.moving_mean.dtype == "float32"
-  # the batch mean of values around 2 in float32: a bfloat16 sum would be off by a few 2^-8
+  assert fused.moving_mean.dtype == fused.moving_variance.dtype == "float32"
+  # momentum 0: the moving statistics are this batch's, computed in float32 from bfloat16 inputs
   np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), rtol=2.0**-8)
-  n = 16 * 6 * 6  # the fused kernel's moving variance has Bessel's correction (see the layer)
-  np.testing.assert_allclose(fused.moving_variance.numpy(), 0.5 + 0.5 * (plain.moving_variance.numpy() - 0.5) / 0.5
-                             * n / (n - 1), rtol=4 * 2.0**-8)
+  np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy() * n / (n - 1), rtol=2.0**-7)
   out = fused(x, training=False)
   assert out.dtype == tf.bfloat16 and np.isfinite(tf.cast(out, tf.float32)).all()
 
 
-def test_subpixel_gradient_on_bfloat16_matches_the_convolution_gradient():
+def test_the_subpixel_gradient_layer_takes_its_input_gradient_subpixel_on_bfloat16():
   rng = np.random.default_rng(1)
-  x = tf.constant(rng.normal(size=(4, 8, 8, 1)), tf.bfloat16)
-  kernel = tf.constant(rng.normal(size=(3, 3, 1, 6)), tf.bfloat16)
-  with tf.GradientTape(persistent=True) as tape:
-    tape.watch(x)
-    ours = tf.reduce_sum(tf.cast(layers.conv2d_stride2_subpixel_gradient(x, kernel), tf.float32) ** 2)
-    theirs = tf.reduce_sum(tf.cast(tf.nn.conv2d(x, kernel, 2, "SAME"), tf.float32) ** 2)
-  got, want = tape.gradient(ours, x), tape.gradient(theirs, x)
-  assert got.dtype == tf.bfloat16
-  scale = float(tf.reduce_max(tf.abs(tf.cast(want, tf.float32))))
-  np.testing.assert_allclose(tf.cast(got, tf.float32), tf.cast(want, tf.float32), atol=8 * 2.0**-8 * scale)
+  x = tf.constant(rng.normal(size=(4, 8, 8, 1)).astype(np.float32))
+  with precision.policy("bfloat16"):
+    ours = layers.SubpixelGradientConv2D(6, 3, strides=2, padding="same")
+  theirs = keras.layers.Conv2D(6, 3, strides=2, padding="same", dtype="mixed_bfloat16")
+  ours.build(x.shape), theirs.build(x.shape)
+  theirs.set_weights(ours.get_weights())
+
+  def input_gradient(layer, x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = tf.reduce_sum(tf.cast(layer(x), tf.float32) ** 2)
+    return tape.gradient(y, x)
+
+  assert "DepthToSpace" in _op_types(lambda x: input_gradient(ours, x), x)
+  got, want = input_gradient(ours, x), input_gradient(theirs, x)
+  scale = float(tf.reduce_max(tf.abs(want)))
+  np.testing.assert_allclose(got, want, atol=8 * 2.0**-8 * scale)
