@@ -20,6 +20,7 @@ from anogan_tf.engine.workdir import load_scorer, lock_eval
 from anogan_tf.errors import AnoganError
 from anogan_tf.evaluation import threshold
 from anogan_tf.evaluation.metrics import anomaly_maps, auroc_by_class, frame_metrics, pixel_metrics
+from anogan_tf.nn import precision
 from anogan_tf.utils.faults import fault_point
 from anogan_tf.utils.files import exact, write_scores_csv, write_text
 from anogan_tf.visualization import plots, summaries
@@ -147,7 +148,8 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
              "dataset": config.dataset,
              "normal_classes": list(config.normal_classes), "seed": config.seed, "map_seed": config.search_seed,
              **scorer.settings(),  # every setting that changes the scores, as the scorer applied it
-             "test_examples": n, "eval_split": data.split, "val_fraction": config.val_fraction}
+             "test_examples": n, "eval_split": data.split, "val_fraction": config.val_fraction,
+             **precision.record(config.precision)}  # compute_precision, cpu, cpu_bf16
   if config.dataset == "folder":  # where: the residual maps against the masks
     metrics["image_shape"] = list(config.image_shape)
     pixel = pixel_metrics(data.masks, np.concatenate(maps)) if maps is not None else {}

@@ -292,14 +292,15 @@ def _write(module: ScoringModule, output: str) -> None:
 
 # --- the export
 
-def metadata(model: str, scorer, threshold: float, threshold_source: str, chunk: int) -> dict:
+def metadata(model: str, scorer, threshold: float, threshold_source: str, chunk: int,
+             precision: str = "float32") -> dict:
   """What the SavedModel's `metadata` says: the family, image shape, scorer settings, threshold
-  and its source, signatures, chunk size, and what the scorer adds (Scorer.export_metadata: for a
-  search the latent size, seed and where it starts)."""
+  and its source, signatures, chunk size, the precision its graph computes in, and what the
+  scorer adds (Scorer.export_metadata: for a search the latent size, seed and where it starts)."""
   out = {"model": model, "image_shape": list(scorer.example_shape), "example_shape": list(scorer.example_shape),
          "scorer": threshold_lib.compared_settings(scorer.settings()),
          "threshold": float(threshold), "threshold_source": threshold_source,
-         "signatures": [SERVING_FLOAT, SERVING_UINT8], "chunk": int(chunk)}
+         "signatures": [SERVING_FLOAT, SERVING_UINT8], "chunk": int(chunk), "precision": precision}
   out.update(scorer.export_metadata())
   if scorer.takes_initial_z:
     out["signatures"].append(SERVING_FROM_Z)
@@ -314,8 +315,8 @@ def build_module(config, networks: dict, threshold: float, threshold_source: str
   scorer = scorer or models.family(config.model).make_scorer(config, networks)
   weights = [w for network in networks.values() for w in network.weights]
   chunk = config.map_batch_size or DEFAULT_CHUNK
-  return ScoringModule(scorer, weights, threshold, metadata(config.model, scorer, threshold, threshold_source, chunk),
-                       chunk)
+  return ScoringModule(scorer, weights, threshold,
+                       metadata(config.model, scorer, threshold, threshold_source, chunk, config.precision), chunk)
 
 
 def export(config, workdir: str, output: str, threshold: Optional[float] = None, overwrite: bool = False) -> dict:

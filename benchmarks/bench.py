@@ -31,6 +31,8 @@ flags.DEFINE_string("child", "", "Internal: run one measurement in this process 
 FLAGS = flags.FLAGS
 
 STEPS = 150  # seed 000: 50 + 100 Adam iterations
+# The --precision a child measures in: float32, or bfloat16 when its spec ends in ":bf16".
+PRECISION = {"value": "float32"}
 
 
 def _images(n, seed=0):
@@ -55,8 +57,31 @@ def _networks():
   import keras
 
   from anogan_tf import Discriminator, Generator
+  from anogan_tf.nn import precision
   keras.utils.set_random_seed(0)
-  return Generator(), Discriminator()
+  return precision.built(PRECISION["value"], lambda: (Generator(), Discriminator()))
+
+
+def measure_encoder(batch_size=1024, n_images=65536):
+  """Images/s of the encoder's forward pass (egbad's and the autoencoders' E, seed 000's D shape):
+  what a one-pass family's scoring runs per image."""
+  import keras
+  import tensorflow as tf
+
+  from anogan_tf import Config
+  from anogan_tf.nn import precision
+  from anogan_tf.nn.networks import Encoder
+  keras.utils.set_random_seed(0)
+  encoder = precision.built(PRECISION["value"], lambda: Encoder(**Config().encoder_kwargs()))
+  x, source = _images(n_images)
+  run = tf.function(lambda x: encoder(x, training=False), input_signature=[tf.TensorSpec((batch_size, 28, 28, 1))])
+  run(tf.constant(x[:batch_size]))
+  began = time.perf_counter()
+  for first in range(0, n_images, batch_size):
+    run(tf.constant(x[first:first + batch_size])).numpy()
+  seconds = time.perf_counter() - began
+  return {"batch_size": batch_size, "images": n_images, "seconds": round(seconds, 3),
+          "images_per_second": round(n_images / seconds, 1), "data": source}
 
 
 def measure_mapping(batch_size, n_images, jit_compile=False):
@@ -135,7 +160,7 @@ def measure_training(batch_size=256, n_images=5120, epochs=3):
   from anogan_tf import Config
   from anogan_tf.engine.driver import Driver
   x, _ = _images(n_images)
-  driver = Driver(Config(batch_size=batch_size))  # anogan: seed 000's GAN
+  driver = Driver(Config(batch_size=batch_size, precision=PRECISION["value"]))  # anogan: seed 000's GAN
   x = tf.constant(x)
   driver.train_epoch(x, 0)  # trace
   began = time.perf_counter()
@@ -147,10 +172,11 @@ def measure_training(batch_size=256, n_images=5120, epochs=3):
 
 
 def _tensor_maker(seed=0):
-  """r(*shape): a standard-normal float32 tensor, from one seeded stream."""
+  """r(*shape): a standard-normal tensor (float32, or bfloat16 in a bf16 child), from one seeded stream."""
   import tensorflow as tf
   rng = np.random.default_rng(seed)
-  return lambda *shape: tf.constant(rng.standard_normal(shape).astype(np.float32))
+  dtype = tf.bfloat16 if PRECISION["value"] == "bfloat16" else tf.float32
+  return lambda *shape: tf.cast(tf.constant(rng.standard_normal(shape).astype(np.float32)), dtype)
 
 
 def _fastest_ms(fn, *args, repeats=15):
@@ -332,6 +358,9 @@ def cpu_peak_gflops():
 
 def _child(spec: str):
   kind, *args = spec.split(":")
+  if args and args[-1] == "bf16":
+    PRECISION["value"] = "bfloat16"
+    args = args[:-1]
   if args and args[-1] == "keras_bn":
     _use_keras_batchnorm()
     args = args[:-1]
@@ -340,8 +369,79 @@ def _child(spec: str):
                "whole_split": lambda n, b: measure_whole_split(int(n), int(b)),
                "training": lambda: measure_training(),
                "layers": lambda: {**measure_layers(), "threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))},
-               "training_layers": lambda: measure_training_layers()}
-  print("BENCH" + json.dumps(functions[kind](*args)))
+               "training_layers": lambda: measure_training_layers(),
+               "encoder": lambda: measure_encoder(),
+               "torch_mapping": lambda b, n: _torch_peer().measure_mapping(int(b), int(n), PRECISION["value"] == "bfloat16"),
+               "torch_training": lambda: _torch_peer().measure_training(PRECISION["value"] == "bfloat16")}
+  result = functions[kind](*args)
+  result.setdefault("precision", PRECISION["value"])
+  print("BENCH" + json.dumps(result))
+
+
+def _torch_peer():
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import torch_peer
+  return torch_peer
+
+
+def _ratio(a: dict, b: dict) -> float:
+  return round(a["images_per_second"] / b["images_per_second"], 2)
+
+
+def bfloat16_rows(report: dict) -> dict:
+  """Each float32 measurement again in bfloat16 (same run), the ratios, and the PyTorch peer."""
+  import importlib.util
+
+  from anogan_tf.utils import cpu
+  out = {"cpu": cpu.cpu_model(), "cpu_bf16": cpu.bf16_support()}
+  out["mapping_by_batch_size"] = [_run_child(f"mapping:{r['batch_size']}:{r['images']}:0:bf16")
+                                  for r in report["mapping_by_batch_size"]]
+  out["seed_style_one_by_one"] = _run_child(f"seed_style:{report['seed_style_one_by_one']['images']}:bf16")
+  out["whole_test_split"] = _run_child(f"whole_split:{FLAGS.test_images}:1024:bf16")
+  out["training"] = _run_child("training:bf16")
+  out["encoder"] = {"float32": report["encoder"], "bfloat16": _run_child("encoder:bf16")}
+  out["convolutions_alone_batch_1024"] = _run_child("layers:bf16")
+  out["training_convolutions_alone_batch_256"] = _run_child("training_layers:bf16")
+  if importlib.util.find_spec("torch") is None:
+    out["pytorch"] = {"skipped": "torch is not installed (make bench installs it: pip install torch)"}
+  else:
+    batch = report["whole_test_split"]["batch_size"]
+    passive = {"OMP_WAIT_POLICY": "PASSIVE"}  # OpenMP threads that sleep when idle: the fair setting on a shared CPU
+    out["pytorch"] = {"mapping_float32": _run_child(f"torch_mapping:{batch}:{batch}", passive),
+                      "mapping_bfloat16": _run_child(f"torch_mapping:{batch}:{batch}:bf16", passive),
+                      "training_float32": _run_child("torch_training", passive),
+                      "training_bfloat16": _run_child("torch_training:bf16", passive)}
+  ours32, ours16 = report["whole_test_split"], out["whole_test_split"]
+  one32, one16 = report["mapping_by_batch_size"][0], out["mapping_by_batch_size"][0]
+  ratios = {
+      "mapping_bf16_over_fp32": _ratio(ours16, ours32),
+      "training_bf16_over_fp32": _ratio(out["training"], report["training"]),
+      "encoder_bf16_over_fp32": _ratio(out["encoder"]["bfloat16"], out["encoder"]["float32"]),
+      "mapping_by_batch_size_bf16_over_fp32": {str(a["batch_size"]): _ratio(b, a) for a, b in
+                                               zip(report["mapping_by_batch_size"], out["mapping_by_batch_size"])},
+      "batched_over_one_by_one_bf16": _ratio(ours16, one16),
+      "batched_bf16_over_one_by_one_fp32": _ratio(ours16, one32),
+      "batched_over_seed_style_bf16": _ratio(ours16, out["seed_style_one_by_one"]),
+  }
+  torch_rows = out["pytorch"]
+  if "skipped" not in torch_rows:
+    ratios.update({
+        "mapping_fp32_over_pytorch_fp32": _ratio(ours32, torch_rows["mapping_float32"]),
+        "mapping_bf16_over_pytorch_fp32": _ratio(ours16, torch_rows["mapping_float32"]),
+        "mapping_bf16_over_pytorch_bf16": _ratio(ours16, torch_rows["mapping_bfloat16"]),
+        "training_fp32_over_pytorch_fp32": _ratio(report["training"], torch_rows["training_float32"]),
+        "training_bf16_over_pytorch_bf16": _ratio(out["training"], torch_rows["training_bfloat16"]),
+    })
+  convs32 = report["convolutions_alone_batch_1024"]["oneDNN on (the default)"]["ops_ms"]
+  convs16 = out["convolutions_alone_batch_1024"]["ops_ms"]
+  ratios["convolutions_fp32_ms_over_bf16_ms"] = {f"{op}, {form}": round(ms / convs16[op][form], 2)
+                                                 for op, forms in convs32.items() for form, ms in forms.items()}
+  train32 = report["training_convolutions_alone_batch_256"]["oneDNN on (the default)"]["ops_ms"]
+  train16 = out["training_convolutions_alone_batch_256"]["ops_ms"]
+  ratios["training_convolutions_fp32_ms_over_bf16_ms"] = {f"{op}, {form}": round(ms / train16[op][form], 2)
+                                                          for op, forms in train32.items() for form, ms in forms.items()}
+  out["ratios"] = ratios
+  return out
 
 
 def _run_child(spec: str, env=None) -> dict:
@@ -403,6 +503,7 @@ def main(argv):
           "training", {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"}),
   }
   report["training"] = _run_child("training")
+  report["encoder"] = _run_child("encoder")
   one_thread = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
   settings = {"oneDNN on (the default)": {}, "oneDNN off": onednn_off, "oneDNN on, 1 thread": one_thread,
               "oneDNN off, 1 thread": {**onednn_off, **one_thread}}
@@ -433,8 +534,55 @@ def main(argv):
       "fused_bn_speedup_training": round(report["training"]["images_per_second"]
                                          / report["options"]["training, batch 256, Keras' BatchNormalization (not fused)"]["images_per_second"], 2),
   }
+  report["bfloat16"] = bfloat16_rows(report)
   report["wall_seconds"] = round(time.perf_counter() - began, 1)
   write_reports(report, FLAGS.output)
+
+
+def bfloat16_lines(report: dict) -> list:
+  """The .md section of the bfloat16 rows and the PyTorch peer."""
+  b = report["bfloat16"]
+  r = b["ratios"]
+  lines = ["## bfloat16 (--precision=bfloat16), same run", "",
+           f"CPU: {b['cpu']}; bf16 support: **{b['cpu_bf16']}** (anogan_tf.utils.cpu, from /proc/cpuinfo).", "",
+           "| measure | float32 | bfloat16 | bf16 / fp32 |", "| --- | --- | --- | --- |"]
+  for a, c in zip(report["mapping_by_batch_size"], b["mapping_by_batch_size"]):
+    lines.append(f"| mapping, batch {a['batch_size']} (images/s) | {a['images_per_second']} | {c['images_per_second']} "
+                 f"| {_ratio(c, a)}x |")
+  pairs = (("mapping the test split, batch 1024", report["whole_test_split"], b["whole_test_split"]),
+           ("one by one, seed's way", report["seed_style_one_by_one"], b["seed_style_one_by_one"]),
+           ("training, batch 256", report["training"], b["training"]),
+           ("encoder pass, batch 1024", b["encoder"]["float32"], b["encoder"]["bfloat16"]))
+  lines += [f"| {name} (images/s) | {x['images_per_second']} | {y['images_per_second']} | {_ratio(y, x)}x |"
+            for name, x, y in pairs]
+  t = b["pytorch"]
+  if "skipped" in t:
+    lines += ["", f"PyTorch peer: skipped ({t['skipped']})."]
+  else:
+    lines += ["", f"PyTorch peer (benchmarks/torch_peer.py, torch {t['mapping_float32']['torch']}, same networks and "
+              "schedule, each in a fresh process of this run):", "",
+              "| measure | PyTorch fp32 | PyTorch bf16 autocast | ours fp32 | ours bf16 |", "| --- | --- | --- | --- | --- |",
+              f"| mapping, batch 1024 (images/s) | {t['mapping_float32']['images_per_second']} | "
+              f"{t['mapping_bfloat16']['images_per_second']} | {report['whole_test_split']['images_per_second']} | "
+              f"{b['whole_test_split']['images_per_second']} |",
+              f"| training, batch 256 (images/s) | {t['training_float32']['images_per_second']} | "
+              f"{t['training_bfloat16']['images_per_second']} | {report['training']['images_per_second']} | "
+              f"{b['training']['images_per_second']} |"]
+  goals = [("mapping bf16 / our fp32", "mapping_bf16_over_fp32", ">= 3x"),
+           ("training bf16 / our fp32", "training_bf16_over_fp32", ">= 2x"),
+           ("mapping bf16 / PyTorch fp32", "mapping_bf16_over_pytorch_fp32", ">= 4x"),
+           ("mapping bf16 / PyTorch bf16", "mapping_bf16_over_pytorch_bf16", "> 1x"),
+           ("batched / one-by-one, both bf16", "batched_over_one_by_one_bf16", ">= 40x"),
+           ("batched bf16 / one-by-one fp32", "batched_bf16_over_one_by_one_fp32", ">= 40x"),
+           ("training fp32 / PyTorch fp32", "training_fp32_over_pytorch_fp32", ""),
+           ("training bf16 / PyTorch bf16", "training_bf16_over_pytorch_bf16", "")]
+  lines += ["", "| ratio (same run) | measured | goal |", "| --- | --- | --- |"]
+  lines += [f"| {name} | {r[key]}x | {goal} |" for name, key, goal in goals if key in r]
+  lines += ["", "Convolutions alone, float32 ms / bfloat16 ms (oneDNN on; mapping at batch 1024, training at 256):", "",
+            "| convolution, form | mapping | training |", "| --- | --- | --- |"]
+  mapping, training = r["convolutions_fp32_ms_over_bf16_ms"], r["training_convolutions_fp32_ms_over_bf16_ms"]
+  lines += [f"| {op} | {mapping.get(op, '')} | {training.get(op, '')} |" for op in dict.fromkeys(list(mapping) + list(training))]
+  return lines + [""]
 
 
 def _one_process_sentence(one: dict, unit: str) -> str:
@@ -504,6 +652,8 @@ def write_reports(report: dict, prefix: str):
   f = report["flops_per_image_iteration"]
   lines += ["", f"FLOPs per image-iteration: {f['flops']:,} ({f['method']}; forward MACs by layer: "
             + ", ".join(f"{k} {v:,}" for k, v in f["macs_forward_by_layer"].items()) + ").", ""]
+  if "bfloat16" in report:
+    lines += bfloat16_lines(report)
   write_text(prefix + ".md", "\n".join(lines))
   print("\n".join(lines))
 

@@ -201,12 +201,13 @@ def test_evaluation_refuses_a_different_value_of_a_setting_the_networks_fix(name
   assert f"drop --{name}" in message and "\n" not in message
 
 
-def test_every_scoring_setting_leaves_training_alone_except_adam_epsilon():
+def test_every_scoring_setting_leaves_training_alone_except_adam_epsilon_and_precision():
   """A setting evaluate takes from its own command line does not change what training computes,
-  so a workdir resumes (and reproduce.py shares its GAN) whatever its value; only adam_epsilon is
-  read by both (training's Adam and the search's)."""
+  so a workdir resumes (and reproduce.py shares its GAN) whatever its value; only adam_epsilon
+  (training's Adam and the search's) and precision (the numbers training and scoring compute
+  with) are read by both."""
   from anogan_tf.config import RESUMABLE_FIELDS
-  assert set(EVALUATION_FIELDS) - RESUMABLE_FIELDS == {"adam_epsilon"}
+  assert set(EVALUATION_FIELDS) - RESUMABLE_FIELDS == {"adam_epsilon", "precision"}
 
 
 def test_seed_on_evaluate_moves_the_search_start_only_never_the_split():

@@ -16,6 +16,7 @@ from anogan_tf.config.values import (  # noqa: F401
                                      IMAGE_SIZES,
                                      NATIVE_SHAPES,
                                      PICTURE_DATASETS,
+                                     PRECISIONS,
                                      REDUCTIONS,
                                      UPSAMPLINGS,
                                      examples_of,

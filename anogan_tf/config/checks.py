@@ -17,6 +17,7 @@ from anogan_tf.config.values import (
   IMAGE_SIZES,
   NATIVE_SHAPES,
   PICTURE_DATASETS,
+  PRECISIONS,
   REDUCTIONS,  # noqa: F401 (one_of: re-exported)
   UPSAMPLINGS,
   examples_of,
@@ -118,6 +119,7 @@ def check(config) -> None:
   one_of(config.eval_split, ("test", "val"), "--eval_split")
   one_of(config.recon_loss, ("l1", "l2"), "--recon_loss")
   one_of(config.vae_score, ("reconstruction", "elbo"), "--vae_score")
+  one_of(config.precision, PRECISIONS, "--precision")
   one_of(config.strategy, ("default", "mirrored", "multiworker"), "--strategy")  # distribute.STRATEGIES
   one_of(config.g_dense_norm, DENSE_NORMS, "--g_dense_norm")
   if config.g_dense_activation:

@@ -207,6 +207,13 @@ class Config:
                                         "--val_fraction > 0); score and evaluate may apply another one",
                                         evaluate=True, resume=True)
 
+  # --- numbers (anogan_tf/nn/precision.py)
+  precision: str = setting("float32",
+                           "float32 | bfloat16: Keras' mixed_bfloat16 policy (convolutions and matmuls in bfloat16;"
+                           " weights, z, optimizer state, losses, scores and BatchNorm statistics in float32); "
+                           "fast on CPUs with AMX or AVX512-BF16; evaluate and score may use the other one; a "
+                           "training resumes only with its own", evaluate=True)
+
   # --- devices (anogan_tf/engine/distribute.py): where train, evaluate and score run, not what they compute
   strategy: str = setting("default",
                           "default (one device) | mirrored (tf.distribute.MirroredStrategy: every local GPU, or "

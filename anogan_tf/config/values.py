@@ -26,6 +26,7 @@ UPSAMPLINGS = ("transpose", "nearest")  # g_upsampling
 ACTIVATIONS = ("leaky_relu", "relu")  # g_activation
 DENSE_NORMS = ("channel", "feature")  # g_dense_norm
 REDUCTIONS = ("mean", "sum")  # map_reduction
+PRECISIONS = ("float32", "bfloat16")  # precision
 
 
 def examples_of(dataset: str) -> str:

@@ -24,6 +24,7 @@ from anogan_tf.engine import distribute
 from anogan_tf.engine.checkpoints import save_checkpoint
 from anogan_tf.engine.history import append_history, collapse_warning, history_fields, read_history, write_history
 from anogan_tf.errors import AnoganError
+from anogan_tf.nn import precision
 from anogan_tf.nn.networks import random_states
 from anogan_tf.utils.faults import fault_point
 from anogan_tf.visualization import plots, summaries
@@ -44,7 +45,7 @@ class Driver:
     self.strategy = strategy
     self.family = models.family(config.model)
     with distribute.scope(strategy):
-      self.networks = self.family.build_networks(config)
+      self.networks = precision.built(config.precision, lambda: self.family.build_networks(config))
       self.trainer = self.family.make_trainer(config, self.networks)
     if strategy is not None:
       distribute.average_gradients(strategy, [item for item in self.trainer.checkpoint_items().values()
@@ -249,7 +250,7 @@ class StageDriver:
   def __init__(self, config: Config, stage, networks: dict):
     self.config, self.stage = config, stage
     keras.utils.set_random_seed(int(np.random.default_rng([config.seed, stage.seed]).integers(2**31 - 1)))
-    self.network, self.trainer = stage.build(config, networks)
+    self.network, self.trainer = precision.built(config.precision, lambda: stage.build(config, networks))
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self.trained_on = tf.Variable(0, dtype=tf.int64, trainable=False, name="gan_epoch")
     shape = models.base.example_shape(models.family(config.model), config)

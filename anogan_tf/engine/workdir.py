@@ -89,9 +89,12 @@ def lock_evaluations(workdir: str) -> List[DirectoryLock]:
 def load_networks(workdir: str, family, config=None) -> dict:
   """{name: keras.Model} of the family's trained networks, from the workdir's <name>.keras files.
   With `config`, those its scorer needs (the family's `scoring_networks(config)`, else NETWORKS:
-  anogan with --initial_z=encoder needs the warm-start encoder too); without, NETWORKS and those
-  of the family's OPTIONAL_NETWORKS the workdir has."""
+  anogan with --initial_z=encoder needs the warm-start encoder too), their layers in its
+  --precision (whichever precision trained them); without, NETWORKS and those of the family's
+  OPTIONAL_NETWORKS the workdir has, in float32."""
   import keras
+
+  from anogan_tf.nn import precision
   networks = {}
   if config is not None:
     names = family.scoring_networks(config) if hasattr(family, "scoring_networks") else family.NETWORKS
@@ -105,7 +108,8 @@ def load_networks(workdir: str, family, config=None) -> dict:
     if not os.path.exists(path):
       raise AnoganError(f"{path} is missing; train first: python -m anogan_tf.train --workdir={workdir} ...")
     try:
-      networks[name] = keras.models.load_model(path)
+      with precision.policy(config.precision if config is not None else "float32"):
+        networks[name] = keras.models.load_model(path)
     except Exception as e:  # Keras raises many types for damaged archives
       raise AnoganError(f"{path} cannot be loaded ({type(e).__name__}); rerun training on the workdir "
                         "to export it again") from None

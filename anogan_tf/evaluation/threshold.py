@@ -16,14 +16,17 @@ the model in <workdir>/threshold.json (written atomically):
                         --threshold_percentile from them without mapping again
   weights_sha256        {network: digest of its weights}: the networks that gave the scores
   model                 the --model family
+  precision             the --precision the held-out normals were scored in
 
 A threshold applies only to scores computed the same way: the same scorer settings (except
 map_batch_size, which changes how many images are mapped at once, not the scores) and the same
 weights (a workdir trained further since gets a new threshold when its training ends). `decide`
 is the one decision of score, evaluate and export: when the threshold does not apply, score and
 evaluate say in one line why and decide nothing, and export (which needs a threshold) fails with
-that line unless given --threshold. The mapper's random start (--map_seed) is not compared: another
-seed draws scores from the same distribution.
+that line unless given --threshold. Scores in another --precision are not compared with it
+either (bfloat16 moves a score by about a percent, as much as a threshold's margin): score in
+the threshold's precision to decide (a record without the entry is float32's). The mapper's
+random start (--map_seed) is not compared: another seed draws scores from the same distribution.
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ def make_record(config: Config, val_scores, settings: dict, digests: Dict[str, s
           "percentile": config.threshold_percentile, "n_val": int(len(val_scores)),
           "scorer": json.loads(json.dumps(settings)),
           "val_scores_quantiles": {str(q): float(np.percentile(val_scores, q)) for q in QUANTILES},
-          "model": config.model, "weights_sha256": digests, "val_scores": [float(v) for v in val_scores]}
+          "model": config.model, "precision": config.precision, "weights_sha256": digests,
+          "val_scores": [float(v) for v in val_scores]}
 
 
 def read(workdir: str) -> Optional[dict]:
@@ -116,9 +120,18 @@ def validation_normals(config: Config) -> np.ndarray:
   return data.x_test[data.y_test == 0]
 
 
-def _mismatch(record: dict, settings: dict, digests: Dict[str, str], workdir: str = "") -> Optional[str]:
-  """Why scores of `settings` and `digests` cannot be compared with the record's, and what to do;
-  None when they can."""
+def record_precision(record: dict) -> str:
+  """The --precision a record's held-out normals were scored in (float32 before it was recorded)."""
+  return record.get("precision", "float32")
+
+
+def _mismatch(record: dict, settings: dict, digests: Dict[str, str], workdir: str = "",
+              precision: str = "float32") -> Optional[str]:
+  """Why scores of `settings` and `digests`, computed in `precision`, cannot be compared with the
+  record's, and what to do; None when they can."""
+  if record_precision(record) != precision:
+    return (f"it was computed with --precision={record_precision(record)} and these scores with "
+            f"--precision={precision}; score with --precision={record_precision(record)} to decide with it")
   old, new = compared_settings(record["scorer"]), compared_settings(settings)
   for key in sorted(set(old) | set(new)):
     if old.get(key) != new.get(key):
@@ -160,7 +173,7 @@ def store_after_training(config: Config, workdir: str, progress: bool = True,
   scorer = family.make_scorer(config, networks)
   digests = weights_sha256(networks)
   old = read(workdir)  # damaged: AnoganError naming the fix, not silently computed again
-  if old is not None and _mismatch(old, scorer.settings(), digests) is None:
+  if old is not None and _mismatch(old, scorer.settings(), digests, precision=config.precision) is None:
     if old["percentile"] == config.threshold_percentile:
       return old
     val_scores = old["val_scores"]
@@ -203,7 +216,7 @@ def decide(config: Config, workdir: str, settings: dict, networks: Dict[str, obj
                             "scores are anomalous; train with --val_fraction=0.1 to store one")
     return Decision(None, f"no threshold: {path(workdir)} is missing (training has not finished); rerun the train "
                           f"command on {workdir} to compute it")
-  why = _mismatch(record, settings, weights_sha256(networks), workdir)
+  why = _mismatch(record, settings, weights_sha256(networks), workdir, config.precision)
   if why:
     return Decision(None, f"the threshold in {path(workdir)} does not apply: {why}")
   p = config.threshold_percentile

@@ -87,28 +87,34 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   the batch variance with Bessel's correction, n / (n - 1) over the n = batch * height * width
   values per channel (the fused kernel returns it and TF1's layer kept it), where Keras averages
   the biased variance. Both normalise the batch by the biased variance. Inputs the fused kernel
-  does not take (not 4-D channels-last float32, a mask, renorm, no scale or centre, a tiny
-  epsilon) run Keras' implementation unchanged.
+  does not take (not 4-D channels-last float32 or bfloat16, a mask, renorm, no scale or centre, a
+  tiny epsilon) run Keras' implementation unchanged.
+
+  With bfloat16 inputs (--precision=bfloat16) the kernel normalises in bfloat16 with float32
+  scale, offset and statistics: the batch mean and variance are computed in float32, and the
+  moving statistics stay float32 variables.
   """
 
   def _fusable(self, inputs, mask) -> bool:
     rank = len(inputs.shape)
-    return (mask is None and rank == 4 and self.axis in (-1, rank - 1) and inputs.dtype == tf.float32
+    return (mask is None and rank == 4 and self.axis in (-1, rank - 1) and inputs.dtype in (tf.float32, tf.bfloat16)
             and self.scale and self.center and not self.renorm and self.epsilon >= _FUSED_MIN_EPSILON)
 
   def call(self, inputs, training=None, mask=None):
     if not self._fusable(inputs, mask):
       return super().call(inputs, training=training, mask=mask)
+    # float32 whatever the layer's policy: Keras may hand its variables cast to the compute dtype
+    gamma, beta = tf.cast(self.gamma.value, tf.float32), tf.cast(self.beta.value, tf.float32)
     if training and self.trainable:
       outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-          inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+          inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
       decay = 1.0 - self.momentum  # TF1's assign_moving_average: v -= (v - batch value) * decay
-      self.moving_mean.assign_sub((self.moving_mean - mean) * decay)
-      self.moving_variance.assign_sub((self.moving_variance - variance) * decay)
+      self.moving_mean.assign_sub((tf.cast(self.moving_mean.value, tf.float32) - mean) * decay)
+      self.moving_variance.assign_sub((tf.cast(self.moving_variance.value, tf.float32) - variance) * decay)
       return outputs
     outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-        inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
-        epsilon=self.epsilon, is_training=False)
+        inputs, gamma, beta, mean=tf.cast(self.moving_mean.value, tf.float32),
+        variance=tf.cast(self.moving_variance.value, tf.float32), epsilon=self.epsilon, is_training=False)
     return outputs
 
 
@@ -117,12 +123,14 @@ class SubpixelGradientConv2D(keras.layers.Conv2D):
   """`keras.layers.Conv2D` whose input gradient, for a 3x3 stride-2 'same' convolution of an
   even-sized image, is computed as a sub-pixel convolution (see `conv2d_stride2_subpixel_gradient`): the same
   numbers to float32 rounding, and faster here for the image-facing convolution of D, whose
-  input gradient every mapping iteration and every G step needs. Otherwise plain Conv2D."""
+  input gradient every mapping iteration and every G step needs; in float32 and in bfloat16
+  (--precision). Otherwise plain Conv2D."""
 
   def convolution_op(self, inputs, kernel):
     h, w = inputs.shape[1], inputs.shape[2]
     if (self.kernel_size == (3, 3) and self.strides == (2, 2) and self.padding == "same"
         and self.dilation_rate == (1, 1) and self.data_format == "channels_last"
-        and inputs.dtype == tf.float32 and h is not None and w is not None and h % 2 == 0 and w % 2 == 0):
+        and inputs.dtype in (tf.float32, tf.bfloat16)
+        and h is not None and w is not None and h % 2 == 0 and w % 2 == 0):
       return conv2d_stride2_subpixel_gradient(inputs, tf.convert_to_tensor(kernel))
     return super().convolution_op(inputs, kernel)

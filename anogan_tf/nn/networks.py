@@ -26,6 +26,7 @@ from anogan_tf.config import ACTIVATIONS, DENSE_NORMS, UPSAMPLINGS, discriminato
 from anogan_tf.config.layouts import blocks_for_size, encoder_layout, generator_layout  # noqa: F401 (re-exported)
 from anogan_tf.errors import AnoganError
 from anogan_tf.nn.layers import FusedBatchNormalization, SubpixelGradientConv2D
+from anogan_tf.nn.precision import to_float32
 
 ENCODER_OUTPUTS = ("linear", "tanh")  # Encoder(output_activation=...)
 
@@ -81,12 +82,13 @@ def build_chain(chain, input_shape) -> tuple:
 
 def run_chain(chain, x, training, stop_at=None):
   """Runs `x` through `chain` (training mode for BatchNorm and Dropout only), stopping after the
-  layer named `stop_at` when given."""
+  layer named `stop_at` when given. The result is float32 whatever the layers compute in
+  (--precision=bfloat16), so what is reduced over it is summed in float32."""
   for layer in chain:
     x = layer(x, training=training) if _takes_training(layer) else layer(x)
     if layer.name == stop_at:
-      return x
-  return x
+      return to_float32(x)
+  return to_float32(x)
 
 
 def batchnorm_statistics(model) -> list:

@@ -36,6 +36,7 @@ from anogan_tf.errors import AnoganError
 from anogan_tf.nn import losses, memory
 from anogan_tf.nn.layers import SubpixelGradientConv2D
 from anogan_tf.nn.networks import Encoder, Generator, batchnorm_statistics, build_chain, conv_blocks, run_chain
+from anogan_tf.nn.precision import to_float32
 
 NAME = "egbad"
 NETWORKS = ("generator", "encoder", "discriminator")
@@ -116,7 +117,7 @@ class BiGANDiscriminator(keras.Model):
     return run_chain(self.joint_chain, joint, training)
 
   def call(self, inputs, training=False):
-    return self.logits(self.features(inputs, training=training))
+    return to_float32(self.logits(self.features(inputs, training=training)))
 
   def compute_output_shape(self, input_shape):
     return (input_shape[0][0], 1)

@@ -1,0 +1,254 @@
+"""--precision=bfloat16: every family trains and scores in it through the shared interface, with
+float32 variables, scores close to float32's, no dtype policy left behind, resume refused in
+another precision, thresholds not applied across precisions, an export that serves; the CPU's
+bf16 support; the fused BatchNorm and the sub-pixel gradient on bfloat16 inputs.
+
+Tolerances: bfloat16 keeps 8 significant bits, so each layer rounds its inputs and weights to a
+relative 2^-8 (0.4%); a score goes through about eight such layers (and AnoGAN's search through
+its steps), whose roundings add up and partly cancel in the mean over pixels. Scores within
+16 * 2^-8 (6%) of float32's are bfloat16 rounding; a wrong statistic, a missing cast or a lost
+weight moves them by far more."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import synthetic_images
+from test_families import blobs_data, tiny_config
+
+from anogan_tf import AnoganError, evaluate_lib, export_lib, models, train_lib
+from anogan_tf.data import OneClassData
+from anogan_tf.engine import driver
+from anogan_tf.engine import workdir as workdir_lib
+from anogan_tf.evaluation import threshold as threshold_lib
+from anogan_tf.nn import layers, precision
+from anogan_tf.utils import cpu
+
+FAMILIES = models.names()
+BF16_RTOL = 16 * 2.0**-8
+
+
+def policy_name():
+  return keras.config.dtype_policy().name
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """{family: (config, float32 workdir, bfloat16 workdir, bfloat16 history)}: 2 tiny epochs each."""
+  root = tmp_path_factory.mktemp("precision")
+  out = {}
+  for name in FAMILIES:
+    config = tiny_config(name, epochs=2)
+    f32, bf16 = str(root / name / "float32"), str(root / name / "bfloat16")
+    train_lib.train(config, f32, data=blobs_data(), progress=False)
+    history = train_lib.train(config.replace(precision="bfloat16"), bf16, data=blobs_data(), progress=False)
+    out[name] = (config, f32, bf16, history)
+  return out
+
+
+def scores(config, workdir, which):
+  scorer, networks = workdir_lib.load_scorer(config.replace(precision=which), workdir, models.family(config.model))
+  return scorer.score(blobs_data().x_test).score, networks
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_family_trains_in_bfloat16_with_float32_variables(trained, name):
+  config, _, bf16, history = trained[name]
+  assert policy_name() == "float32"  # training in bfloat16 left no policy behind
+  assert len(history) == 2 and all(np.isfinite(v) for row in history for k, v in row.items() if k != "seconds")
+  with open(os.path.join(bf16, "flags.txt")) as f:
+    assert "--precision=bfloat16\n" in f.read()
+  # the .keras files are float32 models: loaded anywhere, float32 layers and weights
+  for network in models.family(name).NETWORKS:
+    model = keras.models.load_model(os.path.join(bf16, f"{network}.keras"))
+    assert model.dtype_policy.name == "float32" and precision.network_precision(model) == "float32"
+    assert {w.dtype for w in model.weights} == {"float32"}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("trained_in", ["float32", "bfloat16"])
+def test_bfloat16_scores_are_finite_and_close_to_float32(trained, name, trained_in):
+  config, f32, bf16, _ = trained[name]
+  workdir = f32 if trained_in == "float32" else bf16
+  config = config.replace(precision=trained_in)
+  reference, networks = scores(config, workdir, "float32")
+  low, low_networks = scores(config, workdir, "bfloat16")
+  assert {precision.network_precision(n) for n in networks.values()} == {"float32"}
+  assert {precision.network_precision(n) for n in low_networks.values()} == {"bfloat16"}
+  assert all(w.dtype == "float32" for n in low_networks.values() for w in n.weights)
+  assert np.isfinite(low).all()
+  assert not np.array_equal(low, reference)  # computed in bfloat16 indeed
+  np.testing.assert_allclose(low, reference, rtol=BF16_RTOL)
+  assert policy_name() == "float32"
+
+
+def test_bfloat16_variables_and_optimizer_state_stay_float32():
+  run = driver.Driver(tiny_config("anogan", precision="bfloat16"))
+  x = tf.constant(synthetic_images(16))
+  noise = tf.constant(run.family.noise(np.random.default_rng(0), 16, run.config))
+  out = tf.function(lambda: run.trainer.train_step(x, noise, 0))()
+  assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()) for v in out.values())
+  optimizers = [item for item in run.trainer.checkpoint_items().values() if isinstance(item, keras.optimizers.Optimizer)]
+  floats = lambda variables: [v.dtype for v in variables if "int" not in v.dtype]  # noqa: E731 (counters aside)
+  assert optimizers and set(floats(v for o in optimizers for v in o.variables)) == {"float32"}
+  assert set(floats(v for n in run.networks.values() for v in n.weights)) == {"float32"}
+  layers_bf16 = [layer for n in run.networks.values() for layer in n._flatten_layers(include_self=False)
+                 if layer.dtype_policy.compute_dtype == "bfloat16"]
+  assert layers_bf16 and all(n.dtype_policy.name == "float32" for n in run.networks.values())
+  assert policy_name() == "float32"
+
+
+def test_the_policy_is_restored_when_a_build_fails():
+  def failing():
+    assert policy_name() == "mixed_bfloat16"
+    raise ValueError("boom")
+  with pytest.raises(ValueError):
+    precision.built("bfloat16", failing)
+  assert policy_name() == "float32"
+
+
+def test_a_bfloat16_workdir_resumes_and_refuses_another_precision(tmp_path):
+  config = tiny_config("ae", epochs=1, precision="bfloat16")
+  workdir = str(tmp_path / "ae")
+  first = train_lib.train(config, workdir, data=blobs_data(), progress=False)
+  history = train_lib.train(config.replace(epochs=2), workdir, data=blobs_data(), progress=False)
+  assert [row["epoch"] for row in history] == [0, 1]
+  assert history[0] == first[0]  # epoch 0 is read back from history.csv, timing included: not trained again
+  with pytest.raises(AnoganError, match=r"\(--precision=bfloat16, now float32\)") as error:
+    train_lib.train(config.replace(epochs=3, precision="float32"), workdir, data=blobs_data(), progress=False)
+  assert "\n" not in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def with_threshold(tmp_path_factory):
+  """An ae workdir trained in bfloat16 with a threshold from held-out normals."""
+  workdir = str(tmp_path_factory.mktemp("threshold") / "ae")
+  config = tiny_config("ae", precision="bfloat16", val_fraction=0.2)
+  data = blobs_data()
+  data = OneClassData(x_train=data.x_train, x_test=data.x_test, y_test=data.y_test, classes_test=data.classes_test,
+                      test_indices=data.test_indices, x_val=synthetic_images(20, seed=3))
+  train_lib.train(config, workdir, data=data, progress=False)
+  return config, workdir
+
+
+def test_a_threshold_applies_only_in_its_own_precision(with_threshold):
+  config, workdir = with_threshold
+  assert threshold_lib.read(workdir)["precision"] == "bfloat16"
+  for which, applies in (("bfloat16", True), ("float32", False)):
+    scorer, networks = workdir_lib.load_scorer(config.replace(precision=which), workdir, models.family("ae"))
+    decision = threshold_lib.decide(config.replace(precision=which), workdir, scorer.settings(), networks)
+    assert (decision.threshold is not None) == applies, decision.note
+  assert "--precision=bfloat16" in decision.note and "\n" not in decision.note
+  # a threshold.json written before precision was recorded is float32's
+  record = threshold_lib.read(workdir)
+  del record["precision"]
+  assert threshold_lib.record_precision(record) == "float32"
+
+
+def test_evaluate_records_the_precision_and_the_cpu(with_threshold, tmp_path):
+  config, workdir = with_threshold
+  metrics = evaluate_lib.evaluate(config, workdir, data=blobs_data(), progress=False, out_dir=str(tmp_path / "eval"))
+  assert metrics["compute_precision"] == "bfloat16" and metrics["cpu_bf16"] == cpu.bf16_support()
+  assert "threshold" in metrics  # its own precision: the threshold decided
+  metrics = evaluate_lib.evaluate(config.replace(precision="float32"), workdir, data=blobs_data(), progress=False,
+                                  out_dir=str(tmp_path / "eval32"))
+  assert metrics["compute_precision"] == "float32" and "threshold" not in metrics
+
+
+@pytest.mark.parametrize("name", ["anogan", "egbad"])
+def test_a_bfloat16_export_serves(trained, name, tmp_path):
+  config, workdir, _, _ = trained[name]
+  config = config.replace(precision="bfloat16", map_batch_size=8)
+  output = str(tmp_path / "saved")
+  meta = export_lib.export(config, workdir, output, threshold=0.5)
+  assert meta["precision"] == "bfloat16" and policy_name() == "float32"
+  x = blobs_data().x_test
+  loaded, family = tf.saved_model.load(output), models.family(name)
+  fresh = lambda: workdir_lib.load_scorer(config.replace(precision="float32"), workdir, family)[0]  # noqa: E731
+  if export_lib.SERVING_FROM_Z in meta["signatures"]:  # a search: from the float32 scorer's own starts
+    served = loaded.signatures[export_lib.SERVING_FROM_Z](images=tf.constant(x),
+                                                          initial_z=tf.constant(fresh().initial_z(len(x))))
+  else:
+    served = loaded.signatures["serving_default"](images=tf.constant(x))
+  served_scores = served["score"].numpy()
+  assert np.isfinite(served_scores).all()
+  np.testing.assert_allclose(served_scores, fresh().score(x).score, rtol=BF16_RTOL)
+
+
+def test_an_export_refuses_a_threshold_of_the_other_precision(with_threshold, tmp_path):
+  config, workdir = with_threshold
+  with pytest.raises(AnoganError, match="--precision=bfloat16"):
+    export_lib.export(config.replace(precision="float32"), workdir, str(tmp_path / "saved"))
+
+
+# --- the CPU's bf16 support
+
+CPUINFO = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse avx512f {}\n\nprocessor\t: 1\n"
+
+
+@pytest.mark.parametrize("flags, support", [("amx_bf16 amx_tile avx512_bf16", "amx"), ("avx512_bf16", "avx512_bf16"),
+                                            ("amx_tile", "none"), ("", "none")])
+def test_bf16_support_from_cpuinfo(flags, support):
+  model, found = cpu.parse_cpuinfo(CPUINFO.format(flags))
+  assert model == "Some CPU" and cpu.support_from_flags(found) == support
+
+
+def test_the_notice_is_printed_once_and_only_without_bf16(monkeypatch, capsys):
+  monkeypatch.setattr(precision, "_noticed", [])
+  monkeypatch.setattr(cpu, "_read", lambda: ("Old CPU", "none"))
+  assert not precision.notice("float32")
+  assert precision.notice("bfloat16") and not precision.notice("bfloat16")
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 1 and "Old CPU" in lines[0] and "--precision=float32" in lines[0]
+  monkeypatch.setattr(precision, "_noticed", [])
+  monkeypatch.setattr(cpu, "_read", lambda: ("New CPU", "amx"))
+  assert not precision.notice("bfloat16")
+
+
+# --- the layers for speed, on bfloat16 inputs
+
+def _op_types(fn, *args):
+  return {op.type for op in tf.function(fn).get_concrete_function(*args).graph.get_operations()}
+
+
+def test_fused_batchnorm_runs_the_fused_kernel_on_bfloat16_with_float32_statistics():
+  n = 2 * 2 * 2  # values per channel: Bessel's n / (n - 1) = 8 / 7 tells the fused kernel's variance from Keras'
+  x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (2, 2, 2, 4)).astype(np.float32))
+  with precision.policy("bfloat16"):
+    fused, plain = layers.FusedBatchNormalization(momentum=0.0), keras.layers.BatchNormalization(momentum=0.0)
+  for layer in (fused, plain):
+    layer.build(x.shape)
+  assert "FusedBatchNormV3" in _op_types(lambda x: fused(x, training=True), x)
+  out_fused, out_plain = fused(x, training=True), plain(x, training=True)
+  assert out_fused.dtype == out_plain.dtype == tf.bfloat16
+  # normalised values within a few units of 2^-8 of each other (both round to bfloat16)
+  np.testing.assert_allclose(tf.cast(out_fused, tf.float32), tf.cast(out_plain, tf.float32), atol=4 * 2.0**-8 * 4)
+  assert fused.moving_mean.dtype == fused.moving_variance.dtype == "float32"
+  # momentum 0: the moving statistics are this batch's, computed in float32 from bfloat16 inputs
+  np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), rtol=2.0**-8)
+  np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy() * n / (n - 1), rtol=2.0**-7)
+  out = fused(x, training=False)
+  assert out.dtype == tf.bfloat16 and np.isfinite(tf.cast(out, tf.float32)).all()
+
+
+def test_the_subpixel_gradient_layer_takes_its_input_gradient_subpixel_on_bfloat16():
+  rng = np.random.default_rng(1)
+  x = tf.constant(rng.normal(size=(4, 8, 8, 1)).astype(np.float32))
+  with precision.policy("bfloat16"):
+    ours = layers.SubpixelGradientConv2D(6, 3, strides=2, padding="same")
+  theirs = keras.layers.Conv2D(6, 3, strides=2, padding="same", dtype="mixed_bfloat16")
+  ours.build(x.shape), theirs.build(x.shape)
+  theirs.set_weights(ours.get_weights())
+
+  def input_gradient(layer, x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = tf.reduce_sum(tf.cast(layer(x), tf.float32) ** 2)
+    return tape.gradient(y, x)
+
+  assert "DepthToSpace" in _op_types(lambda x: input_gradient(ours, x), x)
+  got, want = input_gradient(ours, x), input_gradient(theirs, x)
+  scale = float(tf.reduce_max(tf.abs(want)))
+  np.testing.assert_allclose(got, want, atol=8 * 2.0**-8 * scale)
