@@ -17,6 +17,8 @@ FOLDER_IMAGE_SIZE = 64
 DISTRIBUTIONS = ("uniform", "normal")  # z_prior, z_init
 UPSAMPLINGS = ("transpose", "nearest")  # g_upsampling
 ACTIVATIONS = ("leaky_relu", "relu")  # g_activation
+GAN_LOSSES = ("bce", "wgan_gp")  # gan_loss
+DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")  # diffaugment's comma-separated entries
 DENSE_NORMS = ("channel", "feature")  # g_dense_norm
 REDUCTIONS = ("mean", "sum")  # map_reduction
 
