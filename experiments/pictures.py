@@ -126,7 +126,7 @@ def write_tables(results_dir: str, preset: str, split: str, categories, seeds) -
   for category, entry in per_category.items():
     per_seed = "; ".join(f"{s}: " + " / ".join("-" if v[m] is None else f"{100 * v[m]:.1f}" for m in METRICS)
                          for s, v in entry["per_seed"].items())
-    seconds = ", ".join(f"{v:.0f}" for v in entry["train_seconds"].values() if v is not None)
+    seconds = ", ".join(f"{v:.0f}" for v in entry["train_seconds"].values() if v is not None)  # G and D
     lines.append(f"| {category} | " + " | ".join(show(entry.get(m)) for m in METRICS) + f" | {per_seed} | {seconds} |")
   if means:
     lines.append("| **mean** | " + " | ".join(f"{100 * means[m]:.1f}" if m in means else "-" for m in METRICS)
@@ -199,6 +199,8 @@ def main(argv=None) -> int:
     if not os.path.exists(train_record):
       wall = reproduce.run_logged(train_cmd, log)
       trained = {"train_wall_seconds": round(wall, 1), "train_seconds": reproduce.history_seconds(workdir),
+                 **({"encoder_seconds": reproduce.history_seconds(workdir, "encoder_history.csv")}
+                    if os.path.exists(os.path.join(workdir, "encoder_history.csv")) else {}),
                  "train_commit": reproduce.commit(), "train_command": "python -m " + shlex.join(train_cmd)}
       with open(train_record + ".tmp", "w") as f:
         json.dump(trained, f, indent=2)
