@@ -139,3 +139,27 @@ def test_the_default_trainer_keeps_seed_000s_checkpoint_items():
   assert set(trainer.checkpoint_items()) == {"d_optimizer", "g_optimizer", "d_optimizer_after_decay",
                                               "g_optimizer_after_decay"}
   assert trainer.collapse_loss == "d_loss" and trainer.rng is None
+
+
+@pytest.mark.slow
+def test_a_resumed_run_with_diffaugment_and_the_penalty_equals_an_uninterrupted_one(tmp_path):
+  from conftest import synthetic_images
+
+  from anogan_tf import train_lib
+  from anogan_tf.data import OneClassData
+  x = synthetic_images(64)
+  data = OneClassData(x_train=x, x_test=x[:8], y_test=np.arange(8) % 2, classes_test=np.zeros(8, int),
+                      test_indices=np.arange(8))
+  config = Config(latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8), batch_size=16, lr=5e-3,
+                  lr_decay_epoch=2, seed=0, deterministic=True, epochs=3, d_spectral_norm=True, gan_loss="wgan_gp",
+                  diffaugment="color,translation,cutout")
+  straight = train_lib.train(config, str(tmp_path / "straight"), data=data, progress=False)
+  train_lib.train(config.replace(epochs=1), str(tmp_path / "resumed"), data=data, progress=False)
+  resumed = train_lib.train(config, str(tmp_path / "resumed"), data=data, progress=False)
+  drop = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+  assert drop(straight) == drop(resumed)
+  for net in ("generator", "discriminator"):
+    a = keras.models.load_model(tmp_path / "straight" / f"{net}.keras").weights
+    b = keras.models.load_model(tmp_path / "resumed" / f"{net}.keras").weights
+    for u, v in zip(a, b):
+      np.testing.assert_array_equal(u.numpy(), v.numpy(), err_msg=net)
