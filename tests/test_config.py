@@ -158,7 +158,8 @@ TRAINING_ALTERNATIVES = dict(
     e_filters=(8, 4), e_strides=(1, 2), e_batchnorm=True, d_step="separate", d_fakes_mode="inference",
     recon_loss="l2", kl_weight=0.5, encoder_epochs=3, kappa=0.5, g_dense_norm="feature",
     g_dense_activation="relu", d_batchnorm_first=False, d_zero_pad_after=(2,),
-    d_z_units=64, d_joint_units=(256, 64), d_lr_scale=0.25)
+    d_z_units=64, d_joint_units=(256, 64), d_lr_scale=0.25, d_spectral_norm=True, gan_loss="wgan_gp", gp_weight=5.0,
+    diffaugment="color,cutout")
 # The image shape (folder datasets' settings): MNIST resized to 32, its own 1 channel given.
 TRAINING_ALTERNATIVES.update(image_size=32, channels=1)
 # The series' settings (--dataset=ucr, --model=lstm_ae): which series, their shape and scale, the LSTMs.

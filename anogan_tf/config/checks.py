@@ -13,7 +13,9 @@ from anogan_tf.config.values import (
   ACTIVATIONS,
   DATASETS,
   DENSE_NORMS,
+  DIFFAUGMENT_POLICIES,
   DISTRIBUTIONS,
+  GAN_LOSSES,
   IMAGE_SIZES,
   NATIVE_SHAPES,
   PICTURE_DATASETS,
@@ -121,6 +123,12 @@ def check(config) -> None:
   one_of(config.vae_score, ("reconstruction", "elbo"), "--vae_score")
   one_of(config.precision, PRECISIONS, "--precision")
   one_of(config.strategy, ("default", "mirrored", "multiworker"), "--strategy")  # distribute.STRATEGIES
+  one_of(config.gan_loss, GAN_LOSSES, "--gan_loss")
+  for policy in (p for p in config.diffaugment.split(",") if p):
+    one_of(policy, DIFFAUGMENT_POLICIES, "--diffaugment entry")
+  need(config.gan_loss != "wgan_gp" or not config.d_batchnorm,
+       "--gan_loss=wgan_gp penalises each image's own gradient, which BatchNorm in D mixes across the batch; "
+       "use --d_batchnorm=false with it")
   one_of(config.g_dense_norm, DENSE_NORMS, "--g_dense_norm")
   if config.g_dense_activation:
     one_of(config.g_dense_activation, ACTIVATIONS, "--g_dense_activation")
@@ -168,6 +176,7 @@ def check(config) -> None:
   number("adam_epsilon", 0, low_open=True, fix="use a small positive value, e.g. 1e-8")
   number("kl_weight", 0, fix="use a weight such as 1.0 (0: a plain autoencoder)")
   number("kappa", 0, fix="use a weight such as 1.0")
+  number("gp_weight", 0, fix="use a weight such as 10 (Gulrajani et al.)")
   # mapping
   number("lam", 0, 1, high_open=False, fix="use a weight such as 0.7 (seed 000) or 0.1 (the paper)")
   number("map_lrs", 0, low_open=True, fix="use positive learning rates, e.g. 0.1,0.01")

@@ -74,3 +74,24 @@ def discriminator_loss_on(logits, label: float):
   of one of seed 002's separate `train_on_batch` calls (binary_crossentropy on a sigmoid)."""
   labels = tf.fill(tf.shape(logits), tf.cast(label, logits.dtype))
   return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def wasserstein_losses(real_logits, fake_logits):
+  """The WGAN critic's and generator's losses (Arjovsky et al. 2017) on D's outputs: d_loss =
+  mean D(fake) - mean D(real) (without the gradient penalty), g_loss = -mean D(fake)."""
+  d_loss = tf.reduce_mean(fake_logits) - tf.reduce_mean(real_logits)
+  return d_loss, -tf.reduce_mean(fake_logits)
+
+
+def gradient_penalty(critic, real, fake, epsilon):
+  """WGAN-GP's penalty (Gulrajani et al. 2017): mean over the batch of (|grad critic(x_hat)| - 1)^2,
+  x_hat = epsilon * real + (1 - epsilon) * fake with epsilon (batch, 1, 1, 1) in [0, 1], the
+  gradient's norm taken per image over all its pixels. Differentiable in the critic's weights
+  (the caller's tape records the inner gradient)."""
+  x_hat = epsilon * real + (1.0 - epsilon) * fake
+  with tf.GradientTape() as tape:
+    tape.watch(x_hat)
+    out = critic(x_hat)
+  grad = tape.gradient(out, x_hat)
+  norm = tf.sqrt(tf.reduce_sum(tf.square(tf.reshape(grad, (tf.shape(grad)[0], -1))), axis=1) + 1e-12)
+  return tf.reduce_mean(tf.square(norm - 1.0))

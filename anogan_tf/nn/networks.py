@@ -27,6 +27,7 @@ from anogan_tf.config.layouts import blocks_for_size, encoder_layout, generator_
 from anogan_tf.errors import AnoganError
 from anogan_tf.nn.layers import FusedBatchNormalization, SubpixelGradientConv2D
 from anogan_tf.nn.precision import to_float32
+from anogan_tf.nn.spectral import SpectralNormalization
 
 ENCODER_OUTPUTS = ("linear", "tanh")  # Encoder(output_activation=...)
 
@@ -68,7 +69,7 @@ class _Stack(keras.Model):
 
 
 def _takes_training(layer) -> bool:
-  return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout))
+  return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout, SpectralNormalization))
 
 
 def build_chain(chain, input_shape) -> tuple:
@@ -197,13 +198,18 @@ class Generator(_Stack):
 
 def conv_blocks(filters, strides, batchnorm: bool, leaky_slope: float, bn_momentum: float,
                 dropout: float = 0.0, batchnorm_first: bool = True, zero_pad_after=(),
-                first_conv=keras.layers.Conv2D) -> list:
+                first_conv=keras.layers.Conv2D, spectral_norm: bool = False) -> list:
   """Seed 000's discriminator body, shared by D and the encoders: per convolution i (3x3, 'same'),
-  conv{i} -> [pad{i}] -> [bn{i}] -> act{i} (LeakyReLU) -> [drop{i}]."""
+  conv{i} -> [pad{i}] -> [bn{i}] -> act{i} (LeakyReLU) -> [drop{i}]; with `spectral_norm` each
+  conv{i} is a SpectralNormalization wrapping the convolution (named conv{i}_kernel)."""
   chain = []
   for i, (units, stride) in enumerate(zip(filters, strides), start=1):
     conv = first_conv if i == 1 else keras.layers.Conv2D
-    chain.append(conv(units, 3, strides=stride, padding="same", name=f"conv{i}"))
+    if spectral_norm:
+      chain.append(SpectralNormalization(conv(units, 3, strides=stride, padding="same", name=f"conv{i}_kernel"),
+                                         name=f"conv{i}"))
+    else:
+      chain.append(conv(units, 3, strides=stride, padding="same", name=f"conv{i}"))
     if i in zero_pad_after:  # seed 002's ZeroPadding2D(((0, 1), (0, 1)))
       chain.append(keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"pad{i}"))
     if batchnorm and (i > 1 or batchnorm_first):
@@ -218,7 +224,8 @@ def conv_blocks(filters, strides, batchnorm: bool, leaky_slope: float, bn_moment
 class Discriminator(_Stack):
   """Maps images (batch, h, w, c) in [-1, 1] to one real/fake logit per image, (batch, 1).
 
-  Defaults are seed 000's discriminator for 28x28x1 (6,369 weights). Layers are named
+  Defaults are seed 000's discriminator for 28x28x1 (6,369 weights). `spectral_norm` wraps every
+  convolution and the logits in spectral.SpectralNormalization (same names). Layers are named
   conv1, [pad1,] bn1, act1, drop1, conv2, ..., flatten, logits (seed 002: no bn1, a pad2
   zero-padding the bottom and right after conv2). `features(x, layer)` reads any of them but the
   logits: f(x) of AnoGAN's discrimination loss (seed 000: act1, the first conv after its
@@ -230,7 +237,7 @@ class Discriminator(_Stack):
   def __init__(self, image_shape: Sequence[int] = (28, 28, 1), filters: Sequence[int] = (16, 32),
                strides: Sequence[int] = (2, 2), batchnorm: bool = False, dropout: float = 0.0,
                leaky_slope: float = 0.2, bn_momentum: float = 0.99, batchnorm_first: bool = True,
-               zero_pad_after: Sequence[int] = (), **kwargs):
+               zero_pad_after: Sequence[int] = (), spectral_norm: bool = False, **kwargs):
     kwargs.pop("feature_layer", None)  # saved by earlier versions; now the mapper's setting
     super().__init__(**kwargs)
     self.image_shape = tuple(int(s) for s in image_shape)
@@ -242,6 +249,7 @@ class Discriminator(_Stack):
     self.dropout = float(dropout)
     self.leaky_slope = float(leaky_slope)
     self.bn_momentum = float(bn_momentum)
+    self.spectral_norm = bool(spectral_norm)
     _check_sizes("discriminator", "d", self.filters, self.strides)
     if not 0.0 <= self.dropout < 1.0:
       raise AnoganError(f"discriminator dropout {self.dropout} is outside [0, 1); fix --d_dropout")
@@ -251,8 +259,12 @@ class Discriminator(_Stack):
 
     chain = conv_blocks(self.filters, self.strides, self.batchnorm, self.leaky_slope, self.bn_momentum,
                         dropout=self.dropout, batchnorm_first=self.batchnorm_first,
-                        zero_pad_after=self.zero_pad_after, first_conv=SubpixelGradientConv2D)
-    chain += [keras.layers.Flatten(name="flatten"), keras.layers.Dense(1, name="logits")]
+                        zero_pad_after=self.zero_pad_after, first_conv=SubpixelGradientConv2D,
+                        spectral_norm=self.spectral_norm)
+    logits = keras.layers.Dense(1, name="logits")
+    if self.spectral_norm:
+      logits = SpectralNormalization(keras.layers.Dense(1, name="logits_kernel"), name="logits")
+    chain += [keras.layers.Flatten(name="flatten"), logits]
     self.chain = chain
     self._build_chain((None,) + self.image_shape)
 
@@ -279,7 +291,8 @@ class Discriminator(_Stack):
     return {**super().get_config(), "image_shape": list(self.image_shape), "filters": list(self.filters),
             "strides": list(self.strides), "batchnorm": self.batchnorm, "dropout": self.dropout,
             "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum,
-            "batchnorm_first": self.batchnorm_first, "zero_pad_after": list(self.zero_pad_after)}
+            "batchnorm_first": self.batchnorm_first, "zero_pad_after": list(self.zero_pad_after),
+            **({"spectral_norm": True} if self.spectral_norm else {})}
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")

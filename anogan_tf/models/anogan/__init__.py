@@ -8,6 +8,14 @@ Adam instances at `lr_after_decay` (the seed switches to separately built TF1 op
 moments restart). Scoring: `LatentMapper` with the mapping settings (lam, map_steps, ...,
 feature_layer).
 
+For photographs (beyond the seeds): `--gan_loss=wgan_gp` trains D as a Wasserstein critic with
+the gradient penalty (Gulrajani et al. 2017; f-AnoGAN's GAN): d_loss = mean D(fake) - mean D(real)
++ gp_weight * penalty, g_loss = -mean D(fake), d_acc still the share of logits on the right side
+of 0; `--diffaugment` passes every batch D sees, real and fake alike, through DiffAugment (in D's
+and G's steps, differentiably); `--d_spectral_norm` normalises D's weights (networks.py). The
+penalty's and DiffAugment's draws come from one tf.random.Generator seeded by --seed, checkpointed
+with the trainer ("augment_rng"), so a resumed run draws the same.
+
 Warm start (beyond the seeds: f-AnoGAN's izi_f encoder, Schlegl et al. 2019): after the GAN,
 `--encoder_epochs` train an encoder E (image -> z, saved as encoder.keras) with G and D frozen
 and in inference mode, on the normal training images; the loss per image is
@@ -33,7 +41,7 @@ from anogan_tf.config import one_of
 from anogan_tf.config.checks import check_number, need
 from anogan_tf.errors import AnoganError
 from anogan_tf.models.anogan.mapper import LatentMapper
-from anogan_tf.nn import losses
+from anogan_tf.nn import augment, losses
 from anogan_tf.nn.networks import Discriminator, Encoder, Generator, batchnorm_statistics
 
 NAME = "anogan"
@@ -58,6 +66,15 @@ def check_config(config) -> None:
   need(config.map_restarts == 1 or not warm and config.model == "anogan",
        f"--map_restarts={config.map_restarts} restarts AnoGAN's search from random z; use --map_restarts=1 "
        "with --initial_z=encoder (every restart would start at E(x)) and with the other families")
+  need(config.model == "anogan" or config.gan_loss == "bce" and not config.diffaugment and not config.d_spectral_norm,
+       f"--gan_loss, --diffaugment and --d_spectral_norm are AnoGAN's GAN training settings, not {config.model}'s; "
+       "use --model=anogan, or drop them")
+  need(config.strategy == "default" or config.gan_loss == "bce" and not config.diffaugment,
+       f"--diffaugment and --gan_loss=wgan_gp draw on one device's random generator; use --strategy=default with "
+       f"them, not --strategy={config.strategy}")
+  need(config.gan_loss != "wgan_gp" or config.d_step == "joint",
+       "--gan_loss=wgan_gp penalises D's gradient between real and fake pictures in one update; use "
+       "--d_step=joint with it")
   if not (warm and config.map_steps == (0,)):  # no search: the score at E(x)
     check_number(config, "map_steps", 1, fix="use 1 or more iterations per stage, e.g. 50,100 (--map_steps=0, no "
                  "search, only with --initial_z=encoder)")
@@ -92,6 +109,9 @@ def _restore(variables, values):
     variable.assign(value)
 
 
+AUGMENT_SEED = 2**31 - 3  # DiffAugment's and the penalty's stream: apart from the GAN's (seed) and E's
+
+
 class GANTrainer(base.Trainer):
   """G, D and their four Adam instances (one per network and learning-rate phase).
 
@@ -114,6 +134,12 @@ class GANTrainer(base.Trainer):
       return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1,
                                    beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
 
+    self.policy = augment.parse_policy(config.diffaugment)
+    self.wasserstein = config.gan_loss == "wgan_gp"
+    if self.wasserstein:
+      self.collapse_loss = None  # a critic's loss has no floor to collapse to
+    self.rng = (tf.random.Generator.from_seed(int(np.random.default_rng([config.seed, AUGMENT_SEED]).integers(2**31)))
+                if self.policy or self.wasserstein else None)
     self.d_optimizers = [adam(config.lr), adam(config.lr_after_decay)]
     self.g_optimizers = [adam(config.lr), adam(config.lr_after_decay)]
     for opt in self.d_optimizers:  # built now: tf.function may not create variables later
@@ -122,8 +148,30 @@ class GANTrainer(base.Trainer):
       opt.build(self.generator.trainable_variables)
 
   def checkpoint_items(self) -> dict:
-    return dict(d_optimizer=self.d_optimizers[0], g_optimizer=self.g_optimizers[0],
-                d_optimizer_after_decay=self.d_optimizers[1], g_optimizer_after_decay=self.g_optimizers[1])
+    items = dict(d_optimizer=self.d_optimizers[0], g_optimizer=self.g_optimizers[0],
+                 d_optimizer_after_decay=self.d_optimizers[1], g_optimizer_after_decay=self.g_optimizers[1])
+    if self.rng is not None:  # only then: the checkpoints of the other settings stay as they were
+      items["augment_rng"] = self.rng
+    return items
+
+  def augmented(self, images):
+    """What D sees of a batch: DiffAugment's fresh variant with --diffaugment, else the batch."""
+    return augment.diff_augment(images, self.policy, self.rng) if self.policy else images
+
+  def _losses(self, real_logits, fake_logits):
+    """(d_loss, g_loss, d_acc) of the configured GAN loss, without the gradient penalty."""
+    d_loss, g_loss, d_acc = losses.gan_losses(real_logits, fake_logits)
+    if self.wasserstein:
+      d_loss, g_loss = losses.wasserstein_losses(real_logits, fake_logits)
+    return d_loss, g_loss, d_acc
+
+  def _penalty(self, real, fake):
+    """gp_weight * WGAN-GP's penalty between the batches D saw (0 for the bce loss)."""
+    if not self.wasserstein:
+      return 0.0
+    epsilon = self.rng.uniform((tf.shape(real)[0], 1, 1, 1), dtype=real.dtype)
+    critic = lambda images: self.discriminator(images, training=True)  # noqa: E731
+    return self.config.gp_weight * losses.gradient_penalty(critic, real, fake, epsilon)
 
   def phase(self, epoch: int) -> int:
     decay = self.config.lr_decay_epoch
@@ -140,9 +188,11 @@ class GANTrainer(base.Trainer):
     update on the real batch, then one on the fake batch, which the updated D sees.
     """
     d = self.discriminator
+    x, fake = self.augmented(x), self.augmented(fake)
     if self.config.d_step == "joint":
       with tf.GradientTape() as tape:
-        d_loss, _, d_acc = losses.gan_losses(d(x, training=True), d(fake, training=True))
+        d_loss, _, d_acc = self._losses(d(x, training=True), d(fake, training=True))
+        d_loss += self._penalty(x, fake)
       optimizer.apply_gradients(zip(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables))
       return d_loss, d_acc
     parts, logits = [], []
@@ -167,8 +217,8 @@ class GANTrainer(base.Trainer):
     else:
       tape, fake = recorded
     with tape:  # resumes recording on the tape that holds G's forward pass
-      fake_logits = d(fake, training=True)
-      _, g_loss, _ = losses.gan_losses(tf.zeros_like(fake_logits), fake_logits)
+      fake_logits = d(self.augmented(fake), training=True)
+      _, g_loss, _ = self._losses(tf.zeros_like(fake_logits), fake_logits)
     optimizer.apply_gradients(zip(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables))
     _restore(batchnorm_statistics(d), d_stats)
     return g_loss
