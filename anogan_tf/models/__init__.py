@@ -12,13 +12,14 @@ from typing import Dict, Tuple
 
 from anogan_tf.config import checks, one_of
 from anogan_tf.errors import AnoganError
-from anogan_tf.models import ae, anogan, egbad, vae
+from anogan_tf.models import ae, anogan, draem, egbad, vae
 
 FAMILIES: Dict[str, ModuleType] = {
     anogan.NAME: anogan,  # the default
     egbad.NAME: egbad,
     ae.NAME: ae,
     vae.NAME: vae,
+    draem.NAME: draem,
 }
 
 
