@@ -48,7 +48,8 @@ def _block(filters: int, momentum: float, name: str, convs: int = 2) -> keras.Se
   """`convs` x (3x3 convolution, BatchNorm, ReLU), the authors' block."""
   layers = []
   for j in range(convs):
-    layers += [_conv(filters, f"{name}_conv{j}"), keras.layers.BatchNormalization(momentum=momentum, name=f"{name}_bn{j}"),
+    layers += [_conv(filters, f"{name}_conv{j}"),
+               keras.layers.BatchNormalization(momentum=momentum, name=f"{name}_bn{j}"),
                keras.layers.ReLU(name=f"{name}_relu{j}")]
   return keras.Sequential(layers, name=name)
 
