@@ -44,7 +44,7 @@ AUTHORS_SIDE, AUTHORS_WINDOW = 256, 21  # the authors' image score: 21 x 21 mean
 SSIM_WINDOW = 11
 
 
-def synthesis(config) -> Synthesis:
+def make_synthesis(config) -> Synthesis:
   return Synthesis(side=config.image_side, channels=config.image_shape[-1],
                    anomaly_fraction=config.draem_anomaly_fraction, texture_fraction=config.draem_texture_fraction,
                    threshold=config.draem_perlin_threshold, beta_max=config.draem_beta_max,
@@ -96,7 +96,7 @@ def build_networks(config) -> Dict[str, keras.Model]:
 def noise(rng: np.random.Generator, n: int, config) -> np.ndarray:
   """(n, k) uniform numbers in [0, 1), one row per training picture: its simulated anomaly
   (synthesis.Synthesis.simulate), drawn from the epoch's seeded generator."""
-  return synthesis(config).noise(rng, n)
+  return make_synthesis(config).noise(rng, n)
 
 
 def sample(networks, noise) -> None:
@@ -148,7 +148,7 @@ class DraemTrainer(base.Trainer):
     super().__init__(name="draem_trainer")
     self.config = config
     self.networks = networks
-    self.synthesis = synthesis(config)
+    self.synthesis = make_synthesis(config)
     self.gamma = float(config.draem_focal_gamma)
     self.optimizers = ae.adam_optimizers(config)
     self.n_phases = len(self.optimizers)
