@@ -130,7 +130,7 @@ def test_tiny_draem_segments_a_pasted_defect_better_than_chance(tmp_path):
     defective[i][masks[16 + i]] = 0.9
   x_test = np.concatenate([good, defective])
   y = np.r_[np.zeros(16, int), np.ones(16, int)]
-  config = Config(model="draem", dataset="cifar10", channels=1, image_size=32, draem_width=8, batch_size=16,
+  config = Config(model="draem", dataset="mnist", image_size=32, draem_width=8, batch_size=16,
                   epochs=40, lr=2e-3, lr_decay_epoch=0, bn_momentum=0.9, seed=0, map_batch_size=32,
                   draem_perlin_min_cell=4)
   data = OneClassData(x_train=x_train, x_test=x_test[:2], y_test=np.array([0, 1]), classes_test=np.zeros(2, int),
