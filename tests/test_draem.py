@@ -93,6 +93,16 @@ def test_image_score_is_the_max_of_the_smoothed_map():
   assert scorer.settings()["draem_score_window"] == 5
 
 
+@pytest.mark.parametrize("side, pools", [(28, (1, 1)), (32, (1, 2)), (64, (2, 3)), (128, (3, 4)), (256, (4, 5))])
+def test_depth_follows_the_image_size(side, pools):
+  """The authors' poolings at 256 pixels (to 16x16 and to 8x8), one fewer per halving, at least one."""
+  config = Config(model="draem", draem_width=2) if side == 28 else \
+      Config(model="draem", dataset="folder", data_dir="unused", image_size=side, channels=3, draem_width=2)
+  networks = models.family("draem").build_networks(config)
+  assert (networks["reconstructive"].pools, networks["discriminative"].pools) == pools
+  assert networks["reconstructive"](tf.zeros((1,) + config.image_shape)).shape == (1,) + config.image_shape
+
+
 def test_bad_draem_settings_are_one_line_errors():
   for changes in (dict(draem_width=0), dict(draem_anomaly_fraction=1.5), dict(draem_perlin_min_cell=6),
                   dict(draem_score_window=4), dict(draem_beta_max=1.0)):
