@@ -83,8 +83,6 @@ def build_networks(config) -> Dict[str, keras.Model]:
   """{"reconstructive": altered picture -> repainting, "discriminative": (picture, repainting) ->
   2-class logits per pixel}; poolings from the image size (networks.pools_for)."""
   shape, side = config.image_shape, config.image_side
-  if config.model == NAME and len(shape) != 3:
-    raise AnoganError(f"--model=draem takes pictures (h, w, c), not examples of shape {shape}")
   return {"reconstructive": ReconstructiveNetwork(shape, width=config.draem_width,
                                                   pools=pools_for(side, RECONSTRUCTIVE_BOTTOM),
                                                   bn_momentum=config.bn_momentum, name="reconstructive"),
