@@ -35,6 +35,7 @@ TINY = dict(latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8)
             map_steps=(10, 10), map_batch_size=64, epochs=3)
 # A family's own tiny settings beyond TINY (e.g. its dataset and example size), by --model value.
 FAMILY_TINY = {
+    "draem": dict(draem_width=4),
     "lstm_ae": dict(dataset="ucr", ucr_name="tiny", series_length=16, series_features=2, lstm_units=(16,),
                     batch_size=4, lr=1e-2),
     # clips of 4 frames of 32 x 32 (the smallest --image_size), windows of 3: two windows overlap per clip;
@@ -129,7 +130,10 @@ def test_shapes_and_ranges(name):
   assert result.score.shape == (6,) and np.isfinite(result.score).all()
   assert result.reconstruction.shape == result.residual_map.shape == (6,) + shape
   assert result.reconstruction.min() >= -1 and result.reconstruction.max() <= 1
-  np.testing.assert_allclose(result.residual_map, np.abs(x - result.reconstruction), atol=1e-6)
+  if scorer.residual_is_error:
+    np.testing.assert_allclose(result.residual_map, np.abs(x - result.reconstruction), atol=1e-6)
+  else:  # the family's own anomaly map (a segmentation): in [0, 1]
+    assert result.residual_map.min() >= 0 and result.residual_map.max() <= 1
   assert result.parts and all(part.shape == (6,) for part in result.parts.values())
   assert all(len(extra) == 6 for extra in result.extras.values())
 

@@ -38,7 +38,8 @@ class Config:
   model: str = setting("anogan",
                        "the model family (anogan_tf/models/): anogan | egbad (Efficient GAN) | ae (autoencoder) |"
                        " vae (variational autoencoder) | lstm_ae (LSTM autoencoder, series) | convlstm_ae "
-                       "(spatio-temporal autoencoder, clips)")
+                       "(spatio-temporal autoencoder, clips) | draem (DRAEM: reconstructive + discriminative networks "
+                       "trained on simulated anomalies)")
 
   # --- data
   dataset: str = setting("mnist",
@@ -175,6 +176,26 @@ class Config:
   kappa: float = setting(1.0,
                          "warm-start encoder loss per image: mean |x - G(E(x))| + kappa * mean |f(x) - "
                          "f(G(E(x)))|")
+
+  # --- draem (anogan_tf/models/draem/: the authors' settings in experiments/pictures_draem.flags)
+  draem_width: int = setting(16, "draem: channels of both U-Nets' first level, doubling per level up to 8x (the "
+                                 "authors: 128 reconstructive, 64 discriminative)")
+  draem_seg_width: int = setting(0, "draem: the discriminative U-Net's first-level channels; 0: --draem_width")
+  draem_anomaly_fraction: float = setting(0.5, "draem: share of training pictures given a simulated anomaly "
+                                               "(the authors: 0.5); the rest stay as they are")
+  draem_texture_fraction: float = setting(0.5, "draem: share of simulated anomalies painted from synthetic "
+                                               "textures; the rest from the training pictures themselves (moved, "
+                                               "rotated, recoloured)")
+  draem_perlin_threshold: float = setting(0.5, "draem: the Perlin noise (about in [-1, 1]) above this is the "
+                                               "anomaly's mask (the authors: 0.5)")
+  draem_perlin_min_cell: int = setting(8, "draem: the finest Perlin lattice cell in pixels, a power of two "
+                                          "(the authors: 8, lattices of 1 to 32 cells at 256 pixels)")
+  draem_beta_max: float = setting(0.8, "draem: the original's opacity inside the mask is uniform in [0, this) "
+                                       "(the authors: 0.8)")
+  draem_focal_gamma: float = setting(2.0, "draem: the focal loss's gamma (the authors: 2)")
+  draem_score_window: int = setting(0, "draem: the image score is the max of the anomaly map averaged over this "
+                                       "odd window; 0: 21 pixels at 256 (the authors') scaled to the image size",
+                                    evaluate=True, resume=True)
 
   # --- scoring
   vae_score: str = setting("reconstruction",

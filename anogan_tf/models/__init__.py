@@ -12,7 +12,7 @@ from typing import Dict, Tuple
 
 from anogan_tf.config import checks, examples_of, one_of
 from anogan_tf.errors import AnoganError
-from anogan_tf.models import ae, anogan, convlstm_ae, egbad, lstm_ae, vae
+from anogan_tf.models import ae, anogan, convlstm_ae, draem, egbad, lstm_ae, vae
 
 FAMILIES: Dict[str, ModuleType] = {
     anogan.NAME: anogan,  # the default
@@ -21,6 +21,7 @@ FAMILIES: Dict[str, ModuleType] = {
     vae.NAME: vae,
     lstm_ae.NAME: lstm_ae,
     convlstm_ae.NAME: convlstm_ae,
+    draem.NAME: draem,
 }
 
 

@@ -85,6 +85,9 @@ class Scorer:
 
   batch_size: int
   example_shape: Tuple[int, ...]
+  # residual_map is |x - reconstruction| (True), or (False) the family's own per-pixel anomaly map
+  # in [0, 1] (e.g. a predicted segmentation)
+  residual_is_error: bool = True
 
   @property
   def image_shape(self) -> Tuple[int, ...]:

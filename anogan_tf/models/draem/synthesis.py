@@ -1,0 +1,247 @@
+"""DRAEM's simulated anomalies (the authors' data_loader.py and perlin.py), as TensorFlow ops that
+trace inside the driver's compiled train step, from uniform numbers the family's `noise` hook
+draws (one row per training picture, from the epoch's seeded generator): the same rows give the
+same anomalies, so a resumed run equals an uninterrupted one.
+
+Per picture, as the authors' loader:
+- with probability 1 - anomaly_fraction (the authors: 0.5) the picture stays as it is, mask 0;
+- else a Perlin-noise mask: Perlin noise on a lattice of 2^a x 2^b cells (a, b uniform, up to
+  side / --draem_perlin_min_cell cells: the authors' 2^0..2^5 at 256 pixels, cells down to 8
+  pixels), rotated by an angle in [-90, 90) degrees, thresholded at --draem_perlin_threshold;
+- an anomaly source picture, then three of nine colour changes chosen at random (the authors'
+  imgaug list without Equalize: gamma per channel, brightness, sharpness, hue and saturation,
+  solarize, posterize, invert, autocontrast, contrast);
+- the source blended in inside the mask with the original's opacity beta in [0, beta_max) (the
+  authors: 0.8): augmented = x (1 - m) + (1 - beta) source m + beta x m.
+
+The source is NEVER another photograph or dataset (the authors paste textures from DTD; a user has
+only their own pictures, and a detector must not have seen the kind of defect it is tested on):
+with probability texture_fraction a synthetic texture (smooth coloured Perlin noise, stripes or a
+checkerboard between two random colours), else a training picture itself (this one or its
+neighbour in the batch), moved (rolled), rotated by a multiple of 90 degrees and maybe mirrored.
+
+The Perlin lattice repeats every 2 x res cells, so the rotated image (within 1.42 x res cells of
+its centre) never sees the repetition; a period is what lets rotation and any lattice size share
+one table of (2 * max_res)^2 gradient angles per field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+
+# One row of the noise: these uniform numbers, then two tables of Perlin gradient angles (the
+# mask's field and the texture's field), each (2 * max_res)^2.
+SCALARS = ("altered", "use_texture", "other_picture", "res_y", "res_x", "angle", "beta",
+           "rot90", "flip", "shift_y", "shift_x",
+           "texture_kind", "texture_res_y", "texture_res_x", "texture_angle", "frequency", "direction", "phase",
+           "colour_a0", "colour_a1", "colour_a2", "colour_b0", "colour_b1", "colour_b2",
+           "gamma0", "gamma1", "gamma2", "brightness_mul", "brightness_add", "sharpness", "saturation", "hue",
+           "solarize", "posterize", "contrast")
+COLOUR_OPS = ("gamma", "brightness", "sharpness", "hue_saturation", "solarize", "posterize", "invert",
+              "autocontrast", "contrast")
+OPS_CHOSEN = 3  # the authors' randAugmenter: three of the augmenters, in a random order (here: the listed order)
+TEXTURE_KINDS = 3  # smooth coloured noise, stripes, checkerboard
+
+
+@dataclasses.dataclass(frozen=True)
+class Synthesis:
+  """The settings of the simulated anomalies for pictures of `side` x `side` pixels."""
+
+  side: int
+  channels: int
+  anomaly_fraction: float = 0.5
+  texture_fraction: float = 0.5
+  threshold: float = 0.5
+  beta_max: float = 0.8
+  min_cell: int = 8
+
+  @property
+  def max_res(self) -> int:
+    """The finest Perlin lattice: side / min_cell cells per side, a power of two, at least 1."""
+    return 2 ** max(0, int(math.floor(math.log2(max(self.side / self.min_cell, 1)) + 1e-9)))
+
+  @property
+  def levels(self) -> int:
+    """The lattice sizes 1, 2, 4, ..., max_res: how many."""
+    return int(round(math.log2(self.max_res))) + 1
+
+  @property
+  def period(self) -> int:
+    return 2 * self.max_res
+
+  @property
+  def row_size(self) -> int:
+    return len(SCALARS) + len(COLOUR_OPS) + 2 * self.period ** 2
+
+  def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, row_size) float32 uniform numbers in [0, 1): what `simulate` turns into anomalies."""
+    return rng.random((n, self.row_size), dtype=np.float32)
+
+  def fields(self, u) -> dict:
+    """The named columns of noise rows u (batch, row_size): scalars (batch,), `ops` (batch, 9),
+    `mask_angles` and `texture_angles` (batch, period^2)."""
+    out = {name: u[:, i] for i, name in enumerate(SCALARS)}
+    at = len(SCALARS)
+    out["ops"] = u[:, at:at + len(COLOUR_OPS)]
+    at += len(COLOUR_OPS)
+    cells = self.period ** 2
+    out["mask_angles"], out["texture_angles"] = u[:, at:at + cells], u[:, at + cells:at + 2 * cells]
+    return out
+
+  def resolution(self, u):
+    """Lattice cells per side, 2^k with k uniform in 0..levels-1, from uniforms u (batch,)."""
+    k = tf.minimum(tf.floor(u * self.levels), self.levels - 1)
+    return tf.pow(2.0, k)
+
+  def perlin(self, res_y, res_x, angle, angles):
+    """Perlin noise (batch, side, side), about within [-1, 1] (the authors' rand_perlin_2d: sqrt(2)
+    times the interpolated gradient dot products with the fade 6t^5 - 15t^4 + 10t^3), on lattices
+    of res_y x res_x cells (batch,), rotated by `angle` (batch,) radians about the centre,
+    gradients at angles 2 pi `angles` (batch, period^2), periodic every 2 res cells."""
+    side, period = self.side, self.period
+    i = tf.range(side, dtype=tf.float32)
+    yy, xx = tf.meshgrid(i, i, indexing="ij")
+    centre = side / 2.0
+    cos, sin = tf.cos(angle)[:, None, None], tf.sin(angle)[:, None, None]
+    ry = (yy - centre) * cos - (xx - centre) * sin + centre
+    rx = (yy - centre) * sin + (xx - centre) * cos + centre
+    res_y, res_x = res_y[:, None, None], res_x[:, None, None]
+    gy, gx = ry * res_y / side, rx * res_x / side
+    y0, x0 = tf.floor(gy), tf.floor(gx)
+    fy, fx = gy - y0, gx - x0
+    batch = tf.shape(angles)[0]
+    theta = 2.0 * math.pi * angles
+
+    def corner(dy, dx):
+      iy = tf.math.floormod(y0 + dy, 2.0 * res_y)
+      ix = tf.math.floormod(x0 + dx, 2.0 * res_x)
+      index = tf.reshape(tf.cast(iy * period + ix, tf.int32), (batch, -1))
+      a = tf.reshape(tf.gather(theta, index, batch_dims=1), (batch, side, side))
+      return tf.cos(a) * (fy - dy) + tf.sin(a) * (fx - dx)
+
+    def fade(t):
+      return t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
+
+    ty, tx = fade(fy), fade(fx)
+    n00, n10, n01, n11 = corner(0.0, 0.0), corner(1.0, 0.0), corner(0.0, 1.0), corner(1.0, 1.0)
+    top = n00 + ty * (n10 - n00)
+    bottom = n01 + ty * (n11 - n01)
+    return math.sqrt(2.0) * (top + tx * (bottom - top))
+
+  def mask(self, f):
+    """The Perlin mask (batch, side, side, 1) in {0, 1} of every row, altered or not."""
+    angle = (f["angle"] - 0.5) * math.pi  # [-90, 90) degrees, the authors' rotation of the noise
+    noise = self.perlin(self.resolution(f["res_y"]), self.resolution(f["res_x"]), angle, f["mask_angles"])
+    return tf.cast(noise > self.threshold, tf.float32)[..., None]
+
+  def own_picture(self, x01, f):
+    """The training picture itself or its neighbour in the batch, rotated by k x 90 degrees,
+    maybe mirrored, and rolled by a random shift: (batch, side, side, c) in [0, 1]."""
+    source = tf.where((f["other_picture"] < 0.5)[:, None, None, None], x01, tf.roll(x01, 1, axis=0))
+    k = tf.cast(tf.minimum(tf.floor(f["rot90"] * 4.0), 3.0), tf.int32)
+    turned = source
+    for quarter in (1, 2, 3):
+      turned = tf.where(tf.equal(k, quarter)[:, None, None, None], tf.image.rot90(source, quarter), turned)
+    turned = tf.where((f["flip"] < 0.5)[:, None, None, None], turned, tf.reverse(turned, axis=[2]))
+    side = self.side
+    shift_y = tf.cast(tf.floor(f["shift_y"] * side), tf.int32)
+    shift_x = tf.cast(tf.floor(f["shift_x"] * side), tf.int32)
+    rows = tf.math.floormod(tf.range(side)[None, :] + shift_y[:, None], side)
+    moved = tf.gather(turned, rows, axis=1, batch_dims=1)
+    cols = tf.math.floormod(tf.range(side)[None, :] + shift_x[:, None], side)
+    return tf.gather(moved, cols, axis=2, batch_dims=1)
+
+  def texture(self, f):
+    """A synthetic texture (batch, side, side, c) in [0, 1]: between two random colours, smooth
+    Perlin noise, stripes or a checkerboard at a random frequency and direction."""
+    side = self.side
+    angle = (f["texture_angle"] - 0.5) * math.pi
+    smooth = self.perlin(self.resolution(f["texture_res_y"]), self.resolution(f["texture_res_x"]), angle,
+                         f["texture_angles"])
+    smooth = tf.clip_by_value(0.5 + 0.5 * smooth, 0.0, 1.0)
+    i = tf.range(side, dtype=tf.float32)
+    yy, xx = tf.meshgrid(i, i, indexing="ij")
+    direction = math.pi * f["direction"][:, None, None]
+    cycles = (1.0 + f["frequency"] * (side / 4.0 - 1.0))[:, None, None] / side
+    phase = 2.0 * math.pi * f["phase"][:, None, None]
+    along = 2.0 * math.pi * cycles * (xx * tf.cos(direction) + yy * tf.sin(direction)) + phase
+    across = 2.0 * math.pi * cycles * (xx * -tf.sin(direction) + yy * tf.cos(direction)) + phase
+    stripes = 0.5 + 0.5 * tf.sin(along)
+    checker = tf.cast(tf.sin(along) * tf.sin(across) > 0, tf.float32)
+    kind = tf.minimum(tf.floor(f["texture_kind"] * TEXTURE_KINDS), TEXTURE_KINDS - 1.0)[:, None, None]
+    pattern = tf.where(kind < 1, smooth, tf.where(kind < 2, stripes, checker))[..., None]
+    c = self.channels
+    colour_a = tf.stack([f[f"colour_a{j}"] for j in range(c)], axis=-1)[:, None, None, :]
+    colour_b = tf.stack([f[f"colour_b{j}"] for j in range(c)], axis=-1)[:, None, None, :]
+    return colour_a + pattern * (colour_b - colour_a)
+
+  def recolour(self, y, f):
+    """Three of COLOUR_OPS, chosen per row (the three smallest of its `ops` uniforms), applied in
+    the listed order to y (batch, side, side, c) in [0, 1]."""
+    ops = f["ops"]
+    third = tf.sort(ops, axis=1)[:, OPS_CHOSEN - 1:OPS_CHOSEN]
+    chosen = ops <= third  # (batch, 9)
+    c = self.channels
+    b = lambda name: f[name][:, None, None, None]  # noqa: E731
+
+    def gamma(y):
+      g = tf.stack([f[f"gamma{j}"] for j in range(c)], axis=-1)[:, None, None, :]
+      return tf.pow(tf.maximum(y, 1e-6), tf.exp((g - 0.5) * 2.0 * math.log(2.0)))  # gamma in [0.5, 2]
+
+    def brightness(y):
+      return y * (0.8 + 0.4 * b("brightness_mul")) + (b("brightness_add") - 0.5) * 60.0 / 255.0
+
+    def sharpness(y):
+      blurred = tf.nn.avg_pool2d(y, 3, 1, "SAME")
+      return y + 2.0 * b("sharpness") * (y - blurred)
+
+    def hue_saturation(y):
+      grey = tf.reduce_mean(y, axis=-1, keepdims=True)
+      saturated = grey + 2.0 * b("saturation") * (y - grey)
+      if c == 1:
+        return saturated
+      shifted = tf.roll(saturated, 1, axis=-1)
+      return saturated + b("hue") * (shifted - saturated)
+
+    def solarize(y):
+      return tf.where(y > (32.0 + 96.0 * b("solarize")) / 255.0, 1.0 - y, y)
+
+    def posterize(y):
+      levels = tf.pow(2.0, 1.0 + tf.floor(b("posterize") * 6.0))  # 1 to 6 bits
+      return tf.floor(y * levels) / levels
+
+    def invert(y):
+      return 1.0 - y
+
+    def autocontrast(y):
+      low = tf.reduce_min(y, axis=(1, 2), keepdims=True)
+      high = tf.reduce_max(y, axis=(1, 2), keepdims=True)
+      return (y - low) / tf.maximum(high - low, 1e-3)
+
+    def contrast(y):
+      mean = tf.reduce_mean(y, axis=(1, 2, 3), keepdims=True)
+      return mean + (0.5 + b("contrast")) * (y - mean)
+
+    for j, op in enumerate((gamma, brightness, sharpness, hue_saturation, solarize, posterize, invert,
+                            autocontrast, contrast)):
+      y = tf.where(chosen[:, j][:, None, None, None], tf.clip_by_value(op(y), 0.0, 1.0), y)
+    return y
+
+  def simulate(self, x, u):
+    """(augmented pictures, masks): x (batch, side, side, c) in [-1, 1] with anomalies pasted
+    inside Perlin masks as the module docstring says; masks (batch, side, side, 1) in {0, 1}, 0
+    everywhere for the pictures left as they are. u: the rows of `noise`."""
+    f = self.fields(u)
+    x01 = (x + 1.0) / 2.0
+    source = tf.where((f["use_texture"] < self.texture_fraction)[:, None, None, None], self.texture(f),
+                      self.own_picture(x01, f))
+    source = self.recolour(source, f) * 2.0 - 1.0
+    altered = tf.cast(f["altered"] < self.anomaly_fraction, tf.float32)[:, None, None, None]
+    m = self.mask(f) * altered
+    beta = (f["beta"] * self.beta_max)[:, None, None, None]
+    augmented = x * (1.0 - m) + (1.0 - beta) * source * m + beta * x * m
+    return augmented, m

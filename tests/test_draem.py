@@ -1,0 +1,153 @@
+"""DRAEM's own parts (anogan_tf/models/draem/): the Perlin masks, the simulated anomalies, where
+their sources come from, the image score, and that a tiny DRAEM learns to segment a pasted defect.
+The family's shared tests (training, resume, export, scoring) are in test_families.py."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from anogan_tf import Config, models
+from anogan_tf.errors import AnoganError
+from anogan_tf.models.draem import synthesis as synthesis_lib
+from anogan_tf.models.draem.synthesis import Synthesis
+
+
+def perlin_of(s: Synthesis, rows):
+  f = s.fields(tf.constant(rows))
+  return s.perlin(s.resolution(f["res_y"]), s.resolution(f["res_x"]), (f["angle"] - 0.5) * np.pi,
+                  f["mask_angles"]).numpy()
+
+
+def test_perlin_mask_is_seeded_smooth_within_0_1_with_the_expected_coverage():
+  """Same seed, same masks; another seed, others. The noise is within [-1, 1] and smooth (neighbouring
+  pixels differ by a small share of its spread: at 64 pixels the finest lattice cell is 8 pixels);
+  the thresholded mask is 0 or 1 and covers a few percent of an altered picture (the authors'
+  threshold 0.5 on noise of spread about 0.3), never all of it."""
+  s = Synthesis(side=64, channels=3, anomaly_fraction=1.0)
+  rows = s.noise(np.random.default_rng(0), 64)
+  np.testing.assert_array_equal(rows, s.noise(np.random.default_rng(0), 64))
+  assert not np.array_equal(rows, s.noise(np.random.default_rng(1), 64))
+  noise = perlin_of(s, rows)
+  assert noise.min() >= -1.0 and noise.max() <= 1.0
+  step = np.abs(np.diff(noise, axis=1)).mean() + np.abs(np.diff(noise, axis=2)).mean()
+  assert step < 0.5 * noise.std(), (step, noise.std())  # white noise: about 2.3 times its spread
+  f = s.fields(tf.constant(rows))
+  mask = s.mask(f).numpy()
+  assert mask.shape == (64, 64, 64, 1) and set(np.unique(mask)) <= {0.0, 1.0}
+  coverage = mask.mean(axis=(1, 2, 3))
+  assert 0.02 < coverage.mean() < 0.15 and coverage.max() < 0.6, coverage
+  assert (coverage > 0).mean() > 0.8  # most altered pictures get a defect
+
+
+def test_simulated_anomaly_changes_pixels_only_inside_its_mask():
+  """Outside the mask the picture is left exactly as it was; inside it changes; pictures not
+  chosen (1 - anomaly_fraction of them) are unchanged with an empty mask."""
+  rng = np.random.default_rng(3)
+  x = rng.uniform(-1, 1, (32, 32, 32, 3)).astype(np.float32)
+  s = Synthesis(side=32, channels=3, anomaly_fraction=0.5, min_cell=4)
+  rows = s.noise(np.random.default_rng(4), 32)
+  augmented, mask = (t.numpy() for t in s.simulate(tf.constant(x), tf.constant(rows)))
+  outside = np.broadcast_to(mask == 0, x.shape)
+  np.testing.assert_array_equal(augmented[outside], x[outside])
+  inside = np.broadcast_to(mask == 1, x.shape)
+  assert inside.any() and np.abs(augmented[inside] - x[inside]).mean() > 0.05
+  left = rows[:, synthesis_lib.SCALARS.index("altered")] >= 0.5
+  assert left.any() and not mask[left].any()
+  np.testing.assert_array_equal(augmented[left], x[left])
+  assert augmented.min() >= -1.0 and augmented.max() <= 1.0
+
+
+def test_synthesis_uses_no_external_pictures():
+  """The simulated anomalies are a function of the batch and its noise rows alone: the traced
+  synthesis reads no file, holds no constant or variable the size of a picture (an embedded texture
+  photograph would be one), and the sources are textures or the batch's own pictures."""
+  s = Synthesis(side=32, channels=3)
+  graph = tf.function(s.simulate).get_concrete_function(
+    tf.TensorSpec((None, 32, 32, 3), tf.float32), tf.TensorSpec((None, s.row_size), tf.float32)).graph
+  types = {op.type for op in graph.get_operations()}
+  assert not types & {"ReadFile", "DecodePng", "DecodeJpeg", "DecodeImage", "ImmutableConst", "VarHandleOp",
+                      "ReadVariableOp"}, types
+  assert len([op for op in graph.get_operations() if op.type == "Placeholder"]) == 2  # x and the rows only
+  for op in graph.get_operations():
+    if op.type == "Const":
+      assert np.prod(op.outputs[0].shape) < 32 * 32, op.name
+
+
+def test_image_score_is_the_max_of_the_smoothed_map():
+  """The image score is the max of the anomaly map averaged over the window (5 x 5 at 64 pixels:
+  21 at 256 scaled), not the max of the raw map; the map is the probability on every channel."""
+  config = Config(model="draem", dataset="cifar10", image_size=64, draem_width=4, map_batch_size=8)
+  assert models.family("draem").score_window(config) == 5
+  networks = models.family("draem").build_networks(config)
+  scorer = models.family("draem").make_scorer(config, networks)
+  x = np.random.default_rng(0).uniform(-1, 1, (3, 64, 64, 3)).astype(np.float32)
+  result = scorer.score(x)
+  probability = result.residual_map[..., 0]
+  np.testing.assert_array_equal(result.residual_map, np.repeat(probability[..., None], 3, axis=-1))
+  padded = np.pad(probability, ((0, 0), (2, 2), (2, 2)), constant_values=np.nan)
+  windows = np.lib.stride_tricks.sliding_window_view(padded, (5, 5), axis=(1, 2))
+  smoothed = np.nanmean(windows, axis=(-2, -1))  # TF's SAME average pooling: over the pixels inside
+  np.testing.assert_allclose(result.score, smoothed.max(axis=(1, 2)), rtol=1e-5)
+  np.testing.assert_allclose(result.parts["segmentation"], result.score)
+  assert (probability.max(axis=(1, 2)) > result.score + 1e-4).all()  # the raw map's max would differ
+  assert scorer.settings()["draem_score_window"] == 5
+
+
+@pytest.mark.parametrize("side, pools", [(28, (1, 1)), (32, (1, 2)), (64, (2, 3)), (128, (3, 4)), (256, (4, 5))])
+def test_depth_follows_the_image_size(side, pools):
+  """The authors' poolings at 256 pixels (to 16x16 and to 8x8), one fewer per halving, at least one."""
+  config = Config(model="draem", draem_width=2) if side == 28 else \
+      Config(model="draem", dataset="folder", data_dir="unused", image_size=side, channels=3, draem_width=2)
+  networks = models.family("draem").build_networks(config)
+  assert (networks["reconstructive"].pools, networks["discriminative"].pools) == pools
+  assert networks["reconstructive"](tf.zeros((1,) + config.image_shape)).shape == (1,) + config.image_shape
+
+
+def test_bad_draem_settings_are_one_line_errors():
+  for changes in (dict(draem_width=0), dict(draem_anomaly_fraction=1.5), dict(draem_perlin_min_cell=6),
+                  dict(draem_score_window=4), dict(draem_beta_max=1.0)):
+    with pytest.raises(AnoganError, match="--draem_"):
+      Config(model="draem", **changes)
+
+
+def textures(n, rng, side=32):
+  """Grey gratings with random phase and a little noise: a regular texture, in [-1, 1]."""
+  yy, xx = np.mgrid[0:side, 0:side]
+  phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
+  x = 0.5 * np.sin(2 * np.pi * xx / 8 + phase) + 0.1 * rng.standard_normal((n, side, side))
+  return np.clip(x, -1, 1)[..., None].astype(np.float32)
+
+
+@pytest.mark.slow
+def test_tiny_draem_segments_a_pasted_defect_better_than_chance(tmp_path):
+  """A tiny DRAEM trained a few hundred steps on a grating texture (only its own simulated
+  anomalies) finds a pasted bright disc: its anomaly map ranks the disc's pixels above the rest
+  (pixel AUROC) and its score ranks the defective pictures above good ones."""
+  from sklearn.metrics import roc_auc_score
+
+  from anogan_tf import train_lib
+  from anogan_tf.data import OneClassData
+  from anogan_tf.engine import workdir as workdir_lib
+
+  rng = np.random.default_rng(0)
+  x_train = textures(128, rng)
+  good, defective = textures(16, rng), textures(16, rng)
+  yy, xx = np.mgrid[0:32, 0:32]
+  masks = np.zeros((32, 32, 32), bool)
+  for i in range(16):
+    cy, cx = rng.uniform(8, 24, 2)
+    masks[16 + i] = (yy - cy) ** 2 + (xx - cx) ** 2 <= 4 ** 2
+    defective[i][masks[16 + i]] = 0.9
+  x_test = np.concatenate([good, defective])
+  y = np.r_[np.zeros(16, int), np.ones(16, int)]
+  config = Config(model="draem", dataset="mnist", image_size=32, draem_width=8, batch_size=16,
+                  epochs=40, lr=2e-3, lr_decay_epoch=0, bn_momentum=0.9, seed=0, map_batch_size=32,
+                  draem_perlin_min_cell=4)
+  data = OneClassData(x_train=x_train, x_test=x_test[:2], y_test=np.array([0, 1]), classes_test=np.zeros(2, int),
+                      test_indices=np.arange(2))
+  train_lib.train(config, str(tmp_path / "run"), data=data, progress=False)  # 320 steps
+  family = models.family("draem")
+  result = family.make_scorer(config, workdir_lib.load_networks(str(tmp_path / "run"), family)).score(x_test)
+  pixel_auroc = roc_auc_score(masks[16:].ravel(), result.residual_map[16:, ..., 0].ravel())
+  image_auroc = roc_auc_score(y, result.score)
+  assert pixel_auroc > 0.8 and image_auroc > 0.8, (pixel_auroc, image_auroc)
