@@ -42,7 +42,6 @@ def test_training_boxes_are_disjoint_from_validation_and_test_boxes_and_hold_a_c
 
 
 def test_the_benchmark_is_rebuilt_identically_and_reads_as_mvtec_datasets(tmp_path):
-  pytest.importorskip("skimage")
   manifest = pictures_benchmark.build(str(tmp_path / "a"), **SMALL)
   pictures_benchmark.build(str(tmp_path / "b"), **SMALL)
   pictures_benchmark.build(str(tmp_path / "c"), seed=1, **SMALL)
