@@ -37,7 +37,8 @@ from anogan_tf.cli import flags as anogan_flags
 def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_string("workdir", None, "A trained workdir (holding its models' .keras files and flags.txt).",
                       flag_values=flag_values)
-  flags.DEFINE_string("input", None, "A folder or glob of PNG/JPEG images, or an .npy/.npz array.",
+  flags.DEFINE_string("input", None, "A folder or glob of PNG/JPEG images, or an .npy/.npz array (series: also a "
+                      ".csv, one series a line).",
                       flag_values=flag_values)
   flags.DEFINE_string("output", None, "Folder for scores.csv, reports/ and top.png.", flag_values=flag_values)
   flags.DEFINE_integer("top", 10, "top.png shows this many of the most anomalous images (0: no top.png).",
