@@ -167,6 +167,10 @@ TRAINING_ALTERNATIVES.update(ucr_name="GunPoint", series_length=150, series_feat
                              lstm_units=(32, 16))
 # Clips (--model=convlstm_ae): frames per example, the network's window and its ConvLSTM layers.
 TRAINING_ALTERNATIVES.update(clip_length=10, clip_window=5, convlstm_filters=(8, 8))
+# DRAEM (--model=draem): its U-Nets' widths and the simulated anomalies it trains on.
+TRAINING_ALTERNATIVES.update(draem_width=8, draem_seg_width=8, draem_anomaly_fraction=0.25, draem_texture_fraction=0.25,
+                             draem_perlin_threshold=0.3, draem_perlin_min_cell=4, draem_beta_max=0.5,
+                             draem_focal_gamma=1.0)
 
 
 def test_every_setting_is_an_evaluation_setting_or_fixed_by_training():

@@ -29,8 +29,8 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+import anogan_tf.data.folder as folder
 from anogan_tf.config import FOLDER_IMAGE_SIZE, Config
-from anogan_tf.data import folder
 from anogan_tf.data.splits import OneClassData, test_subset, validation_split
 from anogan_tf.errors import AnoganError
 
