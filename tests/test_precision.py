@@ -42,15 +42,15 @@ def trained(tmp_path_factory):
   for name in FAMILIES:
     config = tiny_config(name, epochs=2)
     f32, bf16 = str(root / name / "float32"), str(root / name / "bfloat16")
-    train_lib.train(config, f32, data=blobs_data(), progress=False)
-    history = train_lib.train(config.replace(precision="bfloat16"), bf16, data=blobs_data(), progress=False)
+    train_lib.train(config, f32, data=blobs_data(config), progress=False)
+    history = train_lib.train(config.replace(precision="bfloat16"), bf16, data=blobs_data(config), progress=False)
     out[name] = (config, f32, bf16, history)
   return out
 
 
 def scores(config, workdir, which):
   scorer, networks = workdir_lib.load_scorer(config.replace(precision=which), workdir, models.family(config.model))
-  return scorer.score(blobs_data().x_test).score, networks
+  return scorer.score(blobs_data(config).x_test).score, networks
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -112,12 +112,12 @@ def test_the_policy_is_restored_when_a_build_fails():
 def test_a_bfloat16_workdir_resumes_and_refuses_another_precision(tmp_path):
   config = tiny_config("ae", epochs=1, precision="bfloat16")
   workdir = str(tmp_path / "ae")
-  first = train_lib.train(config, workdir, data=blobs_data(), progress=False)
-  history = train_lib.train(config.replace(epochs=2), workdir, data=blobs_data(), progress=False)
+  first = train_lib.train(config, workdir, data=blobs_data(config), progress=False)
+  history = train_lib.train(config.replace(epochs=2), workdir, data=blobs_data(config), progress=False)
   assert [row["epoch"] for row in history] == [0, 1]
   assert history[0] == first[0]  # epoch 0 is read back from history.csv, timing included: not trained again
   with pytest.raises(AnoganError, match=r"\(--precision=bfloat16, now float32\)") as error:
-    train_lib.train(config.replace(epochs=3, precision="float32"), workdir, data=blobs_data(), progress=False)
+    train_lib.train(config.replace(epochs=3, precision="float32"), workdir, data=blobs_data(config), progress=False)
   assert "\n" not in str(error.value)
 
 
@@ -126,7 +126,7 @@ def with_threshold(tmp_path_factory):
   """An ae workdir trained in bfloat16 with a threshold from held-out normals."""
   workdir = str(tmp_path_factory.mktemp("threshold") / "ae")
   config = tiny_config("ae", precision="bfloat16", val_fraction=0.2)
-  data = blobs_data()
+  data = blobs_data(config)
   data = OneClassData(x_train=data.x_train, x_test=data.x_test, y_test=data.y_test, classes_test=data.classes_test,
                       test_indices=data.test_indices, x_val=synthetic_images(20, seed=3))
   train_lib.train(config, workdir, data=data, progress=False)
@@ -149,10 +149,10 @@ def test_a_threshold_applies_only_in_its_own_precision(with_threshold):
 
 def test_evaluate_records_the_precision_and_the_cpu(with_threshold, tmp_path):
   config, workdir = with_threshold
-  metrics = evaluate_lib.evaluate(config, workdir, data=blobs_data(), progress=False, out_dir=str(tmp_path / "eval"))
+  metrics = evaluate_lib.evaluate(config, workdir, data=blobs_data(config), progress=False, out_dir=str(tmp_path / "eval"))
   assert metrics["compute_precision"] == "bfloat16" and metrics["cpu_bf16"] == cpu.bf16_support()
   assert "threshold" in metrics  # its own precision: the threshold decided
-  metrics = evaluate_lib.evaluate(config.replace(precision="float32"), workdir, data=blobs_data(), progress=False,
+  metrics = evaluate_lib.evaluate(config.replace(precision="float32"), workdir, data=blobs_data(config), progress=False,
                                   out_dir=str(tmp_path / "eval32"))
   assert metrics["compute_precision"] == "float32" and "threshold" not in metrics
 
@@ -164,7 +164,7 @@ def test_a_bfloat16_export_serves(trained, name, tmp_path):
   output = str(tmp_path / "saved")
   meta = export_lib.export(config, workdir, output, threshold=0.5)
   assert meta["precision"] == "bfloat16" and policy_name() == "float32"
-  x = blobs_data().x_test
+  x = blobs_data(config).x_test
   loaded, family = tf.saved_model.load(output), models.family(name)
   fresh = lambda: workdir_lib.load_scorer(config.replace(precision="float32"), workdir, family)[0]  # noqa: E731
   if export_lib.SERVING_FROM_Z in meta["signatures"]:  # a search: from the float32 scorer's own starts

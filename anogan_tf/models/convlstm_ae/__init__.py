@@ -42,6 +42,7 @@ import tensorflow as tf
 import anogan_tf.models.base as base
 from anogan_tf.errors import AnoganError
 from anogan_tf.nn import losses, memory
+from anogan_tf.nn.precision import to_float32
 
 NAME = "convlstm_ae"
 EXAMPLES = "clips"  # the registry lets it train on clip datasets only (moving_mnist, frames)
@@ -123,7 +124,7 @@ class SpatioTemporalAutoencoder(keras.Model):
       h = layer(h)
       if i < len(self.decoder_layers) - 1:
         h = tf.nn.leaky_relu(h, self.leaky_slope)
-    h = tf.reshape(h, tf.concat([[batch, steps], self.frame_shape], axis=0))
+    h = to_float32(tf.reshape(h, tf.concat([[batch, steps], self.frame_shape], axis=0)))  # float32 losses, scores
     return h if linear else tf.clip_by_value(h, -1.0, 1.0)
 
   def floats_per_frame(self) -> int:

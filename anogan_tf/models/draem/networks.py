@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from anogan_tf.errors import AnoganError
+from anogan_tf.nn.precision import to_float32
 
 WIDTH_CAP = 8  # the widest level has width * 8 channels, as the authors' networks
 
@@ -98,7 +99,7 @@ class _UNet(keras.Model):
       if self.skips:
         x = tf.concat([x, features[i]], axis=-1)
       x = self.merge[i](x, training=training)
-    return self.out(x)
+    return to_float32(self.out(x))  # float32 for the losses and scores under --precision=bfloat16
 
   def activation_floats(self) -> int:
     """Floats one example keeps through the network (every layer output, about): what the
