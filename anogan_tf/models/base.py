@@ -37,6 +37,7 @@ import dataclasses
 import os
 from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -199,6 +200,49 @@ class Trainer(tf.Module):
   def checkpoint_items(self) -> dict:
     """{name: trackable} beyond the networks' weights: optimizers, counters."""
     return {}
+
+
+def adam_optimizers(config) -> list:
+  """Adam at `lr`, and a fresh Adam at `lr_after_decay` from `lr_decay_epoch` on (seed 000's
+  schedule; none when lr_decay_epoch is 0). Built by the caller."""
+  def adam(lr):
+    return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1,
+                                 beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
+  lrs = [config.lr] + ([config.lr_after_decay] if config.lr_decay_epoch > 0 else [])
+  return [adam(lr) for lr in lrs]
+
+
+class PhasedAdamTrainer(Trainer):
+  """A Trainer of one optimisation problem (`variables_to_train`) with one Adam per learning-rate
+  phase (`adam_optimizers`), checkpointed as `optimizer` and `optimizer_after_decay`. A subclass
+  sets `config` and its networks, calls `build_optimizers()` in __init__ (a tf.function may not
+  create variables later) and `apply(tape, loss, phase)` in its train_step."""
+
+  config = None
+
+  @property
+  def variables_to_train(self) -> list:
+    raise NotImplementedError
+
+  def build_optimizers(self) -> None:
+    self.optimizers = adam_optimizers(self.config)
+    self.n_phases = len(self.optimizers)
+    for opt in self.optimizers:
+      opt.build(self.variables_to_train)
+
+  def phase(self, epoch: int) -> int:
+    decay = self.config.lr_decay_epoch
+    return int(decay > 0 and epoch >= decay)
+
+  def checkpoint_items(self) -> dict:
+    items = {"optimizer": self.optimizers[0]}
+    if self.n_phases > 1:
+      items["optimizer_after_decay"] = self.optimizers[1]
+    return items
+
+  def apply(self, tape, loss, phase: int) -> None:
+    variables = self.variables_to_train
+    self.optimizers[phase].apply_gradients(zip(tape.gradient(loss, variables), variables))
 
 
 def check_images(images, example_shape) -> np.ndarray:

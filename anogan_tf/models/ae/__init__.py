@@ -76,45 +76,18 @@ def sample(networks, noise) -> None:
 
 # --- training
 
-def adam_optimizers(config) -> list:
-  """Adam at `lr`, and a fresh Adam at `lr_after_decay` from `lr_decay_epoch` on (seed 000's
-  schedule; none when lr_decay_epoch is 0). Built by the caller."""
-  def adam(lr):
-    return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1,
-                                 beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
-  lrs = [config.lr] + ([config.lr_after_decay] if config.lr_decay_epoch > 0 else [])
-  return [adam(lr) for lr in lrs]
-
-
-class _EncoderDecoderTrainer(base.Trainer):
+class _EncoderDecoderTrainer(base.PhasedAdamTrainer):
   """One optimisation problem (encoder and decoder together), one Adam per learning-rate phase."""
 
   def __init__(self, config, networks, name: str):
     super().__init__(name=name)
     self.config = config
     self.encoder, self.decoder = networks["encoder"], networks["decoder"]
-    self.optimizers = adam_optimizers(config)
-    self.n_phases = len(self.optimizers)
-    for opt in self.optimizers:  # built now: a tf.function may not create variables later
-      opt.build(self.variables_to_train)
+    self.build_optimizers()
 
   @property
   def variables_to_train(self) -> list:
     return self.encoder.trainable_variables + self.decoder.trainable_variables
-
-  def phase(self, epoch: int) -> int:
-    decay = self.config.lr_decay_epoch
-    return int(decay > 0 and epoch >= decay)
-
-  def checkpoint_items(self) -> dict:
-    items = {"optimizer": self.optimizers[0]}
-    if self.n_phases > 1:
-      items["optimizer_after_decay"] = self.optimizers[1]
-    return items
-
-  def _apply(self, tape, loss, phase: int) -> None:
-    variables = self.variables_to_train
-    self.optimizers[phase].apply_gradients(zip(tape.gradient(loss, variables), variables))
 
 
 class AutoencoderTrainer(_EncoderDecoderTrainer):
@@ -132,7 +105,7 @@ class AutoencoderTrainer(_EncoderDecoderTrainer):
       reconstruction = self.decoder(self.encoder(x, training=True), training=True)
       error = reconstruction_error(x, reconstruction, self.config.recon_loss)  # (batch,)
       loss = tf.reduce_mean(error)
-    self._apply(tape, loss, phase)
+    self.apply(tape, loss, phase)
     return {"loss": loss}
 
 

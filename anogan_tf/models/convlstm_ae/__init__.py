@@ -166,7 +166,7 @@ def frame_errors(x, reconstruction, kind: str):
 
 # --- training
 
-class Trainer(base.Trainer):
+class Trainer(base.PhasedAdamTrainer):
   """train_step(x, noise, phase): one Adam step on a window of `clip_window` frames per clip."""
 
   loss_names = ("loss",)
@@ -175,22 +175,11 @@ class Trainer(base.Trainer):
     super().__init__(name="convlstm_ae_trainer")
     self.config = config
     self.model = networks["autoencoder"]
-    lrs = [config.lr] + ([config.lr_after_decay] if config.lr_decay_epoch > 0 else [])
-    self.optimizers = [keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1, beta_2=config.adam_beta_2,
-                                             epsilon=config.adam_epsilon) for lr in lrs]
-    self.n_phases = len(self.optimizers)
-    for opt in self.optimizers:
-      opt.build(self.model.trainable_variables)
+    self.build_optimizers()
 
-  def phase(self, epoch: int) -> int:
-    decay = self.config.lr_decay_epoch
-    return int(decay > 0 and epoch >= decay)
-
-  def checkpoint_items(self) -> dict:
-    items = {"optimizer": self.optimizers[0]}
-    if self.n_phases > 1:
-      items["optimizer_after_decay"] = self.optimizers[1]
-    return items
+  @property
+  def variables_to_train(self) -> list:
+    return self.model.trainable_variables
 
   def train_step(self, x, noise, phase: int):
     length, window = self.config.clip_length, self.config.clip_window
@@ -201,8 +190,7 @@ class Trainer(base.Trainer):
     with tf.GradientTape() as tape:
       reconstruction = self.model(windows, training=True, linear=True)
       loss = tf.reduce_mean(tf.reduce_sum(frame_errors(windows, reconstruction, self.config.recon_loss), axis=1))
-    variables = self.model.trainable_variables
-    self.optimizers[phase].apply_gradients(zip(tape.gradient(loss, variables), variables))
+    self.apply(tape, loss, phase)
     return {"loss": loss}
 
 

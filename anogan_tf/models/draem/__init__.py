@@ -133,7 +133,7 @@ def anomaly_probability(networks, x, training: bool = False):
 
 # --- training
 
-class DraemTrainer(base.Trainer):
+class DraemTrainer(base.PhasedAdamTrainer):
   """train_step(x, noise, phase): anomalies simulated from the batch's noise rows, then one Adam
   step over both networks (training mode: BN batch statistics) on L2 + (1 - SSIM) + focal, as the
   authors' train_DRAEM.py (the segmentation's gradient reaches the reconstructive network too).
@@ -148,24 +148,11 @@ class DraemTrainer(base.Trainer):
     self.networks = networks
     self.synthesis = make_synthesis(config)
     self.gamma = float(config.draem_focal_gamma)
-    self.optimizers = ae.adam_optimizers(config)
-    self.n_phases = len(self.optimizers)
-    for opt in self.optimizers:  # built now: a tf.function may not create variables later
-      opt.build(self.variables_to_train)
+    self.build_optimizers()
 
   @property
   def variables_to_train(self) -> list:
     return self.networks["reconstructive"].trainable_variables + self.networks["discriminative"].trainable_variables
-
-  def phase(self, epoch: int) -> int:
-    decay = self.config.lr_decay_epoch
-    return int(decay > 0 and epoch >= decay)
-
-  def checkpoint_items(self) -> dict:
-    items = {"optimizer": self.optimizers[0]}
-    if self.n_phases > 1:
-      items["optimizer_after_decay"] = self.optimizers[1]
-    return items
 
   def train_step(self, x, noise, phase: int):
     augmented, mask = self.synthesis.simulate(x, noise)
@@ -174,8 +161,7 @@ class DraemTrainer(base.Trainer):
       l2, ssim = reconstruction_losses(x, repainting)
       focal = focal_loss(logits, mask, self.gamma)
       loss = l2 + ssim + focal
-    variables = self.variables_to_train
-    self.optimizers[phase].apply_gradients(zip(tape.gradient(loss, variables), variables))
+    self.apply(tape, loss, phase)
     return {"loss": loss, "l2": l2, "ssim": ssim, "focal": focal}
 
 

@@ -107,7 +107,7 @@ class VAETrainer(ae._EncoderDecoderTrainer):
       error = ae.reconstruction_error(x, reconstruction, self.config.recon_loss)  # (batch,)
       kl = kl_divergence(mean, log_var)  # (batch,)
       loss = tf.reduce_mean(error + self.config.kl_weight * kl)
-    self._apply(tape, loss, phase)
+    self.apply(tape, loss, phase)
     return {"loss": loss, "reconstruction": tf.reduce_mean(error), "kl": tf.reduce_mean(kl)}
 
 
