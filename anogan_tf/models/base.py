@@ -202,6 +202,18 @@ class Trainer(tf.Module):
     return {}
 
 
+def padded_chunks(x: np.ndarray, size: int) -> Iterator[Tuple[np.ndarray, int]]:
+  """(chunk, real) over x in chunks of `size` rows, the last one padded with zeros to `size` (so a
+  scorer's compiled function sees one shape): `real` rows of each chunk are x's. Rows are
+  independent in inference mode, so padding changes no score."""
+  for start in range(0, len(x), size):
+    chunk = x[start:start + size]
+    real = len(chunk)
+    if real < size:
+      chunk = np.concatenate([chunk, np.zeros((size - real,) + chunk.shape[1:], np.float32)])
+    yield chunk, real
+
+
 def adam_optimizers(config) -> list:
   """Adam at `lr`, and a fresh Adam at `lr_after_decay` from `lr_decay_epoch` on (seed 000's
   schedule; none when lr_decay_epoch is 0). Built by the caller."""

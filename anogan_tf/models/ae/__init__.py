@@ -173,11 +173,7 @@ class ChunkScorer(base.Scorer):
     n = len(x)
     size = min(self.batch_size, n)
     run = self._function(size)
-    for start in range(0, n, size):
-      xb = x[start:start + size]
-      real = len(xb)
-      if real < size:
-        xb = np.concatenate([xb, np.zeros((size - real,) + self.image_shape, np.float32)])
+    for xb, real in base.padded_chunks(x, size):
       yield self._result({k: v.numpy()[:real] for k, v in run(tf.constant(xb)).items()})
 
 

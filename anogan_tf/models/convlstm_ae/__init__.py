@@ -261,11 +261,7 @@ class Scorer(base.Scorer):
     n = len(x)
     size = min(self.batch_size, n)
     run = self._function(size)
-    for start in range(0, n, size):
-      xb = x[start:start + size]
-      real = len(xb)
-      if real < size:
-        xb = np.concatenate([xb, np.zeros((size - real,) + self.example_shape, np.float32)])
+    for xb, real in base.padded_chunks(x, size):
       out = {k: v.numpy()[:real] for k, v in run(tf.constant(xb)).items()}
       yield base.ScoreResult(score=out["score"], reconstruction=out["reconstruction"],
                              residual_map=out["residual_map"], parts={"reconstruction": out["part_reconstruction"]},

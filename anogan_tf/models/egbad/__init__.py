@@ -328,11 +328,7 @@ class EGBADScorer(base.Scorer):
     x = base.check_images(images, self.image_shape)
     size = min(self.batch_size, len(x))
     forward = self._function(size)
-    for start in range(0, len(x), size):
-      chunk = x[start:start + size]
-      real = len(chunk)
-      if real < size:  # pad the last chunk: rows are independent in inference mode
-        chunk = np.concatenate([chunk, np.zeros((size - real,) + self.image_shape, np.float32)])
+    for chunk, real in base.padded_chunks(x, size):
       yield self._result({k: v.numpy()[:real] for k, v in forward(tf.constant(chunk)).items()})
 
 
