@@ -170,3 +170,16 @@ def test_commit_is_dirty_for_changed_code_or_flagfiles_not_for_results(tmp_path,
     (tmp_path / name).write_text("changed\n")
     assert reproduce.commit() == head + "+dirty", name
     git("checkout", "-q", "--", name)
+
+
+def test_each_presets_bf16_variant_scores_the_same_gan_in_bfloat16(monkeypatch):
+  """`<preset>_bf16` trains nothing of its own: same GAN key as its preset; it evaluates in bfloat16."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  monkeypatch.chdir(ROOT)
+  import reproduce as rp
+  for name in rp.PRESETS:
+    flagfile, train, evaluate = rp.RUNS[f"{name}_bf16"]
+    assert flagfile == rp.RUNS[name][0] and train == rp.RUNS[name][1]
+    base = rp.resolve_config(flagfile, ["--dataset=mnist", *train])
+    scored = rp.resolve_config(flagfile, ["--dataset=mnist", *train, *evaluate])
+    assert (base.precision, scored.precision) == ("float32", "bfloat16")
