@@ -191,7 +191,7 @@ def _evaluate(config, out_dir, data, scorer, progress, decision: threshold.Decis
   else:  # images as they are; other examples as the pictures that show them
     pictures = plots.as_pictures(data.x_test[chosen], reconstructions, residual_maps)
     plots.gallery(*pictures, titles, os.path.join(out_dir, "gallery.png"),
-                  masks=None if data.masks is None else data.masks[chosen])
+                  masks=None if data.masks is None else data.masks[chosen], residual_is_error=scorer.residual_is_error)
   summaries.evaluation(os.path.join(out_dir, summaries.TENSORBOARD), labels, score,
                        None if trajectory_sum is None else trajectory_sum / n)
   write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")

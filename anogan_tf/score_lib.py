@@ -407,7 +407,7 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
     pictures, reconstructions, residual_maps = plots.as_pictures(images, result.reconstruction, result.residual_map)
     vmax = plots.residual_scale(residual_maps)
     plots.score_reports(pictures, reconstructions, residual_maps, titles,
-                        [os.path.join(output, r) for r in reports], vmax)
+                        [os.path.join(output, r) for r in reports], vmax, scorer.residual_is_error)
   if shown and series:
     plots.series_gallery(images[shown], result.reconstruction[shown], result.residual_map[shown],
                          [f"{rank}. {_short(names[i])}\nscore {result.score[i]:.4g}\n{verdicts[i].split(' (')[0]}"
@@ -417,7 +417,8 @@ def score_images(config, workdir: str, source: str, output: str, progress: bool 
                       [f"{rank}. {_short(names[i])}\nscore {result.score[i]:.4g}\n{verdicts[i].split(' (')[0]}"
                        for rank, i in enumerate(shown, start=1)], gallery, vmax, len(names),
                       heading=f"the {len(shown)} highest scores of {len(names)} images"
-                      + ("" if decision.threshold is None else f"; threshold {decision.threshold:.4g}"))
+                      + ("" if decision.threshold is None else f"; threshold {decision.threshold:.4g}"),
+                      residual_is_error=scorer.residual_is_error)
   elif os.path.exists(gallery):
     os.remove(gallery)  # a previous run's: not of these images
   is_anomaly = [""] * len(names) if anomalous is None else [str(int(a)) for a in anomalous]

@@ -107,12 +107,40 @@ def test_reports_top_gallery_and_one_colour_scale(workdir, tmp_path, monkeypatch
   assert drawn["score_reports"][0][5] == pytest.approx(vmax, rel=1e-6)
   assert drawn["top_gallery"][0][4] == pytest.approx(vmax, rel=1e-6)
   assert drawn["top_gallery"][0][5] == 5  # the colour bar names the run's 5 images
+  # AnoGAN's residual is |x - G(z*)|, and the figures say so
+  assert drawn["score_reports"][0][6] is True and drawn["top_gallery"][1]["residual_is_error"] is True
 
   # --top=0: no gallery, and a previous run's top.png is not left beside other images' scores
   score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "out"), progress=False, top=0)
   assert not os.path.exists(tmp_path / "out" / "top.png")
   with pytest.raises(AnoganError, match="--top=-1 is below 0"):
     score_lib.score_images(config, workdir, str(tmp_path / "x.npy"), str(tmp_path / "out"), progress=False, top=-1)
+
+
+@pytest.mark.parametrize("residual_is_error", [True, False])
+def test_figures_name_the_map_a_family_gives(residual_is_error, tmp_path, monkeypatch):
+  """A family whose map is not a residual (Scorer.residual_is_error False: DRAEM's segmentation)
+  is not labelled |query - reconstruction|, in the reports, the top gallery and evaluate's gallery."""
+  import matplotlib.axes
+  import matplotlib.colorbar
+  labels = []
+  for cls, method in ((matplotlib.colorbar.Colorbar, "set_label"), (matplotlib.axes.Axes, "set_title"),
+                      (matplotlib.axes.Axes, "set_ylabel")):
+    original = getattr(cls, method)
+    def spy(self, text, *args, _original=original, **kwargs):
+      labels.append(str(text))
+      return _original(self, text, *args, **kwargs)
+    monkeypatch.setattr(cls, method, spy)
+  x = np.random.default_rng(0).uniform(-1, 1, (2, 8, 8, 1)).astype(np.float32)
+  maps = np.abs(x)
+  plots.score_reports(x, x, maps, ["a", "b"], [str(tmp_path / "a.png"), str(tmp_path / "b.png")], 1.0,
+                      residual_is_error)
+  plots.top_gallery(x, maps, ["a", "b"], str(tmp_path / "top.png"), 1.0, 2, residual_is_error=residual_is_error)
+  plots.gallery(x, x, maps, ["a", "b"], str(tmp_path / "gallery.png"), residual_is_error=residual_is_error)
+  said = "\n".join(labels)
+  assert ("|query - reconstruction|" in said) == residual_is_error, said
+  assert ("anomaly map" in said) == (not residual_is_error), said
+  assert ("residual" in said) == residual_is_error, said
 
 
 def test_pictures_of_any_size_are_read_as_training_reads_them(tmp_path):

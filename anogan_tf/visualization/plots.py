@@ -116,18 +116,27 @@ def mapping_loss_plot(mean_trajectory: np.ndarray, path: str) -> None:
 MASK_COLOUR = "lime"  # the outline of the ground-truth mask in the gallery
 
 
-def gallery(queries, reconstructions, residual_maps, titles, path: str, masks=None) -> None:
-  """Columns of query / reconstruction (AnoGAN's G(z*)) / residual map |x - reconstruction|, one
-  column per image. `masks` (n, h, w) bool, when the dataset has them: each image's defect
-  outlined on its query and its residual map, to compare where the residual is high."""
+def map_name(residual_is_error: bool) -> str:
+  """What a family's residual_map is, as the figures name it (Scorer.residual_is_error): the
+  residual |query - reconstruction|, or the family's own anomaly map, a probability in [0, 1]."""
+  return "|query - reconstruction|" if residual_is_error else "anomaly map (probability)"
+
+
+def gallery(queries, reconstructions, residual_maps, titles, path: str, masks=None,
+            residual_is_error: bool = True) -> None:
+  """Columns of query / reconstruction (AnoGAN's G(z*)) / residual map |x - reconstruction| (or,
+  residual_is_error False, the family's anomaly map in [0, 1]), one column per image. `masks`
+  (n, h, w) bool, when the dataset has them: each image's defect outlined on its query and its
+  residual map, to compare where the residual is high."""
   n = len(queries)
   fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.4), squeeze=False)
   rows = (("query", to_display(queries), "gray"), ("reconstruction", to_display(reconstructions), "gray"),
-          ("residual", np.asarray(residual_maps).mean(axis=-1), "inferno"))
+          ("residual" if residual_is_error else "anomaly map", np.asarray(residual_maps).mean(axis=-1), "inferno"))
+  top = 2.0 if residual_is_error else 1.0  # |x - x'| of pictures in [-1, 1] reaches 2; a probability 1
   for r, (label, images, cmap) in enumerate(rows):
     for c in range(n):
       ax = axes[r, c]
-      ax.imshow(images[c], cmap=cmap, vmin=0.0, vmax=1.0 if r < 2 else 2.0)
+      ax.imshow(images[c], cmap=cmap, vmin=0.0, vmax=1.0 if r < 2 else top)
       if masks is not None and r != 1 and np.any(masks[c]):
         ax.contour(np.asarray(masks[c], float), levels=[0.5], colors=MASK_COLOUR, linewidths=0.8)
       ax.set_xticks([])
@@ -232,10 +241,10 @@ def _heat_alpha(residual, vmax: float) -> np.ndarray:
   return 0.2 + 0.7 * np.clip(residual / vmax, 0.0, 1.0)
 
 
-def _colour_bar(fig, cax, vmax: float, run_size: int):
+def _colour_bar(fig, cax, vmax: float, run_size: int, residual_is_error: bool):
   mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, vmax), cmap=RESIDUAL_CMAP)
   bar = fig.colorbar(mappable, cax=cax)
-  bar.set_label(f"|query - reconstruction|: one scale for\nall {run_size} images of this run", fontsize=7)
+  bar.set_label(f"{map_name(residual_is_error)}: one scale for\nall {run_size} images of this run", fontsize=7)
   bar.ax.tick_params(labelsize=7)
 
 
@@ -244,11 +253,13 @@ def _bare(ax):
   ax.set_yticks([])
 
 
-def score_reports(queries, reconstructions, residual_maps, titles, paths, vmax: float) -> None:
+def score_reports(queries, reconstructions, residual_maps, titles, paths, vmax: float,
+                  residual_is_error: bool = True) -> None:
   """One PNG per image at `paths` (REPORT_INCHES at REPORT_DPI, exactly): the query, its
   reconstruction (AnoGAN's G(z*)), and the residual |query - reconstruction| (mean over
-  channels) laid over the query, with a colour bar from 0 to `vmax` (one scale for the run;
-  see residual_scale). `titles` (one or two lines each) name the image, its score and decision.
+  channels; or the family's anomaly map, residual_is_error False) laid over the query, with a
+  colour bar from 0 to `vmax` (one scale for the run; see residual_scale). `titles` (one or two
+  lines each) name the image, its score and decision.
   The figure is drawn once; for each image only its pictures and title are drawn again over the
   saved background (matplotlib's blitting), about five times faster than a savefig per image."""
   from PIL import Image
@@ -260,10 +271,11 @@ def score_reports(queries, reconstructions, residual_maps, titles, paths, vmax: 
     grid = fig.add_gridspec(1, 4, width_ratios=(1, 1, 1, 0.06), left=0.02, right=0.87, top=0.76, bottom=0.03,
                             wspace=0.08)
     axes = [fig.add_subplot(grid[0, i]) for i in range(3)]
-    for ax, label in zip(axes, ("query", "reconstruction", "residual over the query")):
+    overlaid = "residual" if residual_is_error else "anomaly map"
+    for ax, label in zip(axes, ("query", "reconstruction", f"{overlaid} over the query")):
       _bare(ax)
       ax.set_title(label, fontsize=8)
-    _colour_bar(fig, fig.add_subplot(grid[0, 3]), vmax, len(queries))
+    _colour_bar(fig, fig.add_subplot(grid[0, 3]), vmax, len(queries), residual_is_error)
     query_image = axes[0].imshow(queries[0], cmap=cmap, vmin=0.0, vmax=1.0)
     reconstruction_image = axes[1].imshow(reconstructions[0], cmap=cmap, vmin=0.0, vmax=1.0)
     base, heat = _overlay(axes[2], queries[0], residuals[0], vmax)
@@ -293,7 +305,7 @@ def score_reports(queries, reconstructions, residual_maps, titles, paths, vmax: 
 
 
 def top_gallery(queries, residual_maps, titles, path: str, vmax: float, run_size: int, heading: str = "",
-                columns: int = 5) -> None:
+                columns: int = 5, residual_is_error: bool = True) -> None:
   """The given images (the most anomalous, in order) as a grid of residual-over-query panels,
   `columns` per row, each titled (rank, name, score, decision), under `heading`, with the colour
   bar 0..`vmax` of the run's `run_size` reports."""
@@ -308,7 +320,7 @@ def top_gallery(queries, residual_maps, titles, path: str, vmax: float, run_size
     _overlay(ax, queries[i], residuals[i], vmax)
     _bare(ax)
     ax.set_title(titles[i], fontsize=7)
-  _colour_bar(fig, fig.add_subplot(grid[:, cols]), vmax, run_size)
+  _colour_bar(fig, fig.add_subplot(grid[:, cols]), vmax, run_size, residual_is_error)
   if heading:
     fig.suptitle(heading, fontsize=9)
   save_figure(fig, path)
