@@ -209,19 +209,20 @@ def _as_dict(result) -> Dict[str, tf.Tensor]:
 # --- the threshold
 
 def resolve_threshold(config, workdir: str, settings: dict, networks: dict,
-                      threshold: Optional[float]) -> Tuple[float, str]:
-  """(threshold, where it came from): `threshold` when given, else the workdir's threshold for
-  scores of a scorer with `settings` on `networks` at --threshold_percentile, decided by
-  threshold.decide as score and evaluate decide; AnoganError with its reason when it decides
-  nothing (an export needs a threshold for is_anomaly)."""
+                      threshold: Optional[float]) -> Tuple[float, str, Optional[float]]:
+  """(threshold, where it came from, the percentile of the held-out normal scores it is, None
+  for --threshold): `threshold` when given, else the workdir's threshold for scores of a scorer
+  with `settings` on `networks` at --threshold_percentile, decided by threshold.decide as score
+  and evaluate decide; AnoganError with its reason when it decides nothing (an export needs a
+  threshold for is_anomaly)."""
   if threshold is not None:
     if not math.isfinite(threshold):
       raise AnoganError(f"--threshold={threshold} is not a finite number; pass a score such as 0.25")
-    return float(threshold), "--threshold"
+    return float(threshold), "--threshold", None
   decision = threshold_lib.decide(config, workdir, settings, networks)
   if decision.threshold is None:
     raise AnoganError(f"{decision.note}; or pass --threshold=T to export with a threshold of your own")
-  return decision.threshold, THRESHOLD_FILE
+  return decision.threshold, THRESHOLD_FILE, decision.percentile
 
 
 # --- the output folder
@@ -293,13 +294,15 @@ def _write(module: ScoringModule, output: str) -> None:
 # --- the export
 
 def metadata(model: str, scorer, threshold: float, threshold_source: str, chunk: int,
-             precision: str = "float32") -> dict:
-  """What the SavedModel's `metadata` says: the family, image shape, scorer settings, threshold
-  and its source, signatures, chunk size, the precision its graph computes in, and what the
-  scorer adds (Scorer.export_metadata: for a search the latent size, seed and where it starts)."""
+             precision: str = "float32", threshold_percentile: Optional[float] = None) -> dict:
+  """What the SavedModel's `metadata` says: the family, image shape, scorer settings, threshold,
+  its source and the percentile of held-out normal scores it is (None: given), signatures, chunk
+  size, the precision its graph computes in, and what the scorer adds (Scorer.export_metadata:
+  for a search the latent size, seed and where it starts)."""
   out = {"model": model, "image_shape": list(scorer.example_shape), "example_shape": list(scorer.example_shape),
          "scorer": threshold_lib.compared_settings(scorer.settings()),
          "threshold": float(threshold), "threshold_source": threshold_source,
+         "threshold_percentile": None if threshold_percentile is None else float(threshold_percentile),
          "signatures": [SERVING_FLOAT, SERVING_UINT8], "chunk": int(chunk), "precision": precision}
   out.update(scorer.export_metadata())
   if scorer.takes_initial_z:
@@ -308,7 +311,7 @@ def metadata(model: str, scorer, threshold: float, threshold_source: str, chunk:
 
 
 def build_module(config, networks: dict, threshold: float, threshold_source: str = "--threshold",
-                 scorer=None) -> ScoringModule:
+                 scorer=None, threshold_percentile: Optional[float] = None) -> ScoringModule:
   """The ScoringModule of `config.model`'s scorer (made from `config` and `networks`, name ->
   keras.Model, unless given) with `threshold`, scoring chunks of --map_batch_size images
   (DEFAULT_CHUNK when that is 0, automatic)."""
@@ -316,7 +319,8 @@ def build_module(config, networks: dict, threshold: float, threshold_source: str
   weights = [w for network in networks.values() for w in network.weights]
   chunk = config.map_batch_size or DEFAULT_CHUNK
   return ScoringModule(scorer, weights, threshold,
-                       metadata(config.model, scorer, threshold, threshold_source, chunk, config.precision), chunk)
+                       metadata(config.model, scorer, threshold, threshold_source, chunk, config.precision,
+                                threshold_percentile), chunk)
 
 
 def export(config, workdir: str, output: str, threshold: Optional[float] = None, overwrite: bool = False) -> dict:
@@ -328,7 +332,7 @@ def export(config, workdir: str, output: str, threshold: Optional[float] = None,
   family = models.family(config.model)
   networks = load_networks(workdir, family, config)
   scorer = family.make_scorer(config, networks)
-  value, source = resolve_threshold(config, workdir, scorer.settings(), networks, threshold)
-  module = build_module(config, networks, value, source, scorer=scorer)
+  value, source, percentile = resolve_threshold(config, workdir, scorer.settings(), networks, threshold)
+  module = build_module(config, networks, value, source, scorer=scorer, threshold_percentile=percentile)
   _write(module, output)
   return json.loads(module.metadata.numpy().decode())

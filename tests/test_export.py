@@ -504,19 +504,19 @@ def test_resolve_threshold(tmp_path):
     resolve(config)
   with pytest.raises(AnoganError, match=r"--val_fraction=0, so nothing decides .*; or pass --threshold=T"):
     resolve(Config())
-  assert resolve(config, 0.5) == (0.5, "--threshold")
+  assert resolve(config, 0.5) == (0.5, "--threshold", None)
   with pytest.raises(AnoganError, match="--threshold=nan is not a finite number"):
     resolve(config, float("nan"))
   path = tmp_path / "threshold.json"
   record = threshold_lib.make_record(config, [0.1, 0.2, 0.3, 0.4], {**settings, "map_batch_size": 1024}, {})
   path.write_text(json.dumps(record))
-  assert resolve(config) == (record["threshold"], "threshold.json")  # another batch size: scores comparable
+  assert resolve(config) == (record["threshold"], "threshold.json", 99)  # another batch size: scores comparable
   assert resolve(config.replace(threshold_percentile=50)) == (threshold_lib.percentile_of(record["val_scores"], 50),
-                                                             "threshold.json")
+                                                             "threshold.json", 50)
   path.write_text(json.dumps({**record, "scorer": {**settings, "map_steps": [50]}}))
   with pytest.raises(AnoganError, match=r"computed with --map_steps=50 and these scores with --map_steps=50,100"):
     resolve(config)
-  assert resolve(config, 0.75) == (0.75, "--threshold")  # --threshold wins
+  assert resolve(config, 0.75) == (0.75, "--threshold", None)  # --threshold wins
   path.write_text(json.dumps({**record, "scorer": {"lam": 0.7}}))  # a setting the record lacks
   with pytest.raises(AnoganError, match=r"computed with --map_steps=\(none\) and these scores with --map_steps=50,100"):
     resolve(config)
@@ -524,7 +524,7 @@ def test_resolve_threshold(tmp_path):
     path.write_text(text)
     with pytest.raises(AnoganError, match="threshold.json is damaged .*; delete it and rerun the train command"):
       resolve(config)
-    assert resolve(config, 0.75) == (0.75, "--threshold")  # not read with --threshold
+    assert resolve(config, 0.75) == (0.75, "--threshold", None)  # not read with --threshold
 
 
 # --- export decides as score does (threshold.decide): the same threshold, or the same refusal
@@ -564,7 +564,7 @@ def test_export_takes_the_threshold_percentile_from_the_held_out_scores_as_score
   assert metadata["threshold"] == pytest.approx(np.percentile(record["val_scores"], 95), rel=1e-12)
   assert metadata["threshold"] == scored.decision.threshold != record["threshold"]  # not the stored 99th
   assert scored.decision.note.startswith(f"threshold {metadata['threshold']:.6g}: the 95th percentile of 30 ")
-  assert metadata["threshold_source"] == "threshold.json"
+  assert (metadata["threshold_source"], metadata["threshold_percentile"]) == ("threshold.json", 95)
   assert tf.saved_model.load(str(tmp_path / "saved")).threshold.numpy() == np.float32(metadata["threshold"])
 
 
