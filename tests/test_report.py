@@ -108,3 +108,28 @@ def test_by_class_backfill_reads_each_records_scores_and_leaves_mismatches(tmp_p
     assert saved["auroc_by_anomalous_class"][str(c)] == pytest.approx(roc_auc_score(labels[pick], score[pick]), abs=1e-6)
   assert "auroc_by_anomalous_class" not in json.loads((tmp_path / "runs" / "mnist_a" / "class0_seed1.json").read_text())
   assert by_class.backfill(str(tmp_path), "mnist_a", base_dir="/") == (0, left)  # done ones are not redone
+
+
+def test_precision_compares_each_runs_two_scorings_and_checks_the_goals(tmp_path):
+  """experiments/precision.py: per class the paired difference of bfloat16 and float32 AUROC; the
+  ten-class means within 0.5 points and float32's seed spread; each class within 1 point."""
+  import precision
+  fp32 = {(0, 0): 0.90, (1, 0): 0.80, (0, 1): 0.92, (1, 1): 0.84}
+  close = {k: v + 0.004 for k, v in fp32.items()}
+  _write(tmp_path, [_record("seed000", c, s, v) for (c, s), v in fp32.items()]
+         + [_record("seed000_bf16", c, s, v) for (c, s), v in close.items()])
+  comp = precision.compare(str(tmp_path), "mnist", "seed000")
+  assert comp["classes"] == [0, 1] and comp["complete_seeds"] == [0, 1]
+  assert comp["per_class"]["1"]["float32"] == pytest.approx([80.0, 84.0])
+  assert comp["per_class"]["0"]["difference"] == pytest.approx(0.4)
+  assert comp["mean_difference"] == pytest.approx(0.4)
+  assert comp["float32_spread"] == pytest.approx(np.std([85.0, 88.0], ddof=1))
+  assert comp["mean_within"] is True and comp["every_class_within"] is True
+  # class 1 off by 1.9 points on seed 1 (1.15 over the seeds): not within 1; the means 0.78 apart: not within
+  _write(tmp_path, [_record("seed000_bf16", 1, 1, 0.84 + 0.019)])
+  comp = precision.compare(str(tmp_path), "mnist", "seed000")
+  assert comp["per_class"]["1"]["difference"] == pytest.approx(1.15) and comp["every_class_within"] is False
+  assert comp["mean_within"] is False
+  assert precision.main([f"--results_dir={tmp_path}", f"--out={tmp_path / 'p'}", "--presets=seed000"]) == 0
+  assert "| difference | +0.40 | +1.15 | +0.78 |" in (tmp_path / "p.md").read_text()
+  assert precision.main([f"--results_dir={tmp_path}", "--presets=best"]) == 1  # no pairs: says so
