@@ -258,9 +258,13 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
   assert epochs(w) == [0, 1, 2, 3] and latest(w) == "ckpt-4"
   assert not os.path.exists(os.path.join(w, "discriminator.keras"))
 
-  # The same command again: nothing left to train, the models are exported.
-  result = run(*train)
-  assert result.returncode == 0, result.stderr
+  # The same command again: nothing left to train, the models are exported. Then, in the same
+  # process (conftest.Harness: the commands' main), an evaluation killed after writing scores.csv,
+  # before the figures and metrics.json (written last): eval/ reads as incomplete.
+  evaluate_killed = Harness(str(tmp_path), [(train[0], train[1:]), (evaluate[0], evaluate[1:], "eval_write=kill")],
+                            name="rerun")
+  (result,) = evaluate_killed.killed()
+  assert result["code"] == 0, result["stderr"]
   assert epochs(w) == [0, 1, 2, 3]
   assert sorted(os.listdir(os.path.join(w, "checkpoints"))) == [
       "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
@@ -269,12 +273,9 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
     assert os.path.getsize(os.path.join(w, name)) > 0, name
   assert not [n for n in os.listdir(w) if n.startswith(".")]  # no temporary left behind
 
-  # Evaluation killed after writing scores.csv, before the figures and metrics.json (written
-  # last): eval/ reads as incomplete. The same command again completes it.
-  result = run(*evaluate, hook="eval_write=kill")
-  assert result.returncode == -signal.SIGKILL, result.stderr
   assert os.path.exists(os.path.join(w, "eval", "scores.csv"))
   assert not os.path.exists(os.path.join(w, "eval", "metrics.json"))
+  # The same command again completes it.
   result = run(*evaluate)
   assert result.returncode == 0, result.stderr
   for name in evaluate_lib.EVAL_FILES:
