@@ -44,6 +44,48 @@ def mnist_workdir(tmp_path_factory):
   return config, workdir
 
 
+@pytest.fixture(scope="session")
+def family_runs(tmp_path_factory):
+  """{family: (config, straight workdir, resumed workdir, straight history, resumed history)}: each
+  family of the registry at test_families.tiny_config, on its blobs_data, trained 3 epochs in one
+  go, and 1 epoch then resumed to 3 (through lr_decay_epoch=2, so both learning-rate phases run).
+  Shared by test_families.py and test_precision.py (one xdist group: built once), which read the
+  workdirs and never change them."""
+  from test_families import FAMILIES, blobs_data, tiny_config
+
+  from anogan_tf import train_lib
+  root = tmp_path_factory.mktemp("families")
+  out = {}
+  for name in FAMILIES:
+    config = tiny_config(name)
+    straight, resumed = str(root / name / "straight"), str(root / name / "resumed")
+    data = blobs_data(config)
+    history = train_lib.train(config, straight, data=data, progress=False)
+    train_lib.train(config.replace(epochs=1), resumed, data=data, progress=False)
+    again = train_lib.train(config, resumed, data=data, progress=False)
+    out[name] = (config, straight, resumed, history, again)
+  return out
+
+
+# make test runs each test file on one worker (pytest-xdist --dist loadfile), so that a module's
+# fixtures are built once; the files of one SHARED_GROUPS group run on one worker together, so
+# that the session fixture they share is built once.
+SHARED_GROUPS = {"test_families.py": "families", "test_precision.py": "families"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+  if config.getvalue("dist") != "loadfile":
+    return None
+  from xdist.scheduler import LoadFileScheduling
+
+  class GroupedFiles(LoadFileScheduling):
+    def _split_scope(self, nodeid):
+      scope = super()._split_scope(nodeid)
+      return SHARED_GROUPS.get(os.path.basename(scope), scope)
+  return GroupedFiles(config, log)
+
+
 def synthetic_images(n, shape=(28, 28, 1), seed=0):
   """Blurry blobs in [-1, 1]: a cheap stand-in for digits."""
   rng = np.random.default_rng(seed)
