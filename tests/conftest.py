@@ -1,6 +1,7 @@
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 
@@ -41,6 +42,48 @@ def mnist_workdir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("mnist_workdir") / "run")
   train_lib.train(config, workdir, progress=False)
   return config, workdir
+
+
+@pytest.fixture(scope="session")
+def family_runs(tmp_path_factory):
+  """{family: (config, straight workdir, resumed workdir, straight history, resumed history)}: each
+  family of the registry at test_families.tiny_config, on its blobs_data, trained 3 epochs in one
+  go, and 1 epoch then resumed to 3 (through lr_decay_epoch=2, so both learning-rate phases run).
+  Shared by test_families.py and test_precision.py (one xdist group: built once), which read the
+  workdirs and never change them."""
+  from test_families import FAMILIES, blobs_data, tiny_config
+
+  from anogan_tf import train_lib
+  root = tmp_path_factory.mktemp("families")
+  out = {}
+  for name in FAMILIES:
+    config = tiny_config(name)
+    straight, resumed = str(root / name / "straight"), str(root / name / "resumed")
+    data = blobs_data(config)
+    history = train_lib.train(config, straight, data=data, progress=False)
+    train_lib.train(config.replace(epochs=1), resumed, data=data, progress=False)
+    again = train_lib.train(config, resumed, data=data, progress=False)
+    out[name] = (config, straight, resumed, history, again)
+  return out
+
+
+# make test runs each test file on one worker (pytest-xdist --dist loadfile), so that a module's
+# fixtures are built once; the files of one SHARED_GROUPS group run on one worker together, so
+# that the session fixture they share is built once.
+SHARED_GROUPS = {"test_families.py": "families", "test_precision.py": "families"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+  if config.getvalue("dist") != "loadfile":
+    return None
+  from xdist.scheduler import LoadFileScheduling
+
+  class GroupedFiles(LoadFileScheduling):
+    def _split_scope(self, nodeid):
+      scope = super()._split_scope(nodeid)
+      return SHARED_GROUPS.get(os.path.basename(scope), scope)
+  return GroupedFiles(config, log)
 
 
 def synthetic_images(n, shape=(28, 28, 1), seed=0):
@@ -104,13 +147,18 @@ def off_manifold_examples(normal, seed=0):
 # Harness: one process runs a sequence of commands, each through its main(argv) as `python -m
 # anogan_tf.<tool>` does (each call parses its own flags, so they share nothing but the process).
 # For what needs a process of its own but not one per command: runs with --deterministic (a
-# process-wide setting), and reruns after a kill -9. Cases: a JSON list of [tool, argv]; the
-# results ({"code", "stderr", "stdout"} per case) are rewritten after each case.
+# process-wide setting), and reruns after a kill -9. Cases: a JSON list of [tool, argv, hook]; a
+# case's hook (or none) is its $ANOGAN_TEST_HOOK (anogan_tf/utils/faults.py), so a case may kill
+# the process. The results ({"code", "stderr", "stdout"} per case) are rewritten after each case.
 HARNESS = r"""
-import contextlib, importlib, io, json, sys, traceback
+import contextlib, importlib, io, json, os, sys, traceback
 cases_path, out_path = sys.argv[1:]
 results = []
-for tool, argv in json.load(open(cases_path)):
+for tool, argv, hook in json.load(open(cases_path)):
+  if hook:
+    os.environ["ANOGAN_TEST_HOOK"] = hook
+  else:
+    os.environ.pop("ANOGAN_TEST_HOOK", None)
   module = importlib.import_module("anogan_tf." + tool)
   err, out, code = io.StringIO(), io.StringIO(), 0
   with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
@@ -124,14 +172,14 @@ for tool, argv in json.load(open(cases_path)):
   results.append({"code": code, "stderr": err.getvalue(), "stdout": out.getvalue()})
   with open(out_path + ".tmp", "w") as f:
     json.dump(results, f)
-  import os
   os.replace(out_path + ".tmp", out_path)
 """
 
 
 class Harness:
-  """HARNESS in a process of its own, started at once: `cases` is a list of (tool, argv), tool
-  as in `python -m anogan_tf.<tool>`; `results()` waits for the process and returns the results."""
+  """HARNESS in a process of its own, started at once: `cases` is a list of (tool, argv) or (tool,
+  argv, hook), tool as in `python -m anogan_tf.<tool>`; `results()` waits for the process and
+  returns the results; `killed()` waits for a process whose last case's hook SIGKILLs it."""
 
   def __init__(self, folder, cases, cwd=ROOT, env=None, name="harness"):
     os.makedirs(folder, exist_ok=True)
@@ -139,15 +187,17 @@ class Harness:
     self.out_path, self.log_path = os.path.join(folder, f"{name}_results.json"), os.path.join(folder, f"{name}.log")
     with open(script, "w") as f:
       f.write(HARNESS)
+    self.cases = [(tool.removeprefix("anogan_tf."), list(argv), hook[0] if hook else None)
+                  for tool, argv, *hook in cases]
     with open(cases_path, "w") as f:
-      json.dump([[tool.removeprefix("anogan_tf."), list(argv)] for tool, argv in cases], f)
+      json.dump(self.cases, f)
     environment = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
     environment.pop("ANOGAN_TEST_HOOK", None)
     with open(self.log_path, "w") as log:  # a file, not a pipe: nothing blocks on a full pipe
       self.proc = subprocess.Popen([sys.executable, script, cases_path, self.out_path], cwd=cwd, env=environment,
                                    stdout=log, stderr=subprocess.STDOUT)
 
-  def results(self, timeout=600):
+  def _wait(self, timeout):
     try:
       self.proc.wait(timeout=timeout)
     finally:
@@ -155,9 +205,23 @@ class Harness:
         self.proc.kill()
         self.proc.wait()
     with open(self.log_path) as f:
-      assert self.proc.returncode == 0, f.read()[-3000:]
+      log = f.read()[-3000:]
+    if not os.path.exists(self.out_path):
+      return log, []
     with open(self.out_path) as f:
-      return json.load(f)
+      return log, json.load(f)
+
+  def results(self, timeout=600):
+    log, results = self._wait(timeout)
+    assert self.proc.returncode == 0, log
+    return results
+
+  def killed(self, timeout=600):
+    """The results of every case but the last, which SIGKILLed the process (asserted)."""
+    log, results = self._wait(timeout)
+    assert self.proc.returncode == -signal.SIGKILL, (self.proc.returncode, log)
+    assert len(results) == len(self.cases) - 1, log
+    return results
 
 
 def run_command(tool, *args, cwd=ROOT):

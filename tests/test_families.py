@@ -7,7 +7,7 @@ evaluate_lib.evaluate and score_lib: off-manifold examples score above normal on
 
 Examples of every family's own shape (models.base.example_shape: images, series, clips), made by
 conftest.synthetic_examples (smooth, structured: the normals) and conftest.off_manifold_examples;
-tiny networks; each family is trained once per module (a few seconds)."""
+tiny networks; each family is trained once per worker (conftest.family_runs)."""
 
 import csv
 import json
@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 from conftest import off_manifold_examples, synthetic_examples
 
-from anogan_tf import Config, evaluate_lib, models, score_lib, train_lib
+from anogan_tf import Config, evaluate_lib, models, score_lib
 from anogan_tf.data import OneClassData
 from anogan_tf.engine import driver
 from anogan_tf.engine import history as history_lib
@@ -75,22 +75,11 @@ def keras_weights(path):
   return [w.numpy() for w in keras.models.load_model(path).weights]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-  """{family: (config, straight workdir, resumed workdir, straight history, resumed history)}: each
-  family trained 3 epochs in one go, and 1 epoch then resumed to 3 (through lr_decay_epoch=2, so
-  both learning-rate phases run)."""
-  root = tmp_path_factory.mktemp("families")
-  out = {}
-  for name in FAMILIES:
-    config = tiny_config(name)
-    straight, resumed = str(root / name / "straight"), str(root / name / "resumed")
-    data = blobs_data(config)
-    history = train_lib.train(config, straight, data=data, progress=False)
-    train_lib.train(config.replace(epochs=1), resumed, data=data, progress=False)
-    again = train_lib.train(config, resumed, data=data, progress=False)
-    out[name] = (config, straight, resumed, history, again)
-  return out
+@pytest.fixture
+def runs(family_runs):
+  """{family: (config, straight workdir, resumed workdir, straight history, resumed history)}:
+  conftest.family_runs, shared with test_precision.py."""
+  return family_runs
 
 
 # --- 1. shapes and ranges

@@ -35,14 +35,14 @@ def policy_name():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  """{family: (config, float32 workdir, bfloat16 workdir, bfloat16 history)}: 2 tiny epochs each."""
+def trained(tmp_path_factory, family_runs):
+  """{family: (config, float32 workdir, bfloat16 workdir, bfloat16 history)}: 2 tiny epochs in
+  bfloat16; in float32 conftest.family_runs' (3 epochs, shared with test_families.py)."""
   root = tmp_path_factory.mktemp("precision")
   out = {}
   for name in FAMILIES:
     config = tiny_config(name, epochs=2)
-    f32, bf16 = str(root / name / "float32"), str(root / name / "bfloat16")
-    train_lib.train(config, f32, data=blobs_data(config), progress=False)
+    f32, bf16 = family_runs[name][1], str(root / name / "bfloat16")
     history = train_lib.train(config.replace(precision="bfloat16"), bf16, data=blobs_data(config), progress=False)
     out[name] = (config, f32, bf16, history)
   return out

@@ -1,15 +1,17 @@
 """Reliability (issue 4): kill -9 loses nothing, bad input is a clean one-line error that leaves
 the workdir alone, NaN stops training, a collapse is reported, --deterministic repeats exactly,
 two evaluates cannot interleave. For every model family: the full versions for anogan, and for
-each other registered family a kill -9 at one point, the determinism test and the bad-input
-cases that go through the family's own files (checkpoint, <network>.keras, scorer).
+each other registered family a kill -9 at one point and the bad-input cases that go through the
+family's own files (checkpoint, <network>.keras, scorer). --deterministic: every killed and rerun
+workdir equals an uninterrupted run, trained in another process, bit for bit.
 
 Kills land deterministically through the test-only hook in anogan_tf/faults.py: the process
 either SIGKILLs itself at a named point or pauses there until the test SIGKILLs it.
 Every `python -m anogan_tf.*` costs ~5 s of TensorFlow import, so bad-input cases run through
 each command's main(argv) in the test process (what `python -m` runs), and one case per command
-also as a real process, concurrently; the uninterrupted reference runs of every family share two
-processes (conftest.Harness), as do a family's rerun and evaluate after its kill.
+also as a real process, concurrently; the uninterrupted reference runs of every family share one
+process (conftest.Harness), and the other families' kills and reruns one chain of processes, each
+rerunning one family and starting the next, which it kills.
 """
 
 import csv
@@ -154,29 +156,38 @@ def error_line(stderr):
 # --- 1. kill -9 at every stage; rerunning the same command resumes and completes
 
 class _CleanRuns:
-  """Two uninterrupted TINY runs of every family (train, then evaluate), each of the two in a
-  process of its own (--deterministic is process-wide) that runs every family's train and
-  evaluate through the commands' main in turn; both start at once, in the background, so they
-  overlap with the kill sequences. `wait(family)` returns that family's two workdirs."""
+  """One uninterrupted TINY run of every family (train, then evaluate), in a process of its own
+  (--deterministic is process-wide) that runs every family's train and evaluate through the
+  commands' main in turn; started at once, in the background, so it overlaps with the kill
+  sequences. `wait(family)` returns that family's workdir, checked to be a complete run.
+
+  Every kill test compares its killed and rerun workdir (trained in other processes) with this
+  run bit for bit: that is also the test that two --deterministic runs of the same command give
+  the same history, scores and weights."""
 
   def __init__(self, root):
     self.root = root
-    self.harnesses = []
-    for run in ("r1", "r2"):
-      cases = []
-      for family in FAMILIES:
-        workdir = str(root / family / run)
-        cases += [("train", [f"--workdir={workdir}", *tiny_flags(family)]), ("evaluate", [f"--workdir={workdir}"])]
-      self.harnesses.append(Harness(str(root), cases, name=run))
+    cases = []
+    for family in FAMILIES:
+      workdir = str(root / family / "r1")
+      cases += [("train", [f"--workdir={workdir}", *tiny_flags(family)]), ("evaluate", [f"--workdir={workdir}"])]
+    self.harness = Harness(str(root), cases, name="r1")
     self.results = None
 
   def wait(self, family):
     if self.results is None:
-      self.results = [harness.results(timeout=900) for harness in self.harnesses]
-    first = 2 * FAMILIES.index(family)  # its train and evaluate, in each run
-    failures = [r["stderr"][-3000:] for results in self.results for r in results[first:first + 2] if r["code"] != 0]
+      self.results = self.harness.results(timeout=900)
+    first = 2 * FAMILIES.index(family)  # its train and evaluate
+    failures = [r["stderr"][-3000:] for r in self.results[first:first + 2] if r["code"] != 0]
     assert not failures, failures
-    return [str(self.root / family / run) for run in ("r1", "r2")]
+    workdir = str(self.root / family / "r1")
+    assert len(history(workdir)) == 4
+    assert len(open(os.path.join(workdir, "eval", "scores.csv")).read().splitlines()) == 41
+    assert json.load(open(os.path.join(workdir, "eval", "metrics.json")))["model"] == family
+    flags_txt = open(os.path.join(workdir, "flags.txt")).read()
+    assert "--deterministic=true" in flags_txt and "--train_examples=256" in flags_txt
+    assert f"--model={family}" in flags_txt.splitlines()
+    return workdir
 
 
 @pytest.fixture(scope="module")
@@ -202,10 +213,12 @@ def weights_of(workdir):
 
 
 def assert_same_run(w, reference):
-  """The same history (but seconds), scores.csv and exported weights, bit for bit."""
+  """The same history (but seconds), scores.csv, AUROC and exported weights, bit for bit."""
   drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
   assert drop_seconds(history(w)) == drop_seconds(history(reference))
   assert open(os.path.join(w, "eval", "scores.csv")).read() == open(os.path.join(reference, "eval", "scores.csv")).read()
+  metrics = [json.load(open(os.path.join(workdir, "eval", "metrics.json"))) for workdir in (w, reference)]
+  assert metrics[0]["auroc"] == metrics[1]["auroc"]
   mine, theirs = weights_of(w), weights_of(reference)
   assert list(mine) == list(theirs)
   for name in mine:
@@ -245,9 +258,13 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
   assert epochs(w) == [0, 1, 2, 3] and latest(w) == "ckpt-4"
   assert not os.path.exists(os.path.join(w, "discriminator.keras"))
 
-  # The same command again: nothing left to train, the models are exported.
-  result = run(*train)
-  assert result.returncode == 0, result.stderr
+  # The same command again: nothing left to train, the models are exported. Then, in the same
+  # process (conftest.Harness: the commands' main), an evaluation killed after writing scores.csv,
+  # before the figures and metrics.json (written last): eval/ reads as incomplete.
+  evaluate_killed = Harness(str(tmp_path), [(train[0], train[1:]), (evaluate[0], evaluate[1:], "eval_write=kill")],
+                            name="rerun")
+  (result,) = evaluate_killed.killed()
+  assert result["code"] == 0, result["stderr"]
   assert epochs(w) == [0, 1, 2, 3]
   assert sorted(os.listdir(os.path.join(w, "checkpoints"))) == [
       "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
@@ -256,12 +273,9 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
     assert os.path.getsize(os.path.join(w, name)) > 0, name
   assert not [n for n in os.listdir(w) if n.startswith(".")]  # no temporary left behind
 
-  # Evaluation killed after writing scores.csv, before the figures and metrics.json (written
-  # last): eval/ reads as incomplete. The same command again completes it.
-  result = run(*evaluate, hook="eval_write=kill")
-  assert result.returncode == -signal.SIGKILL, result.stderr
   assert os.path.exists(os.path.join(w, "eval", "scores.csv"))
   assert not os.path.exists(os.path.join(w, "eval", "metrics.json"))
+  # The same command again completes it.
   result = run(*evaluate)
   assert result.returncode == 0, result.stderr
   for name in evaluate_lib.EVAL_FILES:
@@ -284,50 +298,55 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
 
   # Killed five times (three trains, two evaluates), yet the same numbers as a run never
   # interrupted (--deterministic).
-  assert_same_run(w, clean_runs.wait("anogan")[0])
+  assert_same_run(w, clean_runs.wait("anogan"))
+
+
+@pytest.fixture(scope="module")
+def family_kills(tmp_path_factory, clean_runs):
+  """{family: (its workdir, the killed run's exit code, epochs and latest checkpoint after the
+  kill, its rerun's and evaluate's results)} for every family but anogan, each killed at the
+  subtlest point: checkpoint 3's files written, not committed, and the history row of epoch 2
+  already appended. One chain of processes for them all (conftest.Harness, the commands' main):
+  each reruns the previous family's train, evaluates it, then starts the next family's train,
+  which its hook SIGKILLs; between two processes the killed workdir is read."""
+  clean_runs()  # started first: it overlaps with the chain
+  root = tmp_path_factory.mktemp("family_kills")
+  workdirs = {family: str(root / family / "w") for family in OTHER_FAMILIES}
+  out, previous = {}, None
+  for step, family in enumerate(OTHER_FAMILIES + [None]):
+    cases = []
+    if previous:
+      cases += [("train", [f"--workdir={workdirs[previous]}", *tiny_flags(previous)]),
+                ("evaluate", [f"--workdir={workdirs[previous]}"])]
+    if family:
+      cases.append(("train", [f"--workdir={workdirs[family]}", *tiny_flags(family)], "checkpoint_written@2=kill"))
+    harness = Harness(str(root), cases, name=f"chain{step}")
+    results = harness.killed() if family else harness.results()
+    if previous:
+      out[previous] += tuple(results[:2])
+    if family:
+      w = workdirs[family]
+      out[family] = (w, harness.proc.returncode, epochs(w), latest(w))
+    previous = family
+  return out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", OTHER_FAMILIES)
-def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, tmp_path, clean_runs):
-  # One kill point, the subtlest: checkpoint 3's files written, not committed, and the history row
-  # of epoch 2 already appended. The rerun drops that row, trains epochs 2 and 3 again, exports.
-  # The rerun and the evaluate after it run through the commands' main in one process (the
-  # anogan test above reruns `python -m anogan_tf.*` itself).
-  clean_runs = clean_runs()
-  w = str(tmp_path / "w")
-  train = ("anogan_tf.train", f"--workdir={w}", *tiny_flags(family))
-  result = run(*train, hook="checkpoint_written@2=kill")
-  assert result.returncode == -signal.SIGKILL, result.stderr
-  assert epochs(w) == [0, 1, 2] and latest(w) == "ckpt-2"
-  rerun, evaluated = Harness(str(tmp_path), [("train", train[1:]), ("evaluate", [f"--workdir={w}"])]).results()
+def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, family_kills, clean_runs):
+  # One kill point, the subtlest (family_kills): the rerun drops the history row of epoch 2, trains
+  # epochs 2 and 3 again, exports. The rerun and the evaluate after it run through the commands'
+  # main (the anogan test above kills and reruns `python -m anogan_tf.*` itself).
+  w, code, killed_epochs, killed_latest, rerun, evaluated = family_kills[family]
+  assert code == -signal.SIGKILL
+  assert killed_epochs == [0, 1, 2] and killed_latest == "ckpt-2"
   assert rerun["code"] == 0, rerun["stderr"]
   assert epochs(w) == [0, 1, 2, 3] and latest(w) == "ckpt-4"
   for name in models.family(family).NETWORKS:
     assert os.path.getsize(os.path.join(w, f"{name}.keras")) > 0, name
   assert not [n for n in os.listdir(w) if n.startswith(".")]  # no temporary left behind
   assert evaluated["code"] == 0, evaluated["stderr"]
-  assert_same_run(w, clean_runs.wait(family)[0])
-
-
-# --- 4. determinism
-
-@pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
-def test_deterministic_runs_give_identical_history_and_scores(family, clean_runs):
-  a, b = clean_runs().wait(family)
-  rows_a, rows_b = history(a), history(b)
-  assert len(rows_a) == 4
-  for row in rows_a + rows_b:
-    row.pop("seconds")
-  assert rows_a == rows_b
-  scores = [open(os.path.join(w, "eval", "scores.csv")).read() for w in (a, b)]
-  assert scores[0] == scores[1] and len(scores[0].splitlines()) == 41
-  metrics = [json.load(open(os.path.join(w, "eval", "metrics.json"))) for w in (a, b)]
-  assert metrics[0]["auroc"] == metrics[1]["auroc"] and metrics[0]["model"] == family
-  flags_txt = open(os.path.join(a, "flags.txt")).read()
-  assert "--deterministic=true" in flags_txt and "--train_examples=256" in flags_txt
-  assert f"--model={family}" in flags_txt.splitlines()
+  assert_same_run(w, clean_runs().wait(family))
 
 
 # --- 2. bad input: one-line error, non-zero exit, no traceback, workdir untouched
