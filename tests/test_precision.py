@@ -18,7 +18,7 @@ import tensorflow as tf
 from conftest import synthetic_images
 from test_families import blobs_data, tiny_config
 
-from anogan_tf import AnoganError, evaluate_lib, export_lib, models, train_lib
+from anogan_tf import AnoganError, Discriminator, Generator, evaluate_lib, export_lib, models, train_lib
 from anogan_tf.data import OneClassData
 from anogan_tf.engine import driver
 from anogan_tf.engine import workdir as workdir_lib
@@ -231,6 +231,16 @@ def test_fused_batchnorm_runs_the_fused_kernel_on_bfloat16_with_float32_statisti
   np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy() * n / (n - 1), rtol=2.0**-7)
   out = fused(x, training=False)
   assert out.dtype == tf.bfloat16 and np.isfinite(tf.cast(out, tf.float32)).all()
+
+
+def test_the_automatic_mapping_batch_is_smaller_in_bfloat16():
+  from anogan_tf.models.anogan.mapper import MAX_BFLOAT16_MAPPING_BATCH, auto_batch_size
+  plenty = 1 << 40
+  for name, largest in (("float32", 1024), ("bfloat16", MAX_BFLOAT16_MAPPING_BATCH)):
+    g, d = precision.built(name, lambda: (Generator(), Discriminator()))
+    assert auto_batch_size(g, d, available_bytes=plenty) == largest
+    assert auto_batch_size(g, d, available_bytes=1) == 1  # memory still decides below the cap
+  assert MAX_BFLOAT16_MAPPING_BATCH < 1024
 
 
 def test_fused_batchnorm_normalises_bfloat16_inputs_in_the_float32_kernel():

@@ -32,7 +32,7 @@ from anogan_tf.config import DISTRIBUTIONS, REDUCTIONS, one_of
 from anogan_tf.errors import AnoganError
 from anogan_tf.nn import losses, memory
 from anogan_tf.nn.frozen import FrozenChain
-from anogan_tf.nn.precision import to_float32
+from anogan_tf.nn.precision import network_precision, to_float32
 
 
 @dataclasses.dataclass
@@ -168,11 +168,20 @@ def activation_floats_per_image(generator, discriminator, feature_layer: str = "
           + memory.chain_floats(discriminator.chain, generator.image_shape, stop_at=feature_layer))
 
 
+# The automatic batch of a bfloat16 search stops here: its activations then stay in the CPU's caches
+# through the 150 iterations, and `make bench` measures batches of 1024 several times slower per image.
+MAX_BFLOAT16_MAPPING_BATCH = 256
+
+
 def auto_batch_size(generator, discriminator, available_bytes: Optional[int] = None,
                     feature_layer: str = "act1") -> int:
-  """The largest power of two up to memory.MAX_AUTO_BATCH whose mapping fits in memory.MEMORY_SHARE
-  of the available memory (MAX_AUTO_BATCH when that is unknown)."""
-  return memory.fit_batch_size(activation_floats_per_image(generator, discriminator, feature_layer), available_bytes)
+  """The largest power of two up to memory.MAX_AUTO_BATCH (MAX_BFLOAT16_MAPPING_BATCH when the
+  networks compute in bfloat16) whose mapping fits in memory.MEMORY_SHARE of the available memory
+  (that largest batch when the available memory is unknown)."""
+  low = "bfloat16" in (network_precision(generator), network_precision(discriminator))
+  largest = MAX_BFLOAT16_MAPPING_BATCH if low else memory.MAX_AUTO_BATCH
+  return memory.fit_batch_size(activation_floats_per_image(generator, discriminator, feature_layer), available_bytes,
+                               largest)
 
 
 class LatentMapper(base.Scorer):
