@@ -85,11 +85,13 @@ def measure_encoder(batch_size=1024, n_images=65536):
 
 
 def measure_mapping(batch_size, n_images, jit_compile=False):
-  """Images/s of LatentMapper.map over n_images at this batch size (after one warm-up chunk)."""
+  """Images/s of LatentMapper.map over n_images at this batch size (0: the mapper's automatic one, as
+  evaluate runs it), after one warm-up chunk."""
   from anogan_tf import LatentMapper
   g, d = _networks()
-  x, source = _images(n_images + batch_size)  # the first batch_size images warm up
   mapper = LatentMapper(g, d, batch_size=batch_size, jit_compile=jit_compile)
+  batch_size = mapper.batch_size
+  x, source = _images(n_images + batch_size)  # the first batch_size images warm up
   mapper.map(x[:batch_size])  # trace and warm up
   began = time.perf_counter()
   for _ in mapper.map_chunks(x[batch_size:]):  # as evaluate runs it: chunks of one compiled shape
@@ -397,7 +399,7 @@ def bfloat16_rows(report: dict) -> dict:
   out["mapping_by_batch_size"] = [_run_child(f"mapping:{r['batch_size']}:{r['images']}:0:bf16")
                                   for r in report["mapping_by_batch_size"]]
   out["seed_style_one_by_one"] = _run_child(f"seed_style:{report['seed_style_one_by_one']['images']}:bf16")
-  out["whole_test_split"] = _run_child(f"whole_split:{FLAGS.test_images}:1024:bf16")
+  out["whole_test_split"] = _run_child(f"whole_split:{FLAGS.test_images}:0:bf16")  # its automatic batch
   out["training"] = _run_child("training:bf16")
   out["encoder"] = {"float32": report["encoder"], "bfloat16": _run_child("encoder:bf16")}
   out["convolutions_alone_batch_1024"] = _run_child("layers:bf16")
@@ -405,10 +407,11 @@ def bfloat16_rows(report: dict) -> dict:
   if importlib.util.find_spec("torch") is None:
     out["pytorch"] = {"skipped": "torch is not installed (make bench installs it: pip install torch)"}
   else:
-    batch = report["whole_test_split"]["batch_size"]
+    # the peer maps at our batch of the same precision (the automatic one of each)
+    batch32, batch16 = report["whole_test_split"]["batch_size"], out["whole_test_split"]["batch_size"]
     passive = {"OMP_WAIT_POLICY": "PASSIVE"}  # OpenMP threads that sleep when idle: the fair setting on a shared CPU
-    out["pytorch"] = {"mapping_float32": _run_child(f"torch_mapping:{batch}:{batch}", passive),
-                      "mapping_bfloat16": _run_child(f"torch_mapping:{batch}:{batch}:bf16", passive),
+    out["pytorch"] = {"mapping_float32": _run_child(f"torch_mapping:{batch32}:{max(batch32, 1024)}", passive),
+                      "mapping_bfloat16": _run_child(f"torch_mapping:{batch16}:{max(batch16, 1024)}:bf16", passive),
                       "training_float32": _run_child("torch_training", passive),
                       "training_bfloat16": _run_child("torch_training:bf16", passive)}
   ours32, ours16 = report["whole_test_split"], out["whole_test_split"]
@@ -484,13 +487,14 @@ def main(argv):
             "mapping_iterations": STEPS, "networks": "seed 000 (28x28x1)"}
   import tensorflow as tf
   report["tensorflow"] = tf.__version__
+  report["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]  # other jobs on this machine
   report["mapping_by_batch_size"] = [_run_child(f"mapping:{b}:{n}") for b, n in
                                      ((1, 8), (64, 256), (256, 1024), (1024, 2048))]
   report["seed_style_one_by_one"] = _run_child("seed_style:4")
-  report["whole_test_split"] = _run_child(f"whole_split:{FLAGS.test_images}:1024")
+  report["whole_test_split"] = _run_child(f"whole_split:{FLAGS.test_images}:0")  # the automatic batch, as evaluate
   onednn_off = {"TF_ENABLE_ONEDNN_OPTS": "0"}
   report["options"] = {
-      "mapping, batch 1024 (the default)": report["mapping_by_batch_size"][-1],
+      "mapping, batch 1024": report["mapping_by_batch_size"][-1],
       "mapping, batch 1024, oneDNN off (TensorFlow's default on this CPU)": _run_child("mapping:1024:1024", onednn_off),
       "mapping, batch 1024, XLA (jit_compile)": _run_child("mapping:1024:1024:1"),
       "mapping, batch 1024, 1 intra-op thread": _run_child("mapping:1024:1024", {"TF_NUM_INTRAOP_THREADS": "1"}),
@@ -536,6 +540,7 @@ def main(argv):
   }
   report["bfloat16"] = bfloat16_rows(report)
   report["wall_seconds"] = round(time.perf_counter() - began, 1)
+  report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
   write_reports(report, FLAGS.output)
 
 
@@ -549,7 +554,8 @@ def bfloat16_lines(report: dict) -> list:
   for a, c in zip(report["mapping_by_batch_size"], b["mapping_by_batch_size"]):
     lines.append(f"| mapping, batch {a['batch_size']} (images/s) | {a['images_per_second']} | {c['images_per_second']} "
                  f"| {_ratio(c, a)}x |")
-  pairs = (("mapping the test split, batch 1024", report["whole_test_split"], b["whole_test_split"]),
+  batches = f"batch {report['whole_test_split']['batch_size']} / {b['whole_test_split']['batch_size']}"
+  pairs = (("mapping the test split, automatic " + batches, report["whole_test_split"], b["whole_test_split"]),
            ("one by one, seed's way", report["seed_style_one_by_one"], b["seed_style_one_by_one"]),
            ("training, batch 256", report["training"], b["training"]),
            ("encoder pass, batch 1024", b["encoder"]["float32"], b["encoder"]["bfloat16"]))
@@ -562,7 +568,7 @@ def bfloat16_lines(report: dict) -> list:
     lines += ["", f"PyTorch peer (benchmarks/torch_peer.py, torch {t['mapping_float32']['torch']}, same networks and "
               "schedule, each in a fresh process of this run):", "",
               "| measure | PyTorch fp32 | PyTorch bf16 autocast | ours fp32 | ours bf16 |", "| --- | --- | --- | --- | --- |",
-              f"| mapping, batch 1024 (images/s) | {t['mapping_float32']['images_per_second']} | "
+              f"| mapping, fp32 / bf16 {batches} (images/s) | {t['mapping_float32']['images_per_second']} | "
               f"{t['mapping_bfloat16']['images_per_second']} | {report['whole_test_split']['images_per_second']} | "
               f"{b['whole_test_split']['images_per_second']} |",
               f"| training, batch 256 (images/s) | {t['training_float32']['images_per_second']} | "
@@ -610,7 +616,9 @@ def write_reports(report: dict, prefix: str):
   lines = [f"# Benchmark ({report['date']})", "",
            f"Command: `{report['command']}`; wall time {report['wall_seconds']} s; TensorFlow {report['tensorflow']}; "
            f"{m['cpu']}, {m['cores']} cores at {m['ghz']} GHz, peak {m['peak_gflops']} GFLOP/s "
-           f"({m['flops_per_cycle_per_core']} FP32 FLOPs/cycle/core). Seed-000 networks, {report['mapping_iterations']} iterations.", "",
+           f"({m['flops_per_cycle_per_core']} FP32 FLOPs/cycle/core). Seed-000 networks, {report['mapping_iterations']} iterations. "
+           f"Load average (1, 5, 15 min; other jobs on the machine) at the start {report.get('load_average_at_start')}, "
+           f"at the end {report.get('load_average_at_end')}.", "",
            "| measure | reached | target |", "| --- | --- | --- |"]
   lines += [f"| {a} | {b} | {c} |" for a, b, c in targets]
   lines += ["", "Mapping throughput by batch size (compiled loop):", "", "| batch | images | images/s |", "| --- | --- | --- |"]

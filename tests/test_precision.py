@@ -18,7 +18,7 @@ import tensorflow as tf
 from conftest import synthetic_images
 from test_families import blobs_data, tiny_config
 
-from anogan_tf import AnoganError, evaluate_lib, export_lib, models, train_lib
+from anogan_tf import AnoganError, Discriminator, Generator, evaluate_lib, export_lib, models, train_lib
 from anogan_tf.data import OneClassData
 from anogan_tf.engine import driver
 from anogan_tf.engine import workdir as workdir_lib
@@ -231,6 +231,41 @@ def test_fused_batchnorm_runs_the_fused_kernel_on_bfloat16_with_float32_statisti
   np.testing.assert_allclose(fused.moving_variance.numpy(), plain.moving_variance.numpy() * n / (n - 1), rtol=2.0**-7)
   out = fused(x, training=False)
   assert out.dtype == tf.bfloat16 and np.isfinite(tf.cast(out, tf.float32)).all()
+
+
+def test_the_automatic_mapping_batch_is_smaller_in_bfloat16():
+  from anogan_tf.models.anogan.mapper import MAX_BFLOAT16_MAPPING_BATCH, auto_batch_size
+  plenty = 1 << 40
+  for name, largest in (("float32", 1024), ("bfloat16", MAX_BFLOAT16_MAPPING_BATCH)):
+    g, d = precision.built(name, lambda: (Generator(), Discriminator()))
+    assert auto_batch_size(g, d, available_bytes=plenty) == largest
+    assert auto_batch_size(g, d, available_bytes=1) == 1  # memory still decides below the cap
+  assert MAX_BFLOAT16_MAPPING_BATCH < 1024
+
+
+def test_fused_batchnorm_normalises_bfloat16_inputs_in_the_float32_kernel():
+  """oneDNN's bfloat16 FusedBatchNorm and its gradient are several times slower than the float32
+  ones here: a bfloat16 input is normalised in float32 and the output cast back to bfloat16."""
+  x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (4, 6, 6, 8)).astype(np.float32))
+  with precision.policy("bfloat16"):
+    fused = layers.FusedBatchNormalization()
+  fused.build(x.shape)
+
+  def step(x, training):
+    x = tf.cast(x, tf.bfloat16)
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = fused(x, training=training)
+      total = tf.reduce_sum(tf.cast(y, tf.float32))
+    return y, tape.gradient(total, x)
+
+  for training in (True, False):
+    graph = tf.function(lambda x: step(x, training)).get_concrete_function(x).graph  # noqa: B023
+    kernels = [op for op in graph.get_operations() if op.type.startswith("FusedBatchNorm")]
+    assert {op.type for op in kernels} == {"FusedBatchNormV3", "FusedBatchNormGradV3"}
+    assert {op.get_attr("T") for op in kernels} == {tf.float32}
+    y, dx = step(x, training)
+    assert y.dtype == dx.dtype == tf.bfloat16
 
 
 def test_the_subpixel_gradient_layer_takes_its_input_gradient_subpixel_on_bfloat16():

@@ -229,7 +229,7 @@ class Config:
   map_batch_size: int = setting(0,
                                 "images mapped at once (the chunk size changes the kernels' rounding, which a "
                                 "search carries into the scores: keep it at 64 or more, and fixed, to compare "
-                                "scores; docs/presets.md); 0: automatic, up to 1024 as memory allows",
+                                "scores; docs/presets.md); 0: automatic, up to 1024 as memory allows (256 in bfloat16)",
                                 evaluate=True, resume=True)
 
   # --- decision threshold (anogan_tf/evaluation/threshold.py)

@@ -90,9 +90,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   does not take (not 4-D channels-last float32 or bfloat16, a mask, renorm, no scale or centre, a
   tiny epsilon) run Keras' implementation unchanged.
 
-  With bfloat16 inputs (--precision=bfloat16) the kernel normalises in bfloat16 with float32
-  scale, offset and statistics: the batch mean and variance are computed in float32, and the
-  moving statistics stay float32 variables.
+  With bfloat16 inputs (--precision=bfloat16) the input is cast to float32, normalised by the
+  float32 kernel and cast back to bfloat16 (as Keras' layer computes in float32): oneDNN's
+  bfloat16 kernel, and above all its gradient, run several times slower than the float32 ones on
+  the narrow layers here. The batch statistics are float32, and the moving statistics stay
+  float32 variables.
   """
 
   def _fusable(self, inputs, mask) -> bool:
@@ -105,17 +107,19 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
       return super().call(inputs, training=training, mask=mask)
     # float32 whatever the layer's policy: Keras may hand its variables cast to the compute dtype
     gamma, beta = tf.cast(self.gamma.value, tf.float32), tf.cast(self.beta.value, tf.float32)
+    dtype = inputs.dtype
+    inputs = tf.cast(inputs, tf.float32)  # oneDNN's bfloat16 kernel (and its gradient) is the slow one
     if training and self.trainable:
       outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
           inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
       decay = 1.0 - self.momentum  # TF1's assign_moving_average: v -= (v - batch value) * decay
       self.moving_mean.assign_sub((tf.cast(self.moving_mean.value, tf.float32) - mean) * decay)
       self.moving_variance.assign_sub((tf.cast(self.moving_variance.value, tf.float32) - variance) * decay)
-      return outputs
+      return tf.cast(outputs, dtype)
     outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
         inputs, gamma, beta, mean=tf.cast(self.moving_mean.value, tf.float32),
         variance=tf.cast(self.moving_variance.value, tf.float32), epsilon=self.epsilon, is_training=False)
-    return outputs
+    return tf.cast(outputs, dtype)
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")

@@ -36,11 +36,11 @@ def chain_floats(layers: Iterable, input_shape: Sequence[int], stop_at: Optional
   return total
 
 
-def fit_batch_size(floats_per_image: int, available_bytes: Optional[int] = None) -> int:
-  """The largest power of two up to MAX_AUTO_BATCH whose activations (`floats_per_image` each) fit
-  in MEMORY_SHARE of the available memory; MAX_AUTO_BATCH when that is unknown."""
+def fit_batch_size(floats_per_image: int, available_bytes: Optional[int] = None, largest: int = MAX_AUTO_BATCH) -> int:
+  """The largest power of two up to `largest` (MAX_AUTO_BATCH) whose activations (`floats_per_image`
+  each) fit in MEMORY_SHARE of the available memory; `largest` when that is unknown."""
   available = available_memory_bytes() if available_bytes is None else available_bytes
   if available is None:
-    return MAX_AUTO_BATCH
+    return largest
   fits = int(MEMORY_SHARE * available // (BYTES_PER_ACTIVATION * max(int(floats_per_image), 1)))
-  return max(1, min(MAX_AUTO_BATCH, 1 << max(fits, 1).bit_length() - 1))
+  return max(1, min(largest, 1 << max(fits, 1).bit_length() - 1))

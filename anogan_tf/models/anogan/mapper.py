@@ -31,6 +31,8 @@ import anogan_tf.models.base as base
 from anogan_tf.config import DISTRIBUTIONS, REDUCTIONS, one_of
 from anogan_tf.errors import AnoganError
 from anogan_tf.nn import losses, memory
+from anogan_tf.nn.frozen import FrozenChain
+from anogan_tf.nn.precision import network_precision, to_float32
 
 
 @dataclasses.dataclass
@@ -111,18 +113,20 @@ class _BatchState(tf.Module):
     for opt, snapshot in zip(self.optimizers, self.snapshots):
       for variable, value in zip(opt.variables, snapshot):
         variable.assign(value)
-    features_x = m.discriminator.features(x, training=False, layer=m.feature_layer)  # f(x) once per batch
+    weights = m.frozen_weights()  # G's and f's weights, prepared once per call, outside the loop
+    features_x = m.features(x, weights)  # f(x) once per batch
     trajectory = tf.TensorArray(tf.float32, size=sum(m.steps))
     step = tf.constant(0)
     for opt, n in zip(self.optimizers, m.steps):
       for _ in tf.range(n):
-        with tf.GradientTape() as tape:
-          loss = m.iteration_loss(x, features_x, self.z)  # (batch,)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:  # the gradient w.r.t. z only
+          tape.watch(self.z)
+          loss = m.iteration_loss(x, features_x, self.z, weights)  # (batch,)
           total = tf.reduce_sum(loss)  # summed, not averaged: each image its own problem
         opt.apply_gradients([(tape.gradient(total, self.z), self.z)])
         trajectory = trajectory.write(step, loss)
         step += 1
-    return dict(m.result_at(x, features_x, self.z),
+    return dict(m.result_at(x, features_x, self.z, weights),
                 trajectory=tf.transpose(trajectory.stack()))  # (batch, iterations)
 
 
@@ -152,8 +156,9 @@ class _Forward(tf.Module):
 
   def _result(self, x, z):
     m = self.mapper
-    features_x = m.discriminator.features(x, training=False, layer=m.feature_layer)
-    return dict(m.result_at(x, features_x, z), trajectory=tf.zeros((tf.shape(x)[0], 0)))  # (batch, 0): no iterations
+    weights = m.frozen_weights()
+    out = m.result_at(x, m.features(x, weights), z, weights)
+    return dict(out, trajectory=tf.zeros((tf.shape(x)[0], 0)))  # (batch, 0): no iterations
 
 
 def activation_floats_per_image(generator, discriminator, feature_layer: str = "act1") -> int:
@@ -163,11 +168,20 @@ def activation_floats_per_image(generator, discriminator, feature_layer: str = "
           + memory.chain_floats(discriminator.chain, generator.image_shape, stop_at=feature_layer))
 
 
+# The automatic batch of a bfloat16 search stops here: its activations then stay in the CPU's caches
+# through the 150 iterations, and `make bench` measures batches of 1024 several times slower per image.
+MAX_BFLOAT16_MAPPING_BATCH = 256
+
+
 def auto_batch_size(generator, discriminator, available_bytes: Optional[int] = None,
                     feature_layer: str = "act1") -> int:
-  """The largest power of two up to memory.MAX_AUTO_BATCH whose mapping fits in memory.MEMORY_SHARE
-  of the available memory (MAX_AUTO_BATCH when that is unknown)."""
-  return memory.fit_batch_size(activation_floats_per_image(generator, discriminator, feature_layer), available_bytes)
+  """The largest power of two up to memory.MAX_AUTO_BATCH (MAX_BFLOAT16_MAPPING_BATCH when the
+  networks compute in bfloat16) whose mapping fits in memory.MEMORY_SHARE of the available memory
+  (that largest batch when the available memory is unknown)."""
+  low = "bfloat16" in (network_precision(generator), network_precision(discriminator))
+  largest = MAX_BFLOAT16_MAPPING_BATCH if low else memory.MAX_AUTO_BATCH
+  return memory.fit_batch_size(activation_floats_per_image(generator, discriminator, feature_layer), available_bytes,
+                               largest)
 
 
 class LatentMapper(base.Scorer):
@@ -229,6 +243,10 @@ class LatentMapper(base.Scorer):
     self._rng = np.random.default_rng(seed)
     self._states = {}
     self._forwards = {}
+    # G, and D up to f, run frozen (nn.frozen): weights read, cast and BatchNorm-folded once per search
+    self._frozen_g = FrozenChain(generator.chain) if hasattr(generator, "chain") else None
+    self._frozen_f = (FrozenChain(discriminator.chain, stop_at=feature_layer)
+                      if hasattr(discriminator, "chain") else None)
 
   def initial_z(self, n: int) -> np.ndarray:
     """Draws the next n initial z (n, latent_dim) from the mapper's seeded stream."""
@@ -271,23 +289,42 @@ class LatentMapper(base.Scorer):
     for part in self.map_chunks(images, initial_z):
       yield part.score_result()
 
-  def loss_parts(self, x, features_x, z):
+  def frozen_weights(self) -> tuple:
+    """(G's, f's) weights as the frozen chains run them (nn.frozen.FrozenChain.weights): read from
+    the variables now, so a search calls it once, before its loop."""
+    return (self._frozen_g.weights() if self._frozen_g else [], self._frozen_f.weights() if self._frozen_f else [])
+
+  def generate(self, z, weights=None):
+    """G(z) in inference mode, float32; on `weights` (frozen_weights()) when G is a chain of layers."""
+    if self._frozen_g is None:
+      return to_float32(self.generator(z, training=False))
+    return self._frozen_g(z, (weights or self.frozen_weights())[0])
+
+  def features(self, x, weights=None):
+    """f(x) (batch, features), D in inference mode up to `feature_layer`, float32; on `weights`
+    (frozen_weights()) when D is a chain of layers."""
+    if self._frozen_f is None:
+      return self.discriminator.features(x, training=False, layer=self.feature_layer)
+    f = self._frozen_f(x, (weights or self.frozen_weights())[1])
+    return tf.reshape(f, (tf.shape(f)[0], -1))
+
+  def loss_parts(self, x, features_x, z, weights=None):
     """(G(z), residual, discrimination) for images x and their features f(x), each (batch, ...)."""
-    generated = self.generator(z, training=False)
+    weights = weights or self.frozen_weights()
+    generated = self.generate(z, weights)
     residual = losses.residual_loss(x, generated, self.reduction)
-    discrimination = losses.discrimination_loss(
-        features_x, self.discriminator.features(generated, training=False, layer=self.feature_layer), self.reduction)
+    discrimination = losses.discrimination_loss(features_x, self.features(generated, weights), self.reduction)
     return generated, residual, discrimination
 
-  def iteration_loss(self, x, features_x, z):
+  def iteration_loss(self, x, features_x, z, weights=None):
     """The loss the search minimises, per image (batch,): (1 - lam) L_R + lam L_D at z."""
-    _, residual, discrimination = self.loss_parts(x, features_x, z)
+    _, residual, discrimination = self.loss_parts(x, features_x, z, weights)
     return losses.anomaly_score(residual, discrimination, self.lam)
 
-  def result_at(self, x, features_x, z) -> dict:
+  def result_at(self, x, features_x, z, weights=None) -> dict:
     """The result at z (no trajectory): score (the loss the search minimises, divided by the
     image's ink ** ink_power), residual, discrimination, z, generated, residual_map."""
-    generated, residual, discrimination = self.loss_parts(x, features_x, z)
+    generated, residual, discrimination = self.loss_parts(x, features_x, z, weights)
     score = losses.ink_normalised(losses.anomaly_score(residual, discrimination, self.lam), x, self.ink_power)
     return dict(score=score,
                 residual=residual, discrimination=discrimination, z=tf.identity(z),
@@ -301,18 +338,19 @@ class LatentMapper(base.Scorer):
     Adam (`adam_update`, moments from zero), on the loss summed over the batch. The same steps
     as the compiled loop `map` runs, with z and the moments as loop values instead of
     variables. Returns `result_at` the final z and the trajectory (batch, iterations)."""
-    features_x = self.discriminator.features(x, training=False, layer=self.feature_layer)  # f(x) once
+    weights = self.frozen_weights()  # once, outside the loops
+    features_x = self.features(x, weights)  # f(x) once
     z, trajectories = z0, []
     for learning_rate, n in zip(self.learning_rates, self.steps):
-      z, trajectory = self._search_stage(x, features_x, z, learning_rate, n)
+      z, trajectory = self._search_stage(x, features_x, z, learning_rate, n, weights)
       trajectories.append(trajectory)
-    return dict(self.result_at(x, features_x, z), trajectory=tf.concat(trajectories, axis=1))
+    return dict(self.result_at(x, features_x, z, weights), trajectory=tf.concat(trajectories, axis=1))
 
-  def _search_stage(self, x, features_x, z, learning_rate: float, n: int):
+  def _search_stage(self, x, features_x, z, learning_rate: float, n: int, weights):
     def body(i, z, m, v, trajectory):
-      with tf.GradientTape() as tape:
+      with tf.GradientTape(watch_accessed_variables=False) as tape:  # the gradient w.r.t. z only
         tape.watch(z)
-        loss = self.iteration_loss(x, features_x, z)  # (batch,)
+        loss = self.iteration_loss(x, features_x, z, weights)  # (batch,)
         total = tf.reduce_sum(loss)  # summed, not averaged: each image its own problem
       z, m, v = adam_update(z, tape.gradient(total, z), m, v, i, learning_rate,
                             self.adam_beta_1, self.adam_beta_2, self.adam_epsilon)
@@ -349,7 +387,8 @@ class LatentMapper(base.Scorer):
     if search:
       out = self.search(x, initial_z)
     else:
-      out = self.result_at(x, self.discriminator.features(x, training=False, layer=self.feature_layer), initial_z)
+      weights = self.frozen_weights()
+      out = self.result_at(x, self.features(x, weights), initial_z, weights)
     extras = {"z": out["z"]}
     if search:
       extras.update(trajectory=out["trajectory"], initial_z=tf.identity(initial_z))
