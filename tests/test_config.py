@@ -164,7 +164,7 @@ TRAINING_ALTERNATIVES = dict(
 TRAINING_ALTERNATIVES.update(image_size=32, channels=1)
 # The series' settings (--dataset=ucr, --model=lstm_ae): which series, their shape and scale, the LSTMs.
 TRAINING_ALTERNATIVES.update(ucr_name="GunPoint", series_length=150, series_features=1, series_range=(-2.0, 3.0),
-                             lstm_units=(32, 16))
+                             lstm_units=(32, 16), lstm_max_steps=64)
 # Clips (--model=convlstm_ae): frames per example, the network's window and its ConvLSTM layers.
 TRAINING_ALTERNATIVES.update(clip_length=10, clip_window=5, convlstm_filters=(8, 8))
 # DRAEM (--model=draem): its U-Nets' widths and the simulated anomalies it trains on.

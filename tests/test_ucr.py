@@ -144,7 +144,7 @@ def test_the_shipped_anomaly_series_reads(tmp_path):
 def trained(tmp_path_factory):
   root = tmp_path_factory.mktemp("ucr")
   train, test = archive(root)
-  config = ucr_config(root)
+  config = ucr_config(root, lstm_max_steps=5)  # the LSTMs over patches of 3 steps: 4 LSTM steps
   workdir = str(root / "run")
   train_lib.train(config, workdir, progress=False)
   return resolve_shape(config), workdir, test
@@ -226,3 +226,28 @@ def test_an_exported_lstm_ae_serves_the_libraries_scores_and_residuals_over_time
   np.testing.assert_allclose(out["score"].numpy(), expected.score, rtol=1e-5)
   np.testing.assert_allclose(out["residual_map"].numpy(), expected.residual_map, atol=1e-5)
   assert out["residual_map"].shape == (4, STEPS, 1)
+
+
+def test_lstm_max_steps_runs_the_lstms_over_patches_that_give_every_step_back():
+  """--lstm_max_steps=N: a series of T > N steps reaches the LSTMs as ceil(T / p) patches of p =
+  ceil(T / N) steps (the last padded with the last value), and the decoder gives all T steps back."""
+  from anogan_tf.models import lstm_ae
+  assert [lstm_ae.patch_size(t, n) for t, n in ((13, 0), (13, 13), (13, 5), (286, 64), (24, 64))] == [1, 1, 3, 5, 1]
+  x = np.arange(2 * 13 * 2, dtype=np.float32).reshape(2, 13, 2)
+  patches = lstm_ae.Patches(3, 13)(x).numpy()
+  assert patches.shape == (2, 5, 6)
+  np.testing.assert_array_equal(patches[0, 1], x[0, 3:6].reshape(-1))  # a patch: its steps' values, in order
+  np.testing.assert_array_equal(patches[:, -1].reshape(2, 3, 2), x[:, [12, 12, 12]])  # padded with the last step
+  np.testing.assert_array_equal(lstm_ae.Unpatches(3, 13)(patches).numpy(), x)
+  config = Config(model="lstm_ae", dataset="ucr", ucr_name="Toy", series_length=13, series_features=2,
+                  lstm_units=(8,), latent_dim=4, lstm_max_steps=5)
+  networks = lstm_ae.build_networks(config)
+  encoder, decoder = networks["encoder"].chain, networks["decoder"].chain
+  assert isinstance(encoder[0], lstm_ae.Patches) and decoder[0].n == 5  # RepeatVector: one step a patch
+  code = networks["encoder"](x)
+  assert code.shape == (2, 4) and networks["decoder"](code).shape == (2, 13, 2)
+  again = lstm_ae.SeriesDecoder.from_config(networks["decoder"].get_config())
+  assert again.chain[0].n == 5 and again.compute_output_shape((None, 4)) == (None, 13, 2)
+  with pytest.raises(AnoganError, match="--lstm_max_steps=-1"):
+    Config(model="lstm_ae", dataset="ucr", ucr_name="Toy", lstm_max_steps=-1)
+

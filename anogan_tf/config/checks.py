@@ -94,6 +94,8 @@ def check_series(config) -> None:
   check_number(config, "series_features", 0, fix="use 0 (the training series' own) or the values per time step")
   check_number(config, "lstm_units", 1, fix="use positive LSTM sizes, e.g. 64")
   need(len(config.lstm_units) > 0, "--lstm_units is empty; give at least one LSTM size, e.g. 64")
+  check_number(config, "lstm_max_steps", 0, fix="use 0 (one LSTM step per time step) or the most steps the LSTMs run, "
+                                                 "e.g. 64")
   low_high = config.series_range
   need(not low_high or (len(low_high) == 2 and all(math.isfinite(v) for v in low_high) and low_high[0] < low_high[1]),
        f"--series_range={flag_text(low_high)} is not low,high with low < high; use e.g. -2.5,3.1, or leave it empty "

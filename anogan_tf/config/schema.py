@@ -132,6 +132,10 @@ class Config:
   lstm_units: Tuple[int, ...] = setting((64,),
                                        "lstm_ae: the encoder's LSTM layers (the decoder's, in reverse), before the "
                                        "Dense(latent_dim) code")
+  lstm_max_steps: int = setting(0,
+                                "lstm_ae: the LSTMs run at most this many steps: a series of T steps is cut into "
+                                "patches of ceil(T / N) consecutive steps, one patch an LSTM step (its values as "
+                                "features), the decoder's Dense gives each step its patch back; 0: one step a step")
   d_z_units: int = setting(128, "egbad: width of D(x, z)'s z Dense layer (seed 003: 512)")
   d_joint_units: Tuple[int, ...] = setting((128,),
                                            "egbad: D(x, z)'s joint Dense layers; the last one's activations are "
