@@ -1,6 +1,7 @@
 """The README's score-report example: a folder dataset cut from real photographs, trained and scored.
 
   python experiments/photo_example.py [--workdir=runs/photo_example] [--results_dir=experiments/results/photo_example]
+                                     [--flagfile=experiments/pictures.flags]
 
 The photographs are the two bundled with scikit-learn (`sklearn.datasets.load_sample_images`:
 china.jpg, the Summer Palace above Kunming Lake, and flower.jpg, a dahlia; both 640x427, by
@@ -20,7 +21,9 @@ report per picture and the --top gallery.
 Writes into --results_dir: record.json (the commands, seed, commit, wall times, the metrics),
 report_<defect>.png (score's report of the highest-scoring picture of each defect) and
 top_tiles.png (score's --top gallery of the tiles folder). A rerun reuses a finished training (train resumes; the folder is
-rebuilt identically from the seed). Progress on stderr as reproduce.py shows it: each command's
+rebuilt identically from the seed). --flagfile trains a preset (its own schedule) instead of today's
+defaults with TRAIN_FLAGS' schedule. The record also holds the SSIM between each good test picture and
+its reconstruction (mean and minimum: do reconstructions of good pictures look like them). Progress on stderr as reproduce.py shows it: each command's
 bars and its time; no TensorFlow start-up notices.
 """
 
@@ -50,8 +53,32 @@ BOXES = ((0, 345, 150, 427), (150, 368, 205, 427))
 N_TRAIN, N_GOOD, N_DEFECT = 400, 40, 40
 PATCH = (10, 20)   # side of a pasted patch, in pixels of the 64x64 picture
 
-TRAIN_FLAGS = ["--dataset=folder", f"--image_size={SIZE}", "--channels=3", "--batch_size=32",
-               "--epochs=150", "--lr_decay_epoch=100", "--val_fraction=0.1", "--seed=0"]
+FOLDER_FLAGS = ["--dataset=folder", f"--image_size={SIZE}", "--channels=3", "--val_fraction=0.1", "--seed=0"]
+TRAIN_FLAGS = [*FOLDER_FLAGS, "--batch_size=32", "--epochs=150", "--lr_decay_epoch=100"]
+
+
+def train_flags(flagfile: str = "") -> list:
+  """The training flags: a preset's flagfile (its own schedule) with the folder's, or the defaults'."""
+  return [f"--flagfile={flagfile}", *FOLDER_FLAGS] if flagfile else list(TRAIN_FLAGS)
+
+
+def reconstruction_ssim(model: str, folder: str) -> dict:
+  """SSIM (11x11 Gaussian window, pictures in [0, 1]) between each picture of `folder` and the trained
+  workdir's reconstruction of it: {"mean", "min", "n"}."""
+  import tensorflow as tf
+
+  from anogan_tf import models
+  from anogan_tf.cli import flags as anogan_flags
+  from anogan_tf.data import folder as folder_data
+  from anogan_tf.engine import workdir as workdir_lib
+  config = anogan_flags.workdir_config(model)
+  family = models.family(config.model)
+  scorer, _ = workdir_lib.load_scorer(config, model, family)
+  paths = folder_data.list_images(folder, "pictures")
+  x = np.stack([folder_data.read_image(p, config.image_shape) for p in paths])
+  reconstruction = np.clip(scorer.score(x).reconstruction, -1.0, 1.0)
+  ssim = tf.image.ssim(tf.constant((x + 1) / 2), tf.constant((reconstruction + 1) / 2), max_val=1.0).numpy()
+  return {"mean": round(float(ssim.mean()), 4), "min": round(float(ssim.min()), 4), "n": len(paths)}
 
 
 def photographs():
@@ -132,6 +159,8 @@ def main(argv=None) -> int:
   parser.add_argument("--workdir", default="runs/photo_example", help="data, training and scores go here")
   parser.add_argument("--results_dir", default="experiments/results/photo_example",
                       help="where the record and the figures go")
+  parser.add_argument("--flagfile", default="", help="a preset to train (e.g. experiments/pictures.flags); "
+                      "default: today's defaults with TRAIN_FLAGS' schedule")
   args = parser.parse_args(argv)
   workdir, results = os.path.abspath(args.workdir), os.path.abspath(args.results_dir)
   data, model = os.path.join(workdir, "data"), os.path.join(workdir, "model")
@@ -141,7 +170,7 @@ def main(argv=None) -> int:
   counts = build_folder(data)
   print(f"folder dataset in {data}: " + ", ".join(f"{k} {v}" for k, v in counts.items()), flush=True)
   commands = {
-      "train": ["anogan_tf.train", *TRAIN_FLAGS, f"--data_dir={data}", f"--workdir={model}"],
+      "train": ["anogan_tf.train", *train_flags(args.flagfile and os.path.abspath(args.flagfile)), f"--data_dir={data}", f"--workdir={model}"],
       "evaluate": ["anogan_tf.evaluate", f"--workdir={model}"],
   }
   scored = {d: os.path.join(workdir, f"scored_{d}") for d in ("tiles", "petals")}
@@ -166,6 +195,7 @@ def main(argv=None) -> int:
     worst = max(rows, key=lambda r: float(r["score"]))
     shutil.copyfile(os.path.join(out, worst["report"]), os.path.join(results, f"report_{defect}.png"))
   shutil.copyfile(os.path.join(scored["tiles"], "top.png"), os.path.join(results, "top_tiles.png"))
+  good_ssim = reconstruction_ssim(model, os.path.join(data, "test", "good"))
 
   def shown(command):
     return "python -m " + " ".join(a.replace(workdir, "$WORK") for a in command)
@@ -183,6 +213,7 @@ def main(argv=None) -> int:
                                               "f1", "threshold", "n_normal", "n_anomalous")},
       "threshold_percentile": threshold.get("percentile"),
       "flagged_by_score": {d: f"{n} of {N_DEFECT}" for d, n in flagged.items()},
+      "ssim_good_reconstructions": good_ssim,
   }
   with open(os.path.join(results, "record.json"), "w") as f:
     json.dump(record, f, indent=2)

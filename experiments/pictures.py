@@ -96,6 +96,12 @@ def write_tables(results_dir: str, preset: str, split: str, categories, seeds) -
       values = [r[metric] for r in runs.values() if r.get(metric) is not None]
       if values:
         entry[metric] = {"mean": statistics.fmean(values), "std": spread(values)}
+    by_defect = {}
+    for r in runs.values():
+      for defect, value in (r.get("metrics") or {}).get("auroc_by_anomalous_class", {}).items():
+        by_defect.setdefault(defect, []).append(value)
+    if by_defect:
+      entry["auroc_by_defect"] = {d: statistics.fmean(v) for d, v in by_defect.items()}  # mean over seeds
     per_category[category] = entry
   complete = [c for c in per_category if len(per_category[c]["seeds"]) == len(seeds)]
   means = {}
@@ -121,16 +127,19 @@ def write_tables(results_dir: str, preset: str, split: str, categories, seeds) -
            f"Seeds {', '.join(map(str, seeds))}; {table['runs_done']} of {table['runs_total']} runs done. "
            f"Mean ± standard deviation over seeds, in percent.", "",
            f"Command: `{table['command']}`  ", f"Commit: {', '.join(table['commit'])}; CPU: {table['cpu']}", "",
-           "| category | image AUROC | pixel AUROC | AUPRO | per seed (image / pixel / AUPRO) | train s |",
-           "| --- | --- | --- | --- | --- | --- |"]
+           "| category | image AUROC | pixel AUROC | AUPRO | per seed (image / pixel / AUPRO) | train s "
+           "| image AUROC per defect |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
   for category, entry in per_category.items():
     per_seed = "; ".join(f"{s}: " + " / ".join("-" if v[m] is None else f"{100 * v[m]:.1f}" for m in METRICS)
                          for s, v in entry["per_seed"].items())
     seconds = ", ".join(f"{v:.0f}" for v in entry["train_seconds"].values() if v is not None)  # G and D
-    lines.append(f"| {category} | " + " | ".join(show(entry.get(m)) for m in METRICS) + f" | {per_seed} | {seconds} |")
+    defects = ", ".join(f"{d} {100 * v:.1f}" for d, v in entry.get("auroc_by_defect", {}).items())
+    lines.append(f"| {category} | " + " | ".join(show(entry.get(m)) for m in METRICS)
+                 + f" | {per_seed} | {seconds} | {defects} |")
   if means:
     lines.append("| **mean** | " + " | ".join(f"{100 * means[m]:.1f}" if m in means else "-" for m in METRICS)
-                 + " | | |")
+                 + " | | | |")
   with open(md_path, "w") as f:
     f.write("\n".join(lines) + "\n")
   return md_path

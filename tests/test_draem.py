@@ -73,6 +73,28 @@ def test_synthesis_uses_no_external_pictures():
       assert np.prod(op.outputs[0].shape) < 32 * 32, op.name
 
 
+def test_smoothed_anomalies_stay_in_place_keep_their_colours_and_skip_flat_regions():
+  """--draem_smooth_fraction: the source is the picture itself mean-filtered in place (a textured
+  half turns smoother inside the mask, its mean colour kept: not moved, not recoloured); where the
+  picture is flat nothing visible changes, so the mask is cleared there; with the fraction 0 the
+  rows and the anomalies are the authors' as before (the extra columns are not drawn)."""
+  rng = np.random.default_rng(5)
+  x = np.zeros((32, 32, 32, 1), np.float32)
+  x[:, :, :16] = rng.uniform(-1, 1, (32, 32, 16, 1))  # left half textured (mean 0), right half flat at 0
+  s = Synthesis(side=32, channels=1, anomaly_fraction=1.0, min_cell=4, smooth_fraction=1.0, beta_max=0.0)
+  assert s.row_size == Synthesis(side=32, channels=1, min_cell=4).row_size + len(synthesis_lib.SMOOTH_SCALARS)
+  augmented, mask = (t.numpy() for t in s.simulate(tf.constant(x), tf.constant(s.noise(rng, 32))))
+  np.testing.assert_array_equal(augmented[mask == 0], x[mask == 0])
+  assert mask[:, :, :12].mean() > 0.02, mask[:, :, :12].mean()  # the textured half gets defects
+  assert not mask[:, :, 26:].any()  # the flat half, beyond the widest filter's reach, never
+  inside = mask[..., 0] == 1
+  assert augmented[inside].std() < 0.8 * x[inside].std()  # smoother than the texture it replaced
+  assert abs(augmented[inside].mean() - x[inside].mean()) < 0.1  # its own colours
+  rows = Synthesis(side=32, channels=1, min_cell=4).noise(np.random.default_rng(6), 8)
+  a0, m0 = Synthesis(side=32, channels=1, min_cell=4).simulate(tf.constant(x[:8]), tf.constant(rows))
+  assert m0.numpy().any()
+
+
 def test_image_score_is_the_max_of_the_smoothed_map():
   """The image score is the max of the anomaly map averaged over the window (5 x 5 at 64 pixels:
   21 at 256 scaled), not the max of the raw map; the map is the probability on every channel."""
@@ -105,7 +127,8 @@ def test_depth_follows_the_image_size(side, pools):
 
 def test_bad_draem_settings_are_one_line_errors():
   for changes in (dict(draem_width=0), dict(draem_anomaly_fraction=1.5), dict(draem_perlin_min_cell=6),
-                  dict(draem_score_window=4), dict(draem_beta_max=1.0)):
+                  dict(draem_score_window=4), dict(draem_beta_max=1.0),
+                  dict(draem_smooth_fraction=-0.1)):
     with pytest.raises(AnoganError, match="--draem_"):
       Config(model="draem", **changes)
 

@@ -7,6 +7,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 from conftest import ROOT
 from PIL import Image
 
@@ -63,3 +64,34 @@ def test_paste_changes_exactly_the_masked_square_to_a_patch_of_the_source():
     found = [(y, x) for y in range(source.shape[0] - patch.shape[0] + 1) for x in range(source.shape[1] - patch.shape[1] + 1)
              if np.array_equal(source[y:y + patch.shape[0], x:x + patch.shape[1]], patch)]
     assert found, "the pasted square is no patch of the source"
+
+
+def test_reconstruction_ssim_compares_each_picture_with_its_reconstruction(tmp_path, monkeypatch):
+  """The record's SSIM of good reconstructions: 1 where the workdir reconstructs every picture as it
+  is, lower where it paints the picture's negative; the pictures read as training reads them."""
+  from types import SimpleNamespace
+
+  from anogan_tf import models
+  from anogan_tf.cli import flags as anogan_flags
+  from anogan_tf.engine import workdir as workdir_lib
+  rng = np.random.default_rng(0)
+  for i in range(3):
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+  config = Config(model="ae", dataset="folder", data_dir=str(tmp_path), image_size=32, channels=3)
+  monkeypatch.setattr(anogan_flags, "workdir_config", lambda workdir: config)
+  monkeypatch.setattr(models, "family", lambda name: None)
+  for paint, expected in ((lambda x: x, 1.0), (lambda x: -x, None)):
+    scorer = SimpleNamespace(score=lambda x, paint=paint: SimpleNamespace(reconstruction=paint(x)))
+    monkeypatch.setattr(workdir_lib, "load_scorer", lambda config, workdir, family, s=scorer: (s, {}))
+    ssim = photo_example.reconstruction_ssim("unused", str(tmp_path))
+    assert ssim["n"] == 3 and ssim["min"] <= ssim["mean"]
+    if expected is not None:
+      assert ssim["mean"] == pytest.approx(expected, abs=1e-4)
+    else:
+      assert ssim["mean"] < 0.5
+
+
+def test_a_preset_trains_with_its_own_schedule():
+  assert photo_example.train_flags() == photo_example.TRAIN_FLAGS
+  flags = photo_example.train_flags("/p/pictures.flags")
+  assert flags[0] == "--flagfile=/p/pictures.flags" and not any(f.startswith("--epochs") for f in flags)

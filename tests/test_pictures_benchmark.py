@@ -93,3 +93,18 @@ def test_tables_give_the_mean_and_spread_over_seeds_per_category(tmp_path):
   assert table["mean_over_categories"] == {}  # coins lacks seed 1: no mean over categories yet
   assert table["runs_done"] == 3 and table["runs_total"] == 4
   assert (tmp_path / "pictures_p_val.md").exists()
+
+
+def test_tables_give_each_defects_image_auroc_per_category(tmp_path):
+  """Which defects a preset misses: each category's image AUROC per defect kind, averaged over the
+  seeds that recorded it, in the json and as a column of the markdown table."""
+  folder = tmp_path / "runs" / "pictures_p" / "val"
+  folder.mkdir(parents=True)
+  for seed, blur in ((0, 0.5), (1, 0.7)):
+    record = {"auroc": 0.8, "pixel_auroc": 0.8, "pixel_aupro": 0.7, "train_seconds": 1.0, "train_commit": "c",
+              "metrics": {"auroc_by_anomalous_class": {"blur": blur, "hole": 0.9}}}
+    (folder / f"retina_seed{seed}.json").write_text(json.dumps(record))
+  pictures.write_tables(str(tmp_path), "p", "val", ["retina"], [0, 1])
+  table = json.loads((tmp_path / "pictures_p_val.json").read_text())
+  assert table["per_category"]["retina"]["auroc_by_defect"] == pytest.approx({"blur": 0.6, "hole": 0.9})
+  assert "blur 60.0, hole 90.0" in (tmp_path / "pictures_p_val.md").read_text()

@@ -190,6 +190,10 @@ class Config:
   draem_texture_fraction: float = setting(0.5, "draem: share of simulated anomalies painted from synthetic "
                                                "textures; the rest from the training pictures themselves (moved, "
                                                "rotated, recoloured)")
+  draem_smooth_fraction: float = setting(0.0, "draem: share of simulated anomalies painted from the picture "
+                                              "itself smoothed in place (mean-filtered or flat at its mean "
+                                              "colour), before the texture / own-picture choice; 0: none (the "
+                                              "authors')")
   draem_perlin_threshold: float = setting(0.5, "draem: the Perlin noise (about in [-1, 1]) above this is the "
                                                "anomaly's mask (the authors: 0.5)")
   draem_perlin_min_cell: int = setting(8, "draem: the finest Perlin lattice cell in pixels, a power of two "

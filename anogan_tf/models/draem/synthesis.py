@@ -14,6 +14,12 @@ Per picture, as the authors' loader:
 - the source blended in inside the mask with the original's opacity beta in [0, beta_max) (the
   authors: 0.8): augmented = x (1 - m) + (1 - beta) source m + beta x m.
 
+With --draem_smooth_fraction (0: never, as the authors) a share of the anomalies is painted instead
+from the picture itself smoothed in place (not moved, not recoloured): mean-filtered over 3 to 17
+pixels or flattened to its mean colour, what an out-of-focus or worn region and a missing patch of
+texture look like, which no pasted source resembles. Where that changes nothing visible (a flat
+region) the mask is cleared, so a flat region is never a target.
+
 The source is NEVER another photograph or dataset (the authors paste textures from DTD; a user has
 only their own pictures, and a detector must not have seen the kind of defect it is tested on):
 with probability texture_fraction a synthetic texture (smooth coloured Perlin noise, stripes or a
@@ -45,6 +51,10 @@ COLOUR_OPS = ("gamma", "brightness", "sharpness", "hue_saturation", "solarize", 
               "autocontrast", "contrast")
 OPS_CHOSEN = 3  # the authors' randAugmenter: three of the augmenters, in a random order (here: the listed order)
 TEXTURE_KINDS = 3  # smooth coloured noise, stripes, checkerboard
+# Appended to a row only when smooth_fraction > 0 (so the rows without it stay as they were).
+SMOOTH_SCALARS = ("use_smooth", "smooth_level")
+SMOOTH_WINDOWS = (3, 5, 9, 17)  # mean filters of the smoothed source; one more level: the picture's mean colour
+SMOOTH_VISIBLE = 0.04  # a smoothed pixel's change (pictures in [-1, 1], 3x3 mean) below this is no anomaly
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +68,7 @@ class Synthesis:
   threshold: float = 0.5
   beta_max: float = 0.8
   min_cell: int = 8
+  smooth_fraction: float = 0.0
 
   @property
   def max_res(self) -> int:
@@ -75,7 +86,7 @@ class Synthesis:
 
   @property
   def row_size(self) -> int:
-    return len(SCALARS) + len(COLOUR_OPS) + 2 * self.period ** 2
+    return len(SCALARS) + len(COLOUR_OPS) + 2 * self.period ** 2 + (len(SMOOTH_SCALARS) if self.smooth_fraction else 0)
 
   def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, row_size) float32 uniform numbers in [0, 1): what `simulate` turns into anomalies."""
@@ -90,6 +101,9 @@ class Synthesis:
     at += len(COLOUR_OPS)
     cells = self.period ** 2
     out["mask_angles"], out["texture_angles"] = u[:, at:at + cells], u[:, at + cells:at + 2 * cells]
+    at += 2 * cells
+    if self.smooth_fraction:
+      out.update({name: u[:, at + i] for i, name in enumerate(SMOOTH_SCALARS)})
     return out
 
   def resolution(self, u):
@@ -154,6 +168,16 @@ class Synthesis:
     moved = tf.gather(turned, rows, axis=1, batch_dims=1)
     cols = tf.math.floormod(tf.range(side)[None, :] + shift_x[:, None], side)
     return tf.gather(moved, cols, axis=2, batch_dims=1)
+
+  def smoothed(self, x, f):
+    """The pictures x (batch, side, side, c) themselves, in place, mean-filtered over one of
+    SMOOTH_WINDOWS pixels or (the last level) flat at their mean colour, the level per row."""
+    levels = len(SMOOTH_WINDOWS) + 1
+    level = tf.minimum(tf.floor(f["smooth_level"] * levels), levels - 1.0)[:, None, None, None]
+    out = tf.broadcast_to(tf.reduce_mean(x, axis=(1, 2), keepdims=True), tf.shape(x))
+    for i, window in enumerate(SMOOTH_WINDOWS):
+      out = tf.where(tf.equal(level, float(i)), tf.nn.avg_pool2d(x, window, 1, "SAME"), out)
+    return out
 
   def texture(self, f):
     """A synthetic texture (batch, side, side, c) in [0, 1]: between two random colours, smooth
@@ -243,5 +267,11 @@ class Synthesis:
     altered = tf.cast(f["altered"] < self.anomaly_fraction, tf.float32)[:, None, None, None]
     m = self.mask(f) * altered
     beta = (f["beta"] * self.beta_max)[:, None, None, None]
+    if self.smooth_fraction:
+      smooth = (f["use_smooth"] < self.smooth_fraction)[:, None, None, None]
+      source = tf.where(smooth, self.smoothed(x, f), source)
+      change = tf.reduce_max(tf.abs((1.0 - beta) * (source - x)), axis=-1, keepdims=True)
+      visible = tf.cast(tf.nn.avg_pool2d(change, 3, 1, "SAME") > SMOOTH_VISIBLE, tf.float32)
+      m = tf.where(smooth, m * visible, m)
     augmented = x * (1.0 - m) + (1.0 - beta) * source * m + beta * x * m
     return augmented, m
