@@ -180,6 +180,7 @@ class DistributedScorer:
   def __init__(self, scorer, strategy: tf.distribute.Strategy):
     self.scorer, self.strategy = scorer, strategy
     self.batch_size, self.example_shape = scorer.batch_size, tuple(scorer.example_shape)
+    self.residual_is_error = scorer.residual_is_error
     check_batch(self.batch_size, strategy, "--map_batch_size")
     # One trace per chunk size (a fixed shape, as one device's chunks have: TensorFlow optimises a
     # graph of unknown batch size differently, and the search amplifies that; see export_lib).
