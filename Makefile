@@ -50,10 +50,19 @@ reproduce-fashion: install
 	$(REPRODUCE) --dataset=fashion_mnist
 
 # The family side by side (experiments/compare.py): every method, CLASSES, SEEDS, on DATASET.
+# The sequence datasets have drivers of their own: DATASET=ucr, the LSTM autoencoder against the
+# 1-NN baselines on the five UCR datasets (experiments/ucr.py); DATASET=moving_mnist, the ConvLSTM
+# autoencoder against the frame-by-frame ae (experiments/moving_mnist.py).
 DATASET ?= mnist
 compare: install
+ifeq ($(DATASET),ucr)
+	$(PY) experiments/ucr.py --seeds="$(SEEDS)" --workdirs=$(RUNS)/ucr --results_dir=$(RESULTS)
+else ifeq ($(DATASET),moving_mnist)
+	$(PY) experiments/moving_mnist.py --seeds="$(SEEDS)" --root=$(RUNS)/moving_mnist --out=$(RESULTS) --extra="$(EXTRA)"
+else
 	$(PY) experiments/compare.py --dataset=$(DATASET) --classes="$(CLASSES)" --seeds="$(SEEDS)" \
 	  --runs_dir=$(RUNS) --results_dir=$(RESULTS) --extra="$(EXTRA)"
+endif
 
 # The PyTorch peer's rows need torch (CPU build), installed here for the bench only; without it
 # the bench says so and skips them. BENCH_FLAGS: e.g. --test_images=2048 for a shorter run.

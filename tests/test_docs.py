@@ -301,3 +301,18 @@ def test_github_anchors():
   assert _slug("Several devices and hosts (`--strategy`)") == "several-devices-and-hosts---strategy"
   assert _slug("Faithful to seed 000, and where it differs") == "faithful-to-seed-000-and-where-it-differs"
   assert _slug("The family side by side (`make compare`)") == "the-family-side-by-side-make-compare"
+
+
+@pytest.mark.parametrize("dataset, driver", [("ucr", "experiments/ucr.py"),
+                                             ("moving_mnist", "experiments/moving_mnist.py"),
+                                             ("fashion_mnist", "experiments/compare.py")])
+def test_make_compare_runs_each_datasets_own_driver(dataset, driver):
+  """`make compare DATASET=...`: the sequence datasets run their own drivers, with SEEDS and RESULTS;
+  the picture datasets the family's compare.py (make's dry run: the commands, nothing run)."""
+  import subprocess
+  done = subprocess.run(["make", "-n", "-o", ".venv/.installed", "compare", f"DATASET={dataset}", "SEEDS=4,5",
+                         "RESULTS=somewhere"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+  assert done.returncode == 0, done.stderr
+  commands = [line for line in done.stdout.replace("\\\n", " ").splitlines() if "experiments/" in line]
+  assert len(commands) == 1 and driver in commands[0], done.stdout
+  assert '--seeds="4,5"' in commands[0] and "somewhere" in commands[0], commands
