@@ -44,11 +44,13 @@ def compare(results_dir: str, dataset: str, preset: str) -> dict:
     per_class[str(c)] = {"seeds": [s for _, s in keys], "float32": a, "bfloat16": b,
                          "difference": float(np.mean(np.subtract(b, a))),
                          "within": bool(abs(np.mean(np.subtract(b, a))) <= CLASS_POINTS)}
-  complete = [s for s in seeds if all((c, s) in fp32 for c in classes)]
-  seed_means = {name: [float(np.mean([100 * runs_[(c, s)]["auroc"] for c in classes])) for s in complete]
-                for name, runs_ in (("float32", fp32), ("bfloat16", bf16))}
+  # The ten-class mean per complete seed and its spread: report.summarize's, of each scoring's records
+  summaries = {name: report.summarize(list(runs_.values())) for name, runs_ in (("float32", fp32), ("bfloat16", bf16))}
+  complete = sorted(int(s) for s in summaries["float32"]["mean_auroc_per_seed"])
+  seed_means = {name: [100 * v for v in summary["mean_auroc_per_seed"].values()] for name, summary in summaries.items()}
   mean = {name: float(np.mean(v)) if v else None for name, v in seed_means.items()}
-  spread = float(np.std(seed_means["float32"], ddof=1)) if len(complete) > 1 else None
+  std = summaries["float32"]["mean_auroc_std_over_seeds"]
+  spread = None if std is None else 100 * std
   gap = None if mean["float32"] is None else mean["bfloat16"] - mean["float32"]
   speed = {name: float(np.mean([r["images_per_second"] for r in runs_.values()])) if runs_ else None
            for name, runs_ in (("float32", fp32), ("bfloat16", bf16))}
