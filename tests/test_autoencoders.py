@@ -248,24 +248,6 @@ def test_l1_and_l2_score_the_same_reconstruction_by_abs_and_squared_sums(name, t
   assert (l2.score[6:] / l1.score[6:]).min() > (l2.score[:6] / l1.score[:6]).max()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", FAMILIES)
-def test_batched_scoring_equals_one_by_one(name, trained):
-  config, networks, _ = trained[name]
-  x = np.concatenate([synthetic_images(15, seed=10), -synthetic_images(5, seed=11)])
-  batched = FAMILIES[name].make_scorer(config, networks, batch_size=7)
-  together = batched.score(x)  # chunks of 7, 7 and 6 padded to 7
-  assert batched.trace_count == 1
-  single = FAMILIES[name].make_scorer(config, networks, batch_size=1)
-  alone = [single.score(x[i:i + 1]) for i in range(len(x))]
-  np.testing.assert_allclose(together.score, [r.score[0] for r in alone], rtol=1e-5)
-  np.testing.assert_allclose(together.reconstruction, np.concatenate([r.reconstruction for r in alone]), atol=1e-5)
-  for key in together.parts:
-    np.testing.assert_allclose(together.parts[key], [r.parts[key][0] for r in alone], rtol=1e-5, atol=1e-5)
-  np.testing.assert_array_equal(batched.score(x).score, together.score)  # deterministic, no retrace
-  assert batched.trace_count == 1
-
-
 BAD_INPUTS = {
     "shape": (np.zeros((2, 32, 32, 1), np.float32), "shape"),
     "channels": (np.zeros((2, 28, 28, 3), np.float32), "shape"),

@@ -354,21 +354,6 @@ def test_score_parts_and_reduction(trained, reduction):
                              rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.slow
-def test_batched_scoring_equals_one_by_one(trained):
-  nets, normal = trained
-  images = np.concatenate([normal[:5], np.random.default_rng(13).uniform(-1, 1, (2, 28, 28, 1)).astype(np.float32)])
-  batched = egbad.make_scorer(TINY_BN, nets, batch_size=3)
-  chunks = list(batched.score_chunks(images))
-  assert [len(c) for c in chunks] == [3, 3, 1] and batched.trace_count == 1  # one trace, last chunk padded
-  together = batched.score(images)
-  single = egbad.make_scorer(TINY_BN, nets, batch_size=1)
-  alone = [single.score(image[None]) for image in images]
-  np.testing.assert_allclose(together.score, [a.score[0] for a in alone], rtol=1e-4)
-  np.testing.assert_allclose(together.extras["z"], np.concatenate([a.extras["z"] for a in alone]), rtol=1e-4, atol=1e-5)
-  assert single.trace_count == 1
-
-
 @pytest.mark.parametrize("images, words", [
     (np.zeros((2, 32, 32, 3), np.float32), "shape"),
     (np.zeros((2, 28, 28, 1), np.uint8), "dtype"),

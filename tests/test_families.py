@@ -276,3 +276,32 @@ def test_automatic_chunk_size_fits_the_available_memory(name, monkeypatch):
   assert plenty.batch_size <= memory.MAX_AUTO_BATCH
   assert sizes["small"] > sizes["large"] >= 1, sizes
   assert sizes["small"] & (sizes["small"] - 1) == 0 and sizes["large"] & (sizes["large"] - 1) == 0  # powers of two
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_chunked_scoring_equals_one_at_a_time_with_one_trace_per_chunk_size(name):
+  """Every scorer runs in fixed-size chunks, the last one padded, compiled once per chunk size: a
+  chunk's other rows (or padding) change no example's numbers, and scoring again does not retrace."""
+  family = models.family(name)
+  config = tiny_config(name)
+  networks = family.build_networks(config)
+  x = examples(config, 7, seed=3)
+  chunked = family.make_scorer(config, networks, batch_size=3)
+  together = chunked.score(x)  # chunks of 3, 3 and 1 padded to 3
+  single = family.make_scorer(config, networks, batch_size=1)
+  alone = models.base.ScoreResult.concatenate([single.score(x[i:i + 1]) for i in range(len(x))])
+  assert [len(c) for c in chunked.score_chunks(x)] == [3, 3, 1]
+  assert set(together.parts) == set(alone.parts) and set(together.extras) == set(alone.extras)
+  # float32 kernels may order a sum differently by batch size: equal to float32 rounding, not bitwise.
+  # A search for z (takes_initial_z) carries such rounding through its Adam steps on these untrained
+  # networks' flat losses; tests/test_mapper.py compares it on trained ones, with its own tolerance.
+  if not chunked.takes_initial_z:
+    np.testing.assert_allclose(together.score, alone.score, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(together.reconstruction, alone.reconstruction, atol=1e-4)
+    np.testing.assert_allclose(together.residual_map, alone.residual_map, atol=1e-4)
+    for key in together.parts:
+      np.testing.assert_allclose(together.parts[key], alone.parts[key], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(chunked.score(x).score, together.score)  # the same compiled function again
+  else:
+    chunked.score(x)  # a search draws new starts from its stream; what matters here is no retrace
+  assert chunked.trace_count == 1 and single.trace_count == 1

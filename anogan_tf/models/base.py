@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from anogan_tf.errors import AnoganError
+from anogan_tf.nn import memory
 
 
 def checked_ink_power(power) -> float:
@@ -64,6 +65,18 @@ class ScoreResult:
 
   def __len__(self):
     return len(self.score)
+
+  def as_dict(self) -> Dict[str, np.ndarray]:
+    """The fields flat, parts as part_<name> and extras as extra_<name> (what a compiled function
+    returns); `from_dict` inverts it."""
+    return {"score": self.score, "reconstruction": self.reconstruction, "residual_map": self.residual_map,
+            **{f"part_{k}": v for k, v in self.parts.items()}, **{f"extra_{k}": v for k, v in self.extras.items()}}
+
+  @staticmethod
+  def from_dict(flat) -> "ScoreResult":
+    pick = lambda prefix: {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}  # noqa: E731
+    return ScoreResult(score=flat["score"], reconstruction=flat["reconstruction"], residual_map=flat["residual_map"],
+                       parts=pick("part_"), extras=pick("extra_"))
 
   @staticmethod
   def concatenate(results: Sequence["ScoreResult"]) -> "ScoreResult":
@@ -131,6 +144,48 @@ class Scorer:
     """What an exported SavedModel's metadata says of this scorer beyond its settings (e.g. a
     search's latent size, seed and where it starts); JSON-serialisable."""
     return {}
+
+
+class OnePassScorer(Scorer):
+  """A Scorer whose scoring is one pass of its networks: `score_tensors(x)` (traceable, see
+  Scorer) run compiled once per chunk size over chunks of `batch_size` examples, the last one
+  padded (rows are independent in inference mode, so padding changes no score); `trace_count`
+  counts the traces. A subclass sets `example_shape` and its networks, then calls
+  `init_chunks(batch_size)`, and defines `score_tensors` and `activation_floats_per_image` (what
+  the automatic chunk size, batch_size 0, budgets for)."""
+
+  def init_chunks(self, batch_size: int) -> None:
+    if int(batch_size) < 0:
+      raise AnoganError(f"batch_size={batch_size}; use a positive number of examples at a time, or 0 to choose it "
+                        "from the available memory")
+    self.batch_size = int(batch_size) or memory.fit_batch_size(self.activation_floats_per_image())
+    self.trace_count = 0
+    self._functions = {}
+
+  def activation_floats_per_image(self) -> int:
+    raise NotImplementedError
+
+  def _function(self, size: int):
+    if size not in self._functions:
+      def traced(x):
+        self.trace_count += 1  # Python side effect: once per trace, never per call
+        return self.score_tensors(x).as_dict()
+      spec = tf.TensorSpec((size,) + tuple(self.example_shape), tf.float32)
+      self._functions[size] = tf.function(traced, input_signature=[spec])
+    return self._functions[size]
+
+  def score_chunks(self, images) -> Iterator[ScoreResult]:
+    x = check_images(images, self.example_shape)
+    size = min(self.batch_size, len(x))
+    run = self._function(size)
+    for chunk, real in padded_chunks(x, size):
+      yield ScoreResult.from_dict({k: v.numpy()[:real] for k, v in run(tf.constant(chunk)).items()})
+
+
+def score_batch_size(config, batch_size: Optional[int]) -> int:
+  """A scorer's chunk size: `batch_size` if given, else --map_batch_size (0: chosen from the
+  available memory)."""
+  return int(config.map_batch_size if batch_size is None else batch_size)
 
 
 @dataclasses.dataclass(frozen=True)

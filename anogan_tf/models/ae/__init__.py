@@ -17,13 +17,13 @@ For the autoencoder alone the choice only scales the loss by the pixel count (28
 MNIST): Adam's steps and the ranking of scores are the same either way.
 
 The same per-image error, of the decoding in inference mode, is the anomaly score; `residual_map`
-is |x - x'| per pixel. Shared pieces (the chunked scorer, the error itself) live here and vae.py
+is |x - x'| per pixel. Shared pieces (the encoder-decoder scorer, the error itself) live here and vae.py
 builds on them; the input checks are every scorer's (base.check_images).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional
+from typing import Dict, Optional
 
 import keras
 import numpy as np
@@ -115,25 +115,20 @@ def make_trainer(config, networks) -> AutoencoderTrainer:
 
 # --- scoring
 
-class ChunkScorer(base.Scorer):
-  """Scores `batch_size` images per compiled forward pass (the last chunk padded with zeros;
-  rows are independent in inference mode, so padding changes no score). One trace per chunk
-  size. Subclasses define `_forward(x) -> dict of (batch, ...) tensors` with at least score,
-  reconstruction, and the names in `part_names` and `extra_names`."""
+class EncoderDecoderScorer(base.OnePassScorer):
+  """A one-pass scorer of an encoder and a decoder (the autoencoder's, the VAE's): subclasses
+  define `_forward(x) -> dict of (batch, ...) tensors` with at least score, reconstruction, and
+  part_<name> / extra_<name> for the names in `part_names` and `extra_names`; the score is then
+  ink-normalised and the residual map is |x - reconstruction|."""
 
   part_names = ("reconstruction",)
   extra_names = ("z",)
 
   def __init__(self, encoder, decoder, batch_size: int = 0, ink_power: float = 0.0):
-    if int(batch_size) < 0:
-      raise AnoganError(f"batch_size={batch_size}; use a positive number of images at a time, or 0 to choose it "
-                        "from the available memory")
     self.encoder, self.decoder = encoder, decoder
     self.ink_power = base.checked_ink_power(ink_power)
     self.example_shape = tuple(getattr(encoder, "example_shape", None) or encoder.image_shape)
-    self.batch_size = int(batch_size) or memory.fit_batch_size(self.activation_floats_per_image())
-    self.trace_count = 0
-    self._functions = {}
+    self.init_chunks(batch_size)
 
   def activation_floats_per_image(self) -> int:
     """Every layer output of E and D for one image: what the automatic chunk size budgets for."""
@@ -143,46 +138,15 @@ class ChunkScorer(base.Scorer):
   def _forward(self, x) -> Dict[str, tf.Tensor]:
     raise NotImplementedError
 
-  def _traced(self, x):
-    self.trace_count += 1  # Python side effect: once per trace, never per call
-    out = self._forward(x)
-    out["score"] = losses.ink_normalised(out["score"], x, self.ink_power)
-    out["residual_map"] = tf.abs(x - out["reconstruction"])
-    return out
-
   def score_tensors(self, x) -> base.ScoreResult:
-    return self._result(self._traced(x))
-
-  def _result(self, out) -> base.ScoreResult:
-    """`_traced`'s dict (tensors or arrays) as a ScoreResult."""
-    return base.ScoreResult(score=out["score"], reconstruction=out["reconstruction"], residual_map=out["residual_map"],
+    out = self._forward(x)
+    return base.ScoreResult(score=losses.ink_normalised(out["score"], x, self.ink_power),
+                            reconstruction=out["reconstruction"], residual_map=tf.abs(x - out["reconstruction"]),
                             parts={k: out[f"part_{k}"] for k in self.part_names},
                             extras={k: out[f"extra_{k}"] for k in self.extra_names})
 
-  def _function(self, size: int):
-    if size not in self._functions:
-      spec = tf.TensorSpec((size,) + self.image_shape, tf.float32)
-      self._functions[size] = tf.function(self._traced, input_signature=[spec])
-    return self._functions[size]
 
-  def check_images(self, images) -> np.ndarray:
-    return base.check_images(images, self.image_shape)
-
-  def score_chunks(self, images) -> Iterator[base.ScoreResult]:
-    x = self.check_images(images)
-    n = len(x)
-    size = min(self.batch_size, n)
-    run = self._function(size)
-    for xb, real in base.padded_chunks(x, size):
-      yield self._result({k: v.numpy()[:real] for k, v in run(tf.constant(xb)).items()})
-
-
-def score_batch_size(config, batch_size: Optional[int]) -> int:
-  """`batch_size` if given, else --map_batch_size (0: chosen from the available memory)."""
-  return int(config.map_batch_size if batch_size is None else batch_size)
-
-
-class AutoencoderScorer(ChunkScorer):
+class AutoencoderScorer(EncoderDecoderScorer):
   """score = reconstruction_error(x, D(E(x))) per image, both networks in inference mode;
   reconstruction = D(E(x)) in [-1, 1]; extras z = E(x) (N, latent_dim)."""
 
@@ -208,4 +172,4 @@ def make_scorer(config, networks, recon_loss: Optional[str] = None,
   the largest power of two up to 1024 images whose activations fit in a quarter of the available memory)."""
   return AutoencoderScorer(networks["encoder"], networks["decoder"],
                            recon_loss=recon_loss or config.recon_loss,
-                           batch_size=score_batch_size(config, batch_size), ink_power=config.ink_power)
+                           batch_size=base.score_batch_size(config, batch_size), ink_power=config.ink_power)

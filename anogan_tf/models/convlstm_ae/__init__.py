@@ -33,7 +33,7 @@ then (Chong & Tay's regularity score) s(t) = 1 - (e(t) - min e) / (max e - min e
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterator, Optional
+from typing import Dict, Optional
 
 import keras
 import numpy as np
@@ -208,7 +208,7 @@ def window_starts(length: int, window: int):
   return starts
 
 
-class Scorer(base.Scorer):
+class Scorer(base.OnePassScorer):
   """Clips (N, clip_length, h, w, c) -> score, reconstruction, residual maps and per-frame scores
   (see the module's docstring), `batch_size` clips per compiled pass, the last chunk padded."""
 
@@ -216,16 +216,15 @@ class Scorer(base.Scorer):
                ink_power: float = 0.0):
     if recon_loss not in RECON_LOSSES:
       raise AnoganError(f"unknown recon_loss '{recon_loss}'; use l1 or l2")
-    if int(batch_size) < 0:
-      raise AnoganError(f"batch_size={batch_size}; use a positive number of clips at a time, or 0 to choose it "
-                        "from the available memory")
     self.model, self.recon_loss, self.window = model, recon_loss, int(window)
     self.ink_power = base.checked_ink_power(ink_power)
     self.example_shape = (int(clip_length),) + tuple(model.frame_shape)
     self.starts = window_starts(int(clip_length), self.window)
-    per_clip = model.floats_per_frame() * self.window * len(self.starts)
-    self.batch_size = int(batch_size) or memory.fit_batch_size(per_clip)
-    self._functions = {}
+    self.init_chunks(batch_size)
+
+  def activation_floats_per_image(self) -> int:
+    """Per clip: every layer output of the autoencoder for each frame of each window."""
+    return self.model.floats_per_frame() * self.window * len(self.starts)
 
   def settings(self) -> dict:
     return {"recon_loss": self.recon_loss, "map_batch_size": self.batch_size, "clip_window": self.window,
@@ -250,33 +249,11 @@ class Scorer(base.Scorer):
                             parts={"reconstruction": clip_error},
                             extras={"frame_scores": errors, "regularity": regularity})
 
-  def _function(self, size: int):
-    if size not in self._functions:
-      spec = tf.TensorSpec((size,) + self.example_shape, tf.float32)
-      self._functions[size] = tf.function(lambda x: _as_dict(self.score_tensors(x)), input_signature=[spec])
-    return self._functions[size]
-
-  def score_chunks(self, images) -> Iterator[base.ScoreResult]:
-    x = base.check_images(images, self.example_shape)
-    n = len(x)
-    size = min(self.batch_size, n)
-    run = self._function(size)
-    for xb, real in base.padded_chunks(x, size):
-      out = {k: v.numpy()[:real] for k, v in run(tf.constant(xb)).items()}
-      yield base.ScoreResult(score=out["score"], reconstruction=out["reconstruction"],
-                             residual_map=out["residual_map"], parts={"reconstruction": out["part_reconstruction"]},
-                             extras={"frame_scores": out["frame_scores"], "regularity": out["regularity"]})
-
-
-def _as_dict(result: base.ScoreResult) -> dict:
-  return {"score": result.score, "reconstruction": result.reconstruction, "residual_map": result.residual_map,
-          "part_reconstruction": result.parts["reconstruction"], **result.extras}
-
 
 def make_scorer(config, networks, recon_loss: Optional[str] = None, batch_size: Optional[int] = None) -> Scorer:
   """Overrides: recon_loss (default config.recon_loss), batch_size (default --map_batch_size; 0: from
   the available memory)."""
   return Scorer(networks["autoencoder"], config.clip_length, config.clip_window,
                 recon_loss=recon_loss or config.recon_loss,
-                batch_size=int(config.map_batch_size if batch_size is None else batch_size),
+                batch_size=base.score_batch_size(config, batch_size),
                 ink_power=config.ink_power)

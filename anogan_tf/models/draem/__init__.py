@@ -28,13 +28,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import anogan_tf.models.ae as ae
 import anogan_tf.models.base as base
 from anogan_tf.config.checks import check_number, need
 from anogan_tf.errors import AnoganError
 from anogan_tf.models.draem.networks import DiscriminativeNetwork, ReconstructiveNetwork, pools_for
 from anogan_tf.models.draem.synthesis import Synthesis
-from anogan_tf.nn import losses, memory
+from anogan_tf.nn import losses
 
 NAME = "draem"
 NETWORKS = ("reconstructive", "discriminative")
@@ -172,29 +171,22 @@ def make_trainer(config, networks) -> DraemTrainer:
 
 # --- scoring
 
-class DraemScorer(ae.ChunkScorer):
+class DraemScorer(base.OnePassScorer):
   """score = max over pixels of the anomaly probability averaged over a `window` x `window`
   neighbourhood (the authors' test_DRAEM.py); residual_map = the anomaly probability per pixel,
   on every channel; reconstruction = the repainting clipped to [-1, 1]. Parts: `segmentation`
   (the score before --ink_power) and `reconstruction` (mean |x - repainting|, for reference)."""
 
-  part_names = ("segmentation", "reconstruction")
-  extra_names = ()
   residual_is_error = False
 
   def __init__(self, networks, window: int, batch_size: int = 0, ink_power: float = 0.0):
-    if int(batch_size) < 0:
-      raise AnoganError(f"batch_size={batch_size}; use a positive number of images at a time, or 0 to choose it "
-                        "from the available memory")
     if int(window) < 1:
       raise AnoganError(f"score window {window} is below 1; use an odd size such as 5")
     self.networks = networks
     self.window = int(window)
     self.ink_power = base.checked_ink_power(ink_power)
     self.example_shape = tuple(networks["reconstructive"].image_shape)
-    self.batch_size = int(batch_size) or memory.fit_batch_size(self.activation_floats_per_image())
-    self.trace_count = 0
-    self._functions = {}
+    self.init_chunks(batch_size)
 
   def activation_floats_per_image(self) -> int:
     return sum(network.activation_floats() for network in self.networks.values())
@@ -202,20 +194,20 @@ class DraemScorer(ae.ChunkScorer):
   def settings(self) -> dict:
     return {"draem_score_window": self.window, "map_batch_size": self.batch_size, **losses.ink_setting(self.ink_power)}
 
-  def _traced(self, x):
-    self.trace_count += 1  # Python side effect: once per trace, never per call
+  def score_tensors(self, x) -> base.ScoreResult:
     repainting, probability, _ = anomaly_probability(self.networks, x)
     smoothed = tf.nn.avg_pool2d(probability, self.window, 1, "SAME")
     segmentation = tf.reduce_max(smoothed, axis=(1, 2, 3))
     reconstruction = tf.clip_by_value(repainting, -1.0, 1.0)
     channels = self.example_shape[-1]
-    return {"score": losses.ink_normalised(segmentation, x, self.ink_power), "reconstruction": reconstruction,
-            "residual_map": tf.repeat(probability, channels, axis=-1) if channels > 1 else probability,
-            "part_segmentation": segmentation,
-            "part_reconstruction": tf.reduce_mean(tf.abs(x - reconstruction), axis=(1, 2, 3))}
+    return base.ScoreResult(score=losses.ink_normalised(segmentation, x, self.ink_power),
+                            reconstruction=reconstruction,
+                            residual_map=tf.repeat(probability, channels, axis=-1) if channels > 1 else probability,
+                            parts={"segmentation": segmentation,
+                                   "reconstruction": tf.reduce_mean(tf.abs(x - reconstruction), axis=(1, 2, 3))})
 
 
 def make_scorer(config, networks, batch_size: Optional[int] = None) -> DraemScorer:
   """Overrides: batch_size (default --map_batch_size; 0: from the available memory)."""
-  return DraemScorer(networks, score_window(config), batch_size=ae.score_batch_size(config, batch_size),
+  return DraemScorer(networks, score_window(config), batch_size=base.score_batch_size(config, batch_size),
                      ink_power=config.ink_power)

@@ -25,7 +25,7 @@ on E's tape (E does not change in the D step), so E's statistics move once, with
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, Sequence
+from typing import Dict, Sequence
 
 import keras
 import numpy as np
@@ -251,7 +251,7 @@ def make_trainer(config, networks) -> EGBADTrainer:
   return EGBADTrainer(config, networks)
 
 
-class EGBADScorer(base.Scorer):
+class EGBADScorer(base.OnePassScorer):
   """A(x) = (1 - lam) * L_R + lam * L_D with z = E(x), no search:
 
   L_R = |x - G(E(x))| and L_D = |f(x, E(x)) - f(G(E(x)), E(x))| (f = D's last feature layer),
@@ -267,17 +267,12 @@ class EGBADScorer(base.Scorer):
       raise AnoganError(f"lam={lam} is outside [0, 1]")
     if reduction not in ("mean", "sum"):
       raise AnoganError(f"unknown reduction '{reduction}'; use mean or sum")
-    if int(batch_size) < 0:
-      raise AnoganError(f"batch_size={batch_size}; use a positive number of images per chunk, or 0 to choose it "
-                        "from the available memory")
     self.generator, self.encoder, self.discriminator = generator, encoder, discriminator
     self.lam = float(lam)
     self.ink_power = base.checked_ink_power(ink_power)
     self.reduction = reduction
     self.example_shape = tuple(generator.image_shape)
-    self.batch_size = int(batch_size) or memory.fit_batch_size(self.activation_floats_per_image())
-    self.trace_count = 0
-    self._functions = {}
+    self.init_chunks(batch_size)
 
   def activation_floats_per_image(self) -> int:
     """Every layer output of E, G and D for one image (D twice: it sees x and G(E(x))), what the
@@ -293,8 +288,7 @@ class EGBADScorer(base.Scorer):
     return {"lam": self.lam, "map_reduction": self.reduction, "map_batch_size": self.batch_size,
             **losses.ink_setting(self.ink_power)}
 
-  def _forward(self, x):
-    self.trace_count += 1  # Python side effect: once per trace, never per call
+  def score_tensors(self, x) -> base.ScoreResult:
     z = self.encoder(x, training=False)
     reconstruction = self.generator(z, training=False)
     n = tf.shape(x)[0]
@@ -304,32 +298,8 @@ class EGBADScorer(base.Scorer):
     residual = losses.residual_loss(x, reconstruction, self.reduction)
     discrimination = losses.discrimination_loss(features[:n], features[n:], self.reduction)
     score = losses.ink_normalised(losses.anomaly_score(residual, discrimination, self.lam), x, self.ink_power)
-    return dict(score=score, residual=residual,
-                discrimination=discrimination, z=z, reconstruction=reconstruction,
-                residual_map=tf.abs(x - reconstruction))
-
-  def score_tensors(self, x) -> base.ScoreResult:
-    return self._result(self._forward(x))
-
-  @staticmethod
-  def _result(out) -> base.ScoreResult:
-    return base.ScoreResult(score=out["score"], reconstruction=out["reconstruction"],
-                            residual_map=out["residual_map"],
-                            parts={"residual": out["residual"], "discrimination": out["discrimination"]},
-                            extras={"z": out["z"]})
-
-  def _function(self, size: int):
-    if size not in self._functions:
-      spec = tf.TensorSpec((size,) + self.image_shape, tf.float32)
-      self._functions[size] = tf.function(self._forward, input_signature=[spec])
-    return self._functions[size]
-
-  def score_chunks(self, images) -> Iterator[base.ScoreResult]:
-    x = base.check_images(images, self.image_shape)
-    size = min(self.batch_size, len(x))
-    forward = self._function(size)
-    for chunk, real in base.padded_chunks(x, size):
-      yield self._result({k: v.numpy()[:real] for k, v in forward(tf.constant(chunk)).items()})
+    return base.ScoreResult(score=score, reconstruction=reconstruction, residual_map=tf.abs(x - reconstruction),
+                            parts={"residual": residual, "discrimination": discrimination}, extras={"z": z})
 
 
 def make_scorer(config, networks, **overrides) -> EGBADScorer:

@@ -31,6 +31,7 @@ from typing import Dict, Optional, Sequence
 import keras
 
 import anogan_tf.models.ae as ae
+import anogan_tf.models.base as base
 from anogan_tf.errors import AnoganError
 from anogan_tf.nn import memory
 from anogan_tf.nn.networks import build_chain, run_chain
@@ -198,4 +199,4 @@ def make_scorer(config, networks, recon_loss: Optional[str] = None, batch_size: 
   """Overrides: recon_loss (default config.recon_loss), batch_size (default --map_batch_size; 0:
   chosen from the available memory)."""
   return SeriesScorer(networks["encoder"], networks["decoder"], recon_loss=recon_loss or config.recon_loss,
-                      batch_size=ae.score_batch_size(config, batch_size), ink_power=config.ink_power)
+                      batch_size=base.score_batch_size(config, batch_size), ink_power=config.ink_power)

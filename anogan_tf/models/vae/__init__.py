@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 import anogan_tf.models.ae as ae
+import anogan_tf.models.base as base
 from anogan_tf.errors import AnoganError
 from anogan_tf.nn import losses
 from anogan_tf.nn.networks import Encoder, Generator
@@ -117,7 +118,7 @@ def make_trainer(config, networks) -> VAETrainer:
 
 # --- scoring
 
-class VAEScorer(ae.ChunkScorer):
+class VAEScorer(ae.EncoderDecoderScorer):
   """score = reconstruction error of D(mu) ("reconstruction") or that + kl_weight * kl ("elbo"),
   both networks in inference mode. parts: reconstruction, kl; extras: z = mu (N, latent_dim)."""
 
@@ -156,4 +157,4 @@ def make_scorer(config, networks, recon_loss: Optional[str] = None, vae_score: O
   return VAEScorer(networks["encoder"], networks["decoder"], recon_loss=recon_loss or config.recon_loss,
                    vae_score=vae_score or config.vae_score,
                    kl_weight=config.kl_weight if kl_weight is None else kl_weight,
-                   batch_size=ae.score_batch_size(config, batch_size), ink_power=config.ink_power)
+                   batch_size=base.score_batch_size(config, batch_size), ink_power=config.ink_power)
