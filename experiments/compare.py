@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import sys
 import time
@@ -203,9 +202,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  # As `python -m anogan_tf.*` (anogan_tf._choose_onednn), which the library leaves to its host
-  # program: its speed column times the scorers on the kernels the commands use.
-  if platform.machine().lower() in ("x86_64", "amd64"):
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-  reproduce.quiet_tensorflow()
+  reproduce.as_a_command()
   sys.exit(main())

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import sys
 import time
@@ -33,6 +32,7 @@ sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 import compare  # noqa: E402
 import report  # noqa: E402
+import reproduce  # noqa: E402
 
 
 def inversion(generator, encoder, latent_dim: int, z_prior: str, samples: int = 2000, seed: int = 0) -> dict:
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
   from anogan_tf.cli import flags as anogan_flags
   classes, seeds = compare.selected(args.dataset, args.classes, args.seeds)
   command = shlex.join(["python", "experiments/encoder_inversion.py", *(sys.argv[1:] if argv is None else argv)])
-  commit = compare.reproduce.commit()
+  commit = reproduce.commit()
   rows = []
   for method in [m for m in args.methods.replace(",", " ").split() if m]:
     for record in compare.method_records(args.results_dir, args.dataset, method, classes, seeds):
@@ -103,8 +103,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  # As `python -m anogan_tf.*` (anogan_tf._choose_onednn), which the library leaves to its host
-  # program: it runs the networks on the kernels the commands use.
-  if platform.machine().lower() in ("x86_64", "amd64"):
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+  reproduce.as_a_command()
   sys.exit(main())

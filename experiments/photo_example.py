@@ -224,5 +224,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  reproduce.quiet_tensorflow()
+  reproduce.as_a_command()
   sys.exit(main())

@@ -23,6 +23,7 @@ import datetime
 import hashlib
 import json
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -119,6 +120,28 @@ def quiet_tensorflow() -> None:
   cli_support = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(cli_support)
   cli_support.quiet_tensorflow()
+
+
+def as_a_command() -> None:
+  """What the `python -m anogan_tf.*` commands do before TensorFlow loads (anogan_tf/__init__.py),
+  for a driver's own process: oneDNN's kernels on x86-64, so that what the driver runs has the
+  commands' speed and rounding (TF_ENABLE_ONEDNN_OPTS=0 opts out), and TensorFlow's start-up
+  notices quieted. A driver's `__main__` calls it first; importing a driver (tests do) changes nothing."""
+  if platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+  quiet_tensorflow()
+
+
+def cpu_model() -> str:
+  """The CPU's model name and the cores this process sees, for a record."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores visible)"
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
 
 
 def note(text: str) -> None:
@@ -317,5 +340,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  quiet_tensorflow()
+  as_a_command()
   sys.exit(main())

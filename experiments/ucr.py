@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reproduce  # noqa: E402  (commit, quiet_tensorflow, note)
+import reproduce  # noqa: E402  (commit, cpu_model, as_a_command, note)
 
 DATASETS = ("GunPoint", "ItalyPowerDemand", "ArrowHead", "Coffee", "Trace")
 # Mauceri et al. 2020, 1NN-RawData-AUROC.csv: AUROC x 100, (Euclidean, DTW).
@@ -166,17 +165,6 @@ def reproduce_write(base: str, out: dict, text: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores visible)"
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data_dir", default=os.path.join(os.environ.get("ANOGAN_DATA_DIR", ""), "ucr"))
@@ -233,7 +221,7 @@ def main(argv=None) -> int:
     out = summarize(names, classes, runs, baselines, done, args.tune)
     meta = {"command": "python experiments/ucr.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "flagfile": args.flagfile, "overrides": {k: str(v) for k, v in extra.items()},
-            "commit": reproduce.commit(), "wall_seconds": time.time() - started, "cpu": cpu_model(),
+            "commit": reproduce.commit(), "wall_seconds": time.time() - started, "cpu": reproduce.cpu_model(),
             "seeds_requested": seeds}
     for entry in out.values():
       entry.update(meta)
@@ -245,7 +233,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  if platform.machine().lower() in ("x86_64", "amd64"):
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-  reproduce.quiet_tensorflow()
+  reproduce.as_a_command()
   sys.exit(main())

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reproduce  # noqa: E402
-import ucr as ucr_experiment  # noqa: E402  (cpu_model)
+import ucr as ucr_experiment  # noqa: E402  (config_for)
 
 DEFAULT_SERIES = "135_UCR_Anomaly_InternalBleeding16_1200_4187_4199.txt"
 TOLERANCE = 100  # the archive's rule: within 100 points of the span
@@ -134,7 +133,7 @@ def main(argv=None) -> int:
          "mean_per_step_auroc": float(np.mean([r["per_step_auroc"] for r in runs])),
          "command": "python experiments/ucr_anomaly.py " + " ".join(argv if argv is not None else sys.argv[1:]),
          "flagfile": args.flagfile, "commit": reproduce.commit(), "wall_seconds": time.time() - started,
-         "cpu": ucr_experiment.cpu_model()}
+         "cpu": reproduce.cpu_model()}
   with open(base + ".json", "w") as f:
     json.dump(out, f, indent=2)
   lines = [f"# LSTM autoencoder on {out['series']} (UCR Anomaly Archive)", "",
@@ -155,7 +154,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  if platform.machine().lower() in ("x86_64", "amd64"):
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-  reproduce.quiet_tensorflow()
+  reproduce.as_a_command()
   sys.exit(main())
