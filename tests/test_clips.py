@@ -3,6 +3,7 @@ digit really changes; digits stay inside the frame) and the frames folder (--dat
 layouts, its pieces and labels, and a one-line error for each kind of bad input)."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -148,6 +149,18 @@ def test_a_frames_folder_loads_as_pieces_of_clip_length_with_frame_labels(clips_
   assert data.frame_labels.tolist() == [[0, 0, 0, 0], [0, 1, 1, 1], [0, 0, 0, 0]]
   assert data.y_test.tolist() == [0, 1, 0]
   assert frames.resolve_image_shape(frames_config(clips_root, channels=0, image_size=0)).image_shape == (64, 64, 1)
+
+
+def test_channels_0_takes_the_training_frames_channels_and_refuses_a_mix(clips_root):
+  write_clip(os.path.join(clips_root, "train", "e"), 4, mode="RGB")
+  with pytest.raises(AnoganError, match=r"the training frames mix grayscale \(.*train/a/000.png\) and colour "
+                                        r"\(.*train/e/000.png\).*--channels=1") as error:
+    frames.resolve_image_shape(frames_config(clips_root, channels=0))
+  assert "\n" not in str(error.value)
+  assert frames.resolve_image_shape(frames_config(clips_root, channels=3)).image_shape == (32, 32, 3)
+  for clip in ("a", "b"):
+    shutil.rmtree(os.path.join(clips_root, "train", clip))
+  assert frames.resolve_image_shape(frames_config(clips_root, channels=0)).image_shape == (32, 32, 3)
 
 
 def test_the_ucsd_layout_reads_tif_frames_and_labels_frames_by_their_masks(tmp_path):

@@ -138,16 +138,22 @@ def resolve_image_shape(config: Config) -> Config:
   if config.dataset != "folder":
     return config
   paths = training_paths(config.data_dir)
-  found = {}  # channels -> the first training image that has them
-  for path in paths:
-    found.setdefault(picture_channels(path), path)
-  channels = config.channels
-  if not channels:
+  return with_picture_shape(config, [picture_channels(path) for path in paths], paths, "images")
+
+
+def with_picture_shape(config: Config, channels: Sequence[int], paths: Sequence[str], what: str) -> Config:
+  """`config` with --image_size 0 made FOLDER_IMAGE_SIZE and --channels 0 the `channels` (1 or 3)
+  of the training pictures at `paths` ("images", "frames" in the error), which must agree."""
+  found = {}  # channels -> the first training picture that has them
+  for c, path in zip(channels, paths):
+    found.setdefault(c, path)
+  chosen = config.channels
+  if not chosen:
     if len(found) > 1:
-      raise AnoganError(f"the training images mix grayscale ({found[1]}) and colour ({found[3]}) pictures; pass "
+      raise AnoganError(f"the training {what} mix grayscale ({found[1]}) and colour ({found[3]}) pictures; pass "
                         "--channels=1 (grayscale) or --channels=3 (RGB) to convert them all to one")
-    (channels,) = found
-  return config.replace(image_size=config.image_size or FOLDER_IMAGE_SIZE, channels=channels)
+    (chosen,) = found
+  return config.replace(image_size=config.image_size or FOLDER_IMAGE_SIZE, channels=chosen)
 
 
 @dataclasses.dataclass(frozen=True)

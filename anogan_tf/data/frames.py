@@ -30,7 +30,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 import anogan_tf.data.folder as folder
-from anogan_tf.config import FOLDER_IMAGE_SIZE, Config
+from anogan_tf.config import Config
 from anogan_tf.data.splits import OneClassData, test_subset, validation_split
 from anogan_tf.errors import AnoganError
 
@@ -158,17 +158,8 @@ def resolve_image_shape(config: Config) -> Config:
   for pictures: --image_size 0 becomes FOLDER_IMAGE_SIZE, --channels 0 the channels of the training
   frames (which must agree). Every training frame's header is read, so a file that is not a
   picture fails here, before training writes anything."""
-  found = {}
-  for clip in clip_folders(config.data_dir, "train"):
-    for path in frame_paths(clip):
-      found.setdefault(frame_size(path)[1], path)
-  channels = config.channels
-  if not channels:
-    if len(found) > 1:
-      raise AnoganError(f"the training frames mix grayscale ({found[1]}) and colour ({found[3]}) pictures; pass "
-                        "--channels=1 (grayscale) or --channels=3 (RGB) to convert them all to one")
-    (channels,) = found
-  return config.replace(image_size=config.image_size or FOLDER_IMAGE_SIZE, channels=channels)
+  paths = [path for clip in clip_folders(config.data_dir, "train") for path in frame_paths(clip)]
+  return folder.with_picture_shape(config, [frame_size(path)[1] for path in paths], paths, "frames")
 
 
 def _cut(clips: Sequence[str], length: int, shape, labelled: bool):
