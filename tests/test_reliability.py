@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -636,6 +637,45 @@ def test_workdir_lock_and_damaged_checkpoint_state_in_the_library(tmp_path):
     workdir_lib.lock_workdir(str(tmp_path))
   lock.release()
   workdir_lib.lock_workdir(str(tmp_path)).release()  # released: free again
+
+
+def test_whole_files_of_other_networks_are_told_apart_from_damaged_ones(tmp_path):
+  """A workdir whose checkpoint and .keras files are whole but hold other networks (written by an
+  older version whose networks differ) says so and how to start over, not that they are damaged."""
+  import tensorflow as tf
+  ckpt = tmp_path / "checkpoints"
+  tf.train.Checkpoint(weights=tf.Variable(tf.zeros(2))).write(str(ckpt / "ckpt-1"))
+  (ckpt / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+
+  class Driver:
+    epoch = tf.Variable(0)
+
+    def checkpoint(self):
+      return tf.train.Checkpoint(weights=tf.Variable(tf.zeros(3)), epoch=self.epoch)
+
+  with pytest.raises(AnoganError, match=r"ckpt-1 does not match the networks these settings build .*--overwrite"):
+    checkpoints.restore_checkpoint(Driver(), str(ckpt))
+  os.truncate(ckpt / "ckpt-1.data-00000-of-00001", 4)
+  with pytest.raises(AnoganError, match=r"ckpt-1 cannot be read \(.*damaged or truncated"):
+    checkpoints.restore_checkpoint(Driver(), str(ckpt))
+
+  family = models.family("ae")
+  config = Config(model="ae", latent_dim=4, g_dense_channels=4, g_filters=(4, 4), e_filters=(4, 4))
+  for name, network in family.build_networks(config).items():
+    network.save(str(tmp_path / f"{name}.keras"))
+  wider = family.build_networks(config.replace(latent_dim=8))["decoder"]  # the same class, other weights
+  wider.save(str(tmp_path / "other.keras"))
+  with zipfile.ZipFile(tmp_path / "other.keras") as other, zipfile.ZipFile(tmp_path / "decoder.keras") as ours, \
+       zipfile.ZipFile(tmp_path / "mixed.keras", "w") as mixed:
+    for item in ours.namelist():  # our config with the other network's weights
+      mixed.writestr(item, (other if item.endswith(".h5") else ours).read(item))
+  os.replace(tmp_path / "mixed.keras", tmp_path / "decoder.keras")
+  with pytest.raises(AnoganError, match=r"decoder.keras holds other networks than .*--overwrite") as error:
+    workdir_lib.load_networks(str(tmp_path), family)
+  assert "\n" not in str(error.value)
+  os.truncate(tmp_path / "decoder.keras", 100)
+  with pytest.raises(AnoganError, match=r"decoder.keras cannot be loaded .*rerun training"):
+    workdir_lib.load_networks(str(tmp_path), family)
 
 
 # --- 3. training health

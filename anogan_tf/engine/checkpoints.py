@@ -81,7 +81,23 @@ def restore_checkpoint(driver, directory: str) -> int:
   try:
     driver.checkpoint().restore(path).assert_existing_objects_matched()
   except Exception as e:  # TF reports damage as OpError, IndexError ("Read less bytes"), ValueError...
+    if _readable(path):
+      raise AnoganError(f"checkpoint {path} does not match the networks these settings build "
+                        f"({type(e).__name__}): written by other settings or an older anogan_tf; pass --overwrite "
+                        "to start over, or train in a new workdir") from None
     raise AnoganError(f"checkpoint {path} cannot be read ({type(e).__name__}: damaged or truncated); "
                       f"delete {directory} to train from scratch in this workdir, or pass --overwrite "
                       "to start over") from None
   return int(driver.epoch.numpy())
+
+
+def _readable(path: str) -> bool:
+  """Whether every tensor of the checkpoint at `path` reads back: then a failed restore means the
+  checkpoint holds other networks than the driver's, not a damaged file."""
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+    return True
+  except Exception:  # noqa: BLE001 (damage shows as any of TF's errors)
+    return False

@@ -4,6 +4,7 @@ dies) and loading its trained networks and scorer."""
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import List
 
 from anogan_tf.config import Config
@@ -111,6 +112,10 @@ def load_networks(workdir: str, family, config=None) -> dict:
       with precision.policy(config.precision if config is not None else "float32"):
         networks[name] = keras.models.load_model(path)
     except Exception as e:  # Keras raises many types for damaged archives
+      if _intact_archive(path):
+        raise AnoganError(f"{path} holds other networks than this anogan_tf builds from the workdir's settings "
+                          f"({type(e).__name__}; an older version's workdir?); retrain it: python -m anogan_tf.train "
+                          f"--workdir={workdir} --overwrite") from None
       raise AnoganError(f"{path} cannot be loaded ({type(e).__name__}); rerun training on the workdir "
                         "to export it again") from None
   return networks
@@ -137,3 +142,13 @@ def lock_eval(workdir: str, out_dir: str = "") -> DirectoryLock:
     raise AnoganError(f"cannot create {out_dir} ({e.strerror}); make the workdir writable") from None
   return DirectoryLock(out_dir, f"another evaluate is running on {workdir}; wait for it to finish "
                                 "(or stop it) and run evaluate again")
+
+
+def _intact_archive(path: str) -> bool:
+  """Whether the .keras file at `path` is a whole zip archive: then a failed load means its
+  networks differ from what the code builds, not a damaged file."""
+  try:
+    with zipfile.ZipFile(path) as archive:
+      return archive.testzip() is None
+  except (OSError, zipfile.BadZipFile):
+    return False
