@@ -21,10 +21,8 @@ after it (`run`: an element-wise op commutes with a rearrangement, and next to t
 matmul it is fused). The chain's output stays in its compute dtype when `run` hands it to another
 chain (G's output to D's features in the search).
 
-LeakyReLU runs as `leaky_relu`, whose gradient reads the output rather than the input: the same
-numbers (for a positive slope the two have the same sign), and it leaves a convolution's biased
-output with one reader, which Grappler's remapper can fuse into the convolution (with the input
-read a second time by the gradient, its remapper fails on a loop body and leaves it unfused).
+LeakyReLU runs as nn.layers' `leaky_relu` (its gradient reads the output: see there), as the
+networks run it.
 
 Layers it does not know (Dropout, spectral normalisation, padding, ...) are called as they are,
 in inference mode, so any chain runs; only the known ones gain.
@@ -37,26 +35,12 @@ from typing import List, Optional
 import keras
 import tensorflow as tf
 
-from anogan_tf.nn.layers import subpixel_kernel
+from anogan_tf.nn.layers import leaky_relu, subpixel_kernel  # noqa: F401 (leaky_relu re-exported)
 from anogan_tf.nn.precision import to_float32
 from anogan_tf.nn.spectral import SpectralNormalization
 
 _LINEAR = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 _LINEAR_CALLS = tuple(cls.call for cls in _LINEAR)
-
-
-def leaky_relu(x, alpha: float):
-  """tf.nn.leaky_relu(x, alpha) for 0 < alpha < 1, whose gradient reads y (same sign as x) instead of x."""
-  alpha = float(alpha)
-  if not 0.0 < alpha < 1.0:
-    return tf.nn.leaky_relu(x, alpha)
-
-  @tf.custom_gradient
-  def from_output(x):
-    y = tf.nn.leaky_relu(x, alpha)
-    return y, lambda dy: tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=alpha)
-
-  return from_output(x)
 
 
 def _is_batchnorm(layer) -> bool:
