@@ -104,6 +104,56 @@ def measure_mapping(batch_size, n_images, jit_compile=False):
           "traces": mapper.trace_count, "data": source}
 
 
+def measure_interleaved(rounds, n_images):
+  """Mapping in float32 and in bfloat16 taking turns in one process, each at its automatic batch:
+  per round n_images in each precision (after one warm-up chunk each), so the two share the
+  machine's load as it comes and goes. Images/s per round and precision, and each round's ratio."""
+  import keras
+
+  from anogan_tf import Discriminator, Generator, LatentMapper
+  from anogan_tf.nn import precision
+  x, source = _images(n_images)
+  mappers = {}
+  for name in ("float32", "bfloat16"):
+    keras.utils.set_random_seed(0)
+    g, d = precision.built(name, lambda: (Generator(), Discriminator()))
+    mappers[name] = LatentMapper(g, d)
+    mappers[name].map(x[:mappers[name].batch_size])  # trace and warm up
+  per_round = {name: [] for name in mappers}
+  for _ in range(rounds):
+    for name, mapper in mappers.items():
+      began = time.perf_counter()
+      for _ in mapper.map_chunks(x):
+        pass
+      per_round[name].append(round(n_images / (time.perf_counter() - began), 3))
+  ratios = [round(b / a, 2) for a, b in zip(per_round["float32"], per_round["bfloat16"])]
+  return {"rounds": rounds, "images": n_images, "data": source,
+          "batch_size": {name: m.batch_size for name, m in mappers.items()}, "images_per_second": per_round,
+          "bf16_over_fp32_per_round": ratios, "bf16_over_fp32_median": float(np.median(ratios))}
+
+
+def measure_interleaved_training(rounds, batch_size=256, n_images=2560):
+  """Training in float32 and in bfloat16 taking turns in one process (an epoch of n_images each
+  per round, after a traced one), as measure_interleaved does for the mapping."""
+  import tensorflow as tf
+
+  from anogan_tf import Config
+  from anogan_tf.engine.driver import Driver
+  x = tf.constant(_images(n_images)[0])
+  drivers = {name: Driver(Config(batch_size=batch_size, precision=name)) for name in ("float32", "bfloat16")}
+  for driver in drivers.values():
+    driver.train_epoch(x, 0)  # trace
+  per_round = {name: [] for name in drivers}
+  for epoch in range(1, rounds + 1):
+    for name, driver in drivers.items():
+      began = time.perf_counter()
+      driver.train_epoch(x, epoch)
+      per_round[name].append(round(n_images / (time.perf_counter() - began), 1))
+  ratios = [round(b / a, 2) for a, b in zip(per_round["float32"], per_round["bfloat16"])]
+  return {"rounds": rounds, "images": n_images, "batch_size": batch_size, "images_per_second": per_round,
+          "bf16_over_fp32_per_round": ratios, "bf16_over_fp32_median": float(np.median(ratios))}
+
+
 def measure_seed_style(n_images):
   """The seed's way: one image at a time, one Python call (TF1: one sess.run) per Adam step."""
   import keras
@@ -370,6 +420,8 @@ def _child(spec: str):
     args = args[:-1]
   functions = {"mapping": lambda b, n, j="0": measure_mapping(int(b), int(n), j == "1"),
                "seed_style": lambda n: measure_seed_style(int(n)),
+               "interleaved": lambda r, n: measure_interleaved(int(r), int(n)),
+               "interleaved_training": lambda r: measure_interleaved_training(int(r)),
                "whole_split": lambda n, b: measure_whole_split(int(n), int(b)),
                "training": lambda: measure_training(),
                "layers": lambda: {**measure_layers(), "threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))},
