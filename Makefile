@@ -6,7 +6,7 @@ DIGITS ?= 0
 RUNS ?= runs
 EXTRA ?=
 
-.PHONY: install lint test test-quick reproduce-mnist reproduce-fashion compare bench clean
+.PHONY: install lint test test-quick reproduce-mnist reproduce-fashion compare bench bench-goals clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,12 @@ bench: install
 	$(PY) -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu \
 	  || $(PY) -m pip install --quiet torch || echo "torch could not be installed: the bench skips the PyTorch rows"
 	$(PY) benchmarks/bench.py --output=experiments/results/bench $(BENCH_FLAGS)
+
+# Only the rows of issue 25's bfloat16 goals (about a quarter of make bench): the test split's first 2,048 images.
+bench-goals: install
+	$(PY) -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu \
+	  || $(PY) -m pip install --quiet torch || echo "torch could not be installed: the bench skips the PyTorch rows"
+	$(PY) benchmarks/bench.py --goals --test_images=2048 --output=experiments/results/bench_bf16 $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -28,6 +28,8 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_string("output", "experiments/results/bench", "Path prefix of the .json and .md reports.")
 flags.DEFINE_integer("test_images", 10000, "Images in the 'whole test split' measurement.")
 flags.DEFINE_string("child", "", "Internal: run one measurement in this process and print JSON.")
+flags.DEFINE_bool("goals", False, "Only the rows of issue 25's goals (make bench-goals): mapping, training and "
+                  "one by one in float32 and bfloat16, and the PyTorch peer's mapping, with their ratios.")
 FLAGS = flags.FLAGS
 
 STEPS = 150  # seed 000: 50 + 100 Adam iterations
@@ -100,6 +102,56 @@ def measure_mapping(batch_size, n_images, jit_compile=False):
   return {"batch_size": batch_size, "images": n_images, "seconds": round(seconds, 3),
           "images_per_second": round(n_images / seconds, 3), "jit_compile": jit_compile,
           "traces": mapper.trace_count, "data": source}
+
+
+def measure_interleaved(rounds, n_images):
+  """Mapping in float32 and in bfloat16 taking turns in one process, each at its automatic batch:
+  per round n_images in each precision (after one warm-up chunk each), so the two share the
+  machine's load as it comes and goes. Images/s per round and precision, and each round's ratio."""
+  import keras
+
+  from anogan_tf import Discriminator, Generator, LatentMapper
+  from anogan_tf.nn import precision
+  x, source = _images(n_images)
+  mappers = {}
+  for name in ("float32", "bfloat16"):
+    keras.utils.set_random_seed(0)
+    g, d = precision.built(name, lambda: (Generator(), Discriminator()))
+    mappers[name] = LatentMapper(g, d)
+    mappers[name].map(x[:mappers[name].batch_size])  # trace and warm up
+  per_round = {name: [] for name in mappers}
+  for _ in range(rounds):
+    for name, mapper in mappers.items():
+      began = time.perf_counter()
+      for _ in mapper.map_chunks(x):
+        pass
+      per_round[name].append(round(n_images / (time.perf_counter() - began), 3))
+  ratios = [round(b / a, 2) for a, b in zip(per_round["float32"], per_round["bfloat16"])]
+  return {"rounds": rounds, "images": n_images, "data": source,
+          "batch_size": {name: m.batch_size for name, m in mappers.items()}, "images_per_second": per_round,
+          "bf16_over_fp32_per_round": ratios, "bf16_over_fp32_median": float(np.median(ratios))}
+
+
+def measure_interleaved_training(rounds, batch_size=256, n_images=2560):
+  """Training in float32 and in bfloat16 taking turns in one process (an epoch of n_images each
+  per round, after a traced one), as measure_interleaved does for the mapping."""
+  import tensorflow as tf
+
+  from anogan_tf import Config
+  from anogan_tf.engine.driver import Driver
+  x = tf.constant(_images(n_images)[0])
+  drivers = {name: Driver(Config(batch_size=batch_size, precision=name)) for name in ("float32", "bfloat16")}
+  for driver in drivers.values():
+    driver.train_epoch(x, 0)  # trace
+  per_round = {name: [] for name in drivers}
+  for epoch in range(1, rounds + 1):
+    for name, driver in drivers.items():
+      began = time.perf_counter()
+      driver.train_epoch(x, epoch)
+      per_round[name].append(round(n_images / (time.perf_counter() - began), 1))
+  ratios = [round(b / a, 2) for a, b in zip(per_round["float32"], per_round["bfloat16"])]
+  return {"rounds": rounds, "images": n_images, "batch_size": batch_size, "images_per_second": per_round,
+          "bf16_over_fp32_per_round": ratios, "bf16_over_fp32_median": float(np.median(ratios))}
 
 
 def measure_seed_style(n_images):
@@ -368,6 +420,8 @@ def _child(spec: str):
     args = args[:-1]
   functions = {"mapping": lambda b, n, j="0": measure_mapping(int(b), int(n), j == "1"),
                "seed_style": lambda n: measure_seed_style(int(n)),
+               "interleaved": lambda r, n: measure_interleaved(int(r), int(n)),
+               "interleaved_training": lambda r: measure_interleaved_training(int(r)),
                "whole_split": lambda n, b: measure_whole_split(int(n), int(b)),
                "training": lambda: measure_training(),
                "layers": lambda: {**measure_layers(), "threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))},
@@ -477,10 +531,116 @@ def _run_children_together(specs, env=None) -> dict:
   return result
 
 
+# (key, child spec, environment) of the goals' run, in the order it runs them
+GOAL_CHILDREN = (("split_fp32", "whole_split:{n}:0", None), ("split_bf16", "whole_split:{n}:0:bf16", None),
+                 ("train_fp32", "training", None), ("train_bf16", "training:bf16", None),
+                 ("one_fp32", "mapping:1:8", None), ("one_bf16", "mapping:1:8:bf16", None),
+                 ("seed_fp32", "seed_style:4", None), ("seed_bf16", "seed_style:4:bf16", None))
+
+
+def goals(n_images: int) -> dict:
+  """Issue 25's goal rows in one run, each measurement in a fresh process (`_run_child`): the
+  test split mapped at each precision's automatic batch, training, one image at a time (compiled
+  loop, and the seed's way), then the PyTorch peer in float32 at our float32 batch and at our
+  bfloat16 one, and in bfloat16 autocast at our bfloat16 batch; the ratios of `goal_ratios`."""
+  import importlib.util
+
+  from anogan_tf.utils import cpu
+  report = {"command": "make bench-goals  (python benchmarks/bench.py --goals --output=" + FLAGS.output + ")",
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": cpu_peak_gflops(), "cpu_bf16": cpu.bf16_support(),
+            "mapping_iterations": STEPS, "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
+  for key, spec, env in GOAL_CHILDREN:
+    report[key] = _run_child(spec.format(n=n_images), env)
+  if importlib.util.find_spec("torch") is None:
+    report["pytorch"] = {"skipped": "torch is not installed (make bench-goals installs it: pip install torch)"}
+  else:
+    batch32, batch16 = report["split_fp32"]["batch_size"], report["split_bf16"]["batch_size"]
+    passive = {"OMP_WAIT_POLICY": "PASSIVE"}  # OpenMP threads that sleep when idle: the fair setting on a shared CPU
+    report["torch_map_fp32"] = _run_child(f"torch_mapping:{batch32}:{max(batch32, 1024)}", passive)
+    report["torch_map_bf16"] = _run_child(f"torch_mapping:{batch16}:{max(batch16, 1024)}:bf16", passive)
+    report["torch_map_fp32_at_bf16_batch"] = _run_child(f"torch_mapping:{batch16}:{max(batch16, 1024)}", passive)
+  report["ratios"] = goal_ratios(report)
+  report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+  return report
+
+
+def goal_ratios(r: dict) -> dict:
+  """The goals' ratios from a `goals` report (PyTorch's only when it ran)."""
+  ratios = {"mapping_bf16_over_fp32": _ratio(r["split_bf16"], r["split_fp32"]),
+            "training_bf16_over_fp32": _ratio(r["train_bf16"], r["train_fp32"])}
+  if "torch_map_fp32" in r:
+    best_torch32 = max((r["torch_map_fp32"], r["torch_map_fp32_at_bf16_batch"]), key=lambda t: t["images_per_second"])
+    ratios.update({"mapping_bf16_over_pytorch_fp32": _ratio(r["split_bf16"], r["torch_map_fp32"]),
+                   "mapping_bf16_over_pytorch_fp32_same_batch": _ratio(r["split_bf16"], r["torch_map_fp32_at_bf16_batch"]),
+                   "mapping_bf16_over_pytorch_fp32_best": _ratio(r["split_bf16"], best_torch32),
+                   "mapping_bf16_over_pytorch_bf16": _ratio(r["split_bf16"], r["torch_map_bf16"]),
+                   "mapping_fp32_over_pytorch_fp32": _ratio(r["split_fp32"], r["torch_map_fp32"])})
+  for p in ("bf16", "fp32"):
+    ratios[f"batched_over_one_by_one_{p}"] = _ratio(r[f"split_{p}"], r[f"one_{p}"])
+    ratios[f"batched_over_seed_style_{p}"] = _ratio(r[f"split_{p}"], r[f"seed_{p}"])
+  ratios["batched_bf16_over_seed_style_fp32"] = _ratio(r["split_bf16"], r["seed_fp32"])
+  return ratios
+
+
+def goals_lines(r: dict) -> list:
+  """The .md of a `goals` report."""
+  m, x = r["machine"], r["ratios"]
+  lines = [f"# bfloat16 goals of issue 25 (one run, {r['date']})", "",
+           f"Command: `{r['command']}`, at commit `{r.get('commit', '?')}`; wall time {r['wall_seconds']} s. "
+           f"{m['cpu']}, {m['cores']} cores at {m['ghz']} GHz, bf16 support: **{r['cpu_bf16']}**. Load average (1, 5, "
+           f"15 min; other jobs on the machine) at the start {r['load_average_at_start']}, at the end "
+           f"{r['load_average_at_end']}: absolute images/s are those of this machine at that load; ratios are within the "
+           f"run. Seed-000 networks, {r['mapping_iterations']} mapping iterations, each measurement in a fresh process.",
+           "", "| measure | float32 | bfloat16 | bf16 / fp32 |", "| --- | --- | --- | --- |",
+           f"| mapping {r['split_fp32']['images']} test images, automatic batch ({r['split_fp32']['batch_size']} / "
+           f"{r['split_bf16']['batch_size']}) (images/s) | {r['split_fp32']['images_per_second']} | "
+           f"{r['split_bf16']['images_per_second']} | {x['mapping_bf16_over_fp32']}x |",
+           f"| training, batch {r['train_fp32']['batch_size']} (images/s) | {r['train_fp32']['images_per_second']} | "
+           f"{r['train_bf16']['images_per_second']} | {x['training_bf16_over_fp32']}x |",
+           f"| mapping one image at a time, compiled loop (images/s) | {r['one_fp32']['images_per_second']} | "
+           f"{r['one_bf16']['images_per_second']} | |",
+           f"| one image at a time, the seed's way: a call per step (images/s) | {r['seed_fp32']['images_per_second']} | "
+           f"{r['seed_bf16']['images_per_second']} | |", ""]
+  if "torch_map_fp32" in r:
+    t32, t16, t32b = r["torch_map_fp32"], r["torch_map_bf16"], r["torch_map_fp32_at_bf16_batch"]
+    lines += [f"PyTorch peer (benchmarks/torch_peer.py, torch {t32.get('torch', '?')}, same networks and schedule, "
+              "OMP_WAIT_POLICY=PASSIVE):", "", "| PyTorch mapping | batch | images/s |", "| --- | --- | --- |",
+              f"| float32 | {t32['batch_size']} | {t32['images_per_second']} |",
+              f"| float32 | {t32b['batch_size']} | {t32b['images_per_second']} |",
+              f"| bfloat16 autocast | {t16['batch_size']} | {t16['images_per_second']} |", ""]
+  else:
+    lines += [f"PyTorch peer: skipped ({r['pytorch']['skipped']}).", ""]
+  rows = [("mapping bf16 / our fp32", f"{x['mapping_bf16_over_fp32']}x", ">= 3x"),
+          ("training bf16 / our fp32", f"{x['training_bf16_over_fp32']}x", ">= 2x")]
+  if "mapping_bf16_over_pytorch_fp32" in x:
+    rows += [("mapping bf16 / PyTorch fp32 (at our fp32 batch; at the bf16 batch)",
+              f"{x['mapping_bf16_over_pytorch_fp32']}x; {x['mapping_bf16_over_pytorch_fp32_same_batch']}x", ">= 4x"),
+             ("mapping bf16 / PyTorch bf16 (same batch)", f"{x['mapping_bf16_over_pytorch_bf16']}x", "> 1x"),
+             ("mapping fp32 / PyTorch fp32", f"{x['mapping_fp32_over_pytorch_fp32']}x", "")]
+  rows += [("batched / one-by-one compiled, bf16; fp32",
+            f"{x['batched_over_one_by_one_bf16']}x; {x['batched_over_one_by_one_fp32']}x", ">= 40x"),
+           ("batched / the seed's way, bf16; fp32",
+            f"{x['batched_over_seed_style_bf16']}x; {x['batched_over_seed_style_fp32']}x", ">= 40x"),
+           ("batched bf16 / the seed's way in fp32", f"{x['batched_bf16_over_seed_style_fp32']}x", "")]
+  lines += ["| ratio (same run) | measured | goal |", "| --- | --- | --- |"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+  return lines + [""]
+
+
 def main(argv):
   del argv
   if FLAGS.child:
     return _child(FLAGS.child)
+  if FLAGS.goals:
+    from anogan_tf.utils.files import write_text
+    began = time.perf_counter()
+    report = goals(FLAGS.test_images)
+    report["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    report["wall_seconds"] = round(time.perf_counter() - began, 1)
+    os.makedirs(os.path.dirname(FLAGS.output) or ".", exist_ok=True)
+    write_text(FLAGS.output + ".json", json.dumps(report, indent=2) + "\n")
+    write_text(FLAGS.output + ".md", "\n".join(goals_lines(report)))
+    print("\n".join(goals_lines(report)))
+    return
   began = time.perf_counter()
   report = {"command": "make bench  (python benchmarks/bench.py --output=" + FLAGS.output + ")",
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": cpu_peak_gflops(),

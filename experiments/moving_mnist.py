@@ -3,8 +3,14 @@ applied to single frames, clip- and frame-level AUROC per kind of anomaly, for s
 
   python experiments/moving_mnist.py --seeds=0,1,2 --root=/tmp/moving_mnist
 
-writes experiments/results/moving_mnist_convlstm_ae.json and .md (after each seed, so a run cut
-short leaves the seeds it finished). Per seed:
+writes experiments/results/moving_mnist_convlstm_ae.json, .md and the first seed's evaluation gallery
+(_gallery.png) after each seed, so a run cut short leaves the seeds it finished.
+
+  python experiments/moving_mnist.py --split=val --seeds=0 --tag=NAME
+
+evaluates on the validation clips instead (--eval_split=val: the normal clips held out of training
+and as many anomalous clips made from MNIST's training digits, never the test clips) and writes
+moving_mnist_convlstm_ae_tune[_NAME].json/.md: what the preset's settings are chosen on. Per seed:
 - convlstm_ae: trained with the preset (train_lib.train), evaluated with evaluate_lib.evaluate
   (clip AUROC from the clip score, the mean of the per-frame errors; frame AUROC from the
   per-frame errors e(t)).
@@ -22,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -120,14 +127,19 @@ def summary(runs: dict) -> dict:
 
 def markdown(record: dict) -> str:
   s = record["summary"]
+  if record.get("split") == "val":
+    evaluated = (f"Validation (--eval_split=val, not the test clips): {record['test_clips']} clips, the normal "
+                 "clips held out of each seed's training clips and as many anomalous ones, the four kinds in equal "
+                 "shares, from MNIST's training digits")
+  else:
+    evaluated = (f"Test: {record['test_clips']} clips (half normal, the other half the four kinds in equal shares), "
+                 "the same for every seed")
   models = list(s)
   kinds = list(next(iter(s.values()))["frame_auroc_by_kind"])
   pct = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"  # noqa: E731
   lines = ["# Moving MNIST: ConvLSTM autoencoder vs the frame-by-frame autoencoder", "",
            f"AUROC x100, mean ± std over seeds {', '.join(map(str, record['seeds']))} ({len(record['seeds'])} "
-           f"seed{'s' * (len(record['seeds']) > 1)}). Test: {record['test_clips']} clips (half normal, the other "
-           "half the four kinds in equal shares), the same for every seed. Clip score: the mean of the frames' "
-           "errors; frame score: the frame's reconstruction error (convlstm_ae: from its windows; ae: of the "
+           f"seed{'s' * (len(record['seeds']) > 1)}). {evaluated}. Clip score: the mean of the frames' errors; frame score: the frame's reconstruction error (convlstm_ae: from its windows; ae: of the "
            "frame alone). Per kind: the normal clips against that kind's clips (frame level: every frame of "
            "them, labelled per frame).", "",
            "| level | model | all | " + " | ".join(kinds) + " |", "|---|---|---|" + "---|" * len(kinds)]
@@ -152,17 +164,29 @@ def main():
   parser.add_argument("--root", default="/tmp/moving_mnist_runs", help="where the workdirs go")
   parser.add_argument("--out", default=RESULTS)
   parser.add_argument("--extra", default="", help="more flags for both models, comma-free, space-separated")
+  parser.add_argument("--split", default="test", choices=("test", "val"),
+                      help="test: the test clips; val: the validation clips (tuning), written as _tune[_TAG]")
+  parser.add_argument("--tag", default="", help="with --split=val: a name for this setting's files")
   args = parser.parse_args()
   from reproduce import resolve_config
   extra = args.extra.split()
   seeds = [int(s) for s in args.seeds.split(",")]
   began = time.time()
   runs = {"convlstm_ae": {}, "ae (single frames)": {}}
-  commands = [f"python experiments/moving_mnist.py --seeds={args.seeds}" + (f" --extra='{args.extra}'" * bool(extra))]
+  if args.split == "val":
+    extra = ["--eval_split=val", *extra]
+  stem = "moving_mnist_convlstm_ae" + ("_tune" + f"_{args.tag}" * bool(args.tag)) * (args.split == "val")
+  commands = [f"python experiments/moving_mnist.py --seeds={args.seeds}"
+              + f" --split={args.split}" * (args.split != "test") + f" --tag={args.tag}" * bool(args.tag)
+              + f" --extra='{args.extra}'" * bool(args.extra)]
   test_clips = None
   for seed in seeds:
     clip_config = resolve_config(PRESET, [f"--seed={seed}", *extra])
-    runs["convlstm_ae"][seed] = run_convlstm(clip_config, os.path.join(args.root, f"convlstm_ae_{seed}"))
+    workdir = os.path.join(args.root, stem, f"convlstm_ae_{seed}")
+    runs["convlstm_ae"][seed] = run_convlstm(clip_config, workdir)
+    if seed == seeds[0]:
+      os.makedirs(args.out, exist_ok=True)
+      shutil.copyfile(os.path.join(workdir, "eval", "gallery.png"), os.path.join(args.out, f"{stem}_gallery.png"))
     test_clips = runs["convlstm_ae"][seed]["n_normal"] + runs["convlstm_ae"][seed]["n_anomalous"]
     # ae sees every frame of a clip per epoch, convlstm_ae one window: as many epochs as see as many frames
     share = clip_config.clip_window / clip_config.clip_length
@@ -174,16 +198,16 @@ def main():
                                            f"--seed={seed}", "--val_fraction=0.1", "--map_batch_size=256",
                                            *schedule, *extra])
     runs["ae (single frames)"][seed] = run_ae_on_frames(ae_config, clip_config,
-                                                        os.path.join(args.root, f"ae_frames_{seed}"))
+                                                        os.path.join(args.root, stem, f"ae_frames_{seed}"))
     record = {"seeds": sorted(runs["convlstm_ae"]), "summary": summary(runs), "runs": runs,
-              "test_clips": test_clips, "preset": PRESET, "ae_preset": AE_PRESET,
+              "split": args.split, "test_clips": test_clips, "preset": PRESET, "ae_preset": AE_PRESET,
               "ae_flags": ["--image_size=64", *schedule, "--val_fraction=0.1"],
               "commit": commit(), "cpu": cpu_model(), "wall_seconds": round(time.time() - began, 1),
               "commands": commands}
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "moving_mnist_convlstm_ae.json"), "w") as f:
+    with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
       json.dump(record, f, indent=2, default=str)
-    with open(os.path.join(args.out, "moving_mnist_convlstm_ae.md"), "w") as f:
+    with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
       f.write(markdown(record))
     print(json.dumps(record["summary"], indent=1), flush=True)
 

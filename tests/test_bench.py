@@ -49,3 +49,33 @@ def test_one_process_ceiling_keeps_one_kernel_library_and_no_one_thread_run():
   assert t["one_process"]["ms"] == pytest.approx(calls["convT1 forward"] * 3.0 + calls["d_conv1 forward"] * 2.0)
   assert t["convolutions_ms_per_batch"] == pytest.approx(calls["convT1 forward"] * 2.2 + calls["d_conv1 forward"] * 0.5)
   assert t["images_per_second"] > t["one_process"]["images_per_second"]
+
+
+def _goals_report(torch=True):
+  row = lambda ips, batch=256, images=2048, **extra: {"images_per_second": ips, "batch_size": batch, "images": images,
+                                                      **extra}
+  r = {"command": "make bench-goals", "date": "d", "commit": "c", "wall_seconds": 1.0, "cpu_bf16": "amx",
+       "machine": {"cpu": "cpu", "cores": 2, "ghz": 2.6}, "mapping_iterations": 150,
+       "load_average_at_start": [1, 1, 1], "load_average_at_end": [1, 1, 1],
+       "split_fp32": row(20.0, 1024), "split_bf16": row(60.0), "train_fp32": row(1000.0), "train_bf16": row(2000.0),
+       "one_fp32": row(4.0, 1, 8), "one_bf16": row(6.0, 1, 8), "seed_fp32": row(1.5, 1, 4), "seed_bf16": row(1.2, 1, 4)}
+  if torch:
+    r.update(torch_map_fp32=row(5.0, 1024, torch="2"), torch_map_bf16=row(30.0), torch_map_fp32_at_bf16_batch=row(10.0))
+  else:
+    r["pytorch"] = {"skipped": "no torch"}
+  return r
+
+
+@pytest.mark.parametrize("torch", [True, False])
+def test_the_goals_ratios_and_their_table(torch):
+  r = _goals_report(torch)
+  r["ratios"] = x = bench.goal_ratios(r)
+  assert x["mapping_bf16_over_fp32"] == 3.0 and x["training_bf16_over_fp32"] == 2.0
+  assert x["batched_over_one_by_one_bf16"] == 10.0 and x["batched_bf16_over_seed_style_fp32"] == 40.0
+  text = "\n".join(bench.goals_lines(r))
+  assert "| mapping bf16 / our fp32 | 3.0x | >= 3x |" in text
+  if torch:
+    assert x["mapping_bf16_over_pytorch_fp32"] == 12.0 and x["mapping_bf16_over_pytorch_fp32_best"] == 6.0
+    assert x["mapping_bf16_over_pytorch_bf16"] == 2.0 and "| bfloat16 autocast | 256 | 30.0 |" in text
+  else:
+    assert "mapping_bf16_over_pytorch_fp32" not in x and "skipped (no torch)" in text

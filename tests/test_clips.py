@@ -224,6 +224,23 @@ def moving_blobs(n, seed):
   return clips, np.zeros((n, 4), np.int64)
 
 
+def test_the_convlstm_stack_hands_the_decoder_features_of_unit_scale_from_the_start():
+  """Three stacked ConvLSTM2D outputs (o * tanh(c), each starting small) shrink a frame's features to a
+  thousandth by the decoder unless normalised; at that scale the untrained network learned a blurred
+  blob for hundreds of steps. What reaches the decoder at initialisation must be of order one."""
+  from anogan_tf.models.convlstm_ae import SpatioTemporalAutoencoder
+  model = SpatioTemporalAutoencoder(frame_shape=(32, 32, 1), filters=(32, 32), strides=(4, 2))
+  seen, first = [], model.decoder_layers[0]
+
+  def spy(h):
+    seen.append(np.asarray(h))
+    return first(h)
+
+  model.decoder_layers[0] = spy
+  model(moving_blobs(4, seed=1)[0])
+  assert seen[0].std() > 0.1, seen[0].std()
+
+
 @pytest.mark.slow
 def test_convlstm_ae_reports_frame_auroc_and_exports_its_clip_and_frame_scores(tmp_path):
   import tensorflow as tf

@@ -95,6 +95,29 @@ def test_smoothed_anomalies_stay_in_place_keep_their_colours_and_skip_flat_regio
   assert m0.numpy().any()
 
 
+def test_scar_masks_are_thin_straight_strokes():
+  """--draem_scar_fraction: the mask is one to three straight strokes (1 to 3 pixels wide at 64 pixels,
+  15% to 60% of the side long) instead of a Perlin blob; outside it the picture is as it was; with
+  the fraction 0 the rows are the authors' (the stroke columns are not drawn)."""
+  rng = np.random.default_rng(7)
+  s = Synthesis(side=64, channels=1, anomaly_fraction=1.0, scar_fraction=1.0)
+  assert s.row_size == Synthesis(side=64, channels=1).row_size + len(synthesis_lib.SCAR_SCALARS)
+  x = rng.uniform(-1, 1, (48, 64, 64, 1)).astype(np.float32)
+  rows = s.noise(rng, 48)
+  rows[:24, s.row_size - len(synthesis_lib.SCAR_SCALARS) + synthesis_lib.SCAR_SCALARS.index("scar_count")] = 0.0
+  augmented, mask = (t.numpy() for t in s.simulate(tf.constant(x), tf.constant(rows)))
+  np.testing.assert_array_equal(augmented[mask == 0], x[mask == 0])
+  area = mask.sum(axis=(1, 2, 3))
+  assert (area > 0).all() and area[:24].max() < 0.06 * 64 * 64, area  # one stroke: at most 38 x 3 pixels
+  assert area[:24].mean() < area[24:].mean()  # up to three strokes
+  single = tf.constant(mask[:24])
+  block = -tf.nn.max_pool2d(-single, 4, 1, "VALID").numpy()  # 1 where a 4 x 4 block lies inside the mask
+  assert not block.any()  # thin: no stroke is 4 pixels wide
+  for m in mask[:24, ..., 0]:
+    ys, xs = np.nonzero(m)
+    assert np.hypot(ys.max() - ys.min(), xs.max() - xs.min()) >= 0.15 * 64 - 2  # long: a stroke, not a dot
+
+
 def test_image_score_is_the_max_of_the_smoothed_map():
   """The image score is the max of the anomaly map averaged over the window (5 x 5 at 64 pixels:
   21 at 256 scaled), not the max of the raw map; the map is the probability on every channel."""
@@ -128,7 +151,7 @@ def test_depth_follows_the_image_size(side, pools):
 def test_bad_draem_settings_are_one_line_errors():
   for changes in (dict(draem_width=0), dict(draem_anomaly_fraction=1.5), dict(draem_perlin_min_cell=6),
                   dict(draem_score_window=4), dict(draem_beta_max=1.0),
-                  dict(draem_smooth_fraction=-0.1)):
+                  dict(draem_smooth_fraction=-0.1), dict(draem_scar_fraction=1.5)):
     with pytest.raises(AnoganError, match="--draem_"):
       Config(model="draem", **changes)
 

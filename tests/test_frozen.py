@@ -8,15 +8,17 @@ import tensorflow as tf
 
 from anogan_tf import Discriminator, Generator, LatentMapper
 from anogan_tf.nn import losses, precision
-from anogan_tf.nn.frozen import FrozenChain, leaky_relu
+from anogan_tf.nn.frozen import FrozenChain, _phases, _turned, leaky_relu
+from anogan_tf.nn.networks import build_chain
 
 BF16_EPS = 2.0**-8  # bfloat16's relative rounding (8-bit mantissa)
 
 
 def _trained_like(model, seed=0):
-  """Moving statistics, gamma and beta away from their initial values, so folding them is not a no-op."""
+  """Moving statistics, gamma and beta away from their initial values, so folding them is not a no-op
+  (`model`: a network, or a list of layers)."""
   rng = np.random.default_rng(seed)
-  for layer in model._flatten_layers(include_self=False):
+  for layer in model if isinstance(model, list) else model._flatten_layers(include_self=False):
     if isinstance(layer, keras.layers.BatchNormalization):
       n = layer.moving_mean.shape[0]
       layer.moving_mean.assign(rng.normal(0, 0.5, n))
@@ -67,6 +69,91 @@ def test_the_frozen_generator_in_bfloat16_is_within_bfloat16_rounding():
   # units of bfloat16's rounding at the output's scale (tanh: |y| < 1), four layers deep.
   np.testing.assert_allclose(got, want, atol=8 * BF16_EPS)
   assert np.abs(got - want).mean() < BF16_EPS
+
+
+def test_bfloat16_runs_transposed_convolutions_as_convolutions_float32_as_they_are():
+  g32, _ = _networks("float32")
+  g16, _ = _networks("bfloat16")
+  kinds = lambda g: [kind for kind, layer, _, _ in FrozenChain(g.chain).steps
+                     if isinstance(layer, keras.layers.Conv2DTranspose)]
+  assert kinds(g32) == ["conv_transpose"] * 3
+  assert kinds(g16) == ["subpixel", "subpixel", "flipped"]  # stride 2, stride 2, stride 1 (the output layer)
+
+
+def _odd_chain(precision_name):
+  """Transposed convolutions in every form, with what may and may not come between a sub-pixel step
+  and its interleave: an activation of its own, a BatchNorm it cannot fold (after a relu), a
+  LeakyReLU, a 4x4 kernel (no sub-pixel form), a stride-1 one and a sigmoid."""
+  def build():
+    chain = [keras.layers.Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu"),
+             keras.layers.BatchNormalization(), keras.layers.LeakyReLU(negative_slope=0.2),
+             keras.layers.Conv2DTranspose(5, 3, strides=2, padding="same"), keras.layers.LeakyReLU(negative_slope=0.2),
+             keras.layers.Conv2DTranspose(4, 4, strides=2, padding="same"), keras.layers.ReLU(),
+             keras.layers.Conv2DTranspose(2, 5, strides=1, padding="same"), keras.layers.Activation("sigmoid")]
+    build_chain(chain, (None, 3, 3, 4))
+    return chain
+  keras.utils.set_random_seed(7)
+  with precision.policy(precision_name):
+    chain = build()
+  _trained_like(chain)
+  return chain
+
+
+def _layers(chain, x):
+  for layer in chain:
+    x = layer(x, training=False) if isinstance(layer, keras.layers.BatchNormalization) else layer(x)
+  return precision.to_float32(x)
+
+
+def _input_gradient(fn, x):
+  """d sum(fn(x)^2) / dx."""
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = fn(x)
+    product = tf.reduce_sum(y * y)
+  return tape.gradient(product, x).numpy()
+
+
+def test_a_bfloat16_chain_of_every_transposed_form_computes_the_float32_layers_function():
+  chain32, chain16 = _odd_chain("float32"), _odd_chain("bfloat16")
+  for a, b in zip(chain32, chain16):
+    for u, v in zip(a.weights, b.weights):
+      v.assign(u)  # the same float32 weights
+  frozen = FrozenChain(chain16)
+  assert [kind for kind, *_ in frozen.steps if kind != "layer"] == [
+      "subpixel", "batchnorm", "subpixel", "conv_transpose", "flipped"]
+  weights = frozen.weights()
+  x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (5, 3, 3, 4)).astype(np.float32))
+  got, want = frozen(x, weights).numpy(), _layers(chain32, x).numpy()
+  assert got.shape == want.shape == (5, 24, 24, 2)
+  # every layer rounds to bfloat16 (relative 2^-8), five convolutions deep, through a sigmoid
+  # (|y| < 1): a few units of that rounding; a phase misplaced or a kernel flipped the wrong way
+  # would be off by the outputs' own size
+  np.testing.assert_allclose(got, want, atol=8 * BF16_EPS)
+  assert np.abs(got - want).mean() < BF16_EPS
+  # The input gradient through every form (custom gradients included) sums products of opposite
+  # signs, so bfloat16's rounding shows in it relatively more: no more than in the gradient of the
+  # bfloat16 layers themselves (a wrong gradient would be off by its own size).
+  want_grad = _input_gradient(lambda x: _layers(chain32, x), x)
+  layers_error = np.linalg.norm(_input_gradient(lambda x: _layers(chain16, x), x) - want_grad)
+  assert 0 < layers_error < 0.3 * np.linalg.norm(want_grad)
+  assert np.linalg.norm(_input_gradient(lambda x: frozen(x, weights), x) - want_grad) < 2 * layers_error
+
+
+def test_the_phases_gradient_is_the_padded_convolutions():
+  rng = np.random.default_rng(0)
+  x = tf.constant(rng.normal(size=(3, 5, 6, 4)).astype(np.float32))
+  kernel = tf.constant(rng.normal(size=(2, 2, 4, 12)).astype(np.float32))
+  dy = tf.constant(rng.normal(size=(3, 5, 6, 12)).astype(np.float32))
+  results = []
+  for fn in (lambda x, k: _phases(x, k, _turned(k)),
+             lambda x, k: tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 0], [1, 0], [0, 0]]), k, 1, "VALID")):
+    with tf.GradientTape() as tape:
+      tape.watch([x, kernel])
+      y = fn(x, kernel)
+    results.append([y.numpy()] + [g.numpy() for g in tape.gradient(y, [x, kernel], output_gradients=dy)])
+  for ours, tfs in zip(*results):  # the same sums of products, in another order: float32 rounding
+    np.testing.assert_allclose(ours, tfs, rtol=1e-4, atol=1e-4)
 
 
 def test_leaky_relu_has_the_gradient_of_tf_nn_leaky_relu():

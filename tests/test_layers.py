@@ -111,3 +111,26 @@ def test_registered_names_are_kept_for_saved_models():
   # .keras files saved when these layers lived in networks.py name them so.
   assert keras.saving.get_registered_object("anogan_tf>FusedBatchNormalization") is FusedBatchNormalization
   assert keras.saving.get_registered_object("anogan_tf>SubpixelGradientConv2D") is SubpixelGradientConv2D
+
+
+def test_the_networks_leaky_relu_gradient_reads_its_output():
+  """D's gradient, as training takes it: every LeakyReluGrad reads the LeakyRelu's output, so the
+  convolution's biased output has one reader and Grappler's remapper can fuse it (reading the
+  input, the remapper failed on the training loop and left the whole graph unfused)."""
+  from anogan_tf import Discriminator
+  keras.utils.set_random_seed(0)
+  d = Discriminator()
+  x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (2, 28, 28, 1)).astype(np.float32))
+
+  @tf.function
+  def gradients(x):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(d(x, training=True))
+    return tape.gradient(loss, d.trainable_variables)
+
+  graph = gradients.get_concrete_function(x).graph
+  grads = [op for op in graph.get_operations() if op.type == "LeakyReluGrad"]
+  assert len(grads) == 2  # act1, act2
+  for op in grads:
+    assert op.inputs[1].op.type == "LeakyRelu", op.inputs[1].op.type  # features: the output, not the input
+  # (the same numbers as tf.nn.leaky_relu's gradient: tests/test_frozen.py)

@@ -194,6 +194,9 @@ class Config:
                                               "itself smoothed in place (mean-filtered or flat at its mean "
                                               "colour), before the texture / own-picture choice; 0: none (the "
                                               "authors')")
+  draem_scar_fraction: float = setting(0.0, "draem: share of simulated anomalies whose mask is one to three thin "
+                                            "straight strokes (CutPaste's scar) instead of a Perlin blob; 0: none "
+                                            "(the authors')")
   draem_perlin_threshold: float = setting(0.5, "draem: the Perlin noise (about in [-1, 1]) above this is the "
                                                "anomaly's mask (the authors: 0.5)")
   draem_perlin_min_cell: int = setting(8, "draem: the finest Perlin lattice cell in pixels, a power of two "

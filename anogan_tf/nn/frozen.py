@@ -13,10 +13,16 @@ then runs the chain on them: the same function as the layers in inference mode, 
 (float32: a few ulps; bfloat16: the folded kernel is rounded to bfloat16 once, where the layers
 round W and then normalise).
 
-LeakyReLU runs as `leaky_relu`, whose gradient reads the output rather than the input: the same
-numbers (for a positive slope the two have the same sign), and it leaves a convolution's biased
-output with one reader, which Grappler's remapper can fuse into the convolution (with the input
-read a second time by the gradient, its remapper fails on a loop body and leaves it unfused).
+In bfloat16 a Conv2DTranspose runs as a forward convolution (`_transpose_form`: the sub-pixel form
+of nn.layers for 3x3 stride 2, a flipped kernel for stride 1), whose bias and activation oneDNN
+fuses into it; the element-wise steps after a sub-pixel step (its activation, a LeakyReLU) act on
+its four phases before they are interleaved, as a Reshape after a Dense waits for the activation
+after it (`run`: an element-wise op commutes with a rearrangement, and next to the convolution or
+matmul it is fused). The chain's output stays in its compute dtype when `run` hands it to another
+chain (G's output to D's features in the search).
+
+LeakyReLU runs as nn.layers' `leaky_relu` (its gradient reads the output: see there), as the
+networks run it.
 
 Layers it does not know (Dropout, spectral normalisation, padding, ...) are called as they are,
 in inference mode, so any chain runs; only the known ones gain.
@@ -29,25 +35,12 @@ from typing import List, Optional
 import keras
 import tensorflow as tf
 
+from anogan_tf.nn.layers import leaky_relu, subpixel_kernel  # noqa: F401 (leaky_relu re-exported)
 from anogan_tf.nn.precision import to_float32
 from anogan_tf.nn.spectral import SpectralNormalization
 
 _LINEAR = (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv2DTranspose)
 _LINEAR_CALLS = tuple(cls.call for cls in _LINEAR)
-
-
-def leaky_relu(x, alpha: float):
-  """tf.nn.leaky_relu(x, alpha) for 0 < alpha < 1, whose gradient reads y (same sign as x) instead of x."""
-  alpha = float(alpha)
-  if not 0.0 < alpha < 1.0:
-    return tf.nn.leaky_relu(x, alpha)
-
-  @tf.custom_gradient
-  def from_output(x):
-    y = tf.nn.leaky_relu(x, alpha)
-    return y, lambda dy: tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=alpha)
-
-  return from_output(x)
 
 
 def _is_batchnorm(layer) -> bool:
@@ -66,6 +59,73 @@ def _plain_linear(layer) -> bool:
 
 def _linear_activation(layer) -> bool:
   return getattr(layer, "activation", None) in (None, keras.activations.linear)
+
+
+# Activations that act on each number alone: they commute with depth_to_space, so a sub-pixel step
+# applies them to its four phases before interleaving them.
+_ELEMENTWISE = (keras.activations.linear, keras.activations.relu, keras.activations.tanh, keras.activations.sigmoid)
+
+
+def _elementwise(kind, layer) -> bool:
+  """Whether a step acts on each number alone (the same in any layout of the channels)."""
+  if kind != "layer":
+    return False
+  if isinstance(layer, (keras.layers.LeakyReLU, keras.layers.ReLU)):
+    return True
+  return isinstance(layer, keras.layers.Activation) and layer.activation in _ELEMENTWISE
+
+
+_PHASE_PADDING = [[0, 0], [1, 0], [1, 0], [0, 0]]  # a row and a column of zeros before: conv2d_transpose_subpixel's pad
+_PHASE_GRADIENT_PADDING = [[0, 0], [0, 1], [0, 1], [0, 0]]
+
+
+def _phases(x, kernel, gradient_kernel):
+  """The four phases of a sub-pixel transposed convolution: conv2d(x, kernel) over x padded as
+  _PHASE_PADDING, `kernel` (2, 2, in, 4 * out) from nn.layers.subpixel_kernel. Its input gradient is
+  computed as a convolution too, by `gradient_kernel` (`_turned(kernel)`, prepared with the weights),
+  over the gradient padded after: TensorFlow's own gradient, a backprop-input kernel, is the slow one,
+  and with the padding written into the convolution it leaves oneDNN for a kernel slower still."""
+
+  @tf.custom_gradient
+  def phases(x, kernel):
+    def grad(dy):
+      dx = tf.nn.conv2d(dy, gradient_kernel, 1, _PHASE_GRADIENT_PADDING)
+      dkernel = tf.compat.v1.nn.conv2d_backprop_filter(tf.pad(x, _PHASE_PADDING), tf.shape(kernel), dy, [1, 1, 1, 1],
+                                                       "VALID")
+      return dx, dkernel
+
+    return tf.nn.conv2d(x, kernel, 1, _PHASE_PADDING), grad
+
+  return phases(x, kernel)
+
+
+def _turned(kernel):
+  """`kernel` (kh, kw, in, out) turned half a turn, in and out swapped: the forward convolution
+  whose output is a stride-1 convolution's input gradient."""
+  return tf.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+
+
+def _interleave(x):
+  """A sub-pixel step's four phases (channel (2p + q) * c + k) as the pixels they are."""
+  return tf.nn.depth_to_space(x, 2)
+
+
+def _transpose_form(layer) -> str:
+  """How a frozen Conv2DTranspose runs. In bfloat16, by TensorFlow's forward-convolution kernels
+  (oneDNN's bfloat16 backprop-input kernel, which conv2d_transpose is, is the slow one, and a forward
+  convolution takes its bias and activation fused): "subpixel" for 3x3 stride 2 'same' (the
+  four phases of nn.layers' sub-pixel form as one convolution, interleaved after the activation),
+  "flipped" for stride 1 'same' with odd kernel sizes (a convolution with the kernel flipped);
+  "conv_transpose" otherwise, and always in float32."""
+  if (layer.compute_dtype != "bfloat16" or layer.padding != "same" or layer.data_format != "channels_last"
+      or tuple(layer.dilation_rate) != (1, 1) or layer.output_padding is not None
+      or getattr(layer, "activation", None) not in _ELEMENTWISE):
+    return "conv_transpose"
+  if tuple(layer.kernel_size) == (3, 3) and tuple(layer.strides) == (2, 2):
+    return "subpixel"
+  if tuple(layer.strides) == (1, 1) and all(k % 2 for k in layer.kernel_size):
+    return "flipped"
+  return "conv_transpose"
 
 
 def _affine(bn):
@@ -87,7 +147,7 @@ class FrozenChain:
       layer = layers[i]
       if _plain_linear(layer):
         kind = "dense" if isinstance(layer, keras.layers.Dense) else (
-            "conv_transpose" if isinstance(layer, keras.layers.Conv2DTranspose) else "conv")
+            _transpose_form(layer) if isinstance(layer, keras.layers.Conv2DTranspose) else "conv")
         bn, reshape, used = self._folded(layers, i, kind, stop_at)
         self.steps.append((kind, layer, bn, reshape))
         i += used
@@ -118,7 +178,8 @@ class FrozenChain:
   @tf.autograph.experimental.do_not_convert  # Python control flow over the layers: unrolled at trace time
   def weights(self) -> List[tf.Tensor]:
     """The prepared weights: per linear step its kernel and bias (BatchNorm folded in) in the
-    layer's compute dtype. Read from the variables now: call it once per search."""
+    layer's compute dtype, in the form the step runs (a sub-pixel step adds its gradient's kernel).
+    Read from the variables now: call it once per search."""
     out = []
     for kind, layer, bn, reshape in self.steps:
       if kind == "layer":
@@ -127,23 +188,40 @@ class FrozenChain:
         out += [tf.cast(w, layer.compute_dtype) for w in _affine(layer)]
         continue
       kernel = tf.cast(layer.kernel, tf.float32)
-      out_channels = kernel.shape[2] if kind == "conv_transpose" else kernel.shape[-1]
+      transposed = isinstance(layer, keras.layers.Conv2DTranspose)
+      out_channels = kernel.shape[2] if transposed else kernel.shape[-1]
       bias = tf.cast(layer.bias, tf.float32) if layer.use_bias else tf.zeros((out_channels,), tf.float32)
       if bn is not None:
         scale, shift = _affine(bn)
         if reshape is not None:  # Dense units laid out as (..., channels): unit j is channel j % channels
           repeats = out_channels // int(scale.shape[0])
           scale, shift = tf.tile(scale, [repeats]), tf.tile(shift, [repeats])
-        kernel = kernel * (scale[:, None] if kind == "conv_transpose" else scale)
+        kernel = kernel * (scale[:, None] if transposed else scale)
         bias = bias * scale + shift
+      if kind == "subpixel":  # (2, 2, in, 4 * out): phase (2p + q) of output channel c is channel (2p + q) * out + c
+        kernel, bias = subpixel_kernel(kernel), tf.tile(bias, [4])
+      elif kind == "flipped":  # (kh, kw, in, out)
+        kernel = _turned(kernel)
       dtype = layer.compute_dtype
       out += [tf.cast(kernel, dtype), tf.cast(bias, dtype)]
+      if kind == "subpixel":  # its input gradient's kernel
+        out.append(tf.cast(_turned(kernel), dtype))
     return out
 
   @tf.autograph.experimental.do_not_convert
   def __call__(self, x, weights: List[tf.Tensor]):
+    """The chain's output on `weights`, float32."""
+    return to_float32(self.run(x, weights))
+
+  @tf.autograph.experimental.do_not_convert
+  def run(self, x, weights: List[tf.Tensor]):
+    """The chain's output on `weights` in the last layer's compute dtype (bfloat16 stays bfloat16:
+    a chain that reads it next takes it without a cast there and back)."""
     it = iter(weights)
+    layout = None  # a rearrangement owed to x (a Reshape, a sub-pixel interleave), put off past element-wise steps
     for kind, layer, _, reshape in self.steps:
+      if layout is not None and not _elementwise(kind, layer):
+        x, layout = layout(x), None
       if kind == "layer":
         x = self._other(layer, x)
         continue
@@ -156,6 +234,10 @@ class FrozenChain:
         x = keras.ops.matmul(x, kernel)
       elif kind == "conv":
         x = layer.convolution_op(x, kernel)
+      elif kind == "subpixel":
+        x, layout = _phases(x, kernel, next(it)), _interleave
+      elif kind == "flipped":
+        x = tf.nn.conv2d(x, kernel, 1, "SAME")
       else:
         x = keras.ops.conv_transpose(x, kernel, strides=layer.strides, padding=layer.padding,
                                      output_padding=layer.output_padding, data_format=layer.data_format,
@@ -164,8 +246,8 @@ class FrozenChain:
       if not _linear_activation(layer):
         x = layer.activation(x)
       if reshape is not None:
-        x = reshape(x)
-    return to_float32(x)
+        layout = reshape
+    return x if layout is None else layout(x)
 
   @staticmethod
   def _other(layer, x):

@@ -4,6 +4,7 @@
   as TF1 ran seed 000's BatchNorm.
 - `SubpixelGradientConv2D`: `keras.layers.Conv2D` whose input gradient (for a 3x3 stride-2 'same'
   convolution) is computed as a sub-pixel convolution.
+- `leaky_relu`: tf.nn.leaky_relu with its gradient read from its output.
 - The sub-pixel form of a stride-2, 3x3, 'same' transposed convolution (`subpixel_kernel`,
   `conv2d_transpose_subpixel`, `conv2d_stride2_subpixel_gradient`), which `make bench` also times.
 
@@ -67,6 +68,29 @@ def conv2d_stride2_subpixel_gradient(x: tf.Tensor, kernel: tf.Tensor):
     return dx, dkernel
 
   return y, grad
+
+
+# --- LeakyReLU
+
+
+def leaky_relu(x, alpha: float):
+  """tf.nn.leaky_relu(x, alpha) for 0 < alpha < 1, whose gradient reads y (same sign as x) instead of x.
+
+  The same numbers forwards and backwards (for a positive slope y and x have the same sign), and
+  it leaves a convolution's biased output with one reader, which Grappler's remapper can fuse into
+  the convolution (with the input read a second time by the gradient, its remapper fails on a loop
+  body and leaves it unfused); the networks (networks.run_chain) and nn.frozen run every
+  keras.layers.LeakyReLU as this."""
+  alpha = float(alpha)
+  if not 0.0 < alpha < 1.0:
+    return tf.nn.leaky_relu(x, alpha)
+
+  @tf.custom_gradient
+  def from_output(x):
+    y = tf.nn.leaky_relu(x, alpha)
+    return y, lambda dy: tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=alpha)
+
+  return from_output(x)
 
 
 # --- layers

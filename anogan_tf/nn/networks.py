@@ -25,7 +25,7 @@ import tensorflow as tf
 from anogan_tf.config import ACTIVATIONS, DENSE_NORMS, UPSAMPLINGS, discriminator_feature_layers, one_of
 from anogan_tf.config.layouts import blocks_for_size, encoder_layout, generator_layout  # noqa: F401 (re-exported)
 from anogan_tf.errors import AnoganError
-from anogan_tf.nn.layers import FusedBatchNormalization, SubpixelGradientConv2D
+from anogan_tf.nn.layers import FusedBatchNormalization, SubpixelGradientConv2D, leaky_relu
 from anogan_tf.nn.precision import to_float32
 from anogan_tf.nn.spectral import SpectralNormalization
 
@@ -83,10 +83,14 @@ def build_chain(chain, input_shape) -> tuple:
 
 def run_chain(chain, x, training, stop_at=None):
   """Runs `x` through `chain` (training mode for BatchNorm and Dropout only), stopping after the
-  layer named `stop_at` when given. The result is float32 whatever the layers compute in
-  (--precision=bfloat16), so what is reduced over it is summed in float32."""
+  layer named `stop_at` when given; a LeakyReLU runs as nn.layers.leaky_relu. The result is
+  float32 whatever the layers compute in (--precision=bfloat16), so what is reduced over it is
+  summed in float32."""
   for layer in chain:
-    x = layer(x, training=training) if _takes_training(layer) else layer(x)
+    if type(layer) is keras.layers.LeakyReLU:  # the same numbers, with a gradient oneDNN's fusions survive
+      x = leaky_relu(tf.cast(x, layer.compute_dtype), layer.negative_slope)
+    else:
+      x = layer(x, training=training) if _takes_training(layer) else layer(x)
     if layer.name == stop_at:
       return to_float32(x)
   return to_float32(x)

@@ -311,9 +311,13 @@ class LatentMapper(base.Scorer):
   def loss_parts(self, x, features_x, z, weights=None):
     """(G(z), residual, discrimination) for images x and their features f(x), each (batch, ...)."""
     weights = weights or self.frozen_weights()
-    generated = self.generate(z, weights)
+    if self._frozen_g is None:
+      generated = low = self.generate(z, weights)
+    else:  # f reads G(z) as G computed it (bfloat16 stays bfloat16: the float32 copy is for the residual)
+      low = self._frozen_g.run(z, weights[0])
+      generated = to_float32(low)
     residual = losses.residual_loss(x, generated, self.reduction)
-    discrimination = losses.discrimination_loss(features_x, self.features(generated, weights), self.reduction)
+    discrimination = losses.discrimination_loss(features_x, self.features(low, weights), self.reduction)
     return generated, residual, discrimination
 
   def iteration_loss(self, x, features_x, z, weights=None):

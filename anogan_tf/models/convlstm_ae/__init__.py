@@ -5,7 +5,7 @@ Examples are clips (N, clip_length, h, w, c) in [-1, 1]. The network (`SpatioTem
 takes windows of `clip_window` frames (Chong & Tay: 10):
 
   per frame (TimeDistributed): Conv2D(e_filters[i], stride e_strides[i]) + LeakyReLU   (64 -> 16 -> 8 with 4, 2)
-  ConvLSTM2D(convlstm_filters[j], 3x3, return_sequences) for each j                    (Chong & Tay: 64, 32, 64)
+  ConvLSTM2D(convlstm_filters[j], 3x3, return_sequences) + LayerNormalization, each j (Chong & Tay: 64, 32, 64)
   per frame: Conv2DTranspose back up the strides in reverse order, the last one to c channels, linear,
              clipped to [-1, 1] (the loss is taken before the clip: see SpatioTemporalAutoencoder)
 
@@ -13,6 +13,12 @@ Kernels follow the strides (2 * stride + 1, Chong & Tay's 11 for stride 4 and 5 
 227 pixels, scaled down to 9 and 5), so each layer sees its whole stride's neighbourhood. The
 ConvLSTMs run at the smallest size (h / prod(e_strides)): ConvLSTM2D has no fused CPU kernel, its
 cost grows with that area.
+
+Each ConvLSTM2D's output is layer-normalised (over its channels, per place and frame), as the
+common Keras versions of this network do: without it the three stacked ConvLSTMs, whose outputs
+o * tanh(c) start small, pass the decoder too little of the frame, and the autoencoder sits at a
+blurred blob where the digits are (a loss just below that of an empty reconstruction) for hundreds
+of steps; with it the digits come out within a few hundred steps.
 
 Training: each step takes one window per clip, its start drawn by the driver's noise (`noise`: a
 uniform u per clip, start = floor(u * (clip_length - clip_window + 1))), so epochs see every
@@ -74,6 +80,7 @@ def check_config(config) -> None:
 @keras.saving.register_keras_serializable(package="anogan_tf")
 class SpatioTemporalAutoencoder(keras.Model):
   """Windows (N, T, h, w, c) in [-1, 1] -> reconstructions (N, T, h, w, c) in [-1, 1]; any T.
+  Each ConvLSTM2D is followed by a LayerNormalization (see the module's docstring).
 
   The per-frame layers run on the N * T frames as one batch (a reshape, as TimeDistributed does).
   The last transposed convolution is linear and `call` clips it to [-1, 1]; training's loss is
@@ -91,6 +98,7 @@ class SpatioTemporalAutoencoder(keras.Model):
                            for i, (f, s) in enumerate(zip(self.filters, self.strides))]
     self.lstm_layers = [keras.layers.ConvLSTM2D(f, 3, padding="same", return_sequences=True, name=f"convlstm{i}")
                         for i, f in enumerate(self.lstm_filters)]
+    self.norm_layers = [keras.layers.LayerNormalization(name=f"norm{i}") for i in range(len(self.lstm_filters))]
     outs = list(reversed(self.filters[:-1])) + [self.frame_shape[2]]
     self.decoder_layers = [keras.layers.Conv2DTranspose(f, 2 * s + 1, strides=s, padding="same", name=f"deconv{i}")
                            for i, (f, s) in enumerate(zip(outs, reversed(self.strides)))]
@@ -102,9 +110,10 @@ class SpatioTemporalAutoencoder(keras.Model):
       layer.build(shape)
       shape = layer.compute_output_shape(shape)
     shape = (None, None) + tuple(shape[1:])
-    for layer in self.lstm_layers:
+    for layer, norm in zip(self.lstm_layers, self.norm_layers):
       layer.build(shape)
       shape = layer.compute_output_shape(shape)
+      norm.build(shape)
     shape = (None,) + tuple(shape[2:])
     for layer in self.decoder_layers:
       layer.build(shape)
@@ -117,8 +126,8 @@ class SpatioTemporalAutoencoder(keras.Model):
     for layer in self.encoder_layers:
       h = tf.nn.leaky_relu(layer(h), self.leaky_slope)
     h = tf.reshape(h, tf.concat([[batch, steps], tf.shape(h)[1:]], axis=0))
-    for layer in self.lstm_layers:
-      h = layer(h)
+    for layer, norm in zip(self.lstm_layers, self.norm_layers):
+      h = norm(layer(h))
     h = tf.reshape(h, tf.concat([[-1], tf.shape(h)[2:]], axis=0))
     for i, layer in enumerate(self.decoder_layers):
       h = layer(h)
@@ -131,7 +140,7 @@ class SpatioTemporalAutoencoder(keras.Model):
     """Every layer output for one frame: what the automatic chunk size budgets for."""
     side = self.frame_shape[0] // math.prod(self.strides)
     return (memory.chain_floats(self.encoder_layers, self.frame_shape)
-            + sum(5 * f * side * side for f in self.lstm_filters)  # the output and the four gates
+            + sum(6 * f * side * side for f in self.lstm_filters)  # the output, the four gates, the norm
             + memory.chain_floats(self.decoder_layers, (side, side, self.lstm_filters[-1])))
 
   def get_config(self):

@@ -47,7 +47,8 @@ def make_synthesis(config) -> Synthesis:
   return Synthesis(side=config.image_side, channels=config.image_shape[-1],
                    anomaly_fraction=config.draem_anomaly_fraction, texture_fraction=config.draem_texture_fraction,
                    threshold=config.draem_perlin_threshold, beta_max=config.draem_beta_max,
-                   min_cell=config.draem_perlin_min_cell, smooth_fraction=config.draem_smooth_fraction)
+                   min_cell=config.draem_perlin_min_cell, smooth_fraction=config.draem_smooth_fraction,
+                   scar_fraction=config.draem_scar_fraction)
 
 
 def score_window(config) -> int:
@@ -68,6 +69,7 @@ def check_config(config) -> None:
   number("draem_anomaly_fraction", 0.0, 1.0, high_open=False, fix="use a share of the pictures, e.g. 0.5")
   number("draem_texture_fraction", 0.0, 1.0, high_open=False, fix="use a share of the anomalies, e.g. 0.5")
   number("draem_smooth_fraction", 0.0, 1.0, high_open=False, fix="use a share of the anomalies, e.g. 0.3, or 0")
+  number("draem_scar_fraction", 0.0, 1.0, high_open=False, fix="use a share of the anomalies, e.g. 0.3, or 0")
   number("draem_perlin_threshold", -1.0, 1.0, low_open=True, fix="use e.g. 0.5 (the authors')")
   number("draem_beta_max", 0.0, 1.0, fix="use e.g. 0.8 (the authors')")
   number("draem_focal_gamma", 0.0, fix="use e.g. 2 (the authors')")

@@ -20,6 +20,12 @@ pixels or flattened to its mean colour, what an out-of-focus or worn region and 
 texture look like, which no pasted source resembles. Where that changes nothing visible (a flat
 region) the mask is cleared, so a flat region is never a target.
 
+With --draem_scar_fraction (0: never, as the authors) a share of the anomalies gets, instead of the
+Perlin blob, a mask of one to three thin straight strokes (after CutPaste's "scar", Li et al. 2021):
+each 1 to side/21 pixels wide (1 to 3 at 64 pixels), 15% to 60% of the side long, at a random place
+and angle; scratches, cracks and threads are thin and straight, which no thresholded Perlin noise is.
+The source painted inside is chosen as for a blob.
+
 The source is NEVER another photograph or dataset (the authors paste textures from DTD; a user has
 only their own pictures, and a detector must not have seen the kind of defect it is tested on):
 with probability texture_fraction a synthetic texture (smooth coloured Perlin noise, stripes or a
@@ -55,6 +61,13 @@ TEXTURE_KINDS = 3  # smooth coloured noise, stripes, checkerboard
 SMOOTH_SCALARS = ("use_smooth", "smooth_level")
 SMOOTH_WINDOWS = (3, 5, 9, 17)  # mean filters of the smoothed source; one more level: the picture's mean colour
 SMOOTH_VISIBLE = 0.04  # a smoothed pixel's change (pictures in [-1, 1], 3x3 mean) below this is no anomaly
+# Appended after those only when scar_fraction > 0: whether the mask is strokes, how many, and each stroke's
+# centre, angle, length and width.
+SCARS = 3
+SCAR_SCALARS = ("use_scar", "scar_count") + tuple(f"scar{k}_{part}" for k in range(SCARS)
+                                                  for part in ("y", "x", "angle", "length", "width"))
+SCAR_LENGTH = (0.15, 0.6)  # shares of the side
+SCAR_WIDTH_PER_SIDE = 1.0 / 21.0  # the widest stroke: 3 pixels at 64 (at least 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +82,7 @@ class Synthesis:
   beta_max: float = 0.8
   min_cell: int = 8
   smooth_fraction: float = 0.0
+  scar_fraction: float = 0.0
 
   @property
   def max_res(self) -> int:
@@ -86,7 +100,8 @@ class Synthesis:
 
   @property
   def row_size(self) -> int:
-    return len(SCALARS) + len(COLOUR_OPS) + 2 * self.period ** 2 + (len(SMOOTH_SCALARS) if self.smooth_fraction else 0)
+    return (len(SCALARS) + len(COLOUR_OPS) + 2 * self.period ** 2 + (len(SMOOTH_SCALARS) if self.smooth_fraction else 0)
+            + (len(SCAR_SCALARS) if self.scar_fraction else 0))
 
   def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, row_size) float32 uniform numbers in [0, 1): what `simulate` turns into anomalies."""
@@ -104,6 +119,9 @@ class Synthesis:
     at += 2 * cells
     if self.smooth_fraction:
       out.update({name: u[:, at + i] for i, name in enumerate(SMOOTH_SCALARS)})
+      at += len(SMOOTH_SCALARS)
+    if self.scar_fraction:
+      out.update({name: u[:, at + i] for i, name in enumerate(SCAR_SCALARS)})
     return out
 
   def resolution(self, u):
@@ -151,6 +169,28 @@ class Synthesis:
     angle = (f["angle"] - 0.5) * math.pi  # [-90, 90) degrees, the authors' rotation of the noise
     noise = self.perlin(self.resolution(f["res_y"]), self.resolution(f["res_x"]), angle, f["mask_angles"])
     return tf.cast(noise > self.threshold, tf.float32)[..., None]
+
+  def scars(self, f):
+    """The stroke masks (batch, side, side, 1) in {0, 1}: one to three straight strokes per row, the
+    pixels within half a stroke's width of its segment."""
+    side = self.side
+    i = tf.range(side, dtype=tf.float32)
+    yy, xx = tf.meshgrid(i, i, indexing="ij")
+    count = tf.floor(f["scar_count"] * SCARS)[:, None, None]  # strokes beyond the first: 0, 1 or 2
+    widest = max(1.0, side * SCAR_WIDTH_PER_SIDE)
+    out = tf.zeros_like(f["scar_count"])[:, None, None] + tf.zeros((side, side))
+    for k in range(SCARS):
+      g = lambda part: f[f"scar{k}_{part}"][:, None, None]  # noqa: E731
+      angle = math.pi * g("angle")
+      dy, dx = tf.sin(angle), tf.cos(angle)
+      half = 0.5 * side * (SCAR_LENGTH[0] + g("length") * (SCAR_LENGTH[1] - SCAR_LENGTH[0]))
+      py, px = yy - g("y") * side, xx - g("x") * side
+      t = tf.clip_by_value(py * dy + px * dx, -half, half)
+      distance = tf.sqrt(tf.square(py - t * dy) + tf.square(px - t * dx))
+      width = 1.0 + g("width") * (widest - 1.0)
+      stroke = tf.cast(distance <= 0.5 * width, tf.float32) * tf.cast(count >= k, tf.float32)
+      out = tf.maximum(out, stroke)
+    return out[..., None]
 
   def own_picture(self, x01, f):
     """The training picture itself or its neighbour in the batch, rotated by k x 90 degrees,
@@ -265,7 +305,10 @@ class Synthesis:
                       self.own_picture(x01, f))
     source = self.recolour(source, f) * 2.0 - 1.0
     altered = tf.cast(f["altered"] < self.anomaly_fraction, tf.float32)[:, None, None, None]
-    m = self.mask(f) * altered
+    m = self.mask(f)
+    if self.scar_fraction:
+      m = tf.where((f["use_scar"] < self.scar_fraction)[:, None, None, None], self.scars(f), m)
+    m = m * altered
     beta = (f["beta"] * self.beta_max)[:, None, None, None]
     if self.smooth_fraction:
       smooth = (f["use_smooth"] < self.smooth_fraction)[:, None, None, None]
