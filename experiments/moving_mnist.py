@@ -1,5 +1,5 @@
-"""Moving MNIST results: the ConvLSTM autoencoder (experiments/convlstm_ae.flags) beside the `ae` family
-applied to single frames, clip- and frame-level AUROC per kind of anomaly, for some seeds.
+"""Moving MNIST results: the ConvLSTM autoencoder (experiments/convlstm_ae.flags) beside the `ae` and
+`vae` families applied to single frames, clip- and frame-level AUROC per kind of anomaly, for some seeds.
 
   python experiments/moving_mnist.py --seeds=0,1,2 --root=/tmp/moving_mnist
 
@@ -14,12 +14,13 @@ moving_mnist_convlstm_ae_tune[_NAME].json/.md: what the preset's settings are ch
 - convlstm_ae: trained with the preset (train_lib.train), evaluated with evaluate_lib.evaluate
   (clip AUROC from the clip score, the mean of the per-frame errors; frame AUROC from the
   per-frame errors e(t)).
-- ae on frames: experiments/ae.flags' networks for 64x64 frames (--image_size=64), trained on every frame of the same
-  normal training clips (the ae preset's batch of 256 frames and l2 error; the learning rates of
+- ae and vae on frames (FRAME_PRESETS): experiments/ae.flags' and vae.flags' networks for 64x64 frames
+  (--image_size=64), each trained on every frame of the same normal training clips (batches of 256
+  frames and the presets' errors; the learning rates of
   convlstm_ae and as many epochs as show each frame as often as convlstm_ae's windows do:
-  epochs x clip_window / clip_length); a frame's score is ae's score of that frame alone, a clip's the mean over
+  epochs x clip_window / clip_length); a frame's score is the model's score of that frame alone, a clip's the mean over
   its frames: the same assembly as convlstm_ae's, so the two differ only in what the model sees.
-Both train on the same clips (the preset's --seed) and are scored on the same test clips.
+All train on the same clips (the preset's --seed) and are scored on the same test clips.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ sys.path.insert(0, os.path.join(ROOT, "experiments"))
 RESULTS = os.path.join(ROOT, "experiments", "results")
 PRESET = "experiments/convlstm_ae.flags"
 AE_PRESET = "experiments/ae.flags"
+# The image families applied to single frames, beside convlstm_ae: --model -> its preset.
+FRAME_PRESETS = {"ae": AE_PRESET, "vae": "experiments/vae.flags"}
 
 
 def cpu_model() -> str:
@@ -74,7 +77,7 @@ def run_convlstm(config, workdir: str) -> dict:
           "wall_seconds": round(time.time() - began, 1)}
 
 
-def run_ae_on_frames(config, clip_config, workdir: str) -> dict:
+def run_on_frames(config, clip_config, workdir: str) -> dict:
   from sklearn.metrics import roc_auc_score
 
   from anogan_tf import models, train_lib
@@ -139,7 +142,7 @@ def markdown(record: dict) -> str:
   pct = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"  # noqa: E731
   lines = ["# Moving MNIST: ConvLSTM autoencoder vs the frame-by-frame autoencoder", "",
            f"AUROC x100, mean ± std over seeds {', '.join(map(str, record['seeds']))} ({len(record['seeds'])} "
-           f"seed{'s' * (len(record['seeds']) > 1)}). {evaluated}. Clip score: the mean of the frames' errors; frame score: the frame's reconstruction error (convlstm_ae: from its windows; ae: of the "
+           f"seed{'s' * (len(record['seeds']) > 1)}). {evaluated}. Clip score: the mean of the frames' errors; frame score: the frame's reconstruction error (convlstm_ae: from its windows; ae and vae: of the "
            "frame alone). Per kind: the normal clips against that kind's clips (frame level: every frame of "
            "them, labelled per frame).", "",
            "| level | model | all | " + " | ".join(kinds) + " |", "|---|---|---|" + "---|" * len(kinds)]
@@ -152,7 +155,7 @@ def markdown(record: dict) -> str:
     lines.append(f"| {model} | {s[model]['train_clips_per_second']['mean']:.1f} | "
                  f"{s[model]['score_clips_per_second']['mean']:.1f} |")
   lines += ["", "Clips per second: 20-frame clips (training: one 10-frame window per clip and step for "
-            "convlstm_ae, all 20 frames as images for ae), on a CPU shared with other jobs, niced.", "",
+            "convlstm_ae, all 20 frames as images for ae and vae), on a CPU shared with other jobs, niced.", "",
             f"Commit {record['commit']}, {record['cpu']}, {record['wall_seconds']:.0f} s wall in all.", "",
             "Commands:", ""] + [f"    {c}" for c in record["commands"]] + [""]
   return "\n".join(lines)
@@ -172,7 +175,7 @@ def main():
   extra = args.extra.split()
   seeds = [int(s) for s in args.seeds.split(",")]
   began = time.time()
-  runs = {"convlstm_ae": {}, "ae (single frames)": {}}
+  runs = {"convlstm_ae": {}, **{f"{name} (single frames)": {} for name in FRAME_PRESETS}}
   if args.split == "val":
     extra = ["--eval_split=val", *extra]
   stem = "moving_mnist_convlstm_ae" + ("_tune" + f"_{args.tag}" * bool(args.tag)) * (args.split == "val")
@@ -194,14 +197,15 @@ def main():
                                           ("batch_size", 256), ("lr", clip_config.lr),
                                           ("lr_decay_epoch", round(clip_config.lr_decay_epoch * share)),
                                           ("lr_after_decay", clip_config.lr_after_decay))]
-    ae_config = resolve_config(AE_PRESET, ["--image_size=64", "--normal_classes=0,1,2,3,4,5,6,7",
-                                           f"--seed={seed}", "--val_fraction=0.1", "--map_batch_size=256",
-                                           *schedule, *extra])
-    runs["ae (single frames)"][seed] = run_ae_on_frames(ae_config, clip_config,
-                                                        os.path.join(args.root, stem, f"ae_frames_{seed}"))
+    for name, preset in FRAME_PRESETS.items():
+      frame_config = resolve_config(preset, ["--image_size=64", "--normal_classes=0,1,2,3,4,5,6,7",
+                                             f"--seed={seed}", "--val_fraction=0.1", "--map_batch_size=256",
+                                             *schedule, *extra])
+      runs[f"{name} (single frames)"][seed] = run_on_frames(
+          frame_config, clip_config, os.path.join(args.root, stem, f"{name}_frames_{seed}"))
     record = {"seeds": sorted(runs["convlstm_ae"]), "summary": summary(runs), "runs": runs,
-              "split": args.split, "test_clips": test_clips, "preset": PRESET, "ae_preset": AE_PRESET,
-              "ae_flags": ["--image_size=64", *schedule, "--val_fraction=0.1"],
+              "split": args.split, "test_clips": test_clips, "preset": PRESET, "frame_presets": FRAME_PRESETS,
+              "frame_flags": ["--image_size=64", *schedule, "--val_fraction=0.1"],
               "commit": commit(), "cpu": cpu_model(), "wall_seconds": round(time.time() - began, 1),
               "commands": commands}
     os.makedirs(args.out, exist_ok=True)
