@@ -47,17 +47,17 @@ def mnist_workdir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def family_runs(tmp_path_factory):
   """{family: (config, straight workdir, resumed workdir, straight history, resumed history)}: each
-  family of the registry at test_families.tiny_config, on its blobs_data, trained 3 epochs in one
-  go, and 1 epoch then resumed to 3 (through lr_decay_epoch=2, so both learning-rate phases run).
-  Shared by test_families.py and test_precision.py (one xdist group: built once), which read the
-  workdirs and never change them."""
-  from test_families import FAMILIES, blobs_data, tiny_config
+  family of the registry at test_families.run_config, on its blobs_data, trained 3 epochs in one
+  go, and 1 epoch then resumed to 3 (the first family through lr_decay_epoch=2, so both
+  learning-rate phases run). Shared by test_families.py and test_precision.py (one xdist group:
+  built once), which read the workdirs and never change them."""
+  from test_families import FAMILIES, blobs_data, run_config
 
   from anogan_tf import train_lib
   root = tmp_path_factory.mktemp("families")
   out = {}
   for name in FAMILIES:
-    config = tiny_config(name)
+    config = run_config(name)
     straight, resumed = str(root / name / "straight"), str(root / name / "resumed")
     data = blobs_data(config)
     history = train_lib.train(config, straight, data=data, progress=False)

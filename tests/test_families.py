@@ -52,6 +52,14 @@ def tiny_config(name, **changes):
   return Config(model=name, **{**TINY, **FAMILY_TINY.get(name, {}), **changes})
 
 
+def run_config(name):
+  """The Config of conftest.family_runs' runs of family `name`. The driver picks each epoch's
+  learning-rate phase (trainer.phase(epoch), each family's own: test_shapes_and_ranges), so one
+  family's runs check that a resumed run crosses the phase switch as an uninterrupted one does:
+  the registry's first; the others train one phase (two traced epochs fewer each)."""
+  return tiny_config(name) if name == FAMILIES[0] else tiny_config(name, lr_decay_epoch=0)
+
+
 def example_shape(config):
   return models.base.example_shape(models.family(config.model), config)
 
