@@ -1,3 +1,4 @@
+import collections
 import json
 import os
 import platform
@@ -47,17 +48,17 @@ def mnist_workdir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def family_runs(tmp_path_factory):
   """{family: (config, straight workdir, resumed workdir, straight history, resumed history)}: each
-  family of the registry at test_families.tiny_config, on its blobs_data, trained 3 epochs in one
-  go, and 1 epoch then resumed to 3 (through lr_decay_epoch=2, so both learning-rate phases run).
-  Shared by test_families.py and test_precision.py (one xdist group: built once), which read the
-  workdirs and never change them."""
-  from test_families import FAMILIES, blobs_data, tiny_config
+  family of the registry at test_families.run_config, on its blobs_data, trained 3 epochs in one
+  go, and 1 epoch then resumed to 3 (the first family through lr_decay_epoch=2, so both
+  learning-rate phases run). Shared by test_families.py and test_precision.py (one xdist group:
+  built once), which read the workdirs and never change them."""
+  from test_families import FAMILIES, blobs_data, run_config
 
   from anogan_tf import train_lib
   root = tmp_path_factory.mktemp("families")
   out = {}
   for name in FAMILIES:
-    config = tiny_config(name)
+    config = run_config(name)
     straight, resumed = str(root / name / "straight"), str(root / name / "resumed")
     data = blobs_data(config)
     history = train_lib.train(config, straight, data=data, progress=False)
@@ -71,6 +72,23 @@ def family_runs(tmp_path_factory):
 # fixtures are built once; the files of one SHARED_GROUPS group run on one worker together, so
 # that the session fixture they share is built once.
 SHARED_GROUPS = {"test_families.py": "families", "test_precision.py": "families"}
+# The files (or groups) that take longest, longest first: handed out before all others, which
+# follow in xdist's order (most tests first), so that no long file starts last on one worker
+# while the other has nothing left to do.
+LONGEST_FIRST = ("test_reliability.py", "families", "test_distribute.py", "test_export.py", "test_compare.py",
+                 "test_old_workdirs.py", "test_reproduce.py", "test_draem.py", "test_clips.py", "test_gan_stability.py",
+                 "test_warm_start.py", "test_train.py", "test_your_own_images.py")
+
+
+class _LongestFirst(collections.OrderedDict):
+  """xdist's queue of work units (scope -> tests): the first unit taken is the longest left."""
+
+  def popitem(self, last=True):
+    longest = [scope for scope in self if os.path.basename(scope) in LONGEST_FIRST]
+    if last or not longest:
+      return super().popitem(last)
+    scope = min(longest, key=lambda scope: LONGEST_FIRST.index(os.path.basename(scope)))
+    return scope, self.pop(scope)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -80,6 +98,10 @@ def pytest_xdist_make_scheduler(config, log):
   from xdist.scheduler import LoadFileScheduling
 
   class GroupedFiles(LoadFileScheduling):
+    def __init__(self, config, log=None):
+      super().__init__(config, log)
+      self.workqueue = _LongestFirst()
+
     def _split_scope(self, nodeid):
       scope = super()._split_scope(nodeid)
       return SHARED_GROUPS.get(os.path.basename(scope), scope)

@@ -193,20 +193,34 @@ def free_ports(n: int) -> list:
   return ports
 
 
+# A worker: runs each command of its list, [(module, argv)], in turn through the module's main(argv),
+# as `python -m <module> <argv>` does, in one process (one MultiWorkerMirroredStrategy for them all);
+# exits with the first failing command's exit code.
+WORKER = """
+import importlib, json, sys
+for module, argv in json.loads(sys.argv[1]):
+  code = importlib.import_module(module).main([module, *argv])
+  if code:
+    sys.exit(code)
+"""
+
+
 def run_workers(commands, folder) -> None:
-  """Starts each `python -m <args>` of `commands` at once as worker 0, 1, ... of one TF_CONFIG
-  cluster on 127.0.0.1, one CPU device each. Waits for all; a failed worker or WORKERS_TIMEOUT
+  """Starts one process per list of `commands` at once as worker 0, 1, ... of one TF_CONFIG
+  cluster on 127.0.0.1, one CPU device each; each runs its list's `python -m <args>` commands in
+  turn (WORKER), with --strategy=multiworker. Waits for all; a failed worker or WORKERS_TIMEOUT
   kills the others (a worker whose peer is gone waits for it forever), then fails the test with
   the failure's stderr."""
   env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
   cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(len(commands))]}
   processes, logs, killed = [], [], set()
   try:
-    for i, args in enumerate(commands):
+    for i, worker in enumerate(commands):
       tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
       logs.append(os.path.join(folder, f"worker{i}.stderr"))
+      cases = json.dumps([(module, [*argv, "--strategy=multiworker"]) for module, *argv in worker])
       with open(logs[-1], "w") as stderr:
-        processes.append(subprocess.Popen([sys.executable, "-m", *args, "--strategy=multiworker"], cwd=ROOT,
+        processes.append(subprocess.Popen([sys.executable, "-c", WORKER, cases], cwd=ROOT,
                                           env={**env, "TF_CONFIG": tf_config}, stdout=subprocess.DEVNULL,
                                           stderr=stderr))
     deadline = time.monotonic() + WORKERS_TIMEOUT
@@ -233,8 +247,28 @@ def read_scores(out_dir):
   return [int(row["index"]) for row in rows], np.array([float(row["score"]) for row in rows])
 
 
+# Without the generator's BatchNorm (per-replica statistics by design) and with adam_epsilon=1 (a sum
+# of the replicas' gradients instead of their mean shows), as in test_mirrored_step_equals_one_device_step.
+MULTIWORKER_TRAINING = {**TINY, "g_batchnorm": False, "g_dense_batchnorm": False, "adam_epsilon": 1.0}
+
+
+@pytest.fixture(scope="module")
+def two_workers(staged, tmp_path_factory):
+  """(folder, the staged workdir): two worker processes of one cluster, each running, in turn,
+  train --strategy=multiworker on MULTIWORKER_TRAINING into folder/worker<i>, then evaluate
+  --strategy=multiworker of the staged workdir into --eval_dir=folder/eval<i>."""
+  from anogan_tf.config import flag_text
+  folder = tmp_path_factory.mktemp("two_workers")
+  workdir, _ = staged
+  settings = [f"--{k}={flag_text(v)}" for k, v in MULTIWORKER_TRAINING.items()]
+  run_workers([[["anogan_tf.train", f"--workdir={folder / f'worker{i}'}", *settings],
+                ["anogan_tf.evaluate", f"--workdir={workdir}", f"--eval_dir={folder / f'eval{i}'}"]]
+               for i in range(2)], folder)
+  return folder, workdir
+
+
 @pytest.mark.slow
-def test_two_worker_processes_each_score_every_test_image_as_one_device_does(staged, tmp_path):
+def test_two_worker_processes_each_score_every_test_image_as_one_device_does(two_workers, tmp_path):
   """evaluate --strategy=multiworker in two processes on the staged workdir (12 test images,
   --map_batch_size=8: each chunk of 8 split into 4 per worker). Each worker writes its own
   --eval_dir, holding every image once. One device scores at --map_batch_size=4, the chunk each
@@ -242,39 +276,32 @@ def test_two_worker_processes_each_score_every_test_image_as_one_device_does(sta
   scheduling can differ; the search's steps amplify that little, well within 1e-5 relative."""
   from anogan_tf import evaluate_lib
   from anogan_tf.cli.flags import workdir_config
-  workdir, _ = staged
-  run_workers([["anogan_tf.evaluate", f"--workdir={workdir}", f"--eval_dir={tmp_path / name}"]
-               for name in ("eval0", "eval1")], tmp_path)
+  folder, workdir = two_workers
   one_device = workdir_config(workdir).replace(strategy="default", map_batch_size=4)
   evaluate_lib.evaluate(one_device, workdir, progress=False, out_dir=str(tmp_path / "one"))
   one_index, one_score = read_scores(tmp_path / "one")
   assert len(one_index) == TINY["test_examples"] == len(set(one_index))
   for worker in ("eval0", "eval1"):
-    index, score = read_scores(tmp_path / worker)
+    index, score = read_scores(folder / worker)
     assert index == one_index  # every test image exactly once, in the same order
     np.testing.assert_allclose(score, one_score, rtol=1e-5)
-    with open(tmp_path / worker / "metrics.json") as f:
+    with open(folder / worker / "metrics.json") as f:
       metrics = json.load(f)
     assert metrics["strategy"] == "multiworker" and metrics["test_examples"] == TINY["test_examples"]
 
 
 @pytest.mark.slow
-def test_two_worker_processes_train_the_weights_one_device_trains(tmp_path, data_dir):
+def test_two_worker_processes_train_the_weights_one_device_trains(two_workers, tmp_path, data_dir):
   """train --strategy=multiworker for an epoch of 3 global batches of 8 in two processes (each its
-  own workdir; 4 images per worker and step) against one device at the same global batch. As in
-  test_mirrored_step_equals_one_device_step, without the generator's BatchNorm (per-replica
-  statistics by design) and with adam_epsilon=1 (a sum of the gradients instead of their mean
-  shows): both workers apply the same all-reduced gradients, and one device differs only in float
-  summation order, 1e-4 relative."""
+  own workdir; 4 images per worker and step) against one device at the same global batch
+  (MULTIWORKER_TRAINING): both workers apply the same all-reduced gradients, and one device
+  differs only in float summation order, 1e-4 relative."""
   import keras
 
   from anogan_tf import train_lib
-  from anogan_tf.config import flag_text
-  settings = {**TINY, "g_batchnorm": False, "g_dense_batchnorm": False, "adam_epsilon": 1.0}
-  workdirs = [tmp_path / name for name in ("worker0", "worker1", "one")]
-  run_workers([["anogan_tf.train", f"--workdir={workdir}", *(f"--{k}={flag_text(v)}" for k, v in settings.items())]
-               for workdir in workdirs[:2]], tmp_path)
-  train_lib.train(Config(**settings), str(workdirs[2]), progress=False)
+  folder, _ = two_workers
+  workdirs = [folder / "worker0", folder / "worker1", tmp_path / "one"]
+  train_lib.train(Config(**MULTIWORKER_TRAINING), str(workdirs[2]), progress=False)
 
   def weights(workdir):
     return {name: [w.numpy() for w in keras.models.load_model(workdir / f"{name}.keras").weights]

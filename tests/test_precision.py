@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import synthetic_images
-from test_families import blobs_data, tiny_config
+from test_families import blobs_data, run_config, tiny_config
 
 from anogan_tf import AnoganError, Discriminator, Generator, evaluate_lib, export_lib, models, train_lib
 from anogan_tf.data import OneClassData
@@ -41,7 +41,7 @@ def trained(tmp_path_factory, family_runs):
   root = tmp_path_factory.mktemp("precision")
   out = {}
   for name in FAMILIES:
-    config = tiny_config(name, epochs=2)
+    config = run_config(name).replace(epochs=2)
     f32, bf16 = family_runs[name][1], str(root / name / "bfloat16")
     history = train_lib.train(config.replace(precision="bfloat16"), bf16, data=blobs_data(config), progress=False)
     out[name] = (config, f32, bf16, history)

@@ -433,13 +433,29 @@ def _damage_checkpoint(workdir, how):
         os.remove(os.path.join(ckpt, name))
 
 
+@pytest.fixture(scope="module")
+def trained_tiny(tmp_path_factory):
+  """(a good data folder (_npz), get): get(family) is (config, workdir) of that family trained one
+  epoch of TINY_CONFIG on the folder's class 1, trained on first use. Shared by the bad-input
+  tests, which copy a workdir before they damage it and never change these."""
+  root = tmp_path_factory.mktemp("trained_tiny")
+  good = _npz(root / "data" / "good")
+  runs = {}
+
+  def get(family):
+    if family not in runs:
+      config = Config(model=family, data_dir=good, normal_classes=(1,), epochs=1, e_filters=(4, 8), **TINY_CONFIG)
+      runs[family] = (config, str(root / family))
+      train_lib.train(config, runs[family][1], progress=False)
+    return runs[family]
+  return good, get
+
+
 @pytest.mark.slow
-def test_bad_input_is_a_one_line_error_and_leaves_the_workdir_untouched(tmp_path):
+def test_bad_input_is_a_one_line_error_and_leaves_the_workdir_untouched(tmp_path, trained_tiny):
   data = _bad_data(tmp_path / "data")
-  good = _npz(tmp_path / "data" / "good")
-  trained = str(tmp_path / "trained")
-  config = Config(data_dir=good, normal_classes=(1,), epochs=1, **TINY_CONFIG)
-  train_lib.train(config, trained, progress=False)
+  good, get = trained_tiny
+  _, trained = get("anogan")
 
   def copy(name, damage=None):
     path = str(tmp_path / "w" / name)
@@ -540,20 +556,15 @@ def _run_cases(cases_by_tool):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not OTHER_IMAGE_FAMILIES, reason="anogan is the only family of images")
-def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path):
+def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path, trained_tiny):
   # For each family but anogan (whose full battery is above): its damaged checkpoint and
   # <network>.keras files, a workdir of another family, and bad images on the way to its scorer.
   # Every case ends with one error line and exit code 2 and leaves the workdir (and a previous
   # score output) as it was. All families' cases run in one process per tool.
   from anogan_tf import score_lib
-  good = _npz(tmp_path / "data" / "good")
   bad_data = _npz(tmp_path / "data" / "nan", x_train=np.full((160, 28, 28), np.nan, np.float32))
   inputs = _score_inputs(tmp_path / "in")
-  trained = {}
-  for family in ["anogan"] + OTHER_IMAGE_FAMILIES:
-    trained[family] = str(tmp_path / "trained" / family)
-    config = Config(model=family, data_dir=good, normal_classes=(1,), epochs=1, e_filters=(4, 8), **TINY_CONFIG)
-    train_lib.train(config, trained[family], progress=False)
+  trained = {family: trained_tiny[1](family)[1] for family in ["anogan"] + OTHER_IMAGE_FAMILIES}
 
   def copy(family, case, damage=None):
     path = str(tmp_path / "w" / f"{family}_{case}")
@@ -801,11 +812,9 @@ SCORE_INPUT_CASES = {
 
 
 @pytest.mark.slow
-def test_score_bad_input_is_a_one_line_error_and_overwrites_nothing(tmp_path):
+def test_score_bad_input_is_a_one_line_error_and_overwrites_nothing(tmp_path, trained_tiny):
   from anogan_tf import score_lib
-  trained = str(tmp_path / "trained")
-  config = Config(epochs=1, **TINY_CONFIG)
-  train_lib.train(config, trained, data=_synthetic(), progress=False)
+  config, trained = trained_tiny[1]("anogan")
   inputs = _score_inputs(tmp_path / "in")
   out = str(tmp_path / "out")  # a previous good output: no failing score may change it
   score_lib.score_images(config, trained, inputs["good"], out, progress=False)

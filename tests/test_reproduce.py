@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT
@@ -27,10 +28,28 @@ def reproduce(tmp_path, *args):
 
 
 def reproduce_here(tmp_path, capsys, monkeypatch, *args):
-  """reproduce() through the driver's main in this process (its commands still run as processes
-  of their own): its stdout and stderr's lines as reproduce() returns them."""
+  """reproduce() through the driver's main in this process, and each command it runs through its
+  main(argv) here too, its output appended to the run's log as run_logged does (reproduce()
+  tests the commands as processes): its stdout and stderr's lines as reproduce() returns them."""
   sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  import contextlib
+  import importlib
+  import shlex
+
   import reproduce as rp
+
+  def run_logged(args, log_path):
+    began = time.perf_counter()
+    with open(log_path, "a") as log:
+      log.write(f"\n$ {shlex.join(args)}\n")
+      log.flush()
+      with contextlib.redirect_stdout(log):
+        code = importlib.import_module(args[0]).main(args)
+    if code != 0:
+      raise SystemExit(f"error: `{shlex.join(args)}` failed (exit {code})")
+    return time.perf_counter() - began
+
+  monkeypatch.setattr(rp, "run_logged", run_logged)
   monkeypatch.chdir(ROOT)  # main() moves there; back afterwards
   capsys.readouterr()
   assert rp.main(["--dataset=mnist", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}",
@@ -52,8 +71,8 @@ def records(tmp_path, preset):
 
 @pytest.mark.slow
 def test_presets_share_a_gan_resume_per_run_and_redo_only_what_is_missing(tmp_path, mnist_dir, capsys, monkeypatch):
-  # The first run as a user runs it (the driver a process of its own, its start-up notices
-  # hidden); the two reruns through its main in this process.
+  # The first run as a user runs it (the driver and its commands processes of their own, their
+  # start-up notices hidden); the two reruns through its main in this process, their commands too.
   out, err = reproduce(tmp_path, "--presets=seed000,paper", "--classes=0", "--seeds=0")
   assert startup_notices(err) == []
   # Progress as the commands show it, on stderr: the run, its training's and scorings' bars, its time.

@@ -6,7 +6,6 @@ Tiny networks on synthetic blobs; the module's GANs and encoders train once (a f
 
 import csv
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -356,28 +355,13 @@ def test_the_command_line_adds_an_encoder_to_a_finished_gan_and_explains_a_missi
 
 # --- the .keras file
 
-ROUND_TRIP = r'''
-import json, sys
-import anogan_tf, keras, numpy as np
-path, x_path, config_path = sys.argv[1:]
-encoder = keras.models.load_model(path)
-assert type(encoder) is anogan_tf.Encoder, type(encoder)
-assert encoder.get_config() == json.load(open(config_path))
-z = encoder(np.load(x_path), training=False).numpy()
-assert np.abs(z).max() <= 1.0
-np.save(x_path + ".z.npy", z)
-'''
-
-
 @pytest.mark.slow
-def test_encoder_keras_round_trips_in_a_fresh_interpreter(runs, tmp_path):
+def test_encoder_keras_loads_as_the_trained_encoder(runs):
+  # From the file alone (no custom_objects); in a fresh interpreter that imports only anogan_tf:
+  # test_families.py's round trip, every family's networks and stages (this encoder among them).
   path = os.path.join(runs["straight"], "encoder.keras")
   encoder = keras.models.load_model(path)
-  assert encoder.output_activation == "tanh"
+  assert type(encoder) is anogan.Encoder and encoder.output_activation == "tanh"
+  assert encoder.get_config() == anogan.build_encoder(WARM).get_config()
   x = runs["data"].x_test
-  np.save(tmp_path / "x.npy", x)
-  (tmp_path / "config.json").write_text(json.dumps(encoder.get_config()))
-  result = subprocess.run([sys.executable, "-c", ROUND_TRIP, path, str(tmp_path / "x.npy"), str(tmp_path / "config.json")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  np.testing.assert_allclose(np.load(tmp_path / "x.npy.z.npy"), encoder(x, training=False).numpy(), rtol=1e-6)
+  assert np.abs(encoder(x, training=False).numpy()).max() <= 1.0
