@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 
@@ -39,23 +37,13 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 RESULTS = os.path.join(ROOT, "experiments", "results")
+
+import reproduce  # noqa: E402  (resolve_config, commit, cpu_model, as_a_command)
+
 PRESET = "experiments/convlstm_ae.flags"
 AE_PRESET = "experiments/ae.flags"
 # The image families applied to single frames, beside convlstm_ae: --model -> its preset.
 FRAME_PRESETS = {"ae": AE_PRESET, "vae": "experiments/vae.flags"}
-
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-  except (OSError, StopIteration):
-    return platform.processor()
-
-
-def commit() -> str:
-  done = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-  return done.stdout.strip()
 
 
 def training_rate(history, n_clips: int) -> float:
@@ -171,7 +159,6 @@ def main():
                       help="test: the test clips; val: the validation clips (tuning), written as _tune[_TAG]")
   parser.add_argument("--tag", default="", help="with --split=val: a name for this setting's files")
   args = parser.parse_args()
-  from reproduce import resolve_config
   extra = args.extra.split()
   seeds = [int(s) for s in args.seeds.split(",")]
   began = time.time()
@@ -184,7 +171,7 @@ def main():
               + f" --extra='{args.extra}'" * bool(args.extra)]
   test_clips = None
   for seed in seeds:
-    clip_config = resolve_config(PRESET, [f"--seed={seed}", *extra])
+    clip_config = reproduce.resolve_config(PRESET, [f"--seed={seed}", *extra])
     workdir = os.path.join(args.root, stem, f"convlstm_ae_{seed}")
     runs["convlstm_ae"][seed] = run_convlstm(clip_config, workdir)
     if seed == seeds[0]:
@@ -198,7 +185,7 @@ def main():
                                           ("lr_decay_epoch", round(clip_config.lr_decay_epoch * share)),
                                           ("lr_after_decay", clip_config.lr_after_decay))]
     for name, preset in FRAME_PRESETS.items():
-      frame_config = resolve_config(preset, ["--image_size=64", "--normal_classes=0,1,2,3,4,5,6,7",
+      frame_config = reproduce.resolve_config(preset, ["--image_size=64", "--normal_classes=0,1,2,3,4,5,6,7",
                                              f"--seed={seed}", "--val_fraction=0.1", "--map_batch_size=256",
                                              *schedule, *extra])
       runs[f"{name} (single frames)"][seed] = run_on_frames(
@@ -206,7 +193,7 @@ def main():
     record = {"seeds": sorted(runs["convlstm_ae"]), "summary": summary(runs), "runs": runs,
               "split": args.split, "test_clips": test_clips, "preset": PRESET, "frame_presets": FRAME_PRESETS,
               "frame_flags": ["--image_size=64", *schedule, "--val_fraction=0.1"],
-              "commit": commit(), "cpu": cpu_model(), "wall_seconds": round(time.time() - began, 1),
+              "commit": reproduce.commit(), "cpu": reproduce.cpu_model(), "wall_seconds": round(time.time() - began, 1),
               "commands": commands}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
@@ -217,4 +204,5 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  reproduce.as_a_command()
+  sys.exit(main())

@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -51,17 +50,6 @@ def preset_flagfile(preset: str) -> str:
   if preset == "defaults":
     return ""
   return "experiments/pictures.flags" if preset == "pictures" else f"experiments/pictures_{preset}.flags"
-
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def table_paths(results_dir: str, preset: str, split: str):
@@ -183,7 +171,7 @@ def main(argv=None) -> int:
     parser.error(f"{data_root} has no category '{missing[0]}'; rebuild it with experiments/pictures_benchmark.py")
   data = {"root": args.data_root, "seed": manifest["seed"], "size": manifest["size"]}
   runner_command = "python experiments/pictures.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-  cpu = cpu_model()
+  cpu = reproduce.cpu_model()
 
   runs = [(seed, c) for seed in seeds for c in categories]
   record_path = lambda seed, c: os.path.join(  # noqa: E731
@@ -248,5 +236,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  reproduce.quiet_tensorflow()
+  reproduce.as_a_command()
   sys.exit(main())
