@@ -26,21 +26,12 @@ TINY = ("--epochs=1 --train_examples=64 --test_examples=64 --batch_size=32 --lat
 # in the driver's own process instead of a `python -m` of its own: what is tested here is the
 # driver's bookkeeping; tests/test_reproduce.py runs the commands as processes (run_logged).
 IN_ONE_PROCESS = r"""
-import contextlib, importlib, os, runpy, shlex, sys, time
+import os, runpy, sys
 compare_py = sys.argv[1]
 sys.path.insert(0, os.path.dirname(compare_py))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(compare_py)), "tests"))
 import reproduce  # noqa: E402  (loads no TensorFlow: compare's __main__ quiets it first)
-
-def run_logged(args, log_path):
-  began = time.perf_counter()
-  with open(log_path, "a") as log:
-    log.write(f"\n$ {shlex.join(args)}\n")
-    log.flush()
-    with contextlib.redirect_stdout(log):
-      code = importlib.import_module(args[0]).main(args)
-  if code != 0:
-    raise SystemExit(f"error: `{shlex.join(args)}` failed (exit {code})")
-  return time.perf_counter() - began
+from in_process import run_logged  # noqa: E402
 
 reproduce.run_logged = run_logged
 sys.argv = sys.argv[1:]

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import ROOT
@@ -32,22 +31,8 @@ def reproduce_here(tmp_path, capsys, monkeypatch, *args):
   main(argv) here too, its output appended to the run's log as run_logged does (reproduce()
   tests the commands as processes): its stdout and stderr's lines as reproduce() returns them."""
   sys.path.insert(0, os.path.join(ROOT, "experiments"))
-  import contextlib
-  import importlib
-  import shlex
-
   import reproduce as rp
-
-  def run_logged(args, log_path):
-    began = time.perf_counter()
-    with open(log_path, "a") as log:
-      log.write(f"\n$ {shlex.join(args)}\n")
-      log.flush()
-      with contextlib.redirect_stdout(log):
-        code = importlib.import_module(args[0]).main(args)
-    if code != 0:
-      raise SystemExit(f"error: `{shlex.join(args)}` failed (exit {code})")
-    return time.perf_counter() - began
+  from in_process import run_logged
 
   monkeypatch.setattr(rp, "run_logged", run_logged)
   monkeypatch.chdir(ROOT)  # main() moves there; back afterwards
