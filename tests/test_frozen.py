@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from anogan_tf import Discriminator, Generator, LatentMapper
 from anogan_tf.nn import losses, precision
-from anogan_tf.nn.frozen import FrozenChain, _phases, _turned, leaky_relu
+from anogan_tf.nn.frozen import FrozenChain, _phases, _turned
+from anogan_tf.nn.layers import leaky_relu
 from anogan_tf.nn.networks import build_chain
 
 BF16_EPS = 2.0**-8  # bfloat16's relative rounding (8-bit mantissa)

@@ -35,7 +35,7 @@ from typing import List, Optional
 import keras
 import tensorflow as tf
 
-from anogan_tf.nn.layers import leaky_relu, subpixel_kernel  # noqa: F401 (leaky_relu re-exported)
+from anogan_tf.nn.layers import leaky_relu, subpixel_kernel
 from anogan_tf.nn.precision import to_float32
 from anogan_tf.nn.spectral import SpectralNormalization
 

@@ -298,14 +298,14 @@ class LatentMapper(base.Scorer):
     """G(z) in inference mode, float32; on `weights` (frozen_weights()) when G is a chain of layers."""
     if self._frozen_g is None:
       return to_float32(self.generator(z, training=False))
-    return self._frozen_g(z, (weights or self.frozen_weights())[0])
+    return self._frozen_g(z, weights[0] if weights else self._frozen_g.weights())  # G's own only
 
   def features(self, x, weights=None):
     """f(x) (batch, features), D in inference mode up to `feature_layer`, float32; on `weights`
     (frozen_weights()) when D is a chain of layers."""
     if self._frozen_f is None:
       return self.discriminator.features(x, training=False, layer=self.feature_layer)
-    f = self._frozen_f(x, (weights or self.frozen_weights())[1])
+    f = self._frozen_f(x, weights[1] if weights else self._frozen_f.weights())  # f's own only
     return tf.reshape(f, (tf.shape(f)[0], -1))
 
   def loss_parts(self, x, features_x, z, weights=None):
