@@ -196,13 +196,11 @@ def _shape_text(x):
 
 
 def _as_dict(result) -> Dict[str, tf.Tensor]:
-  """A ScoreResult of tensors as the signature's flat outputs: parts as part_<name>, extras by name."""
-  out = {"score": result.score, "reconstruction": result.reconstruction, "residual_map": result.residual_map}
-  out.update({f"part_{name}": value for name, value in result.parts.items()})
-  for name, value in result.extras.items():
-    if name in out or name == "is_anomaly":
-      raise AnoganError(f"the scorer's extra '{name}' has the name of another output; rename it in the family")
-    out[name] = value
+  """A ScoreResult of tensors as the signature's flat outputs (ScoreResult.as_dict: parts as
+  part_<name>, extras by name), beside which the signature adds is_anomaly."""
+  out = result.as_dict()
+  if "is_anomaly" in out:
+    raise AnoganError("the scorer's extra 'is_anomaly' has the name of another output; rename it in the family")
   return out
 
 

@@ -53,6 +53,9 @@ def checked_ink_power(power) -> float:
   return value
 
 
+OUTPUT_FIELDS = ("score", "reconstruction", "residual_map")  # a ScoreResult's arrays beside parts and extras
+
+
 @dataclasses.dataclass
 class ScoreResult:
   """Per-image results of a scorer; every array has N rows, one per image."""
@@ -67,16 +70,22 @@ class ScoreResult:
     return len(self.score)
 
   def as_dict(self) -> Dict[str, np.ndarray]:
-    """The fields flat, parts as part_<name> and extras as extra_<name> (what a compiled function
-    returns); `from_dict` inverts it."""
-    return {"score": self.score, "reconstruction": self.reconstruction, "residual_map": self.residual_map,
-            **{f"part_{k}": v for k, v in self.parts.items()}, **{f"extra_{k}": v for k, v in self.extras.items()}}
+    """The fields flat, as a compiled function and an export's signature return them: score,
+    reconstruction, residual_map, parts as part_<name>, extras by their names (which must not be
+    another output's); `from_dict` inverts it."""
+    out = {name: getattr(self, name) for name in OUTPUT_FIELDS}
+    out.update({f"part_{name}": value for name, value in self.parts.items()})
+    for name, value in self.extras.items():
+      if name in out or name.startswith("part_"):
+        raise AnoganError(f"the scorer's extra '{name}' has the name of another output; rename it in the family")
+      out[name] = value
+    return out
 
   @staticmethod
   def from_dict(flat) -> "ScoreResult":
-    pick = lambda prefix: {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}  # noqa: E731
-    return ScoreResult(score=flat["score"], reconstruction=flat["reconstruction"], residual_map=flat["residual_map"],
-                       parts=pick("part_"), extras=pick("extra_"))
+    return ScoreResult(**{name: flat[name] for name in OUTPUT_FIELDS},
+                       parts={k[len("part_"):]: v for k, v in flat.items() if k.startswith("part_")},
+                       extras={k: v for k, v in flat.items() if k not in OUTPUT_FIELDS and not k.startswith("part_")})
 
   @staticmethod
   def concatenate(results: Sequence["ScoreResult"]) -> "ScoreResult":
