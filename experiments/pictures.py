@@ -98,7 +98,9 @@ def write_tables(results_dir: str, preset: str, split: str, categories, seeds) -
     if values and len(complete) == len(categories):
       means[metric] = statistics.fmean(values)
   any_record = next(iter(records.values()))
-  table = {"preset": preset, "flagfile": preset_flagfile(preset), "split": split, "seeds": list(seeds),
+  # the flagfile(s) the runs trained with (--flagfile may name another than the preset's)
+  flagfiles = sorted({r.get("flagfile", preset_flagfile(preset)) for r in records.values()})
+  table = {"preset": preset, "flagfile": ", ".join(filter(None, flagfiles)), "split": split, "seeds": list(seeds),
            "categories": list(categories), "mean_over_categories": means, "per_category": per_category,
            "runs_done": len(records), "runs_total": len(categories) * len(seeds),
            "commit": sorted({r.get("train_commit", "?") for r in records.values()}),

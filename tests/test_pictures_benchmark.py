@@ -108,3 +108,15 @@ def test_tables_give_each_defects_image_auroc_per_category(tmp_path):
   table = json.loads((tmp_path / "pictures_p_val.json").read_text())
   assert table["per_category"]["retina"]["auroc_by_defect"] == pytest.approx({"blur": 0.6, "hole": 0.9})
   assert "blur 60.0, hole 90.0" in (tmp_path / "pictures_p_val.md").read_text()
+
+
+def test_tables_name_the_flagfile_the_runs_trained_with(tmp_path):
+  """--flagfile trains a preset's runs with another file: the table names that file, not the preset's."""
+  folder = tmp_path / "runs" / "pictures_draem" / "val"
+  folder.mkdir(parents=True)
+  record = {"auroc": 0.8, "pixel_auroc": 0.8, "pixel_aupro": 0.7, "train_seconds": 1.0, "train_commit": "c",
+            "flagfile": "runs/tune/wide.flags"}
+  (folder / "grass_seed0.json").write_text(json.dumps(record))
+  pictures.write_tables(str(tmp_path), "draem", "val", ["grass"], [0])
+  assert json.loads((tmp_path / "pictures_draem_val.json").read_text())["flagfile"] == "runs/tune/wide.flags"
+  assert "Flagfile: `runs/tune/wide.flags`" in (tmp_path / "pictures_draem_val.md").read_text()
