@@ -192,10 +192,7 @@ class DistributedScorer:
   def _distributed(self, x, z0=None):
     def replica(x, z0):
       z0 = None if z0 is None else replica_slice(z0)
-      result = self.scorer.score_tensors(replica_slice(x), **({} if z0 is None else {"initial_z": z0}))
-      return {"score": result.score, "reconstruction": result.reconstruction, "residual_map": result.residual_map,
-              **{f"parts/{k}": v for k, v in result.parts.items()},
-              **{f"extras/{k}": v for k, v in result.extras.items()}}
+      return self.scorer.score_tensors(replica_slice(x), **({} if z0 is None else {"initial_z": z0})).as_dict()
     out = self.strategy.run(replica, args=(x, z0))
     # Every replica's part, in replica order, on every worker: a worker's local results alone are
     # its own replicas' parts, not the chunk (with several workers).
@@ -213,10 +210,8 @@ class DistributedScorer:
       if n < size:  # pad the last chunk: rows are independent, so padding changes nothing
         args = [np.concatenate([a, np.zeros((size - n,) + a.shape[1:], np.float32)]) for a in args]
       out = {k: v.numpy()[:n] for k, v in self._run(*[tf.constant(a) for a in args]).items()}
-      out.pop("extras/initial_z", None)  # one device's ScoreResult has no such extra
-      yield ScoreResult(score=out["score"], reconstruction=out["reconstruction"], residual_map=out["residual_map"],
-                        parts={k[6:]: v for k, v in out.items() if k.startswith("parts/")},
-                        extras={k[7:]: v for k, v in out.items() if k.startswith("extras/")})
+      out.pop("initial_z", None)  # one device's ScoreResult has no such extra
+      yield ScoreResult.from_dict(out)
 
   def score(self, images):
     from anogan_tf.models.base import ScoreResult
