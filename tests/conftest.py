@@ -21,6 +21,15 @@ if not os.environ.get("ANOGAN_DATA_DIR") and os.path.isdir(SHARED_DATA):
 if platform.machine().lower() in ("x86_64", "amd64"):
   os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+# pytest-xdist's workers share the cores: each worker's TensorFlow (and the commands it starts) gets
+# its share of threads, so that the workers do not oversubscribe the cores (TensorFlow's thread pool
+# spins while it waits for work). Alone (no workers) TensorFlow takes every core, as it chooses.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+if _WORKERS > 1:
+  _threads = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+  os.environ.setdefault("TF_NUM_INTRAOP_THREADS", _threads)
+  os.environ.setdefault("TF_NUM_INTEROP_THREADS", _threads)
+
 
 @pytest.fixture
 def mnist_dir():
