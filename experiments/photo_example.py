@@ -1,7 +1,7 @@
 """The README's score-report example: a folder dataset cut from real photographs, trained and scored.
 
   python experiments/photo_example.py [--workdir=runs/photo_example] [--results_dir=experiments/results/photo_example]
-                                     [--flagfile=experiments/pictures.flags]
+                                     [--flagfile=experiments/pictures.flags] (--flagfile= : today's defaults)
 
 The photographs are the two bundled with scikit-learn (`sklearn.datasets.load_sample_images`:
 china.jpg, the Summer Palace above Kunming Lake, and flower.jpg, a dahlia; both 640x427, by
@@ -21,8 +21,9 @@ report per picture and the --top gallery.
 Writes into --results_dir: record.json (the commands, seed, commit, wall times, the metrics),
 report_<defect>.png (score's report of the highest-scoring picture of each defect) and
 top_tiles.png (score's --top gallery of the tiles folder). A rerun reuses a finished training (train resumes; the folder is
-rebuilt identically from the seed). --flagfile trains a preset (its own schedule) instead of today's
-defaults with TRAIN_FLAGS' schedule. The record also holds the SSIM between each good test picture and
+rebuilt identically from the seed). It trains the shipped picture preset (experiments/pictures.flags,
+its own schedule); --flagfile names another preset, and an empty --flagfile= trains today's defaults
+(seed 000's networks deepened for 64 pixels) with TRAIN_FLAGS' schedule. The record also holds the SSIM between each good test picture and
 its reconstruction (mean and minimum: do reconstructions of good pictures look like them). Progress on stderr as reproduce.py shows it: each command's
 bars and its time; no TensorFlow start-up notices.
 """
@@ -159,8 +160,8 @@ def main(argv=None) -> int:
   parser.add_argument("--workdir", default="runs/photo_example", help="data, training and scores go here")
   parser.add_argument("--results_dir", default="experiments/results/photo_example",
                       help="where the record and the figures go")
-  parser.add_argument("--flagfile", default="", help="a preset to train (e.g. experiments/pictures.flags); "
-                      "default: today's defaults with TRAIN_FLAGS' schedule")
+  parser.add_argument("--flagfile", default="experiments/pictures.flags",
+                      help="the preset to train; empty: today's defaults with TRAIN_FLAGS' schedule")
   args = parser.parse_args(argv)
   workdir, results = os.path.abspath(args.workdir), os.path.abspath(args.results_dir)
   data, model = os.path.join(workdir, "data"), os.path.join(workdir, "model")
@@ -201,7 +202,7 @@ def main(argv=None) -> int:
     return "python -m " + " ".join(a.replace(workdir, "$WORK") for a in command)
 
   record = {
-      "script": "python experiments/photo_example.py",
+      "script": " ".join(["python experiments/photo_example.py", *(sys.argv[1:] if argv is None else argv)]),
       "photographs": "sklearn.datasets.load_sample_images(): china.jpg, flower.jpg",
       "folder": counts,
       "commands": {name: shown(c) for name, c in commands.items()},
