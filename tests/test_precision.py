@@ -292,8 +292,10 @@ def test_the_subpixel_gradient_layer_takes_its_input_gradient_subpixel_on_bfloat
 def test_a_bfloat16_generator_trains_by_forward_convolutions():
   """In bfloat16 the generator's transposed convolutions run forwards and backwards as forward and
   backprop-filter convolutions (nn.layers.transposed_convolution), no backprop-input one (oneDNN's
-  slow bfloat16 kernel), and each BatchNorm hands the LeakyReLU after it float32; in float32 they
-  run as Keras' layers (conv2d_transpose is a backprop-input kernel) with no cast anywhere."""
+  slow bfloat16 kernel); each BatchNorm computes in bfloat16 on a multiple of 16 channels and in
+  float32 on fewer (oneDNN's slow bfloat16 kernel), and hands the LeakyReLU after it its output in
+  that dtype. In float32 they run as Keras' layers (conv2d_transpose is a backprop-input kernel)
+  with no cast anywhere."""
   z = tf.constant(np.random.default_rng(0).uniform(-1, 1, (4, 50)).astype(np.float32))
   types = {}
   for name in ("float32", "bfloat16"):
@@ -307,9 +309,11 @@ def test_a_bfloat16_generator_trains_by_forward_convolutions():
 
     graph = tf.function(step).get_concrete_function(z).graph
     types[name] = {op.type for op in graph.get_operations()}
-    if name == "bfloat16":
-      leaky = [op for op in graph.get_operations() if op.type in ("LeakyRelu", "LeakyReluGrad")]
-      assert leaky and {op.get_attr("T") for op in leaky} == {tf.float32}
+    if name == "bfloat16":  # seed 000's G: BatchNorm on 32, 16 and 8 channels
+      norms = {(op.inputs[0].shape[-1], op.get_attr("T")) for op in graph.get_operations() if op.type == "FusedBatchNormV3"}
+      assert norms == {(32, tf.bfloat16), (16, tf.bfloat16), (8, tf.float32)}
+      leaky = {(op.outputs[0].shape[-1], op.get_attr("T")) for op in graph.get_operations() if op.type == "LeakyRelu"}
+      assert leaky == {(32, tf.bfloat16), (16, tf.bfloat16), (8, tf.float32)}  # after the BatchNorm, in its dtype
   assert "Conv2DBackpropInput" in types["float32"] and "Cast" not in types["float32"]
   assert "Conv2DBackpropInput" not in types["bfloat16"] and "DepthToSpace" in types["bfloat16"]
 
@@ -342,3 +346,33 @@ def test_a_bfloat16_gan_step_updates_as_the_float32_one_from_the_same_weights():
     steps = [(after[name][i] - before[name][i]).ravel() for name in ("float32", "bfloat16")]
     cosine = steps[0] @ steps[1] / (np.linalg.norm(steps[0]) * np.linalg.norm(steps[1]))
     assert cosine > 0.9, (weights[i].path, cosine)
+
+
+def test_fused_batchnorm_normalises_bfloat16_inputs_of_16_channels_in_the_bfloat16_kernel():
+  """On a multiple of 16 channels oneDNN's bfloat16 kernel is about as fast as the float32 one: a
+  bfloat16 input is normalised in bfloat16 (float32 statistics), to the float32 layer's numbers
+  (outputs, moving statistics, input gradient) within bfloat16 rounding."""
+  x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (4, 6, 6, 16)).astype(np.float32))
+  with precision.policy("bfloat16"):
+    low = layers.FusedBatchNormalization(momentum=0.5)
+  full = layers.FusedBatchNormalization(momentum=0.5)
+  low.build(x.shape), full.build(x.shape)
+  dy = tf.constant(np.random.default_rng(1).normal(size=x.shape).astype(np.float32))
+
+  def step(layer, x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = tf.cast(layer.normalize(tf.cast(x, layer.compute_dtype), training=True), tf.float32)
+    return y, tape.gradient(y, x, output_gradients=dy)
+
+  kernels = [op for op in tf.function(lambda x: step(low, x)).get_concrete_function(x).graph.get_operations()
+             if op.type.startswith("FusedBatchNorm")]
+  assert {op.type for op in kernels} == {"FusedBatchNormV3", "FusedBatchNormGradV3"}
+  assert {op.get_attr("T") for op in kernels} == {tf.bfloat16}
+  (y_low, dx_low), (y, dx) = step(low, x), step(full, x)
+  assert low.normalize(tf.cast(x, tf.bfloat16), training=False).dtype == tf.bfloat16
+  np.testing.assert_allclose(y_low, y, atol=8 * 2.0**-8)  # normalised: values of about 1
+  np.testing.assert_allclose(dx_low, dx, atol=8 * 2.0**-8 * float(tf.reduce_max(tf.abs(dx))))
+  for ours, theirs in ((low.moving_mean, full.moving_mean), (low.moving_variance, full.moving_variance)):
+    assert ours.dtype == "float32"
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=4 * 2.0**-8)

@@ -135,8 +135,9 @@ def _convolution_and_bias(x, kernel, bias, padding, gradient_padding, filter_gra
   """conv2d(x, kernel, stride 1, `padding`) + bias, `bias` float32 (added in x's dtype), with a
   gradient by forward convolutions: the input gradient is the convolution of the output gradient
   by `turned(kernel)` (padded as `gradient_padding`), the kernel's a backprop-filter one over
-  `filter_gradient_input(x)`, and the bias gradient a float32 sum (TensorFlow's BiasAddGrad on
-  bfloat16 sums in bfloat16, which loses the sum over a batch of pixels altogether)."""
+  `filter_gradient_input(x)`, and the bias gradient a sum accumulated in float32 (TensorFlow's
+  Sum does so on bfloat16; its BiasAddGrad sums in bfloat16, which loses the sum over a batch of
+  pixels altogether)."""
 
   @tf.custom_gradient
   def convolution(x, kernel, bias):
@@ -144,7 +145,7 @@ def _convolution_and_bias(x, kernel, bias, padding, gradient_padding, filter_gra
       dx = tf.nn.conv2d(dy, turned(kernel), 1, gradient_padding)
       dkernel = tf.compat.v1.nn.conv2d_backprop_filter(filter_gradient_input(x), tf.shape(kernel), dy, [1, 1, 1, 1],
                                                        "SAME" if padding == "SAME" else "VALID")
-      return dx, dkernel, tf.reduce_sum(tf.cast(dy, tf.float32), [0, 1, 2])
+      return dx, dkernel, tf.cast(tf.reduce_sum(dy, [0, 1, 2]), tf.float32)  # TensorFlow's Sum adds bfloat16 in float32
 
     return tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, padding), tf.cast(bias, x.dtype)), grad
 
@@ -215,11 +216,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   does not take (not 4-D channels-last float32 or bfloat16, a mask, renorm, no scale or centre, a
   tiny epsilon) run Keras' implementation unchanged.
 
-  With bfloat16 inputs (--precision=bfloat16) the input is cast to float32, normalised by the
-  float32 kernel and cast back to bfloat16 (as Keras' layer computes in float32): oneDNN's
-  bfloat16 kernel, and above all its gradient, run several times slower than the float32 ones on
-  the narrow layers here. The batch statistics are float32, and the moving statistics stay
-  float32 variables.
+  With bfloat16 inputs (--precision=bfloat16) and a multiple of 16 channels, oneDNN's bfloat16
+  kernel normalises them (its statistics are float32); with other channel counts the input is cast
+  to float32, normalised by the float32 kernel and cast back to bfloat16 (as Keras' layer computes
+  in float32): oneDNN's bfloat16 kernel, and above all its gradient, run many times slower than the
+  float32 ones there (8 channels: over ten times), and about as fast on 16 or 32. The batch
+  statistics are float32, and the moving statistics stay float32 variables.
   """
 
   def _fusable(self, inputs, mask) -> bool:
@@ -233,13 +235,16 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     return tf.cast(self.normalize(inputs, training), inputs.dtype)
 
   def normalize(self, inputs, training=None):
-    """The fused kernel's output, float32 whatever the input's dtype (4-D float32 or bfloat16
-    inputs the fused kernel takes: `_fusable`); a training pass updates the moving statistics.
-    networks.run_chain hands it on in float32 in bfloat16, so the element-wise steps after it
-    (the LeakyReLU and its gradient) run in float32, which TensorFlow computes faster here."""
+    """The fused kernel's output (4-D float32 or bfloat16 inputs: `_fusable`) in the dtype it
+    computes in: bfloat16 for a bfloat16 input of a multiple of 16 channels, otherwise float32; a
+    training pass updates the moving statistics. networks.run_chain hands a float32 output on in
+    float32, so the element-wise steps after it (the LeakyReLU and its gradient) run in float32,
+    which TensorFlow computes faster here than bfloat16, with no cast to bfloat16 and back."""
+    channels = inputs.shape[-1]
+    dtype = tf.bfloat16 if inputs.dtype == tf.bfloat16 and channels is not None and channels % 16 == 0 else tf.float32
     # float32 whatever the layer's policy: Keras may hand its variables cast to the compute dtype
     gamma, beta = tf.cast(self.gamma.value, tf.float32), tf.cast(self.beta.value, tf.float32)
-    inputs = tf.cast(inputs, tf.float32)  # oneDNN's bfloat16 kernel (and its gradient) is the slow one
+    inputs = tf.cast(inputs, dtype)  # oneDNN's bfloat16 kernel (and its gradient) is the slow one on narrow layers
     if training and self.trainable:
       outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
           inputs, gamma, beta, epsilon=self.epsilon, is_training=True)

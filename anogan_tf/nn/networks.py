@@ -87,10 +87,11 @@ def _forward_form(layer) -> str:
   return transpose_form(layer)
 
 
-def _float32_batchnorm(layer, x) -> bool:
-  """Whether a bfloat16 FusedBatchNormalization runs by its fused kernel and hands its float32
-  output on (FusedBatchNormalization.normalize): the element-wise steps up to the next convolution
-  then run in float32 (no cast to bfloat16 and back around them)."""
+def _fused_batchnorm(layer, x) -> bool:
+  """Whether a bfloat16 FusedBatchNormalization runs by its fused kernel and hands its output on
+  in the dtype the kernel computes in (FusedBatchNormalization.normalize): with a float32 kernel
+  the element-wise steps up to the next convolution then run in float32 (no cast to bfloat16 and
+  back around them)."""
   return (type(layer) is FusedBatchNormalization and layer.compute_dtype == "bfloat16"
           and layer._fusable(x, None))
 
@@ -108,8 +109,9 @@ def run_chain(chain, x, training, stop_at=None):
   """Runs `x` through `chain` (training mode for BatchNorm and Dropout only), stopping after the
   layer named `stop_at` when given; a LeakyReLU runs as nn.layers.leaky_relu. In bfloat16 a
   Conv2DTranspose runs as forward convolutions (nn.layers.transposed_convolution), and a fused
-  BatchNorm hands its float32 output on, so the element-wise steps after it run in float32 (the
-  next convolution, or the layer called after it, casts it to bfloat16). The result is
+  BatchNorm hands its output on in the dtype it computes in: float32 on narrow layers, so the
+  element-wise steps after it run in float32 (the next convolution, or the layer called after it,
+  casts it to bfloat16). The result is
   float32 whatever the layers compute in (--precision=bfloat16), so what is reduced over it is
   summed in float32."""
   for layer in chain:
@@ -117,7 +119,7 @@ def run_chain(chain, x, training, stop_at=None):
       x = leaky_relu(x if x.dtype == tf.float32 else tf.cast(x, layer.compute_dtype), layer.negative_slope)
     elif _forward_form(layer) != "conv_transpose":  # bfloat16: by forward convolutions
       x = transposed_convolution(layer, x, _forward_form(layer))
-    elif _float32_batchnorm(layer, x):  # bfloat16: float32 on to the next convolution, which casts it
+    elif _fused_batchnorm(layer, x):  # bfloat16: in the dtype it computes in, float32 on to the next convolution
       x = layer.normalize(x, training=training)
     else:
       x = layer(x, training=training) if _takes_training(layer) else layer(x)
