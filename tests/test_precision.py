@@ -310,9 +310,10 @@ def test_a_bfloat16_generator_trains_by_forward_convolutions():
     graph = tf.function(step).get_concrete_function(z).graph
     types[name] = {op.type for op in graph.get_operations()}
     if name == "bfloat16":  # seed 000's G: BatchNorm on 32, 16 and 8 channels
-      norms = {(op.inputs[0].shape[-1], op.get_attr("T")) for op in graph.get_operations() if op.type == "FusedBatchNormV3"}
+      ops = graph.get_operations()
+      norms = {(op.inputs[0].shape[-1], op.get_attr("T")) for op in ops if op.type == "FusedBatchNormV3"}
       assert norms == {(32, tf.bfloat16), (16, tf.bfloat16), (8, tf.float32)}
-      leaky = {(op.outputs[0].shape[-1], op.get_attr("T")) for op in graph.get_operations() if op.type == "LeakyRelu"}
+      leaky = {(op.outputs[0].shape[-1], op.get_attr("T")) for op in ops if op.type == "LeakyRelu"}
       assert leaky == {(32, tf.bfloat16), (16, tf.bfloat16), (8, tf.float32)}  # after the BatchNorm, in its dtype
   assert "Conv2DBackpropInput" in types["float32"] and "Cast" not in types["float32"]
   assert "Conv2DBackpropInput" not in types["bfloat16"] and "DepthToSpace" in types["bfloat16"]
@@ -330,8 +331,10 @@ def test_a_bfloat16_gan_step_updates_as_the_float32_one_from_the_same_weights():
   noise = tf.constant(runs["float32"].family.noise(np.random.default_rng(0), 64, runs["float32"].config))
   before = {name: [v.numpy() for v in run.trainer.generator.weights + run.trainer.discriminator.weights]
             for name, run in runs.items()}
-  out = {name: {k: float(v) for k, v in tf.function(lambda: run.trainer.train_step(x, noise, 0))().items()}  # noqa: B023
-         for name, run in runs.items()}
+  out = {}
+  for name, run in runs.items():
+    step = tf.function(lambda: run.trainer.train_step(x, noise, 0))  # noqa: B023
+    out[name] = {k: float(v) for k, v in step().items()}
   for key in ("d_loss", "g_loss"):
     assert np.isfinite(out["bfloat16"][key])
     np.testing.assert_allclose(out["bfloat16"][key], out["float32"][key], rtol=4 * 2.0**-8)

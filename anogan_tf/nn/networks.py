@@ -111,9 +111,8 @@ def run_chain(chain, x, training, stop_at=None):
   Conv2DTranspose runs as forward convolutions (nn.layers.transposed_convolution), and a fused
   BatchNorm hands its output on in the dtype it computes in: float32 on narrow layers, so the
   element-wise steps after it run in float32 (the next convolution, or the layer called after it,
-  casts it to bfloat16). The result is
-  float32 whatever the layers compute in (--precision=bfloat16), so what is reduced over it is
-  summed in float32."""
+  casts it to bfloat16). The result is float32 whatever the layers compute in, so what is reduced
+  over it is summed in float32."""
   for layer in chain:
     if type(layer) is keras.layers.LeakyReLU:  # the same numbers, with a gradient oneDNN's fusions survive
       x = leaky_relu(x if x.dtype == tf.float32 else tf.cast(x, layer.compute_dtype), layer.negative_slope)
