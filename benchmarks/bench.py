@@ -134,7 +134,10 @@ def measure_interleaved(rounds, n_images):
 
 def measure_interleaved_training(rounds, batch_size=256, n_images=2560):
   """Training in float32 and in bfloat16 taking turns in one process (an epoch of n_images each
-  per round, after a traced one), as measure_interleaved does for the mapping."""
+  per round, after a traced one), as measure_interleaved does for the mapping; besides each
+  round's ratio, the ratio of the two precisions' total times over all rounds and that of the
+  process CPU time they took (which waiting for a busy machine's cores does not count)
+  (`--child=interleaved_training:ROUNDS[:IMAGES]`: many short rounds follow a shared machine's load closer)."""
   import tensorflow as tf
 
   from anogan_tf import Config
@@ -144,14 +147,20 @@ def measure_interleaved_training(rounds, batch_size=256, n_images=2560):
   for driver in drivers.values():
     driver.train_epoch(x, 0)  # trace
   per_round = {name: [] for name in drivers}
+  cpu = {name: 0.0 for name in drivers}
   for epoch in range(1, rounds + 1):
     for name, driver in drivers.items():
-      began = time.perf_counter()
+      began, began_cpu = time.perf_counter(), time.process_time()
       driver.train_epoch(x, epoch)
       per_round[name].append(round(n_images / (time.perf_counter() - began), 1))
+      cpu[name] += time.process_time() - began_cpu
   ratios = [round(b / a, 2) for a, b in zip(per_round["float32"], per_round["bfloat16"])]
+  seconds = {name: sum(n_images / v for v in values) for name, values in per_round.items()}
   return {"rounds": rounds, "images": n_images, "batch_size": batch_size, "images_per_second": per_round,
-          "bf16_over_fp32_per_round": ratios, "bf16_over_fp32_median": float(np.median(ratios))}
+          "bf16_over_fp32_per_round": ratios, "bf16_over_fp32_median": float(np.median(ratios)),
+          "bf16_over_fp32_all_rounds": round(seconds["float32"] / seconds["bfloat16"], 3),
+          "process_cpu_seconds": {name: round(v, 3) for name, v in cpu.items()},
+          "bf16_over_fp32_cpu_time": round(cpu["float32"] / cpu["bfloat16"], 3)}
 
 
 def measure_seed_style(n_images):
@@ -421,7 +430,7 @@ def _child(spec: str):
   functions = {"mapping": lambda b, n, j="0": measure_mapping(int(b), int(n), j == "1"),
                "seed_style": lambda n: measure_seed_style(int(n)),
                "interleaved": lambda r, n: measure_interleaved(int(r), int(n)),
-               "interleaved_training": lambda r: measure_interleaved_training(int(r)),
+               "interleaved_training": lambda r, n="2560": measure_interleaved_training(int(r), n_images=int(n)),
                "whole_split": lambda n, b: measure_whole_split(int(n), int(b)),
                "training": lambda: measure_training(),
                "layers": lambda: {**measure_layers(), "threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))},

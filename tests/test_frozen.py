@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from anogan_tf import Discriminator, Generator, LatentMapper
 from anogan_tf.nn import losses, precision
-from anogan_tf.nn.frozen import FrozenChain, _phases, _turned
-from anogan_tf.nn.layers import leaky_relu
+from anogan_tf.nn.frozen import FrozenChain
+from anogan_tf.nn.layers import leaky_relu, subpixel_phases, turned
 from anogan_tf.nn.networks import build_chain
 
 BF16_EPS = 2.0**-8  # bfloat16's relative rounding (8-bit mantissa)
@@ -147,7 +147,7 @@ def test_the_phases_gradient_is_the_padded_convolutions():
   kernel = tf.constant(rng.normal(size=(2, 2, 4, 12)).astype(np.float32))
   dy = tf.constant(rng.normal(size=(3, 5, 6, 12)).astype(np.float32))
   results = []
-  for fn in (lambda x, k: _phases(x, k, _turned(k)),
+  for fn in (lambda x, k: subpixel_phases(x, k, turned(k)),
              lambda x, k: tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 0], [1, 0], [0, 0]]), k, 1, "VALID")):
     with tf.GradientTape() as tape:
       tape.watch([x, kernel])

@@ -10,6 +10,8 @@ from anogan_tf.nn.layers import (
   SubpixelGradientConv2D,
   conv2d_transpose_subpixel,
   subpixel_kernel,
+  transpose_form,
+  transposed_convolution,
 )
 
 
@@ -134,3 +136,32 @@ def test_the_networks_leaky_relu_gradient_reads_its_output():
   for op in grads:
     assert op.inputs[1].op.type == "LeakyRelu", op.inputs[1].op.type  # features: the output, not the input
   # (the same numbers as tf.nn.leaky_relu's gradient: tests/test_frozen.py)
+
+
+@pytest.mark.parametrize("kernel_size, strides, form", [(3, 2, "subpixel"), (3, 1, "flipped"), (5, 1, "flipped")])
+def test_a_bfloat16_transposed_convolution_by_forward_convolutions_is_the_float32_layer(kernel_size, strides, form):
+  """transposed_convolution, as a bfloat16 generator trains: the float32 layer's output and its
+  gradients in x, kernel and bias to bfloat16 rounding. The bias gradient sums the output gradient
+  over every pixel of the batch: summed in bfloat16 (TensorFlow's BiasAddGrad) it loses most of
+  its value, summed in float32 it keeps it."""
+  rng = np.random.default_rng(3)
+  x = tf.constant(rng.normal(size=(16, 16, 12, 4)).astype(np.float32))
+  float32 = keras.layers.Conv2DTranspose(3, kernel_size, strides=strides, padding="same")
+  low = keras.layers.Conv2DTranspose(3, kernel_size, strides=strides, padding="same", dtype="mixed_bfloat16")
+  float32.build(x.shape), low.build(x.shape)
+  float32.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in float32.get_weights()])
+  low.set_weights(float32.get_weights())
+  assert transpose_form(float32) == "conv_transpose" and transpose_form(low) == form
+  dy = tf.constant(rng.normal(0.5, 1.0, size=float32.compute_output_shape(x.shape)).astype(np.float32))
+
+  def with_gradients(run, layer):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = tf.cast(run(x), tf.float32)
+    return [y] + tape.gradient(y, [x, layer.kernel, layer.bias], output_gradients=dy)
+
+  got = with_gradients(lambda x: transposed_convolution(low, x, form), low)
+  want = with_gradients(float32, float32)
+  assert got[0].shape == want[0].shape and all(g.dtype == tf.float32 for g in got)
+  for ours, theirs in zip(got, want):  # 2^-8 per rounding, a few roundings deep; a misplaced tap is off by 100%
+    assert np.linalg.norm(ours - theirs) < 4 * 2.0**-8 * np.linalg.norm(theirs)

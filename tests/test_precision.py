@@ -18,7 +18,7 @@ import tensorflow as tf
 from conftest import synthetic_images
 from test_families import blobs_data, run_config, tiny_config
 
-from anogan_tf import AnoganError, Discriminator, Generator, evaluate_lib, export_lib, models, train_lib
+from anogan_tf import AnoganError, Config, Discriminator, Generator, evaluate_lib, export_lib, models, train_lib
 from anogan_tf.data import OneClassData
 from anogan_tf.engine import driver
 from anogan_tf.engine import workdir as workdir_lib
@@ -287,3 +287,95 @@ def test_the_subpixel_gradient_layer_takes_its_input_gradient_subpixel_on_bfloat
   got, want = input_gradient(ours, x), input_gradient(theirs, x)
   scale = float(tf.reduce_max(tf.abs(want)))
   np.testing.assert_allclose(got, want, atol=8 * 2.0**-8 * scale)
+
+
+def test_a_bfloat16_generator_trains_by_forward_convolutions():
+  """In bfloat16 the generator's transposed convolutions run forwards and backwards as forward and
+  backprop-filter convolutions (nn.layers.transposed_convolution), no backprop-input one (oneDNN's
+  slow bfloat16 kernel); each BatchNorm computes in bfloat16 on a multiple of 16 channels and in
+  float32 on fewer (oneDNN's slow bfloat16 kernel), and hands the LeakyReLU after it its output in
+  that dtype. In float32 they run as Keras' layers (conv2d_transpose is a backprop-input kernel)
+  with no cast anywhere."""
+  z = tf.constant(np.random.default_rng(0).uniform(-1, 1, (4, 50)).astype(np.float32))
+  types = {}
+  for name in ("float32", "bfloat16"):
+    keras.utils.set_random_seed(0)
+    g = precision.built(name, Generator)
+
+    def step(z):
+      with tf.GradientTape() as tape:
+        total = tf.reduce_sum(g(z, training=True) ** 2)  # noqa: B023
+      return tape.gradient(total, g.trainable_variables)  # noqa: B023
+
+    graph = tf.function(step).get_concrete_function(z).graph
+    types[name] = {op.type for op in graph.get_operations()}
+    if name == "bfloat16":  # seed 000's G: BatchNorm on 32, 16 and 8 channels
+      ops = graph.get_operations()
+      norms = {(op.inputs[0].shape[-1], op.get_attr("T")) for op in ops if op.type == "FusedBatchNormV3"}
+      assert norms == {(32, tf.bfloat16), (16, tf.bfloat16), (8, tf.float32)}
+      leaky = {(op.outputs[0].shape[-1], op.get_attr("T")) for op in ops if op.type == "LeakyRelu"}
+      assert leaky == {(32, tf.bfloat16), (16, tf.bfloat16), (8, tf.float32)}  # after the BatchNorm, in its dtype
+  assert "Conv2DBackpropInput" in types["float32"] and "Cast" not in types["float32"]
+  assert "Conv2DBackpropInput" not in types["bfloat16"] and "DepthToSpace" in types["bfloat16"]
+
+
+def test_a_bfloat16_gan_step_updates_as_the_float32_one_from_the_same_weights():
+  """One GAN batch (a D step, two G steps) of seed 000's networks in each precision from the same
+  weights, batch and noise: the same losses to bfloat16 rounding, float32 variables, and Adam's
+  first updates of every kernel pointing the same way (Adam's first step is about lr * sign(g), so
+  a gradient with the wrong taps or the wrong sign would turn the update away)."""
+  x = tf.constant(synthetic_images(64))
+  runs = {name: driver.Driver(Config(batch_size=64, precision=name)) for name in ("float32", "bfloat16")}
+  for network, model in runs["float32"].networks.items():
+    runs["bfloat16"].networks[network].set_weights(model.get_weights())
+  noise = tf.constant(runs["float32"].family.noise(np.random.default_rng(0), 64, runs["float32"].config))
+  before = {name: [v.numpy() for v in run.trainer.generator.weights + run.trainer.discriminator.weights]
+            for name, run in runs.items()}
+  out = {}
+  for name, run in runs.items():
+    step = tf.function(lambda: run.trainer.train_step(x, noise, 0))  # noqa: B023
+    out[name] = {k: float(v) for k, v in step().items()}
+  for key in ("d_loss", "g_loss"):
+    assert np.isfinite(out["bfloat16"][key])
+    np.testing.assert_allclose(out["bfloat16"][key], out["float32"][key], rtol=4 * 2.0**-8)
+  low = runs["bfloat16"].trainer
+  assert {v.dtype for v in low.generator.weights + low.discriminator.weights} == {"float32"}
+  weights = runs["float32"].trainer.generator.weights + runs["float32"].trainer.discriminator.weights
+  after = {name: [v.numpy() for v in run.trainer.generator.weights + run.trainer.discriminator.weights]
+           for name, run in runs.items()}
+  kernels = [i for i, v in enumerate(weights) if v.path.endswith("kernel")]
+  assert len(kernels) == 7  # G: dense, up1, up2, output; D: conv1, conv2, logits
+  for i in kernels:
+    steps = [(after[name][i] - before[name][i]).ravel() for name in ("float32", "bfloat16")]
+    cosine = steps[0] @ steps[1] / (np.linalg.norm(steps[0]) * np.linalg.norm(steps[1]))
+    assert cosine > 0.9, (weights[i].path, cosine)
+
+
+def test_fused_batchnorm_normalises_bfloat16_inputs_of_16_channels_in_the_bfloat16_kernel():
+  """On a multiple of 16 channels oneDNN's bfloat16 kernel is about as fast as the float32 one: a
+  bfloat16 input is normalised in bfloat16 (float32 statistics), to the float32 layer's numbers
+  (outputs, moving statistics, input gradient) within bfloat16 rounding."""
+  x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (4, 6, 6, 16)).astype(np.float32))
+  with precision.policy("bfloat16"):
+    low = layers.FusedBatchNormalization(momentum=0.5)
+  full = layers.FusedBatchNormalization(momentum=0.5)
+  low.build(x.shape), full.build(x.shape)
+  dy = tf.constant(np.random.default_rng(1).normal(size=x.shape).astype(np.float32))
+
+  def step(layer, x):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = tf.cast(layer.normalize(tf.cast(x, layer.compute_dtype), training=True), tf.float32)
+    return y, tape.gradient(y, x, output_gradients=dy)
+
+  kernels = [op for op in tf.function(lambda x: step(low, x)).get_concrete_function(x).graph.get_operations()
+             if op.type.startswith("FusedBatchNorm")]
+  assert {op.type for op in kernels} == {"FusedBatchNormV3", "FusedBatchNormGradV3"}
+  assert {op.get_attr("T") for op in kernels} == {tf.bfloat16}
+  (y_low, dx_low), (y, dx) = step(low, x), step(full, x)
+  assert low.normalize(tf.cast(x, tf.bfloat16), training=False).dtype == tf.bfloat16
+  np.testing.assert_allclose(y_low, y, atol=8 * 2.0**-8)  # normalised: values of about 1
+  np.testing.assert_allclose(dx_low, dx, atol=8 * 2.0**-8 * float(tf.reduce_max(tf.abs(dx))))
+  for ours, theirs in ((low.moving_mean, full.moving_mean), (low.moving_variance, full.moving_variance)):
+    assert ours.dtype == "float32"
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=4 * 2.0**-8)

@@ -13,8 +13,8 @@ then runs the chain on them: the same function as the layers in inference mode, 
 (float32: a few ulps; bfloat16: the folded kernel is rounded to bfloat16 once, where the layers
 round W and then normalise).
 
-In bfloat16 a Conv2DTranspose runs as a forward convolution (`_transpose_form`: the sub-pixel form
-of nn.layers for 3x3 stride 2, a flipped kernel for stride 1), whose bias and activation oneDNN
+In bfloat16 a Conv2DTranspose runs as a forward convolution (nn.layers' `transpose_form`: the sub-pixel
+form for 3x3 stride 2, a flipped kernel for stride 1), whose bias and activation oneDNN
 fuses into it; the element-wise steps after a sub-pixel step (its activation, a LeakyReLU) act on
 its four phases before they are interleaved, as a Reshape after a Dense waits for the activation
 after it (`run`: an element-wise op commutes with a rearrangement, and next to the convolution or
@@ -35,7 +35,7 @@ from typing import List, Optional
 import keras
 import tensorflow as tf
 
-from anogan_tf.nn.layers import leaky_relu, subpixel_kernel
+from anogan_tf.nn.layers import ELEMENTWISE, leaky_relu, subpixel_kernel, subpixel_phases, transpose_form, turned
 from anogan_tf.nn.precision import to_float32
 from anogan_tf.nn.spectral import SpectralNormalization
 
@@ -61,71 +61,18 @@ def _linear_activation(layer) -> bool:
   return getattr(layer, "activation", None) in (None, keras.activations.linear)
 
 
-# Activations that act on each number alone: they commute with depth_to_space, so a sub-pixel step
-# applies them to its four phases before interleaving them.
-_ELEMENTWISE = (keras.activations.linear, keras.activations.relu, keras.activations.tanh, keras.activations.sigmoid)
-
-
 def _elementwise(kind, layer) -> bool:
   """Whether a step acts on each number alone (the same in any layout of the channels)."""
   if kind != "layer":
     return False
   if isinstance(layer, (keras.layers.LeakyReLU, keras.layers.ReLU)):
     return True
-  return isinstance(layer, keras.layers.Activation) and layer.activation in _ELEMENTWISE
-
-
-_PHASE_PADDING = [[0, 0], [1, 0], [1, 0], [0, 0]]  # a row and a column of zeros before: conv2d_transpose_subpixel's pad
-_PHASE_GRADIENT_PADDING = [[0, 0], [0, 1], [0, 1], [0, 0]]
-
-
-def _phases(x, kernel, gradient_kernel):
-  """The four phases of a sub-pixel transposed convolution: conv2d(x, kernel) over x padded as
-  _PHASE_PADDING, `kernel` (2, 2, in, 4 * out) from nn.layers.subpixel_kernel. Its input gradient is
-  computed as a convolution too, by `gradient_kernel` (`_turned(kernel)`, prepared with the weights),
-  over the gradient padded after: TensorFlow's own gradient, a backprop-input kernel, is the slow one,
-  and with the padding written into the convolution it leaves oneDNN for a kernel slower still."""
-
-  @tf.custom_gradient
-  def phases(x, kernel):
-    def grad(dy):
-      dx = tf.nn.conv2d(dy, gradient_kernel, 1, _PHASE_GRADIENT_PADDING)
-      dkernel = tf.compat.v1.nn.conv2d_backprop_filter(tf.pad(x, _PHASE_PADDING), tf.shape(kernel), dy, [1, 1, 1, 1],
-                                                       "VALID")
-      return dx, dkernel
-
-    return tf.nn.conv2d(x, kernel, 1, _PHASE_PADDING), grad
-
-  return phases(x, kernel)
-
-
-def _turned(kernel):
-  """`kernel` (kh, kw, in, out) turned half a turn, in and out swapped: the forward convolution
-  whose output is a stride-1 convolution's input gradient."""
-  return tf.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+  return isinstance(layer, keras.layers.Activation) and layer.activation in ELEMENTWISE
 
 
 def _interleave(x):
   """A sub-pixel step's four phases (channel (2p + q) * c + k) as the pixels they are."""
   return tf.nn.depth_to_space(x, 2)
-
-
-def _transpose_form(layer) -> str:
-  """How a frozen Conv2DTranspose runs. In bfloat16, by TensorFlow's forward-convolution kernels
-  (oneDNN's bfloat16 backprop-input kernel, which conv2d_transpose is, is the slow one, and a forward
-  convolution takes its bias and activation fused): "subpixel" for 3x3 stride 2 'same' (the
-  four phases of nn.layers' sub-pixel form as one convolution, interleaved after the activation),
-  "flipped" for stride 1 'same' with odd kernel sizes (a convolution with the kernel flipped);
-  "conv_transpose" otherwise, and always in float32."""
-  if (layer.compute_dtype != "bfloat16" or layer.padding != "same" or layer.data_format != "channels_last"
-      or tuple(layer.dilation_rate) != (1, 1) or layer.output_padding is not None
-      or getattr(layer, "activation", None) not in _ELEMENTWISE):
-    return "conv_transpose"
-  if tuple(layer.kernel_size) == (3, 3) and tuple(layer.strides) == (2, 2):
-    return "subpixel"
-  if tuple(layer.strides) == (1, 1) and all(k % 2 for k in layer.kernel_size):
-    return "flipped"
-  return "conv_transpose"
 
 
 def _affine(bn):
@@ -147,7 +94,7 @@ class FrozenChain:
       layer = layers[i]
       if _plain_linear(layer):
         kind = "dense" if isinstance(layer, keras.layers.Dense) else (
-            _transpose_form(layer) if isinstance(layer, keras.layers.Conv2DTranspose) else "conv")
+            transpose_form(layer) if isinstance(layer, keras.layers.Conv2DTranspose) else "conv")
         bn, reshape, used = self._folded(layers, i, kind, stop_at)
         self.steps.append((kind, layer, bn, reshape))
         i += used
@@ -201,11 +148,11 @@ class FrozenChain:
       if kind == "subpixel":  # (2, 2, in, 4 * out): phase (2p + q) of output channel c is channel (2p + q) * out + c
         kernel, bias = subpixel_kernel(kernel), tf.tile(bias, [4])
       elif kind == "flipped":  # (kh, kw, in, out)
-        kernel = _turned(kernel)
+        kernel = turned(kernel)
       dtype = layer.compute_dtype
       out += [tf.cast(kernel, dtype), tf.cast(bias, dtype)]
       if kind == "subpixel":  # its input gradient's kernel
-        out.append(tf.cast(_turned(kernel), dtype))
+        out.append(tf.cast(turned(kernel), dtype))
     return out
 
   @tf.autograph.experimental.do_not_convert
@@ -235,7 +182,7 @@ class FrozenChain:
       elif kind == "conv":
         x = layer.convolution_op(x, kernel)
       elif kind == "subpixel":
-        x, layout = _phases(x, kernel, next(it)), _interleave
+        x, layout = subpixel_phases(x, kernel, next(it)), _interleave
       elif kind == "flipped":
         x = tf.nn.conv2d(x, kernel, 1, "SAME")
       else:

@@ -6,7 +6,9 @@
   convolution) is computed as a sub-pixel convolution.
 - `leaky_relu`: tf.nn.leaky_relu with its gradient read from its output.
 - The sub-pixel form of a stride-2, 3x3, 'same' transposed convolution (`subpixel_kernel`,
-  `conv2d_transpose_subpixel`, `conv2d_stride2_subpixel_gradient`), which `make bench` also times.
+  `conv2d_transpose_subpixel`, `conv2d_stride2_subpixel_gradient`, `subpixel_phases`), which
+  `make bench` also times, and `transposed_convolution`: a bfloat16 Conv2DTranspose layer run by
+  forward convolutions (`transpose_form`), as the networks train and nn.frozen searches with it.
 
 A transposed convolution with stride 2 writes each output pixel from one of four "phases"
 (even/odd row x even/odd column), and each phase is an ordinary convolution of the input with a
@@ -31,20 +33,25 @@ import tensorflow as tf
 _TAP = ((2, 0), (None, 1))
 
 
+def _subpixel_taps():
+  """Per (t, u, phase) of the 2x2 sub-pixel kernel, the index (3 * row + column) of the 3x3 kernel's
+  tap it holds, or 9 (a zero): phase 2p + q of tap (t, u) is kernel[_TAP[p][t], _TAP[q][u]]."""
+  return [[[9 if _TAP[p][t] is None or _TAP[q][u] is None else 3 * _TAP[p][t] + _TAP[q][u]
+            for p in (0, 1) for q in (0, 1)] for u in (0, 1)] for t in (0, 1)]
+
+
+_SUBPIXEL_TAPS = _subpixel_taps()
+
+
 def subpixel_kernel(kernel: tf.Tensor) -> tf.Tensor:
-  """(3, 3, c_out, c_in) conv2d_transpose kernel -> (2, 2, c_in, 4 * c_out) conv2d kernel."""
+  """(3, 3, c_out, c_in) conv2d_transpose kernel -> (2, 2, c_in, 4 * c_out) conv2d kernel: one
+  gather of the taps (each tap lands in one place, the rest are zeros), so its gradient is one op too."""
   kernel = tf.convert_to_tensor(kernel)
   c_out, c_in = kernel.shape[2], kernel.shape[3]
-  zero = tf.zeros((c_in, c_out), kernel.dtype)
-  rows = []
-  for t in (0, 1):
-    columns = []
-    for u in (0, 1):
-      phases = [zero if _TAP[p][t] is None or _TAP[q][u] is None
-                else tf.transpose(kernel[_TAP[p][t], _TAP[q][u]]) for p in (0, 1) for q in (0, 1)]
-      columns.append(tf.concat(phases, axis=1))  # channel (2p + q) * c_out + c, as depth_to_space reads it
-    rows.append(tf.stack(columns))
-  return tf.stack(rows)
+  taps = tf.concat([tf.reshape(kernel, (9, c_out, c_in)), tf.zeros((1, c_out, c_in), kernel.dtype)], axis=0)
+  phases = tf.gather(taps, _SUBPIXEL_TAPS)  # (2, 2, 4, c_out, c_in)
+  # channel (2p + q) * c_out + c, as depth_to_space reads it
+  return tf.reshape(tf.transpose(phases, (0, 1, 4, 2, 3)), (2, 2, c_in, 4 * c_out))
 
 
 def conv2d_transpose_subpixel(x: tf.Tensor, kernel_2x2: tf.Tensor) -> tf.Tensor:
@@ -68,6 +75,101 @@ def conv2d_stride2_subpixel_gradient(x: tf.Tensor, kernel: tf.Tensor):
     return dx, dkernel
 
   return y, grad
+
+
+_PHASE_PADDING = [[0, 0], [1, 0], [1, 0], [0, 0]]  # a row and a column of zeros before: conv2d_transpose_subpixel's pad
+_PHASE_GRADIENT_PADDING = [[0, 0], [0, 1], [0, 1], [0, 0]]
+
+
+def subpixel_phases(x, kernel, gradient_kernel):
+  """The four phases of a sub-pixel transposed convolution: conv2d(x, kernel) over x padded as
+  conv2d_transpose_subpixel pads it, `kernel` (2, 2, in, 4 * out) from subpixel_kernel. Its input
+  gradient is computed as a convolution too, by `gradient_kernel` (`turned(kernel)`), over the
+  gradient padded after: TensorFlow's own gradient, a backprop-input kernel, is the slow one, and
+  with the padding written into the convolution it leaves oneDNN for a kernel slower still."""
+
+  @tf.custom_gradient
+  def phases(x, kernel):
+    def grad(dy):
+      dx = tf.nn.conv2d(dy, gradient_kernel, 1, _PHASE_GRADIENT_PADDING)
+      dkernel = tf.compat.v1.nn.conv2d_backprop_filter(tf.pad(x, _PHASE_PADDING), tf.shape(kernel), dy, [1, 1, 1, 1],
+                                                       "VALID")
+      return dx, dkernel
+
+    return tf.nn.conv2d(x, kernel, 1, _PHASE_PADDING), grad
+
+  return phases(x, kernel)
+
+
+def turned(kernel):
+  """`kernel` (kh, kw, in, out) turned half a turn, in and out swapped: the forward convolution
+  whose output is a stride-1 convolution's input gradient (and, of a transposed convolution's
+  kernel, the forward convolution it equals for stride 1, 'same', odd kernel sizes)."""
+  return tf.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+
+
+# Activations that act on each number alone: they commute with depth_to_space, so a sub-pixel step
+# applies them to its four phases before interleaving them.
+ELEMENTWISE = (keras.activations.linear, keras.activations.relu, keras.activations.tanh, keras.activations.sigmoid)
+
+
+def transpose_form(layer) -> str:
+  """How a Conv2DTranspose runs in bfloat16: by TensorFlow's forward-convolution kernels (oneDNN's
+  bfloat16 backprop-input kernel, which conv2d_transpose is, is the slow one, and a forward
+  convolution takes its bias and activation fused). "subpixel" for 3x3 stride 2 'same' (the four
+  phases of the sub-pixel form as one convolution, `subpixel_phases`, interleaved after the
+  activation), "flipped" for stride 1 'same' with odd kernel sizes (a convolution with the kernel
+  `turned`); "conv_transpose" otherwise, and always in float32 (the layer's own call)."""
+  if (layer.compute_dtype != "bfloat16" or layer.padding != "same" or layer.data_format != "channels_last"
+      or tuple(layer.dilation_rate) != (1, 1) or layer.output_padding is not None
+      or getattr(layer, "activation", None) not in ELEMENTWISE):
+    return "conv_transpose"
+  if tuple(layer.kernel_size) == (3, 3) and tuple(layer.strides) == (2, 2):
+    return "subpixel"
+  if tuple(layer.strides) == (1, 1) and all(k % 2 for k in layer.kernel_size):
+    return "flipped"
+  return "conv_transpose"
+
+
+def _convolution_and_bias(x, kernel, bias, padding, gradient_padding, filter_gradient_input):
+  """conv2d(x, kernel, stride 1, `padding`) + bias, `bias` float32 (added in x's dtype), with a
+  gradient by forward convolutions: the input gradient is the convolution of the output gradient
+  by `turned(kernel)` (padded as `gradient_padding`), the kernel's a backprop-filter one over
+  `filter_gradient_input(x)`, and the bias gradient a sum accumulated in float32 (TensorFlow's
+  Sum does so on bfloat16; its BiasAddGrad sums in bfloat16, which loses the sum over a batch of
+  pixels altogether)."""
+
+  @tf.custom_gradient
+  def convolution(x, kernel, bias):
+    def grad(dy):
+      dx = tf.nn.conv2d(dy, turned(kernel), 1, gradient_padding)
+      dkernel = tf.compat.v1.nn.conv2d_backprop_filter(filter_gradient_input(x), tf.shape(kernel), dy, [1, 1, 1, 1],
+                                                       "SAME" if padding == "SAME" else "VALID")
+      return dx, dkernel, tf.cast(tf.reduce_sum(dy, [0, 1, 2]), tf.float32)  # TensorFlow's Sum adds bfloat16 in float32
+
+    return tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, padding), tf.cast(bias, x.dtype)), grad
+
+  return convolution(x, kernel, bias)
+
+
+def transposed_convolution(layer, x, form: str):
+  """A Conv2DTranspose `layer` on x (its bias and activation included) in the forward-convolution
+  `form` of `transpose_form` ("subpixel" or "flipped"), differentiable in x and in the layer's
+  kernel and bias, whose gradients are forward and backprop-filter convolutions and a float32 sum
+  (`_convolution_and_bias`): what networks.run_chain trains a bfloat16 generator with. The kernel
+  is cast to the compute dtype and rearranged at every call (the rearrangement's gradient is the
+  kernel's)."""
+  dtype = layer.compute_dtype
+  kernel = tf.cast(layer.kernel, dtype)
+  out_channels = kernel.shape[2]
+  bias = tf.cast(layer.bias, tf.float32) if layer.use_bias else tf.zeros((out_channels,), tf.float32)
+  x = tf.cast(x, dtype)
+  if form == "subpixel":
+    y = _convolution_and_bias(x, subpixel_kernel(kernel), tf.tile(bias, [4]), _PHASE_PADDING, _PHASE_GRADIENT_PADDING,
+                              lambda x: tf.pad(x, _PHASE_PADDING))
+    return tf.nn.depth_to_space(layer.activation(y), 2)
+  y = _convolution_and_bias(x, turned(kernel), bias, "SAME", "SAME", lambda x: x)
+  return layer.activation(y)
 
 
 # --- LeakyReLU
@@ -114,11 +216,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   does not take (not 4-D channels-last float32 or bfloat16, a mask, renorm, no scale or centre, a
   tiny epsilon) run Keras' implementation unchanged.
 
-  With bfloat16 inputs (--precision=bfloat16) the input is cast to float32, normalised by the
-  float32 kernel and cast back to bfloat16 (as Keras' layer computes in float32): oneDNN's
-  bfloat16 kernel, and above all its gradient, run several times slower than the float32 ones on
-  the narrow layers here. The batch statistics are float32, and the moving statistics stay
-  float32 variables.
+  With bfloat16 inputs (--precision=bfloat16) and a multiple of 16 channels, oneDNN's bfloat16
+  kernel normalises them (its statistics are float32); with other channel counts the input is cast
+  to float32, normalised by the float32 kernel and cast back to bfloat16 (as Keras' layer computes
+  in float32): oneDNN's bfloat16 kernel, and above all its gradient, run many times slower than the
+  float32 ones there (8 channels: over ten times), and about as fast on 16 or 32. The batch
+  statistics are float32, and the moving statistics stay float32 variables.
   """
 
   def _fusable(self, inputs, mask) -> bool:
@@ -129,21 +232,30 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   def call(self, inputs, training=None, mask=None):
     if not self._fusable(inputs, mask):
       return super().call(inputs, training=training, mask=mask)
+    return tf.cast(self.normalize(inputs, training), inputs.dtype)
+
+  def normalize(self, inputs, training=None):
+    """The fused kernel's output (4-D float32 or bfloat16 inputs: `_fusable`) in the dtype it
+    computes in: bfloat16 for a bfloat16 input of a multiple of 16 channels, otherwise float32; a
+    training pass updates the moving statistics. networks.run_chain hands a float32 output on in
+    float32, so the element-wise steps after it (the LeakyReLU and its gradient) run in float32,
+    which TensorFlow computes faster here than bfloat16, with no cast to bfloat16 and back."""
+    channels = inputs.shape[-1]
+    dtype = tf.bfloat16 if inputs.dtype == tf.bfloat16 and channels is not None and channels % 16 == 0 else tf.float32
     # float32 whatever the layer's policy: Keras may hand its variables cast to the compute dtype
     gamma, beta = tf.cast(self.gamma.value, tf.float32), tf.cast(self.beta.value, tf.float32)
-    dtype = inputs.dtype
-    inputs = tf.cast(inputs, tf.float32)  # oneDNN's bfloat16 kernel (and its gradient) is the slow one
+    inputs = tf.cast(inputs, dtype)  # oneDNN's bfloat16 kernel (and its gradient) is the slow one on narrow layers
     if training and self.trainable:
       outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
           inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
       decay = 1.0 - self.momentum  # TF1's assign_moving_average: v -= (v - batch value) * decay
       self.moving_mean.assign_sub((tf.cast(self.moving_mean.value, tf.float32) - mean) * decay)
       self.moving_variance.assign_sub((tf.cast(self.moving_variance.value, tf.float32) - variance) * decay)
-      return tf.cast(outputs, dtype)
+      return outputs
     outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
         inputs, gamma, beta, mean=tf.cast(self.moving_mean.value, tf.float32),
         variance=tf.cast(self.moving_variance.value, tf.float32), epsilon=self.epsilon, is_training=False)
-    return tf.cast(outputs, dtype)
+    return outputs
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")

@@ -25,7 +25,13 @@ import tensorflow as tf
 from anogan_tf.config import ACTIVATIONS, DENSE_NORMS, UPSAMPLINGS, discriminator_feature_layers, one_of
 from anogan_tf.config.layouts import blocks_for_size, encoder_layout, generator_layout  # noqa: F401 (re-exported)
 from anogan_tf.errors import AnoganError
-from anogan_tf.nn.layers import FusedBatchNormalization, SubpixelGradientConv2D, leaky_relu
+from anogan_tf.nn.layers import (
+  FusedBatchNormalization,
+  SubpixelGradientConv2D,
+  leaky_relu,
+  transpose_form,
+  transposed_convolution,
+)
 from anogan_tf.nn.precision import to_float32
 from anogan_tf.nn.spectral import SpectralNormalization
 
@@ -72,6 +78,24 @@ def _takes_training(layer) -> bool:
   return isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dropout, SpectralNormalization))
 
 
+def _forward_form(layer) -> str:
+  """layers.transpose_form of a plain Conv2DTranspose (its class's own call: no LoRA, no
+  quantisation); "conv_transpose" (the layer's call) for any other layer and in float32."""
+  if (type(layer) is not keras.layers.Conv2DTranspose or getattr(layer, "lora_enabled", False)
+      or getattr(layer, "quantization_mode", None) is not None):
+    return "conv_transpose"
+  return transpose_form(layer)
+
+
+def _fused_batchnorm(layer, x) -> bool:
+  """Whether a bfloat16 FusedBatchNormalization runs by its fused kernel and hands its output on
+  in the dtype the kernel computes in (FusedBatchNormalization.normalize): with a float32 kernel
+  the element-wise steps up to the next convolution then run in float32 (no cast to bfloat16 and
+  back around them)."""
+  return (type(layer) is FusedBatchNormalization and layer.compute_dtype == "bfloat16"
+          and layer._fusable(x, None))
+
+
 def build_chain(chain, input_shape) -> tuple:
   """Builds each layer of `chain` on the previous one's output shape; returns the last shape."""
   shape = tuple(input_shape)
@@ -83,12 +107,19 @@ def build_chain(chain, input_shape) -> tuple:
 
 def run_chain(chain, x, training, stop_at=None):
   """Runs `x` through `chain` (training mode for BatchNorm and Dropout only), stopping after the
-  layer named `stop_at` when given; a LeakyReLU runs as nn.layers.leaky_relu. The result is
-  float32 whatever the layers compute in (--precision=bfloat16), so what is reduced over it is
-  summed in float32."""
+  layer named `stop_at` when given; a LeakyReLU runs as nn.layers.leaky_relu. In bfloat16 a
+  Conv2DTranspose runs as forward convolutions (nn.layers.transposed_convolution), and a fused
+  BatchNorm hands its output on in the dtype it computes in: float32 on narrow layers, so the
+  element-wise steps after it run in float32 (the next convolution, or the layer called after it,
+  casts it to bfloat16). The result is float32 whatever the layers compute in, so what is reduced
+  over it is summed in float32."""
   for layer in chain:
     if type(layer) is keras.layers.LeakyReLU:  # the same numbers, with a gradient oneDNN's fusions survive
-      x = leaky_relu(tf.cast(x, layer.compute_dtype), layer.negative_slope)
+      x = leaky_relu(x if x.dtype == tf.float32 else tf.cast(x, layer.compute_dtype), layer.negative_slope)
+    elif _forward_form(layer) != "conv_transpose":  # bfloat16: by forward convolutions
+      x = transposed_convolution(layer, x, _forward_form(layer))
+    elif _fused_batchnorm(layer, x):  # bfloat16: in the dtype it computes in, float32 on to the next convolution
+      x = layer.normalize(x, training=training)
     else:
       x = layer(x, training=training) if _takes_training(layer) else layer(x)
     if layer.name == stop_at:
