@@ -3,8 +3,9 @@ and across two worker processes on this machine (multiworker, TF_CONFIG on 127.0
 
 The devices must be configured before TensorFlow initialises, and a library does not change
 process-wide settings, so every run on two devices is a subprocess (`python -c` with
-distribute.set_cpu_devices, or the CLI's --cpu_devices). Two logical CPUs on this machine's
-cores check correctness, not speed.
+distribute.set_cpu_devices, or the CLI's --cpu_devices); one process runs every check on two
+devices, the other test files' too (its start-up costs more than they do). Two logical CPUs on
+this machine's cores check correctness, not speed.
 """
 
 import csv
@@ -28,14 +29,14 @@ TINY = dict(train_examples=24, test_examples=12, g_dense_channels=4, g_filters=(
             d_filters=(4, 8), latent_dim=4, batch_size=8, map_steps=(3, 2), map_batch_size=8, epochs=1)
 
 
-def run_python(code: str, env_extra=None, devices: int = 2, lines: int = 1):
+def run_python(code: str, env_extra=None, devices: int = 2, lines: int = 1, timeout: int = 300):
   """Runs `code` with `devices` logical CPUs; returns the JSON it prints on its last line (a list
   of the JSON of its last `lines` lines, if more than 1)."""
   prelude = f"from anogan_tf.engine import distribute; distribute.set_cpu_devices({devices})\n"
   env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", **(env_extra or {})}
   env.pop("TF_CONFIG", None) if "TF_CONFIG" not in (env_extra or {}) else None
   done = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
+                        capture_output=True, text=True, timeout=timeout)
   assert done.returncode == 0, done.stderr[-3000:]
   printed = [json.loads(line) for line in done.stdout.strip().splitlines()[-lines:]]
   return printed[0] if lines == 1 else printed
@@ -105,18 +106,57 @@ print(json.dumps(out))
 """
 
 
+# Families of other examples under default and mirrored (test_clips.py's convlstm_ae on clips,
+# test_example_shapes.py's series and clips), in the same process: {strategy: scores} per line, or
+# {"error": the traceback} for the test to show.
+OTHER_EXAMPLES = """
+import os, sys, traceback
+sys.path.insert(0, "tests")
+import test_clips, test_example_shapes
+for name, run in (("clips", test_clips.scores_by_strategy), ("shapes", test_example_shapes.scores_by_strategy)):
+  try:
+    done = run(os.path.join("{folder}", name))
+  except Exception:
+    done = {{"error": traceback.format_exc()[-3000:]}}
+  print(json.dumps(done))
+"""
+
+
+# The process's first command: `python -m anogan_tf.train --cpu_devices=2` (its main) splits the
+# CPU in two, then refuses a batch of 7 for its 2 replicas; what runs after it uses those devices.
+# Its exit code and what it wrote to stderr, as a JSON line.
+CPU_DEVICES_FLAG = """
+import contextlib, io, json
+from anogan_tf import train
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+  try:
+    code = train.main(["anogan_tf.train", *{argv}])
+  except SystemExit as e:
+    code = e.code
+print(json.dumps({{"code": code, "stderr": err.getvalue()}}))
+"""
+
+
 @pytest.fixture(scope="module")
 def two_devices(tmp_path_factory, data_dir):
-  """What one process with two logical CPUs computes (one process for both, as TensorFlow fixes
-  the devices at its start): (workdir, its stages' histories and scores, STEP's output). The
-  workdir: an epoch under mirrored, resumed for a second under default (then scored on one device
-  at chunks of 8 and 4 and on two replicas at 8), resumed for a third under mirrored."""
-  workdir = str(tmp_path_factory.mktemp("distribute") / "run")
+  """What one process with two logical CPUs computes (one process for all, as TensorFlow fixes
+  the devices at its start): (workdir, its stages' histories and scores, STEP's output,
+  OTHER_EXAMPLES' outputs by name, (the workdir CPU_DEVICES_FLAG named, its output)). The devices
+  come from CPU_DEVICES_FLAG's --cpu_devices=2. The workdir: an epoch under mirrored, resumed for a
+  second under default (then scored on one device at chunks of 8 and 4 and on two replicas at 8),
+  resumed for a third under mirrored."""
+  root = tmp_path_factory.mktemp("distribute")
+  workdir, refused = str(root / "run"), str(root / "refused")
   stages = [dict(epochs=1, strategy="mirrored"), dict(epochs=2, strategy="default", score_chunks=(8, 4)),
             dict(epochs=2, strategy="mirrored", score_chunks=(8,)), dict(epochs=3, strategy="mirrored")]
-  code = TRAIN_AND_SCORE.format(tiny=repr(TINY), workdir=workdir, stages=repr(stages)) + STEP.format(tiny=repr(TINY))
-  staged, step = run_python(code, lines=2)
-  return workdir, staged, step
+  argv = [f"--workdir={refused}", "--train_examples=16", "--epochs=1", "--strategy=mirrored", "--cpu_devices=2",
+          "--batch_size=7"]
+  code = (CPU_DEVICES_FLAG.format(argv=repr(argv))
+          + TRAIN_AND_SCORE.format(tiny=repr(TINY), workdir=workdir, stages=repr(stages)) + STEP.format(tiny=repr(TINY))
+          + OTHER_EXAMPLES.format(folder=str(root / "other")))
+  cli, staged, step, clips, shapes = run_python(code, devices=1, lines=5, timeout=900)
+  return workdir, staged, step, {"clips": clips, "shapes": shapes}, (refused, cli)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +207,28 @@ def test_mirrored_step_equals_one_device_step(two_devices):
     for key in one:
       assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), key
   np.testing.assert_allclose(out["mirrored"]["weights"], out["default"]["weights"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_convlstm_ae_trains_and_scores_on_two_devices_as_on_one(two_devices):
+  """tests/test_clips.py's convlstm_ae on clips, --strategy=mirrored over two logical CPUs: the same
+  scores as one device."""
+  out = two_devices[3]["clips"]
+  assert "error" not in out, out.get("error")
+  assert len(out["mirrored"]) == len(out["default"]) == 8
+  np.testing.assert_allclose(out["mirrored"], out["default"], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_a_family_of_other_examples_trains_and_scores_on_two_devices_as_on_one(two_devices):
+  """tests/test_example_shapes.py's family on series and on clips, --strategy=mirrored over two
+  logical CPUs: an epoch on the global batch split across the replicas, then every example scored
+  once, as one device scores it."""
+  out = two_devices[3]["shapes"]
+  assert "error" not in out, out.get("error")
+  for name in ("tiny_series", "tiny_clips"):
+    assert len(out[name]["mirrored"]) == len(out[name]["default"]) == 24
+    np.testing.assert_allclose(out[name]["mirrored"], out[name]["default"], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 @pytest.mark.slow
@@ -344,26 +406,22 @@ def test_bad_tf_config_is_one_line(text, problem):
 
 
 @pytest.mark.slow
-def test_cli_errors_are_one_line_and_touch_nothing(tmp_path, data_dir, monkeypatch):
-  # --cpu_devices fixes the process's devices: that case in a process of its own, at the same
-  # time as the other through the command's main in this process.
-  env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-  env.pop("TF_CONFIG", None)
+def test_cli_errors_are_one_line_and_touch_nothing(two_devices, tmp_path, data_dir, monkeypatch):
+  # --cpu_devices fixes the process's devices: that case is two_devices' first command (its
+  # process's other runs check that it made two replicas); the other through the command's main here.
   monkeypatch.delenv("TF_CONFIG", raising=False)
   workdir = tmp_path / "run"
-  common = [f"--workdir={workdir}", "--train_examples=16", "--epochs=1"]
-  real = subprocess.Popen([sys.executable, "-m", "anogan_tf.train", *common, "--strategy=mirrored", "--cpu_devices=2",
-                           "--batch_size=7"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   from conftest import run_command
-  here = run_command("train", *common, "--strategy=multiworker")
-  out, err = real.communicate(timeout=300)
-  for done, problem in ((here, "needs the TF_CONFIG"), (subprocess.CompletedProcess(real.args, real.returncode, out, err),
-                                                       "cannot be split evenly across 2 replicas")):
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2, done.stderr[-2000:]
+  here = run_command("train", f"--workdir={workdir}", "--train_examples=16", "--epochs=1", "--strategy=multiworker")
+  refused, cli = two_devices[4]
+  for (code, stderr), problem, folder in (((here.returncode, here.stderr), "needs the TF_CONFIG", workdir),
+                                          ((cli["code"], cli["stderr"]), "cannot be split evenly across 2 replicas",
+                                           refused)):
+    lines = stderr.strip().splitlines()
+    assert code == 2, stderr[-2000:]
     assert problem in lines[-1] and lines[-1].startswith("error: "), lines[-1]
     assert not any("Traceback" in line for line in lines)
-    assert not workdir.exists()
+    assert not os.path.exists(folder)
 
 
 def test_unknown_strategy_and_encoder_stage_are_refused():

@@ -4,10 +4,7 @@ clips (N, T, h, w, c) trains, resumes, evaluates, scores and exports with the dr
 score and export that the image families use, its residual maps having the examples' shape."""
 
 import csv
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,8 +14,6 @@ import tiny_family
 from anogan_tf import AnoganError, Config, evaluate_lib, export_lib, models, score_lib, train_lib
 from anogan_tf.data import OneClassData
 from anogan_tf.evaluation import threshold
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SHAPES = {"tiny_series": (12, 3), "tiny_clips": (3, 8, 8, 1)}  # examples of rank 2 and 4: arrays of rank 3 and 5
 
@@ -100,42 +95,26 @@ def test_a_family_of_other_examples_trains_resumes_evaluates_scores_and_exports(
   np.testing.assert_array_equal(out["is_anomaly"].numpy(), out["score"].numpy() > np.float32(np.median(evaluated)))
 
 
-STRATEGY = """
-import json, sys
-import numpy as np
-sys.path.insert(0, "tests")
-import tiny_family, test_example_shapes as t
-from anogan_tf import Config, models, train_lib
-from anogan_tf.engine import distribute
-from anogan_tf.engine.workdir import load_networks
-out = {{}}
-for name, shape in t.SHAPES.items():
-  models.FAMILIES[name] = tiny_family.family(name, shape)
-  family, data = models.family(name), t.one_class_data(shape)
-  scores = {{}}
-  for strategy in ("default", "mirrored"):
-    config = Config(model=name, epochs=1, batch_size=16, lr=1e-2, map_batch_size=16, strategy=strategy)
-    workdir = f"{{sys.argv[1]}}/{{name}}_{{strategy}}"
-    train_lib.train(config, workdir, data=data, progress=False)
-    scorer, _ = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
-    result = scorer.score(data.x_test)
-    assert result.residual_map.shape == data.x_test.shape, result.residual_map.shape
-    scores[strategy] = result.score.tolist()
-  out[name] = scores
-print(json.dumps(out))
-"""
-
-
-@pytest.mark.slow
-def test_a_family_of_other_examples_trains_and_scores_on_two_devices_as_on_one(tmp_path):
-  """--strategy=mirrored over two logical CPUs (a process of its own: the devices are fixed when
-  TensorFlow starts): an epoch on the global batch split across the replicas, then every example
-  scored once, as one device scores it."""
-  prelude = "from anogan_tf.engine import distribute; distribute.set_cpu_devices(2)\n"
-  done = subprocess.run([sys.executable, "-c", prelude + STRATEGY.format(), str(tmp_path)], cwd=ROOT,
-                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  out = json.loads(done.stdout.strip().splitlines()[-1])
-  for name in SHAPES:
-    assert len(out[name]["mirrored"]) == len(out[name]["default"]) == 24
-    np.testing.assert_allclose(out[name]["mirrored"], out[name]["default"], rtol=1e-4, atol=1e-6, err_msg=name)
+def scores_by_strategy(folder):
+  """{family: {strategy: the scores of its 24 examples}}: each family of SHAPES trained an epoch (on
+  the global batch, split across the replicas under mirrored) and every example scored once, under
+  --strategy=default and under --strategy=mirrored. For a process with two logical CPUs (the devices
+  are fixed when TensorFlow starts): tests/test_distribute.py runs it in its own and checks that
+  both give the same scores."""
+  from anogan_tf.engine import distribute
+  from anogan_tf.engine.workdir import load_networks
+  out = {}
+  for name, shape in SHAPES.items():
+    models.FAMILIES[name] = tiny_family.family(name, shape)
+    family, data = models.family(name), one_class_data(shape)
+    scores = {}
+    for strategy in ("default", "mirrored"):
+      config = Config(model=name, epochs=1, batch_size=16, lr=1e-2, map_batch_size=16, strategy=strategy)
+      workdir = os.path.join(folder, f"{name}_{strategy}")
+      train_lib.train(config, workdir, data=data, progress=False)
+      scorer, _ = distribute.make_scorer(family, config, lambda: load_networks(workdir, family, config))
+      result = scorer.score(data.x_test)
+      assert result.residual_map.shape == data.x_test.shape, result.residual_map.shape
+      scores[strategy] = result.score.tolist()
+    out[name] = scores
+  return out
