@@ -1,8 +1,10 @@
 """The four tests every model family has, parametrized over the registry (anogan_tf.models.FAMILIES),
 so a family added there is covered without editing this file: (1) shapes and ranges of its
 networks, noise, samples, step and scorer; (2) .keras round trip in a fresh interpreter that
-imports only anogan_tf; (3) a short run of the shared driver (train_lib.train), interrupted and
-resumed, equals an uninterrupted one bit for bit (--deterministic); (4) scoring through
+imports only anogan_tf; (3) a short run of the shared driver (train_lib.train) writes its history,
+flags, samples and loss plot, and (the registry's first family, across a learning-rate phase
+switch) interrupted and resumed equals an uninterrupted one bit for bit (--deterministic; every
+family's resume: test_reliability.py, after a kill -9); (4) scoring through
 evaluate_lib.evaluate and score_lib: off-manifold examples score above normal ones.
 
 Examples of every family's own shape (models.base.example_shape: images, series, clips), made by
@@ -115,7 +117,7 @@ def test_shapes_and_ranges(name):
   assert trainer.loss_names and trainer.n_phases >= 1
   assert [trainer.phase(e) for e in (0, 1, 2, 3)] == ([0, 0, 1, 1] if trainer.n_phases > 1 else [0] * 4)
   x = examples(config, 6)
-  out = tf.function(lambda x, noise: trainer.train_step(x, noise, 0))(tf.constant(x), tf.constant(noise))
+  out = trainer.train_step(tf.constant(x), tf.constant(noise), 0)  # eagerly: traced in every run (family_runs)
   assert tuple(out) == trainer.loss_names
   assert all(v.shape == () and np.isfinite(v.numpy()) for v in out.values())
   assert set(trainer.checkpoint_items()).isdisjoint(set(family.NETWORKS) | {"epoch"})
@@ -191,33 +193,51 @@ def test_keras_round_trip_in_a_fresh_interpreter(tmp_path):
   assert result.stdout.split() == counts
 
 
-# --- 3. the shared driver: an interrupted run resumes to the uninterrupted one's numbers
+# --- 3. the shared driver: a run writes what it should; an interrupted run resumes to the
+# uninterrupted one's numbers
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
-def test_resumed_run_equals_uninterrupted_run_bit_for_bit(name, runs):
-  config, straight, resumed, history, again = runs[name]
+def test_a_run_writes_its_history_flags_samples_and_loss_plot(name, runs):
+  config, straight, _, history, _ = runs[name]
   family = models.family(name)
-  names = driver.Driver(config).trainer.loss_names
+  built = driver.Driver(config)
+  networks, names = built.networks, built.trainer.loss_names
   assert [row["epoch"] for row in history] == [0, 1, 2]
   assert all(np.isfinite(row[k]) for row in history for k in names)
+  with open(os.path.join(straight, "history.csv")) as f:
+    assert next(csv.reader(f)) == list(history_lib.history_fields(names))
+  assert [row["epoch"] for row in history_lib.read_history(os.path.join(straight, "history.csv"))] == [0, 1, 2]
+  for net in family.NETWORKS:
+    assert len(keras_weights(os.path.join(straight, f"{net}.keras"))) == len(networks[net].weights) > 0, net
+  assert Config.from_flagfile_text(open(os.path.join(straight, "flags.txt")).read()) == config
+  assert "--model=" + name in open(os.path.join(straight, "flags.txt")).read().splitlines()
+  samples = os.path.join(straight, "samples")
+  has_samples = family.sample(networks, family.noise(np.random.default_rng(0), 2, config)) is not None
+  assert sorted(os.listdir(samples)) == [f"epoch_{e:04d}.png" for e in (1, 2, 3)] if has_samples else not os.path.exists(samples)
+  assert os.path.getsize(os.path.join(straight, "loss.png")) > 0
+
+
+@pytest.mark.slow
+def test_resumed_run_equals_uninterrupted_run_bit_for_bit(runs):
+  """The registry's first family, 1 epoch then resumed to 3, across its learning-rate phase switch
+  (run_config). Every family's resume, after a kill -9 at the subtlest point, is compared bit for
+  bit with an uninterrupted run in test_reliability.py."""
+  name = FAMILIES[0]
+  config, straight, resumed, history, again = runs[name]
+  trainer = driver.Driver(config).trainer
+  assert config.lr_decay_epoch == 2 and trainer.n_phases > 1
+  names = trainer.loss_names
   assert without_seconds(history) == without_seconds(again)
-  for workdir in (straight, resumed):
-    with open(os.path.join(workdir, "history.csv")) as f:
-      assert next(csv.reader(f)) == list(history_lib.history_fields(names))
+  with open(os.path.join(resumed, "history.csv")) as f:
+    assert next(csv.reader(f)) == list(history_lib.history_fields(names))
   assert without_seconds(history_lib.read_history(os.path.join(straight, "history.csv"))) == \
       without_seconds(history_lib.read_history(os.path.join(resumed, "history.csv")))
-  for net in family.NETWORKS:
+  for net in models.family(name).NETWORKS:
     a, b = keras_weights(os.path.join(straight, f"{net}.keras")), keras_weights(os.path.join(resumed, f"{net}.keras"))
     assert len(a) == len(b) > 0
     for u, v in zip(a, b):
       np.testing.assert_array_equal(u, v, err_msg=net)
-  assert Config.from_flagfile_text(open(os.path.join(straight, "flags.txt")).read()) == config
-  assert "--model=" + name in open(os.path.join(straight, "flags.txt")).read().splitlines()
-  samples = os.path.join(straight, "samples")
-  has_samples = family.sample(driver.Driver(config).networks, family.noise(np.random.default_rng(0), 2, config)) is not None
-  assert sorted(os.listdir(samples)) == [f"epoch_{e:04d}.png" for e in (1, 2, 3)] if has_samples else not os.path.exists(samples)
-  assert os.path.getsize(os.path.join(straight, "loss.png")) > 0
 
 
 # --- 4. scoring: off-manifold examples score above normal ones, through evaluate and score

@@ -1,17 +1,19 @@
 """Reliability (issue 4): kill -9 loses nothing, bad input is a clean one-line error that leaves
 the workdir alone, NaN stops training, a collapse is reported, --deterministic repeats exactly,
-two evaluates cannot interleave. For every model family: the full versions for anogan, and for
-each other registered family a kill -9 at one point and the bad-input cases that go through the
-family's own files (checkpoint, <network>.keras, scorer). --deterministic: every killed and rerun
+two evaluates cannot interleave. For every model family: the full versions for anogan (kills
+during an epoch, between two exports, while evaluate maps and while it writes), and for each other
+registered family a kill -9 at the subtlest point (a checkpoint written, not committed) and the
+bad-input cases that go through the family's own files (checkpoint, <network>.keras, scorer). --deterministic: every killed and rerun
 workdir equals an uninterrupted run, trained in another process, bit for bit.
 
 Kills land deterministically through the test-only hook in anogan_tf/faults.py: the process
 either SIGKILLs itself at a named point or pauses there until the test SIGKILLs it.
 Every `python -m anogan_tf.*` costs ~5 s of TensorFlow import, so bad-input cases run through
 each command's main(argv) in the test process (what `python -m` runs), and one case per command
-also as a real process, concurrently; the uninterrupted reference runs of every family share one
-process (conftest.Harness), and the other families' kills and reruns one chain of processes, each
-rerunning one family and starting the next, which it kills.
+also as a real process, concurrently; the other families' kills and reruns share one chain of
+processes (conftest.Harness), each rerunning one family, making the next one's uninterrupted
+reference run and starting its train, which it kills; anogan's reference run shares the process
+of one of its reruns.
 """
 
 import csv
@@ -58,13 +60,13 @@ OTHER_IMAGE_FAMILIES = [name for name in OTHER_FAMILIES if models.examples(model
 
 
 def tiny_flags(family):
-  """TINY for `family` (its encoder as small as D); SERIES_TINY for a family of series, CLIPS_TINY for
+  """TINY for `family` (its encoder as small as D, DRAEM's U-Nets as narrow); SERIES_TINY for a family of series, CLIPS_TINY for
   one of clips."""
   if models.examples(models.family(family)) == "clips":
     return CLIPS_TINY + [f"--model={family}"]
   if models.examples(models.family(family)) == "series":
     return SERIES_TINY + [f"--model={family}", f"--data_dir={os.path.join(os.environ.get('ANOGAN_DATA_DIR', ''), 'ucr')}"]
-  return TINY if family == "anogan" else TINY + [f"--model={family}", "--e_filters=4,8"]
+  return TINY if family == "anogan" else TINY + [f"--model={family}", "--e_filters=4,8", "--draem_width=4"]
 
 
 # --- helpers
@@ -156,53 +158,29 @@ def error_line(stderr):
 
 # --- 1. kill -9 at every stage; rerunning the same command resumes and completes
 
-class _CleanRuns:
-  """One uninterrupted TINY run of every family (train, then evaluate), in a process of its own
-  (--deterministic is process-wide) that runs every family's train and evaluate through the
-  commands' main in turn; started at once, in the background, so it overlaps with the kill
-  sequences. `wait(family)` returns that family's workdir, checked to be a complete run.
+def clean_cases(family, workdir):
+  """An uninterrupted TINY run of `family` into `workdir` (train, then evaluate) as conftest.Harness
+  cases: run in a process that does nothing else to that workdir (--deterministic is process-wide,
+  so every run of these tests that is compared runs in a process of its own), beside the kills
+  and reruns of another workdir, so that they start no process of their own.
 
-  Every kill test compares its killed and rerun workdir (trained in other processes) with this
+  Every kill test compares its killed and rerun workdir (trained in other processes) with such a
   run bit for bit: that is also the test that two --deterministic runs of the same command give
   the same history, scores and weights."""
-
-  def __init__(self, root):
-    self.root = root
-    cases = []
-    for family in FAMILIES:
-      workdir = str(root / family / "r1")
-      cases += [("train", [f"--workdir={workdir}", *tiny_flags(family)]), ("evaluate", [f"--workdir={workdir}"])]
-    self.harness = Harness(str(root), cases, name="r1")
-    self.results = None
-
-  def wait(self, family):
-    if self.results is None:
-      self.results = self.harness.results(timeout=900)
-    first = 2 * FAMILIES.index(family)  # its train and evaluate
-    failures = [r["stderr"][-3000:] for r in self.results[first:first + 2] if r["code"] != 0]
-    assert not failures, failures
-    workdir = str(self.root / family / "r1")
-    assert len(history(workdir)) == 4
-    assert len(open(os.path.join(workdir, "eval", "scores.csv")).read().splitlines()) == 41
-    assert json.load(open(os.path.join(workdir, "eval", "metrics.json")))["model"] == family
-    flags_txt = open(os.path.join(workdir, "flags.txt")).read()
-    assert "--deterministic=true" in flags_txt and "--train_examples=256" in flags_txt
-    assert f"--model={family}" in flags_txt.splitlines()
-    return workdir
+  return [("train", [f"--workdir={workdir}", *tiny_flags(family)]), ("evaluate", [f"--workdir={workdir}"])]
 
 
-@pytest.fixture(scope="module")
-def clean_runs(tmp_path_factory):
-  """The module's _CleanRuns, started on first use."""
-  if not os.path.isfile(os.path.join(os.environ.get("ANOGAN_DATA_DIR", ""), "mnist.npz")):
-    pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR")
-  started = []
-
-  def get():
-    if not started:
-      started.append(_CleanRuns(tmp_path_factory.mktemp("clean")))
-    return started[0]
-  return get
+def checked_clean_run(family, workdir, results):
+  """`workdir`, checked to be a complete run of `family` (clean_cases; `results` their two results)."""
+  failures = [r["stderr"][-3000:] for r in results if r["code"] != 0]
+  assert len(results) == 2 and not failures, failures
+  assert len(history(workdir)) == 4
+  assert len(open(os.path.join(workdir, "eval", "scores.csv")).read().splitlines()) == 41
+  assert json.load(open(os.path.join(workdir, "eval", "metrics.json")))["model"] == family
+  flags_txt = open(os.path.join(workdir, "flags.txt")).read()
+  assert "--deterministic=true" in flags_txt and "--train_examples=256" in flags_txt
+  assert f"--model={family}" in flags_txt.splitlines()
+  return workdir
 
 
 def weights_of(workdir):
@@ -229,9 +207,8 @@ def assert_same_run(w, reference):
 
 
 @pytest.mark.slow
-def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupted_run(tmp_path, clean_runs):
-  clean_runs = clean_runs()
-  w = str(tmp_path / "w")
+def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupted_run(tmp_path, mnist_dir):
+  w, clean = str(tmp_path / "w"), str(tmp_path / "clean")
   train = ("anogan_tf.train", f"--workdir={w}", *TINY)
   evaluate = ("anogan_tf.evaluate", f"--workdir={w}")
   marker = tmp_path / "paused"
@@ -246,13 +223,7 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
   assert epochs(w) == [0] and latest(w) == "ckpt-1"
   assert not os.path.exists(os.path.join(w, "generator.keras"))
 
-  # Checkpoint 3's files written but not committed: the state file still names ckpt-2, and the
-  # history row of epoch 2 (written before the checkpoint) is dropped on resume.
-  result = run(*train, hook="checkpoint_written@2=kill")
-  assert result.returncode == -signal.SIGKILL, result.stderr
-  assert epochs(w) == [0, 1, 2] and latest(w) == "ckpt-2"
-  assert os.path.exists(os.path.join(w, "checkpoints", "ckpt-3.index"))
-
+  # (Killed with checkpoint 3's files written but not committed: every other family, family_kills.)
   # Killed between exporting generator.keras and discriminator.keras.
   result = run(*train, hook="export=kill")
   assert result.returncode == -signal.SIGKILL, result.stderr
@@ -261,10 +232,12 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
 
   # The same command again: nothing left to train, the models are exported. Then, in the same
   # process (conftest.Harness: the commands' main), an evaluation killed after writing scores.csv,
-  # before the figures and metrics.json (written last): eval/ reads as incomplete.
-  evaluate_killed = Harness(str(tmp_path), [(train[0], train[1:]), (evaluate[0], evaluate[1:], "eval_write=kill")],
-                            name="rerun")
-  (result,) = evaluate_killed.killed()
+  # before the figures and metrics.json (written last): eval/ reads as incomplete. That process
+  # first makes the uninterrupted run that all of this is compared with (clean_cases).
+  evaluate_killed = Harness(str(tmp_path), clean_cases("anogan", clean) + [
+      (train[0], train[1:]), (evaluate[0], evaluate[1:], "eval_write=kill")], name="rerun")
+  *clean_results, result = evaluate_killed.killed()
+  checked_clean_run("anogan", clean, clean_results)
   assert result["code"] == 0, result["stderr"]
   assert epochs(w) == [0, 1, 2, 3]
   assert sorted(os.listdir(os.path.join(w, "checkpoints"))) == [
@@ -297,22 +270,26 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
   pause_then_kill9(start(*evaluate, hook="map=pause", marker=marker), marker, while_paused=evaluate_meanwhile)
   assert snapshot(os.path.join(w, "eval")) == before
 
-  # Killed five times (three trains, two evaluates), yet the same numbers as a run never
+  # Killed four times (two trains, two evaluates), yet the same numbers as a run never
   # interrupted (--deterministic).
-  assert_same_run(w, clean_runs.wait("anogan"))
+  assert_same_run(w, clean)
 
 
 @pytest.fixture(scope="module")
-def family_kills(tmp_path_factory, clean_runs):
-  """{family: (its workdir, the killed run's exit code, epochs and latest checkpoint after the
-  kill, its rerun's and evaluate's results)} for every family but anogan, each killed at the
-  subtlest point: checkpoint 3's files written, not committed, and the history row of epoch 2
-  already appended. One chain of processes for them all (conftest.Harness, the commands' main):
-  each reruns the previous family's train, evaluates it, then starts the next family's train,
-  which its hook SIGKILLs; between two processes the killed workdir is read."""
-  clean_runs()  # started first: it overlaps with the chain
+def family_kills(tmp_path_factory):
+  """{family: (its workdir, its uninterrupted run's workdir (clean_cases), the killed run's exit
+  code, epochs and latest checkpoint after the kill, whether checkpoint 3's files were there, its
+  rerun's and evaluate's results)} for every family but anogan, each killed at the subtlest point:
+  checkpoint 3's files written, not committed, and the history row of epoch 2 already appended.
+  One chain of processes for them all (conftest.Harness, the commands' main): each reruns the
+  previous family's train, evaluates it, makes the next family's uninterrupted run, then starts
+  that family's train, which its hook SIGKILLs; between two processes the killed workdir is read.
+  So each rerun runs in another process than its family's uninterrupted run."""
+  if not os.path.isfile(os.path.join(os.environ.get("ANOGAN_DATA_DIR", ""), "mnist.npz")):
+    pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR")
   root = tmp_path_factory.mktemp("family_kills")
   workdirs = {family: str(root / family / "w") for family in OTHER_FAMILIES}
+  cleans = {family: str(root / family / "clean") for family in OTHER_FAMILIES}
   out, previous = {}, None
   for step, family in enumerate(OTHER_FAMILIES + [None]):
     cases = []
@@ -320,6 +297,7 @@ def family_kills(tmp_path_factory, clean_runs):
       cases += [("train", [f"--workdir={workdirs[previous]}", *tiny_flags(previous)]),
                 ("evaluate", [f"--workdir={workdirs[previous]}"])]
     if family:
+      cases += clean_cases(family, cleans[family])
       cases.append(("train", [f"--workdir={workdirs[family]}", *tiny_flags(family)], "checkpoint_written@2=kill"))
     harness = Harness(str(root), cases, name=f"chain{step}")
     results = harness.killed() if family else harness.results()
@@ -327,27 +305,30 @@ def family_kills(tmp_path_factory, clean_runs):
       out[previous] += tuple(results[:2])
     if family:
       w = workdirs[family]
-      out[family] = (w, harness.proc.returncode, epochs(w), latest(w))
+      checked_clean_run(family, cleans[family], results[-2:])
+      out[family] = (w, cleans[family], harness.proc.returncode, epochs(w), latest(w),
+                     os.path.exists(os.path.join(w, "checkpoints", "ckpt-3.index")))
     previous = family
   return out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", OTHER_FAMILIES)
-def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, family_kills, clean_runs):
-  # One kill point, the subtlest (family_kills): the rerun drops the history row of epoch 2, trains
-  # epochs 2 and 3 again, exports. The rerun and the evaluate after it run through the commands'
-  # main (the anogan test above kills and reruns `python -m anogan_tf.*` itself).
-  w, code, killed_epochs, killed_latest, rerun, evaluated = family_kills[family]
+def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, family_kills):
+  # One kill point, the subtlest (family_kills): the state file still names ckpt-2, and the rerun
+  # drops the history row of epoch 2, trains epochs 2 and 3 again, exports. The rerun and the
+  # evaluate after it run through the commands' main (the anogan test above kills and reruns
+  # `python -m anogan_tf.*` itself).
+  w, clean, code, killed_epochs, killed_latest, written, rerun, evaluated = family_kills[family]
   assert code == -signal.SIGKILL
-  assert killed_epochs == [0, 1, 2] and killed_latest == "ckpt-2"
+  assert killed_epochs == [0, 1, 2] and killed_latest == "ckpt-2" and written
   assert rerun["code"] == 0, rerun["stderr"]
   assert epochs(w) == [0, 1, 2, 3] and latest(w) == "ckpt-4"
   for name in models.family(family).NETWORKS:
     assert os.path.getsize(os.path.join(w, f"{name}.keras")) > 0, name
   assert not [n for n in os.listdir(w) if n.startswith(".")]  # no temporary left behind
   assert evaluated["code"] == 0, evaluated["stderr"]
-  assert_same_run(w, clean_runs().wait(family))
+  assert_same_run(w, clean)
 
 
 # --- 2. bad input: one-line error, non-zero exit, no traceback, workdir untouched
@@ -444,7 +425,8 @@ def trained_tiny(tmp_path_factory):
 
   def get(family):
     if family not in runs:
-      config = Config(model=family, data_dir=good, normal_classes=(1,), epochs=1, e_filters=(4, 8), **TINY_CONFIG)
+      config = Config(model=family, data_dir=good, normal_classes=(1,), epochs=1, e_filters=(4, 8), draem_width=4,
+                      **TINY_CONFIG)
       runs[family] = (config, str(root / family))
       train_lib.train(config, runs[family][1], progress=False)
     return runs[family]

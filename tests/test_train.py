@@ -237,16 +237,30 @@ def test_training_batch_equals_the_seeds_order_of_steps(preset):
 
 
 def _trained_presets():
-  """PRESET_FLAGFILES less those that train what an earlier one trains: the same settings but
-  for the evaluation's (EVALUATION_FIELDS: the search, the score), which training never reads."""
+  """PRESET_FLAGFILES less those that train what another one trains: the same settings but for the
+  evaluation's (EVALUATION_FIELDS: the search, the score), which training never reads, or but for
+  training stages (models.base.Stage, e.g. --encoder_epochs) that the other one runs after the
+  same epochs of the same networks and this one does not run."""
   from anogan_tf.config import EVALUATION_FIELDS
-  default, seen, out = Config(), set(), []
-  for flagfile in PRESET_FLAGFILES:
-    config = preset_config(flagfile)
-    key = config.replace(**{name: getattr(default, name) for name in EVALUATION_FIELDS if name != "data_dir"})
-    if key not in seen:
-      seen.add(key)
-      out.append(flagfile)
+  default = Config()
+  stages = lambda config: models.base.stages(models.family(config.model))  # noqa: E731
+  at_default = lambda config, names: config.replace(**{name: getattr(default, name) for name in names})  # noqa: E731
+
+  def trained(config):
+    return at_default(config, [name for name in EVALUATION_FIELDS if name != "data_dir"])
+
+  def own_epochs(config):  # what the family's own epochs train, before any stage
+    return at_default(trained(config), [name for stage in stages(config) for name in (stage.epochs_field,) + stage.fields])
+
+  staged = lambda config: any(getattr(config, stage.epochs_field) for stage in stages(config))  # noqa: E731
+  configs = {flagfile: preset_config(flagfile) for flagfile in PRESET_FLAGFILES}
+  run_by_a_staged_one = {own_epochs(config) for config in configs.values() if staged(config)}
+  seen, out = set(), []
+  for flagfile, config in configs.items():
+    if trained(config) in seen or (not staged(config) and own_epochs(config) in run_by_a_staged_one):
+      continue
+    seen.add(trained(config))
+    out.append(flagfile)
   return out
 
 
