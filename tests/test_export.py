@@ -212,7 +212,8 @@ def error_cases(root, workdirs, settings):
 def exported(tmp_path_factory):
   """Workdirs, the exports and the failing command lines (through the CLI's main in this process;
   the default export through `python -m anogan_tf.export`, at the same time), and what a fresh
-  interpreter without anogan_tf computed with the SavedModels."""
+  interpreter without anogan_tf computed with the SavedModels; and the in-library scorer's result for
+  the default export's images (the threshold's scores)."""
   root = tmp_path_factory.mktemp("export")
   workdirs = {"anogan": make_workdir(str(root / "anogan"), Config(**GAN, threshold_percentile=50.0), encoder=True)}
   for family in ("egbad", "ae", "vae"):
@@ -225,7 +226,8 @@ def exported(tmp_path_factory):
   config = export_config("anogan", workdirs)
   networks = load_networks(workdirs["anogan"], anogan, config)
   settings = models.family("anogan").make_scorer(config, networks).settings()
-  record = threshold_lib.make_record(config, library_score("anogan", workdirs, images).score,
+  library = library_score("anogan", workdirs, images)  # evaluate's search, from the start it draws
+  record = threshold_lib.make_record(config, library.score,
                                      {**settings, "map_batch_size": 1024}, threshold_lib.weights_sha256(networks))
   threshold = record["threshold"]
   with open(os.path.join(workdirs["anogan"], export_lib.THRESHOLD_FILE), "w") as f:
@@ -264,7 +266,7 @@ def exported(tmp_path_factory):
               exports=dict(zip(exports, results)), errors={case: (message, result) for (case, (_, message)), result
                                                           in zip(errors.items(), results[len(exports):])},
               errors_before=errors_before, outputs=outputs, workdir_digests=workdir_digests, saved=saved,
-              report=json.load(open(str(root / "outputs.npz") + ".json")))
+              report=json.load(open(str(root / "outputs.npz") + ".json")), library=library)
 
 
 def assert_equal_result(out, result):
@@ -311,13 +313,13 @@ def test_every_export_loads_and_runs_without_anogan_tf(exported):
 def test_the_search_equals_the_latent_mapper_from_the_same_z(exported):
   """serving_from_z from evaluate's start (README's NumPy formula) equals the LatentMapper that
   evaluate runs, which draws that start itself."""
-  workdirs, images, z0, outputs = exported["workdirs"], exported["images"], exported["z0"], exported["outputs"]
+  workdirs, z0, outputs = exported["workdirs"], exported["z0"], exported["outputs"]
   config = export_config("anogan", workdirs)
   mapper = models.family("anogan").make_scorer(config, load_networks(workdirs["anogan"], anogan, config))
   np.testing.assert_array_equal(z0["anogan"], mapper.initial_z(N))  # the README formula is evaluate's start
   out = outputs["anogan"]["from_z"]
   np.testing.assert_array_equal(out["initial_z"], z0["anogan"])
-  assert_equal_result(out, library_score("anogan", workdirs, images))  # draws its own start
+  assert_equal_result(out, exported["library"])  # library_score("anogan", ...), which draws its own start
 
 
 @pytest.mark.slow

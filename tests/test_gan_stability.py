@@ -147,7 +147,7 @@ def test_a_resumed_run_with_diffaugment_and_the_penalty_equals_an_uninterrupted_
 
   from anogan_tf import train_lib
   from anogan_tf.data import OneClassData
-  x = synthetic_images(64)
+  x = synthetic_images(32)
   data = OneClassData(x_train=x, x_test=x[:8], y_test=np.arange(8) % 2, classes_test=np.zeros(8, int),
                       test_indices=np.arange(8))
   # One learning-rate phase (resuming into the next is test_families.py's): epoch 1 of 2 resumes on

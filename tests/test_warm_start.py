@@ -29,7 +29,7 @@ from anogan_tf.nn.networks import batchnorm_statistics
 
 TINY = dict(latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8), e_filters=(4, 8),
             bn_momentum=0.5, batch_size=16, lr=5e-3, lr_decay_epoch=0, seed=0, deterministic=True,
-            map_steps=(5, 5), map_batch_size=64, epochs=2)
+            map_steps=(5, 5), map_batch_size=64, epochs=2, train_examples=64)
 GAN = Config(**TINY)
 WARM = GAN.replace(encoder_epochs=3, kappa=0.5)
 
