@@ -91,14 +91,22 @@ def subpixel_phases(x, kernel, gradient_kernel):
   @tf.custom_gradient
   def phases(x, kernel):
     def grad(dy):
-      dx = tf.nn.conv2d(dy, gradient_kernel, 1, _PHASE_GRADIENT_PADDING)
-      dkernel = tf.compat.v1.nn.conv2d_backprop_filter(tf.pad(x, _PHASE_PADDING), tf.shape(kernel), dy, [1, 1, 1, 1],
-                                                       "VALID")
-      return dx, dkernel
+      return _forward_gradients(dy, kernel, gradient_kernel, _PHASE_PADDING, _PHASE_GRADIENT_PADDING,
+                                tf.pad(x, _PHASE_PADDING))
 
     return tf.nn.conv2d(x, kernel, 1, _PHASE_PADDING), grad
 
   return phases(x, kernel)
+
+
+def _forward_gradients(dy, kernel, gradient_kernel, padding, gradient_padding, filter_gradient_input):
+  """(dx, dkernel) of conv2d(x, kernel, stride 1, `padding`) by forward convolutions: dx the
+  convolution of dy by `gradient_kernel` (`turned(kernel)`) padded as `gradient_padding`, dkernel a
+  backprop-filter convolution over `filter_gradient_input` (x, or x padded as `padding`)."""
+  dx = tf.nn.conv2d(dy, gradient_kernel, 1, gradient_padding)
+  dkernel = tf.compat.v1.nn.conv2d_backprop_filter(filter_gradient_input, tf.shape(kernel), dy, [1, 1, 1, 1],
+                                                   "SAME" if padding == "SAME" else "VALID")
+  return dx, dkernel
 
 
 def turned(kernel):
@@ -142,9 +150,7 @@ def _convolution_and_bias(x, kernel, bias, padding, gradient_padding, filter_gra
   @tf.custom_gradient
   def convolution(x, kernel, bias):
     def grad(dy):
-      dx = tf.nn.conv2d(dy, turned(kernel), 1, gradient_padding)
-      dkernel = tf.compat.v1.nn.conv2d_backprop_filter(filter_gradient_input(x), tf.shape(kernel), dy, [1, 1, 1, 1],
-                                                       "SAME" if padding == "SAME" else "VALID")
+      dx, dkernel = _forward_gradients(dy, kernel, turned(kernel), padding, gradient_padding, filter_gradient_input(x))
       return dx, dkernel, tf.cast(tf.reduce_sum(dy, [0, 1, 2]), tf.float32)  # TensorFlow's Sum adds bfloat16 in float32
 
     return tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, padding), tf.cast(bias, x.dtype)), grad

@@ -114,10 +114,11 @@ def run_chain(chain, x, training, stop_at=None):
   casts it to bfloat16). The result is float32 whatever the layers compute in, so what is reduced
   over it is summed in float32."""
   for layer in chain:
+    form = _forward_form(layer)
     if type(layer) is keras.layers.LeakyReLU:  # the same numbers, with a gradient oneDNN's fusions survive
       x = leaky_relu(x if x.dtype == tf.float32 else tf.cast(x, layer.compute_dtype), layer.negative_slope)
-    elif _forward_form(layer) != "conv_transpose":  # bfloat16: by forward convolutions
-      x = transposed_convolution(layer, x, _forward_form(layer))
+    elif form != "conv_transpose":  # bfloat16: by forward convolutions
+      x = transposed_convolution(layer, x, form)
     elif _fused_batchnorm(layer, x):  # bfloat16: in the dtype it computes in, float32 on to the next convolution
       x = layer.normalize(x, training=training)
     else:
