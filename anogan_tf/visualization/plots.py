@@ -122,29 +122,45 @@ def map_name(residual_is_error: bool) -> str:
   return "|query - reconstruction|" if residual_is_error else "anomaly map (probability)"
 
 
+def _strip(images: np.ndarray, gap: int, fill: float) -> np.ndarray:
+  """(n, h, w[, c]) -> one row (h, n*w + (n-1)*gap[, c]), `fill` between the images."""
+  n, h, w = images.shape[:3]
+  strip = np.full((h, n * w + (n - 1) * gap) + images.shape[3:], fill, np.float32)
+  for c, image in enumerate(images):
+    strip[:, c * (w + gap):c * (w + gap) + w] = image
+  return strip
+
+
 def gallery(queries, reconstructions, residual_maps, titles, path: str, masks=None,
             residual_is_error: bool = True) -> None:
   """Columns of query / reconstruction (AnoGAN's G(z*)) / residual map |x - reconstruction| (or,
   residual_is_error False, the family's anomaly map in [0, 1]), one column per image. `masks`
   (n, h, w) bool, when the dataset has them: each image's defect outlined on its query and its
-  residual map, to compare where the residual is high."""
-  n = len(queries)
-  fig, axes = plt.subplots(3, n, figsize=(1.3 * n, 4.4), squeeze=False)
+  residual map, to compare where the residual is high.
+  Each row is one picture (the images side by side, white between them), not one panel per image:
+  drawing n panels costs matplotlib several times more, every evaluation."""
+  n, w = len(queries), np.shape(queries)[2]
+  gap = max(1, w // 8)
+  fig, axes = plt.subplots(3, 1, figsize=(1.3 * n, 4.4), squeeze=False)
   rows = (("query", to_display(queries), "gray"), ("reconstruction", to_display(reconstructions), "gray"),
           ("residual" if residual_is_error else "anomaly map", np.asarray(residual_maps).mean(axis=-1), "inferno"))
   top = 2.0 if residual_is_error else 1.0  # |x - x'| of pictures in [-1, 1] reaches 2; a probability 1
+  outlined = None if masks is None or not np.any(masks) else _strip(np.asarray(masks, np.float32), gap, 0.0)
   for r, (label, images, cmap) in enumerate(rows):
-    for c in range(n):
-      ax = axes[r, c]
-      ax.imshow(images[c], cmap=cmap, vmin=0.0, vmax=1.0 if r < 2 else top)
-      if masks is not None and r != 1 and np.any(masks[c]):
-        ax.contour(np.asarray(masks[c], float), levels=[0.5], colors=MASK_COLOUR, linewidths=0.8)
-      ax.set_xticks([])
-      ax.set_yticks([])
-      if c == 0:
-        ax.set_ylabel(label)
-      if r == 0:
-        ax.set_title(titles[c], fontsize=7)
+    ax = axes[r, 0]
+    # the space between the images: white (NaN, the colour map's "bad" colour; 1 for colour pictures)
+    strip = _strip(images, gap, 1.0 if images.ndim == 4 else np.nan)
+    ax.imshow(strip, cmap=plt.get_cmap(cmap).with_extremes(bad="white"), vmin=0.0, vmax=1.0 if r < 2 else top,
+              interpolation="nearest")
+    if outlined is not None and r != 1:
+      ax.contour(outlined, levels=[0.5], colors=MASK_COLOUR, linewidths=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_frame_on(False)
+    ax.set_ylabel(label)
+    if r == 0:
+      for c, title in enumerate(titles):
+        ax.text(c * (w + gap) + (w - 1) / 2, -1.0, title, fontsize=7, ha="center", va="bottom")
   save_figure(fig, path)
 
 
