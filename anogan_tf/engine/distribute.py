@@ -184,7 +184,7 @@ class DistributedScorer:
     check_batch(self.batch_size, strategy, "--map_batch_size")
     # One trace per chunk size (a fixed shape, as one device's chunks have: TensorFlow optimises a
     # graph of unknown batch size differently, and the search amplifies that; see export_lib).
-    self._run = tf.function(self._distributed)
+    self._run = tf.function(self._distributed, autograph=False)  # as score_tensors (models.base)
 
   def settings(self) -> dict:
     return self.scorer.settings()

@@ -78,14 +78,14 @@ class Driver:
                    tf.TensorSpec((None,), tf.int32),
                    tf.TensorSpec((None,) + tuple(noise_shape), tf.float32)]
       self._epoch_functions[key] = tf.function(functools.partial(self._train_epoch, phase),
-                                               input_signature=signature)
+                                               input_signature=signature, autograph=False)  # epoch_loop
     return self._epoch_functions[key]
 
   def _train_epoch(self, phase, x_all, permutation, noise_all):
     if self.strategy is None:
       return epoch_loop(self.trainer, self.config.batch_size, phase, x_all, permutation, noise_all)
     return epoch_loop(self.trainer, self.config.batch_size, phase, x_all, permutation, noise_all,
-                      step=distribute.replicated_step(self.strategy, self.trainer.train_step))
+                      step=distribute.replicated_step(self.strategy, plain_step(self.trainer)))
 
   def reseed_dropout(self, rng: np.random.Generator) -> None:
     """Restarts every dropout generator of the networks (in NETWORKS order) from seeds drawn from `rng`."""
@@ -117,19 +117,28 @@ class Driver:
     return self.family.sample(self.networks, fixed)
 
 
+def plain_step(trainer):
+  """trainer.train_step traced as written (models.base.Trainer): not rewritten by autograph, whose
+  rewriting of a family's code every process would redo at its first epoch."""
+  return tf.autograph.experimental.do_not_convert(trainer.train_step)
+
+
 def epoch_loop(trainer, batch: int, phase: int, x_all, permutation, noise_all, step=None):
   """One epoch of `trainer` over x_all[permutation] in batches of `batch` (traced inside a
-  tf.function); returns the mean over batches of each loss (trainer.loss_names). `step(x, noise,
-  phase)` replaces trainer.train_step (distribute.replicated_step: the batch split across replicas)."""
-  step = step or trainer.train_step
+  tf.function as written: a tf.while_loop, no autograph needed); returns the mean over batches of
+  each loss (trainer.loss_names). `step(x, noise, phase)` replaces trainer.train_step
+  (distribute.replicated_step: the batch split across replicas)."""
+  step = step or plain_step(trainer)
   n = tf.shape(permutation)[0]
   batches = (n + batch - 1) // batch
   names = trainer.loss_names
-  totals = tf.zeros(len(names))
-  for b in tf.range(batches):
+
+  def one_batch(b, totals):
     lo, hi = b * batch, tf.minimum((b + 1) * batch, n)
     out = step(tf.gather(x_all, permutation[lo:hi]), noise_all[lo:hi], phase)
-    totals += tf.stack([out[name] for name in names])
+    return b + 1, totals + tf.stack([out[name] for name in names])
+
+  _, totals = tf.while_loop(lambda b, _: b < batches, one_batch, (tf.constant(0), tf.zeros(len(names))))
   return totals / tf.cast(batches, tf.float32)
 
 
@@ -140,7 +149,7 @@ def stream_loop(trainer, phase: int, dataset):
   totals = tf.zeros(len(names))
   batches = tf.constant(0)
   for x, noise in iter(dataset):  # an iterator: the steps run in this graph, not in a tf.data function
-    out = trainer.train_step(x, noise, phase)
+    out = plain_step(trainer)(x, noise, phase)
     totals += tf.stack([out[name] for name in names])
     batches += 1
   return totals / tf.cast(batches, tf.float32)
@@ -255,7 +264,7 @@ class StageDriver:
     self.trained_on = tf.Variable(0, dtype=tf.int64, trainable=False, name="gan_epoch")
     shape = models.base.example_shape(models.family(config.model), config)
     signature = [tf.TensorSpec((None,) + shape, tf.float32), tf.TensorSpec((None,), tf.int32)]
-    self._run = tf.function(self._train_epoch, input_signature=signature)
+    self._run = tf.function(self._train_epoch, input_signature=signature, autograph=False)  # epoch_loop
     self._stream = stream_function(self.trainer, 0)
     self.loop = Loop(stage.name, stage.history, stage.checkpoints, stage.loss_plot,
                      os.path.join("tensorboard", stage.name), f"{stage.name}_")

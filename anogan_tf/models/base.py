@@ -127,7 +127,8 @@ class Scorer:
     """The scoring as one traceable graph: x a float32 tensor (batch, h, w, c) in [-1, 1], any
     batch size, unchecked -> a ScoreResult whose fields are tensors with the numbers
     `score_chunks` yields for x. No variables are created or changed, so a SavedModel of it
-    (anogan_tf.export_lib) serves concurrent calls."""
+    (anogan_tf.export_lib) serves concurrent calls. Traced as written, as Trainer.train_step is
+    (not rewritten by autograph)."""
     raise NotImplementedError(f"{type(self).__name__} has no traceable score")
 
   def settings(self) -> dict:
@@ -180,7 +181,7 @@ class OnePassScorer(Scorer):
         self.trace_count += 1  # Python side effect: once per trace, never per call
         return self.score_tensors(x).as_dict()
       spec = tf.TensorSpec((size,) + tuple(self.example_shape), tf.float32)
-      self._functions[size] = tf.function(traced, input_signature=[spec])
+      self._functions[size] = tf.function(traced, input_signature=[spec], autograph=False)  # as score_tensors says
     return self._functions[size]
 
   def score_chunks(self, images) -> Iterator[ScoreResult]:
@@ -246,7 +247,9 @@ class Trainer(tf.Module):
   """A family's optimisation: `train_step(x, noise, phase)` updates the networks on one batch
   and returns {loss name: scalar tensor} with keys `loss_names` (history.csv's columns, in this
   order); the driver compiles it inside its epoch function (so it must be traceable: no Python
-  side effects per call, variables built in __init__). `phase(epoch)` selects a learning-rate
+  side effects per call, variables built in __init__) as written, not rewritten by autograph, as
+  Keras traces a Model's train_step: a branch or loop on a tensor is tf.cond / tf.while_loop;
+  Python control flow over Python values unrolls at trace time. `phase(epoch)` selects a learning-rate
   phase, one of `n_phases` (one trace each). `collapse_loss` names a discriminator's loss the
   driver watches for a collapse (GAN families: "d_loss"; None: no check). Losses whose names end
   in "_acc" are accuracies: logged, not drawn in loss.png."""

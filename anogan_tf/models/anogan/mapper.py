@@ -104,7 +104,10 @@ class _BatchState(tf.Module):
       self.snapshots.append([tf.constant(v.numpy()) for v in opt.variables])
     image_spec = tf.TensorSpec((size,) + mapper.image_shape, tf.float32)
     z_spec = tf.TensorSpec((size, mapper.latent_dim), tf.float32)
-    self.run = tf.function(self._run, input_signature=[image_spec, z_spec], jit_compile=mapper.jit_compile)
+    # plain TensorFlow, not rewritten by autograph (the loop is a tf.while_loop): every process
+    # would redo the rewriting at its first search
+    self.run = tf.function(self._run, input_signature=[image_spec, z_spec], jit_compile=mapper.jit_compile,
+                           autograph=False)
 
   def _run(self, x, z0):
     m = self.mapper
@@ -117,15 +120,15 @@ class _BatchState(tf.Module):
     features_x = m.features(x, weights)  # f(x) once per batch
     trajectory = tf.TensorArray(tf.float32, size=sum(m.steps))
     step = tf.constant(0)
-    for opt, n in zip(self.optimizers, m.steps):
-      for _ in tf.range(n):
+    for opt, n in zip(self.optimizers, m.steps):  # the stages, unrolled at trace time
+      def iteration(i, step, trajectory, opt=opt):
         with tf.GradientTape(watch_accessed_variables=False) as tape:  # the gradient w.r.t. z only
           tape.watch(self.z)
           loss = m.iteration_loss(x, features_x, self.z, weights)  # (batch,)
           total = tf.reduce_sum(loss)  # summed, not averaged: each image its own problem
         opt.apply_gradients([(tape.gradient(total, self.z), self.z)])
-        trajectory = trajectory.write(step, loss)
-        step += 1
+        return i + 1, step + 1, trajectory.write(step, loss)
+      _, step, trajectory = tf.while_loop(lambda i, *_: i < n, iteration, (tf.constant(0), step, trajectory))
     return dict(m.result_at(x, features_x, self.z, weights),
                 trajectory=tf.transpose(trajectory.stack()))  # (batch, iterations)
 
@@ -139,7 +142,7 @@ class _Forward(tf.Module):
     self.mapper = mapper
     image_spec = tf.TensorSpec((size,) + mapper.image_shape, tf.float32)
     z_spec = tf.TensorSpec((size, mapper.latent_dim), tf.float32)
-    compiled = dict(jit_compile=mapper.jit_compile)
+    compiled = dict(jit_compile=mapper.jit_compile, autograph=False)  # no tensor control flow: as written
     self.encode = tf.function(self._traced(self._encode), input_signature=[image_spec], **compiled)
     self.score_encoded = tf.function(self._traced(lambda x: self._result(x, self._encode(x))),
                                      input_signature=[image_spec], **compiled)
