@@ -49,6 +49,7 @@ SavedModel, and an existing one is replaced only with --overwrite.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -107,13 +108,15 @@ class ScoringModule(tf.Module):
     spec = [tf.TensorSpec((self._size,) + image_shape, tf.float32)]
     if z_shape:
       spec.append(tf.TensorSpec((self._size,) + z_shape, tf.float32))
-    self._chunk_fn = tf.function(self._chunk, input_signature=spec)  # traced once; every signature calls it
+    # Every function traced as written, as score_tensors is (models.base): no autograph rewriting.
+    function = functools.partial(tf.function, autograph=False)
+    self._chunk_fn = function(self._chunk, input_signature=spec)  # traced once; every signature calls it
     images = tf.TensorSpec((None,) + image_shape, tf.float32, name="images")
-    self.serving_default = tf.function(self._from_float, input_signature=[images])
-    self.serving_uint8 = tf.function(self._from_uint8,
-                                     input_signature=[tf.TensorSpec((None,) + image_shape, tf.uint8, name="images")])
+    self.serving_default = function(self._from_float, input_signature=[images])
+    self.serving_uint8 = function(self._from_uint8,
+                                  input_signature=[tf.TensorSpec((None,) + image_shape, tf.uint8, name="images")])
     if z_shape:
-      self.serving_from_z = tf.function(
+      self.serving_from_z = function(
           self._from_z, input_signature=[images, tf.TensorSpec((None,) + z_shape, tf.float32, name="initial_z")])
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
