@@ -1,17 +1,16 @@
 """experiments/compare.py (`make compare`) end to end on tiny settings: every method of the family
 scored on one class, the AnoGAN methods on one shared GAN (its warm starts and best.flags on one
 encoder), the other families each on their own, speeds measured in one process, one table; progress
-shown as the commands show it, and no TensorFlow start-up notices."""
+shown as the commands show it; its __main__ quiets TensorFlow before it loads."""
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT
-
-from anogan_tf.cli.quiet import lines_to_show
 
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
@@ -21,34 +20,50 @@ TINY = ("--epochs=1 --train_examples=64 --test_examples=64 --batch_size=32 --lat
         " --g_filters=8,4 --d_filters=4,8 --e_filters=4,8")
 
 
-# Runs experiments/compare.py as `python experiments/compare.py ...` does (its __main__: the
-# kernels, the quieting), except that each command the driver starts runs through its main(argv)
-# in the driver's own process instead of a `python -m` of its own: what is tested here is the
-# driver's bookkeeping; tests/test_reproduce.py runs the commands as processes (run_logged).
-IN_ONE_PROCESS = r"""
-import os, runpy, sys
-compare_py = sys.argv[1]
-sys.path.insert(0, os.path.dirname(compare_py))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(compare_py)), "tests"))
-import reproduce  # noqa: E402  (loads no TensorFlow: compare's __main__ quiets it first)
-from in_process import run_logged  # noqa: E402
-
-reproduce.run_logged = run_logged
-sys.argv = sys.argv[1:]
-runpy.run_path(compare_py, run_name="__main__")
+# Put beside `python experiments/compare.py` as sitecustomize.py: at exit, what its __main__ set and
+# whether TensorFlow was loaded.
+REPORT = """
+import atexit, json, os, sys
+atexit.register(lambda: open(os.environ["DRIVER_REPORT"], "w").write(json.dumps(dict(
+    onednn=os.environ.get("TF_ENABLE_ONEDNN_OPTS"), log_level=os.environ.get("TF_CPP_MIN_LOG_LEVEL"),
+    tensorflow="tensorflow" in sys.modules))))
 """
 
 
 @pytest.mark.slow
-def test_compare_scores_every_method_sharing_the_anogan_gan(tmp_path, mnist_dir):
-  command = [sys.executable, "-c", IN_ONE_PROCESS, os.path.join(ROOT, "experiments", "compare.py"), "--dataset=mnist",
-             "--classes=0", "--seeds=0", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}",
-             f"--extra={TINY}", "--encoder_epochs=1", "--speed_images=64", "--speed_rounds=1"]
-  done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
-  assert done.returncode == 0, done.stderr[-3000:]
-  err = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
-  shown = [line.encode() for line in err]
-  assert list(lines_to_show(shown)) == shown  # none of the start-up notices the commands hide
+def test_compare_runs_as_a_command_before_tensorflow_loads(tmp_path):
+  """`python experiments/compare.py`'s __main__ first does what the commands do before TensorFlow
+  loads (reproduce.as_a_command: oneDNN's kernels on x86-64, TensorFlow's start-up notices quieted),
+  before it reads its flags, and its import loads no TensorFlow: --help shows it without a run.
+  That as_a_command hides the notices of a driver's process: tests/test_reproduce.py's first run."""
+  (tmp_path / "site").mkdir()
+  (tmp_path / "site" / "sitecustomize.py").write_text(REPORT)
+  env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
+  done = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "compare.py"), "--help"], cwd=tmp_path,
+                        env={**env, "PYTHONPATH": str(tmp_path / "site"), "DRIVER_REPORT": str(tmp_path / "report")},
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0 and "--speed_images" in done.stdout, done.stderr[-3000:]
+  x86 = platform.machine().lower() in ("x86_64", "amd64")
+  assert json.loads((tmp_path / "report").read_text()) == dict(onednn="1" if x86 else None, log_level="2",
+                                                                tensorflow=False)
+
+
+@pytest.mark.slow
+def test_compare_scores_every_method_sharing_the_anogan_gan(tmp_path, mnist_dir, capsys, monkeypatch):
+  # compare.py's main in this process, and each command the driver starts through its main(argv)
+  # here too instead of a `python -m` of its own: what is tested here is the driver's bookkeeping;
+  # tests/test_reproduce.py runs the commands as processes (run_logged), the test above compare.py's
+  # __main__.
+  from in_process import run_logged
+  monkeypatch.setattr(compare.reproduce, "run_logged", run_logged)
+  monkeypatch.setattr(compare.reproduce, "RUNS", dict(compare.reproduce.RUNS))  # main sets the encoder's epochs
+  monkeypatch.chdir(ROOT)  # reproduce's main moves there; back afterwards
+  capsys.readouterr()
+  assert compare.main(["--dataset=mnist", "--classes=0", "--seeds=0", f"--runs_dir={tmp_path / 'runs'}",
+                       f"--results_dir={tmp_path / 'results'}", f"--extra={TINY}", "--encoder_epochs=1",
+                       "--speed_images=64", "--speed_rounds=1"]) == 0
+  _, err = capsys.readouterr()
+  err = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
   assert err[0] == "run 1 of 1: mnist class 0 seed 0, presets " + ", ".join(
       compare.SAME_AS_PRESET.get(m, m) for m in compare.METHODS), err[0]
   assert sum(line.startswith("run 1 of 1: mnist class 0 seed 0 done in ") for line in err) == 1
