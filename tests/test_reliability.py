@@ -191,13 +191,14 @@ def weights_of(workdir):
           for name in models.family(config.model).NETWORKS}
 
 
-def assert_same_run(w, reference):
-  """The same history (but seconds), scores.csv, AUROC and exported weights, bit for bit."""
+def assert_same_run(w, reference, evaluated=True):
+  """The same history (but seconds), scores.csv and AUROC (if `evaluated`) and exported weights, bit for bit."""
   drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
   assert drop_seconds(history(w)) == drop_seconds(history(reference))
-  assert open(os.path.join(w, "eval", "scores.csv")).read() == open(os.path.join(reference, "eval", "scores.csv")).read()
-  metrics = [json.load(open(os.path.join(workdir, "eval", "metrics.json"))) for workdir in (w, reference)]
-  assert metrics[0]["auroc"] == metrics[1]["auroc"]
+  if evaluated:
+    assert open(os.path.join(w, "eval", "scores.csv")).read() == open(os.path.join(reference, "eval", "scores.csv")).read()
+    metrics = [json.load(open(os.path.join(workdir, "eval", "metrics.json"))) for workdir in (w, reference)]
+    assert metrics[0]["auroc"] == metrics[1]["auroc"]
   mine, theirs = weights_of(w), weights_of(reference)
   assert list(mine) == list(theirs)
   for name in mine:
@@ -275,51 +276,86 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
   assert_same_run(w, clean)
 
 
+# The other families' runs also hold a tenth of the normal training images out: training ends by
+# scoring them with the family's scorer into threshold.json, which then shows that the scorer gives
+# the same scores in the process of the rerun as in the one of the uninterrupted run.
+CHAIN_FLAGS = ["--val_fraction=0.1"]
+
+
+def assert_same_files(w, reference):
+  """Every file of the two workdirs, bit for bit, but what differs between any two runs: history.csv's
+  seconds (assert_same_run compares the rest), TensorBoard's event files (named and stamped by the
+  time), the .keras archives (stamped by the time: assert_same_run compares their weights) and the
+  checkpoints' contents (their names and state file are compared). So threshold.json, flags.txt,
+  the samples and the loss plot are the same, and a rerun leaves nothing else behind."""
+  ignored = lambda path: (path.startswith("tensorboard/") or path.endswith(".keras") or path == "history.csv"
+                          or path.startswith("checkpoints/ckpt-"))
+  files = [snapshot(workdir) for workdir in (w, reference)]
+  names = [sorted(path for path in found if not path.startswith("tensorboard/")) for found in files]
+  assert names[0] == names[1]
+  different = [path for path in files[1] if not ignored(path) and files[0][path] != files[1][path]]
+  assert not different, different
+
+
 @pytest.fixture(scope="module")
 def family_kills(tmp_path_factory):
-  """{family: (its workdir, its uninterrupted run's workdir (clean_cases), the killed run's exit
-  code, epochs and latest checkpoint after the kill, whether checkpoint 3's files were there, its
-  rerun's and evaluate's results)} for every family but anogan, each killed at the subtlest point:
-  checkpoint 3's files written, not committed, and the history row of epoch 2 already appended.
-  One chain of processes for them all (conftest.Harness, the commands' main): each reruns the
-  previous family's train, evaluates it, makes the next family's uninterrupted run, then starts
-  that family's train, which its hook SIGKILLs; between two processes the killed workdir is read.
-  So each rerun runs in another process than its family's uninterrupted run."""
+  """{family: (its workdir, its uninterrupted run's workdir, the killed run's exit code, epochs and
+  latest checkpoint after the kill, whether checkpoint 3's files were there, its rerun's result)}
+  for every family but anogan, each killed at the subtlest point: checkpoint 3's files written, not
+  committed, and the history row of epoch 2 already appended. One chain of processes for them all
+  (conftest.Harness, the commands' main): each reruns the previous family's train, makes the next
+  family's uninterrupted run (tiny_flags + CHAIN_FLAGS: a train, checked by checked_clean_train),
+  then starts that family's train, which its hook SIGKILLs; between two processes the killed
+  workdir is read. So each rerun runs in another process than its family's uninterrupted run.
+  No evaluate: what it reads (flags.txt, the networks, threshold.json) is compared (assert_same_run's
+  weights, assert_same_files), and the anogan test above evaluates a rerun workdir."""
   if not os.path.isfile(os.path.join(os.environ.get("ANOGAN_DATA_DIR", ""), "mnist.npz")):
     pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR")
   root = tmp_path_factory.mktemp("family_kills")
   workdirs = {family: str(root / family / "w") for family in OTHER_FAMILIES}
   cleans = {family: str(root / family / "clean") for family in OTHER_FAMILIES}
+  flags = {family: tiny_flags(family) + CHAIN_FLAGS for family in OTHER_FAMILIES}
   out, previous = {}, None
   for step, family in enumerate(OTHER_FAMILIES + [None]):
     cases = []
     if previous:
-      cases += [("train", [f"--workdir={workdirs[previous]}", *tiny_flags(previous)]),
-                ("evaluate", [f"--workdir={workdirs[previous]}"])]
+      cases.append(("train", [f"--workdir={workdirs[previous]}", *flags[previous]]))
     if family:
-      cases += clean_cases(family, cleans[family])
-      cases.append(("train", [f"--workdir={workdirs[family]}", *tiny_flags(family)], "checkpoint_written@2=kill"))
+      cases.append(("train", [f"--workdir={cleans[family]}", *flags[family]]))
+      cases.append(("train", [f"--workdir={workdirs[family]}", *flags[family]], "checkpoint_written@2=kill"))
     harness = Harness(str(root), cases, name=f"chain{step}")
     results = harness.killed() if family else harness.results()
     if previous:
-      out[previous] += tuple(results[:2])
+      out[previous] += tuple(results[:1])
     if family:
       w = workdirs[family]
-      checked_clean_run(family, cleans[family], results[-2:])
+      checked_clean_train(family, cleans[family], results[-1])
       out[family] = (w, cleans[family], harness.proc.returncode, epochs(w), latest(w),
                      os.path.exists(os.path.join(w, "checkpoints", "ckpt-3.index")))
     previous = family
   return out
 
 
+def checked_clean_train(family, workdir, result):
+  """`workdir`, checked to be a complete training of `family` (tiny_flags + CHAIN_FLAGS; `result` its result)."""
+  assert result["code"] == 0, result["stderr"][-3000:]
+  assert len(history(workdir)) == 4
+  record = json.load(open(os.path.join(workdir, "threshold.json")))
+  assert record["model"] == family and record["n_val"] > 0
+  flags_txt = open(os.path.join(workdir, "flags.txt")).read()
+  assert "--deterministic=true" in flags_txt and "--val_fraction=0.1" in flags_txt
+  assert f"--model={family}" in flags_txt.splitlines()
+  return workdir
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("family", OTHER_FAMILIES)
 def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, family_kills):
   # One kill point, the subtlest (family_kills): the state file still names ckpt-2, and the rerun
-  # drops the history row of epoch 2, trains epochs 2 and 3 again, exports. The rerun and the
-  # evaluate after it run through the commands' main (the anogan test above kills and reruns
+  # drops the history row of epoch 2, trains epochs 2 and 3 again, exports, scores the held-out
+  # normals. The rerun runs through the command's main (the anogan test above kills and reruns
   # `python -m anogan_tf.*` itself).
-  w, clean, code, killed_epochs, killed_latest, written, rerun, evaluated = family_kills[family]
+  w, clean, code, killed_epochs, killed_latest, written, rerun = family_kills[family]
   assert code == -signal.SIGKILL
   assert killed_epochs == [0, 1, 2] and killed_latest == "ckpt-2" and written
   assert rerun["code"] == 0, rerun["stderr"]
@@ -327,8 +363,8 @@ def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, f
   for name in models.family(family).NETWORKS:
     assert os.path.getsize(os.path.join(w, f"{name}.keras")) > 0, name
   assert not [n for n in os.listdir(w) if n.startswith(".")]  # no temporary left behind
-  assert evaluated["code"] == 0, evaluated["stderr"]
-  assert_same_run(w, clean)
+  assert_same_run(w, clean, evaluated=False)
+  assert_same_files(w, clean)
 
 
 # --- 2. bad input: one-line error, non-zero exit, no traceback, workdir untouched
