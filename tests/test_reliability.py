@@ -191,6 +191,20 @@ def weights_of(workdir):
           for name in models.family(config.model).NETWORKS}
 
 
+def assert_same_evaluation(w, reference):
+  """The same eval/ files, bit for bit, but TensorBoard's events (stamped by the time) and metrics.json's
+  timings and workdir."""
+  untimed = lambda workdir: {k: v for k, v in json.loads(open(os.path.join(workdir, "eval", "metrics.json")).read()
+                                                         .replace(workdir, "<workdir>")).items()
+                             if k not in ("seconds", "images_per_second")}
+  assert untimed(w) == untimed(reference)
+  files = [{path: digest for path, digest in snapshot(os.path.join(workdir, "eval")).items()
+            if not path.startswith("tensorboard/")} for workdir in (w, reference)]
+  assert sorted(files[0]) == sorted(files[1])
+  different = [path for path in files[1] if path != "metrics.json" and files[0][path] != files[1][path]]
+  assert not different, different
+
+
 def assert_same_run(w, reference, evaluated=True):
   """The same history (but seconds), scores.csv and AUROC (if `evaluated`) and exported weights, bit for bit."""
   drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
@@ -211,7 +225,7 @@ def assert_same_run(w, reference, evaluated=True):
 def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupted_run(tmp_path, mnist_dir):
   w, clean = str(tmp_path / "w"), str(tmp_path / "clean")
   train = ("anogan_tf.train", f"--workdir={w}", *TINY)
-  evaluate = ("anogan_tf.evaluate", f"--workdir={w}")
+  evaluate = ("anogan_tf.evaluate", [f"--workdir={w}"])
   marker = tmp_path / "paused"
 
   def train_meanwhile():  # a second train (here in-process) on the same workdir is refused at once
@@ -236,7 +250,7 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
   # before the figures and metrics.json (written last): eval/ reads as incomplete. That process
   # first makes the uninterrupted run that all of this is compared with (clean_cases).
   evaluate_killed = Harness(str(tmp_path), clean_cases("anogan", clean) + [
-      (train[0], train[1:]), (evaluate[0], evaluate[1:], "eval_write=kill")], name="rerun")
+      (train[0], train[1:]), (*evaluate, "eval_write=kill")], name="rerun")
   *clean_results, result = evaluate_killed.killed()
   checked_clean_run("anogan", clean, clean_results)
   assert result["code"] == 0, result["stderr"]
@@ -250,26 +264,32 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
 
   assert os.path.exists(os.path.join(w, "eval", "scores.csv"))
   assert not os.path.exists(os.path.join(w, "eval", "metrics.json"))
-  # The same command again completes it.
-  result = run(*evaluate)
-  assert result.returncode == 0, result.stderr
-  for name in evaluate_lib.EVAL_FILES:
-    assert os.path.getsize(os.path.join(w, "eval", name)) > 0, name
-  assert not [n for n in os.listdir(os.path.join(w, "eval")) if n.startswith(".")]
-  with open(os.path.join(w, "eval", "metrics.json")) as f:
-    metrics = json.load(f)
-  assert metrics["n_normal"] + metrics["n_anomalous"] == 40
+  # The same command again completes it. Then, in the same process, an evaluation killed while
+  # mapping (paused there): the complete eval/ stays as it was. While it is paused, the complete
+  # eval/ is read (its files but the timed ones are the uninterrupted run's, so the paused
+  # evaluate changed none of them before mapping) and a second evaluate on the workdir is refused.
+  before = {}
 
-  # Killed while mapping: the previous eval/ stays as it was. Meanwhile a second evaluate on
-  # the workdir is refused.
   def evaluate_meanwhile():
+    with open(evaluations.out_path) as f:
+      completed = json.load(f)
+    assert len(completed) == 1 and completed[0]["code"] == 0, completed
+    for name in evaluate_lib.EVAL_FILES:
+      assert os.path.getsize(os.path.join(w, "eval", name)) > 0, name
+    assert not [n for n in os.listdir(os.path.join(w, "eval")) if n.startswith(".")]
+    with open(os.path.join(w, "eval", "metrics.json")) as f:
+      metrics = json.load(f)
+    assert metrics["n_normal"] + metrics["n_anomalous"] == 40
+    assert_same_evaluation(w, clean)
+    before.update(snapshot(os.path.join(w, "eval")))
     config = Config.from_flagfile_text(open(os.path.join(w, "flags.txt")).read()).replace(deterministic=False)
     with pytest.raises(AnoganError, match=f"another evaluate is running on {w}; wait for it to finish"):
       evaluate_lib.evaluate(config, w, progress=False)
 
-  before = snapshot(os.path.join(w, "eval"))
-  pause_then_kill9(start(*evaluate, hook="map=pause", marker=marker), marker, while_paused=evaluate_meanwhile)
-  assert snapshot(os.path.join(w, "eval")) == before
+  evaluations = Harness(str(tmp_path), [evaluate, (*evaluate, "map=pause")], env={"ANOGAN_TEST_HOOK_MARKER": str(marker)},
+                        name="evaluations")
+  pause_then_kill9(evaluations.proc, marker, while_paused=evaluate_meanwhile)
+  assert before and snapshot(os.path.join(w, "eval")) == before
 
   # Killed four times (two trains, two evaluates), yet the same numbers as a run never
   # interrupted (--deterministic).
