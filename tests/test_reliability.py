@@ -13,7 +13,7 @@ each command's main(argv) in the test process (what `python -m` runs), and one c
 also as a real process, concurrently; the other families' kills and reruns share one chain of
 processes (conftest.Harness), each rerunning one family, making the next one's uninterrupted
 reference run and starting its train, which it kills; anogan's reference run shares the process
-of one of its reruns.
+of one of its reruns, and so does the chain's last rerun.
 """
 
 import csv
@@ -191,13 +191,28 @@ def weights_of(workdir):
           for name in models.family(config.model).NETWORKS}
 
 
-def assert_same_run(w, reference):
-  """The same history (but seconds), scores.csv, AUROC and exported weights, bit for bit."""
+def assert_same_evaluation(w, reference):
+  """The same eval/ files, bit for bit, but TensorBoard's events (stamped by the time) and metrics.json's
+  timings and workdir."""
+  untimed = lambda workdir: {k: v for k, v in json.loads(open(os.path.join(workdir, "eval", "metrics.json")).read()
+                                                         .replace(workdir, "<workdir>")).items()
+                             if k not in ("seconds", "images_per_second")}
+  assert untimed(w) == untimed(reference)
+  files = [{path: digest for path, digest in snapshot(os.path.join(workdir, "eval")).items()
+            if not path.startswith("tensorboard/")} for workdir in (w, reference)]
+  assert sorted(files[0]) == sorted(files[1])
+  different = [path for path in files[1] if path != "metrics.json" and files[0][path] != files[1][path]]
+  assert not different, different
+
+
+def assert_same_run(w, reference, evaluated=True):
+  """The same history (but seconds), scores.csv and AUROC (if `evaluated`) and exported weights, bit for bit."""
   drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
   assert drop_seconds(history(w)) == drop_seconds(history(reference))
-  assert open(os.path.join(w, "eval", "scores.csv")).read() == open(os.path.join(reference, "eval", "scores.csv")).read()
-  metrics = [json.load(open(os.path.join(workdir, "eval", "metrics.json"))) for workdir in (w, reference)]
-  assert metrics[0]["auroc"] == metrics[1]["auroc"]
+  if evaluated:
+    assert open(os.path.join(w, "eval", "scores.csv")).read() == open(os.path.join(reference, "eval", "scores.csv")).read()
+    metrics = [json.load(open(os.path.join(workdir, "eval", "metrics.json"))) for workdir in (w, reference)]
+    assert metrics[0]["auroc"] == metrics[1]["auroc"]
   mine, theirs = weights_of(w), weights_of(reference)
   assert list(mine) == list(theirs)
   for name in mine:
@@ -207,10 +222,11 @@ def assert_same_run(w, reference):
 
 
 @pytest.mark.slow
-def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupted_run(tmp_path, mnist_dir):
+def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupted_run(tmp_path, mnist_dir,
+                                                                                      family_chain):
   w, clean = str(tmp_path / "w"), str(tmp_path / "clean")
   train = ("anogan_tf.train", f"--workdir={w}", *TINY)
-  evaluate = ("anogan_tf.evaluate", f"--workdir={w}")
+  evaluate = ("anogan_tf.evaluate", [f"--workdir={w}"])
   marker = tmp_path / "paused"
 
   def train_meanwhile():  # a second train (here in-process) on the same workdir is refused at once
@@ -233,10 +249,15 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
   # The same command again: nothing left to train, the models are exported. Then, in the same
   # process (conftest.Harness: the commands' main), an evaluation killed after writing scores.csv,
   # before the figures and metrics.json (written last): eval/ reads as incomplete. That process
-  # first makes the uninterrupted run that all of this is compared with (clean_cases).
-  evaluate_killed = Harness(str(tmp_path), clean_cases("anogan", clean) + [
-      (train[0], train[1:]), (evaluate[0], evaluate[1:], "eval_write=kill")], name="rerun")
-  *clean_results, result = evaluate_killed.killed()
+  # first makes the uninterrupted run that all of this is compared with (clean_cases), and before
+  # that the rerun family_chain left pending (another family's, compared in its own test).
+  hosted = take_pending(family_chain)
+  evaluate_killed = Harness(str(tmp_path), hosted + clean_cases("anogan", clean) + [
+      (train[0], train[1:]), (*evaluate, "eval_write=kill")], name="rerun")
+  try:
+    *clean_results, result = evaluate_killed.killed()[len(hosted):]
+  finally:
+    record_pending(family_chain, hosted, evaluate_killed)
   checked_clean_run("anogan", clean, clean_results)
   assert result["code"] == 0, result["stderr"]
   assert epochs(w) == [0, 1, 2, 3]
@@ -249,77 +270,153 @@ def test_kill9_anywhere_then_rerun_resumes_completes_and_matches_an_uninterrupte
 
   assert os.path.exists(os.path.join(w, "eval", "scores.csv"))
   assert not os.path.exists(os.path.join(w, "eval", "metrics.json"))
-  # The same command again completes it.
-  result = run(*evaluate)
-  assert result.returncode == 0, result.stderr
-  for name in evaluate_lib.EVAL_FILES:
-    assert os.path.getsize(os.path.join(w, "eval", name)) > 0, name
-  assert not [n for n in os.listdir(os.path.join(w, "eval")) if n.startswith(".")]
-  with open(os.path.join(w, "eval", "metrics.json")) as f:
-    metrics = json.load(f)
-  assert metrics["n_normal"] + metrics["n_anomalous"] == 40
+  # The same command again completes it. Then, in the same process, an evaluation killed while
+  # mapping (paused there): the complete eval/ stays as it was. While it is paused, the complete
+  # eval/ is read (its files but the timed ones are the uninterrupted run's, so the paused
+  # evaluate changed none of them before mapping) and a second evaluate on the workdir is refused.
+  before = {}
 
-  # Killed while mapping: the previous eval/ stays as it was. Meanwhile a second evaluate on
-  # the workdir is refused.
   def evaluate_meanwhile():
+    with open(evaluations.out_path) as f:
+      completed = json.load(f)
+    assert len(completed) == 1 and completed[0]["code"] == 0, completed
+    for name in evaluate_lib.EVAL_FILES:
+      assert os.path.getsize(os.path.join(w, "eval", name)) > 0, name
+    assert not [n for n in os.listdir(os.path.join(w, "eval")) if n.startswith(".")]
+    with open(os.path.join(w, "eval", "metrics.json")) as f:
+      metrics = json.load(f)
+    assert metrics["n_normal"] + metrics["n_anomalous"] == 40
+    assert_same_evaluation(w, clean)
+    before.update(snapshot(os.path.join(w, "eval")))
     config = Config.from_flagfile_text(open(os.path.join(w, "flags.txt")).read()).replace(deterministic=False)
     with pytest.raises(AnoganError, match=f"another evaluate is running on {w}; wait for it to finish"):
       evaluate_lib.evaluate(config, w, progress=False)
 
-  before = snapshot(os.path.join(w, "eval"))
-  pause_then_kill9(start(*evaluate, hook="map=pause", marker=marker), marker, while_paused=evaluate_meanwhile)
-  assert snapshot(os.path.join(w, "eval")) == before
+  evaluations = Harness(str(tmp_path), [evaluate, (*evaluate, "map=pause")], env={"ANOGAN_TEST_HOOK_MARKER": str(marker)},
+                        name="evaluations")
+  pause_then_kill9(evaluations.proc, marker, while_paused=evaluate_meanwhile)
+  assert before and snapshot(os.path.join(w, "eval")) == before
 
   # Killed four times (two trains, two evaluates), yet the same numbers as a run never
   # interrupted (--deterministic).
   assert_same_run(w, clean)
 
 
+# The other families' runs also hold a tenth of the normal training images out: training ends by
+# scoring them with the family's scorer into threshold.json, which then shows that the scorer gives
+# the same scores in the process of the rerun as in the one of the uninterrupted run.
+CHAIN_FLAGS = ["--val_fraction=0.1"]
+
+
+def assert_same_files(w, reference):
+  """Every file of the two workdirs, bit for bit, but what differs between any two runs: history.csv's
+  seconds (assert_same_run compares the rest), TensorBoard's event files (named and stamped by the
+  time), the .keras archives (stamped by the time: assert_same_run compares their weights) and the
+  checkpoints' contents (their names and state file are compared). So threshold.json, flags.txt,
+  the samples and the loss plot are the same, and a rerun leaves nothing else behind."""
+  ignored = lambda path: (path.startswith("tensorboard/") or path.endswith(".keras") or path == "history.csv"
+                          or path.startswith("checkpoints/ckpt-"))
+  files = [snapshot(workdir) for workdir in (w, reference)]
+  names = [sorted(path for path in found if not path.startswith("tensorboard/")) for found in files]
+  assert names[0] == names[1]
+  different = [path for path in files[1] if not ignored(path) and files[0][path] != files[1][path]]
+  assert not different, different
+
+
 @pytest.fixture(scope="module")
-def family_kills(tmp_path_factory):
-  """{family: (its workdir, its uninterrupted run's workdir (clean_cases), the killed run's exit
-  code, epochs and latest checkpoint after the kill, whether checkpoint 3's files were there, its
-  rerun's and evaluate's results)} for every family but anogan, each killed at the subtlest point:
-  checkpoint 3's files written, not committed, and the history row of epoch 2 already appended.
-  One chain of processes for them all (conftest.Harness, the commands' main): each reruns the
-  previous family's train, evaluates it, makes the next family's uninterrupted run, then starts
-  that family's train, which its hook SIGKILLs; between two processes the killed workdir is read.
-  So each rerun runs in another process than its family's uninterrupted run."""
+def family_chain(tmp_path_factory):
+  """The kills of every family but anogan, each at the subtlest point: checkpoint 3's files written,
+  not committed, and the history row of epoch 2 already appended. One chain of processes for them
+  all (conftest.Harness, the commands' main): each reruns the previous family's train, makes the
+  next family's uninterrupted run (tiny_flags + CHAIN_FLAGS: a train, checked by
+  checked_clean_train), then starts that family's train, which its hook SIGKILLs; between two
+  processes the killed workdir is read. So each rerun runs in another process than its family's
+  uninterrupted run. The last family's rerun is left "pending" for a process that the anogan test
+  starts anyway (take_pending, record_pending), else family_kills runs it in a process of its own.
+  No evaluate: what it reads (flags.txt, the networks, threshold.json) is compared (assert_same_run's
+  weights, assert_same_files), and the anogan test evaluates a rerun workdir.
+
+  {"out": family_kills' dict, the last family's without its rerun's result while it is pending,
+  "pending": the last family's rerun case, or None once taken, "last": that family, "root": a folder}."""
   if not os.path.isfile(os.path.join(os.environ.get("ANOGAN_DATA_DIR", ""), "mnist.npz")):
     pytest.skip("needs mnist.npz in $ANOGAN_DATA_DIR")
   root = tmp_path_factory.mktemp("family_kills")
   workdirs = {family: str(root / family / "w") for family in OTHER_FAMILIES}
   cleans = {family: str(root / family / "clean") for family in OTHER_FAMILIES}
+  flags = {family: tiny_flags(family) + CHAIN_FLAGS for family in OTHER_FAMILIES}
+  rerun = lambda family: ("train", [f"--workdir={workdirs[family]}", *flags[family]])
   out, previous = {}, None
-  for step, family in enumerate(OTHER_FAMILIES + [None]):
-    cases = []
-    if previous:
-      cases += [("train", [f"--workdir={workdirs[previous]}", *tiny_flags(previous)]),
-                ("evaluate", [f"--workdir={workdirs[previous]}"])]
-    if family:
-      cases += clean_cases(family, cleans[family])
-      cases.append(("train", [f"--workdir={workdirs[family]}", *tiny_flags(family)], "checkpoint_written@2=kill"))
+  for step, family in enumerate(OTHER_FAMILIES):
+    cases = [rerun(previous)] if previous else []
+    cases.append(("train", [f"--workdir={cleans[family]}", *flags[family]]))
+    cases.append(("train", [f"--workdir={workdirs[family]}", *flags[family]], "checkpoint_written@2=kill"))
     harness = Harness(str(root), cases, name=f"chain{step}")
-    results = harness.killed() if family else harness.results()
+    results = harness.killed()
     if previous:
-      out[previous] += tuple(results[:2])
-    if family:
-      w = workdirs[family]
-      checked_clean_run(family, cleans[family], results[-2:])
-      out[family] = (w, cleans[family], harness.proc.returncode, epochs(w), latest(w),
-                     os.path.exists(os.path.join(w, "checkpoints", "ckpt-3.index")))
+      out[previous] += tuple(results[:1])
+    w = workdirs[family]
+    checked_clean_train(family, cleans[family], results[-1])
+    out[family] = (w, cleans[family], harness.proc.returncode, epochs(w), latest(w),
+                   os.path.exists(os.path.join(w, "checkpoints", "ckpt-3.index")))
     previous = family
-  return out
+  return {"out": out, "pending": [rerun(previous)], "last": previous, "root": str(root)}
+
+
+def take_pending(chain):
+  """The cases family_chain left pending (none if taken already), for the caller's next process to
+  run first; the caller then calls record_pending."""
+  cases, chain["pending"] = chain["pending"] or [], None
+  return cases
+
+
+def record_pending(chain, cases, harness):
+  """Stores the results of `cases` (take_pending), run first by `harness`, as family_chain's results."""
+  if not cases:
+    return
+  results = []
+  if os.path.exists(harness.out_path):
+    with open(harness.out_path) as f:
+      results = json.load(f)[:len(cases)]
+  if len(results) < len(cases):
+    results = [{"code": "not run", "stderr": f"the process that took it ended first: {harness.log_path}"}]
+  chain["out"][chain["last"]] += tuple(results)
+
+
+@pytest.fixture(scope="module")
+def family_kills(family_chain):
+  """{family: (its workdir, its uninterrupted run's workdir, the killed run's exit code, epochs and
+  latest checkpoint after the kill, whether checkpoint 3's files were there, its rerun's result)}
+  for every family but anogan (family_chain, its pending rerun run here if no test took it)."""
+  cases = take_pending(family_chain)
+  if cases:
+    harness = Harness(family_chain["root"], cases, name="chain_last")
+    try:
+      harness.results()
+    finally:
+      record_pending(family_chain, cases, harness)
+  return family_chain["out"]
+
+
+def checked_clean_train(family, workdir, result):
+  """`workdir`, checked to be a complete training of `family` (tiny_flags + CHAIN_FLAGS; `result` its result)."""
+  assert result["code"] == 0, result["stderr"][-3000:]
+  assert len(history(workdir)) == 4
+  record = json.load(open(os.path.join(workdir, "threshold.json")))
+  assert record["model"] == family and record["n_val"] > 0
+  flags_txt = open(os.path.join(workdir, "flags.txt")).read()
+  assert "--deterministic=true" in flags_txt and "--val_fraction=0.1" in flags_txt
+  assert f"--model={family}" in flags_txt.splitlines()
+  return workdir
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", OTHER_FAMILIES)
 def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, family_kills):
   # One kill point, the subtlest (family_kills): the state file still names ckpt-2, and the rerun
-  # drops the history row of epoch 2, trains epochs 2 and 3 again, exports. The rerun and the
-  # evaluate after it run through the commands' main (the anogan test above kills and reruns
+  # drops the history row of epoch 2, trains epochs 2 and 3 again, exports, scores the held-out
+  # normals. The rerun runs through the command's main (the anogan test above kills and reruns
   # `python -m anogan_tf.*` itself).
-  w, clean, code, killed_epochs, killed_latest, written, rerun, evaluated = family_kills[family]
+  w, clean, code, killed_epochs, killed_latest, written, rerun = family_kills[family]
   assert code == -signal.SIGKILL
   assert killed_epochs == [0, 1, 2] and killed_latest == "ckpt-2" and written
   assert rerun["code"] == 0, rerun["stderr"]
@@ -327,8 +424,8 @@ def test_kill9_of_every_family_then_rerun_matches_an_uninterrupted_run(family, f
   for name in models.family(family).NETWORKS:
     assert os.path.getsize(os.path.join(w, f"{name}.keras")) > 0, name
   assert not [n for n in os.listdir(w) if n.startswith(".")]  # no temporary left behind
-  assert evaluated["code"] == 0, evaluated["stderr"]
-  assert_same_run(w, clean)
+  assert_same_run(w, clean, evaluated=False)
+  assert_same_files(w, clean)
 
 
 # --- 2. bad input: one-line error, non-zero exit, no traceback, workdir untouched
@@ -396,9 +493,9 @@ DATA_CASES = {
 }
 
 
-def _damage_checkpoint(workdir, how):
+def _damage_checkpoint(workdir, how, number=1):
   ckpt = os.path.join(workdir, "checkpoints")
-  data_file = os.path.join(ckpt, "ckpt-1.data-00000-of-00001")
+  data_file = os.path.join(ckpt, f"ckpt-{number}.data-00000-of-00001")
   if how == "truncated":
     with open(data_file, "r+b") as f:
       f.truncate(os.path.getsize(data_file) // 3)
@@ -538,15 +635,25 @@ def _run_cases(cases_by_tool):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not OTHER_IMAGE_FAMILIES, reason="anogan is the only family of images")
-def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path, trained_tiny):
+def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path, trained_tiny, family_kills):
   # For each family but anogan (whose full battery is above): its damaged checkpoint and
   # <network>.keras files, a workdir of another family, and bad images on the way to its scorer.
   # Every case ends with one error line and exit code 2 and leaves the workdir (and a previous
-  # score output) as it was. All families' cases run in one process per tool.
+  # score output) as it was. All families' cases run in one process per tool. A family's workdir
+  # is a copy of its uninterrupted run in family_kills (4 epochs, checkpoints 3 and 4), made
+  # --deterministic=false: op determinism is process-wide, and these cases run in this process.
   from anogan_tf import score_lib
   bad_data = _npz(tmp_path / "data" / "nan", x_train=np.full((160, 28, 28), np.nan, np.float32))
   inputs = _score_inputs(tmp_path / "in")
-  trained = {family: trained_tiny[1](family)[1] for family in ["anogan"] + OTHER_IMAGE_FAMILIES}
+  trained = {"anogan": trained_tiny[1]("anogan")[1]}
+  for family in OTHER_IMAGE_FAMILIES:
+    trained[family] = str(tmp_path / "trained" / family)
+    shutil.copytree(family_kills[family][1], trained[family])
+    flags_txt = os.path.join(trained[family], "flags.txt")
+    text = open(flags_txt).read()
+    assert "--deterministic=true\n" in text
+    with open(flags_txt, "w") as f:
+      f.write(text.replace("--deterministic=true\n", "--deterministic=false\n"))
 
   def copy(family, case, damage=None):
     path = str(tmp_path / "w" / f"{family}_{case}")
@@ -560,14 +667,14 @@ def test_bad_input_through_every_familys_own_files_is_a_one_line_error(tmp_path,
   for family in OTHER_IMAGE_FAMILIES:
     first, last = models.family(family).NETWORKS[0], models.family(family).NETWORKS[-1]
     specs = {
-        ("train", "checkpoint_truncated"): (copy(family, "ckpt", lambda p: _damage_checkpoint(p, "truncated")),
-                                            ["--epochs=3"], ("ckpt-1 cannot be read", "--overwrite")),
+        ("train", "checkpoint_truncated"): (copy(family, "ckpt", lambda p: _damage_checkpoint(p, "truncated", 4)),
+                                            ["--epochs=5"], ("ckpt-4 cannot be read", "--overwrite")),
         ("train", "anogan_workdir"): (copy("anogan", f"as_{family}"), [f"--model={family}", "--epochs=3"],
                                       (f"holds a model trained with --model=anogan (its flags.txt), not --model={family}",
                                        f"use another --workdir for --model={family}", "--overwrite")),
-        ("train", "as_anogan"): (copy(family, "as_anogan"), ["--model=anogan", "--epochs=3"],
+        ("train", "as_anogan"): (copy(family, "as_anogan"), ["--model=anogan", "--epochs=5"],
                                  (f"holds a model trained with --model={family} (its flags.txt), not --model=anogan",)),
-        ("train", "nan_data"): (copy(family, "nan_data"), [f"--data_dir={bad_data}", "--epochs=3"],
+        ("train", "nan_data"): (copy(family, "nan_data"), [f"--data_dir={bad_data}", "--epochs=5"],
                                 ("x_train images contain NaN or inf", "repair")),
         ("evaluate", "garbage_model"): (copy(family, "garbage", lambda p: open(os.path.join(p, f"{first}.keras"), "wb")
                                              .write(b"PK\x03\x04junk")),
