@@ -44,3 +44,21 @@ def test_eval_split_val_needs_a_held_out_fraction():
     Config(eval_split="val")
   with pytest.raises(AnoganError, match="outside"):
     Config(val_fraction=1.0)
+
+
+def test_a_data_file_is_read_once_per_version_and_its_arrays_cannot_be_changed(tmp_path):
+  # A process that trains then evaluates decompresses the .npz once; a file written again (another
+  # version at the same path: a user's fix, a test's damaged copy) is read again, never served stale.
+  def write(value):
+    np.savez_compressed(tmp_path / "mnist.npz", x_train=np.full((4, 28, 28), value, np.uint8), y_train=np.arange(4),
+                        x_test=np.full((2, 28, 28), value, np.uint8), y_test=np.arange(2))
+  write(7)
+  (x_train, _), (x_test, _) = load_arrays("mnist", str(tmp_path))
+  assert x_train[0, 0, 0] == 7 and x_test[0, 0, 0] == 7
+  with pytest.raises(ValueError, match="read-only"):
+    x_train[0, 0, 0] = 9  # shared with the next load: no caller may change it
+  assert load_arrays("mnist", str(tmp_path))[0][0] is x_train  # the same version: not read again
+  (tmp_path / "mnist.npz").unlink()
+  write(200)
+  (x_train, _), (x_test, _) = load_arrays("mnist", str(tmp_path))
+  assert x_train[0, 0, 0] == 200 and x_test[0, 0, 0] == 200

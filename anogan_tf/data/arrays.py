@@ -31,6 +31,28 @@ def source_name(name: str, data_dir: str = "") -> str:
   return os.path.join(data_dir, f"{name}.npz") if data_dir else f"keras.datasets.{name}"
 
 
+# The arrays of the last .npz read, by (path, inode, size, modification time): a process that trains
+# then evaluates (or reruns) decompresses the file once. Read-only, so no caller changes them.
+_LAST_NPZ: dict = {}
+
+
+def _read_npz(path: str) -> list:
+  """[x_train, y_train, x_test, y_test] of the .npz at `path`, read-only; read again when the file changed."""
+  stat = os.stat(path)
+  key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+  if key not in _LAST_NPZ:
+    with np.load(path, allow_pickle=False) as f:
+      if not hasattr(f, "files"):
+        raise AnoganError(f"{path} holds a single array, not an .npz archive; save it with "
+                          "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
+      arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+    for array in arrays:
+      array.setflags(write=False)
+    _LAST_NPZ.clear()
+    _LAST_NPZ[key] = arrays
+  return _LAST_NPZ[key]
+
+
 def load_arrays(name: str, data_dir: str = ""):
   """(x_train, y_train), (x_test, y_test) as loaded (uint8 images) with flat integer labels.
 
@@ -47,11 +69,7 @@ def load_arrays(name: str, data_dir: str = ""):
       raise AnoganError(f"dataset file {path} is missing; put {name}.npz (x_train, y_train, x_test, y_test) "
                         f"there or unset --data_dir/${DATA_DIR_ENV} to download it")
     try:
-      with np.load(path, allow_pickle=False) as f:
-        if not hasattr(f, "files"):
-          raise AnoganError(f"{path} holds a single array, not an .npz archive; save it with "
-                            "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)")
-        arrays = [f[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+      arrays = _read_npz(path)
     except AnoganError:
       raise
     except KeyError as e:
