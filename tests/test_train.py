@@ -159,21 +159,6 @@ def test_a_checkpoint_of_the_layout_before_the_families_restores(tmp_path):
     np.testing.assert_array_equal(v.numpy(), value, err_msg=getattr(v, "path", v.name))
 
 
-@pytest.mark.slow
-def test_learning_rate_switch_uses_fresh_adam_instances(tmp_path):
-  config = Config(**TINY).replace(epochs=2, lr_decay_epoch=1)
-  driver = Driver(config)
-  trainer = driver.trainer
-  x = tf.constant(synthetic_images(64))
-  driver.train_epoch(x, 0)
-  assert [int(o.iterations.numpy()) for o in trainer.d_optimizers] == [2, 0]
-  driver.train_epoch(x, 1)
-  assert [int(o.iterations.numpy()) for o in trainer.d_optimizers] == [2, 2]
-  assert [int(o.iterations.numpy()) for o in trainer.g_optimizers] == [4, 4]
-  assert [float(o.learning_rate.numpy()) for o in trainer.g_optimizers] == pytest.approx([1e-3, 1e-4])
-  assert [o.epsilon for o in trainer.g_optimizers] == [1e-8, 1e-8]
-
-
 def _bn_statistics(model):
   return [v for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)
           for v in (layer.moving_mean, layer.moving_variance)]
