@@ -10,13 +10,14 @@ its steps), whose roundings add up and partly cancel in the mean over pixels. Sc
 weight moves them by far more."""
 
 import os
+import shutil
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import synthetic_images
-from test_families import blobs_data, run_config, tiny_config
+from test_families import blobs_data, run_config
 
 from anogan_tf import AnoganError, Config, Discriminator, Generator, evaluate_lib, export_lib, models, train_lib
 from anogan_tf.data import OneClassData
@@ -34,16 +35,26 @@ def policy_name():
   return keras.config.dtype_policy().name
 
 
+def with_validation(data):
+  """OneClassData `data` with held-out normals (for a threshold)."""
+  return OneClassData(x_train=data.x_train, x_test=data.x_test, y_test=data.y_test, classes_test=data.classes_test,
+                      test_indices=data.test_indices, x_val=synthetic_images(20, seed=3))
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, family_runs):
   """{family: (config, float32 workdir, bfloat16 workdir, bfloat16 history)}: 2 tiny epochs in
-  bfloat16; in float32 conftest.family_runs' (3 epochs, shared with test_families.py)."""
+  bfloat16; in float32 conftest.family_runs' (3 epochs, shared with test_families.py). ae's
+  bfloat16 run also writes a threshold from held-out normals (with_threshold)."""
   root = tmp_path_factory.mktemp("precision")
   out = {}
   for name in FAMILIES:
     config = run_config(name).replace(epochs=2)
+    data = blobs_data(config)
+    if name == "ae":
+      config, data = config.replace(val_fraction=0.2), with_validation(data)
     f32, bf16 = family_runs[name][1], str(root / name / "bfloat16")
-    history = train_lib.train(config.replace(precision="bfloat16"), bf16, data=blobs_data(config), progress=False)
+    history = train_lib.train(config.replace(precision="bfloat16"), bf16, data=data, progress=False)
     out[name] = (config, f32, bf16, history)
   return out
 
@@ -84,22 +95,6 @@ def test_bfloat16_scores_are_finite_and_close_to_float32(trained, name, trained_
   assert policy_name() == "float32"
 
 
-def test_bfloat16_variables_and_optimizer_state_stay_float32():
-  run = driver.Driver(tiny_config("anogan", precision="bfloat16"))
-  x = tf.constant(synthetic_images(16))
-  noise = tf.constant(run.family.noise(np.random.default_rng(0), 16, run.config))
-  out = tf.function(lambda: run.trainer.train_step(x, noise, 0))()
-  assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()) for v in out.values())
-  optimizers = [item for item in run.trainer.checkpoint_items().values() if isinstance(item, keras.optimizers.Optimizer)]
-  floats = lambda variables: [v.dtype for v in variables if "int" not in v.dtype]  # noqa: E731 (counters aside)
-  assert optimizers and set(floats(v for o in optimizers for v in o.variables)) == {"float32"}
-  assert set(floats(v for n in run.networks.values() for v in n.weights)) == {"float32"}
-  layers_bf16 = [layer for n in run.networks.values() for layer in n._flatten_layers(include_self=False)
-                 if layer.dtype_policy.compute_dtype == "bfloat16"]
-  assert layers_bf16 and all(n.dtype_policy.name == "float32" for n in run.networks.values())
-  assert policy_name() == "float32"
-
-
 def test_the_policy_is_restored_when_a_build_fails():
   def failing():
     assert policy_name() == "mixed_bfloat16"
@@ -109,28 +104,26 @@ def test_the_policy_is_restored_when_a_build_fails():
   assert policy_name() == "float32"
 
 
-def test_a_bfloat16_workdir_resumes_and_refuses_another_precision(tmp_path):
-  config = tiny_config("ae", epochs=1, precision="bfloat16")
+def test_a_bfloat16_workdir_resumes_and_refuses_another_precision(trained, tmp_path):
+  config, _, bf16, first = trained["ae"]  # 2 epochs in bfloat16
+  config = config.replace(precision="bfloat16")
   workdir = str(tmp_path / "ae")
-  first = train_lib.train(config, workdir, data=blobs_data(config), progress=False)
-  history = train_lib.train(config.replace(epochs=2), workdir, data=blobs_data(config), progress=False)
-  assert [row["epoch"] for row in history] == [0, 1]
-  assert history[0] == first[0]  # epoch 0 is read back from history.csv, timing included: not trained again
+  shutil.copytree(bf16, workdir)
+  data = with_validation(blobs_data(config))
+  history = train_lib.train(config.replace(epochs=3), workdir, data=data, progress=False)
+  assert [row["epoch"] for row in history] == [0, 1, 2]
+  assert history[:2] == first  # epochs 0 and 1 are read back from history.csv, timing included: not trained again
   with pytest.raises(AnoganError, match=r"\(--precision=bfloat16, now float32\)") as error:
-    train_lib.train(config.replace(epochs=3, precision="float32"), workdir, data=blobs_data(config), progress=False)
+    train_lib.train(config.replace(epochs=4, precision="float32"), workdir, data=data, progress=False)
   assert "\n" not in str(error.value)
 
 
-@pytest.fixture(scope="module")
-def with_threshold(tmp_path_factory):
-  """An ae workdir trained in bfloat16 with a threshold from held-out normals."""
-  workdir = str(tmp_path_factory.mktemp("threshold") / "ae")
-  config = tiny_config("ae", precision="bfloat16", val_fraction=0.2)
-  data = blobs_data(config)
-  data = OneClassData(x_train=data.x_train, x_test=data.x_test, y_test=data.y_test, classes_test=data.classes_test,
-                      test_indices=data.test_indices, x_val=synthetic_images(20, seed=3))
-  train_lib.train(config, workdir, data=data, progress=False)
-  return config, workdir
+@pytest.fixture
+def with_threshold(trained):
+  """An ae workdir trained in bfloat16 with a threshold from held-out normals (trained's), and its config."""
+  config, _, workdir, _ = trained["ae"]
+  assert config.val_fraction > 0
+  return config.replace(precision="bfloat16"), workdir
 
 
 def test_a_threshold_applies_only_in_its_own_precision(with_threshold):
@@ -323,7 +316,8 @@ def test_a_bfloat16_gan_step_updates_as_the_float32_one_from_the_same_weights():
   """One GAN batch (a D step, two G steps) of seed 000's networks in each precision from the same
   weights, batch and noise: the same losses to bfloat16 rounding, float32 variables, and Adam's
   first updates of every kernel pointing the same way (Adam's first step is about lr * sign(g), so
-  a gradient with the wrong taps or the wrong sign would turn the update away)."""
+  a gradient with the wrong taps or the wrong sign would turn the update away). The bfloat16 run's
+  variables and optimizer state stay float32, its layers compute in bfloat16."""
   x = tf.constant(synthetic_images(64))
   runs = {name: driver.Driver(Config(batch_size=64, precision=name)) for name in ("float32", "bfloat16")}
   for network, model in runs["float32"].networks.items():
@@ -334,12 +328,23 @@ def test_a_bfloat16_gan_step_updates_as_the_float32_one_from_the_same_weights():
   out = {}
   for name, run in runs.items():
     step = tf.function(lambda: run.trainer.train_step(x, noise, 0))  # noqa: B023
-    out[name] = {k: float(v) for k, v in step().items()}
+    losses = step()
+    assert all(v.dtype == tf.float32 for v in losses.values())
+    out[name] = {k: float(v) for k, v in losses.items()}
+  assert all(np.isfinite(v) for v in out["bfloat16"].values())
   for key in ("d_loss", "g_loss"):
-    assert np.isfinite(out["bfloat16"][key])
     np.testing.assert_allclose(out["bfloat16"][key], out["float32"][key], rtol=4 * 2.0**-8)
   low = runs["bfloat16"].trainer
   assert {v.dtype for v in low.generator.weights + low.discriminator.weights} == {"float32"}
+  optimizers = [item for item in low.checkpoint_items().values() if isinstance(item, keras.optimizers.Optimizer)]
+  floats = lambda variables: [v.dtype for v in variables if "int" not in v.dtype]  # noqa: E731 (counters aside)
+  assert optimizers and set(floats(v for o in optimizers for v in o.variables)) == {"float32"}
+  networks = runs["bfloat16"].networks.values()
+  assert set(floats(v for n in networks for v in n.weights)) == {"float32"}
+  layers_bf16 = [layer for n in networks for layer in n._flatten_layers(include_self=False)
+                 if layer.dtype_policy.compute_dtype == "bfloat16"]
+  assert layers_bf16 and all(n.dtype_policy.name == "float32" for n in networks)
+  assert policy_name() == "float32"
   weights = runs["float32"].trainer.generator.weights + runs["float32"].trainer.discriminator.weights
   after = {name: [v.numpy() for v in run.trainer.generator.weights + run.trainer.discriminator.weights]
            for name, run in runs.items()}

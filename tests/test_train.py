@@ -15,6 +15,7 @@ from anogan_tf.engine import history as history_lib
 from anogan_tf.engine.driver import Driver
 from anogan_tf.models import anogan
 from anogan_tf.models.base import example_shape
+from anogan_tf.nn import precision
 
 TINY = dict(batch_size=32, epochs=2, seed=3)
 # Every flagfile in experiments/ (a new preset is covered without editing this file).
@@ -58,34 +59,69 @@ def history_epochs(workdir):
     return [int(row["epoch"]) for row in csv.DictReader(f)]
 
 
+def _check_trained(config, workdir):
+  """The workdir's networks (its checkpoint, restored into a Driver of `config`) trained away from
+  their initial weights (every trainable weight and BN statistic moved), and its .keras files
+  exactly the checkpoint's networks."""
+  family = models.family(config.model)
+  trained = Driver(config)
+  checkpoints.restore_checkpoint(trained, os.path.join(workdir, "checkpoints"))
+  keras.utils.set_random_seed(config.seed)  # as train() does: the initial weights
+  fresh = precision.built(config.precision, lambda: family.build_networks(config))
+  for name in family.NETWORKS:
+    model, other = trained.networks[name], fresh[name]
+    assert not any(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.trainable_weights, other.trainable_weights)), name
+    assert all(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(_bn_statistics(model), _bn_statistics(other))), name
+    exported = keras.models.load_model(os.path.join(workdir, f"{name}.keras"))
+    assert [w.path for w in exported.weights] == [w.path for w in model.weights], name
+    for a, b in zip(exported.weights, model.weights):
+      np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+  return trained
+
+
 @pytest.mark.slow
-def test_two_epochs_write_everything_then_resume(tmp_path):
-  workdir = str(tmp_path / "run")
-  data = tiny_data()
-  config = Config(**TINY)
-  history = train_lib.train(config, workdir, data=data, progress=False)
+def test_a_run_writes_everything_resumes_and_equals_an_uninterrupted_run(tmp_path):
+  # Seed 002's preset (experiments/seed002.flags, every layer as it says: BN in G and D, dropout in
+  # D, two D updates per batch): 2 epochs write everything; rerun with more epochs, the run resumes
+  # at epoch 2 with the optimizers' state restored and ends where a straight 3-epoch run does, bit
+  # for bit: the dropout masks of an epoch depend on (seed, epoch) only, as shuffling and z do.
+  # (Seed 000's structure, BN in G only, resumes bit for bit across a learning-rate switch in
+  # test_families.py::test_resumed_run_equals_uninterrupted_run_bit_for_bit.) Also this preset's
+  # case of test_every_preset_trains.
+  config = preset_config("experiments/seed002.flags", epochs=3, batch_size=16, seed=5, val_fraction=0.0)
+  data = tiny_data(40)  # batches of 16, 16 and 8
+  straight = train_lib.train(config, str(tmp_path / "a"), data=data, progress=False)
+  workdir = str(tmp_path / "b")
+  history = train_lib.train(config.replace(epochs=2), workdir, data=data, progress=False)
   assert [row["epoch"] for row in history] == [0, 1]
   for name in ("flags.txt", "history.csv", "generator.keras", "discriminator.keras", "loss.png",
                "samples/epoch_0001.png", "samples/epoch_0002.png", "checkpoints/checkpoint"):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.listdir(os.path.join(workdir, "tensorboard"))
-  assert Config.from_flagfile_text(open(os.path.join(workdir, "flags.txt")).read()) == config
+  assert Config.from_flagfile_text(open(os.path.join(workdir, "flags.txt")).read()) == config.replace(epochs=2)
   assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-2")
   first_rows = open(os.path.join(workdir, "history.csv")).read().splitlines()
 
   # Rerun with more epochs: resumes at epoch 2 with the optimizers' state restored.
-  history = train_lib.train(config.replace(epochs=3), workdir, data=data, progress=False)
-  assert [row["epoch"] for row in history] == [0, 1, 2]
+  resumed = train_lib.train(config, workdir, data=data, progress=False)
+  assert [row["epoch"] for row in resumed] == [0, 1, 2]
   assert open(os.path.join(workdir, "history.csv")).read().splitlines()[:3] == first_rows
-  driver = Driver(config)
-  driver.checkpoint().restore(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")))
-  batches = -(-80 // 32)
+  drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+  assert drop_seconds(straight) == drop_seconds(resumed)
+  for name in ("generator", "discriminator"):
+    a, b = (keras.models.load_model(str(tmp_path / run / f"{name}.keras")) for run in ("a", "b"))
+    assert len(a.weights) == len(b.weights)
+    for u, v in zip(a.weights, b.weights):
+      np.testing.assert_array_equal(u.numpy(), v.numpy(), err_msg=u.path)
+  driver = _check_trained(config, workdir)
+  batches = -(-40 // 16)
+  assert config.d_step == "separate" and config.g_steps == 1
   assert int(driver.epoch.numpy()) == 3
-  assert int(driver.trainer.d_optimizers[0].iterations.numpy()) == 3 * batches
-  assert int(driver.trainer.g_optimizers[0].iterations.numpy()) == 3 * batches * 2  # two G steps per D step
+  assert int(driver.trainer.d_optimizers[0].iterations.numpy()) == 3 * batches * 2  # real, then fake
+  assert int(driver.trainer.g_optimizers[0].iterations.numpy()) == 3 * batches
 
   # Rerun with nothing left to do: no new epochs, history untouched.
-  history = train_lib.train(config.replace(epochs=3), workdir, data=data, progress=False)
+  train_lib.train(config, workdir, data=data, progress=False)
   assert history_epochs(workdir) == [0, 1, 2]
 
 
@@ -121,21 +157,6 @@ def test_a_checkpoint_of_the_layout_before_the_families_restores(tmp_path):
   assert len(restored) == len(written)
   for v, value in zip(restored, written):
     np.testing.assert_array_equal(v.numpy(), value, err_msg=getattr(v, "path", v.name))
-
-
-@pytest.mark.slow
-def test_learning_rate_switch_uses_fresh_adam_instances(tmp_path):
-  config = Config(**TINY).replace(epochs=2, lr_decay_epoch=1)
-  driver = Driver(config)
-  trainer = driver.trainer
-  x = tf.constant(synthetic_images(64))
-  driver.train_epoch(x, 0)
-  assert [int(o.iterations.numpy()) for o in trainer.d_optimizers] == [2, 0]
-  driver.train_epoch(x, 1)
-  assert [int(o.iterations.numpy()) for o in trainer.d_optimizers] == [2, 2]
-  assert [int(o.iterations.numpy()) for o in trainer.g_optimizers] == [4, 4]
-  assert [float(o.learning_rate.numpy()) for o in trainer.g_optimizers] == pytest.approx([1e-3, 1e-4])
-  assert [o.epsilon for o in trainer.g_optimizers] == [1e-8, 1e-8]
 
 
 def _bn_statistics(model):
@@ -264,14 +285,23 @@ def _trained_presets():
   return out
 
 
+# Presets whose training another test runs, with every check below: seed 002's (3 epochs, resumed)
+# in test_a_run_writes_everything_resumes_and_equals_an_uninterrupted_run.
+TRAINED_ELSEWHERE = ("seed002.flags",)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("flagfile", _trained_presets(), ids=os.path.basename)
+@pytest.mark.parametrize("flagfile", [f for f in _trained_presets() if os.path.basename(f) not in TRAINED_ELSEWHERE],
+                         ids=os.path.basename)
 def test_every_preset_trains(flagfile, tmp_path):
   # The preset's own networks (every layer as the flagfile says) of its own family (--model);
-  # only the amount of work shrinks (one epoch, and one of a training stage such as the encoder's).
+  # only the amount of work shrinks (one epoch, and one of a training stage such as the encoder's),
+  # and a folder's pictures are the smallest --image_size (32; the preset leaves the size to the
+  # pictures, and the networks' depth follows it: tests/test_folder_data.py, tests/test_draem.py).
   config = preset_config(flagfile, epochs=1, batch_size=8, val_fraction=0.0)  # no threshold: the networks only
   config = config.replace(encoder_epochs=min(config.encoder_epochs, 1))
   if config.dataset == "folder":  # training reads the folder's picture headers even when given the data
+    config = config.replace(image_size=32)
     good = tmp_path / "data" / "train" / "good"
     good.mkdir(parents=True)
     keras.utils.save_img(str(good / "a.png"), np.zeros(config.image_shape, np.uint8), scale=False)
@@ -281,42 +311,8 @@ def test_every_preset_trains(flagfile, tmp_path):
                       test_indices=np.arange(8))
   workdir = str(tmp_path / "run")
   history = train_lib.train(config, workdir, data=data, progress=False)
-  family = models.family(config.model)
-  trained = Driver(config)
+  trained = _check_trained(config, workdir)
   assert len(history) == 1 and all(np.isfinite(history[0][k]) for k in trained.trainer.loss_names)
-  checkpoints.restore_checkpoint(trained, os.path.join(workdir, "checkpoints"))
-  keras.utils.set_random_seed(config.seed)  # as train() does: the initial weights
-  fresh = Driver(config)
-  for name in family.NETWORKS:
-    model, other = trained.networks[name], fresh.networks[name]
-    assert not any(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(model.trainable_weights, other.trainable_weights)), name
-    assert all(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(_bn_statistics(model), _bn_statistics(other))), name
-    exported = keras.models.load_model(os.path.join(workdir, f"{name}.keras"))
-    assert [w.path for w in exported.weights] == [w.path for w in model.weights], name
-    for a, b in zip(exported.weights, model.weights):
-      np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-
-
-@pytest.mark.slow
-def test_resumed_dropout_and_batchnorm_run_equals_uninterrupted_run(tmp_path):
-  # Seed 002's networks (narrower): BN in G and D, dropout in D. The dropout masks of an epoch
-  # depend on (seed, epoch) only, as shuffling and z do, so a resumed run trains exactly as a
-  # straight one.
-  # (Seed 000's structure, BN in G only, resumes bit for bit in
-  # test_families.py::test_resumed_run_equals_uninterrupted_run_bit_for_bit[anogan].)
-  config = preset_config("experiments/seed002.flags", epochs=3, batch_size=16, seed=5, g_dense_channels=16,
-                         g_filters=(8, 8), d_filters=(8, 8, 8, 8))
-  data = tiny_data(40)
-  straight = train_lib.train(config, str(tmp_path / "a"), data=data, progress=False)
-  train_lib.train(config.replace(epochs=1), str(tmp_path / "b"), data=data, progress=False)
-  resumed = train_lib.train(config, str(tmp_path / "b"), data=data, progress=False)
-  drop_seconds = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
-  assert drop_seconds(straight) == drop_seconds(resumed)
-  for name in ("generator", "discriminator"):
-    a, b = (keras.models.load_model(str(tmp_path / run / f"{name}.keras")) for run in ("a", "b"))
-    assert len(a.weights) == len(b.weights)
-    for u, v in zip(a.weights, b.weights):
-      np.testing.assert_array_equal(u.numpy(), v.numpy(), err_msg=u.path)
 
 
 @pytest.mark.slow
