@@ -5,7 +5,10 @@
   python experiments/precision.py --results_dir=experiments/results/precision --presets=seed000,best
 
 `<preset>_bf16` (experiments/reproduce.py) evaluates the GAN `<preset>` trained, with
---precision=bfloat16, so each (class, seed) pair is one GAN scored twice. Writes
+--precision=bfloat16, so each (class, seed) pair is one GAN scored twice. With --against=bf16_trained
+the pairs are `<preset>` and `<preset>_bf16_trained`, a GAN trained and scored in bfloat16: two GANs
+per pair, so a class's difference also holds what two trainings differ by (written to
+`precision_<dataset>_trained`). Writes
 `<out>.json` / `<out>.md`: per class the AUROC of both and their paired difference, the ten-class
 means, and the goals: the bfloat16 mean within the seed spread of float32's and at most 0.5 points
 from it, each class within 1 point; beside them the scoring speed of both.
@@ -27,13 +30,14 @@ MEAN_POINTS = 0.5  # the goal: ten-class means at most this far apart (AUROC poi
 CLASS_POINTS = 1.0  # and each class's
 
 
-def compare(results_dir: str, dataset: str, preset: str) -> dict:
-  """The comparison of `preset` and `preset`_bf16 over the (class, seed) runs both have."""
+def compare(results_dir: str, dataset: str, preset: str, against: str = "bf16") -> dict:
+  """The comparison of `preset` and `preset`_`against` over the (class, seed) runs both have."""
+  other = f"{preset}_{against}"
   runs = {p: {(r["class"], r["seed"]): r for r in report.load_records(results_dir, dataset, p)}
-          for p in (preset, f"{preset}_bf16")}
-  pairs = sorted(set(runs[preset]) & set(runs[f"{preset}_bf16"]))
+          for p in (preset, other)}
+  pairs = sorted(set(runs[preset]) & set(runs[other]))
   fp32 = {k: runs[preset][k] for k in pairs}
-  bf16 = {k: runs[f"{preset}_bf16"][k] for k in pairs}
+  bf16 = {k: runs[other][k] for k in pairs}
   classes = sorted({c for c, _ in pairs})
   seeds = sorted({s for _, s in pairs})
   per_class = {}
@@ -55,7 +59,7 @@ def compare(results_dir: str, dataset: str, preset: str) -> dict:
   speed = {name: float(np.mean([r["images_per_second"] for r in runs_.values()])) if runs_ else None
            for name, runs_ in (("float32", fp32), ("bfloat16", bf16))}
   return {
-      "dataset": dataset, "preset": preset, "classes": classes, "seeds": seeds, "complete_seeds": complete,
+      "dataset": dataset, "preset": preset, "against": other, "classes": classes, "seeds": seeds, "complete_seeds": complete,
       "per_class": per_class, "mean": mean, "mean_per_seed": seed_means, "float32_spread": spread,
       "mean_difference": gap,
       "mean_within": None if gap is None else bool(abs(gap) <= MEAN_POINTS and (spread is None or abs(gap) <= spread)),
@@ -66,11 +70,19 @@ def compare(results_dir: str, dataset: str, preset: str) -> dict:
   }
 
 
-def markdown(comparisons: list, dataset: str, command: str) -> str:
-  lines = [f"# {dataset}: AUROC scored in float32 and in bfloat16, the same GANs", "",
-           "Each GAN trained once in float32 (experiments/reproduce.py), evaluated twice: as its preset, and with "
-           "--precision=bfloat16 (`<preset>_bf16`). AUROC x100; difference = bfloat16 - float32, mean over the "
-           f"seeds. Goals: the ten-class means at most {MEAN_POINTS} points apart and within float32's spread over "
+def markdown(comparisons: list, dataset: str, command: str, against: str = "bf16") -> str:
+  if against == "bf16_trained":
+    head = [f"# {dataset}: AUROC of GANs trained and scored in float32 and in bfloat16", "",
+            "Each (class, seed) trained twice (experiments/reproduce.py): as its preset in float32, and with "
+            "--precision=bfloat16 for training and scoring (`<preset>_bf16_trained`): two GANs, so a class's "
+            "difference also holds what two trainings of one seed differ by. AUROC x100; difference = bfloat16 - "
+            "float32, mean over the seeds."]
+  else:
+    head = [f"# {dataset}: AUROC scored in float32 and in bfloat16, the same GANs", "",
+            "Each GAN trained once in float32 (experiments/reproduce.py), evaluated twice: as its preset, and with "
+            "--precision=bfloat16 (`<preset>_bf16`). AUROC x100; difference = bfloat16 - float32, mean over the "
+            "seeds."]
+  lines = head[:-1] + [head[-1] + f" Goals: the ten-class means at most {MEAN_POINTS} points apart and within float32's spread over "
            f"seeds; each class within {CLASS_POINTS} point.", ""]
   yes = {True: "yes", False: "**no**", None: "n/a"}
   for comp in comparisons:
@@ -102,24 +114,27 @@ def main(argv=None) -> int:
   parser.add_argument("--results_dir", default="experiments/results/precision")
   parser.add_argument("--dataset", default="mnist")
   parser.add_argument("--presets", default="seed000,best")
+  parser.add_argument("--against", default="bf16", choices=("bf16", "bf16_trained"),
+                      help="bf16: the same GANs scored in bfloat16; bf16_trained: GANs trained in bfloat16")
   parser.add_argument("--out", default="", help="default: <results_dir>/../precision_<dataset>")
   args = parser.parse_args(argv)
-  comparisons = [compare(args.results_dir, args.dataset, p) for p in args.presets.split(",") if p]
+  comparisons = [compare(args.results_dir, args.dataset, p, args.against) for p in args.presets.split(",") if p]
   comparisons = [c for c in comparisons if c["classes"]]
   if not comparisons:
-    print(f"no pairs of <preset> and <preset>_bf16 records for {args.dataset} in {args.results_dir}/runs/; "
-          "run make reproduce-mnist with PRESETS=seed000,seed000_bf16 first", file=sys.stderr)
+    print(f"no pairs of <preset> and <preset>_{args.against} records for {args.dataset} in {args.results_dir}/runs/; "
+          f"run make reproduce-mnist with PRESETS=seed000,seed000_{args.against} first", file=sys.stderr)
     return 1
-  out = args.out or os.path.join(os.path.dirname(os.path.normpath(args.results_dir)), f"precision_{args.dataset}")
-  presets = ",".join(f"{c['preset']},{c['preset']}_bf16" for c in comparisons)
+  name = f"precision_{args.dataset}" + ("_trained" if args.against == "bf16_trained" else "")
+  out = args.out or os.path.join(os.path.dirname(os.path.normpath(args.results_dir)), name)
+  presets = ",".join(f"{c['preset']},{c['against']}" for c in comparisons)
   classes = ",".join(sorted({str(k) for c in comparisons for k in c["classes"]}, key=int))
   seeds = ",".join(sorted({str(s) for c in comparisons for s in c["seeds"]}, key=int))
   target = "reproduce-fashion" if args.dataset == "fashion_mnist" else "reproduce-mnist"
   command = (f"make {target} CLASSES={classes} SEEDS={seeds} PRESETS={presets} RESULTS={args.results_dir}; "
              f"python experiments/precision.py --results_dir={args.results_dir} --dataset={args.dataset} "
-             f"--presets={args.presets}")
+             f"--presets={args.presets}" + ("" if args.against == "bf16" else f" --against={args.against}"))
   report.write_json_and_md(out, {"comparisons": comparisons, "command": command},
-                           markdown(comparisons, args.dataset, command))
+                           markdown(comparisons, args.dataset, command, args.against))
   print(out + ".md")
   return 0
 

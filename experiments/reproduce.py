@@ -54,8 +54,11 @@ METHODS = {
 # Each preset scored in bfloat16 (issue 25's AUROC check): the same GAN, evaluated with
 # --precision=bfloat16, as `<preset>_bf16`.
 BF16 = {f"{name}_bf16": (flagfile, [], ["--precision=bfloat16"]) for name, flagfile in PRESETS.items()}
+# And trained in bfloat16 (a GAN of its own), evaluated in bfloat16, as `<preset>_bf16_trained`.
+BF16_TRAINED = {f"{name}_bf16_trained": (flagfile, ["--precision=bfloat16"], ["--precision=bfloat16"])
+                for name, flagfile in PRESETS.items()}
 # Every runnable name -> (flagfile, train flags, evaluate flags).
-RUNS = {**{name: (flagfile, [], []) for name, flagfile in PRESETS.items()}, **METHODS, **BF16}
+RUNS = {**{name: (flagfile, [], []) for name, flagfile in PRESETS.items()}, **METHODS, **BF16, **BF16_TRAINED}
 # Trained after the GAN in the same workdir: they do not make it another GAN.
 ENCODER_FIELDS = {"encoder_epochs", "kappa"}
 CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}

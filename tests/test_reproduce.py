@@ -196,3 +196,18 @@ def test_each_presets_bf16_variant_scores_the_same_gan_in_bfloat16(monkeypatch):
     base = rp.resolve_config(flagfile, ["--dataset=mnist", *train])
     scored = rp.resolve_config(flagfile, ["--dataset=mnist", *train, *evaluate])
     assert (base.precision, scored.precision) == ("float32", "bfloat16")
+
+
+def test_each_presets_bf16_trained_variant_trains_its_own_gan_in_bfloat16(monkeypatch):
+  """`<preset>_bf16_trained` trains and evaluates in bfloat16: a GAN of its own (another key than
+  its preset's), scored in bfloat16."""
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  monkeypatch.chdir(ROOT)
+  import reproduce as rp
+  for name in rp.PRESETS:
+    flagfile, train, evaluate = rp.RUNS[f"{name}_bf16_trained"]
+    assert flagfile == rp.RUNS[name][0]
+    trained = rp.resolve_config(flagfile, ["--dataset=mnist", *train])
+    scored = rp.resolve_config(flagfile, ["--dataset=mnist", *train, *evaluate])
+    assert (trained.precision, scored.precision) == ("bfloat16", "bfloat16")
+    assert rp.gan_key(trained) != rp.gan_key(rp.resolve_config(flagfile, ["--dataset=mnist"]))
