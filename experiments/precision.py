@@ -70,19 +70,23 @@ def compare(results_dir: str, dataset: str, preset: str, against: str = "bf16") 
   }
 
 
+# --against: (the output's suffix, its heading, what its pairs are)
+AGAINST = {
+    "bf16": ("", "AUROC scored in float32 and in bfloat16, the same GANs",
+             "Each GAN trained once in float32 (experiments/reproduce.py), evaluated twice: as its preset, and with "
+             "--precision=bfloat16 (`<preset>_bf16`)."),
+    "bf16_trained": ("_trained", "AUROC of GANs trained and scored in float32 and in bfloat16",
+                     "Each (class, seed) trained twice (experiments/reproduce.py): as its preset in float32, and with "
+                     "--precision=bfloat16 for training and scoring (`<preset>_bf16_trained`): two GANs, so a class's "
+                     "difference also holds what two trainings of one seed differ by."),
+}
+
+
 def markdown(comparisons: list, dataset: str, command: str, against: str = "bf16") -> str:
-  if against == "bf16_trained":
-    head = [f"# {dataset}: AUROC of GANs trained and scored in float32 and in bfloat16", "",
-            "Each (class, seed) trained twice (experiments/reproduce.py): as its preset in float32, and with "
-            "--precision=bfloat16 for training and scoring (`<preset>_bf16_trained`): two GANs, so a class's "
-            "difference also holds what two trainings of one seed differ by. AUROC x100; difference = bfloat16 - "
-            "float32, mean over the seeds."]
-  else:
-    head = [f"# {dataset}: AUROC scored in float32 and in bfloat16, the same GANs", "",
-            "Each GAN trained once in float32 (experiments/reproduce.py), evaluated twice: as its preset, and with "
-            "--precision=bfloat16 (`<preset>_bf16`). AUROC x100; difference = bfloat16 - float32, mean over the "
-            "seeds."]
-  lines = head[:-1] + [head[-1] + f" Goals: the ten-class means at most {MEAN_POINTS} points apart and within float32's spread over "
+  _, heading, pairs = AGAINST[against]
+  lines = [f"# {dataset}: {heading}", "",
+           f"{pairs} AUROC x100; difference = bfloat16 - float32, mean over the "
+           f"seeds. Goals: the ten-class means at most {MEAN_POINTS} points apart and within float32's spread over "
            f"seeds; each class within {CLASS_POINTS} point.", ""]
   yes = {True: "yes", False: "**no**", None: "n/a"}
   for comp in comparisons:
@@ -114,7 +118,7 @@ def main(argv=None) -> int:
   parser.add_argument("--results_dir", default="experiments/results/precision")
   parser.add_argument("--dataset", default="mnist")
   parser.add_argument("--presets", default="seed000,best")
-  parser.add_argument("--against", default="bf16", choices=("bf16", "bf16_trained"),
+  parser.add_argument("--against", default="bf16", choices=tuple(AGAINST),
                       help="bf16: the same GANs scored in bfloat16; bf16_trained: GANs trained in bfloat16")
   parser.add_argument("--out", default="", help="default: <results_dir>/../precision_<dataset>")
   args = parser.parse_args(argv)
@@ -124,7 +128,7 @@ def main(argv=None) -> int:
     print(f"no pairs of <preset> and <preset>_{args.against} records for {args.dataset} in {args.results_dir}/runs/; "
           f"run make reproduce-mnist with PRESETS=seed000,seed000_{args.against} first", file=sys.stderr)
     return 1
-  name = f"precision_{args.dataset}" + ("_trained" if args.against == "bf16_trained" else "")
+  name = f"precision_{args.dataset}{AGAINST[args.against][0]}"
   out = args.out or os.path.join(os.path.dirname(os.path.normpath(args.results_dir)), name)
   presets = ",".join(f"{c['preset']},{c['against']}" for c in comparisons)
   classes = ",".join(sorted({str(k) for c in comparisons for k in c["classes"]}, key=int))

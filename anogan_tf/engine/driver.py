@@ -85,7 +85,7 @@ class Driver:
     if self.strategy is None:
       return epoch_loop(self.trainer, self.config.batch_size, phase, x_all, permutation, noise_all)
     return epoch_loop(self.trainer, self.config.batch_size, phase, x_all, permutation, noise_all,
-                      step=distribute.replicated_step(self.strategy, plain_step(self.trainer)))
+                      step=distribute.replicated_step(self.strategy, self.trainer.train_step))
 
   def reseed_dropout(self, rng: np.random.Generator) -> None:
     """Restarts every dropout generator of the networks (in NETWORKS order) from seeds drawn from `rng`."""
@@ -117,18 +117,13 @@ class Driver:
     return self.family.sample(self.networks, fixed)
 
 
-def plain_step(trainer):
-  """trainer.train_step traced as written (models.base.Trainer): not rewritten by autograph, whose
-  rewriting of a family's code every process would redo at its first epoch."""
-  return tf.autograph.experimental.do_not_convert(trainer.train_step)
-
-
 def epoch_loop(trainer, batch: int, phase: int, x_all, permutation, noise_all, step=None):
   """One epoch of `trainer` over x_all[permutation] in batches of `batch` (traced inside a
-  tf.function as written: a tf.while_loop, no autograph needed); returns the mean over batches of
-  each loss (trainer.loss_names). `step(x, noise, phase)` replaces trainer.train_step
-  (distribute.replicated_step: the batch split across replicas)."""
-  step = step or plain_step(trainer)
+  tf.function with autograph off: the loop is a tf.while_loop, and a family's step is traced as
+  written, models.base.Trainer); returns the mean over batches of each loss (trainer.loss_names).
+  `step(x, noise, phase)` replaces trainer.train_step (distribute.replicated_step: the batch split
+  across replicas)."""
+  step = step or trainer.train_step
   n = tf.shape(permutation)[0]
   batches = (n + batch - 1) // batch
   names = trainer.loss_names
@@ -148,8 +143,11 @@ def stream_loop(trainer, phase: int, dataset):
   names = trainer.loss_names
   totals = tf.zeros(len(names))
   batches = tf.constant(0)
-  for x, noise in iter(dataset):  # an iterator: the steps run in this graph, not in a tf.data function
-    out = plain_step(trainer)(x, noise, phase)
+  # autograph writes this loop over an iterator (the steps run in this graph, not in a tf.data
+  # function); the family's step is traced as written (models.base.Trainer)
+  step = tf.autograph.experimental.do_not_convert(trainer.train_step)
+  for x, noise in iter(dataset):
+    out = step(x, noise, phase)
     totals += tf.stack([out[name] for name in names])
     batches += 1
   return totals / tf.cast(batches, tf.float32)

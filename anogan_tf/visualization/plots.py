@@ -37,14 +37,15 @@ def as_pictures(examples, reconstructions, residual_maps):
   raise ValueError(f"no picture for examples of shape {x.shape[1:]}")
 
 
-def tile(images: np.ndarray, columns: int = 8) -> np.ndarray:
-  """(n, h, w[, c]) -> one (rows*h, columns*w[, c]) mosaic."""
+def tile(images: np.ndarray, columns: int = 8, gap: int = 0, fill=1.0) -> np.ndarray:
+  """(n, h, w[, c]) -> one (rows*h + (rows-1)*gap, columns*w + (columns-1)*gap[, c]) mosaic, `fill`
+  (white in [0, 1]) between the images and in empty places."""
   n, h, w = images.shape[:3]
   rows = -(-n // columns)
-  canvas = np.ones((rows * h, columns * w) + images.shape[3:], images.dtype)
+  canvas = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap) + images.shape[3:], fill, images.dtype)
   for i, image in enumerate(images):
     r, c = divmod(i, columns)
-    canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
+    canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = image
   return canvas
 
 
@@ -122,15 +123,6 @@ def map_name(residual_is_error: bool) -> str:
   return "|query - reconstruction|" if residual_is_error else "anomaly map (probability)"
 
 
-def _strip(images: np.ndarray, gap: int, fill: float) -> np.ndarray:
-  """(n, h, w[, c]) -> one row (h, n*w + (n-1)*gap[, c]), `fill` between the images."""
-  n, h, w = images.shape[:3]
-  strip = np.full((h, n * w + (n - 1) * gap) + images.shape[3:], fill, np.float32)
-  for c, image in enumerate(images):
-    strip[:, c * (w + gap):c * (w + gap) + w] = image
-  return strip
-
-
 def gallery(queries, reconstructions, residual_maps, titles, path: str, masks=None,
             residual_is_error: bool = True) -> None:
   """Columns of query / reconstruction (AnoGAN's G(z*)) / residual map |x - reconstruction| (or,
@@ -145,11 +137,11 @@ def gallery(queries, reconstructions, residual_maps, titles, path: str, masks=No
   rows = (("query", to_display(queries), "gray"), ("reconstruction", to_display(reconstructions), "gray"),
           ("residual" if residual_is_error else "anomaly map", np.asarray(residual_maps).mean(axis=-1), "inferno"))
   top = 2.0 if residual_is_error else 1.0  # |x - x'| of pictures in [-1, 1] reaches 2; a probability 1
-  outlined = None if masks is None or not np.any(masks) else _strip(np.asarray(masks, np.float32), gap, 0.0)
+  outlined = None if masks is None or not np.any(masks) else tile(np.asarray(masks, np.float32), n, gap, 0.0)
   for r, (label, images, cmap) in enumerate(rows):
     ax = axes[r, 0]
     # the space between the images: white (NaN, the colour map's "bad" colour; 1 for colour pictures)
-    strip = _strip(images, gap, 1.0 if images.ndim == 4 else np.nan)
+    strip = tile(np.asarray(images, np.float32), n, gap, 1.0 if images.ndim == 4 else np.nan)
     ax.imshow(strip, cmap=plt.get_cmap(cmap).with_extremes(bad="white"), vmin=0.0, vmax=1.0 if r < 2 else top,
               interpolation="nearest")
     if outlined is not None and r != 1:

@@ -295,7 +295,6 @@ class Synthesis:
       y = tf.where(chosen[:, j][:, None, None, None], tf.clip_by_value(op(y), 0.0, 1.0), y)
     return y
 
-  @tf.autograph.experimental.do_not_convert  # plain TensorFlow ops, no Python branch on a tensor: tracing it as is
   def simulate(self, x, u):
     """(augmented pictures, masks): x (batch, side, side, c) in [-1, 1] with anomalies pasted
     inside Perlin masks as the module docstring says; masks (batch, side, side, 1) in {0, 1}, 0
