@@ -2,12 +2,14 @@
 their sources come from, the image score, and that a tiny DRAEM learns to segment a pasted defect.
 The family's shared tests (training, resume, export, scoring) are in test_families.py."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from anogan_tf import Config, models
 from anogan_tf.errors import AnoganError
+from anogan_tf.models.draem import networks as draem_networks
 from anogan_tf.models.draem import synthesis as synthesis_lib
 from anogan_tf.models.draem.synthesis import Synthesis
 
@@ -146,6 +148,28 @@ def test_depth_follows_the_image_size(side, pools):
   networks = models.family("draem").build_networks(config)
   assert (networks["reconstructive"].pools, networks["discriminative"].pools) == pools
   assert networks["reconstructive"](tf.zeros((1,) + config.image_shape)).shape == (1,) + config.image_shape
+
+
+def test_batchnorm_keeps_the_unbiased_running_variance_as_the_authors_pytorch():
+  """Every BN of both networks averages the batch variance with Bessel's correction into its
+  running variance, as PyTorch's BatchNorm2d (the authors' networks) does, and normalises by the
+  biased one; momentum --bn_momentum (0.9 = PyTorch's 0.1)."""
+  config = Config(model="draem", dataset="folder", data_dir="unused", image_size=32, channels=3, draem_width=2,
+                  bn_momentum=0.9)
+  networks = models.family("draem").build_networks(config)
+  blocks = [block for network in networks.values() for block in network.down + network.up + network.merge]
+  bns = [layer for block in blocks for layer in block.layers if "_bn" in layer.name]
+  # per network of p poolings: p + 1 encoder blocks and p merge blocks of two BN, p upsampling blocks of one
+  assert len(bns) == sum(5 * network.pools + 2 for network in networks.values()) == 19  # 1 and 2 poolings at 32 pixels
+  x = tf.constant(np.random.default_rng(1).normal(2.0, 3.0, (4, 6, 5, 4)).astype(np.float32))  # 4 channels: 2c
+  for block in (draem_networks._block(8, 0.9, "down"), draem_networks._up(8, 0.9, "up")):  # as the networks' blocks
+    h = draem_networks.run_block(keras.Sequential(block.layers[:-2]), x, training=True).numpy()  # the BN's input
+    y = draem_networks.run_block(block, x, training=True).numpy()
+    bn = block.layers[-2]
+    n = h.shape[0] * h.shape[1] * h.shape[2]
+    mean, var = h.mean(axis=(0, 1, 2)), h.var(axis=(0, 1, 2))
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 + 0.1 * var * n / (n - 1), rtol=1e-4)
+    np.testing.assert_allclose(y, np.maximum(0, (h - mean) / np.sqrt(var + bn.epsilon)), rtol=1e-3, atol=1e-4)
 
 
 def test_bad_draem_settings_are_one_line_errors():

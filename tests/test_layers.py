@@ -12,6 +12,7 @@ from anogan_tf.nn.layers import (
   subpixel_kernel,
   transpose_form,
   transposed_convolution,
+  upsampling,
 )
 
 
@@ -165,3 +166,26 @@ def test_a_bfloat16_transposed_convolution_by_forward_convolutions_is_the_float3
   assert got[0].shape == want[0].shape and all(g.dtype == tf.float32 for g in got)
   for ours, theirs in zip(got, want):  # 2^-8 per rounding, a few roundings deep; a misplaced tap is off by 100%
     assert np.linalg.norm(ours - theirs) < 4 * 2.0**-8 * np.linalg.norm(theirs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_bilinear_upsampling_is_keras_layer_in_both_precisions(dtype):
+  """upsampling (DRAEM's decoders) gives Keras' bilinear UpSampling2D's output and input gradient
+  bit for bit: in bfloat16 it skips tf.image.resize's clip, which changes no value."""
+  rng = np.random.default_rng(7)
+  x = tf.cast(tf.constant(rng.normal(0, 3, (2, 5, 6, 16)).astype(np.float32)), "bfloat16" if "bf" in dtype else "float32")
+  dy = tf.cast(tf.constant(rng.normal(0, 1, (2, 10, 12, 16)).astype(np.float32)), x.dtype)
+  layer = keras.layers.UpSampling2D(2, interpolation="bilinear", dtype=dtype)
+
+  def with_gradient(run):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      y = run(x)
+    return y, tape.gradient(y, x, output_gradients=dy)
+
+  (y, dx), (want_y, want_dx) = with_gradient(lambda x: upsampling(layer, x)), with_gradient(layer)
+  assert y.dtype == want_y.dtype == x.dtype and y.shape == (2, 10, 12, 16)
+  np.testing.assert_array_equal(tf.cast(y, tf.float32).numpy(), tf.cast(want_y, tf.float32).numpy())
+  np.testing.assert_array_equal(tf.cast(dx, tf.float32).numpy(), tf.cast(want_dx, tf.float32).numpy())
+  nearest = np.repeat(np.repeat(tf.cast(x, tf.float32).numpy(), 2, axis=1), 2, axis=2)
+  assert np.abs(tf.cast(y, tf.float32).numpy() - nearest).max() > 0.1  # a blend, not a copy

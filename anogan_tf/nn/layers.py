@@ -207,9 +207,43 @@ def leaky_relu(x, alpha: float):
 _FUSED_MIN_EPSILON = 1.001e-5
 
 
+def fusable(layer, inputs, mask=None) -> bool:
+  """Whether TensorFlow's fused kernel can run the keras.layers.BatchNormalization `layer` on
+  `inputs`: 4-D channels-last float32 or bfloat16, no mask, no renorm, scale and centre, an epsilon
+  the kernel accepts."""
+  rank = len(inputs.shape)
+  return (mask is None and rank == 4 and layer.axis in (-1, rank - 1) and inputs.dtype in (tf.float32, tf.bfloat16)
+          and layer.scale and layer.center and not layer.renorm and layer.epsilon >= _FUSED_MIN_EPSILON)
+
+
+def fused_batch_norm(layer, inputs, training=None):
+  """The keras.layers.BatchNormalization `layer` run on `inputs` (`fusable`) by the fused kernel,
+  its output in the dtype that kernel computes in: bfloat16 for a bfloat16 input of a multiple of
+  16 channels, otherwise float32. A training pass normalises by the batch's biased variance and
+  updates the moving statistics, the variance with Bessel's correction (TF1's fused layer, and
+  PyTorch's BatchNorm2d)."""
+  channels = inputs.shape[-1]
+  dtype = tf.bfloat16 if inputs.dtype == tf.bfloat16 and channels is not None and channels % 16 == 0 else tf.float32
+  # float32 whatever the layer's policy: Keras may hand its variables cast to the compute dtype
+  gamma, beta = tf.cast(layer.gamma.value, tf.float32), tf.cast(layer.beta.value, tf.float32)
+  inputs = tf.cast(inputs, dtype)  # oneDNN's bfloat16 kernel (and its gradient) is the slow one on narrow layers
+  if training and layer.trainable:
+    outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+        inputs, gamma, beta, epsilon=layer.epsilon, is_training=True)
+    decay = 1.0 - layer.momentum  # TF1's assign_moving_average: v -= (v - batch value) * decay
+    layer.moving_mean.assign_sub((tf.cast(layer.moving_mean.value, tf.float32) - mean) * decay)
+    layer.moving_variance.assign_sub((tf.cast(layer.moving_variance.value, tf.float32) - variance) * decay)
+    return outputs
+  outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+      inputs, gamma, beta, mean=tf.cast(layer.moving_mean.value, tf.float32),
+      variance=tf.cast(layer.moving_variance.value, tf.float32), epsilon=layer.epsilon, is_training=False)
+  return outputs
+
+
 @keras.saving.register_keras_serializable(package="anogan_tf")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
-  """`keras.layers.BatchNormalization` run by TensorFlow's fused kernel, as TF1 ran seed 000's BN.
+  """`keras.layers.BatchNormalization` run by TensorFlow's fused kernel (`fused_batch_norm`), as TF1
+  ran seed 000's BN.
 
   TF1's `tf.layers.batch_normalization(fused=None)` picked the fused kernel for 4-D inputs, so seed
   000's three BN layers ran as one FusedBatchNormV3 op each (one gradient op backwards), where
@@ -219,8 +253,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   the batch variance with Bessel's correction, n / (n - 1) over the n = batch * height * width
   values per channel (the fused kernel returns it and TF1's layer kept it), where Keras averages
   the biased variance. Both normalise the batch by the biased variance. Inputs the fused kernel
-  does not take (not 4-D channels-last float32 or bfloat16, a mask, renorm, no scale or centre, a
-  tiny epsilon) run Keras' implementation unchanged.
+  does not take (`fusable`) run Keras' implementation unchanged.
 
   With bfloat16 inputs (--precision=bfloat16) and a multiple of 16 channels, oneDNN's bfloat16
   kernel normalises them (its statistics are float32); with other channel counts the input is cast
@@ -231,9 +264,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   """
 
   def _fusable(self, inputs, mask) -> bool:
-    rank = len(inputs.shape)
-    return (mask is None and rank == 4 and self.axis in (-1, rank - 1) and inputs.dtype in (tf.float32, tf.bfloat16)
-            and self.scale and self.center and not self.renorm and self.epsilon >= _FUSED_MIN_EPSILON)
+    return fusable(self, inputs, mask)
 
   def call(self, inputs, training=None, mask=None):
     if not self._fusable(inputs, mask):
@@ -241,27 +272,24 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     return tf.cast(self.normalize(inputs, training), inputs.dtype)
 
   def normalize(self, inputs, training=None):
-    """The fused kernel's output (4-D float32 or bfloat16 inputs: `_fusable`) in the dtype it
-    computes in: bfloat16 for a bfloat16 input of a multiple of 16 channels, otherwise float32; a
-    training pass updates the moving statistics. networks.run_chain hands a float32 output on in
-    float32, so the element-wise steps after it (the LeakyReLU and its gradient) run in float32,
-    which TensorFlow computes faster here than bfloat16, with no cast to bfloat16 and back."""
-    channels = inputs.shape[-1]
-    dtype = tf.bfloat16 if inputs.dtype == tf.bfloat16 and channels is not None and channels % 16 == 0 else tf.float32
-    # float32 whatever the layer's policy: Keras may hand its variables cast to the compute dtype
-    gamma, beta = tf.cast(self.gamma.value, tf.float32), tf.cast(self.beta.value, tf.float32)
-    inputs = tf.cast(inputs, dtype)  # oneDNN's bfloat16 kernel (and its gradient) is the slow one on narrow layers
-    if training and self.trainable:
-      outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-          inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
-      decay = 1.0 - self.momentum  # TF1's assign_moving_average: v -= (v - batch value) * decay
-      self.moving_mean.assign_sub((tf.cast(self.moving_mean.value, tf.float32) - mean) * decay)
-      self.moving_variance.assign_sub((tf.cast(self.moving_variance.value, tf.float32) - variance) * decay)
-      return outputs
-    outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-        inputs, gamma, beta, mean=tf.cast(self.moving_mean.value, tf.float32),
-        variance=tf.cast(self.moving_variance.value, tf.float32), epsilon=self.epsilon, is_training=False)
-    return outputs
+    """`fused_batch_norm`: the output in the dtype the kernel computes in. networks.run_chain hands
+    a float32 output on in float32, so the element-wise steps after it (the LeakyReLU and its
+    gradient) run in float32, which TensorFlow computes faster here than bfloat16, with no cast to
+    bfloat16 and back."""
+    return fused_batch_norm(self, inputs, training)
+
+
+def upsampling(layer, inputs):
+  """The keras.layers.UpSampling2D `layer` on `inputs`; a bilinear one on bfloat16 inputs as the
+  float32 resize cast to bfloat16. tf.image.resize hands a bfloat16 input's result back through
+  `saturate_cast`, a clip to bfloat16's range whose gradient (a select per bound) cost more than
+  the resize's own in DRAEM's decoders; a bilinear blend of bfloat16 values cannot leave that range,
+  so the clip changes no number. Anything else runs the layer."""
+  if not (inputs.dtype == tf.bfloat16 and layer.interpolation == "bilinear" and layer.data_format == "channels_last"
+          and inputs.shape[1] is not None and inputs.shape[2] is not None):
+    return layer(inputs)
+  size = [inputs.shape[1] * layer.size[0], inputs.shape[2] * layer.size[1]]
+  return tf.cast(tf.raw_ops.ResizeBilinear(images=inputs, size=size, half_pixel_centers=True), tf.bfloat16)
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")
