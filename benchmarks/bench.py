@@ -163,6 +163,54 @@ def measure_interleaved_training(rounds, batch_size=256, n_images=2560):
           "bf16_over_fp32_cpu_time": round(cpu["float32"] / cpu["bfloat16"], 3)}
 
 
+PICTURES_FLAGS = os.path.join(ROOT, "experiments", "pictures_draem.flags")
+
+
+def measure_pictures(rounds, n_images=256):
+  """The picture preset's networks (experiments/pictures_draem.flags: DRAEM at 64x64 colour, 16 to
+  128 channels, batch 16) in float32 and in bfloat16 taking turns in one process, on noise pictures
+  (the time does not depend on what they show): per round an epoch of n_images in each precision
+  (after a traced one), then the n_images scored in each (automatic batch, after a warm-up). The
+  wider networks real pictures need, where bfloat16's convolutions gain most."""
+  import dataclasses
+
+  import tensorflow as tf
+
+  from anogan_tf import Config, models
+  from anogan_tf.engine.driver import Driver
+  from anogan_tf.nn import precision
+  with open(PICTURES_FLAGS) as f:
+    base = Config.from_flagfile_text(f.read() + "--dataset=folder\n--data_dir=unused\n--image_size=64\n--channels=3\n")
+  x = np.random.default_rng(0).uniform(-1, 1, (n_images,) + base.image_shape).astype(np.float32)
+  family, names = models.family(base.model), ("float32", "bfloat16")
+  drivers, scorers = {}, {}
+  for name in names:
+    config = dataclasses.replace(base, precision=name)
+    drivers[name] = Driver(config)
+    drivers[name].train_epoch(tf.constant(x), 0)  # trace
+    networks = precision.built(name, lambda: family.build_networks(config))
+    scorers[name] = family.make_scorer(config, networks)
+    scorers[name].score(x[:scorers[name].batch_size])  # trace and warm up
+  per_round = {"training": {name: [] for name in names}, "scoring": {name: [] for name in names}}
+  for epoch in range(1, rounds + 1):
+    for name in names:
+      began = time.perf_counter()
+      drivers[name].train_epoch(tf.constant(x), epoch)
+      per_round["training"][name].append(round(n_images / (time.perf_counter() - began), 1))
+    for name in names:
+      began = time.perf_counter()
+      scorers[name].score(x)
+      per_round["scoring"][name].append(round(n_images / (time.perf_counter() - began), 1))
+  out = {"rounds": rounds, "images": n_images, "data": "uniform noise", "networks": "experiments/pictures_draem.flags",
+         "image_shape": list(base.image_shape), "batch_size": {"training": base.batch_size,
+                                                                "scoring": {n: s.batch_size for n, s in scorers.items()}}}
+  for kind, values in per_round.items():
+    ratios = [round(b / a, 2) for a, b in zip(values["float32"], values["bfloat16"])]
+    out[kind] = {"images_per_second": values, "bf16_over_fp32_per_round": ratios,
+                 "bf16_over_fp32_median": float(np.median(ratios))}
+  return out
+
+
 def measure_seed_style(n_images):
   """The seed's way: one image at a time, one Python call (TF1: one sess.run) per Adam step."""
   import keras
@@ -432,6 +480,7 @@ def _child(spec: str):
                "interleaved": lambda r, n: measure_interleaved(int(r), int(n)),
                "interleaved_training": lambda r, n="2560": measure_interleaved_training(int(r), n_images=int(n)),
                "whole_split": lambda n, b: measure_whole_split(int(n), int(b)),
+               "pictures": lambda r, n="256": measure_pictures(int(r), int(n)),
                "training": lambda: measure_training(),
                "layers": lambda: {**measure_layers(), "threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))},
                "training_layers": lambda: measure_training_layers(),
@@ -467,6 +516,7 @@ def bfloat16_rows(report: dict) -> dict:
   out["encoder"] = {"float32": report["encoder"], "bfloat16": _run_child("encoder:bf16")}
   out["convolutions_alone_batch_1024"] = _run_child("layers:bf16")
   out["training_convolutions_alone_batch_256"] = _run_child("training_layers:bf16")
+  out["pictures"] = _run_child("pictures:3")
   if importlib.util.find_spec("torch") is None:
     out["pytorch"] = {"skipped": "torch is not installed (make bench installs it: pip install torch)"}
   else:
@@ -488,6 +538,8 @@ def bfloat16_rows(report: dict) -> dict:
       "batched_over_one_by_one_bf16": _ratio(ours16, one16),
       "batched_bf16_over_one_by_one_fp32": _ratio(ours16, one32),
       "batched_over_seed_style_bf16": _ratio(ours16, out["seed_style_one_by_one"]),
+      "pictures_training_bf16_over_fp32": out["pictures"]["training"]["bf16_over_fp32_median"],
+      "pictures_scoring_bf16_over_fp32": out["pictures"]["scoring"]["bf16_over_fp32_median"],
   }
   torch_rows = out["pytorch"]
   if "skipped" not in torch_rows:
@@ -544,7 +596,8 @@ def _run_children_together(specs, env=None) -> dict:
 GOAL_CHILDREN = (("split_fp32", "whole_split:{n}:0", None), ("split_bf16", "whole_split:{n}:0:bf16", None),
                  ("train_fp32", "training", None), ("train_bf16", "training:bf16", None),
                  ("one_fp32", "mapping:1:8", None), ("one_bf16", "mapping:1:8:bf16", None),
-                 ("seed_fp32", "seed_style:4", None), ("seed_bf16", "seed_style:4:bf16", None))
+                 ("seed_fp32", "seed_style:4", None), ("seed_bf16", "seed_style:4:bf16", None),
+                 ("pictures", "pictures:3", None))
 
 
 def goals(n_images: int) -> dict:
@@ -588,6 +641,9 @@ def goal_ratios(r: dict) -> dict:
     ratios[f"batched_over_one_by_one_{p}"] = _ratio(r[f"split_{p}"], r[f"one_{p}"])
     ratios[f"batched_over_seed_style_{p}"] = _ratio(r[f"split_{p}"], r[f"seed_{p}"])
   ratios["batched_bf16_over_seed_style_fp32"] = _ratio(r["split_bf16"], r["seed_fp32"])
+  if "pictures" in r:
+    for kind in ("training", "scoring"):
+      ratios[f"pictures_{kind}_bf16_over_fp32"] = r["pictures"][kind]["bf16_over_fp32_median"]
   return ratios
 
 
@@ -632,6 +688,24 @@ def goals_lines(r: dict) -> list:
             f"{x['batched_over_seed_style_bf16']}x; {x['batched_over_seed_style_fp32']}x", ">= 40x"),
            ("batched bf16 / the seed's way in fp32", f"{x['batched_bf16_over_seed_style_fp32']}x", "")]
   lines += ["| ratio (same run) | measured | goal |", "| --- | --- | --- |"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+  return lines + [""] + pictures_lines(r.get("pictures"))
+
+
+def pictures_lines(p) -> list:
+  """The .md rows of a `measure_pictures` result (none without one)."""
+  if not p:
+    return []
+  lines = [f"The picture preset's networks ({p['networks']}: DRAEM, {'x'.join(map(str, p['image_shape']))}), float32 "
+           f"and bfloat16 taking turns in one process, {p['rounds']} rounds of {p['images']} {p['data']} pictures "
+           f"(training batch {p['batch_size']['training']}; scoring at the automatic batch, "
+           f"{p['batch_size']['scoring']['float32']} / {p['batch_size']['scoring']['bfloat16']}):", "",
+           "| measure | float32 (images/s per round) | bfloat16 | bf16 / fp32 per round | median |",
+           "| --- | --- | --- | --- | --- |"]
+  for kind in ("training", "scoring"):
+    k = p[kind]
+    lines.append(f"| {kind} | {', '.join(map(str, k['images_per_second']['float32']))} | "
+                 f"{', '.join(map(str, k['images_per_second']['bfloat16']))} | "
+                 f"{', '.join(map(str, k['bf16_over_fp32_per_round']))} | {k['bf16_over_fp32_median']}x |")
   return lines + [""]
 
 
@@ -757,7 +831,7 @@ def bfloat16_lines(report: dict) -> list:
             "| convolution, form | mapping | training |", "| --- | --- | --- |"]
   mapping, training = r["convolutions_fp32_ms_over_bf16_ms"], r["training_convolutions_fp32_ms_over_bf16_ms"]
   lines += [f"| {op} | {mapping.get(op, '')} | {training.get(op, '')} |" for op in dict.fromkeys(list(mapping) + list(training))]
-  return lines + [""]
+  return lines + [""] + pictures_lines(b.get("pictures"))
 
 
 def _one_process_sentence(one: dict, unit: str) -> str:

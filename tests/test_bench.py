@@ -58,7 +58,13 @@ def _goals_report(torch=True):
        "machine": {"cpu": "cpu", "cores": 2, "ghz": 2.6}, "mapping_iterations": 150,
        "load_average_at_start": [1, 1, 1], "load_average_at_end": [1, 1, 1],
        "split_fp32": row(20.0, 1024), "split_bf16": row(60.0), "train_fp32": row(1000.0), "train_bf16": row(2000.0),
-       "one_fp32": row(4.0, 1, 8), "one_bf16": row(6.0, 1, 8), "seed_fp32": row(1.5, 1, 4), "seed_bf16": row(1.2, 1, 4)}
+       "one_fp32": row(4.0, 1, 8), "one_bf16": row(6.0, 1, 8), "seed_fp32": row(1.5, 1, 4), "seed_bf16": row(1.2, 1, 4),
+       "pictures": {"rounds": 2, "images": 256, "data": "uniform noise", "networks": "experiments/pictures_draem.flags",
+                    "image_shape": [64, 64, 3], "batch_size": {"training": 16, "scoring": {"float32": 64, "bfloat16": 64}},
+                    "training": {"images_per_second": {"float32": [70.0, 80.0], "bfloat16": [120.0, 120.0]},
+                                 "bf16_over_fp32_per_round": [1.71, 1.5], "bf16_over_fp32_median": 1.6},
+                    "scoring": {"images_per_second": {"float32": [300.0, 290.0], "bfloat16": [700.0, 690.0]},
+                                "bf16_over_fp32_per_round": [2.33, 2.38], "bf16_over_fp32_median": 2.36}}}
   if torch:
     r.update(torch_map_fp32=row(5.0, 1024, torch="2"), torch_map_bf16=row(30.0), torch_map_fp32_at_bf16_batch=row(10.0))
   else:
@@ -74,6 +80,8 @@ def test_the_goals_ratios_and_their_table(torch):
   assert x["batched_over_one_by_one_bf16"] == 10.0 and x["batched_bf16_over_seed_style_fp32"] == 40.0
   text = "\n".join(bench.goals_lines(r))
   assert "| mapping bf16 / our fp32 | 3.0x | >= 3x |" in text
+  assert x["pictures_training_bf16_over_fp32"] == 1.6 and x["pictures_scoring_bf16_over_fp32"] == 2.36
+  assert "| training | 70.0, 80.0 | 120.0, 120.0 | 1.71, 1.5 | 1.6x |" in text
   if torch:
     assert x["mapping_bf16_over_pytorch_fp32"] == 12.0 and x["mapping_bf16_over_pytorch_fp32_best"] == 6.0
     assert x["mapping_bf16_over_pytorch_bf16"] == 2.0 and "| bfloat16 autocast | 256 | 30.0 |" in text
