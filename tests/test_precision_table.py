@@ -226,3 +226,19 @@ def test_no_pairs_returns_1_says_what_to_run_and_writes_nothing(tmp_path, precis
   assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # no table, no .tmp
   assert precision.main([f"--results_dir={tmp_path / 'empty'}", f"--out={tmp_path / 'p'}"]) == 1
   assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("dataset, presets, against, make", [
+    ("mnist", "seed000,best", "bf16", "make reproduce-mnist PRESETS=seed000,seed000_bf16,best,best_bf16"),
+    ("fashion_mnist", "best", "bf16_trained", "make reproduce-fashion PRESETS=best,best_bf16_trained"),
+])
+def test_no_pairs_message_names_the_make_command_that_writes_them(tmp_path, precision, capsys, dataset, presets,
+                                                                  against, make):
+  # What it says to run makes the records it reads: the dataset's target, the presets asked for and
+  # their pairs, written into --results_dir (make's RESULTS is elsewhere by default).
+  results_dir = tmp_path / "precision"
+  capsys.readouterr()
+  assert precision.main([f"--results_dir={results_dir}", f"--dataset={dataset}", f"--presets={presets}",
+                         f"--against={against}"]) == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and f"{make} RESULTS={results_dir}" in err, err
