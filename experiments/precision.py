@@ -124,16 +124,17 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   comparisons = [compare(args.results_dir, args.dataset, p, args.against) for p in args.presets.split(",") if p]
   comparisons = [c for c in comparisons if c["classes"]]
+  target = "reproduce-fashion" if args.dataset == "fashion_mnist" else "reproduce-mnist"
   if not comparisons:
+    wanted = ",".join(f"{p},{p}_{args.against}" for p in args.presets.split(",") if p)
     print(f"no pairs of <preset> and <preset>_{args.against} records for {args.dataset} in {args.results_dir}/runs/; "
-          f"run make reproduce-mnist with PRESETS=seed000,seed000_{args.against} first", file=sys.stderr)
+          f"run make {target} PRESETS={wanted} RESULTS={args.results_dir} first", file=sys.stderr)
     return 1
   name = f"precision_{args.dataset}{AGAINST[args.against][0]}"
   out = args.out or os.path.join(os.path.dirname(os.path.normpath(args.results_dir)), name)
   presets = ",".join(f"{c['preset']},{c['against']}" for c in comparisons)
   classes = ",".join(sorted({str(k) for c in comparisons for k in c["classes"]}, key=int))
   seeds = ",".join(sorted({str(s) for c in comparisons for s in c["seeds"]}, key=int))
-  target = "reproduce-fashion" if args.dataset == "fashion_mnist" else "reproduce-mnist"
   command = (f"make {target} CLASSES={classes} SEEDS={seeds} PRESETS={presets} RESULTS={args.results_dir}; "
              f"python experiments/precision.py --results_dir={args.results_dir} --dataset={args.dataset} "
              f"--presets={args.presets}" + ("" if args.against == "bf16" else f" --against={args.against}"))
