@@ -178,38 +178,37 @@ def test_against_bf16_trained_pairs_the_trained_preset_and_writes_its_own_table(
 
   # main with the default --out and --presets (best has no best_bf16_trained: left out)
   capsys.readouterr()
-  assert precision.main([f"--results_dir={results_dir}", "--against=bf16_trained"]) == 0
-  base = results_dir.parent / "precision_mnist_trained"
-  assert capsys.readouterr().out == f"{base}.md\n"
-  assert not (results_dir.parent / "precision_mnist.json").exists()
-  written = json.loads(base.with_suffix(".json").read_text())
+  written, md = written_table(precision, capsys, results_dir, "bf16_trained", "precision_mnist_trained",
+                              absent="precision_mnist", made="SEEDS=0,1 PRESETS=seed000,seed000_bf16_trained")
   assert [c["against"] for c in written["comparisons"]] == ["seed000_bf16_trained"]
   assert written["comparisons"][0]["mean_difference"] == pytest.approx(np.mean(TRAINED[0]))
-  command = (f"make reproduce-mnist CLASSES=0,1,2,3,4,5,6,7,8,9 SEEDS=0,1 PRESETS=seed000,seed000_bf16_trained "
-             f"RESULTS={results_dir}; python experiments/precision.py --results_dir={results_dir} --dataset=mnist "
-             f"--presets=seed000,best --against=bf16_trained")
-  assert written["command"] == command
-  md = base.with_suffix(".md").read_text()
-  assert md.splitlines()[0] == HEADING["bf16_trained"]
-  assert f"Produce the records (resumes), then this table: `{command}`" in md
   assert "## preset `seed000`, seeds 0, 1" in md and "## preset `best`" not in md
+
+
+def written_table(precision, capsys, results_dir, against, name, absent, made):
+  """(the .json, the .md) that main with --against wrote as `name` beside the results folder (and
+  printed the .md's path), not writing the other choice's `absent` table: with its heading and the
+  command that reproduces it (`made`: its make arguments after CLASSES)."""
+  args = [] if against == "bf16" else [f"--against={against}"]
+  assert precision.main([f"--results_dir={results_dir}", *args]) == 0
+  base = results_dir.parent / name
+  assert capsys.readouterr().out == f"{base}.md\n"
+  assert not (results_dir.parent / f"{absent}.json").exists()
+  written, md = json.loads(base.with_suffix(".json").read_text()), base.with_suffix(".md").read_text()
+  command = (f"make reproduce-mnist CLASSES=0,1,2,3,4,5,6,7,8,9 {made} RESULTS={results_dir}; python "
+             f"experiments/precision.py --results_dir={results_dir} --dataset=mnist --presets=seed000,best"
+             + "".join(f" {a}" for a in args))
+  assert written["command"] == command
+  assert md.splitlines()[0] == HEADING[against]
+  assert f"Produce the records (resumes), then this table: `{command}`" in md
+  return written, md
 
 
 def test_against_bf16_writes_the_same_gans_table(results, precision, capsys):
   results_dir, *_ = results
-  assert precision.main([f"--results_dir={results_dir}"]) == 0
-  base = results_dir.parent / "precision_mnist"
-  assert capsys.readouterr().out == f"{base}.md\n"
-  assert not (results_dir.parent / "precision_mnist_trained.json").exists()
-  written = json.loads(base.with_suffix(".json").read_text())
+  written, _ = written_table(precision, capsys, results_dir, "bf16", "precision_mnist", absent="precision_mnist_trained",
+                             made="SEEDS=0,1,2 PRESETS=seed000,seed000_bf16,best,best_bf16")
   assert [c["against"] for c in written["comparisons"]] == ["seed000_bf16", "best_bf16"]
-  command = (f"make reproduce-mnist CLASSES=0,1,2,3,4,5,6,7,8,9 SEEDS=0,1,2 PRESETS=seed000,seed000_bf16,best,best_bf16 "
-             f"RESULTS={results_dir}; python experiments/precision.py --results_dir={results_dir} --dataset=mnist "
-             f"--presets=seed000,best")
-  assert written["command"] == command
-  md = base.with_suffix(".md").read_text()
-  assert md.splitlines()[0] == HEADING["bf16"]
-  assert f"Produce the records (resumes), then this table: `{command}`" in md
 
 
 @pytest.mark.parametrize("against", ["bf16", "bf16_trained"])
