@@ -178,24 +178,23 @@ def measure_pictures(rounds, n_images=256):
 
   from anogan_tf import Config, models
   from anogan_tf.engine.driver import Driver
-  from anogan_tf.nn import precision
   with open(PICTURES_FLAGS) as f:
     base = Config.from_flagfile_text(f.read() + "--dataset=folder\n--data_dir=unused\n--image_size=64\n--channels=3\n")
   x = np.random.default_rng(0).uniform(-1, 1, (n_images,) + base.image_shape).astype(np.float32)
+  x_tensor = tf.constant(x)
   family, names = models.family(base.model), ("float32", "bfloat16")
   drivers, scorers = {}, {}
   for name in names:
     config = dataclasses.replace(base, precision=name)
-    drivers[name] = Driver(config)
-    drivers[name].train_epoch(tf.constant(x), 0)  # trace
-    networks = precision.built(name, lambda: family.build_networks(config))
-    scorers[name] = family.make_scorer(config, networks)
+    drivers[name] = Driver(config)  # its networks in this precision serve the scorer too
+    drivers[name].train_epoch(x_tensor, 0)  # trace
+    scorers[name] = family.make_scorer(config, drivers[name].networks)
     scorers[name].score(x[:scorers[name].batch_size])  # trace and warm up
   per_round = {"training": {name: [] for name in names}, "scoring": {name: [] for name in names}}
   for epoch in range(1, rounds + 1):
     for name in names:
       began = time.perf_counter()
-      drivers[name].train_epoch(tf.constant(x), epoch)
+      drivers[name].train_epoch(x_tensor, epoch)
       per_round["training"][name].append(round(n_images / (time.perf_counter() - began), 1))
     for name in names:
       began = time.perf_counter()

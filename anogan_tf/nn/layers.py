@@ -263,11 +263,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
   statistics are float32, and the moving statistics stay float32 variables.
   """
 
-  def _fusable(self, inputs, mask) -> bool:
-    return fusable(self, inputs, mask)
-
   def call(self, inputs, training=None, mask=None):
-    if not self._fusable(inputs, mask):
+    if not fusable(self, inputs, mask):
       return super().call(inputs, training=training, mask=mask)
     return tf.cast(self.normalize(inputs, training), inputs.dtype)
 

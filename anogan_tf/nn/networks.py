@@ -28,6 +28,7 @@ from anogan_tf.errors import AnoganError
 from anogan_tf.nn.layers import (
   FusedBatchNormalization,
   SubpixelGradientConv2D,
+  fusable,
   leaky_relu,
   transpose_form,
   transposed_convolution,
@@ -93,7 +94,7 @@ def _fused_batchnorm(layer, x) -> bool:
   the element-wise steps up to the next convolution then run in float32 (no cast to bfloat16 and
   back around them)."""
   return (type(layer) is FusedBatchNormalization and layer.compute_dtype == "bfloat16"
-          and layer._fusable(x, None))
+          and fusable(layer, x))
 
 
 def build_chain(chain, input_shape) -> tuple:
