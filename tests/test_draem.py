@@ -59,6 +59,37 @@ def test_simulated_anomaly_changes_pixels_only_inside_its_mask():
   assert augmented.min() >= -1.0 and augmented.max() <= 1.0
 
 
+def test_each_picture_is_simulated_from_its_own_row_and_neighbour():
+  """The batch is split by what each row paints and put back together: a picture's anomaly and mask
+  are those its own row gives alone, in any batch (float32 rounding apart), and an own source that
+  is the neighbour is the previous picture of the whole batch (changing that picture changes the
+  anomaly of these rows only)."""
+  rng = np.random.default_rng(8)
+  s = Synthesis(side=32, channels=3, min_cell=4, smooth_fraction=0.3, scar_fraction=0.3)
+  x = rng.uniform(-1, 1, (24, 32, 32, 3)).astype(np.float32)
+  rows = s.noise(rng, 24)
+  augmented, mask = (t.numpy() for t in s.simulate(tf.constant(x), tf.constant(rows)))
+  other = rng.uniform(-1, 1, (32, 32, 3)).astype(np.float32)
+  kinds = set()
+  for i in range(24):
+    f = {name: v[i] for name, v in s.fields(rows).items()}
+    kind = ("left" if f["altered"] >= 0.5 else "smooth" if f["use_smooth"] < 0.3 else "texture" if f["use_texture"] < 0.5
+            else "neighbour" if f["other_picture"] >= 0.5 else "own")
+    kinds.add(kind)
+    alone, neighbour_changed = ((t.numpy()[1] for t in s.simulate(tf.constant(np.stack([before, x[i]])),
+                                                                  tf.constant(rows[[i - 1, i]])))
+                                for before in (x[i - 1], other))
+    alone_a, alone_m = alone
+    np.testing.assert_array_equal(mask[i], alone_m)
+    np.testing.assert_allclose(augmented[i], alone_a, atol=1e-5)
+    changed_a, _ = neighbour_changed
+    if kind == "neighbour" and mask[i].any():
+      assert np.abs(changed_a - alone_a).max() > 0.01, i
+    else:
+      np.testing.assert_array_equal(changed_a, alone_a)
+  assert kinds == {"left", "smooth", "texture", "own", "neighbour"}  # every part of the split is checked
+
+
 def test_synthesis_uses_no_external_pictures():
   """The simulated anomalies are a function of the batch and its noise rows alone: the traced
   synthesis reads no file, holds no constant or variable the size of a picture (an embedded texture

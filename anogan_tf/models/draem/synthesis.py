@@ -192,10 +192,12 @@ class Synthesis:
       out = tf.maximum(out, stroke)
     return out[..., None]
 
-  def own_picture(self, x01, f):
-    """The training picture itself or its neighbour in the batch, rotated by k x 90 degrees,
-    maybe mirrored, and rolled by a random shift: (batch, side, side, c) in [0, 1]."""
-    source = tf.where((f["other_picture"] < 0.5)[:, None, None, None], x01, tf.roll(x01, 1, axis=0))
+  def own_picture(self, x01, f, neighbour=None):
+    """The training picture itself or its neighbour in the batch (`neighbour`, default the previous
+    picture of x01), rotated by k x 90 degrees, maybe mirrored, and rolled by a random shift:
+    (batch, side, side, c) in [0, 1]."""
+    neighbour = tf.roll(x01, 1, axis=0) if neighbour is None else neighbour
+    source = tf.where((f["other_picture"] < 0.5)[:, None, None, None], x01, neighbour)
     k = tf.cast(tf.minimum(tf.floor(f["rot90"] * 4.0), 3.0), tf.int32)
     turned = source
     for quarter in (1, 2, 3):
@@ -298,23 +300,48 @@ class Synthesis:
   def simulate(self, x, u):
     """(augmented pictures, masks): x (batch, side, side, c) in [-1, 1] with anomalies pasted
     inside Perlin masks as the module docstring says; masks (batch, side, side, 1) in {0, 1}, 0
-    everywhere for the pictures left as they are. u: the rows of `noise`."""
+    everywhere for the pictures left as they are. u: the rows of `noise`.
+
+    Each picture's anomaly depends on its own row alone (and on its neighbour in the batch, for an
+    own source), so the batch is split by what its rows paint: pictures left as they are, smoothed
+    in place, a synthetic texture, their own or their neighbour's picture. Each part is computed on
+    its pictures only (the synthesis costs what the altered pictures need, not every kind for
+    every picture; the same numbers up to float32 rounding, whose last bit can depend on a tensor's
+    size) and the parts are put back in batch order."""
     f = self.fields(u)
-    x01 = (x + 1.0) / 2.0
-    source = tf.where((f["use_texture"] < self.texture_fraction)[:, None, None, None], self.texture(f),
-                      self.own_picture(x01, f))
-    source = self.recolour(source, f) * 2.0 - 1.0
-    altered = tf.cast(f["altered"] < self.anomaly_fraction, tf.float32)[:, None, None, None]
+    n = tf.shape(x)[0]
+    neighbour = tf.roll((x + 1.0) / 2.0, 1, axis=0)  # an own source's "other picture": in the whole batch
+    altered = f["altered"] < self.anomaly_fraction
+    smooth = f["use_smooth"] < self.smooth_fraction if self.smooth_fraction else tf.zeros_like(altered)
+    texture = f["use_texture"] < self.texture_fraction
+    kind = tf.where(~altered, 0, tf.where(smooth, 1, tf.where(texture, 2, 3)))
+    rows = tf.dynamic_partition(tf.range(n), kind, 4)  # left as they are, smoothed, texture, own picture
+    left = tf.gather(x, rows[0])
+    parts = [(left, tf.zeros_like(left[..., :1]))]
+    for k in (1, 2, 3):
+      fk = {name: tf.gather(column, rows[k]) for name, column in f.items()}
+      xk = tf.gather(x, rows[k])
+      if k == 1 and not self.smooth_fraction:  # no row is smoothed
+        parts.append((xk, tf.zeros_like(xk[..., :1])))
+        continue
+      if k == 1:
+        source = self.smoothed(xk, fk)
+      elif k == 2:
+        source = self.recolour(self.texture(fk), fk) * 2.0 - 1.0
+      else:
+        source = self.recolour(self.own_picture((xk + 1.0) / 2.0, fk, tf.gather(neighbour, rows[k])), fk) * 2.0 - 1.0
+      parts.append(self.paste(xk, source, fk, smoothed=k == 1))
+    return tuple(tf.dynamic_stitch(rows, [part[j] for part in parts]) for j in (0, 1))
+
+  def paste(self, x, source, f, smoothed: bool = False):
+    """(augmented, mask) of altered pictures x (all of them altered) and their sources, both in
+    [-1, 1]: the blob or strokes mask of each row, the source blended in inside it with the
+    original's opacity beta; a smoothed source's mask is cleared where it changes nothing visible."""
     m = self.mask(f)
     if self.scar_fraction:
       m = tf.where((f["use_scar"] < self.scar_fraction)[:, None, None, None], self.scars(f), m)
-    m = m * altered
     beta = (f["beta"] * self.beta_max)[:, None, None, None]
-    if self.smooth_fraction:
-      smooth = (f["use_smooth"] < self.smooth_fraction)[:, None, None, None]
-      source = tf.where(smooth, self.smoothed(x, f), source)
+    if smoothed:
       change = tf.reduce_max(tf.abs((1.0 - beta) * (source - x)), axis=-1, keepdims=True)
-      visible = tf.cast(tf.nn.avg_pool2d(change, 3, 1, "SAME") > SMOOTH_VISIBLE, tf.float32)
-      m = tf.where(smooth, m * visible, m)
-    augmented = x * (1.0 - m) + (1.0 - beta) * source * m + beta * x * m
-    return augmented, m
+      m = m * tf.cast(tf.nn.avg_pool2d(change, 3, 1, "SAME") > SMOOTH_VISIBLE, tf.float32)
+    return x * (1.0 - m) + (1.0 - beta) * source * m + beta * x * m, m
