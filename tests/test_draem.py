@@ -171,6 +171,33 @@ def test_image_score_is_the_max_of_the_smoothed_map():
   assert scorer.settings()["draem_score_window"] == 5
 
 
+def test_shifted_views_average_the_maps_moved_back():
+  """--draem_score_shifts=s: the map is the mean of the maps of the picture and of four copies moved
+  diagonally by s pixels (reflected at the borders), each moved back; the score is the windowed max
+  of that mean, the reconstruction the picture's own repainting; 0 is the picture alone."""
+  config = Config(model="draem", dataset="folder", data_dir="unused", image_size=32, channels=3, draem_width=2,
+                  map_batch_size=8, draem_score_window=3)
+  family = models.family("draem")
+  networks = family.build_networks(config)
+  x = np.random.default_rng(2).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+  plain = family.make_scorer(config, networks).score(x)
+  shifted = family.make_scorer(config.replace(draem_score_shifts=2), networks).score(x)
+  maps = []
+  for dy, dx in ((0, 0), (2, 2), (-2, -2), (2, -2), (-2, 2)):
+    view = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")[:, 2 + dy:34 + dy, 2 + dx:34 + dx]
+    m = family.anomaly_probability(networks, tf.constant(view))[1].numpy()[..., 0]
+    maps.append(np.pad(m, ((0, 0), (2, 2), (2, 2)), mode="symmetric")[:, 2 - dy:34 - dy, 2 - dx:34 - dx])
+  mean = np.mean(maps, axis=0)
+  np.testing.assert_allclose(shifted.residual_map[..., 0], mean, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(plain.residual_map[..., 0], maps[0], rtol=1e-5, atol=1e-6)
+  assert np.abs(mean - maps[0]).max() > 1e-3  # the views differ
+  windows = np.lib.stride_tricks.sliding_window_view(np.pad(mean, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan),
+                                                     (3, 3), axis=(1, 2))
+  np.testing.assert_allclose(shifted.score, np.nanmean(windows, axis=(-2, -1)).max(axis=(1, 2)), rtol=1e-5)
+  np.testing.assert_allclose(shifted.reconstruction, plain.reconstruction, rtol=1e-5, atol=1e-6)
+  assert family.make_scorer(config.replace(draem_score_shifts=2), networks).settings()["draem_score_shifts"] == 2
+
+
 @pytest.mark.parametrize("side, pools", [(28, (1, 1)), (32, (1, 2)), (64, (2, 3)), (128, (3, 4)), (256, (4, 5))])
 def test_depth_follows_the_image_size(side, pools):
   """The authors' poolings at 256 pixels (to 16x16 and to 8x8), one fewer per halving, at least one."""
@@ -206,7 +233,7 @@ def test_batchnorm_keeps_the_unbiased_running_variance_as_the_authors_pytorch():
 def test_bad_draem_settings_are_one_line_errors():
   for changes in (dict(draem_width=0), dict(draem_anomaly_fraction=1.5), dict(draem_perlin_min_cell=6),
                   dict(draem_score_window=4), dict(draem_beta_max=1.0),
-                  dict(draem_smooth_fraction=-0.1), dict(draem_scar_fraction=1.5)):
+                  dict(draem_smooth_fraction=-0.1), dict(draem_scar_fraction=1.5), dict(draem_score_shifts=-1)):
     with pytest.raises(AnoganError, match="--draem_"):
       Config(model="draem", **changes)
 

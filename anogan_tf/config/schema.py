@@ -207,6 +207,10 @@ class Config:
   draem_score_window: int = setting(0, "draem: the image score is the max of the anomaly map averaged over this "
                                        "odd window; 0: 21 pixels at 256 (the authors') scaled to the image size",
                                     evaluate=True, resume=True)
+  draem_score_shifts: int = setting(0, "draem: the anomaly map is the mean of the picture's and of four copies "
+                                       "shifted diagonally by this many pixels (reflected at the borders; "
+                                       "test-time augmentation); 0: the picture's alone (the authors')",
+                                    evaluate=True, resume=True)
 
   # --- scoring
   vae_score: str = setting("reconstruction",

@@ -17,7 +17,10 @@ every pixel's 2-class softmax.
 Scoring: residual_map = the predicted anomaly probability per pixel (broadcast to the picture's
 channels), the segmentation itself, not |x - reconstruction|; the image score = the maximum of that
 map averaged over a window of --draem_score_window pixels (the authors: 21 x 21 at 256 pixels; 0:
-scaled to the image size, 5 at 64). `reconstruction` is the repainting, clipped to [-1, 1].
+scaled to the image size, 5 at 64). With --draem_score_shifts=s (not the authors') the map is the
+mean of five: the picture's and those of four copies shifted by (s, s), (-s, -s), (s, -s), (-s, s)
+pixels (reflected at the borders), each shifted back. `reconstruction` is the repainting, clipped
+to [-1, 1].
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ def check_config(config) -> None:
   need(cell >= 1 and cell & (cell - 1) == 0, f"--draem_perlin_min_cell={cell} is not a power of two; use e.g. 8")
   need(config.draem_score_window >= 0 and (config.draem_score_window == 0 or config.draem_score_window % 2 == 1),
        f"--draem_score_window={config.draem_score_window} is not an odd size; use 0 (scaled to the image) or e.g. 5")
+  need(config.draem_score_shifts >= 0, f"--draem_score_shifts={config.draem_score_shifts} is negative; use 0 (the "
+                                       "picture alone) or a few pixels, e.g. 2")
 
 
 # --- networks
@@ -181,23 +186,47 @@ class DraemScorer(base.OnePassScorer):
 
   residual_is_error = False
 
-  def __init__(self, networks, window: int, batch_size: int = 0, ink_power: float = 0.0):
+  def __init__(self, networks, window: int, batch_size: int = 0, ink_power: float = 0.0, shifts: int = 0):
     if int(window) < 1:
       raise AnoganError(f"score window {window} is below 1; use an odd size such as 5")
     self.networks = networks
     self.window = int(window)
+    side = min(networks["reconstructive"].image_shape[:2])
+    if not 0 <= int(shifts) < side:
+      raise AnoganError(f"--draem_score_shifts={shifts} does not fit {side}-pixel pictures; use 0 or a few pixels, e.g. 2")
+    self.shifts = int(shifts)
+    self.offsets = ((0, 0),) + (((shifts, shifts), (-shifts, -shifts), (shifts, -shifts), (-shifts, shifts))
+                                if shifts else ())
     self.ink_power = base.checked_ink_power(ink_power)
     self.example_shape = tuple(networks["reconstructive"].image_shape)
     self.init_chunks(batch_size)
 
   def activation_floats_per_image(self) -> int:
-    return sum(network.activation_floats() for network in self.networks.values())
+    return len(self.offsets) * sum(network.activation_floats() for network in self.networks.values())
 
   def settings(self) -> dict:
-    return {"draem_score_window": self.window, "map_batch_size": self.batch_size, **losses.ink_setting(self.ink_power)}
+    shifts = {"draem_score_shifts": self.shifts} if self.shifts else {}  # absent at 0: older thresholds still apply
+    return {"draem_score_window": self.window, **shifts, "map_batch_size": self.batch_size,
+            **losses.ink_setting(self.ink_power)}
+
+  def shifted_probability(self, x):
+    """(repainting of x, the anomaly map averaged over the views of `offsets`): the pictures moved
+    by (dy, dx) (view[i, j] = x[i + dy, j + dx], reflected at the borders), their maps moved back
+    (the outermost pixels, which no view saw there, mirrored)."""
+    if len(self.offsets) == 1:
+      repainting, probability, _ = anomaly_probability(self.networks, x)
+      return repainting, probability
+    s, (h, w) = self.shifts, x.shape[1:3]
+    border = [[0, 0], [s, s], [s, s], [0, 0]]
+    padded = tf.pad(x, border, "REFLECT")
+    views = tf.concat([padded[:, s + dy:s + dy + h, s + dx:s + dx + w] for dy, dx in self.offsets], axis=0)
+    repainting, probability, _ = anomaly_probability(self.networks, views)
+    maps = tf.split(tf.pad(probability, border, "SYMMETRIC"), len(self.offsets))
+    back = [m[:, s - dy:s - dy + h, s - dx:s - dx + w] for (dy, dx), m in zip(self.offsets, maps)]
+    return tf.split(repainting, len(self.offsets))[0], tf.add_n(back) / float(len(back))
 
   def score_tensors(self, x) -> base.ScoreResult:
-    repainting, probability, _ = anomaly_probability(self.networks, x)
+    repainting, probability = self.shifted_probability(x)
     smoothed = tf.nn.avg_pool2d(probability, self.window, 1, "SAME")
     segmentation = tf.reduce_max(smoothed, axis=(1, 2, 3))
     reconstruction = tf.clip_by_value(repainting, -1.0, 1.0)
@@ -212,4 +241,4 @@ class DraemScorer(base.OnePassScorer):
 def make_scorer(config, networks, batch_size: Optional[int] = None) -> DraemScorer:
   """Overrides: batch_size (default --map_batch_size; 0: from the available memory)."""
   return DraemScorer(networks, score_window(config), batch_size=base.score_batch_size(config, batch_size),
-                     ink_power=config.ink_power)
+                     ink_power=config.ink_power, shifts=config.draem_score_shifts)
