@@ -193,7 +193,8 @@ class DraemScorer(base.OnePassScorer):
     self.window = int(window)
     side = min(networks["reconstructive"].image_shape[:2])
     if not 0 <= int(shifts) < side:
-      raise AnoganError(f"--draem_score_shifts={shifts} does not fit {side}-pixel pictures; use 0 or a few pixels, e.g. 2")
+      raise AnoganError(f"--draem_score_shifts={shifts} does not fit {side}-pixel pictures; use 0 or a few pixels, "
+                        "e.g. 2")
     self.shifts = int(shifts)
     self.offsets = ((0, 0),) + (((shifts, shifts), (-shifts, -shifts), (shifts, -shifts), (-shifts, shifts))
                                 if shifts else ())
