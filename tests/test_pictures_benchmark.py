@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 import pictures  # noqa: E402
 import pictures_benchmark  # noqa: E402
+import pictures_scoring  # noqa: E402
 
 from anogan_tf.config import Config  # noqa: E402
 from anogan_tf.data import folder as folder_data  # noqa: E402
@@ -120,3 +121,20 @@ def test_tables_name_the_flagfile_the_runs_trained_with(tmp_path):
   pictures.write_tables(str(tmp_path), "draem", "val", ["grass"], [0])
   assert json.loads((tmp_path / "pictures_draem_val.json").read_text())["flagfile"] == "runs/tune/wide.flags"
   assert "Flagfile: `runs/tune/wide.flags`" in (tmp_path / "pictures_draem_val.md").read_text()
+
+
+def test_scoring_table_means_over_seeds_then_categories_and_per_seed_only_when_complete(tmp_path):
+  metrics = lambda v: {"auroc": v, "pixel_auroc": v / 2, "pixel_aupro": v / 4}  # noqa: E731
+  results = {("w1_s0", "brick", 0): metrics(0.6), ("w1_s0", "brick", 1): metrics(0.8),
+             ("w1_s0", "coins", 0): metrics(1.0), ("w1_s0", "coins", 1): metrics(0.9),
+             ("w3_s0", "brick", 0): metrics(0.5), ("w3_s0", "coins", 0): metrics(0.7)}
+  table = pictures_scoring.tabulate(results, ["brick", "coins"], [0, 1], ["w1_s0", "w3_s0"])
+  assert table["w1_s0"]["per_category"]["brick"]["auroc"] == pytest.approx(0.7)
+  assert table["w1_s0"]["mean"]["auroc"] == pytest.approx((0.7 + 0.95) / 2)
+  assert table["w1_s0"]["mean"]["pixel_aupro"] == pytest.approx((0.7 + 0.95) / 8)
+  assert table["w1_s0"]["image_auroc_per_seed"] == {"0": pytest.approx(0.8), "1": pytest.approx(0.85)}
+  assert table["w3_s0"]["image_auroc_per_seed"] == {"0": pytest.approx(0.6)}  # seed 1 not evaluated
+  header = {"categories": ["brick", "coins"], "seeds": [0, 1], "runs": 4, "workdirs_note": "", "commit": "c",
+            "cpu": "x", "command": "c"}
+  text = open(pictures_scoring.write(str(tmp_path), "p", table, header)).read()
+  assert "| w1_s0 | 70.0 | 95.0 | 82.5 | 0: 80.0, 1: 85.0 |" in text
