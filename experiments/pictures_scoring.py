@@ -20,6 +20,7 @@ import argparse
 import itertools
 import json
 import os
+import shlex
 import statistics
 import sys
 
@@ -120,7 +121,11 @@ def main(argv=None) -> int:
   os.chdir(ROOT)
   if not flagfile or not os.path.exists(flagfile):
     parser.error(f"no flagfile for preset '{args.preset}'; name one with an experiments/pictures_<NAME>.flags")
-  with open(os.path.join(args.data_root, "manifest.json")) as f:
+  manifest = os.path.join(args.data_root, "manifest.json")
+  if not os.path.exists(manifest):
+    parser.error(f"{args.data_root} holds no picture benchmark (manifest.json); name the --data_root that "
+                 "experiments/pictures.py trained from")
+  with open(manifest) as f:
     size = json.load(f)["size"]
   settings = [(w, s) for w, s in itertools.product(windows, shifts)]
   results, done = {}, []
@@ -140,7 +145,7 @@ def main(argv=None) -> int:
   table = tabulate(results, categories, seeds, [setting_name(w, s) for w, s in settings])
   header = {"preset": args.preset, "categories": categories, "seeds": seeds, "runs": len(done),
             "workdirs_note": ", ".join(done), "commit": reproduce.commit(), "cpu": reproduce.cpu_model(),
-            "command": "python experiments/pictures_scoring.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "command": "python experiments/pictures_scoring.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
   print(f"table: {write(args.results_dir, args.preset, table, header)}")
   return 0
 
