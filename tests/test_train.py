@@ -286,8 +286,10 @@ def _trained_presets():
 
 
 # Presets whose training another test runs, with every check below: seed 002's (3 epochs, resumed)
-# in test_a_run_writes_everything_resumes_and_equals_an_uninterrupted_run.
-TRAINED_ELSEWHERE = ("seed002.flags",)
+# in test_a_run_writes_everything_resumes_and_equals_an_uninterrupted_run; DRAEM's picture preset as
+# users run it, pictures.flags (pictures_draem.flags with --dataset=folder: the same networks and
+# settings, on a folder of pictures instead of the default MNIST digits).
+TRAINED_ELSEWHERE = ("seed002.flags", "pictures_draem.flags")
 
 
 @pytest.mark.slow
