@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 import pictures  # noqa: E402
 import pictures_benchmark  # noqa: E402
+import report  # noqa: E402
 import reproduce  # noqa: E402
 
 METRICS = pictures.METRICS  # image AUROC, pixel AUROC, AUPRO
@@ -75,10 +76,6 @@ def tabulate(results: dict, categories, seeds, settings) -> dict:
 def write(results_dir: str, preset: str, table: dict, header: dict) -> str:
   os.makedirs(results_dir, exist_ok=True)
   stem = os.path.join(results_dir, f"pictures_{preset}_scoring_val")
-  with open(stem + ".json.tmp", "w") as f:
-    json.dump({**header, "settings": table}, f, indent=2)
-    f.write("\n")
-  os.replace(stem + ".json.tmp", stem + ".json")
   categories = header["categories"]
   lines = [f"# Picture benchmark, preset `{preset}`: image-score settings on the validation split", "",
            f"Each trained workdir of `pictures_{preset}_val` evaluated again on its validation pictures with "
@@ -98,8 +95,7 @@ def write(results_dir: str, preset: str, table: dict, header: dict) -> str:
       per_seed = ", ".join(f"{s}: {100 * v:.1f}" for s, v in entry["image_auroc_per_seed"].items())
       lines.append(f"| {setting} | " + " | ".join(cells) + f" | {mean} |" + (f" {per_seed} |" if metric == "auroc" else ""))
     lines.append("")
-  with open(stem + ".md", "w") as f:
-    f.write("\n".join(lines))
+  report.write_json_and_md(stem, {**header, "settings": table}, "\n".join(lines))
   return stem + ".md"
 
 
@@ -127,7 +123,7 @@ def main(argv=None) -> int:
                  "experiments/pictures.py trained from")
   with open(manifest) as f:
     size = json.load(f)["size"]
-  settings = [(w, s) for w, s in itertools.product(windows, shifts)]
+  settings = list(itertools.product(windows, shifts))
   results, done = {}, []
   for seed, category in itertools.product(seeds, categories):
     workdir = os.path.join(args.runs_dir, args.preset, f"{category}_seed{seed}")

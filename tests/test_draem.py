@@ -181,7 +181,8 @@ def test_shifted_views_average_the_maps_moved_back():
   networks = family.build_networks(config)
   x = np.random.default_rng(2).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
   plain = family.make_scorer(config, networks).score(x)
-  shifted = family.make_scorer(config.replace(draem_score_shifts=2), networks).score(x)
+  shifted_scorer = family.make_scorer(config.replace(draem_score_shifts=2), networks)
+  shifted = shifted_scorer.score(x)
   maps = []
   for dy, dx in ((0, 0), (2, 2), (-2, -2), (2, -2), (-2, 2)):
     view = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")[:, 2 + dy:34 + dy, 2 + dx:34 + dx]
@@ -195,7 +196,7 @@ def test_shifted_views_average_the_maps_moved_back():
                                                      (3, 3), axis=(1, 2))
   np.testing.assert_allclose(shifted.score, np.nanmean(windows, axis=(-2, -1)).max(axis=(1, 2)), rtol=1e-5)
   np.testing.assert_allclose(shifted.reconstruction, plain.reconstruction, rtol=1e-5, atol=1e-6)
-  assert family.make_scorer(config.replace(draem_score_shifts=2), networks).settings()["draem_score_shifts"] == 2
+  assert shifted_scorer.settings()["draem_score_shifts"] == 2
 
 
 @pytest.mark.parametrize("side, pools", [(28, (1, 1)), (32, (1, 2)), (64, (2, 3)), (128, (3, 4)), (256, (4, 5))])

@@ -196,11 +196,15 @@ class DraemScorer(base.OnePassScorer):
       raise AnoganError(f"--draem_score_shifts={shifts} does not fit {side}-pixel pictures; use 0 or a few pixels, "
                         "e.g. 2")
     self.shifts = int(shifts)
-    self.offsets = ((0, 0),) + (((shifts, shifts), (-shifts, -shifts), (shifts, -shifts), (-shifts, shifts))
-                                if shifts else ())
     self.ink_power = base.checked_ink_power(ink_power)
     self.example_shape = tuple(networks["reconstructive"].image_shape)
     self.init_chunks(batch_size)
+
+  @property
+  def offsets(self) -> tuple:
+    """(dy, dx) of each view: the picture, then (with shifts) its four diagonal shifts."""
+    s = self.shifts
+    return ((0, 0),) + (((s, s), (-s, -s), (s, -s), (-s, s)) if s else ())
 
   def activation_floats_per_image(self) -> int:
     return len(self.offsets) * sum(network.activation_floats() for network in self.networks.values())

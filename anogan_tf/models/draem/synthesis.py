@@ -319,7 +319,7 @@ class Synthesis:
     left = tf.gather(x, rows[0])
     parts = [(left, tf.zeros_like(left[..., :1]))]
     for k in (1, 2, 3):
-      fk = {name: tf.gather(column, rows[k]) for name, column in f.items()}
+      fk = self.fields(tf.gather(u, rows[k]))  # its noise rows: one gather, not one per column
       xk = tf.gather(x, rows[k])
       if k == 1 and not self.smooth_fraction:  # no row is smoothed
         parts.append((xk, tf.zeros_like(xk[..., :1])))
