@@ -151,6 +151,30 @@ def test_scar_masks_are_thin_straight_strokes():
     assert np.hypot(ys.max() - ys.min(), xs.max() - xs.min()) >= 0.15 * 64 - 2  # long: a stroke, not a dot
 
 
+def test_rotated_pictures_turn_about_the_centre_and_reflect_into_the_corners():
+  """--draem_rotate_fraction: the rows it chooses turn their picture by their angle in [-90, 90)
+  degrees about the centre, counter-clockwise for a positive angle (at +-90 degrees tf.image.rot90's,
+  up to the float32 rounding of cos(pi / 2) in the sampling coordinates), with no black corners (a
+  flat picture stays flat at 45 degrees); the others are left bit for bit, and at 0 no row has the
+  columns (the noise rows of runs without it are as they were)."""
+  s = Synthesis(side=16, channels=3, rotate_fraction=0.3)
+  assert s.row_size == Synthesis(side=16, channels=3).row_size + len(synthesis_lib.ROTATE_SCALARS)
+  rng = np.random.default_rng(5)
+  x = rng.uniform(-1, 1, (5, 16, 16, 3)).astype(np.float32)
+  x[4] = 0.25
+  rows = s.noise(rng, 5)
+  use, angle = s.row_size - 2, s.row_size - 1
+  rows[:, use] = [0.1, 0.5, 0.29, 0.0, 0.2]  # rows 0, 2, 3 and 4 turn
+  rows[:, angle] = [1.0, 1.0, 0.0, 0.5, 0.75]  # +90, (not turned), -90, 0, +45 degrees
+  y = s.rotated(tf.constant(x), tf.constant(rows)).numpy()
+  np.testing.assert_allclose(y[0], tf.image.rot90(x[0], 1).numpy(), atol=1e-4)
+  np.testing.assert_array_equal(y[1], x[1])
+  np.testing.assert_allclose(y[2], tf.image.rot90(x[2], 3).numpy(), atol=1e-4)
+  np.testing.assert_allclose(y[3], x[3], atol=1e-6)
+  np.testing.assert_allclose(y[4], x[4], atol=1e-6)
+  assert Synthesis(side=16, channels=3).rotated(x, rows[:, :use]) is x
+
+
 def test_image_score_is_the_max_of_the_smoothed_map():
   """The image score is the max of the anomaly map averaged over the window (5 x 5 at 64 pixels:
   21 at 256 scaled), not the max of the raw map; the map is the probability on every channel."""
@@ -234,7 +258,8 @@ def test_batchnorm_keeps_the_unbiased_running_variance_as_the_authors_pytorch():
 def test_bad_draem_settings_are_one_line_errors():
   for changes in (dict(draem_width=0), dict(draem_anomaly_fraction=1.5), dict(draem_perlin_min_cell=6),
                   dict(draem_score_window=4), dict(draem_beta_max=1.0),
-                  dict(draem_smooth_fraction=-0.1), dict(draem_scar_fraction=1.5), dict(draem_score_shifts=-1)):
+                  dict(draem_smooth_fraction=-0.1), dict(draem_scar_fraction=1.5), dict(draem_rotate_fraction=-0.3),
+                  dict(draem_score_shifts=-1)):
     with pytest.raises(AnoganError, match="--draem_"):
       Config(model="draem", **changes)
 

@@ -197,6 +197,9 @@ class Config:
   draem_scar_fraction: float = setting(0.0, "draem: share of simulated anomalies whose mask is one to three thin "
                                             "straight strokes (CutPaste's scar) instead of a Perlin blob; 0: none "
                                             "(the authors')")
+  draem_rotate_fraction: float = setting(0.0, "draem: share of training pictures turned by an angle in [-90, 90) "
+                                              "degrees (reflected at the borders) before any anomaly; 0: none (the "
+                                              "authors: 0.3, black corners)")
   draem_perlin_threshold: float = setting(0.5, "draem: the Perlin noise (about in [-1, 1]) above this is the "
                                                "anomaly's mask (the authors: 0.5)")
   draem_perlin_min_cell: int = setting(8, "draem: the finest Perlin lattice cell in pixels, a power of two "

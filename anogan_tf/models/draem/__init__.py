@@ -51,7 +51,7 @@ def make_synthesis(config) -> Synthesis:
                    anomaly_fraction=config.draem_anomaly_fraction, texture_fraction=config.draem_texture_fraction,
                    threshold=config.draem_perlin_threshold, beta_max=config.draem_beta_max,
                    min_cell=config.draem_perlin_min_cell, smooth_fraction=config.draem_smooth_fraction,
-                   scar_fraction=config.draem_scar_fraction)
+                   scar_fraction=config.draem_scar_fraction, rotate_fraction=config.draem_rotate_fraction)
 
 
 def score_window(config) -> int:
@@ -73,6 +73,7 @@ def check_config(config) -> None:
   number("draem_texture_fraction", 0.0, 1.0, high_open=False, fix="use a share of the anomalies, e.g. 0.5")
   number("draem_smooth_fraction", 0.0, 1.0, high_open=False, fix="use a share of the anomalies, e.g. 0.3, or 0")
   number("draem_scar_fraction", 0.0, 1.0, high_open=False, fix="use a share of the anomalies, e.g. 0.3, or 0")
+  number("draem_rotate_fraction", 0.0, 1.0, high_open=False, fix="use a share of the pictures, e.g. 0.3, or 0")
   number("draem_perlin_threshold", -1.0, 1.0, low_open=True, fix="use e.g. 0.5 (the authors')")
   number("draem_beta_max", 0.0, 1.0, fix="use e.g. 0.8 (the authors')")
   number("draem_focal_gamma", 0.0, fix="use e.g. 2 (the authors')")
@@ -162,6 +163,7 @@ class DraemTrainer(base.PhasedAdamTrainer):
     return self.networks["reconstructive"].trainable_variables + self.networks["discriminative"].trainable_variables
 
   def train_step(self, x, noise, phase: int):
+    x = self.synthesis.rotated(x, noise)
     augmented, mask = self.synthesis.simulate(x, noise)
     with tf.GradientTape() as tape:
       repainting, _, logits = anomaly_probability(self.networks, augmented, training=True)

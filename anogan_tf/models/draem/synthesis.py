@@ -26,6 +26,12 @@ each 1 to side/21 pixels wide (1 to 3 at 64 pixels), 15% to 60% of the side long
 and angle; scratches, cracks and threads are thin and straight, which no thresholded Perlin noise is.
 The source painted inside is chosen as for a blob.
 
+With --draem_rotate_fraction (0: never; the authors' loader: 0.3) a share of the training pictures is
+first turned by an angle in [-90, 90) degrees about its centre (bilinear), before any anomaly: the
+picture to reconstruct and the one altered are the turned picture. The authors fill the corners
+with black; here they are the picture reflected at its borders, so that no training picture shows
+black corners a test picture never has (textures and most objects look the same turned).
+
 The source is NEVER another photograph or dataset (the authors paste textures from DTD; a user has
 only their own pictures, and a detector must not have seen the kind of defect it is tested on):
 with probability texture_fraction a synthetic texture (smooth coloured Perlin noise, stripes or a
@@ -68,6 +74,8 @@ SCAR_SCALARS = ("use_scar", "scar_count") + tuple(f"scar{k}_{part}" for k in ran
                                                   for part in ("y", "x", "angle", "length", "width"))
 SCAR_LENGTH = (0.15, 0.6)  # shares of the side
 SCAR_WIDTH_PER_SIDE = 1.0 / 21.0  # the widest stroke: 3 pixels at 64 (at least 1)
+# Appended after those only when rotate_fraction > 0: whether the picture is turned, and the angle.
+ROTATE_SCALARS = ("use_rotation", "rotation_angle")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +91,7 @@ class Synthesis:
   min_cell: int = 8
   smooth_fraction: float = 0.0
   scar_fraction: float = 0.0
+  rotate_fraction: float = 0.0
 
   @property
   def max_res(self) -> int:
@@ -101,7 +110,7 @@ class Synthesis:
   @property
   def row_size(self) -> int:
     return (len(SCALARS) + len(COLOUR_OPS) + 2 * self.period ** 2 + (len(SMOOTH_SCALARS) if self.smooth_fraction else 0)
-            + (len(SCAR_SCALARS) if self.scar_fraction else 0))
+            + (len(SCAR_SCALARS) if self.scar_fraction else 0) + (len(ROTATE_SCALARS) if self.rotate_fraction else 0))
 
   def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, row_size) float32 uniform numbers in [0, 1): what `simulate` turns into anomalies."""
@@ -122,6 +131,9 @@ class Synthesis:
       at += len(SMOOTH_SCALARS)
     if self.scar_fraction:
       out.update({name: u[:, at + i] for i, name in enumerate(SCAR_SCALARS)})
+      at += len(SCAR_SCALARS)
+    if self.rotate_fraction:
+      out.update({name: u[:, at + i] for i, name in enumerate(ROTATE_SCALARS)})
     return out
 
   def resolution(self, u):
@@ -296,6 +308,25 @@ class Synthesis:
                             autocontrast, contrast)):
       y = tf.where(chosen[:, j][:, None, None, None], tf.clip_by_value(op(y), 0.0, 1.0), y)
     return y
+
+  def rotated(self, x, u):
+    """The pictures x (batch, side, side, c) to train on: a rotate_fraction share of them (by their
+    rows u) turned about the centre by an angle in [-90, 90) degrees, bilinear, reflected at the
+    borders; the others (and all of them at rotate_fraction 0) exactly as they are."""
+    if not self.rotate_fraction:
+      return x
+    f = self.fields(u)
+    turn = f["use_rotation"] < self.rotate_fraction
+    angle = tf.where(turn, (f["rotation_angle"] - 0.5) * math.pi, tf.zeros_like(f["rotation_angle"]))
+    cos, sin, centre = tf.cos(angle), tf.sin(angle), (self.side - 1) / 2.0
+    # Each output pixel (col, row) reads the input at R(angle) (col - centre, row - centre) + centre.
+    zero = tf.zeros_like(angle)
+    transforms = tf.stack([cos, -sin, centre - centre * cos + centre * sin,
+                           sin, cos, centre - centre * sin - centre * cos, zero, zero], axis=1)
+    turned = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=transforms, output_shape=tf.shape(x)[1:3], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="REFLECT")
+    return tf.where(turn[:, None, None, None], turned, x)
 
   def simulate(self, x, u):
     """(augmented pictures, masks): x (batch, side, side, c) in [-1, 1] with anomalies pasted
