@@ -64,8 +64,8 @@ def test_each_picture_is_simulated_from_its_own_row_and_neighbour():
   are those its own row gives alone, in any batch (float32 rounding apart), and an own source that
   is the neighbour is the previous picture of the whole batch (changing that picture changes the
   anomaly of these rows only)."""
-  rng = np.random.default_rng(8)
-  s = Synthesis(side=32, channels=3, min_cell=4, smooth_fraction=0.3, scar_fraction=0.3)
+  rng = np.random.default_rng(12)
+  s = Synthesis(side=32, channels=3, min_cell=4, smooth_fraction=0.3, scar_fraction=0.3, flat_fraction=0.2)
   x = rng.uniform(-1, 1, (24, 32, 32, 3)).astype(np.float32)
   rows = s.noise(rng, 24)
   augmented, mask = (t.numpy() for t in s.simulate(tf.constant(x), tf.constant(rows)))
@@ -73,8 +73,8 @@ def test_each_picture_is_simulated_from_its_own_row_and_neighbour():
   kinds = set()
   for i in range(24):
     f = {name: v[i] for name, v in s.fields(rows).items()}
-    kind = ("left" if f["altered"] >= 0.5 else "smooth" if f["use_smooth"] < 0.3 else "texture" if f["use_texture"] < 0.5
-            else "neighbour" if f["other_picture"] >= 0.5 else "own")
+    kind = ("left" if f["altered"] >= 0.5 else "smooth" if f["use_smooth"] < 0.3 else "flat" if f["use_flat"] < 0.2
+            else "texture" if f["use_texture"] < 0.5 else "neighbour" if f["other_picture"] >= 0.5 else "own")
     kinds.add(kind)
     alone, neighbour_changed = ((t.numpy()[1] for t in s.simulate(tf.constant(np.stack([before, x[i]])),
                                                                   tf.constant(rows[[i - 1, i]])))
@@ -87,7 +87,7 @@ def test_each_picture_is_simulated_from_its_own_row_and_neighbour():
       assert np.abs(changed_a - alone_a).max() > 0.01, i
     else:
       np.testing.assert_array_equal(changed_a, alone_a)
-  assert kinds == {"left", "smooth", "texture", "own", "neighbour"}  # every part of the split is checked
+  assert kinds == {"left", "smooth", "flat", "texture", "own", "neighbour"}  # every part of the split is checked
 
 
 def test_synthesis_uses_no_external_pictures():
@@ -126,6 +126,28 @@ def test_smoothed_anomalies_stay_in_place_keep_their_colours_and_skip_flat_regio
   rows = Synthesis(side=32, channels=1, min_cell=4).noise(np.random.default_rng(6), 8)
   a0, m0 = Synthesis(side=32, channels=1, min_cell=4).simulate(tf.constant(x[:8]), tf.constant(rows))
   assert m0.numpy().any()
+
+
+def test_flat_anomalies_paint_one_colour_of_their_row():
+  """--draem_flat_fraction: the rows it chooses paint their mask with one colour, their row's
+  texture colour a (per channel, not recoloured), blended with the original's opacity beta; with
+  the fraction 0 no row has the column and no anomaly is flat."""
+  rng = np.random.default_rng(9)
+  s = Synthesis(side=32, channels=3, anomaly_fraction=1.0, min_cell=4, flat_fraction=1.0, beta_max=0.8)
+  assert s.row_size == Synthesis(side=32, channels=3, min_cell=4).row_size + len(synthesis_lib.FLAT_SCALARS)
+  x = rng.uniform(-1, 1, (16, 32, 32, 3)).astype(np.float32)
+  rows = s.noise(rng, 16)
+  augmented, mask = (t.numpy() for t in s.simulate(tf.constant(x), tf.constant(rows)))
+  f = {name: np.asarray(v) for name, v in s.fields(rows).items()}
+  colour = np.stack([f[f"colour_a{j}"] for j in range(3)], axis=-1) * 2 - 1  # (16, 3) in [-1, 1]
+  beta = (f["beta"] * 0.8)[:, None, None, None]
+  expected = x * (1 - mask) + ((1 - beta) * colour[:, None, None, :] + beta * x) * mask
+  assert mask.any()
+  np.testing.assert_allclose(augmented, expected, atol=1e-5)
+  plain = Synthesis(side=32, channels=3, anomaly_fraction=1.0, min_cell=4, beta_max=0.0)
+  a0, m0 = (t.numpy() for t in plain.simulate(tf.constant(x), tf.constant(plain.noise(rng, 16))))
+  inside = np.broadcast_to(m0 == 1, x.shape).reshape(16, -1, 3)
+  assert max(a0[i].reshape(-1, 3)[inside[i]].std(axis=0).max() for i in range(16) if inside[i].any()) > 0.05
 
 
 def test_scar_masks_are_thin_straight_strokes():
@@ -258,7 +280,7 @@ def test_batchnorm_keeps_the_unbiased_running_variance_as_the_authors_pytorch():
 def test_bad_draem_settings_are_one_line_errors():
   for changes in (dict(draem_width=0), dict(draem_anomaly_fraction=1.5), dict(draem_perlin_min_cell=6),
                   dict(draem_score_window=4), dict(draem_beta_max=1.0),
-                  dict(draem_smooth_fraction=-0.1), dict(draem_scar_fraction=1.5), dict(draem_rotate_fraction=-0.3),
+                  dict(draem_smooth_fraction=-0.1), dict(draem_scar_fraction=1.5), dict(draem_rotate_fraction=-0.3), dict(draem_flat_fraction=2.0),
                   dict(draem_score_shifts=-1)):
     with pytest.raises(AnoganError, match="--draem_"):
       Config(model="draem", **changes)

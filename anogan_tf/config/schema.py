@@ -197,6 +197,9 @@ class Config:
   draem_scar_fraction: float = setting(0.0, "draem: share of simulated anomalies whose mask is one to three thin "
                                             "straight strokes (CutPaste's scar) instead of a Perlin blob; 0: none "
                                             "(the authors')")
+  draem_flat_fraction: float = setting(0.0, "draem: share of the simulated anomalies not smoothed that are painted "
+                                            "in one flat colour (random per channel) instead of a texture or a "
+                                            "picture; 0: none (the authors')")
   draem_rotate_fraction: float = setting(0.0, "draem: share of training pictures turned by an angle in [-90, 90) "
                                               "degrees (reflected at the borders) before any anomaly; 0: none (the "
                                               "authors: 0.3, black corners)")

@@ -26,6 +26,10 @@ each 1 to side/21 pixels wide (1 to 3 at 64 pixels), 15% to 60% of the side long
 and angle; scratches, cracks and threads are thin and straight, which no thresholded Perlin noise is.
 The source painted inside is chosen as for a blob.
 
+With --draem_flat_fraction (0: never, as the authors) a share of the other anomalies (not smoothed)
+is painted in one flat colour, uniform per channel and not recoloured: paint, stains, specks and
+missing material are flat, which no textured source is.
+
 With --draem_rotate_fraction (0: never; the authors' loader: 0.3) a share of the training pictures is
 first turned by an angle in [-90, 90) degrees about its centre (bilinear), before any anomaly: the
 picture to reconstruct and the one altered are the turned picture. The authors fill the corners
@@ -76,6 +80,8 @@ SCAR_LENGTH = (0.15, 0.6)  # shares of the side
 SCAR_WIDTH_PER_SIDE = 1.0 / 21.0  # the widest stroke: 3 pixels at 64 (at least 1)
 # Appended after those only when rotate_fraction > 0: whether the picture is turned, and the angle.
 ROTATE_SCALARS = ("use_rotation", "rotation_angle")
+# Appended after those only when flat_fraction > 0 (the flat colour is the texture's first colour).
+FLAT_SCALARS = ("use_flat",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +98,7 @@ class Synthesis:
   smooth_fraction: float = 0.0
   scar_fraction: float = 0.0
   rotate_fraction: float = 0.0
+  flat_fraction: float = 0.0
 
   @property
   def max_res(self) -> int:
@@ -110,7 +117,8 @@ class Synthesis:
   @property
   def row_size(self) -> int:
     return (len(SCALARS) + len(COLOUR_OPS) + 2 * self.period ** 2 + (len(SMOOTH_SCALARS) if self.smooth_fraction else 0)
-            + (len(SCAR_SCALARS) if self.scar_fraction else 0) + (len(ROTATE_SCALARS) if self.rotate_fraction else 0))
+            + (len(SCAR_SCALARS) if self.scar_fraction else 0) + (len(ROTATE_SCALARS) if self.rotate_fraction else 0)
+            + (len(FLAT_SCALARS) if self.flat_fraction else 0))
 
   def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, row_size) float32 uniform numbers in [0, 1): what `simulate` turns into anomalies."""
@@ -134,6 +142,9 @@ class Synthesis:
       at += len(SCAR_SCALARS)
     if self.rotate_fraction:
       out.update({name: u[:, at + i] for i, name in enumerate(ROTATE_SCALARS)})
+      at += len(ROTATE_SCALARS)
+    if self.flat_fraction:
+      out.update({name: u[:, at + i] for i, name in enumerate(FLAT_SCALARS)})
     return out
 
   def resolution(self, u):
@@ -335,7 +346,7 @@ class Synthesis:
 
     Each picture's anomaly depends on its own row alone (and on its neighbour in the batch, for an
     own source), so the batch is split by what its rows paint: pictures left as they are, smoothed
-    in place, a synthetic texture, their own or their neighbour's picture. Each part is computed on
+    in place, a synthetic texture, their own or their neighbour's picture, one flat colour. Each part is computed on
     its pictures only (the synthesis costs what the altered pictures need, not every kind for
     every picture; the same numbers up to float32 rounding, whose last bit can depend on a tensor's
     size) and the parts are put back in batch order."""
@@ -344,21 +355,25 @@ class Synthesis:
     neighbour = tf.roll((x + 1.0) / 2.0, 1, axis=0)  # an own source's "other picture": in the whole batch
     altered = f["altered"] < self.anomaly_fraction
     smooth = f["use_smooth"] < self.smooth_fraction if self.smooth_fraction else tf.zeros_like(altered)
+    flat = f["use_flat"] < self.flat_fraction if self.flat_fraction else tf.zeros_like(altered)
     texture = f["use_texture"] < self.texture_fraction
-    kind = tf.where(~altered, 0, tf.where(smooth, 1, tf.where(texture, 2, 3)))
-    rows = tf.dynamic_partition(tf.range(n), kind, 4)  # left as they are, smoothed, texture, own picture
+    kind = tf.where(~altered, 0, tf.where(smooth, 1, tf.where(flat, 4, tf.where(texture, 2, 3))))
+    rows = tf.dynamic_partition(tf.range(n), kind, 5)  # left as they are, smoothed, texture, own picture, flat
     left = tf.gather(x, rows[0])
     parts = [(left, tf.zeros_like(left[..., :1]))]
-    for k in (1, 2, 3):
+    for k in (1, 2, 3, 4):
       fk = self.fields(tf.gather(u, rows[k]))  # its noise rows: one gather, not one per column
       xk = tf.gather(x, rows[k])
-      if k == 1 and not self.smooth_fraction:  # no row is smoothed
+      if (k == 1 and not self.smooth_fraction) or (k == 4 and not self.flat_fraction):  # no row is of this kind
         parts.append((xk, tf.zeros_like(xk[..., :1])))
         continue
       if k == 1:
         source = self.smoothed(xk, fk)
       elif k == 2:
         source = self.recolour(self.texture(fk), fk) * 2.0 - 1.0
+      elif k == 4:
+        colour = tf.stack([fk[f"colour_a{j}"] for j in range(self.channels)], axis=-1)[:, None, None, :]
+        source = tf.broadcast_to(colour * 2.0 - 1.0, tf.shape(xk))
       else:
         source = self.recolour(self.own_picture((xk + 1.0) / 2.0, fk, tf.gather(neighbour, rows[k])), fk) * 2.0 - 1.0
       parts.append(self.paste(xk, source, fk, smoothed=k == 1))
