@@ -346,10 +346,10 @@ class Synthesis:
 
     Each picture's anomaly depends on its own row alone (and on its neighbour in the batch, for an
     own source), so the batch is split by what its rows paint: pictures left as they are, smoothed
-    in place, a synthetic texture, their own or their neighbour's picture, one flat colour. Each part is computed on
-    its pictures only (the synthesis costs what the altered pictures need, not every kind for
-    every picture; the same numbers up to float32 rounding, whose last bit can depend on a tensor's
-    size) and the parts are put back in batch order."""
+    in place, a synthetic texture, their own or their neighbour's picture, one flat colour. Each
+    part is computed on its pictures only (the synthesis costs what the altered pictures need, not
+    every kind for every picture; the same numbers up to float32 rounding, whose last bit can
+    depend on a tensor's size) and the parts are put back in batch order."""
     f = self.fields(u)
     n = tf.shape(x)[0]
     neighbour = tf.roll((x + 1.0) / 2.0, 1, axis=0)  # an own source's "other picture": in the whole batch
