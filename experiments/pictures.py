@@ -104,7 +104,9 @@ def write_tables(results_dir: str, preset: str, split: str, categories, seeds) -
            "categories": list(categories), "mean_over_categories": means, "per_category": per_category,
            "runs_done": len(records), "runs_total": len(categories) * len(seeds),
            "commit": sorted({r.get("train_commit", "?") for r in records.values()}),
-           "cpu": any_record.get("cpu"), "command": any_record.get("runner_command"),
+           # runs resumed or added later may come from other commands and machines: each of them, once
+           "cpu": "; ".join(sorted({str(r.get("cpu")) for r in records.values()})),
+           "command": "`, `".join(sorted({str(r.get("runner_command")) for r in records.values()})),
            "data": any_record.get("data")}
   json_path, md_path = table_paths(results_dir, preset, split)
   with open(json_path + ".tmp", "w") as f:

@@ -111,16 +111,20 @@ def test_tables_give_each_defects_image_auroc_per_category(tmp_path):
   assert "blur 60.0, hole 90.0" in (tmp_path / "pictures_p_val.md").read_text()
 
 
-def test_tables_name_the_flagfile_the_runs_trained_with(tmp_path):
-  """--flagfile trains a preset's runs with another file: the table names that file, not the preset's."""
+def test_tables_name_the_flagfile_commands_and_cpus_the_runs_had(tmp_path):
+  """--flagfile trains a preset's runs with another file: the table names that file, not the preset's;
+  seeds run later by another command on another machine: the table names each command and CPU."""
   folder = tmp_path / "runs" / "pictures_draem" / "val"
   folder.mkdir(parents=True)
-  record = {"auroc": 0.8, "pixel_auroc": 0.8, "pixel_aupro": 0.7, "train_seconds": 1.0, "train_commit": "c",
-            "flagfile": "runs/tune/wide.flags"}
-  (folder / "grass_seed0.json").write_text(json.dumps(record))
-  pictures.write_tables(str(tmp_path), "draem", "val", ["grass"], [0])
-  assert json.loads((tmp_path / "pictures_draem_val.json").read_text())["flagfile"] == "runs/tune/wide.flags"
-  assert "Flagfile: `runs/tune/wide.flags`" in (tmp_path / "pictures_draem_val.md").read_text()
+  for seed, cpu, command in ((0, "Intel", "python a"), (1, "AMD", "python b"), (2, "AMD", "python b")):
+    record = {"auroc": 0.8, "pixel_auroc": 0.8, "pixel_aupro": 0.7, "train_seconds": 1.0, "train_commit": "c",
+              "flagfile": "runs/tune/wide.flags", "cpu": cpu, "runner_command": command}
+    (folder / f"grass_seed{seed}.json").write_text(json.dumps(record))
+  pictures.write_tables(str(tmp_path), "draem", "val", ["grass"], [0, 1, 2])
+  table = json.loads((tmp_path / "pictures_draem_val.json").read_text())
+  assert table["flagfile"] == "runs/tune/wide.flags" and table["cpu"] == "AMD; Intel"
+  md = (tmp_path / "pictures_draem_val.md").read_text()
+  assert "Flagfile: `runs/tune/wide.flags`" in md and "Command: `python a`, `python b`" in md
 
 
 def test_scoring_table_means_over_seeds_then_categories_and_per_seed_only_when_complete(tmp_path):
