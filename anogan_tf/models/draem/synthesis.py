@@ -263,10 +263,12 @@ class Synthesis:
     checker = tf.cast(tf.sin(along) * tf.sin(across) > 0, tf.float32)
     kind = tf.minimum(tf.floor(f["texture_kind"] * TEXTURE_KINDS), TEXTURE_KINDS - 1.0)[:, None, None]
     pattern = tf.where(kind < 1, smooth, tf.where(kind < 2, stripes, checker))[..., None]
-    c = self.channels
-    colour_a = tf.stack([f[f"colour_a{j}"] for j in range(c)], axis=-1)[:, None, None, :]
-    colour_b = tf.stack([f[f"colour_b{j}"] for j in range(c)], axis=-1)[:, None, None, :]
+    colour_a, colour_b = self.colour(f, "a"), self.colour(f, "b")
     return colour_a + pattern * (colour_b - colour_a)
+
+  def colour(self, f, which: str):
+    """The rows' colour `which` ("a" or "b"), (batch, 1, 1, channels) in [0, 1]."""
+    return tf.stack([f[f"colour_{which}{j}"] for j in range(self.channels)], axis=-1)[:, None, None, :]
 
   def recolour(self, y, f):
     """Three of COLOUR_OPS, chosen per row (the three smallest of its `ops` uniforms), applied in
@@ -328,7 +330,7 @@ class Synthesis:
       return x
     f = self.fields(u)
     turn = f["use_rotation"] < self.rotate_fraction
-    angle = tf.where(turn, (f["rotation_angle"] - 0.5) * math.pi, tf.zeros_like(f["rotation_angle"]))
+    angle = (f["rotation_angle"] - 0.5) * math.pi
     cos, sin, centre = tf.cos(angle), tf.sin(angle), (self.side - 1) / 2.0
     # Each output pixel (col, row) reads the input at R(angle) (col - centre, row - centre) + centre.
     zero = tf.zeros_like(angle)
@@ -372,8 +374,7 @@ class Synthesis:
       elif k == 2:
         source = self.recolour(self.texture(fk), fk) * 2.0 - 1.0
       elif k == 4:
-        colour = tf.stack([fk[f"colour_a{j}"] for j in range(self.channels)], axis=-1)[:, None, None, :]
-        source = tf.broadcast_to(colour * 2.0 - 1.0, tf.shape(xk))
+        source = self.colour(fk, "a") * 2.0 - 1.0  # one colour per row, spread over the mask by paste
       else:
         source = self.recolour(self.own_picture((xk + 1.0) / 2.0, fk, tf.gather(neighbour, rows[k])), fk) * 2.0 - 1.0
       parts.append(self.paste(xk, source, fk, smoothed=k == 1))
