@@ -2,12 +2,12 @@
 evaluated again with each image-score setting (evaluate-time flags: no retraining), tabulated.
 
   python experiments/pictures_scoring.py --preset=draem --seeds=0,1,2 --windows=1,3,5 --shifts=0,2 \
-      --data_root=/tmp/pb --runs_dir=runs/pictures --results_dir=experiments/results
+      [--tops=0,0.01] --data_root=/tmp/pb --runs_dir=runs/pictures --results_dir=experiments/results
 
 After experiments/pictures.py --preset=NAME --split=val has trained `RUNS_DIR/NAME/<category>_seed<s>`
 (a workdir without its train_record.json is left out, as one still training), each workdir is
-evaluated on its validation pictures once per setting: `--draem_score_window=W --draem_score_shifts=S`
-into `<workdir>/eval_val_w<W>_s<S>/` (not redone when its metrics.json exists, so a rerun resumes).
+evaluated on its validation pictures once per setting: `--draem_score_window=W --draem_score_shifts=S
+--draem_score_top=T` into `<workdir>/eval_val_w<W>_s<S>[_t<T>]/` (no `_t` part at T = 0; not redone when its metrics.json exists, so a rerun resumes).
 Validation pictures only: settings are chosen there, and the test split is run once with the chosen one.
 Writes RESULTS_DIR/pictures_<NAME>_scoring_val.json/.md: per setting, image AUROC, pixel AUROC and
 AUPRO per category (mean over the seeds done) and their mean over categories, and the image AUROC
@@ -35,18 +35,19 @@ import reproduce  # noqa: E402
 METRICS = pictures.METRICS  # image AUROC, pixel AUROC, AUPRO
 
 
-def setting_name(window: int, shifts: int) -> str:
-  return f"w{window}_s{shifts}"
+def setting_name(window: int, shifts: int, top: float = 0.0) -> str:
+  return f"w{window}_s{shifts}" + (f"_t{top:g}" if top else "")
 
 
-def evaluate_once(workdir: str, flagfile: str, data_dir: str, size: int, seed: int, window: int, shifts: int) -> dict:
+def evaluate_once(workdir: str, flagfile: str, data_dir: str, size: int, seed: int, window: int, shifts: int,
+                  top: float = 0.0) -> dict:
   """metrics.json of the workdir's validation pictures scored with this setting (evaluated when missing)."""
-  eval_dir = os.path.join(workdir, f"eval_val_{setting_name(window, shifts)}")
+  eval_dir = os.path.join(workdir, f"eval_val_{setting_name(window, shifts, top)}")
   metrics_path = os.path.join(eval_dir, "metrics.json")
   if not os.path.exists(metrics_path):
     command = ["anogan_tf.evaluate", f"--workdir={workdir}", f"--eval_dir={eval_dir}", f"--data_dir={data_dir}",
                f"--flagfile={flagfile}", "--dataset=folder", f"--image_size={size}", f"--seed={seed}",
-               f"--draem_score_window={window}", f"--draem_score_shifts={shifts}"]
+               f"--draem_score_window={window}", f"--draem_score_shifts={shifts}", f"--draem_score_top={top:g}"]
     reproduce.run_logged(command, os.path.join(workdir, "pictures_scoring.log"))
   with open(metrics_path) as f:
     return json.load(f)
@@ -81,7 +82,8 @@ def write(results_dir: str, preset: str, table: dict, header: dict) -> str:
            f"Each trained workdir of `pictures_{preset}_val` evaluated again on its validation pictures with "
            "`--draem_score_window=W` (the max of the anomaly map mean-filtered over W x W) and "
            "`--draem_score_shifts=S` (the map averaged over the picture and four copies shifted by S pixels "
-           "diagonally; 0: the picture alone). x 100, mean over the seeds done "
+           "diagonally; 0: the picture alone); a `_tT` suffix: `--draem_score_top=T` (the image score is the mean "
+           "of the map's highest T share of pixels, not its max). x 100, mean over the seeds done "
            f"({header['runs']} workdirs: {header['workdirs_note']}).", "",
            f"Command: `{header['command']}`  ", f"Commit: {header['commit']}; CPU: {header['cpu']}", ""]
   for metric, title in zip(METRICS, ("Image AUROC", "Pixel AUROC", "AUPRO")):
@@ -106,6 +108,7 @@ def main(argv=None) -> int:
   parser.add_argument("--categories", default="", help="comma-separated (default: all)")
   parser.add_argument("--windows", default="1,3,5", help="--draem_score_window values")
   parser.add_argument("--shifts", default="0,2", help="--draem_score_shifts values")
+  parser.add_argument("--tops", default="0", help="--draem_score_top values (0: the max)")
   parser.add_argument("--data_root", default="runs/pictures/data")
   parser.add_argument("--runs_dir", default="runs/pictures")
   parser.add_argument("--results_dir", default="runs/pictures/results")
@@ -123,7 +126,8 @@ def main(argv=None) -> int:
                  "experiments/pictures.py trained from")
   with open(manifest) as f:
     size = json.load(f)["size"]
-  settings = list(itertools.product(windows, shifts))
+  tops = [float(t) for t in args.tops.replace(",", " ").split()]
+  settings = list(itertools.product(windows, shifts, tops))
   results, done = {}, []
   for seed, category in itertools.product(seeds, categories):
     workdir = os.path.join(args.runs_dir, args.preset, f"{category}_seed{seed}")
@@ -131,14 +135,14 @@ def main(argv=None) -> int:
       continue
     done.append(f"{category} {seed}")
     data_dir = os.path.join(os.path.abspath(args.data_root), category, "validation")
-    for window, shift in settings:
-      metrics = evaluate_once(workdir, flagfile, data_dir, size, seed, window, shift)
-      results[(setting_name(window, shift), category, seed)] = metrics
-      print(f"{category} seed {seed} {setting_name(window, shift)}: image AUROC {metrics['auroc']:.4f}, "
+    for window, shift, top in settings:
+      metrics = evaluate_once(workdir, flagfile, data_dir, size, seed, window, shift, top)
+      results[(setting_name(window, shift, top), category, seed)] = metrics
+      print(f"{category} seed {seed} {setting_name(window, shift, top)}: image AUROC {metrics['auroc']:.4f}, "
             f"pixel AUROC {metrics['pixel_auroc']:.4f}", flush=True)
   if not results:
     parser.error(f"no trained workdir under {args.runs_dir}/{args.preset}; run experiments/pictures.py first")
-  table = tabulate(results, categories, seeds, [setting_name(w, s) for w, s in settings])
+  table = tabulate(results, categories, seeds, [setting_name(*setting) for setting in settings])
   header = {"preset": args.preset, "categories": categories, "seeds": seeds, "runs": len(done),
             "workdirs_note": ", ".join(done), "commit": reproduce.commit(), "cpu": reproduce.cpu_model(),
             "command": "python experiments/pictures_scoring.py " + shlex.join(argv if argv is not None else sys.argv[1:])}

@@ -245,6 +245,30 @@ def test_shifted_views_average_the_maps_moved_back():
   assert shifted_scorer.settings()["draem_score_shifts"] == 2
 
 
+def test_top_share_scores_the_mean_of_the_maps_highest_pixels():
+  """--draem_score_top=q: the image score is the mean of the ceil(q * pixels) highest values of the
+  (window-averaged) map, not its max; the map itself is unchanged, and 1 is the whole map's mean."""
+  config = Config(model="draem", dataset="folder", data_dir="unused", image_size=32, channels=3, draem_width=2,
+                  map_batch_size=8, draem_score_window=1)
+  family = models.family("draem")
+  networks = family.build_networks(config)
+  x = np.random.default_rng(3).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+  plain = family.make_scorer(config, networks).score(x)
+  probability = plain.residual_map[..., 0].reshape(3, -1)
+  assert plain.score == pytest.approx(probability.max(axis=1), rel=1e-6)
+  ranked = -np.sort(-probability, axis=1)
+  for q, k in ((0.01, 11), (0.02, 21), (1.0, 1024)):  # 1% of 1,024 pixels is 10.24: 11 of them
+    scorer = family.make_scorer(config.replace(draem_score_top=q), networks)
+    top = scorer.score(x)
+    np.testing.assert_allclose(top.residual_map, plain.residual_map, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(top.score, ranked[:, :k].mean(axis=1), rtol=1e-5)
+    if k < 1024:  # one pixel more or fewer would differ
+      assert (np.abs(top.score - ranked[:, :k + 1].mean(axis=1)) > 1e-6).all()
+      assert (np.abs(top.score - ranked[:, :k - 1].mean(axis=1)) > 1e-6).all()
+    assert scorer.settings()["draem_score_top"] == q
+  assert "draem_score_top" not in family.make_scorer(config, networks).settings()  # older thresholds still apply
+
+
 @pytest.mark.parametrize("side, pools", [(28, (1, 1)), (32, (1, 2)), (64, (2, 3)), (128, (3, 4)), (256, (4, 5))])
 def test_depth_follows_the_image_size(side, pools):
   """The authors' poolings at 256 pixels (to 16x16 and to 8x8), one fewer per halving, at least one."""
@@ -281,7 +305,7 @@ def test_bad_draem_settings_are_one_line_errors():
   for changes in (dict(draem_width=0), dict(draem_anomaly_fraction=1.5), dict(draem_perlin_min_cell=6),
                   dict(draem_score_window=4), dict(draem_beta_max=1.0),
                   dict(draem_smooth_fraction=-0.1), dict(draem_scar_fraction=1.5), dict(draem_rotate_fraction=-0.3), dict(draem_flat_fraction=2.0),
-                  dict(draem_score_shifts=-1)):
+                  dict(draem_score_shifts=-1), dict(draem_score_top=1.5), dict(draem_score_top=-0.01)):
     with pytest.raises(AnoganError, match="--draem_"):
       Config(model="draem", **changes)
 

@@ -142,3 +142,11 @@ def test_scoring_table_means_over_seeds_then_categories_and_per_seed_only_when_c
             "cpu": "x", "command": "c"}
   text = open(pictures_scoring.write(str(tmp_path), "p", table, header)).read()
   assert "| w1_s0 | 70.0 | 95.0 | 82.5 | 0: 80.0, 1: 85.0 |" in text
+
+
+def test_scoring_setting_names_keep_the_older_eval_folders_at_top_0():
+  """A setting's name (its eval folder `eval_val_<name>`): a top share adds `_t<share>`; at 0 the
+  name is the one before --draem_score_top existed, so earlier evaluations are found again."""
+  assert pictures_scoring.setting_name(1, 2) == pictures_scoring.setting_name(1, 2, 0.0) == "w1_s2"
+  assert pictures_scoring.setting_name(1, 2, 0.01) == "w1_s2_t0.01"
+  assert pictures_scoring.setting_name(5, 0, 0.02) == "w5_s0_t0.02"

@@ -217,6 +217,9 @@ class Config:
                                        "shifted diagonally by this many pixels (reflected at the borders; "
                                        "test-time augmentation); 0: the picture's alone (the authors')",
                                     evaluate=True, resume=True)
+  draem_score_top: float = setting(0.0, "draem: the image score is the mean of this share of the map's pixels, "
+                                        "the highest ones (after --draem_score_window), e.g. 0.01; 0: the "
+                                        "single highest (the authors')", evaluate=True, resume=True)
 
   # --- scoring
   vae_score: str = setting("reconstruction",

@@ -19,7 +19,9 @@ channels), the segmentation itself, not |x - reconstruction|; the image score = 
 map averaged over a window of --draem_score_window pixels (the authors: 21 x 21 at 256 pixels; 0:
 scaled to the image size, 5 at 64). With --draem_score_shifts=s (not the authors') the map is the
 mean of five: the picture's and those of four copies shifted by (s, s), (-s, -s), (s, -s), (-s, s)
-pixels (reflected at the borders), each shifted back. `reconstruction` is the repainting, clipped
+pixels (reflected at the borders), each shifted back. With --draem_score_top=q (not the authors') the
+image score is the mean of the top q share of that (window-averaged) map's pixels, not its single
+maximum. `reconstruction` is the repainting, clipped
 to [-1, 1].
 """
 
@@ -83,6 +85,7 @@ def check_config(config) -> None:
   need(cell >= 1 and cell & (cell - 1) == 0, f"--draem_perlin_min_cell={cell} is not a power of two; use e.g. 8")
   need(config.draem_score_window >= 0 and (config.draem_score_window == 0 or config.draem_score_window % 2 == 1),
        f"--draem_score_window={config.draem_score_window} is not an odd size; use 0 (scaled to the image) or e.g. 5")
+  number("draem_score_top", 0.0, 1.0, high_open=False, fix="use a share of the pixels, e.g. 0.01, or 0 (the max)")
   need(config.draem_score_shifts >= 0, f"--draem_score_shifts={config.draem_score_shifts} is negative; use 0 (the "
                                        "picture alone) or a few pixels, e.g. 2")
 
@@ -190,9 +193,13 @@ class DraemScorer(base.OnePassScorer):
 
   residual_is_error = False
 
-  def __init__(self, networks, window: int, batch_size: int = 0, ink_power: float = 0.0, shifts: int = 0):
+  def __init__(self, networks, window: int, batch_size: int = 0, ink_power: float = 0.0, shifts: int = 0,
+               top: float = 0.0):
     if int(window) < 1:
       raise AnoganError(f"score window {window} is below 1; use an odd size such as 5")
+    if not 0.0 <= float(top) <= 1.0:
+      raise AnoganError(f"--draem_score_top={top} is not a share of the pixels; use e.g. 0.01, or 0 (the max)")
+    self.top = float(top)
     self.networks = networks
     self.window = int(window)
     side = min(networks["reconstructive"].image_shape[:2])
@@ -214,8 +221,10 @@ class DraemScorer(base.OnePassScorer):
     return len(self.offsets) * sum(network.activation_floats() for network in self.networks.values())
 
   def settings(self) -> dict:
-    shifts = {"draem_score_shifts": self.shifts} if self.shifts else {}  # absent at 0: older thresholds still apply
-    return {"draem_score_window": self.window, **shifts, "map_batch_size": self.batch_size,
+    # absent at 0: older thresholds still apply
+    shifts = {"draem_score_shifts": self.shifts} if self.shifts else {}
+    top = {"draem_score_top": self.top} if self.top else {}
+    return {"draem_score_window": self.window, **shifts, **top, "map_batch_size": self.batch_size,
             **losses.ink_setting(self.ink_power)}
 
   def shifted_probability(self, x):
@@ -234,10 +243,19 @@ class DraemScorer(base.OnePassScorer):
     back = [m[:, s - dy:s - dy + h, s - dx:s - dx + w] for (dy, dx), m in zip(self.offsets, maps)]
     return tf.split(repainting, len(self.offsets))[0], tf.add_n(back) / float(len(back))
 
+  def image_score(self, smoothed):
+    """Per picture: the max of the (window-averaged) map, or with `top` the mean of its highest
+    ceil(top * pixels) values."""
+    if not self.top:
+      return tf.reduce_max(smoothed, axis=(1, 2, 3))
+    pixels = int(np.prod(smoothed.shape[1:]))
+    k = min(pixels, max(1, int(np.ceil(self.top * pixels))))
+    return tf.reduce_mean(tf.math.top_k(tf.reshape(smoothed, (-1, pixels)), k=k, sorted=False).values, axis=1)
+
   def score_tensors(self, x) -> base.ScoreResult:
     repainting, probability = self.shifted_probability(x)
     smoothed = tf.nn.avg_pool2d(probability, self.window, 1, "SAME")
-    segmentation = tf.reduce_max(smoothed, axis=(1, 2, 3))
+    segmentation = self.image_score(smoothed)
     reconstruction = tf.clip_by_value(repainting, -1.0, 1.0)
     channels = self.example_shape[-1]
     return base.ScoreResult(score=losses.ink_normalised(segmentation, x, self.ink_power),
@@ -250,4 +268,4 @@ class DraemScorer(base.OnePassScorer):
 def make_scorer(config, networks, batch_size: Optional[int] = None) -> DraemScorer:
   """Overrides: batch_size (default --map_batch_size; 0: from the available memory)."""
   return DraemScorer(networks, score_window(config), batch_size=base.score_batch_size(config, batch_size),
-                     ink_power=config.ink_power, shifts=config.draem_score_shifts)
+                     ink_power=config.ink_power, shifts=config.draem_score_shifts, top=config.draem_score_top)
