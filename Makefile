@@ -8,10 +8,13 @@ EXTRA ?=
 
 .PHONY: install lint test test-quick reproduce-mnist reproduce-fashion compare bench bench-goals clean
 
+# uv (from PyPI into the venv) installs the package in about a third of pip's time: parallel, and the
+# bytecode compiled as pip compiles it (else every process compiles TensorFlow's modules again when
+# PYTHONDONTWRITEBYTECODE is set). pip does it where uv cannot.
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	( $(PY) -m pip install --quiet uv && $(VENV)/bin/uv pip install --python $(PY) --quiet --compile-bytecode -e '.[dev]' ) \
+	  || ( $(PY) -m pip install --quiet --upgrade pip && $(PY) -m pip install --quiet -e '.[dev]' )
 	touch $@
 
 install: $(VENV)/.installed
