@@ -1,5 +1,5 @@
-"""Workdirs written by older code load, score as they did, evaluate and resume: every family,
-trained 1 of 2 epochs by the package as it was at commit 89d5f49 (before its subpackages), taken
+"""Workdirs written by older code load, score as they did, evaluate and resume: every family that
+code had (FAMILIES; the later ones have no older workdirs), trained 1 of 2 epochs by the package as it was at commit 89d5f49 (before its subpackages), taken
 from the repository's history and run in a process of its own (tests/data/make_old_workdirs.py)."""
 
 import csv
@@ -50,7 +50,6 @@ def old_workdir(request, tmp_path, mnist_dir, old_workdirs):
   return request.param, config, workdir
 
 
-@pytest.mark.slow
 @pytest.mark.slow
 @pytest.mark.parametrize("old_workdir", FAMILIES, indirect=True)
 def test_an_old_workdir_scores_as_before_then_evaluates_and_resumes(old_workdir):
