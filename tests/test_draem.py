@@ -217,15 +217,20 @@ def test_image_score_is_the_max_of_the_smoothed_map():
   assert scorer.settings()["draem_score_window"] == 5
 
 
+def scoring_case(window: int, seed: int):
+  """(config, the family, untrained networks, 3 random colour pictures) at 32 pixels, score window `window`."""
+  config = Config(model="draem", dataset="folder", data_dir="unused", image_size=32, channels=3, draem_width=2,
+                  map_batch_size=8, draem_score_window=window)
+  family = models.family("draem")
+  x = np.random.default_rng(seed).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+  return config, family, family.build_networks(config), x
+
+
 def test_shifted_views_average_the_maps_moved_back():
   """--draem_score_shifts=s: the map is the mean of the maps of the picture and of four copies moved
   diagonally by s pixels (reflected at the borders), each moved back; the score is the windowed max
   of that mean, the reconstruction the picture's own repainting; 0 is the picture alone."""
-  config = Config(model="draem", dataset="folder", data_dir="unused", image_size=32, channels=3, draem_width=2,
-                  map_batch_size=8, draem_score_window=3)
-  family = models.family("draem")
-  networks = family.build_networks(config)
-  x = np.random.default_rng(2).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+  config, family, networks, x = scoring_case(window=3, seed=2)
   plain = family.make_scorer(config, networks).score(x)
   shifted_scorer = family.make_scorer(config.replace(draem_score_shifts=2), networks)
   shifted = shifted_scorer.score(x)
@@ -248,11 +253,7 @@ def test_shifted_views_average_the_maps_moved_back():
 def test_top_share_scores_the_mean_of_the_maps_highest_pixels():
   """--draem_score_top=q: the image score is the mean of the ceil(q * pixels) highest values of the
   (window-averaged) map, not its max; the map itself is unchanged, and 1 is the whole map's mean."""
-  config = Config(model="draem", dataset="folder", data_dir="unused", image_size=32, channels=3, draem_width=2,
-                  map_batch_size=8, draem_score_window=1)
-  family = models.family("draem")
-  networks = family.build_networks(config)
-  x = np.random.default_rng(3).uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+  config, family, networks, x = scoring_case(window=1, seed=3)
   plain = family.make_scorer(config, networks).score(x)
   probability = plain.residual_map[..., 0].reshape(3, -1)
   assert plain.score == pytest.approx(probability.max(axis=1), rel=1e-6)
