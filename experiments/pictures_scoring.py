@@ -9,7 +9,7 @@ After experiments/pictures.py --preset=NAME --split=val has trained `RUNS_DIR/NA
 evaluated on its validation pictures once per setting: `--draem_score_window=W --draem_score_shifts=S
 --draem_score_top=T` into `<workdir>/eval_val_w<W>_s<S>[_t<T>]/` (no `_t` part at T = 0; not redone when its metrics.json exists, so a rerun resumes).
 Validation pictures only: settings are chosen there, and the test split is run once with the chosen one.
-Writes RESULTS_DIR/pictures_<NAME>_scoring_val.json/.md: per setting, image AUROC, pixel AUROC and
+Writes RESULTS_DIR/pictures_<NAME>_<TABLE>_val.json/.md (--table, default `scoring`): per setting, image AUROC, pixel AUROC and
 AUPRO per category (mean over the seeds done) and their mean over categories, and the image AUROC
 mean over categories per seed (does a setting win on every seed?).
 """
@@ -74,9 +74,9 @@ def tabulate(results: dict, categories, seeds, settings) -> dict:
   return out
 
 
-def write(results_dir: str, preset: str, table: dict, header: dict) -> str:
+def write(results_dir: str, preset: str, table: dict, header: dict, name: str = "scoring") -> str:
   os.makedirs(results_dir, exist_ok=True)
-  stem = os.path.join(results_dir, f"pictures_{preset}_scoring_val")
+  stem = os.path.join(results_dir, f"pictures_{preset}_{name}_val")
   categories = header["categories"]
   lines = [f"# Picture benchmark, preset `{preset}`: image-score settings on the validation split", "",
            f"Each trained workdir of `pictures_{preset}_val` evaluated again on its validation pictures with "
@@ -109,6 +109,7 @@ def main(argv=None) -> int:
   parser.add_argument("--windows", default="1,3,5", help="--draem_score_window values")
   parser.add_argument("--shifts", default="0,2", help="--draem_score_shifts values")
   parser.add_argument("--tops", default="0", help="--draem_score_top values (0: the max)")
+  parser.add_argument("--table", default="scoring", help="the table's name: RESULTS_DIR/pictures_<preset>_<table>_val.md")
   parser.add_argument("--data_root", default="runs/pictures/data")
   parser.add_argument("--runs_dir", default="runs/pictures")
   parser.add_argument("--results_dir", default="runs/pictures/results")
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
   header = {"preset": args.preset, "categories": categories, "seeds": seeds, "runs": len(done),
             "workdirs_note": ", ".join(done), "commit": reproduce.commit(), "cpu": reproduce.cpu_model(),
             "command": "python experiments/pictures_scoring.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
-  print(f"table: {write(args.results_dir, args.preset, table, header)}")
+  print(f"table: {write(args.results_dir, args.preset, table, header, args.table)}")
   return 0
 
 

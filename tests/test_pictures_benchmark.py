@@ -142,6 +142,7 @@ def test_scoring_table_means_over_seeds_then_categories_and_per_seed_only_when_c
             "cpu": "x", "command": "c"}
   text = open(pictures_scoring.write(str(tmp_path), "p", table, header)).read()
   assert "| w1_s0 | 70.0 | 95.0 | 82.5 | 0: 80.0, 1: 85.0 |" in text
+  assert pictures_scoring.write(str(tmp_path), "p", table, header, "tops").endswith("pictures_p_tops_val.md")
 
 
 def test_scoring_setting_names_keep_the_older_eval_folders_at_top_0():
