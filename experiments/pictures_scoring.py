@@ -7,11 +7,12 @@ evaluated again with each image-score setting (evaluate-time flags: no retrainin
 After experiments/pictures.py --preset=NAME --split=val has trained `RUNS_DIR/NAME/<category>_seed<s>`
 (a workdir without its train_record.json is left out, as one still training), each workdir is
 evaluated on its validation pictures once per setting: `--draem_score_window=W --draem_score_shifts=S
---draem_score_top=T` into `<workdir>/eval_val_w<W>_s<S>[_t<T>]/` (no `_t` part at T = 0; not redone when its metrics.json exists, so a rerun resumes).
-Validation pictures only: settings are chosen there, and the test split is run once with the chosen one.
-Writes RESULTS_DIR/pictures_<NAME>_<TABLE>_val.json/.md (--table, default `scoring`): per setting, image AUROC, pixel AUROC and
-AUPRO per category (mean over the seeds done) and their mean over categories, and the image AUROC
-mean over categories per seed (does a setting win on every seed?).
+--draem_score_top=T` into `<workdir>/eval_val_w<W>_s<S>[_t<T>]/` (no `_t` part at T = 0; not redone
+when its metrics.json exists, so a rerun resumes). Validation pictures only: settings are chosen
+there, and the test split is run once with the chosen one. Writes
+RESULTS_DIR/pictures_<NAME>_<TABLE>_val.json/.md (--table, default `scoring`): per setting, image
+AUROC, pixel AUROC and AUPRO per category (mean over the seeds done) and their mean over categories,
+and the image AUROC mean over categories per seed (does a setting win on every seed?).
 """
 
 from __future__ import annotations

@@ -21,8 +21,7 @@ scaled to the image size, 5 at 64). With --draem_score_shifts=s (not the authors
 mean of five: the picture's and those of four copies shifted by (s, s), (-s, -s), (s, -s), (-s, s)
 pixels (reflected at the borders), each shifted back. With --draem_score_top=q (not the authors') the
 image score is the mean of the top q share of that (window-averaged) map's pixels, not its single
-maximum. `reconstruction` is the repainting, clipped
-to [-1, 1].
+maximum. `reconstruction` is the repainting, clipped to [-1, 1].
 """
 
 from __future__ import annotations
