@@ -115,8 +115,9 @@ def main(argv=None) -> int:
   parser.add_argument("--runs_dir", default="runs/pictures")
   parser.add_argument("--results_dir", default="runs/pictures/results")
   args = parser.parse_args(argv)
-  numbers = lambda text: [int(t) for t in text.replace(",", " ").split()]  # noqa: E731
+  numbers = lambda text, kind=int: [kind(t) for t in text.replace(",", " ").split()]  # noqa: E731
   seeds, windows, shifts = numbers(args.seeds), numbers(args.windows), numbers(args.shifts)
+  tops = numbers(args.tops, float)
   categories = [c for c in args.categories.replace(",", " ").split() if c] or list(pictures_benchmark.CATEGORIES)
   flagfile = pictures.preset_flagfile(args.preset)
   os.chdir(ROOT)
@@ -128,7 +129,6 @@ def main(argv=None) -> int:
                  "experiments/pictures.py trained from")
   with open(manifest) as f:
     size = json.load(f)["size"]
-  tops = [float(t) for t in args.tops.replace(",", " ").split()]
   settings = list(itertools.product(windows, shifts, tops))
   results, done = {}, []
   for seed, category in itertools.product(seeds, categories):
