@@ -70,9 +70,7 @@ def backfill(results_dir: str, name: str, base_dir: str) -> tuple:
     except ValueError as e:
       left.append((path, str(e)))
       continue
-    with open(path + ".tmp", "w") as f:
-      json.dump(record, f, indent=2)
-    os.replace(path + ".tmp", path)
+    report.write_json(path, record)
     changed += 1
   return changed, left
 

@@ -38,6 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 RESULTS = os.path.join(ROOT, "experiments", "results")
 
+import report  # noqa: E402  (experiments/report.py)
 import reproduce  # noqa: E402  (resolve_config, commit, cpu_model, as_a_command)
 
 PRESET = "experiments/convlstm_ae.flags"
@@ -196,10 +197,8 @@ def main():
               "commit": reproduce.commit(), "cpu": reproduce.cpu_model(), "wall_seconds": round(time.time() - began, 1),
               "commands": commands}
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
-      json.dump(record, f, indent=2, default=str)
-    with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
-      f.write(markdown(record))
+    report.write_whole(os.path.join(args.out, f"{stem}.json"), json.dumps(record, indent=2, default=str))
+    report.write_whole(os.path.join(args.out, f"{stem}.md"), markdown(record))
     print(json.dumps(record["summary"], indent=1), flush=True)
 
 

@@ -44,6 +44,7 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
+import report  # noqa: E402  (experiments/report.py)
 import reproduce  # noqa: E402
 
 SIZE = 64          # --image_size: the pictures are written at this size
@@ -216,9 +217,7 @@ def main(argv=None) -> int:
       "flagged_by_score": {d: f"{n} of {N_DEFECT}" for d, n in flagged.items()},
       "ssim_good_reconstructions": good_ssim,
   }
-  with open(os.path.join(results, "record.json"), "w") as f:
-    json.dump(record, f, indent=2)
-    f.write("\n")
+  report.write_json(os.path.join(results, "record.json"), record)
   print(json.dumps(record["metrics"], indent=2))
   print(f"figures and record.json in {results}")
   return 0

@@ -37,6 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
 import pictures_benchmark  # noqa: E402
+import report  # noqa: E402  (experiments/report.py)
 import reproduce  # noqa: E402
 
 # Today's defaults: the docs' starting schedule for a few hundred pictures (docs/your-own-images.md).
@@ -52,9 +53,9 @@ def preset_flagfile(preset: str) -> str:
   return "experiments/pictures.flags" if preset == "pictures" else f"experiments/pictures_{preset}.flags"
 
 
-def table_paths(results_dir: str, preset: str, split: str):
-  stem = os.path.join(results_dir, f"pictures_{preset}" + ("_val" if split == "val" else ""))
-  return stem + ".json", stem + ".md"
+def table_base(results_dir: str, preset: str, split: str) -> str:
+  """The table's path without .json / .md."""
+  return os.path.join(results_dir, f"pictures_{preset}" + ("_val" if split == "val" else ""))
 
 
 def spread(values):
@@ -108,11 +109,6 @@ def write_tables(results_dir: str, preset: str, split: str, categories, seeds) -
            "cpu": "; ".join(sorted({str(r.get("cpu")) for r in records.values()})),
            "command": "`, `".join(sorted({str(r.get("runner_command")) for r in records.values()})),
            "data": any_record.get("data")}
-  json_path, md_path = table_paths(results_dir, preset, split)
-  with open(json_path + ".tmp", "w") as f:
-    json.dump(table, f, indent=2)
-    f.write("\n")
-  os.replace(json_path + ".tmp", json_path)
   show = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}" if d else "-"  # noqa: E731
   lines = [f"# Picture benchmark, preset `{preset}`, {'validation' if split == 'val' else 'test'} split", "",
            f"Flagfile: `{table['flagfile'] or '(none: defaults, ' + ' '.join(DEFAULTS_FLAGS) + ')'}`. "
@@ -132,9 +128,9 @@ def write_tables(results_dir: str, preset: str, split: str, categories, seeds) -
   if means:
     lines.append("| **mean** | " + " | ".join(f"{100 * means[m]:.1f}" if m in means else "-" for m in METRICS)
                  + " | | | |")
-  with open(md_path, "w") as f:
-    f.write("\n".join(lines) + "\n")
-  return md_path
+  base = table_base(results_dir, preset, split)
+  report.write_json_and_md(base, table, "\n".join(lines) + "\n")
+  return base + ".md"
 
 
 def main(argv=None) -> int:
@@ -203,9 +199,7 @@ def main(argv=None) -> int:
                  **({"encoder_seconds": reproduce.history_seconds(workdir, "encoder_history.csv")}
                     if os.path.exists(os.path.join(workdir, "encoder_history.csv")) else {}),
                  "train_commit": reproduce.commit(), "train_command": "python -m " + shlex.join(train_cmd)}
-      with open(train_record + ".tmp", "w") as f:
-        json.dump(trained, f, indent=2)
-      os.replace(train_record + ".tmp", train_record)
+      report.write_json(train_record, trained)
     with open(train_record) as f:
       trained = json.load(f)
     eval_dir = os.path.join(workdir, f"eval_{args.split}")
@@ -222,9 +216,7 @@ def main(argv=None) -> int:
               "cpu": cpu, "data": data,
               "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     os.makedirs(os.path.dirname(record), exist_ok=True)
-    with open(record + ".tmp", "w") as f:
-      json.dump(result, f, indent=2)
-    os.replace(record + ".tmp", record)
+    report.write_json(record, result)
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     print(f"[{i}/{len(runs)}] {category} seed {seed}: image AUROC {fmt(result['auroc'])}, pixel AUROC "
           f"{fmt(result['pixel_auroc'])}, AUPRO {fmt(result['pixel_aupro'])} (train {trained['train_seconds']:.0f} s)",

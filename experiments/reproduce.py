@@ -321,10 +321,7 @@ def main(argv=None) -> int:
                   "eval_command": "python -m " + shlex.join(eval_cmd),
                   "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
         os.makedirs(os.path.dirname(records[p]), exist_ok=True)
-        tmp = records[p] + ".tmp"
-        with open(tmp, "w") as f:
-          json.dump(record, f, indent=2)
-        os.replace(tmp, records[p])
+        report.write_json(records[p], record)
         print(f"[{i}/{len(runs)}] {args.dataset} class {c} seed {seed} {p}: AUROC {metrics['auroc']:.4f} "
               f"AUPRC {metrics['auprc']:.4f}/{metrics['auprc_normal']:.4f} (train {trained['train_seconds']:.0f} s, "
               f"score {metrics['seconds']:.0f} s)", flush=True)

@@ -15,7 +15,6 @@ plot of the series, the score and the labelled span.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402  (experiments/report.py)
 import reproduce  # noqa: E402
 import ucr as ucr_experiment  # noqa: E402  (config_for)
 
@@ -134,8 +134,6 @@ def main(argv=None) -> int:
          "command": "python experiments/ucr_anomaly.py " + " ".join(argv if argv is not None else sys.argv[1:]),
          "flagfile": args.flagfile, "commit": reproduce.commit(), "wall_seconds": time.time() - started,
          "cpu": reproduce.cpu_model()}
-  with open(base + ".json", "w") as f:
-    json.dump(out, f, indent=2)
   lines = [f"# LSTM autoencoder on {out['series']} (UCR Anomaly Archive)", "",
            f"Training part [0, {archive.train_end}), anomaly [{archive.begin}, {archive.end}); windows of "
            f"{args.window} steps (stride 1), {args.epochs} epochs, the preset's networks; score per step = mean "
@@ -147,8 +145,7 @@ def main(argv=None) -> int:
   lines += ["", "![series, score and labelled span](ucr_anomaly_lstm_ae.png)", "",
             f"Command: `{out['command']}`; commit {out['commit']}, wall time {out['wall_seconds'] / 60:.1f} min, "
             f"CPU {out['cpu']}.", ""]
-  with open(base + ".md", "w") as f:
-    f.write("\n".join(lines))
+  report.write_json_and_md(base, out, "\n".join(lines))
   print(f"table: {base}.md")
   return 0
 

@@ -133,3 +133,25 @@ def test_precision_compares_each_runs_two_scorings_and_checks_the_goals(tmp_path
   assert precision.main([f"--results_dir={tmp_path}", f"--out={tmp_path / 'p'}", "--presets=seed000"]) == 0
   assert "| difference | +0.40 | +1.15 | +0.78 |" in (tmp_path / "p.md").read_text()
   assert precision.main([f"--results_dir={tmp_path}", "--presets=best"]) == 1  # no pairs: says so
+
+
+def test_records_and_tables_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+  # The experiments' one writer (report.write_json, write_whole, write_json_and_md): a record that
+  # cannot be written, or a write cut off by an error, leaves the file as it was.
+  path = str(tmp_path / "record.json")
+  report.write_json(path, {"auroc": 0.5})
+  assert json.loads(open(path).read()) == {"auroc": 0.5} and open(path).read().endswith("}\n")
+  with pytest.raises(TypeError):
+    report.write_json(path, {"auroc": object()})
+  real_replace = os.replace
+
+  def failing_replace(src, dst):
+    raise OSError("disk full")
+  monkeypatch.setattr(os, "replace", failing_replace)
+  with pytest.raises(OSError):
+    report.write_json_and_md(str(tmp_path / "record"), {"auroc": 0.9}, "| table |\n")
+  monkeypatch.setattr(os, "replace", real_replace)
+  assert json.loads(open(path).read()) == {"auroc": 0.5}
+  assert not os.path.exists(str(tmp_path / "record.md"))
+  report.write_json_and_md(str(tmp_path / "record"), {"auroc": 0.9}, "| table |\n")
+  assert json.loads(open(path).read()) == {"auroc": 0.9} and open(str(tmp_path / "record.md")).read() == "| table |\n"
