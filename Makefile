@@ -23,8 +23,8 @@ install: $(VENV)/.installed
 # linter (pyproject.toml), then every test. CI runs exactly `make test`: on one worker more than
 # the machine has cores (pytest-xdist; TEST_WORKERS=0 runs them in this process), each test file on
 # one worker, so a module's fixtures are built once. The extra worker keeps the cores busy while
-# another waits for a process it started: on 2 cores, 3 workers ran the suite in 450 s, 2 in
-# 514-519 s and 4 in 527 s (the longest file then finishes last).
+# another waits for a process it started: on 2 cores (one machine, one load), 3 workers ran the
+# suite in 450 s, 2 in 514-519 s and 4 in 527 s (the longest file then finishes last).
 TEST_WORKERS ?= $(shell echo $$(( $$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2) + 1 )))
 lint: install
 	$(VENV)/bin/lint-imports
