@@ -197,8 +197,7 @@ def main():
               "commit": reproduce.commit(), "cpu": reproduce.cpu_model(), "wall_seconds": round(time.time() - began, 1),
               "commands": commands}
     os.makedirs(args.out, exist_ok=True)
-    report.write_whole(os.path.join(args.out, f"{stem}.json"), json.dumps(record, indent=2, default=str))
-    report.write_whole(os.path.join(args.out, f"{stem}.md"), markdown(record))
+    report.write_json_and_md(os.path.join(args.out, stem), json.loads(json.dumps(record, default=str)), markdown(record))
     print(json.dumps(record["summary"], indent=1), flush=True)
 
 

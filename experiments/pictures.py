@@ -200,8 +200,9 @@ def main(argv=None) -> int:
                     if os.path.exists(os.path.join(workdir, "encoder_history.csv")) else {}),
                  "train_commit": reproduce.commit(), "train_command": "python -m " + shlex.join(train_cmd)}
       report.write_json(train_record, trained)
-    with open(train_record) as f:
-      trained = json.load(f)
+    else:
+      with open(train_record) as f:
+        trained = json.load(f)
     eval_dir = os.path.join(workdir, f"eval_{args.split}")
     eval_data = os.path.join(data_root, category, SPLIT_DIRS[args.split])
     eval_cmd = ["anogan_tf.evaluate", f"--workdir={workdir}", f"--eval_dir={eval_dir}",

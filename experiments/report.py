@@ -222,22 +222,17 @@ def figure(summary: dict, dataset: str, preset: str, path: str) -> None:
   save_figure(fig, path)
 
 
-def write_whole(path: str, text: str) -> None:
-  """`text` into `path`, written whole or not at all (a temporary beside it, then renamed)."""
-  with open(path + ".tmp", "w") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
-
-
 def write_json(path: str, record) -> None:
-  """`record` as indented JSON into `path`, written whole or not at all."""
-  write_whole(path, json.dumps(record, indent=2) + "\n")
+  """`record` as indented JSON into `path`, written whole or not at all (anogan_tf.utils.files.write_text)."""
+  from anogan_tf.utils.files import write_text
+  write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def write_json_and_md(base: str, summary: dict, text: str) -> None:
   """<base>.json (the summary) and <base>.md (its table), each written whole or not at all."""
+  from anogan_tf.utils.files import write_text
   write_json(base + ".json", summary)
-  write_whole(base + ".md", text)
+  write_text(base + ".md", text)
 
 
 def write_tables(results_dir: str, dataset: str, preset: str):

@@ -136,7 +136,7 @@ def test_precision_compares_each_runs_two_scorings_and_checks_the_goals(tmp_path
 
 
 def test_records_and_tables_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
-  # The experiments' one writer (report.write_json, write_whole, write_json_and_md): a record that
+  # The experiments' one writer (report.write_json, write_json_and_md, on anogan_tf's write_text): a record that
   # cannot be written, or a write cut off by an error, leaves the file as it was.
   path = str(tmp_path / "record.json")
   report.write_json(path, {"auroc": 0.5})
