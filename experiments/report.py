@@ -229,9 +229,19 @@ def write_json(path: str, record) -> None:
 
 
 def write_json_and_md(base: str, summary: dict, text: str) -> None:
-  """<base>.json (the summary) and <base>.md (its table), each written whole or not at all."""
+  """<base>.json (the summary) and <base>.md (its table), each written whole or not at all.
+
+  Notes written by hand live in <base>.notes.md beside them: the .md ends with them, so that
+  regenerating a table from its records keeps them.
+  """
   from anogan_tf.utils.files import write_text
   write_json(base + ".json", summary)
+  notes_path = base + ".notes.md"
+  if os.path.exists(notes_path):
+    with open(notes_path) as f:
+      notes = f.read().strip()
+    if notes:
+      text = text.rstrip("\n") + "\n\n" + notes + "\n"
   write_text(base + ".md", text)
 
 

@@ -155,3 +155,14 @@ def test_records_and_tables_are_written_whole_or_not_at_all(tmp_path, monkeypatc
   assert not os.path.exists(str(tmp_path / "record.md"))
   report.write_json_and_md(str(tmp_path / "record"), {"auroc": 0.9}, "| table |\n")
   assert json.loads(open(path).read()) == {"auroc": 0.9} and open(str(tmp_path / "record.md")).read() == "| table |\n"
+
+
+def test_a_tables_hand_written_notes_survive_its_regeneration(tmp_path):
+  # Notes on a table are kept in <table>.notes.md; every regeneration of the table from its records ends with them.
+  _write(tmp_path, [_record("seed000", 0, 0, 0.8), _record("seed000", 0, 1, 0.9)])
+  (tmp_path / "mnist_seed000.notes.md").write_text("Notes (by hand): seed 1 ran on another machine.\n")
+  report.write_tables(str(tmp_path), "mnist", "seed000")
+  _write(tmp_path, [_record("seed000", 0, 2, 0.7)])
+  report.write_tables(str(tmp_path), "mnist", "seed000")
+  table = (tmp_path / "mnist_seed000.md").read_text()
+  assert "0, 1, 2" in table and table.endswith("\n\nNotes (by hand): seed 1 ran on another machine.\n")
