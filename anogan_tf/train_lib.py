@@ -182,6 +182,9 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   enable_determinism(config)
   keras.utils.set_random_seed(config.seed)
   driver = Driver(config, strategy)
+  if config.ema_momentum > 0 and not driver.trainer.averages_weights:
+    raise AnoganError(f"--ema_momentum={config.ema_momentum:g}: --model={config.model} keeps no average of its "
+                      "weights; use --ema_momentum=0")
   start = 0 if overwrite else restore_checkpoint(driver, os.path.join(workdir, GAN_LOOP.checkpoints))
   stages = []  # (StageDriver, its first epoch) of each stage that runs
   for stage in models.base.stages(driver.family):
@@ -206,6 +209,8 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
 
   history = run_epochs(driver, GAN_LOOP, workdir, start, config.epochs, x_train, progress, driver.sample, diverged,
                        collapse_loss=driver.trainer.collapse_loss)
+  with distribute.scope(driver.strategy):
+    driver.trainer.finalize()  # the weights it exports (--ema_momentum: their average); checkpoints keep the last
   for name in driver.family.NETWORKS:
     with atomic_path(os.path.join(workdir, f"{name}.keras")) as tmp:
       driver.networks[name].save(tmp)

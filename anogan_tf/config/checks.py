@@ -176,6 +176,7 @@ def check(config) -> None:
   number("adam_beta_1", 0, 1, fix="use a value such as 0.9")
   number("adam_beta_2", 0, 1, fix="use a value such as 0.999")
   number("adam_epsilon", 0, low_open=True, fix="use a small positive value, e.g. 1e-8")
+  number("ema_momentum", 0, 1, fix="use 0 (export the last weights) or a momentum such as 0.99")
   number("kl_weight", 0, fix="use a weight such as 1.0 (0: a plain autoencoder)")
   number("kappa", 0, fix="use a weight such as 1.0")
   number("gp_weight", 0, fix="use a weight such as 10 (Gulrajani et al.)")

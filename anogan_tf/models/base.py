@@ -257,6 +257,7 @@ class Trainer(tf.Module):
   loss_names: Tuple[str, ...] = ()
   n_phases: int = 1
   collapse_loss: Optional[str] = None
+  averages_weights: bool = False  # can end training on an average of its weights (--ema_momentum, `finalize`)
 
   def phase(self, epoch: int) -> int:
     return 0
@@ -267,6 +268,10 @@ class Trainer(tf.Module):
   def checkpoint_items(self) -> dict:
     """{name: trackable} beyond the networks' weights: optimizers, counters."""
     return {}
+
+  def finalize(self) -> None:
+    """Sets the networks to the weights the run exports, once its last epoch is done (after its
+    checkpoint: a resumed run goes on from the weights it trained)."""
 
 
 def padded_chunks(x: np.ndarray, size: int) -> Iterator[Tuple[np.ndarray, int]]:
@@ -283,12 +288,15 @@ def padded_chunks(x: np.ndarray, size: int) -> Iterator[Tuple[np.ndarray, int]]:
 
 def adam_optimizers(config) -> list:
   """Adam at `lr`, and a fresh Adam at `lr_after_decay` from `lr_decay_epoch` on (seed 000's
-  schedule; none when lr_decay_epoch is 0). Built by the caller."""
-  def adam(lr):
+  schedule; none when lr_decay_epoch is 0). Built by the caller. With --ema_momentum the last
+  one also keeps the moving average of the weights it trains (an optimizer variable, so
+  checkpointed with it)."""
+  def adam(lr, average):
     return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1,
-                                 beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
+                                 beta_2=config.adam_beta_2, epsilon=config.adam_epsilon,
+                                 use_ema=average, ema_momentum=config.ema_momentum if average else 0.99)
   lrs = [config.lr] + ([config.lr_after_decay] if config.lr_decay_epoch > 0 else [])
-  return [adam(lr) for lr in lrs]
+  return [adam(lr, average=config.ema_momentum > 0 and i == len(lrs) - 1) for i, lr in enumerate(lrs)]
 
 
 class PhasedAdamTrainer(Trainer):
@@ -298,6 +306,7 @@ class PhasedAdamTrainer(Trainer):
   create variables later) and `apply(tape, loss, phase)` in its train_step."""
 
   config = None
+  averages_weights = True
 
   @property
   def variables_to_train(self) -> list:
@@ -318,6 +327,11 @@ class PhasedAdamTrainer(Trainer):
     if self.n_phases > 1:
       items["optimizer_after_decay"] = self.optimizers[1]
     return items
+
+  def finalize(self) -> None:
+    """With --ema_momentum: the last phase's average of the weights (Keras' finalize_variable_values).
+    BatchNorm's moving statistics are not averaged: they already are, with their own momentum."""
+    self.optimizers[-1].finalize_variable_values(self.variables_to_train)
 
   def apply(self, tape, loss, phase: int) -> None:
     variables = self.variables_to_train
