@@ -4,16 +4,21 @@ state; a family whose trainer keeps no average refuses the flag before writing a
 family of the registry, tiny networks (test_families' settings)."""
 
 import os
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT
 from test_families import FAMILIES, blobs_data, examples, tiny_config
 
 from anogan_tf import models, train_lib
 from anogan_tf.engine import checkpoints, driver
 from anogan_tf.errors import AnoganError
+
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+import last_weights  # noqa: E402
 
 MOMENTUM = 0.5  # far from 0 and 1: the average differs from the last weights and from the first
 
@@ -80,6 +85,15 @@ def test_a_run_exports_the_average_and_its_checkpoint_keeps_the_last_weights_and
       np.testing.assert_array_equal(e, f, err_msg=net)
       differs = differs or not np.array_equal(e, c)
   assert differs  # the checkpoint has the last weights, not the exported average
+
+  # experiments/last_weights.py: those last weights as a workdir of their own, for a paired comparison.
+  out = str(tmp_path / "last")
+  last_weights.write_last_weights(workdir, out)
+  for net in run.family.NETWORKS:
+    written = [w.numpy() for w in keras.models.load_model(os.path.join(out, f"{net}.keras")).weights]
+    for w, c in zip(written, checkpointed[net]):
+      np.testing.assert_array_equal(w, c, err_msg=net)
+  assert sorted(os.listdir(out)) == sorted([f"{net}.keras" for net in run.family.NETWORKS] + ["flags.txt", "history.csv"])
 
 
 def _averages(name) -> bool:
