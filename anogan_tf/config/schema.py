@@ -167,8 +167,8 @@ class Config:
   ema_momentum: float = setting(0.0,
                                 "the weights a run exports: 0, the last ones (seed 000); m in (0, 1): their "
                                 "exponential moving average over the last learning-rate phase, momentum m per step "
-                                "(Keras' Adam use_ema), e.g. 0.99; for the families trained by one Adam per phase "
-                                "(ae, vae, lstm_ae, convlstm_ae, draem)")
+                                "(Keras' Adam use_ema), e.g. 0.99; the family's own epochs (not a stage such as "
+                                "anogan's warm-start encoder)")
   d_lr_scale: float = setting(1.0,
                               "egbad: D's learning rates are --lr and --lr_after_decay times this (seed 003: "
                               "0.25)")

@@ -286,17 +286,38 @@ def padded_chunks(x: np.ndarray, size: int) -> Iterator[Tuple[np.ndarray, int]]:
     yield chunk, real
 
 
+def adam(config, lr, average: bool = False):
+  """A Keras Adam at `lr` with the run's betas and epsilon. `average`: it also keeps the moving
+  average of the weights it trains, with momentum --ema_momentum per step (Keras' use_ema: an
+  optimizer variable, so checkpointed with it); `finalize_averages` sets the weights to it."""
+  return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1, beta_2=config.adam_beta_2,
+                               epsilon=config.adam_epsilon, use_ema=average,
+                               ema_momentum=config.ema_momentum if average else 0.99)
+
+
+def averaged_phase(config) -> Optional[int]:
+  """The learning-rate phase whose Adam keeps the average of the weights: the last one trained
+  (1 from lr_decay_epoch on, else 0); None without --ema_momentum."""
+  if config.ema_momentum <= 0:
+    return None
+  return int(config.lr_decay_epoch > 0)
+
+
 def adam_optimizers(config) -> list:
   """Adam at `lr`, and a fresh Adam at `lr_after_decay` from `lr_decay_epoch` on (seed 000's
   schedule; none when lr_decay_epoch is 0). Built by the caller. With --ema_momentum the last
-  one also keeps the moving average of the weights it trains (an optimizer variable, so
-  checkpointed with it)."""
-  def adam(lr, average):
-    return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1,
-                                 beta_2=config.adam_beta_2, epsilon=config.adam_epsilon,
-                                 use_ema=average, ema_momentum=config.ema_momentum if average else 0.99)
+  one also keeps the moving average of the weights it trains."""
   lrs = [config.lr] + ([config.lr_after_decay] if config.lr_decay_epoch > 0 else [])
-  return [adam(lr, average=config.ema_momentum > 0 and i == len(lrs) - 1) for i, lr in enumerate(lrs)]
+  return [adam(config, lr, average=i == averaged_phase(config)) for i, lr in enumerate(lrs)]
+
+
+def finalize_averages(optimizers_and_variables) -> None:
+  """For each (optimizers, variables): the variables set to the average their optimizer keeps, if
+  one does (Keras' finalize_variable_values; a no-op for the others). BatchNorm's moving
+  statistics are not averaged: they already are, with their own momentum."""
+  for optimizers, variables in optimizers_and_variables:
+    for optimizer in optimizers:
+      optimizer.finalize_variable_values(variables)
 
 
 class PhasedAdamTrainer(Trainer):
@@ -329,9 +350,7 @@ class PhasedAdamTrainer(Trainer):
     return items
 
   def finalize(self) -> None:
-    """With --ema_momentum: the last phase's average of the weights (Keras' finalize_variable_values).
-    BatchNorm's moving statistics are not averaged: they already are, with their own momentum."""
-    self.optimizers[-1].finalize_variable_values(self.variables_to_train)
+    finalize_averages([(self.optimizers, self.variables_to_train)])
 
   def apply(self, tape, loss, phase: int) -> None:
     variables = self.variables_to_train

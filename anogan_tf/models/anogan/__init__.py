@@ -124,15 +124,12 @@ class GANTrainer(base.Trainer):
   loss_names = ("g_loss", "d_loss", "d_acc")
   n_phases = 2
   collapse_loss = "d_loss"
+  averages_weights = True
 
   def __init__(self, config, networks):
     super().__init__(name="gan_trainer")
     self.config = config
     self.generator, self.discriminator = networks["generator"], networks["discriminator"]
-
-    def adam(lr):
-      return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1,
-                                   beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
 
     self.policy = augment.parse_policy(config.diffaugment)
     self.wasserstein = config.gan_loss == "wgan_gp"
@@ -140,8 +137,10 @@ class GANTrainer(base.Trainer):
       self.collapse_loss = None  # a critic's loss has no floor to collapse to
     self.rng = (tf.random.Generator.from_seed(int(np.random.default_rng([config.seed, AUGMENT_SEED]).integers(2**31)))
                 if self.policy or self.wasserstein else None)
-    self.d_optimizers = [adam(config.lr), adam(config.lr_after_decay)]
-    self.g_optimizers = [adam(config.lr), adam(config.lr_after_decay)]
+    averaged = base.averaged_phase(config)  # --ema_momentum: the last phase's Adams keep the average
+    rates = (config.lr, config.lr_after_decay)
+    self.d_optimizers = [base.adam(config, lr, i == averaged) for i, lr in enumerate(rates)]
+    self.g_optimizers = [base.adam(config, lr, i == averaged) for i, lr in enumerate(rates)]
     for opt in self.d_optimizers:  # built now: tf.function may not create variables later
       opt.build(self.discriminator.trainable_variables)
     for opt in self.g_optimizers:
@@ -153,6 +152,10 @@ class GANTrainer(base.Trainer):
     if self.rng is not None:  # only then: the checkpoints of the other settings stay as they were
       items["augment_rng"] = self.rng
     return items
+
+  def finalize(self) -> None:
+    base.finalize_averages([(self.d_optimizers, self.discriminator.trainable_variables),
+                            (self.g_optimizers, self.generator.trainable_variables)])
 
   def augmented(self, images):
     """What D sees of a batch: DiffAugment's fresh variant with --diffaugment, else the batch."""
@@ -356,8 +359,7 @@ class EncoderTrainer(base.Trainer):
     self.generator, self.discriminator, self.encoder = networks["generator"], networks["discriminator"], encoder
     self.feature_layer = config.feature_layer
     self.discriminator.check_feature_layer(self.feature_layer)
-    self.optimizer = keras.optimizers.Adam(learning_rate=config.lr, beta_1=config.adam_beta_1,
-                                           beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
+    self.optimizer = base.adam(config, config.lr)  # a stage: --ema_momentum averages the family's own epochs only
     self.optimizer.build(self.encoder.trainable_variables)  # now: tf.function may not create variables
 
   def checkpoint_items(self) -> dict:

@@ -185,6 +185,7 @@ class EGBADTrainer(base.Trainer):
 
   loss_names = LOSS_NAMES
   collapse_loss = "d_loss"
+  averages_weights = True
 
   def __init__(self, config, networks):
     super().__init__(name="egbad_trainer")
@@ -196,10 +197,10 @@ class EGBADTrainer(base.Trainer):
     rates = (config.lr, config.lr_after_decay)[:self.n_phases]
     d_scale = float(config.d_lr_scale)
 
+    averaged = base.averaged_phase(config)  # --ema_momentum: the last phase's Adams keep the average
+
     def adams(model, scale):
-      optimizers = [keras.optimizers.Adam(learning_rate=lr * scale, beta_1=config.adam_beta_1,
-                                          beta_2=config.adam_beta_2, epsilon=config.adam_epsilon)
-                    for lr in rates]
+      optimizers = [base.adam(config, lr * scale, i == averaged) for i, lr in enumerate(rates)]
       for opt in optimizers:  # built now: a tf.function may not create variables later
         opt.build(model.trainable_variables)
       return optimizers
@@ -211,6 +212,11 @@ class EGBADTrainer(base.Trainer):
   def phase(self, epoch: int) -> int:
     decay = self.config.lr_decay_epoch
     return int(decay > 0 and epoch >= decay)
+
+  def finalize(self) -> None:
+    base.finalize_averages([(self.d_optimizers, self.discriminator.trainable_variables),
+                            (self.g_optimizers, self.generator.trainable_variables),
+                            (self.e_optimizers, self.encoder.trainable_variables)])
 
   def checkpoint_items(self) -> dict:
     items = {}
