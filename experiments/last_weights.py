@@ -26,17 +26,15 @@ COPIED = ("flags.txt", "history.csv", "train_record.json")
 
 def write_last_weights(workdir: str, out: str) -> list:
   """OUT's .keras files from WORKDIR's last checkpoint; returns the paths written."""
-  from anogan_tf import Config
+  from anogan_tf.cli.flags import workdir_config
   from anogan_tf.engine import checkpoints
   from anogan_tf.engine.driver import GAN_LOOP, Driver
   from anogan_tf.errors import AnoganError
   from anogan_tf.utils.files import atomic_path
 
-  flags = os.path.join(workdir, "flags.txt")
-  if not os.path.exists(flags):
+  config = workdir_config(workdir)  # a damaged flags.txt: its one-line error
+  if config is None:
     raise AnoganError(f"{workdir} has no flags.txt; name a trained workdir")
-  with open(flags) as f:
-    config = Config.from_flagfile_text(f.read())
   driver = Driver(config)
   epochs = checkpoints.restore_checkpoint(driver, os.path.join(workdir, GAN_LOOP.checkpoints))
   if epochs != config.epochs:
