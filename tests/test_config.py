@@ -171,7 +171,7 @@ TRAINING_ALTERNATIVES.update(clip_length=10, clip_window=5, convlstm_filters=(8,
 # DRAEM (--model=draem): its U-Nets' widths and the simulated anomalies it trains on.
 TRAINING_ALTERNATIVES.update(draem_width=8, draem_seg_width=8, draem_anomaly_fraction=0.25, draem_texture_fraction=0.25,
                              draem_smooth_fraction=0.25, draem_scar_fraction=0.25, draem_flat_fraction=0.25,
-                             draem_rotate_fraction=0.25, draem_perlin_threshold=0.3,
+                             draem_rotate_fraction=0.25, draem_dihedral_fraction=0.5, draem_perlin_threshold=0.3,
                              draem_perlin_min_cell=4, draem_beta_max=0.5,
                              draem_focal_gamma=1.0)
 

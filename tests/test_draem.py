@@ -197,6 +197,28 @@ def test_rotated_pictures_turn_about_the_centre_and_reflect_into_the_corners():
   assert Synthesis(side=16, channels=3).rotated(x, rows[:, :use]) is x
 
 
+def test_dihedral_pictures_are_exact_quarter_turns_and_mirrors():
+  """--draem_dihedral_fraction: the rows it chooses are turned by their k quarter turns
+  (tf.image.rot90's) and, for the elements 4 to 7, mirrored left-right, bit for bit; the others are
+  left as they are, and at 0 no row has the columns (the noise rows of runs without it are as they
+  were)."""
+  s = Synthesis(side=8, channels=2, dihedral_fraction=0.5)
+  assert s.row_size == Synthesis(side=8, channels=2).row_size + len(synthesis_lib.DIHEDRAL_SCALARS)
+  rng = np.random.default_rng(3)
+  x = rng.uniform(-1, 1, (9, 8, 8, 2)).astype(np.float32)
+  rows = s.noise(rng, 9)
+  use, which = s.row_size - 2, s.row_size - 1
+  rows[:, use] = [0.0] * 8 + [0.5]  # the last row is not chosen
+  rows[:, which] = (np.arange(9) + 0.5) / 8.0  # elements 0 to 7, then (not chosen) 8 -> 7
+  y = s.rotated(tf.constant(x), tf.constant(rows)).numpy()
+  for e in range(8):
+    want = np.rot90(x[e], e % 4, axes=(0, 1))
+    np.testing.assert_array_equal(y[e], want[:, ::-1] if e >= 4 else want)
+  np.testing.assert_array_equal(y[8], x[8])
+  assert len({y[e].tobytes() for e in range(8)}) == 8  # eight different pictures
+  assert Synthesis(side=8, channels=2).rotated(x, rows[:, :use]) is x
+
+
 def test_image_score_is_the_max_of_the_smoothed_map():
   """The image score is the max of the anomaly map averaged over the window (5 x 5 at 64 pixels:
   21 at 256 scaled), not the max of the raw map; the map is the probability on every channel."""
@@ -306,6 +328,7 @@ def test_bad_draem_settings_are_one_line_errors():
   for changes in (dict(draem_width=0), dict(draem_anomaly_fraction=1.5), dict(draem_perlin_min_cell=6),
                   dict(draem_score_window=4), dict(draem_beta_max=1.0),
                   dict(draem_smooth_fraction=-0.1), dict(draem_scar_fraction=1.5), dict(draem_rotate_fraction=-0.3), dict(draem_flat_fraction=2.0),
+                  dict(draem_dihedral_fraction=1.5),
                   dict(draem_score_shifts=-1), dict(draem_score_top=1.5), dict(draem_score_top=-0.01)):
     with pytest.raises(AnoganError, match="--draem_"):
       Config(model="draem", **changes)

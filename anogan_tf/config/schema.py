@@ -208,6 +208,9 @@ class Config:
   draem_rotate_fraction: float = setting(0.0, "draem: share of training pictures turned by an angle in [-90, 90) "
                                               "degrees (reflected at the borders) before any anomaly; 0: none (the "
                                               "authors: 0.3, black corners)")
+  draem_dihedral_fraction: float = setting(0.0, "draem: share of training pictures turned by a multiple of 90 "
+                                                "degrees and maybe mirrored (exactly, the eight ways alike) before "
+                                                "any anomaly; 0: none (as the authors)")
   draem_perlin_threshold: float = setting(0.5, "draem: the Perlin noise (about in [-1, 1]) above this is the "
                                                "anomaly's mask (the authors: 0.5)")
   draem_perlin_min_cell: int = setting(8, "draem: the finest Perlin lattice cell in pixels, a power of two "

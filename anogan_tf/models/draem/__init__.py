@@ -53,7 +53,7 @@ def make_synthesis(config) -> Synthesis:
                    threshold=config.draem_perlin_threshold, beta_max=config.draem_beta_max,
                    min_cell=config.draem_perlin_min_cell, smooth_fraction=config.draem_smooth_fraction,
                    scar_fraction=config.draem_scar_fraction, rotate_fraction=config.draem_rotate_fraction,
-                   flat_fraction=config.draem_flat_fraction)
+                   flat_fraction=config.draem_flat_fraction, dihedral_fraction=config.draem_dihedral_fraction)
 
 
 def score_window(config) -> int:
@@ -77,6 +77,7 @@ def check_config(config) -> None:
   number("draem_scar_fraction", 0.0, 1.0, high_open=False, fix="use a share of the anomalies, e.g. 0.3, or 0")
   number("draem_flat_fraction", 0.0, 1.0, high_open=False, fix="use a share of the anomalies, e.g. 0.3, or 0")
   number("draem_rotate_fraction", 0.0, 1.0, high_open=False, fix="use a share of the pictures, e.g. 0.3, or 0")
+  number("draem_dihedral_fraction", 0.0, 1.0, high_open=False, fix="use a share of the pictures, e.g. 1, or 0")
   number("draem_perlin_threshold", -1.0, 1.0, low_open=True, fix="use e.g. 0.5 (the authors')")
   number("draem_beta_max", 0.0, 1.0, fix="use e.g. 0.8 (the authors')")
   number("draem_focal_gamma", 0.0, fix="use e.g. 2 (the authors')")

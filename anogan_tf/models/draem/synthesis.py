@@ -36,6 +36,12 @@ picture to reconstruct and the one altered are the turned picture. The authors f
 with black; here they are the picture reflected at its borders, so that no training picture shows
 black corners a test picture never has (textures and most objects look the same turned).
 
+With --draem_dihedral_fraction (0: never; not the authors') a share of the training pictures is
+turned by a multiple of 90 degrees and maybe mirrored, exactly (no interpolation, which smooths a
+picture as a blur anomaly does), before any anomaly: for pictures whose every orientation is
+normal (textures, most objects seen from above), up to eight times the variety of a few hundred
+crops, so the networks cannot memorise which crops they were shown.
+
 The source is NEVER another photograph or dataset (the authors paste textures from DTD; a user has
 only their own pictures, and a detector must not have seen the kind of defect it is tested on):
 with probability texture_fraction a synthetic texture (smooth coloured Perlin noise, stripes or a
@@ -82,6 +88,9 @@ SCAR_WIDTH_PER_SIDE = 1.0 / 21.0  # the widest stroke: 3 pixels at 64 (at least 
 ROTATE_SCALARS = ("use_rotation", "rotation_angle")
 # Appended after those only when flat_fraction > 0 (the flat colour is the texture's first colour).
 FLAT_SCALARS = ("use_flat",)
+# Appended after those only when dihedral_fraction > 0: whether the picture is turned or mirrored, and which way.
+DIHEDRAL_SCALARS = ("use_dihedral", "dihedral")
+DIHEDRAL_ELEMENTS = 8  # k quarter turns (0 to 3), then mirrored left-right or not
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +108,7 @@ class Synthesis:
   scar_fraction: float = 0.0
   rotate_fraction: float = 0.0
   flat_fraction: float = 0.0
+  dihedral_fraction: float = 0.0
 
   @property
   def max_res(self) -> int:
@@ -118,7 +128,8 @@ class Synthesis:
   def row_size(self) -> int:
     return (len(SCALARS) + len(COLOUR_OPS) + 2 * self.period ** 2 + (len(SMOOTH_SCALARS) if self.smooth_fraction else 0)
             + (len(SCAR_SCALARS) if self.scar_fraction else 0) + (len(ROTATE_SCALARS) if self.rotate_fraction else 0)
-            + (len(FLAT_SCALARS) if self.flat_fraction else 0))
+            + (len(FLAT_SCALARS) if self.flat_fraction else 0)
+            + (len(DIHEDRAL_SCALARS) if self.dihedral_fraction else 0))
 
   def noise(self, rng: np.random.Generator, n: int) -> np.ndarray:
     """(n, row_size) float32 uniform numbers in [0, 1): what `simulate` turns into anomalies."""
@@ -145,6 +156,9 @@ class Synthesis:
       at += len(ROTATE_SCALARS)
     if self.flat_fraction:
       out.update({name: u[:, at + i] for i, name in enumerate(FLAT_SCALARS)})
+      at += len(FLAT_SCALARS)
+    if self.dihedral_fraction:
+      out.update({name: u[:, at + i] for i, name in enumerate(DIHEDRAL_SCALARS)})
     return out
 
   def resolution(self, u):
@@ -325,10 +339,20 @@ class Synthesis:
   def rotated(self, x, u):
     """The pictures x (batch, side, side, c) to train on: a rotate_fraction share of them (by their
     rows u) turned about the centre by an angle in [-90, 90) degrees, bilinear, reflected at the
-    borders; the others (and all of them at rotate_fraction 0) exactly as they are."""
-    if not self.rotate_fraction:
+    borders; then a dihedral_fraction share turned by k quarter turns (k in 0..3) and maybe mirrored
+    left-right, the eight ways equally likely, exactly (no interpolation); the others (and all of
+    them at both fractions 0) exactly as they are."""
+    if not self.rotate_fraction and not self.dihedral_fraction:
       return x
     f = self.fields(u)
+    if self.rotate_fraction:
+      x = self.turned(x, f)
+    if self.dihedral_fraction:
+      x = self.dihedral(x, f)
+    return x
+
+  def turned(self, x, f):
+    """x with the rows of f that rotate_fraction chooses turned by their angle (see `rotated`)."""
     turn = f["use_rotation"] < self.rotate_fraction
     angle = (f["rotation_angle"] - 0.5) * math.pi
     cos, sin, centre = tf.cos(angle), tf.sin(angle), (self.side - 1) / 2.0
@@ -340,6 +364,18 @@ class Synthesis:
         images=x, transforms=transforms, output_shape=tf.shape(x)[1:3], fill_value=0.0,
         interpolation="BILINEAR", fill_mode="REFLECT")
     return tf.where(turn[:, None, None, None], turned, x)
+
+  def dihedral(self, x, f):
+    """x with the rows of f that dihedral_fraction chooses turned by k quarter turns
+    (counter-clockwise, as tf.image.rot90) and, for the elements 4 to 7, then mirrored left-right."""
+    chosen = f["use_dihedral"] < self.dihedral_fraction
+    element = tf.cast(tf.minimum(tf.floor(f["dihedral"] * DIHEDRAL_ELEMENTS), DIHEDRAL_ELEMENTS - 1.0), tf.int32)
+    element = tf.where(chosen, element, 0)
+    quarters, mirrored = element % 4, element >= 4
+    out = x
+    for k in (1, 2, 3):
+      out = tf.where(tf.equal(quarters, k)[:, None, None, None], tf.image.rot90(x, k), out)
+    return tf.where(mirrored[:, None, None, None], tf.reverse(out, axis=[2]), out)
 
   def simulate(self, x, u):
     """(augmented pictures, masks): x (batch, side, side, c) in [-1, 1] with anomalies pasted
