@@ -83,8 +83,9 @@ def family_runs(tmp_path_factory):
 
 # make test runs each test file on one worker (pytest-xdist --dist loadfile), so that a module's
 # fixtures are built once; the files of one SHARED_GROUPS group run on one worker together, so
-# that the session fixture they share is built once.
-SHARED_GROUPS = {"test_families.py": "families", "test_precision.py": "families"}
+# that the session fixture they share is built once (family_runs; mnist_workdir).
+SHARED_GROUPS = {"test_families.py": "families", "test_precision.py": "families",
+                 "test_cli.py": "mnist_workdir", "test_evaluate.py": "mnist_workdir"}
 # The files (or groups) that take longest, longest first: handed out before all others, which
 # follow in xdist's order (most tests first), so that no long file starts last on one worker
 # while the other has nothing left to do.
