@@ -93,6 +93,15 @@ DIHEDRAL_SCALARS = ("use_dihedral", "dihedral")
 DIHEDRAL_ELEMENTS = 8  # k quarter turns (0 to 3), then mirrored left-right or not
 
 
+def turn_and_mirror(x, quarters, mirrored):
+  """Each picture of x (batch, side, side, c) turned by its `quarters` (int, 0 to 3) quarter turns
+  counter-clockwise (tf.image.rot90's), then mirrored left-right where `mirrored` (bool): exactly."""
+  out = x
+  for k in (1, 2, 3):
+    out = tf.where(tf.equal(quarters, k)[:, None, None, None], tf.image.rot90(x, k), out)
+  return tf.where(mirrored[:, None, None, None], tf.reverse(out, axis=[2]), out)
+
+
 @dataclasses.dataclass(frozen=True)
 class Synthesis:
   """The settings of the simulated anomalies for pictures of `side` x `side` pixels."""
@@ -236,10 +245,7 @@ class Synthesis:
     neighbour = tf.roll(x01, 1, axis=0) if neighbour is None else neighbour
     source = tf.where((f["other_picture"] < 0.5)[:, None, None, None], x01, neighbour)
     k = tf.cast(tf.minimum(tf.floor(f["rot90"] * 4.0), 3.0), tf.int32)
-    turned = source
-    for quarter in (1, 2, 3):
-      turned = tf.where(tf.equal(k, quarter)[:, None, None, None], tf.image.rot90(source, quarter), turned)
-    turned = tf.where((f["flip"] < 0.5)[:, None, None, None], turned, tf.reverse(turned, axis=[2]))
+    turned = turn_and_mirror(source, k, f["flip"] >= 0.5)
     side = self.side
     shift_y = tf.cast(tf.floor(f["shift_y"] * side), tf.int32)
     shift_x = tf.cast(tf.floor(f["shift_x"] * side), tf.int32)
@@ -371,11 +377,7 @@ class Synthesis:
     chosen = f["use_dihedral"] < self.dihedral_fraction
     element = tf.cast(tf.minimum(tf.floor(f["dihedral"] * DIHEDRAL_ELEMENTS), DIHEDRAL_ELEMENTS - 1.0), tf.int32)
     element = tf.where(chosen, element, 0)
-    quarters, mirrored = element % 4, element >= 4
-    out = x
-    for k in (1, 2, 3):
-      out = tf.where(tf.equal(quarters, k)[:, None, None, None], tf.image.rot90(x, k), out)
-    return tf.where(mirrored[:, None, None, None], tf.reverse(out, axis=[2]), out)
+    return turn_and_mirror(x, element % 4, element >= 4)
 
   def simulate(self, x, u):
     """(augmented pictures, masks): x (batch, side, side, c) in [-1, 1] with anomalies pasted
