@@ -20,12 +20,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 # The import contracts (.importlinter: the layers, no family imported by generic code) and the
-# linter (pyproject.toml), then every test. CI runs exactly `make test`: on one worker more than
-# the machine has cores (pytest-xdist; TEST_WORKERS=0 runs them in this process), each test file on
-# one worker, so a module's fixtures are built once. The extra worker keeps the cores busy while
-# another waits for a process it started: on 2 cores (one machine, one load), 3 workers ran the
-# suite in 450 s, 2 in 514-519 s and 4 in 527 s (the longest file then finishes last).
-TEST_WORKERS ?= $(shell echo $$(( $$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2) + 1 )))
+# linter (pyproject.toml), then every test. CI runs exactly `make test`: on as many workers as the
+# machine has cores (pytest-xdist; TEST_WORKERS=0 runs them in this process), each test file on one
+# worker, so a module's fixtures are built once. Each worker's TensorFlow gets its share of the
+# threads (tests/conftest.py), so a worker waiting for a process it started leaves its core to that
+# process. On 2 cores (AMD EPYC), one clone, nothing else running, the two counts alternated: pytest
+# took 446.6 and 461.2 s on 2 workers, 498.2 and 478.8 s on 3 (user 840 s against 886 s in the
+# second pair): a third worker only adds switching between three busy processes.
+TEST_WORKERS ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 lint: install
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check anogan_tf tests experiments benchmarks
