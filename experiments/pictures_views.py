@@ -81,9 +81,15 @@ def main(argv=None) -> int:
   parser.add_argument("--data_root", default="/tmp/pb", help="the picture benchmark's folders (pictures_benchmark.py)")
   args = parser.parse_args(argv)
   for workdir in args.workdirs.split(","):
-    config = Config.from_flagfile_text(open(os.path.join(workdir, "flags.txt")).read())
-    networks = load_networks(workdir, models.family("draem"), config)
     category = os.path.basename(workdir.rstrip("/")).split("_seed")[0]
+    if not os.path.isfile(os.path.join(workdir, "flags.txt")):
+      parser.error(f"{workdir} holds no flags.txt: name a trained DRAEM workdir (RUNS/draem/<category>_seed<s>)")
+    if not os.path.isdir(os.path.join(args.data_root, category, "validation", "test")):
+      parser.error(f"{args.data_root} has no {category}/validation/test; name the --data_root the workdir trained from")
+    config = Config.from_flagfile_text(open(os.path.join(workdir, "flags.txt")).read())
+    if config.model != "draem":
+      parser.error(f"{workdir} is a {config.model} workdir; this probe reads DRAEM's anomaly map")
+    networks = load_networks(workdir, models.family("draem"), config)
     x, kinds, masks = read(os.path.join(args.data_root, category, "validation"), config.image_shape)
     good = kinds == "good"
     for name, shifts, turned in (("shipped", config.draem_score_shifts, False), ("dih8", 0, True),
