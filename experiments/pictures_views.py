@@ -16,7 +16,6 @@ Validation pictures only.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 
@@ -48,19 +47,14 @@ def views(x, turn_back=False):
 
 
 def read(root, shape):
-  """(pictures, defect kind per picture ('good' for the good ones), masks) of root/test."""
-  paths, kinds = [], []
-  for kind in sorted(os.listdir(os.path.join(root, "test"))):
-    for path in sorted(glob.glob(os.path.join(root, "test", kind, "*.png"))):
-      paths.append(path)
-      kinds.append(kind)
+  """(pictures, defect kind per picture ('good' for the good ones), masks) of root/test, listed and
+  masked as evaluate lists and masks a folder (anogan_tf.data.folder)."""
+  paths, kinds = folder.test_files(root)
+  files, why = folder.mask_files(root, paths, kinds)
+  if files is None:
+    raise SystemExit(f"pictures_views.py: error: {why}")
   x = np.stack([folder.read_image(p, shape) for p in paths]).astype(np.float32)
-  masks = np.zeros(x.shape[:3], bool)
-  for i, (path, kind) in enumerate(zip(paths, kinds)):
-    if kind != "good":
-      mask = os.path.join(root, "ground_truth", kind, os.path.basename(path)[:-4] + "_mask.png")
-      masks[i] = folder.read_image(mask, (shape[0], shape[1], 1))[..., 0] > 0
-  return x, np.array(kinds), masks
+  return x, np.array(kinds), folder.read_masks(files, shape)
 
 
 def maps_of(scorer, x, turned):
