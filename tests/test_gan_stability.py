@@ -1,6 +1,6 @@
 """The GAN's settings for training on few pictures: spectral normalisation of D (nn/spectral.py),
-DiffAugment (nn/augment.py), the WGAN-GP loss (nn/losses.py) and how AnoGAN's trainer uses them;
-their defaults keep seed 000's GAN."""
+DiffAugment (nn/augment.py), the WGAN-GP loss (nn/losses.py) and how the GAN families' trainers
+(AnoGAN's, EGBAD's) use them; their defaults keep the sources' GANs."""
 
 import keras
 import numpy as np
@@ -10,6 +10,7 @@ import tensorflow as tf
 from anogan_tf import models
 from anogan_tf.config import Config
 from anogan_tf.errors import AnoganError
+from anogan_tf.models.egbad import BiGANDiscriminator
 from anogan_tf.nn import augment, losses
 from anogan_tf.nn.networks import Discriminator
 from anogan_tf.nn.spectral import SpectralNormalization
@@ -54,6 +55,22 @@ def test_a_spectrally_normalised_discriminator_keeps_its_layer_names_and_saves(t
   assert d.features(x, layer="act1").shape == plain.features(x, layer="act1").shape
 
 
+def test_a_spectrally_normalised_bigan_discriminator_wraps_every_weight_keeps_its_names_and_saves(tmp_path):
+  d = BiGANDiscriminator(image_shape=(16, 16, 3), latent_dim=4, spectral_norm=True, name="discriminator")
+  plain = BiGANDiscriminator(image_shape=(16, 16, 3), latent_dim=4, name="discriminator")
+  layers = lambda net: net.x_chain + [net.z_dense] + net.joint_chain + [net.logits]  # noqa: E731
+  assert [layer.name for layer in layers(d)] == [layer.name for layer in layers(plain)]
+  weighted = [layer for layer in layers(d) if layer.weights]
+  assert weighted and all(isinstance(layer, SpectralNormalization) for layer in weighted)
+  pair = (tf.random.stateless_uniform((4, 16, 16, 3), (3, 4), -1, 1), tf.random.stateless_normal((4, 4), (5, 6)))
+  d(pair, training=True)
+  d.save(tmp_path / "d.keras")
+  loaded = keras.models.load_model(tmp_path / "d.keras")
+  assert loaded.spectral_norm and isinstance(loaded.logits, SpectralNormalization)
+  np.testing.assert_allclose(loaded(pair).numpy(), d(pair).numpy(), rtol=1e-5, atol=1e-6)
+  assert d.features(pair).shape == plain.features(pair).shape
+
+
 @pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
 def test_diffaugment_is_seeded_varies_per_image_and_is_differentiable(policy):
   ops = augment.parse_policy(policy)
@@ -90,7 +107,10 @@ def test_unknown_diffaugment_entries_and_impossible_gan_settings_are_refused():
   with pytest.raises(AnoganError, match="d_step"):
     Config(gan_loss="wgan_gp", d_step="separate")
   with pytest.raises(AnoganError, match="not egbad's"):
-    Config(model="egbad", diffaugment="color")
+    Config(model="egbad", gan_loss="wgan_gp")
+  for setting in ({"diffaugment": "color"}, {"d_spectral_norm": True}):
+    with pytest.raises(AnoganError, match="which --model=ae has not; use --model=anogan or --model=egbad"):
+      Config(model="ae", **setting)
   default = Config()
   assert (default.gan_loss, default.diffaugment, default.d_spectral_norm) == ("bce", "", False)
 
@@ -133,6 +153,30 @@ def test_the_trainer_augments_real_and_fake_alike_and_trains_with_the_penalty(mo
   assert any(np.abs(w.numpy() - w0).max() > 0 for w, w0 in zip(networks["discriminator"].trainable_weights, d_weights))
 
 
+def test_the_egbad_trainer_augments_the_images_of_real_and_fake_pairs_alike(monkeypatch):
+  config = Config(model="egbad", dataset="folder", data_dir="unused", image_size=32, channels=1, batch_size=8,
+                  d_spectral_norm=True, diffaugment="translation,cutout")
+  family = models.family("egbad")
+  networks = family.build_networks(config)
+  trainer = family.make_trainer(config, networks)
+  assert "augment_rng" in trainer.checkpoint_items()
+  seen = []
+  original = trainer.augmented
+  monkeypatch.setattr(trainer, "augmented", lambda images: seen.append(images) or original(images))
+  x = tf.random.stateless_uniform((8, 32, 32, 1), (1, 2), -1, 1)
+  noise = tf.constant(family.noise(np.random.default_rng(0), 8, config))
+  d_weights = [w.numpy().copy() for w in networks["discriminator"].trainable_weights]
+  out = trainer.train_step(x, noise, 0)
+  assert all(np.isfinite(float(v)) for v in out.values())
+  assert len(seen) == 4  # D step: x and G(z1); G step: G(z2); E step: x
+  np.testing.assert_array_equal(seen[0].numpy(), x.numpy())
+  np.testing.assert_array_equal(seen[3].numpy(), x.numpy())
+  assert all(s.shape == x.shape for s in seen[1:3])
+  assert any(np.abs(w.numpy() - w0).max() > 0 for w, w0 in zip(networks["discriminator"].trainable_weights, d_weights))
+  plain = family.make_trainer(Config(model="egbad"), family.build_networks(Config(model="egbad")))
+  assert "augment_rng" not in plain.checkpoint_items() and plain.rng is None
+
+
 def test_the_default_trainer_keeps_seed_000s_checkpoint_items():
   config = Config()
   trainer = models.family("anogan").make_trainer(config, models.family("anogan").build_networks(config))
@@ -152,6 +196,7 @@ def test_a_resumed_run_with_diffaugment_and_the_penalty_equals_an_uninterrupted_
                       test_indices=np.arange(8))
   # One learning-rate phase (resuming into the next is test_families.py's): epoch 1 of 2 resumes on
   # the restored Adam moments, spectral norms' power-iteration vectors and DiffAugment's generator.
+  # (EGBAD's, after a kill -9: test_reliability.py's kill of every family.)
   config = Config(latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8), batch_size=16, lr=5e-3,
                   lr_decay_epoch=0, seed=0, deterministic=True, epochs=2, d_spectral_norm=True, gan_loss="wgan_gp",
                   diffaugment="color,translation,cutout")

@@ -60,13 +60,19 @@ OTHER_IMAGE_FAMILIES = [name for name in OTHER_FAMILIES if models.examples(model
 
 
 def tiny_flags(family):
-  """TINY for `family` (its encoder as small as D, DRAEM's U-Nets as narrow); SERIES_TINY for a family of series, CLIPS_TINY for
+  """TINY for `family` (its encoder as small as D, DRAEM's U-Nets as narrow; a GAN's D other than
+  anogan's with DiffAugment and spectral norms); SERIES_TINY for a family of series, CLIPS_TINY for
   one of clips."""
   if models.examples(models.family(family)) == "clips":
     return CLIPS_TINY + [f"--model={family}"]
   if models.examples(models.family(family)) == "series":
     return SERIES_TINY + [f"--model={family}", f"--data_dir={os.path.join(os.environ.get('ANOGAN_DATA_DIR', ''), 'ucr')}"]
-  return TINY if family == "anogan" else TINY + [f"--model={family}", "--e_filters=4,8", "--draem_width=4"]
+  flags = TINY if family == "anogan" else TINY + [f"--model={family}", "--e_filters=4,8", "--draem_width=4"]
+  if getattr(models.family(family), "GAN_DISCRIMINATOR", False) and family != "anogan":
+    # D trained as for photographs: the kill also tests that DiffAugment's generator and the spectral
+    # norms' vectors resume (anogan's: test_gan_stability.py)
+    flags = flags + ["--diffaugment=color,translation,cutout", "--d_spectral_norm"]
+  return flags
 
 
 # --- helpers

@@ -115,8 +115,9 @@ class Config:
                                               "convolutions (1-based) followed by ZeroPadding2D(((0, 1), (0, 1)))"
                                               " (seed 002: 2)")
   d_spectral_norm: bool = setting(False,
-                                  "spectral normalisation of every D weight (Miyato et al. 2018: each kernel "
-                                  "divided by its largest singular value, one power iteration per training pass)")
+                                  "anogan, egbad: spectral normalisation of every D weight (Miyato et al. 2018: "
+                                  "each kernel divided by its largest singular value, one power iteration per training "
+                                  "pass)")
   leaky_slope: float = setting(0.2, "tf.nn.leaky_relu's slope; Keras 3's LeakyReLU default is 0.3")
   bn_momentum: float = setting(0.99, "tf.layers.batch_normalization default, same as Keras")
   feature_layer: str = setting("act1", "discriminator layer f() for the discrimination loss",
@@ -156,8 +157,8 @@ class Config:
                           "gradient penalty, Gulrajani et al. 2017, as f-AnoGAN trains)")
   gp_weight: float = setting(10.0, "--gan_loss=wgan_gp: weight of the gradient penalty")
   diffaugment: str = setting("",
-                             "anogan: DiffAugment (Zhao et al. 2020) of every image D sees, real and fake alike: "
-                             "comma-separated color, translation, cutout; empty: none")
+                             "anogan, egbad: DiffAugment (Zhao et al. 2020) of every image D sees, real and fake "
+                             "alike: comma-separated color, translation, cutout; empty: none")
   lr: float = setting(1e-3)
   lr_decay_epoch: int = setting(150, "from this epoch on: fresh Adam instances at lr_after_decay; 0: never")
   lr_after_decay: float = setting(1e-4)

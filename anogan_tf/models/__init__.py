@@ -56,6 +56,10 @@ def check_config(config) -> None:
     fit = [name for name, module in FAMILIES.items() if examples(module) == holds]
     raise AnoganError(f"--model={config.model} takes {takes}, but --dataset={config.dataset} holds {holds}; use "
                       f"--model={' or --model='.join(fit) or '(none yet)'} for {holds}, or a dataset of {takes}")
+  if (config.diffaugment or config.d_spectral_norm) and not getattr(FAMILIES[config.model], "GAN_DISCRIMINATOR", False):
+    gans = [name for name, module in FAMILIES.items() if getattr(module, "GAN_DISCRIMINATOR", False)]
+    raise AnoganError(f"--diffaugment and --d_spectral_norm train a GAN's discriminator, which --model={config.model} "
+                      f"has not; use --model={' or --model='.join(gans)}, or drop them")
   for module in FAMILIES.values():
     if hasattr(module, "check_config"):
       module.check_config(config)

@@ -12,7 +12,12 @@ A family module defines:
   def sample(networks, noise) -> images       # (n, h, w, c) in [-1, 1] for the sample grids; or None
   def noise(rng, n, config) -> np.ndarray     # (n, ...) float32: the per-example noise of train_step
 
-and optionally, for a scorer that needs networks trained after the family's own (anogan's
+and optionally
+
+  GAN_DISCRIMINATOR = True                    # trains a GAN's D, which --diffaugment and
+                                              # --d_spectral_norm apply to (refused for the others)
+
+and, for a scorer that needs networks trained after the family's own (anogan's
 warm-start encoder):
 
   OPTIONAL_NETWORKS: tuple of str                   # such networks, <name>.keras when trained

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from anogan_tf.config import one_of
@@ -23,6 +24,12 @@ from anogan_tf.config.values import DIFFAUGMENT_POLICIES
 
 TRANSLATION_RATIO = 0.125
 CUTOUT_RATIO = 0.5
+STREAM = 2**31 - 3  # the draws' seed stream: apart from the GAN's (--seed) and the encoder's
+
+
+def generator(seed: int) -> tf.random.Generator:
+  """The generator of a run's draws with --seed=seed (its trainer checkpoints it as "augment_rng")."""
+  return tf.random.Generator.from_seed(int(np.random.default_rng([seed, STREAM]).integers(2**31)))
 
 
 def parse_policy(text: str) -> Tuple[str, ...]:

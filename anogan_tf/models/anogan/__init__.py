@@ -46,6 +46,7 @@ from anogan_tf.nn.networks import Discriminator, Encoder, Generator, batchnorm_s
 
 NAME = "anogan"
 NETWORKS = ("generator", "discriminator")
+GAN_DISCRIMINATOR = True  # --diffaugment and --d_spectral_norm apply to its D
 ENCODER = "encoder"  # the warm-start encoder: <workdir>/encoder.keras, trained after the GAN
 OPTIONAL_NETWORKS = (ENCODER,)  # in a workdir once --encoder_epochs has run
 
@@ -66,9 +67,8 @@ def check_config(config) -> None:
   need(config.map_restarts == 1 or not warm and config.model == "anogan",
        f"--map_restarts={config.map_restarts} restarts AnoGAN's search from random z; use --map_restarts=1 "
        "with --initial_z=encoder (every restart would start at E(x)) and with the other families")
-  need(config.model == "anogan" or config.gan_loss == "bce" and not config.diffaugment and not config.d_spectral_norm,
-       f"--gan_loss, --diffaugment and --d_spectral_norm are AnoGAN's GAN training settings, not {config.model}'s; "
-       "use --model=anogan, or drop them")
+  need(config.model == "anogan" or config.gan_loss == "bce",
+       f"--gan_loss={config.gan_loss} is AnoGAN's GAN loss, not {config.model}'s; use --model=anogan, or drop it")
   need(config.strategy == "default" or config.gan_loss == "bce" and not config.diffaugment,
        f"--diffaugment and --gan_loss=wgan_gp draw on one device's random generator; use --strategy=default with "
        f"them, not --strategy={config.strategy}")
@@ -109,9 +109,6 @@ def _restore(variables, values):
     variable.assign(value)
 
 
-AUGMENT_SEED = 2**31 - 3  # DiffAugment's and the penalty's stream: apart from the GAN's (seed) and E's
-
-
 class GANTrainer(base.Trainer):
   """G, D and their four Adam instances (one per network and learning-rate phase).
 
@@ -135,8 +132,7 @@ class GANTrainer(base.Trainer):
     self.wasserstein = config.gan_loss == "wgan_gp"
     if self.wasserstein:
       self.collapse_loss = None  # a critic's loss has no floor to collapse to
-    self.rng = (tf.random.Generator.from_seed(int(np.random.default_rng([config.seed, AUGMENT_SEED]).integers(2**31)))
-                if self.policy or self.wasserstein else None)
+    self.rng = augment.generator(config.seed) if self.policy or self.wasserstein else None  # and the penalty's
     averaged = base.averaged_phase(config)  # --ema_momentum: the last phase's Adams keep the average
     rates = (config.lr, config.lr_after_decay)
     self.d_optimizers = [base.adam(config, lr, i == averaged) for i, lr in enumerate(rates)]

@@ -21,6 +21,12 @@ the book's are. BN runs in training mode during training; a network's BN statist
 its own step (as GANTrainer does it): G's forward pass for the D step and D's forward passes for
 the G and E steps leave the statistics they touch as they were. E(x) is computed once per batch,
 on E's tape (E does not change in the D step), so E's statistics move once, with its step.
+
+For photographs (beyond the sources, as AnoGAN's picture settings): `--diffaugment` passes the image
+of every pair D sees through DiffAugment, real (x, E(x)) and fake (G(z), z) alike, in the D, G and
+E steps (differentiably; E still encodes the plain x), its draws from a generator seeded by --seed
+and checkpointed ("augment_rng"); `--d_spectral_norm` normalises every D weight (its convolutions,
+the z and joint Dense layers and the logits).
 """
 
 from __future__ import annotations
@@ -33,14 +39,28 @@ import tensorflow as tf
 
 import anogan_tf.models.base as base
 from anogan_tf.errors import AnoganError
-from anogan_tf.nn import losses, memory
+from anogan_tf.nn import augment, losses, memory
 from anogan_tf.nn.layers import SubpixelGradientConv2D
 from anogan_tf.nn.networks import Encoder, Generator, batchnorm_statistics, build_chain, conv_blocks, run_chain
 from anogan_tf.nn.precision import to_float32
+from anogan_tf.nn.spectral import SpectralNormalization
 
 NAME = "egbad"
 NETWORKS = ("generator", "encoder", "discriminator")
 LOSS_NAMES = ("d_loss", "g_loss", "e_loss", "d_acc")
+GAN_DISCRIMINATOR = True  # --diffaugment and --d_spectral_norm apply to D(x, z)
+
+
+def _dense(units: int, name: str, spectral_norm: bool):
+  """Dense(units) named `name`; with `spectral_norm` wrapped in SpectralNormalization under that name."""
+  if spectral_norm:
+    return SpectralNormalization(keras.layers.Dense(units, name=f"{name}_kernel"), name=name)
+  return keras.layers.Dense(units, name=name)
+
+
+def _kernel(layer):
+  """A Dense layer's kernel, through a SpectralNormalization wrapper."""
+  return getattr(layer, "layer", layer).kernel
 
 
 @keras.saving.register_keras_serializable(package="anogan_tf")
@@ -57,14 +77,15 @@ class BiGANDiscriminator(keras.Model):
   -> Dense(1) logits. `features(x, z)` is f(x, z), the last joint layer's output
   (batch, joint_units[-1]) (the concatenation if `joint_units` is empty): seed 003's `feature`,
   used by the score. Layers are named conv1, bn1, act1, drop1, ..., flatten, z_dense, concat,
-  joint1, joint_act1, joint_drop1, ..., logits.
+  joint1, joint_act1, joint_drop1, ..., logits. `spectral_norm` wraps every convolution and Dense
+  layer in spectral.SpectralNormalization (same names).
   """
 
   def __init__(self, image_shape: Sequence[int] = (28, 28, 1), latent_dim: int = 50,
                filters: Sequence[int] = (16, 32), strides: Sequence[int] = (2, 2),
                batchnorm: bool = False, dropout: float = 0.0, z_units: int = 128,
                joint_units: Sequence[int] = (128,), leaky_slope: float = 0.2,
-               bn_momentum: float = 0.99, **kwargs):
+               bn_momentum: float = 0.99, spectral_norm: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.image_shape = tuple(int(s) for s in image_shape)
     self.latent_dim = int(latent_dim)
@@ -76,6 +97,7 @@ class BiGANDiscriminator(keras.Model):
     self.joint_units = tuple(int(u) for u in joint_units)
     self.leaky_slope = float(leaky_slope)
     self.bn_momentum = float(bn_momentum)
+    self.spectral_norm = bool(spectral_norm)
     if (len(self.strides) != len(self.filters) or not self.filters or self.latent_dim < 1 or self.z_units < 1
         or any(v < 1 for v in self.filters + self.strides + self.joint_units)):
       raise AnoganError("BiGAN discriminator: one positive stride per positive filter count, and positive "
@@ -83,19 +105,19 @@ class BiGANDiscriminator(keras.Model):
 
     # G's step needs D's input gradient: the first convolution takes it in the sub-pixel form.
     x_chain = conv_blocks(self.filters, self.strides, self.batchnorm, self.leaky_slope, self.bn_momentum,
-                          dropout=self.dropout, first_conv=SubpixelGradientConv2D)
+                          dropout=self.dropout, first_conv=SubpixelGradientConv2D, spectral_norm=self.spectral_norm)
     x_chain.append(keras.layers.Flatten(name="flatten"))
     joint_chain = []
     for i, units in enumerate(self.joint_units, start=1):
-      joint_chain += [keras.layers.Dense(units, name=f"joint{i}"),
+      joint_chain += [_dense(units, f"joint{i}", self.spectral_norm),
                       keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"joint_act{i}")]
       if self.dropout > 0:
         joint_chain.append(keras.layers.Dropout(self.dropout, name=f"joint_drop{i}"))
     self.x_chain = x_chain
-    self.z_dense = keras.layers.Dense(self.z_units, name="z_dense")
+    self.z_dense = _dense(self.z_units, "z_dense", self.spectral_norm)
     self.concat = keras.layers.Concatenate(name="concat")
     self.joint_chain = joint_chain
-    self.logits = keras.layers.Dense(1, name="logits")
+    self.logits = _dense(1, "logits", self.spectral_norm)
     self._build_layers()
 
   def _build_layers(self):
@@ -126,7 +148,8 @@ class BiGANDiscriminator(keras.Model):
     return {**super().get_config(), "image_shape": list(self.image_shape), "latent_dim": self.latent_dim,
             "filters": list(self.filters), "strides": list(self.strides), "batchnorm": self.batchnorm,
             "dropout": self.dropout, "z_units": self.z_units, "joint_units": list(self.joint_units),
-            "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum}
+            "leaky_slope": self.leaky_slope, "bn_momentum": self.bn_momentum,
+            **({"spectral_norm": True} if self.spectral_norm else {})}
 
 
 def build_networks(config) -> Dict[str, keras.Model]:
@@ -141,7 +164,7 @@ def build_networks(config) -> Dict[str, keras.Model]:
           filters=d_layout["filters"], strides=d_layout["strides"], batchnorm=config.d_batchnorm,
           dropout=config.d_dropout, z_units=config.d_z_units,
           joint_units=config.d_joint_units, leaky_slope=config.leaky_slope,
-          bn_momentum=config.bn_momentum),
+          bn_momentum=config.bn_momentum, spectral_norm=config.d_spectral_norm),
   }
 
 
@@ -181,7 +204,8 @@ class EGBADTrainer(base.Trainer):
   """D, G and E steps of one batch (see the module docstring) with Adam instances per network and
   learning-rate phase: `lr` until `lr_decay_epoch`, then fresh instances at `lr_after_decay`
   (no second phase when lr_decay_epoch is 0). D's rates are multiplied by `d_lr_scale`
-  (seed 003: D at a quarter of G's and E's rate)."""
+  (seed 003: D at a quarter of G's and E's rate). With --diffaugment, `augmented` is what D sees of
+  the images of its pairs, and the draws' generator is checkpointed."""
 
   loss_names = LOSS_NAMES
   collapse_loss = "d_loss"
@@ -208,6 +232,12 @@ class EGBADTrainer(base.Trainer):
     self.d_optimizers = adams(self.discriminator, d_scale)
     self.g_optimizers = adams(self.generator, 1.0)
     self.e_optimizers = adams(self.encoder, 1.0)
+    self.policy = augment.parse_policy(config.diffaugment)
+    self.rng = augment.generator(config.seed) if self.policy else None
+
+  def augmented(self, images):
+    """What D sees of a pair's images: DiffAugment's fresh variant with --diffaugment, else the images."""
+    return augment.diff_augment(images, self.policy, self.rng) if self.policy else images
 
   def phase(self, epoch: int) -> int:
     decay = self.config.lr_decay_epoch
@@ -223,12 +253,14 @@ class EGBADTrainer(base.Trainer):
     for i, suffix in enumerate(("", "_after_decay")[:self.n_phases]):
       items.update({f"d_optimizer{suffix}": self.d_optimizers[i], f"g_optimizer{suffix}": self.g_optimizers[i],
                     f"e_optimizer{suffix}": self.e_optimizers[i]})
+    if self.rng is not None:  # only then: the checkpoints of the other settings stay as they were
+      items["augment_rng"] = self.rng
     return items
 
   def train_step(self, x, noise, phase: int) -> Dict[str, tf.Tensor]:
     """x (batch, h, w, c) in [-1, 1], noise (batch, 2, latent_dim) from `noise()`, phase a Python
     int; returns {d_loss, g_loss, e_loss, d_acc} as scalar tensors."""
-    g, e, d = self.generator, self.encoder, self.discriminator
+    g, e, d, seen = self.generator, self.encoder, self.discriminator, self.augmented
     z_d, z_g = noise[:, 0], noise[:, 1]
 
     e_tape = tf.GradientTape()
@@ -239,15 +271,15 @@ class EGBADTrainer(base.Trainer):
     _restore(batchnorm_statistics(g), g_stats)  # the book's D step steps only D
 
     with tf.GradientTape() as tape:
-      d_loss, _, d_acc = losses.gan_losses(d((x, encoded), training=True), d((fake, z_d), training=True))
+      d_loss, _, d_acc = losses.gan_losses(d((seen(x), encoded), training=True), d((seen(fake), z_d), training=True))
     _apply(self.d_optimizers[phase], d_loss, tape, d)
 
     d_stats = _snapshot(batchnorm_statistics(d))
     with tf.GradientTape() as tape:
-      g_loss = losses.discriminator_loss_on(d((g(z_g, training=True), z_g), training=True), 1.0)
+      g_loss = losses.discriminator_loss_on(d((seen(g(z_g, training=True)), z_g), training=True), 1.0)
     _apply(self.g_optimizers[phase], g_loss, tape, g)
     with e_tape:  # resumes the tape that holds E(x)
-      e_loss = losses.discriminator_loss_on(d((x, encoded), training=True), 0.0)  # -log(1 - D(x, E(x)))
+      e_loss = losses.discriminator_loss_on(d((seen(x), encoded), training=True), 0.0)  # -log(1 - D(x, E(x)))
     _apply(self.e_optimizers[phase], e_loss, e_tape, e)
     _restore(batchnorm_statistics(d), d_stats)
     return dict(d_loss=d_loss, g_loss=g_loss, e_loss=e_loss, d_acc=d_acc)
@@ -284,7 +316,7 @@ class EGBADScorer(base.OnePassScorer):
     """Every layer output of E, G and D for one image (D twice: it sees x and G(E(x))), what the
     automatic chunk size budgets for."""
     d = self.discriminator
-    joint_width = (d.joint_chain[0] if d.joint_chain else d.logits).kernel.shape[0]  # flatten + z_units
+    joint_width = _kernel(d.joint_chain[0] if d.joint_chain else d.logits).shape[0]  # flatten + z_units
     joint_floats = memory.chain_floats(d.joint_chain, (joint_width,))
     return (memory.chain_floats(self.encoder.chain, self.image_shape)
             + memory.chain_floats(self.generator.chain, (self.generator.latent_dim,))
