@@ -131,35 +131,20 @@ def test_the_gradient_penalty_of_a_linear_critic_is_its_slope_minus_one_squared(
   assert float(d_loss) == pytest.approx(-2.0) and float(g_loss) == pytest.approx(0.0)
 
 
-def test_the_trainer_augments_real_and_fake_alike_and_trains_with_the_penalty(monkeypatch):
-  config = Config(dataset="folder", data_dir="unused", image_size=32, channels=1, batch_size=8,
-                  d_spectral_norm=True, gan_loss="wgan_gp", diffaugment="translation,cutout")
-  family = models.family("anogan")
-  networks = family.build_networks(config)
-  trainer = family.make_trainer(config, networks)
-  assert "augment_rng" in trainer.checkpoint_items() and trainer.collapse_loss is None
-  seen = []
-  original = trainer.augmented
-  monkeypatch.setattr(trainer, "augmented", lambda images: seen.append(images) or original(images))
-  x = tf.random.stateless_uniform((8, 32, 32, 1), (1, 2), -1, 1)
-  z = tf.constant(family.noise(np.random.default_rng(0), 8, config))
-  d_weights = [w.numpy().copy() for w in networks["discriminator"].trainable_weights]
-  out = trainer.train_step(x, z, 0)
-  assert all(np.isfinite(float(v)) for v in out.values())
-  assert len(seen) == 2 + config.g_steps  # D: real and fake; each G step: its fake
-  np.testing.assert_array_equal(seen[0].numpy(), x.numpy())
-  fake = networks["generator"](z, training=False).numpy()
-  assert all(s.shape == fake.shape for s in seen[1:])
-  assert any(np.abs(w.numpy() - w0).max() > 0 for w, w0 in zip(networks["discriminator"].trainable_weights, d_weights))
-
-
-def test_the_egbad_trainer_augments_the_images_of_real_and_fake_pairs_alike(monkeypatch):
-  config = Config(model="egbad", dataset="folder", data_dir="unused", image_size=32, channels=1, batch_size=8,
-                  d_spectral_norm=True, diffaugment="translation,cutout")
-  family = models.family("egbad")
+# What D sees in one train_step, in order ("x": the real batch; "fake": a batch of G's): AnoGAN's D
+# step (real, fake) and each of its 2 G steps; EGBAD's D step (the images of (x, E(x)) and (G(z1), z1)),
+# its G step (G(z2)) and its E step (x, E(x)). AnoGAN's with the penalty, which draws on the same generator.
+@pytest.mark.parametrize("model, settings, seen_order", [
+    ("anogan", dict(gan_loss="wgan_gp"), ("x", "fake", "fake", "fake")),
+    ("egbad", {}, ("x", "fake", "fake", "x"))])
+def test_the_trainer_augments_real_and_fake_alike(monkeypatch, model, settings, seen_order):
+  config = Config(model=model, dataset="folder", data_dir="unused", image_size=32, channels=1, batch_size=8,
+                  d_spectral_norm=True, diffaugment="translation,cutout", **settings)
+  family = models.family(model)
   networks = family.build_networks(config)
   trainer = family.make_trainer(config, networks)
   assert "augment_rng" in trainer.checkpoint_items()
+  assert trainer.collapse_loss == (None if config.gan_loss == "wgan_gp" else "d_loss")
   seen = []
   original = trainer.augmented
   monkeypatch.setattr(trainer, "augmented", lambda images: seen.append(images) or original(images))
@@ -168,12 +153,12 @@ def test_the_egbad_trainer_augments_the_images_of_real_and_fake_pairs_alike(monk
   d_weights = [w.numpy().copy() for w in networks["discriminator"].trainable_weights]
   out = trainer.train_step(x, noise, 0)
   assert all(np.isfinite(float(v)) for v in out.values())
-  assert len(seen) == 4  # D step: x and G(z1); G step: G(z2); E step: x
-  np.testing.assert_array_equal(seen[0].numpy(), x.numpy())
-  np.testing.assert_array_equal(seen[3].numpy(), x.numpy())
-  assert all(s.shape == x.shape for s in seen[1:3])
+  assert len(seen) == len(seen_order)
+  for images, what in zip(seen, seen_order):
+    assert images.shape == x.shape
+    assert np.array_equal(images.numpy(), x.numpy()) == (what == "x")
   assert any(np.abs(w.numpy() - w0).max() > 0 for w, w0 in zip(networks["discriminator"].trainable_weights, d_weights))
-  plain = family.make_trainer(Config(model="egbad"), family.build_networks(Config(model="egbad")))
+  plain = family.make_trainer(Config(model=model), family.build_networks(Config(model=model)))
   assert "augment_rng" not in plain.checkpoint_items() and plain.rng is None
 
 
