@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "experiments"))
 
+import ensemble  # noqa: E402  (experiments/ensemble.py)
 import report  # noqa: E402  (experiments/report.py)
 
 # Preset name -> flagfile. seed000's flagfile keeps its historical name.
@@ -57,8 +58,17 @@ BF16 = {f"{name}_bf16": (flagfile, [], ["--precision=bfloat16"]) for name, flagf
 # And trained in bfloat16 (a GAN of its own), evaluated in bfloat16, as `<preset>_bf16_trained`.
 BF16_TRAINED = {f"{name}_bf16_trained": (flagfile, ["--precision=bfloat16"], ["--precision=bfloat16"])
                 for name, flagfile in PRESETS.items()}
+# Trained with held-out normals (--val_fraction=0.1), as an ensemble's members need them: `<preset>_heldout`.
+HELDOUT = {f"{name}_heldout": (flagfile, ["--val_fraction=0.1"], [])
+           for name, flagfile in {"best": PRESETS["best"], "vae": METHODS["vae"][0], "ae": METHODS["ae"][0]}.items()}
 # Every runnable name -> (flagfile, train flags, evaluate flags).
-RUNS = {**{name: (flagfile, [], []) for name, flagfile in PRESETS.items()}, **METHODS, **BF16, **BF16_TRAINED}
+RUNS = {**{name: (flagfile, [], []) for name, flagfile in PRESETS.items()}, **METHODS, **BF16, **BF16_TRAINED,
+        **HELDOUT}
+# Ensembles (experiments/ensemble.py): name -> its members, runs trained with held-out normals. Each
+# member is also evaluated on its held-out normals (--eval_split=val, into eval_<member>_val/)
+# unless its own evaluation is that split; the ensemble's record combines the members' evaluations.
+ENSEMBLES = {"ensemble_best_vae": ("best_heldout", "vae_heldout"),
+             "ensemble_best_vae_ae": ("best_heldout", "vae_heldout", "ae_heldout")}
 # Trained after the GAN in the same workdir: they do not make it another GAN.
 ENCODER_FIELDS = {"encoder_epochs", "kappa"}
 CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
@@ -224,10 +234,40 @@ def history_seconds(workdir: str, name: str = "history.csv") -> float:
     return round(sum(float(row["seconds"]) for row in csv.DictReader(f)), 1)
 
 
+def load(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def ensemble_run(name: str, args, workdir_of, seed: int, c: int, run_flags: list, record_path) -> None:
+  """Writes ensemble `name`'s record of (class c, seed) from its members' evaluations (their records
+  exist), evaluating each member's held-out normals first where that is missing."""
+  members = []
+  for m in ENSEMBLES[name]:
+    workdir = workdir_of(m, seed, c)
+    eval_dir = os.path.join(workdir, f"eval_{m}")
+    held_out_dir = eval_dir if "--eval_split=val" in RUNS[m][2] else f"{eval_dir}_val"
+    if not os.path.exists(os.path.join(held_out_dir, "metrics.json")):
+      note(f"  {m}: evaluate its held-out normals")
+      run_logged(["anogan_tf.evaluate", f"--workdir={workdir}", f"--eval_dir={held_out_dir}",
+                  f"--flagfile={RUNS[m][0]}", *RUNS[m][2], *run_flags, "--eval_split=val"],
+                 os.path.join(workdir, "reproduce.log"))
+    members.append({"name": m, "eval_dir": eval_dir, "held_out_dir": held_out_dir,
+                    "record": load(record_path(m, seed, c))})
+  record = {"dataset": args.dataset, "preset": name, "class": c, "seed": seed, **ensemble.record(members),
+            "train_commit": ", ".join(sorted({m["record"]["train_commit"] for m in members})),
+            "train_command": " ; ".join(m["record"]["train_command"] for m in members),
+            "eval_commit": commit(),
+            "eval_command": f"experiments/ensemble.py of {', '.join(m['eval_dir'] for m in members)}",
+            "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+  os.makedirs(os.path.dirname(record_path(name, seed, c)), exist_ok=True)
+  report.write_json(record_path(name, seed, c), record)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--dataset", default="mnist", choices=sorted(CLASSES))
-  parser.add_argument("--presets", default="seed000", help="comma-separated, from: " + ", ".join(RUNS))
+  parser.add_argument("--presets", default="seed000", help="comma-separated, from: " + ", ".join([*RUNS, *ENSEMBLES]))
   parser.add_argument("--classes", default="0", help="'all' or a comma/space-separated list")
   parser.add_argument("--seeds", default="0", help="comma/space-separated list")
   parser.add_argument("--runs_dir", default="runs")
@@ -238,10 +278,13 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
 
   split = lambda text: [t for t in text.replace(",", " ").split() if t]  # noqa: E731
-  presets = split(args.presets)
-  unknown = [p for p in presets if p not in RUNS]
+  named = split(args.presets)
+  unknown = [p for p in named if p not in RUNS and p not in ENSEMBLES]
   if unknown:
-    parser.error(f"unknown preset '{unknown[0]}'; use one of {', '.join(RUNS)}")
+    parser.error(f"unknown preset '{unknown[0]}'; use one of {', '.join([*RUNS, *ENSEMBLES])}")
+  ensembles = [p for p in named if p in ENSEMBLES]
+  # What is trained and evaluated: the named runs and every ensemble's members.
+  presets = list(dict.fromkeys([*(p for p in named if p not in ENSEMBLES), *(m for e in ensembles for m in ENSEMBLES[e])]))
   missing = [RUNS[p][0] for p in presets if not os.path.exists(os.path.join(ROOT, RUNS[p][0]))]
   if missing:
     parser.error(f"{missing[0]} does not exist")
@@ -262,13 +305,22 @@ def main(argv=None) -> int:
   runs = [(s, c) for s in seeds for c in classes]
   record_path = lambda p, seed, c: os.path.join(  # noqa: E731
       args.results_dir, "runs", f"{args.dataset}_{p}", f"class{c}_seed{seed}.json")
-  missing = lambda seed, c: [p for p in presets if not os.path.exists(record_path(p, seed, c))]  # noqa: E731
+  workdir_of = lambda p, seed, c: os.path.join(  # noqa: E731
+      args.runs_dir, args.dataset, f"gan-{keys[p]}", f"class{c}_seed{seed}")
+
+  def to_redo(p, seed, c) -> bool:
+    """No record yet, or an ensemble still to write needs p's scores and they are gone (an old record)."""
+    if not os.path.exists(record_path(p, seed, c)):
+      return True
+    return (any(p in ENSEMBLES[e] and not os.path.exists(record_path(e, seed, c)) for e in ensembles)
+            and not os.path.exists(os.path.join(workdir_of(p, seed, c), f"eval_{p}", "scores.csv")))
+
+  missing = lambda seed, c: [p for p in presets + ensembles if to_redo(p, seed, c)]  # noqa: E731
   run_seconds = []  # of the runs this command did
   print(f"{args.dataset}: presets {', '.join(f'{p} (GAN {keys[p]})' for p in presets)}; "
         f"{len(classes)} classes x {len(seeds)} seeds = {len(runs)} runs; records in {args.results_dir}/runs/",
         flush=True)
   for i, (seed, c) in enumerate(runs, start=1):
-    tag = f"class{c}_seed{seed}"
     run_began = time.perf_counter()
     to_do = missing(seed, c)
     if to_do:
@@ -276,11 +328,11 @@ def main(argv=None) -> int:
     for key in dict.fromkeys(keys.values()):  # one GAN per group of presets sharing it
       group = [p for p in presets if keys[p] == key]
       records = {p: record_path(p, seed, c) for p in group}
-      todo = [p for p in group if not os.path.exists(records[p])]
+      todo = [p for p in group if to_redo(p, seed, c)]
       if not todo:
         print(f"[{i}/{len(runs)}] {args.dataset} class {c} seed {seed} {'/'.join(group)}: done before", flush=True)
         continue
-      workdir = os.path.join(args.runs_dir, args.dataset, f"gan-{key}", tag)
+      workdir = workdir_of(group[0], seed, c)
       if len(todo) < len(group) and not os.path.exists(os.path.join(workdir, "train_record.json")):
         todo = list(group)  # the GAN the finished presets scored is gone: score them all on one new GAN
       os.makedirs(workdir, exist_ok=True)
@@ -327,12 +379,20 @@ def main(argv=None) -> int:
               f"score {metrics['seconds']:.0f} s)", flush=True)
         if not args.no_tables:
           report.write_tables(args.results_dir, args.dataset, p)
+    for e in ensembles:
+      if not os.path.exists(record_path(e, seed, c)):
+        ensemble_run(e, args, workdir_of, seed, c, [f"--dataset={args.dataset}", f"--normal_classes={c}", f"--seed={seed}",
+                                              *extra], record_path)
+        print(f"[{i}/{len(runs)}] {args.dataset} class {c} seed {seed} {e}: AUROC "
+              f"{load(record_path(e, seed, c))['auroc']:.4f}", flush=True)
+        if not args.no_tables:
+          report.write_tables(args.results_dir, args.dataset, e)
     if to_do:
       run_seconds.append(time.perf_counter() - run_began)
       runs_left = sum(bool(missing(*run)) for run in runs[i:])
       note(f"run {i} of {len(runs)}: {args.dataset} class {c} seed {seed} done in {run_seconds[-1]:.0f} s; "
            f"{time_left(run_seconds, runs_left)}")
-  for p in presets if not args.no_tables else ():
+  for p in presets + ensembles if not args.no_tables else ():
     path = report.write_tables(args.results_dir, args.dataset, p)
     if path:
       print(f"table: {path}")

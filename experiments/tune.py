@@ -9,7 +9,9 @@ The test split is never loaded. Candidates differ in scoring settings only, so t
 GAN per (class, seed): the runs are experiments/reproduce.py's (resumable, one record per
 candidate, class and seed, under <results_dir>/tuning/runs/). Writes
 <results_dir>/tuning/tuning_<dataset>.json and .md: per candidate, validation AUROC per class, the
-mean, and scoring speed. Progress on stderr as reproduce.py shows it.
+mean, and scoring speed. Progress on stderr as reproduce.py shows it. The other families, other
+GANs under best's scoring and ensembles of candidates (experiments/ensemble.py: each member's
+score normalised by the held-out normals of its own validation evaluation) are candidates too.
 """
 
 from __future__ import annotations
@@ -78,11 +80,21 @@ GAN_CANDIDATES = {
     "seed001_best": ("seed 001's GAN (seed001.flags)", "experiments/seed001.flags", []),
     "seed002_best": ("seed 002's GAN (seed002.flags)", "experiments/seed002.flags", []),
 }
-ALL_CANDIDATES = [*CANDIDATES, *FAMILY_CANDIDATES, *GAN_CANDIDATES]
+# Ensembles (experiments/ensemble.py): the mean of the members' scores, each in units of its spread on
+# the held-out normals (the normals of its own --eval_split=val evaluation): name -> (what it is, members).
+ENSEMBLE_CANDIDATES = {
+    "ens_best_vae": ("best's score (warm0_lam0_ink0.5) and vae's, each normalised by the held-out normals",
+                     ("warm0_lam0_ink0.5", "vae")),
+    "ens_best_vae_ae": ("best's, vae's and ae's scores, each normalised by the held-out normals",
+                        ("warm0_lam0_ink0.5", "vae", "ae")),
+}
+ALL_CANDIDATES = [*CANDIDATES, *FAMILY_CANDIDATES, *GAN_CANDIDATES, *ENSEMBLE_CANDIDATES]
 
 
 def candidate_run(name: str):
-  """(flagfile, train flags, evaluate flags) of a candidate."""
+  """(flagfile, train flags, evaluate flags) of a candidate; an ensemble's: ("ensemble", its members, [])."""
+  if name in ENSEMBLE_CANDIDATES:
+    return "ensemble", list(ENSEMBLE_CANDIDATES[name][1]), []
   if name in FAMILY_CANDIDATES:
     return FAMILY_CANDIDATES[name][1], [f"--val_fraction={VAL_FRACTION}"], ["--eval_split=val"]
   if name in GAN_CANDIDATES:
@@ -91,7 +103,8 @@ def candidate_run(name: str):
 
 
 def changes(name: str) -> str:
-  return (FAMILY_CANDIDATES.get(name) or GAN_CANDIDATES.get(name) or CANDIDATES[name])[0]
+  return (FAMILY_CANDIDATES.get(name) or GAN_CANDIDATES.get(name) or ENSEMBLE_CANDIDATES.get(name)
+          or CANDIDATES[name])[0]
 
 
 def run_name(candidate: str) -> str:
@@ -155,7 +168,12 @@ def main(argv=None) -> int:
   if unknown:
     parser.error(f"unknown candidate '{unknown[0]}'; use some of {', '.join(ALL_CANDIDATES)}")
   for name in candidates:
-    reproduce.RUNS[run_name(name)] = candidate_run(name)
+    if name in ENSEMBLE_CANDIDATES:
+      members = ENSEMBLE_CANDIDATES[name][1]
+      reproduce.ENSEMBLES[run_name(name)] = tuple(map(run_name, members))
+      reproduce.RUNS.update({run_name(m): candidate_run(m) for m in members})
+    else:
+      reproduce.RUNS[run_name(name)] = candidate_run(name)
   tuning_dir = os.path.join(args.results_dir, "tuning")
   code = reproduce.main([f"--dataset={args.dataset}", f"--presets={','.join(map(run_name, candidates))}",
                          f"--classes={args.classes}", f"--seeds={args.seeds}", f"--runs_dir={args.runs_dir}",
@@ -163,7 +181,7 @@ def main(argv=None) -> int:
   if code:
     return code
   # The table covers every candidate recorded so far, not only this command's.
-  summary = summarize(tuning_dir, args.dataset, [*CANDIDATES, *FAMILY_CANDIDATES])
+  summary = summarize(tuning_dir, args.dataset, ALL_CANDIDATES)
   summary["command"] = (f"python experiments/tune.py --dataset={args.dataset} --classes={args.classes} "
                         f"--seeds={args.seeds} --results_dir={args.results_dir} --candidates={args.candidates}")
   summary["written"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

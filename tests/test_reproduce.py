@@ -148,6 +148,11 @@ def test_tuning_candidates_resolve_and_the_other_gans_do_not_share_seed_000s(mon
   import tune
   keys = {}
   for name in tune.ALL_CANDIDATES:
+    if name in tune.ENSEMBLE_CANDIDATES:  # members: other candidates, each evaluated on the validation split
+      members = tune.candidate_run(name)[1]
+      assert len(members) > 1 and all(m in tune.ALL_CANDIDATES and m not in tune.ENSEMBLE_CANDIDATES for m in members)
+      assert all("--eval_split=val" in tune.candidate_run(m)[2] for m in members)
+      continue
     flagfile, train, evaluate = tune.candidate_run(name)
     config = rp.resolve_config(flagfile, ["--dataset=mnist", *train, *evaluate])
     keys[name] = rp.gan_key(config)
