@@ -115,9 +115,9 @@ class Config:
                                               "convolutions (1-based) followed by ZeroPadding2D(((0, 1), (0, 1)))"
                                               " (seed 002: 2)")
   d_spectral_norm: bool = setting(False,
-                                  "anogan, egbad: spectral normalisation of every D weight (Miyato et al. 2018: "
-                                  "each kernel divided by its largest singular value, one power iteration per training "
-                                  "pass)")
+                                  "anogan, egbad: spectral normalisation of every D weight (Miyato et al. "
+                                  "2018: each kernel divided by its largest singular value, one power "
+                                  "iteration per training pass)")
   leaky_slope: float = setting(0.2, "tf.nn.leaky_relu's slope; Keras 3's LeakyReLU default is 0.3")
   bn_momentum: float = setting(0.99, "tf.layers.batch_normalization default, same as Keras")
   feature_layer: str = setting("act1", "discriminator layer f() for the discrimination loss",
