@@ -307,6 +307,7 @@ def main(argv=None) -> int:
       args.results_dir, "runs", f"{args.dataset}_{p}", f"class{c}_seed{seed}.json")
   workdir_of = lambda p, seed, c: os.path.join(  # noqa: E731
       args.runs_dir, args.dataset, f"gan-{keys[p]}", f"class{c}_seed{seed}")
+  run_flags_of = lambda seed, c: [f"--dataset={args.dataset}", f"--normal_classes={c}", f"--seed={seed}", *extra]  # noqa: E731
 
   def to_redo(p, seed, c) -> bool:
     """No record yet, or an ensemble still to write needs p's scores and they are gone (an old record)."""
@@ -337,7 +338,7 @@ def main(argv=None) -> int:
         todo = list(group)  # the GAN the finished presets scored is gone: score them all on one new GAN
       os.makedirs(workdir, exist_ok=True)
       log = os.path.join(workdir, "reproduce.log")
-      run_flags = [f"--dataset={args.dataset}", f"--normal_classes={c}", f"--seed={seed}", *extra]
+      run_flags = run_flags_of(seed, c)
       train_record = os.path.join(workdir, "train_record.json")
       group_train_flags = list(dict.fromkeys([*(flag for p in group for flag in RUNS[p][1]),
                                               *(flag for p in group for flag in encoder_flags(configs[p]))]))
@@ -381,8 +382,7 @@ def main(argv=None) -> int:
           report.write_tables(args.results_dir, args.dataset, p)
     for e in ensembles:
       if not os.path.exists(record_path(e, seed, c)):
-        ensemble_run(e, args, workdir_of, seed, c, [f"--dataset={args.dataset}", f"--normal_classes={c}", f"--seed={seed}",
-                                              *extra], record_path)
+        ensemble_run(e, args, workdir_of, seed, c, run_flags_of(seed, c), record_path)
         print(f"[{i}/{len(runs)}] {args.dataset} class {c} seed {seed} {e}: AUROC "
               f"{load(record_path(e, seed, c))['auroc']:.4f}", flush=True)
         if not args.no_tables:
