@@ -64,7 +64,7 @@ CANDIDATES = {
 # name -> (what it is, flagfile).
 FAMILY_CANDIDATES = {
     "egbad": ("Efficient GAN, one pass (egbad.flags)", "experiments/egbad.flags"),
-    "ae": ("autoencoder, L1 reconstruction (ae.flags)", "experiments/ae.flags"),
+    "ae": ("autoencoder, summed squared reconstruction error (ae.flags)", "experiments/ae.flags"),
     "vae": ("VAE, reconstruction of the mean (vae.flags)", "experiments/vae.flags"),
 }
 
