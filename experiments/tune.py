@@ -136,9 +136,13 @@ def markdown(summary: dict) -> str:
   classes = sorted({c for m in cands.values() for c in m["per_class_val_auroc"]}, key=int)
   lines = [f"# Tuning on {summary['dataset']}'s validation split (the test split is not used)", "",
            f"AnoGAN candidates: seed 000's GAN trained with `{' '.join(summary['train_flags'])}`, every one "
-           "scoring the same GANs; the other families train with the same held-out normals. All score "
-           "`--eval_split=val` (held-out normals against as many train-split images of the other classes). Validation AUROC (%), ranked by the mean; images/s as measured in each run "
-           "(other work shared the machine: compare speeds in compare_<dataset>.md).", "",
+           "scoring the same GANs; the other families train with the same held-out normals; the other GANs "
+           "(`*_best`) each train their own and score as best.flags does; an ensemble (`ens_*`) scores with "
+           "the mean of its members' scores, each normalised by its held-out normals' (experiments/ensemble.py). "
+           "All score `--eval_split=val` (held-out normals against as many train-split images of the other "
+           "classes). Validation AUROC (%), ranked by the mean; images/s as measured in each run "
+           "(other work shared the machine: compare speeds in compare_<dataset>.md; an ensemble's is its "
+           "members' together).", "",
            "| candidate | changes | " + " | ".join(classes) + " | mean | images/s |",
            "| --- | --- | " + " | ".join("---" for _ in classes) + " | --- | --- |"]
   for name, m in sorted(cands.items(), key=lambda kv: -kv[1]["mean_val_auroc"]):
