@@ -42,9 +42,9 @@ def read_scores(eval_dir: str) -> Dict[str, np.ndarray]:
           "class": np.array([r["class"] for r in rows]), "score": np.array([float(r["score"]) for r in rows])}
 
 
-def normaliser(held_out_dir: str):
-  """(mean, std) of the held-out normal images' scores in `held_out_dir` (an --eval_split=val evaluation)."""
-  scores = read_scores(held_out_dir)
+def normaliser(scores: Dict[str, np.ndarray], held_out_dir: str):
+  """(mean, std) of the held-out normal images' scores: `scores`, read from `held_out_dir` (an
+  --eval_split=val evaluation)."""
   normal = scores["score"][scores["label"] == 0]
   if len(normal) < 2 or not np.isfinite(normal).all() or np.std(normal) == 0:
     raise _error(f"{held_out_dir}/scores.csv needs two or more finite, distinct scores of held-out normals; "
@@ -57,13 +57,15 @@ def combine(eval_dirs: Sequence[str], held_out_dirs: Sequence[str]) -> Dict[str,
   evaluations -> {"index", "label", "class", "score"}: the mean of the normalised scores."""
   if not eval_dirs or len(eval_dirs) != len(held_out_dirs):
     raise _error("an ensemble needs one or more members, each with its held-out normals' evaluation")
-  members = [read_scores(d) for d in eval_dirs]
+  read = {d: read_scores(d) for d in dict.fromkeys([*eval_dirs, *held_out_dirs])}  # a member's own val split: once
+  members = [read[d] for d in eval_dirs]
   first = members[0]
   for d, m in zip(eval_dirs[1:], members[1:]):
     if not (np.array_equal(m["index"], first["index"]) and np.array_equal(m["label"], first["label"])):
       raise _error(f"{d}/scores.csv scores other images than {eval_dirs[0]}/scores.csv; evaluate every "
                         "member on the same split")
-  normalised = [(m["score"] - mean) / std for m, (mean, std) in zip(members, map(normaliser, held_out_dirs))]
+  scales = [normaliser(read[d], d) for d in held_out_dirs]
+  normalised = [(m["score"] - mean) / std for m, (mean, std) in zip(members, scales)]
   return {**{k: first[k] for k in ("index", "label", "class")}, "score": np.mean(normalised, axis=0)}
 
 

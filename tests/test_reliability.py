@@ -68,7 +68,7 @@ def tiny_flags(family):
   if models.examples(models.family(family)) == "series":
     return SERIES_TINY + [f"--model={family}", f"--data_dir={os.path.join(os.environ.get('ANOGAN_DATA_DIR', ''), 'ucr')}"]
   flags = TINY if family == "anogan" else TINY + [f"--model={family}", "--e_filters=4,8", "--draem_width=4"]
-  if getattr(models.family(family), "GAN_DISCRIMINATOR", False) and family != "anogan":
+  if models.trains_a_gan_discriminator(models.family(family)) and family != "anogan":
     # D trained as for photographs: the kill also tests that DiffAugment's generator and the spectral
     # norms' vectors resume (anogan's: test_gan_stability.py)
     flags = flags + ["--diffaugment=color,translation,cutout", "--d_spectral_norm"]

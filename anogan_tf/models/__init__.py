@@ -47,6 +47,11 @@ def examples(module) -> str:
   return getattr(module, "EXAMPLES", "images")
 
 
+def trains_a_gan_discriminator(module) -> bool:
+  """Whether the family trains a GAN's D, which --diffaugment and --d_spectral_norm apply to (its GAN_DISCRIMINATOR)."""
+  return getattr(module, "GAN_DISCRIMINATOR", False)
+
+
 def check_config(config) -> None:
   """--model names a registered family, and every family's own settings are valid (a family
   rejects its settings where they make no sense, e.g. AnoGAN's warm start with another --model)."""
@@ -56,8 +61,8 @@ def check_config(config) -> None:
     fit = [name for name, module in FAMILIES.items() if examples(module) == holds]
     raise AnoganError(f"--model={config.model} takes {takes}, but --dataset={config.dataset} holds {holds}; use "
                       f"--model={' or --model='.join(fit) or '(none yet)'} for {holds}, or a dataset of {takes}")
-  if (config.diffaugment or config.d_spectral_norm) and not getattr(FAMILIES[config.model], "GAN_DISCRIMINATOR", False):
-    gans = [name for name, module in FAMILIES.items() if getattr(module, "GAN_DISCRIMINATOR", False)]
+  if (config.diffaugment or config.d_spectral_norm) and not trains_a_gan_discriminator(FAMILIES[config.model]):
+    gans = [name for name, module in FAMILIES.items() if trains_a_gan_discriminator(module)]
     raise AnoganError(f"--diffaugment and --d_spectral_norm train a GAN's discriminator, which --model={config.model} "
                       f"has not; use --model={' or --model='.join(gans)}, or drop them")
   for module in FAMILIES.values():

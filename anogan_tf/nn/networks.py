@@ -233,6 +233,14 @@ class Generator(_Stack):
             "dense_activation": self.dense_activation}
 
 
+def dense(units: int, name: str, spectral_norm: bool = False):
+  """Dense(units) named `name`; with `spectral_norm` a SpectralNormalization under that name wrapping
+  the Dense (named `name`_kernel), as conv_blocks wraps its convolutions."""
+  if spectral_norm:
+    return SpectralNormalization(keras.layers.Dense(units, name=f"{name}_kernel"), name=name)
+  return keras.layers.Dense(units, name=name)
+
+
 def conv_blocks(filters, strides, batchnorm: bool, leaky_slope: float, bn_momentum: float,
                 dropout: float = 0.0, batchnorm_first: bool = True, zero_pad_after=(),
                 first_conv=keras.layers.Conv2D, spectral_norm: bool = False) -> list:
@@ -298,10 +306,7 @@ class Discriminator(_Stack):
                         dropout=self.dropout, batchnorm_first=self.batchnorm_first,
                         zero_pad_after=self.zero_pad_after, first_conv=SubpixelGradientConv2D,
                         spectral_norm=self.spectral_norm)
-    logits = keras.layers.Dense(1, name="logits")
-    if self.spectral_norm:
-      logits = SpectralNormalization(keras.layers.Dense(1, name="logits_kernel"), name="logits")
-    chain += [keras.layers.Flatten(name="flatten"), logits]
+    chain += [keras.layers.Flatten(name="flatten"), dense(1, "logits", self.spectral_norm)]
     self.chain = chain
     self._build_chain((None,) + self.image_shape)
 

@@ -41,21 +41,13 @@ import anogan_tf.models.base as base
 from anogan_tf.errors import AnoganError
 from anogan_tf.nn import augment, losses, memory
 from anogan_tf.nn.layers import SubpixelGradientConv2D
-from anogan_tf.nn.networks import Encoder, Generator, batchnorm_statistics, build_chain, conv_blocks, run_chain
+from anogan_tf.nn.networks import Encoder, Generator, batchnorm_statistics, build_chain, conv_blocks, dense, run_chain
 from anogan_tf.nn.precision import to_float32
-from anogan_tf.nn.spectral import SpectralNormalization
 
 NAME = "egbad"
 NETWORKS = ("generator", "encoder", "discriminator")
 LOSS_NAMES = ("d_loss", "g_loss", "e_loss", "d_acc")
 GAN_DISCRIMINATOR = True  # --diffaugment and --d_spectral_norm apply to D(x, z)
-
-
-def _dense(units: int, name: str, spectral_norm: bool):
-  """Dense(units) named `name`; with `spectral_norm` wrapped in SpectralNormalization under that name."""
-  if spectral_norm:
-    return SpectralNormalization(keras.layers.Dense(units, name=f"{name}_kernel"), name=name)
-  return keras.layers.Dense(units, name=name)
 
 
 def _kernel(layer):
@@ -109,15 +101,15 @@ class BiGANDiscriminator(keras.Model):
     x_chain.append(keras.layers.Flatten(name="flatten"))
     joint_chain = []
     for i, units in enumerate(self.joint_units, start=1):
-      joint_chain += [_dense(units, f"joint{i}", self.spectral_norm),
+      joint_chain += [dense(units, f"joint{i}", self.spectral_norm),
                       keras.layers.LeakyReLU(negative_slope=self.leaky_slope, name=f"joint_act{i}")]
       if self.dropout > 0:
         joint_chain.append(keras.layers.Dropout(self.dropout, name=f"joint_drop{i}"))
     self.x_chain = x_chain
-    self.z_dense = _dense(self.z_units, "z_dense", self.spectral_norm)
+    self.z_dense = dense(self.z_units, "z_dense", self.spectral_norm)
     self.concat = keras.layers.Concatenate(name="concat")
     self.joint_chain = joint_chain
-    self.logits = _dense(1, "logits", self.spectral_norm)
+    self.logits = dense(1, "logits", self.spectral_norm)
     self._build_layers()
 
   def _build_layers(self):
