@@ -90,7 +90,7 @@ SHARED_GROUPS = {"test_families.py": "families", "test_precision.py": "families"
 # follow in xdist's order (most tests first), so that no long file starts last on one worker
 # while the other has nothing left to do.
 LONGEST_FIRST = ("test_reliability.py", "families", "test_train.py", "test_distribute.py", "test_export.py",
-                 "test_old_workdirs.py", "test_compare.py", "test_reproduce.py", "test_warm_start.py",
+                 "test_compare.py", "test_reproduce.py", "test_warm_start.py",
                  "test_your_own_images.py", "test_clips.py", "test_draem.py", "test_gan_stability.py")
 
 
