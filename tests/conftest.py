@@ -90,8 +90,9 @@ SHARED_GROUPS = {"test_families.py": "families", "test_precision.py": "families"
 # follow in xdist's order (most tests first), so that no long file starts last on one worker
 # while the other has nothing left to do.
 LONGEST_FIRST = ("test_reliability.py", "families", "test_train.py", "test_distribute.py", "test_export.py",
-                 "test_compare.py", "test_reproduce.py", "test_warm_start.py",
-                 "test_your_own_images.py", "test_clips.py", "test_draem.py", "test_gan_stability.py")
+                 "mnist_workdir", "test_compare.py", "test_warm_start.py", "test_folder_data.py",
+                 "test_reproduce.py", "test_draem.py", "test_workdir_locks.py", "test_egbad.py",
+                 "test_threshold.py", "test_gan_stability.py", "test_your_own_images.py", "test_clips.py")
 
 
 class _LongestFirst(collections.OrderedDict):
