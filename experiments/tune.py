@@ -97,8 +97,9 @@ def candidate_run(name: str):
     return "ensemble", list(ENSEMBLE_CANDIDATES[name][1]), []
   if name in FAMILY_CANDIDATES:
     return FAMILY_CANDIDATES[name][1], [f"--val_fraction={VAL_FRACTION}"], ["--eval_split=val"]
-  if name in GAN_CANDIDATES:
-    return GAN_CANDIDATES[name][1], [*TRAIN, *GAN_CANDIDATES[name][2]], ["--eval_split=val", *BEST_SCORING]
+  if name in GAN_CANDIDATES:  # evaluate reads the candidate's flagfile too: its changes again, as trained
+    return (GAN_CANDIDATES[name][1], [*TRAIN, *GAN_CANDIDATES[name][2]],
+            ["--eval_split=val", *BEST_SCORING, *GAN_CANDIDATES[name][2]])
   return "experiments/mnist.flags", TRAIN, ["--eval_split=val", *CANDIDATES[name][1]]
 
 

@@ -138,6 +138,30 @@ def test_bar_updates_are_cut_to_the_terminal_and_other_lines_pass_whole():
   assert rp.FitToTerminal()(stream) == stream  # not a terminal: everything as the command wrote it
 
 
+def evaluates_what_it_trained(rp, flagfile, train, evaluate):
+  """The Config evaluate runs with, as reproduce.py starts it on the workdir its train command wrote
+  (the flagfile again, the evaluate flags, the run's flags): an AnoganError if they ask for other
+  networks than the workdir's."""
+  from anogan_tf.cli import flags as anogan_flags
+  from anogan_tf.config import evaluation_config
+  run = ["--dataset=mnist", "--normal_classes=2", "--seed=0"]
+  trained = rp.resolve_config(flagfile, [*train, *run])
+  return evaluation_config(trained, anogan_flags.config_from_args([f"--flagfile={flagfile}", *evaluate, *run], trained))
+
+
+def test_every_run_evaluates_the_workdir_its_training_wrote(monkeypatch):
+  # Every reproduce.py run and tune.py candidate: the flags of its evaluate command ask for the
+  # networks its train command trained (a GAN candidate's changes are given to both).
+  sys.path.insert(0, os.path.join(ROOT, "experiments"))
+  monkeypatch.chdir(ROOT)
+  import reproduce as rp
+  import tune
+  for name, run in [*rp.RUNS.items(), *((n, tune.candidate_run(n)) for n in tune.ALL_CANDIDATES
+                                        if n not in tune.ENSEMBLE_CANDIDATES)]:
+    config = evaluates_what_it_trained(rp, *run)
+    assert config.normal_classes == (2,), name
+
+
 def test_tuning_candidates_resolve_and_the_other_gans_do_not_share_seed_000s(monkeypatch):
   """Every experiments/tune.py candidate is a valid configuration; the candidates scoring seed
   000's GAN share its workdir key, each GAN candidate trains its own (with the held-out normals
