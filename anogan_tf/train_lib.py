@@ -180,7 +180,7 @@ def _train(config, workdir, overwrite, data, progress) -> List[dict]:
   if strategy is not None:
     distribute.check_training(config, len(data.x_train), strategy)
   enable_determinism(config)
-  keras.utils.set_random_seed(config.seed)
+  keras.utils.set_random_seed(config.training_seed)
   driver = Driver(config, strategy)
   if config.ema_momentum > 0 and not driver.trainer.averages_weights:
     raise AnoganError(f"--ema_momentum={config.ema_momentum:g}: --model={config.model} keeps no average of its "

@@ -61,6 +61,10 @@ BF16_TRAINED = {f"{name}_bf16_trained": (flagfile, ["--precision=bfloat16"], ["-
 # Trained with held-out normals (--val_fraction=0.1), as an ensemble's members need them: `<preset>_heldout`.
 HELDOUT = {f"{name}_heldout": (flagfile, ["--val_fraction=0.1"], [])
            for name, flagfile in {"best": PRESETS["best"], "vae": METHODS["vae"][0], "ae": METHODS["ae"][0]}.items()}
+# And best's GAN again from other initial weights and draws on the same images (--init_seed_offset:
+# the run's --seed plus 1000 for training, --seed for the data): an ensemble over training seeds.
+SECOND_SEED = ["--init_seed_offset=1000"]
+HELDOUT["best_heldout_b"] = (PRESETS["best"], ["--val_fraction=0.1", *SECOND_SEED], SECOND_SEED)
 # Every runnable name -> (flagfile, train flags, evaluate flags).
 RUNS = {**{name: (flagfile, [], []) for name, flagfile in PRESETS.items()}, **METHODS, **BF16, **BF16_TRAINED,
         **HELDOUT}
@@ -68,7 +72,9 @@ RUNS = {**{name: (flagfile, [], []) for name, flagfile in PRESETS.items()}, **ME
 # member is also evaluated on its held-out normals (--eval_split=val, into eval_<member>_val/)
 # unless its own evaluation is that split; the ensemble's record combines the members' evaluations.
 ENSEMBLES = {"ensemble_best_vae": ("best_heldout", "vae_heldout"),
-             "ensemble_best_vae_ae": ("best_heldout", "vae_heldout", "ae_heldout")}
+             "ensemble_best_vae_ae": ("best_heldout", "vae_heldout", "ae_heldout"),
+             "ensemble_best2": ("best_heldout", "best_heldout_b"),
+             "ensemble_best2_vae": ("best_heldout", "best_heldout_b", "vae_heldout")}
 # Trained after the GAN in the same workdir: they do not make it another GAN.
 ENCODER_FIELDS = {"encoder_epochs", "kappa"}
 CLASSES = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}

@@ -79,6 +79,8 @@ GAN_CANDIDATES = {
                         "experiments/mnist.flags", ["--epochs=400", "--lr_decay_epoch=300"]),
     "seed001_best": ("seed 001's GAN (seed001.flags)", "experiments/seed001.flags", []),
     "seed002_best": ("seed 002's GAN (seed002.flags)", "experiments/seed002.flags", []),
+    "second_best": ("seed 000's GAN again from other initial weights and draws (--init_seed_offset=1000), the "
+                    "same images", "experiments/mnist.flags", reproduce.SECOND_SEED),
 }
 # Ensembles (experiments/ensemble.py): the mean of the members' scores, each in units of its spread on
 # the held-out normals (the normals of its own --eval_split=val evaluation): name -> (what it is, members).
@@ -87,6 +89,10 @@ ENSEMBLE_CANDIDATES = {
                      ("warm0_lam0_ink0.5", "vae")),
     "ens_best_vae_ae": ("best's, vae's and ae's scores, each normalised by the held-out normals",
                         ("warm0_lam0_ink0.5", "vae", "ae")),
+    "ens_best2": ("best's score on two GANs of seed 000's settings (warm0_lam0_ink0.5, second_best), normalised",
+                  ("warm0_lam0_ink0.5", "second_best")),
+    "ens_best2_vae": ("best's score on the two GANs and vae's, each normalised by the held-out normals",
+                      ("warm0_lam0_ink0.5", "second_best", "vae")),
 }
 ALL_CANDIDATES = [*CANDIDATES, *FAMILY_CANDIDATES, *GAN_CANDIDATES, *ENSEMBLE_CANDIDATES]
 

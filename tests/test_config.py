@@ -168,6 +168,8 @@ TRAINING_ALTERNATIVES.update(ucr_name="GunPoint", series_length=150, series_feat
                              lstm_units=(32, 16), lstm_max_steps=64)
 # Clips (--model=convlstm_ae): frames per example, the network's window and its ConvLSTM layers.
 TRAINING_ALTERNATIVES.update(clip_length=10, clip_window=5, convlstm_filters=(8, 8))
+# Another model on the same images: training's draws from --seed plus an offset.
+TRAINING_ALTERNATIVES.update(init_seed_offset=1000)
 # DRAEM (--model=draem): its U-Nets' widths and the simulated anomalies it trains on.
 TRAINING_ALTERNATIVES.update(draem_width=8, draem_seg_width=8, draem_anomaly_fraction=0.25, draem_texture_fraction=0.25,
                              draem_smooth_fraction=0.25, draem_scar_fraction=0.25, draem_flat_fraction=0.25,

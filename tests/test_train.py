@@ -359,3 +359,35 @@ def test_history_csv_is_written_with_the_csv_module(tmp_path):
   with open(path, newline="") as f:
     read = list(csv.DictReader(f))
   assert read[1] == {k: str(v) for k, v in odd.items()}
+
+
+@pytest.mark.slow
+def test_init_seed_offset_draws_training_from_the_offset_seed_and_the_data_from_the_seed(tmp_path, mnist_dir):
+  # Another model on the same images (an ensemble over training seeds): every draw of training
+  # (initial weights, batches, noise, DiffAugment, the warm-start encoder's) comes from --seed +
+  # --init_seed_offset, so on the same images seed 0 + 1000 trains what seed 1000 trains; the
+  # held-out split and the training images come from --seed alone.
+  from anogan_tf.data import load_one_class
+  data_config = Config(data_dir=mnist_dir, normal_classes=(1,), train_examples=64, val_fraction=0.25,
+                       eval_split="val", test_examples=32)
+  offset, plain, other = (load_one_class(data_config.replace(**kw)) for kw in (
+      dict(init_seed_offset=1000), {}, dict(seed=1000)))
+  for a, b in ((offset.x_train, plain.x_train), (offset.x_test, plain.x_test), (offset.y_test, plain.y_test)):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(offset.x_train, other.x_train) and not np.array_equal(offset.x_test, other.x_test)
+
+  config = Config(latent_dim=8, g_dense_channels=8, g_filters=(8, 4), d_filters=(4, 8), e_filters=(4, 8), batch_size=16,
+                  epochs=1, encoder_epochs=1, diffaugment="translation", deterministic=True)
+  x = synthetic_images(32)
+  given = OneClassData(x_train=x, x_test=x[:4], y_test=np.arange(4) % 2, classes_test=np.zeros(4, int),
+                       test_indices=np.arange(4))
+  runs = {}
+  for name, kw in {"offset": dict(seed=0, init_seed_offset=1000), "seed": dict(seed=1000), "plain": dict(seed=0)}.items():
+    history = train_lib.train(config.replace(**kw), str(tmp_path / name), data=given, progress=False)
+    weights = [w for net in ("generator", "discriminator", "encoder")
+               for w in keras.models.load_model(tmp_path / name / f"{net}.keras").weights]
+    runs[name] = ([{k: v for k, v in row.items() if k != "seconds"} for row in history], weights)
+  assert runs["offset"][0] == runs["seed"][0] != runs["plain"][0]
+  for a, b in zip(runs["offset"][1], runs["seed"][1]):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+  assert not np.array_equal(runs["offset"][1][0].numpy(), runs["plain"][1][0].numpy())

@@ -71,6 +71,10 @@ class Config:
   seed: int = setting(0,
                       "training's draws, the held-out split and test subset; evaluate and score read another as "
                       "--map_seed")
+  init_seed_offset: int = setting(0,
+                                  "training's draws (initial weights, batches, noise, dropout, augmentation) use "
+                                  "--seed plus this, the held-out split and test subset --seed: another model "
+                                  "trained on the same images, e.g. a member of an ensemble over training seeds")
 
   # --- image shape (folder datasets: any size and colour, resized and converted to this)
   image_size: int = setting(0,
@@ -353,6 +357,11 @@ class Config:
     if self.initial_z == "encoder" and len(self.map_steps) == 1:
       return self.map_steps, self.map_lrs[-1:]
     return self.map_steps, self.map_lrs
+
+  @property
+  def training_seed(self) -> int:
+    """The seed of training's draws: --seed + --init_seed_offset (the data's splits use --seed)."""
+    return self.seed + self.init_seed_offset
 
   @property
   def search_seed(self) -> int:

@@ -98,7 +98,7 @@ class Driver:
     streamed from disk; returns {loss name: mean over batches}."""
     # Shuffling, noise and the dropout masks are drawn from (seed, epoch): resuming at an epoch
     # redraws them exactly, with no random state in the checkpoint.
-    rng = np.random.default_rng([self.config.seed, epoch])
+    rng = np.random.default_rng([self.config.training_seed, epoch])
     permutation = rng.permutation(len(x_all)).astype(np.int32)
     noise = np.asarray(self.family.noise(rng, len(x_all), self.config), np.float32)
     self.reseed_dropout(rng)  # drawn after the noise: the permutation and noise are those of before
@@ -113,7 +113,7 @@ class Driver:
 
   def sample(self, n: int = 64) -> Optional[np.ndarray]:
     """The family's samples from a fixed noise draw (the same every epoch), or None."""
-    fixed = self.family.noise(np.random.default_rng([self.config.seed, SAMPLE_SEED]), n, self.config)
+    fixed = self.family.noise(np.random.default_rng([self.config.training_seed, SAMPLE_SEED]), n, self.config)
     return self.family.sample(self.networks, fixed)
 
 
@@ -256,7 +256,7 @@ class StageDriver:
 
   def __init__(self, config: Config, stage, networks: dict):
     self.config, self.stage = config, stage
-    keras.utils.set_random_seed(int(np.random.default_rng([config.seed, stage.seed]).integers(2**31 - 1)))
+    keras.utils.set_random_seed(int(np.random.default_rng([config.training_seed, stage.seed]).integers(2**31 - 1)))
     self.network, self.trainer = precision.built(config.precision, lambda: stage.build(config, networks))
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self.trained_on = tf.Variable(0, dtype=tf.int64, trainable=False, name="gan_epoch")
@@ -282,7 +282,7 @@ class StageDriver:
   def train_epoch(self, x_all, epoch: int) -> dict:
     """Trains the stage's epoch `epoch` (0-based) on x_all (N, h, w, c) or an ImageFiles
     (streamed); returns {loss name: mean over batches}."""
-    rng = np.random.default_rng([self.config.seed, self.stage.seed, epoch])
+    rng = np.random.default_rng([self.config.training_seed, self.stage.seed, epoch])
     permutation = rng.permutation(len(x_all)).astype(np.int32)
     if isinstance(x_all, ImageFiles):
       no_noise = np.zeros((len(x_all), 0), np.float32)

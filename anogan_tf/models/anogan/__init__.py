@@ -132,7 +132,7 @@ class GANTrainer(base.Trainer):
     self.wasserstein = config.gan_loss == "wgan_gp"
     if self.wasserstein:
       self.collapse_loss = None  # a critic's loss has no floor to collapse to
-    self.rng = augment.generator(config.seed) if self.policy or self.wasserstein else None  # and the penalty's
+    self.rng = augment.generator(config.training_seed) if self.policy or self.wasserstein else None  # and the penalty's
     averaged = base.averaged_phase(config)  # --ema_momentum: the last phase's Adams keep the average
     rates = (config.lr, config.lr_after_decay)
     self.d_optimizers = [base.adam(config, lr, i == averaged) for i, lr in enumerate(rates)]

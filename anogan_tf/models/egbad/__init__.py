@@ -225,7 +225,7 @@ class EGBADTrainer(base.Trainer):
     self.g_optimizers = adams(self.generator, 1.0)
     self.e_optimizers = adams(self.encoder, 1.0)
     self.policy = augment.parse_policy(config.diffaugment)
-    self.rng = augment.generator(config.seed) if self.policy else None
+    self.rng = augment.generator(config.training_seed) if self.policy else None
 
   def augmented(self, images):
     """What D sees of a pair's images: DiffAugment's fresh variant with --diffaugment, else the images."""
