@@ -382,12 +382,11 @@ def test_init_seed_offset_draws_training_from_the_offset_seed_and_the_data_from_
   given = OneClassData(x_train=x, x_test=x[:4], y_test=np.arange(4) % 2, classes_test=np.zeros(4, int),
                        test_indices=np.arange(4))
   runs = {}
-  for name, kw in {"offset": dict(seed=0, init_seed_offset=1000), "seed": dict(seed=1000), "plain": dict(seed=0)}.items():
+  for name, kw in {"offset": dict(seed=0, init_seed_offset=1000), "seed": dict(seed=1000)}.items():
     history = train_lib.train(config.replace(**kw), str(tmp_path / name), data=given, progress=False)
     weights = [w for net in ("generator", "discriminator", "encoder")
                for w in keras.models.load_model(tmp_path / name / f"{net}.keras").weights]
     runs[name] = ([{k: v for k, v in row.items() if k != "seconds"} for row in history], weights)
-  assert runs["offset"][0] == runs["seed"][0] != runs["plain"][0]
+  assert runs["offset"][0] == runs["seed"][0]  # (that another seed trains otherwise: the determinism tests)
   for a, b in zip(runs["offset"][1], runs["seed"][1]):
     np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
-  assert not np.array_equal(runs["offset"][1][0].numpy(), runs["plain"][1][0].numpy())
