@@ -81,6 +81,9 @@ GAN_CANDIDATES = {
     "seed002_best": ("seed 002's GAN (seed002.flags)", "experiments/seed002.flags", []),
     "second_best": ("seed 000's GAN again from other initial weights and draws (--init_seed_offset=1000), the "
                     "same images", "experiments/mnist.flags", reproduce.SECOND_SEED),
+    "second_long_best": ("long_best's GAN again from other initial weights and draws (--init_seed_offset=1000), "
+                         "the same images", "experiments/mnist.flags",
+                         ["--epochs=400", "--lr_decay_epoch=300", *reproduce.SECOND_SEED]),
 }
 # Ensembles (experiments/ensemble.py): the mean of the members' scores, each in units of its spread on
 # the held-out normals (the normals of its own --eval_split=val evaluation): name -> (what it is, members).
@@ -93,6 +96,12 @@ ENSEMBLE_CANDIDATES = {
                   ("warm0_lam0_ink0.5", "second_best")),
     "ens_best2_vae": ("best's score on the two GANs and vae's, each normalised by the held-out normals",
                       ("warm0_lam0_ink0.5", "second_best", "vae")),
+    "ens_long_vae": ("best's score on the 400-epoch GAN (long_best) and vae's, normalised",
+                     ("long_best", "vae")),
+    "ens_long2": ("best's score on two 400-epoch GANs (long_best, second_long_best), normalised",
+                  ("long_best", "second_long_best")),
+    "ens_long2_vae": ("best's score on the two 400-epoch GANs and vae's, normalised",
+                      ("long_best", "second_long_best", "vae")),
 }
 ALL_CANDIDATES = [*CANDIDATES, *FAMILY_CANDIDATES, *GAN_CANDIDATES, *ENSEMBLE_CANDIDATES]
 
