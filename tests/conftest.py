@@ -90,7 +90,7 @@ SHARED_GROUPS = {"test_families.py": "families", "test_precision.py": "families"
 # follow in xdist's order (most tests first), so that no long file starts last on one worker
 # while the other has nothing left to do.
 LONGEST_FIRST = ("test_reliability.py", "families", "test_train.py", "test_distribute.py", "test_export.py",
-                 "mnist_workdir", "test_compare.py", "test_warm_start.py", "test_folder_data.py",
+                 "test_old_workdirs.py", "mnist_workdir", "test_compare.py", "test_warm_start.py", "test_folder_data.py",
                  "test_reproduce.py", "test_draem.py", "test_workdir_locks.py", "test_egbad.py",
                  "test_threshold.py", "test_gan_stability.py", "test_your_own_images.py", "test_clips.py")
 

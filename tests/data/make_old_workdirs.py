@@ -1,11 +1,8 @@
 """Writes tiny workdirs of every family into the folder given, with the code of commit 89d5f49 (the
-layout before anogan_tf's subpackages), for tests/test_old_workdirs.py. Run with that commit's
-anogan_tf first on PYTHONPATH (taken from git) and ANOGAN_DATA_DIR set; tests/data/old_workdirs
-was written so (2026-12-07, on a 2-core AMD EPYC, TensorFlow 2.21, Keras 3.15):
+layout before anogan_tf's subpackages), for tests/test_old_workdirs.py, which runs it with that
+commit's anogan_tf first on PYTHONPATH (taken from git) and ANOGAN_DATA_DIR set:
 
-  mkdir -p /tmp/old/src && git archive 89d5f49 anogan_tf | tar -x -C /tmp/old/src
-  cd /tmp/old/src && PYTHONPATH=/tmp/old/src ANOGAN_DATA_DIR=<folder of mnist.npz> \
-    <repository>/.venv/bin/python <repository>/tests/data/make_old_workdirs.py <repository>/tests/data/old_workdirs
+  python tests/data/make_old_workdirs.py OUT
 
 Each workdir is trained 1 of 2 epochs (so a newer train resumes it) and scored on 8 fixed test
 images (expected.npz: the old code's scores, for the newer code to reproduce)."""
