@@ -77,6 +77,8 @@ GAN_CANDIDATES = {
                         "experiments/mnist.flags", ["--g_dense_channels=128", "--g_filters=64,32", "--d_filters=64,128"]),
     "long_best": ("seed 000's GAN trained twice as long (400 epochs, decay at 300)",
                         "experiments/mnist.flags", ["--epochs=400", "--lr_decay_epoch=300"]),
+    "longer_best": ("seed 000's GAN trained three times as long (600 epochs, decay at 450)",
+                    "experiments/mnist.flags", ["--epochs=600", "--lr_decay_epoch=450"]),
     "seed001_best": ("seed 001's GAN (seed001.flags)", "experiments/seed001.flags", []),
     "seed002_best": ("seed 002's GAN (seed002.flags)", "experiments/seed002.flags", []),
     "second_best": ("seed 000's GAN again from other initial weights and draws (--init_seed_offset=1000), the "
