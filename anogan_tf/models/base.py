@@ -42,12 +42,12 @@ import dataclasses
 import os
 from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from anogan_tf.errors import AnoganError
 from anogan_tf.nn import memory
+from anogan_tf.nn.optimizers import FusedAdam
 
 
 def checked_ink_power(power) -> float:
@@ -292,10 +292,11 @@ def padded_chunks(x: np.ndarray, size: int) -> Iterator[Tuple[np.ndarray, int]]:
 
 
 def adam(config, lr, average: bool = False):
-  """A Keras Adam at `lr` with the run's betas and epsilon. `average`: it also keeps the moving
-  average of the weights it trains, with momentum --ema_momentum per step (Keras' use_ema: an
-  optimizer variable, so checkpointed with it); `finalize_averages` sets the weights to it."""
-  return keras.optimizers.Adam(learning_rate=lr, beta_1=config.adam_beta_1, beta_2=config.adam_beta_2,
+  """A Keras Adam at `lr` with the run's betas and epsilon (nn.optimizers.FusedAdam: each
+  variable's step one kernel). `average`: it also keeps the moving average of the weights it
+  trains, with momentum --ema_momentum per step (Keras' use_ema: an optimizer variable, so
+  checkpointed with it); `finalize_averages` sets the weights to it."""
+  return FusedAdam(learning_rate=lr, beta_1=config.adam_beta_1, beta_2=config.adam_beta_2,
                                epsilon=config.adam_epsilon, use_ema=average,
                                ema_momentum=config.ema_momentum if average else 0.99)
 
