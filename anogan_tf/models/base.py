@@ -297,8 +297,8 @@ def adam(config, lr, average: bool = False):
   trains, with momentum --ema_momentum per step (Keras' use_ema: an optimizer variable, so
   checkpointed with it); `finalize_averages` sets the weights to it."""
   return FusedAdam(learning_rate=lr, beta_1=config.adam_beta_1, beta_2=config.adam_beta_2,
-                               epsilon=config.adam_epsilon, use_ema=average,
-                               ema_momentum=config.ema_momentum if average else 0.99)
+                   epsilon=config.adam_epsilon, use_ema=average,
+                   ema_momentum=config.ema_momentum if average else 0.99)
 
 
 def averaged_phase(config) -> Optional[int]:
