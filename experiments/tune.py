@@ -72,25 +72,32 @@ FAMILY_CANDIDATES = {
 # Other GANs, each trained like seed 000's (TRAIN: held-out normals, the warm-start encoder) and
 # scored as best.flags scores (z = E(x), residual only, over the ink): name -> (what it is, flagfile, train flags).
 BEST_SCORING = ["--initial_z=encoder", "--map_steps=0", "--lam=0.0", "--ink_power=0.5"]
+
+
+def schedule(epochs: int) -> list:
+  """Seed 000's schedule stretched to `epochs`: the decay a quarter before the end (150 of 200)."""
+  return [f"--epochs={epochs}", f"--lr_decay_epoch={epochs * 3 // 4}"]
+
+
 GAN_CANDIDATES = {
     "wide_best": ("seed 000's GAN 4x wider (G 128-channel Dense, 64, 32; D 64, 128)",
                         "experiments/mnist.flags", ["--g_dense_channels=128", "--g_filters=64,32", "--d_filters=64,128"]),
     "long_best": ("seed 000's GAN trained twice as long (400 epochs, decay at 300)",
-                        "experiments/mnist.flags", ["--epochs=400", "--lr_decay_epoch=300"]),
+                        "experiments/mnist.flags", schedule(400)),
     "longer_best": ("seed 000's GAN trained three times as long (600 epochs, decay at 450)",
-                    "experiments/mnist.flags", ["--epochs=600", "--lr_decay_epoch=450"]),
+                    "experiments/mnist.flags", schedule(600)),
     "longest_best": ("seed 000's GAN trained four times as long (800 epochs, decay at 600)",
-                     "experiments/mnist.flags", ["--epochs=800", "--lr_decay_epoch=600"]),
+                     "experiments/mnist.flags", schedule(800)),
     "long_ema_best": ("long_best's GAN exporting the moving average of its weights over the last phase "
                       "(--ema_momentum=0.999: about 1,000 steps, 13 epochs of 76 batches)", "experiments/mnist.flags",
-                      ["--epochs=400", "--lr_decay_epoch=300", "--ema_momentum=0.999"]),
+                      [*schedule(400), "--ema_momentum=0.999"]),
     "seed001_best": ("seed 001's GAN (seed001.flags)", "experiments/seed001.flags", []),
     "seed002_best": ("seed 002's GAN (seed002.flags)", "experiments/seed002.flags", []),
     "second_best": ("seed 000's GAN again from other initial weights and draws (--init_seed_offset=1000), the "
                     "same images", "experiments/mnist.flags", reproduce.SECOND_SEED),
     "second_long_best": ("long_best's GAN again from other initial weights and draws (--init_seed_offset=1000), "
                          "the same images", "experiments/mnist.flags",
-                         ["--epochs=400", "--lr_decay_epoch=300", *reproduce.SECOND_SEED]),
+                         [*schedule(400), *reproduce.SECOND_SEED]),
 }
 # Ensembles (experiments/ensemble.py): the mean of the members' scores, each in units of its spread on
 # the held-out normals (the normals of its own --eval_split=val evaluation): name -> (what it is, members).

@@ -1,6 +1,7 @@
 """Workdirs written by older code load, score as they did, evaluate and resume: every family that
-code had (FAMILIES; the later ones have no older workdirs), trained 1 of 2 epochs by the package as it was at commit 89d5f49 (before its subpackages), taken
-from the repository's history and run in a process of its own (tests/data/make_old_workdirs.py)."""
+code had (FAMILIES; the later ones have no older workdirs), trained 1 of 2 epochs by the package as
+it was at commit 89d5f49 (before its subpackages), taken from the repository's history and run in a
+process of its own (tests/data/make_old_workdirs.py)."""
 
 import csv
 import os
