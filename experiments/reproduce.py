@@ -39,7 +39,7 @@ import report  # noqa: E402  (experiments/report.py)
 # Preset name -> flagfile. seed000's flagfile keeps its historical name.
 PRESETS = {"seed000": "experiments/mnist.flags", "paper": "experiments/paper.flags",
            "seed001": "experiments/seed001.flags", "seed002": "experiments/seed002.flags",
-           "best": "experiments/best.flags"}
+           "best": "experiments/best.flags", "best_long": "experiments/best_long.flags"}
 # `make compare`'s methods: name -> (flagfile, flags for train, flags for evaluate). The warm
 # starts score seed 000's GAN (the anogan method's, trained once) from its encoder's E(x).
 WARM_ENCODER_EPOCHS = 50
