@@ -163,9 +163,18 @@ def test_a_bfloat16_transposed_convolution_by_forward_convolutions_is_the_float3
 
   got = with_gradients(lambda x: transposed_convolution(low, x, form), low)
   want = with_gradients(float32, float32)
+  keras_low = with_gradients(low, low)  # Keras' own bfloat16 layer: conv2d_transpose and its gradients
   assert got[0].shape == want[0].shape and all(g.dtype == tf.float32 for g in got)
-  for ours, theirs in zip(got, want):  # 2^-8 per rounding, a few roundings deep; a misplaced tap is off by 100%
-    assert np.linalg.norm(ours - theirs) < 4 * 2.0**-8 * np.linalg.norm(theirs)
+  for name, ours, theirs, keras_ in zip(("y", "dx", "dkernel", "dbias"), got, want, keras_low):
+    # 2^-8 per rounding, a few roundings deep; a misplaced tap is off by 100%. How deep a bfloat16
+    # reduction rounds is the CPU's: where it has no AVX512-BF16 TensorFlow's backprop-filter kernel
+    # (the kernel's gradient, a sum over 3,072 pixels) rounds partial sums, and Keras' own bfloat16
+    # layer is as far from float32 there (5-9 x 2^-8 seen on an AMD EPYC without AVX512): so no
+    # farther than the larger of the two bounds (not for the bias, which Keras sums in bfloat16).
+    error, bound = np.linalg.norm(ours - theirs), 4 * 2.0**-8 * np.linalg.norm(theirs)
+    if name == "dkernel":
+      bound = max(bound, 1.5 * np.linalg.norm(keras_ - theirs))
+    assert error < bound, (name, error / np.linalg.norm(theirs))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
