@@ -260,9 +260,9 @@ def test_training_batch_equals_the_seeds_order_of_steps(preset):
 def _trained_presets():
   """PRESET_FLAGFILES less those that train what another one trains: the same settings but for the
   evaluation's (EVALUATION_FIELDS: the search, the score), which training never reads, or but for
-  the schedule's length (--epochs, --lr_decay_epoch: the test trains one epoch, before any decay), or but for
-  training stages (models.base.Stage, e.g. --encoder_epochs) that the other one runs after the
-  same epochs of the same networks and this one does not run."""
+  the schedule's length (--epochs, --lr_decay_epoch: the test trains one epoch, before any decay),
+  or but for training stages (models.base.Stage, e.g. --encoder_epochs) that the other one runs
+  after the same epochs of the same networks and this one does not run."""
   from anogan_tf.config import EVALUATION_FIELDS
   default = Config()
   stages = lambda config: models.base.stages(models.family(config.model))  # noqa: E731
@@ -271,7 +271,7 @@ def _trained_presets():
   def trained(config):
     config = at_default(config, [name for name in EVALUATION_FIELDS if name != "data_dir"])
     # the schedule's length, but whether it has a decay at all (lr_decay_epoch 0: one Adam, never replaced)
-    return config.replace(epochs=default.epochs, lr_decay_epoch=default.lr_decay_epoch if config.lr_decay_epoch else 0)
+    return config.replace(epochs=default.epochs, lr_decay_epoch=min(config.lr_decay_epoch, 1))
 
   def own_epochs(config):  # what the family's own epochs train, before any stage
     return at_default(trained(config), [name for stage in stages(config) for name in (stage.epochs_field,) + stage.fields])
